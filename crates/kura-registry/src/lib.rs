@@ -1,0 +1,25 @@
+//! Kura's OCI distribution API (the data plane).
+//!
+//! Layering: [`http`] handlers parse a request into an [`endpoint::Endpoint`]
+//! and call one [`service::Registry`] method; the service calls the stores
+//! ([`kura_store::MetaStore`], [`kura_store::BlobStore`]); stores never call
+//! back. Every failure is an [`error::ApiError`], rendered in the spec's
+//! `{"errors":[...]}` format with its status.
+//!
+//! [`app`] builds the router used by `kura serve` and by the tests (which call
+//! it with `tower::ServiceExt::oneshot`, without a socket).
+
+pub mod endpoint;
+pub mod error;
+pub mod http;
+pub mod service;
+
+use std::sync::Arc;
+
+pub use error::ApiError;
+pub use service::{Registry, RegistryConfig};
+
+/// Build the HTTP application for a registry.
+pub fn app(registry: Arc<Registry>) -> axum::Router {
+    http::router(registry)
+}

@@ -1,0 +1,793 @@
+//! The registry service: the data plane's rules, independent of HTTP.
+//!
+//! Handlers call these methods; these methods call the stores. A push is
+//! atomic because bytes are made durable in the blob store first and become
+//! visible only through one short metadata transaction afterwards.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use kura_oci::manifest::{self, MAX_MANIFEST_BYTES};
+use kura_oci::{Algorithm, Digest, ErrorCode, Hasher, Reference, RepoName, Tag};
+use kura_store::blob::ByteStream;
+use kura_store::meta::{
+    BlobRow, Claim, DeleteManifest, ManifestKey, ManifestRow, NewManifest, PutManifestError,
+    Referrer, RepoId, UploadRow,
+};
+use kura_store::{BlobStore, MetaStore, StoreError};
+
+use crate::error::{ApiError, ApiResult};
+
+/// A request body as a stream of chunks.
+pub type Body = BoxStream<'static, io::Result<Bytes>>;
+
+/// Settings of the data plane.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// The account used when a request does not name one.
+    pub default_account: String,
+    /// Create a repository on its first push (until ECR creation templates exist).
+    pub create_on_push: bool,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            default_account: "000000000000".into(),
+            create_on_push: true,
+        }
+    }
+}
+
+/// The data-plane service.
+pub struct Registry {
+    meta: Arc<dyn MetaStore>,
+    blobs: Arc<dyn BlobStore>,
+    config: RegistryConfig,
+}
+
+/// The state of an upload, as reported in `Location` and `Range` headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UploadStatus {
+    /// The upload id.
+    pub id: String,
+    /// Bytes received so far.
+    pub offset: u64,
+}
+
+/// What a POST to `/blobs/uploads/` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// The blob was mounted from another repository, or uploaded in one POST.
+    Created(Digest),
+    /// An upload session was opened.
+    Started(UploadStatus),
+}
+
+/// A blob to send to a client.
+pub struct BlobRead {
+    /// The blob's row.
+    pub blob: BlobRow,
+    /// The body (`None` for HEAD).
+    pub body: Option<ByteStream>,
+    /// The inclusive byte range served, if a Range was asked for.
+    pub range: Option<(u64, u64)>,
+}
+
+/// The result of a manifest PUT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutManifestOutcome {
+    /// Digest of the stored manifest.
+    pub digest: Digest,
+    /// Its subject, if any (for the `OCI-Subject` header).
+    pub subject: Option<Digest>,
+}
+
+fn digest_param(s: &str) -> ApiResult<Digest> {
+    s.parse::<Digest>().map_err(|e| {
+        let code = match e {
+            kura_oci::DigestError::Unsupported(_) => ErrorCode::DigestInvalid,
+            _ => ErrorCode::DigestInvalid,
+        };
+        ApiError::new(code, format!("invalid digest {s:?}: {e}"))
+    })
+}
+
+fn upload_unknown(id: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::BlobUploadUnknown,
+        format!("upload {id:?} is unknown or finished"),
+    )
+}
+
+fn is_not_found(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io(io) if io.kind() == io::ErrorKind::NotFound)
+}
+
+/// Parse a `Range: bytes=...` header against a blob size into an inclusive range.
+pub fn parse_range(header: &str, size: u64) -> Result<(u64, u64), ()> {
+    let spec = header.trim().strip_prefix("bytes=").ok_or(())?;
+    if spec.contains(',') {
+        return Err(()); // multipart ranges are not offered
+    }
+    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n: u64 = b.parse().map_err(|_| ())?;
+        if n == 0 || size == 0 {
+            return Err(());
+        }
+        (size.saturating_sub(n), size - 1)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ())?;
+        let end: u64 = if b.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| ())?
+                .min(size.saturating_sub(1))
+        };
+        if start >= size || end < start {
+            return Err(());
+        }
+        (start, end)
+    };
+    Ok(range)
+}
+
+impl Registry {
+    /// A registry over the given stores.
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        blobs: Arc<dyn BlobStore>,
+        config: RegistryConfig,
+    ) -> Self {
+        Registry {
+            meta,
+            blobs,
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    async fn repo(&self, account: &str, name: &RepoName) -> ApiResult<RepoId> {
+        self.meta
+            .repo_get(account, name.as_str())
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::NameUnknown,
+                    format!("repository {name} is not known to the registry"),
+                )
+                .detail(serde_json::json!({ "name": name.as_str() }))
+            })
+    }
+
+    async fn repo_for_push(&self, account: &str, name: &RepoName) -> ApiResult<RepoId> {
+        if self.config.create_on_push {
+            Ok(self.meta.repo_get_or_create(account, name.as_str()).await?)
+        } else {
+            self.repo(account, name).await
+        }
+    }
+
+    // ----- blobs -------------------------------------------------------------
+
+    /// Read a blob (or a range of it); `head` skips the body.
+    pub async fn get_blob(
+        &self,
+        account: &str,
+        name: &RepoName,
+        digest: &str,
+        range: Option<&str>,
+        head: bool,
+    ) -> ApiResult<BlobRead> {
+        let digest = digest_param(digest)?;
+        let repo = self.repo(account, name).await?;
+        let blob = self
+            .meta
+            .blob_get(repo, digest.as_str())
+            .await?
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::BlobUnknown,
+                    format!("blob {digest} is not in repository {name}"),
+                )
+            })?;
+        let size = blob.size as u64;
+        let range = match range {
+            None => None,
+            Some(h) => Some(parse_range(h, size).map_err(|_| {
+                ApiError::new(
+                    ErrorCode::RangeInvalid,
+                    format!("range {h:?} cannot be satisfied for a blob of {size} bytes"),
+                )
+                .header("content-range", format!("bytes */{size}"))
+            })?),
+        };
+        let body = if head {
+            None
+        } else {
+            match self.blobs.read(&blob.storage_key, range).await {
+                Ok(s) => Some(s),
+                Err(e) if is_not_found(&e) => {
+                    tracing::error!(digest = %digest, key = %blob.storage_key, "blob row has no bytes");
+                    return Err(ApiError::new(
+                        ErrorCode::BlobUnknown,
+                        format!("blob {digest} content is missing"),
+                    ));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        Ok(BlobRead { blob, body, range })
+    }
+
+    /// Remove a blob from a repository (the bytes go when nothing references them).
+    pub async fn delete_blob(&self, account: &str, name: &RepoName, digest: &str) -> ApiResult<()> {
+        let digest = digest_param(digest)?;
+        let repo = self.repo(account, name).await?;
+        if self.meta.blob_unlink(repo, digest.as_str()).await? {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                ErrorCode::BlobUnknown,
+                format!("blob {digest} is not in repository {name}"),
+            ))
+        }
+    }
+
+    // ----- uploads -----------------------------------------------------------
+
+    /// POST `/blobs/uploads/`: mount, single-POST upload, or open a session.
+    pub async fn start_upload(
+        &self,
+        account: &str,
+        name: &RepoName,
+        mount: Option<(&str, Option<&str>)>,
+        digest: Option<&str>,
+        body: Body,
+    ) -> ApiResult<StartOutcome> {
+        let repo = self.repo_for_push(account, name).await?;
+        if let Some((mount_digest, from)) = mount {
+            let d = digest_param(mount_digest)?;
+            if let Some(from) = from.and_then(|f| f.parse::<RepoName>().ok()) {
+                if let Some(from_repo) = self.meta.repo_get(account, from.as_str()).await? {
+                    if self.meta.blob_mount(repo, from_repo, d.as_str()).await? {
+                        return Ok(StartOutcome::Created(d));
+                    }
+                }
+            }
+            // Cannot mount: fall through to an ordinary upload session (202).
+        }
+        let expected = match digest {
+            Some(d) => Some(digest_param(d)?),
+            None => None,
+        };
+        let algorithm = expected
+            .as_ref()
+            .map(|d| d.algorithm())
+            .unwrap_or(Algorithm::Sha256);
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let handle = self.blobs.begin(&id).await?;
+        let row = UploadRow {
+            id: id.clone(),
+            repo_id: repo,
+            handle,
+            offset: 0,
+            hash_state: Hasher::new(algorithm).save(),
+            started_at: kura_store::now_millis(),
+        };
+        self.meta.upload_create(&row).await?;
+        match expected {
+            Some(d) => {
+                self.finish_upload(account, name, &id, d.as_str(), None, Some(body))
+                    .await?;
+                Ok(StartOutcome::Created(d))
+            }
+            None => Ok(StartOutcome::Started(UploadStatus { id, offset: 0 })),
+        }
+    }
+
+    async fn upload_in_repo(
+        &self,
+        account: &str,
+        name: &RepoName,
+        id: &str,
+    ) -> ApiResult<UploadRow> {
+        let repo = self
+            .meta
+            .repo_get(account, name.as_str())
+            .await?
+            .ok_or_else(|| upload_unknown(id))?;
+        match self.meta.upload_get(id).await? {
+            Some(u) if u.repo_id == repo => Ok(u),
+            _ => Err(upload_unknown(id)),
+        }
+    }
+
+    /// GET on an upload: its progress.
+    pub async fn upload_status(
+        &self,
+        account: &str,
+        name: &RepoName,
+        id: &str,
+    ) -> ApiResult<UploadStatus> {
+        let u = self.upload_in_repo(account, name, id).await?;
+        Ok(UploadStatus {
+            id: u.id,
+            offset: u.offset as u64,
+        })
+    }
+
+    /// DELETE on an upload: cancel it.
+    pub async fn cancel_upload(&self, account: &str, name: &RepoName, id: &str) -> ApiResult<()> {
+        let u = self.upload_in_repo(account, name, id).await?;
+        if self.meta.upload_delete(&u.id).await? {
+            self.blobs.abort(&u.handle).await?;
+        }
+        Ok(())
+    }
+
+    /// Take the upload for writing, append `body` (if any) at the expected
+    /// offset while hashing it, and return the claimed row, lease, new offset
+    /// and hasher. The lease is still held on success.
+    async fn write_chunk(
+        &self,
+        account: &str,
+        name: &RepoName,
+        id: &str,
+        start: Option<u64>,
+        declared_len: Option<u64>,
+        body: Option<Body>,
+    ) -> ApiResult<(UploadRow, String, u64, Hasher)> {
+        let repo = self
+            .meta
+            .repo_get(account, name.as_str())
+            .await?
+            .ok_or_else(|| upload_unknown(id))?;
+        let lease = uuid::Uuid::new_v4().simple().to_string();
+        let row = match self
+            .meta
+            .upload_claim(id, start.map(|s| s as i64), &lease)
+            .await?
+        {
+            Claim::Taken(row) => row,
+            Claim::Unknown => return Err(upload_unknown(id)),
+            Claim::Conflict(off) => {
+                if self
+                    .meta
+                    .upload_get(id)
+                    .await?
+                    .is_some_and(|u| u.repo_id != repo)
+                {
+                    return Err(upload_unknown(id));
+                }
+                return Err(range_error(
+                    name,
+                    id,
+                    off as u64,
+                    "chunk does not start at the upload's current offset",
+                ));
+            }
+        };
+        if row.repo_id != repo {
+            self.meta.upload_release(id, &lease).await?;
+            return Err(upload_unknown(id));
+        }
+        let mut hasher = match Hasher::restore(&row.hash_state) {
+            Some(h) => h,
+            None => {
+                self.meta.upload_release(id, &lease).await?;
+                return Err(StoreError::Corrupt(format!(
+                    "upload {id} has an unreadable hash state"
+                ))
+                .into());
+            }
+        };
+        let offset = row.offset as u64;
+        let Some(body) = body else {
+            return Ok((row, lease, offset, hasher));
+        };
+        let stream = body
+            .map(|chunk| {
+                if let Ok(b) = &chunk {
+                    hasher.update(b);
+                }
+                chunk
+            })
+            .boxed();
+        let result = self.blobs.append(&row.handle, offset, stream).await;
+        let (handle, new_offset) = match result {
+            Ok(v) => v,
+            Err(e) => {
+                self.meta.upload_release(id, &lease).await?;
+                if is_not_found(&e) {
+                    // The upload's bytes are gone (e.g. a crash after they were
+                    // committed elsewhere): the session cannot continue.
+                    self.meta.upload_delete(id).await?;
+                    return Err(upload_unknown(id));
+                }
+                if let StoreError::Io(io) = &e {
+                    // A client that hangs up mid-body: nothing was accepted.
+                    return Err(ApiError::new(
+                        ErrorCode::BlobUploadInvalid,
+                        format!("upload body was not received: {io}"),
+                    ));
+                }
+                return Err(e.into());
+            }
+        };
+        let received = new_offset - offset;
+        if let Some(len) = declared_len {
+            if len != received {
+                self.meta.upload_release(id, &lease).await?;
+                return Err(ApiError::new(
+                    ErrorCode::SizeInvalid,
+                    format!("chunk declared {len} bytes but {received} were received"),
+                ));
+            }
+        }
+        let row = UploadRow { handle, ..row };
+        Ok((row, lease, new_offset, hasher))
+    }
+
+    /// PATCH: append a chunk (`range` from Content-Range) or a streamed body.
+    pub async fn patch_upload(
+        &self,
+        account: &str,
+        name: &RepoName,
+        id: &str,
+        range: Option<(u64, u64)>,
+        content_length: Option<u64>,
+        body: Body,
+    ) -> ApiResult<UploadStatus> {
+        let declared = match (range, content_length) {
+            (Some((a, b)), Some(len)) if b - a + 1 != len => {
+                return Err(ApiError::new(
+                    ErrorCode::SizeInvalid,
+                    format!("Content-Range {a}-{b} does not match Content-Length {len}"),
+                ))
+            }
+            (Some((a, b)), _) => Some(b - a + 1),
+            (None, len) => len,
+        };
+        let (row, lease, new_offset, hasher) = self
+            .write_chunk(account, name, id, range.map(|r| r.0), declared, Some(body))
+            .await?;
+        if !self
+            .meta
+            .upload_advance(id, &lease, &row.handle, new_offset as i64, &hasher.save())
+            .await?
+        {
+            return Err(range_error(
+                name,
+                id,
+                row.offset as u64,
+                "the upload was taken over by another request",
+            ));
+        }
+        Ok(UploadStatus {
+            id: id.to_string(),
+            offset: new_offset,
+        })
+    }
+
+    /// PUT `?digest=`: append the final chunk (if any), verify, and commit.
+    pub async fn finish_upload(
+        &self,
+        account: &str,
+        name: &RepoName,
+        id: &str,
+        digest: &str,
+        range: Option<(u64, u64)>,
+        body: Option<Body>,
+    ) -> ApiResult<Digest> {
+        let expected = digest_param(digest)?;
+        let declared = range.map(|(a, b)| b - a + 1);
+        let (row, lease, size, hasher) = self
+            .write_chunk(account, name, id, range.map(|r| r.0), declared, body)
+            .await?;
+        let actual = if hasher.algorithm() == expected.algorithm() {
+            hasher.finish()
+        } else {
+            // Streamed with another algorithm than the client asked for at the
+            // end (rare: chunked sha512). Re-hash the stored bytes once.
+            let mut h = Hasher::new(expected.algorithm());
+            let mut s = match self.blobs.read_upload(&row.handle, size).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.meta.upload_release(id, &lease).await?;
+                    return Err(e.into());
+                }
+            };
+            while let Some(chunk) = s.next().await {
+                match chunk {
+                    Ok(b) => h.update(&b),
+                    Err(e) => {
+                        self.meta.upload_release(id, &lease).await?;
+                        return Err(StoreError::from(e).into());
+                    }
+                }
+            }
+            h.finish()
+        };
+        if actual != expected {
+            // Nothing is stored: the session ends and its bytes are dropped.
+            self.meta.upload_delete(id).await?;
+            self.blobs.abort(&row.handle).await?;
+            return Err(ApiError::new(ErrorCode::DigestInvalid, format!("uploaded content has digest {actual}, not {expected}"))
+                .detail(serde_json::json!({ "expected": expected.as_str(), "actual": actual.as_str(), "size": size })));
+        }
+        let key = match self.blobs.commit(&row.handle, size, &expected).await {
+            Ok(k) => k,
+            Err(e) => {
+                self.meta.upload_release(id, &lease).await?;
+                return Err(e.into());
+            }
+        };
+        let blob = BlobRow {
+            digest: expected.to_string(),
+            size: size as i64,
+            storage_key: key.clone(),
+        };
+        let winner = self.meta.blob_commit(row.repo_id, &blob, Some(id)).await?;
+        if winner != key {
+            // Another upload of the same content won; ours is a duplicate copy.
+            self.blobs.delete(&key).await?;
+        }
+        Ok(expected)
+    }
+
+    // ----- manifests ---------------------------------------------------------
+
+    /// PUT a manifest under a tag or digest, plus extra `tags`.
+    pub async fn put_manifest(
+        &self,
+        account: &str,
+        name: &RepoName,
+        reference: &str,
+        extra_tags: &[String],
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> ApiResult<PutManifestOutcome> {
+        let reference = parse_reference(reference)?;
+        let mut tags = Vec::new();
+        for t in extra_tags {
+            let tag: Tag = t
+                .parse()
+                .map_err(|m: String| ApiError::new(ErrorCode::TagInvalid, m))?;
+            tags.push(tag.to_string());
+        }
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(too_large(body.len()));
+        }
+        let info = manifest::inspect(&body, content_type)
+            .map_err(|e| ApiError::new(ErrorCode::ManifestInvalid, e.to_string()))?;
+        let digest = match &reference {
+            Reference::Digest(d) => {
+                let actual = Digest::of(d.algorithm(), &body);
+                if &actual != d {
+                    return Err(ApiError::new(
+                        ErrorCode::DigestInvalid,
+                        format!("manifest body has digest {actual}, not {d}"),
+                    ));
+                }
+                actual
+            }
+            Reference::Tag(t) => {
+                tags.insert(0, t.to_string());
+                Digest::sha256(&body)
+            }
+        };
+        tags.dedup();
+        let repo = self.repo_for_push(account, name).await?;
+        let new = NewManifest {
+            digest: digest.to_string(),
+            media_type: info.media_type.clone(),
+            artifact_type: info.artifact_type.clone(),
+            subject: info.subject.as_ref().map(|s| s.to_string()),
+            annotations: info
+                .annotations
+                .as_ref()
+                .and_then(|a| serde_json::to_string(a).ok()),
+            body,
+            blobs: info.blobs.iter().map(|d| d.to_string()).collect(),
+            children: info.children.iter().map(|d| d.to_string()).collect(),
+        };
+        match self.meta.manifest_put(repo, &new, &tags).await {
+            Ok(()) => Ok(PutManifestOutcome {
+                digest,
+                subject: info.subject,
+            }),
+            Err(PutManifestError::MissingReferences { blobs, manifests }) => {
+                let first = blobs
+                    .first()
+                    .or(manifests.first())
+                    .cloned()
+                    .unwrap_or_default();
+                Err(ApiError::new(
+                    ErrorCode::ManifestBlobUnknown,
+                    format!("manifest references {first}, which is not in repository {name}"),
+                )
+                .detail(serde_json::json!({ "blobs": blobs, "manifests": manifests })))
+            }
+            Err(PutManifestError::Store(e)) => Err(e.into()),
+        }
+    }
+
+    /// GET/HEAD a manifest.
+    pub async fn get_manifest(
+        &self,
+        account: &str,
+        name: &RepoName,
+        reference: &str,
+    ) -> ApiResult<ManifestRow> {
+        // A reference that cannot exist is simply unknown to a reader (404).
+        let reference = parse_reference(reference).map_err(|e| {
+            if e.error.code == ErrorCode::TagInvalid {
+                ApiError::new(ErrorCode::ManifestUnknown, e.error.message)
+            } else {
+                e
+            }
+        })?;
+        let repo = self.repo(account, name).await?;
+        let key = match &reference {
+            Reference::Tag(t) => ManifestKey::Tag(t.as_str()),
+            Reference::Digest(d) => ManifestKey::Digest(d.as_str()),
+        };
+        self.meta.manifest_get(repo, key).await?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ManifestUnknown,
+                format!("manifest {reference} is not in repository {name}"),
+            )
+        })
+    }
+
+    /// DELETE a manifest by digest (with its tags) or a tag (keeping the manifest).
+    pub async fn delete_manifest(
+        &self,
+        account: &str,
+        name: &RepoName,
+        reference: &str,
+    ) -> ApiResult<()> {
+        let reference = parse_reference(reference)?;
+        let repo = self.repo(account, name).await?;
+        match reference {
+            Reference::Tag(t) => {
+                if self.meta.tag_delete(repo, t.as_str()).await? {
+                    Ok(())
+                } else {
+                    Err(ApiError::new(
+                        ErrorCode::ManifestUnknown,
+                        format!("tag {t} is not in repository {name}"),
+                    ))
+                }
+            }
+            Reference::Digest(d) => match self.meta.manifest_delete(repo, d.as_str()).await? {
+                DeleteManifest::Deleted => Ok(()),
+                DeleteManifest::Unknown => Err(ApiError::new(
+                    ErrorCode::ManifestUnknown,
+                    format!("manifest {d} is not in repository {name}"),
+                )),
+                DeleteManifest::ReferencedBy(parents) => Err(ApiError::new(
+                    ErrorCode::Denied,
+                    format!(
+                        "manifest {d} is referenced by manifest list {}; delete that first",
+                        parents[0]
+                    ),
+                )
+                .detail(serde_json::json!({ "referencedBy": parents }))
+                .status(http::StatusCode::CONFLICT)),
+            },
+        }
+    }
+
+    // ----- listings ----------------------------------------------------------
+
+    /// Tags of a repository: up to `n` after `last`; the bool says whether more follow.
+    pub async fn list_tags(
+        &self,
+        account: &str,
+        name: &RepoName,
+        n: Option<u32>,
+        last: Option<&str>,
+    ) -> ApiResult<(Vec<String>, bool)> {
+        let repo = self.repo(account, name).await?;
+        let limit = n.map(|n| n as i64).unwrap_or(i64::MAX - 1);
+        if limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let mut tags = self.meta.tag_list(repo, last, limit + 1).await?;
+        let more = tags.len() as i64 > limit;
+        tags.truncate(limit as usize);
+        Ok((tags, more))
+    }
+
+    /// Repositories of the account: up to `n` after `last`; the bool says whether more follow.
+    pub async fn catalog(
+        &self,
+        account: &str,
+        n: Option<u32>,
+        last: Option<&str>,
+    ) -> ApiResult<(Vec<String>, bool)> {
+        let limit = n.map(|n| n as i64).unwrap_or(1000);
+        if limit == 0 {
+            return Ok((Vec::new(), false));
+        }
+        let mut repos = self.meta.repo_list(account, last, limit + 1).await?;
+        let more = repos.len() as i64 > limit;
+        repos.truncate(limit as usize);
+        Ok((repos, more))
+    }
+
+    /// Manifests whose subject is `digest`, optionally filtered by artifact type.
+    pub async fn referrers(
+        &self,
+        account: &str,
+        name: &RepoName,
+        digest: &str,
+        artifact_type: Option<&str>,
+    ) -> ApiResult<Vec<Referrer>> {
+        let digest = digest_param(digest)?;
+        match self.meta.repo_get(account, name.as_str()).await? {
+            Some(repo) => Ok(self
+                .meta
+                .referrers(repo, digest.as_str(), artifact_type)
+                .await?),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+fn parse_reference(s: &str) -> ApiResult<Reference> {
+    Reference::parse(s).map_err(|e| match e {
+        kura_oci::name::ReferenceError::Digest(d) => ApiError::new(
+            ErrorCode::DigestInvalid,
+            format!("invalid digest {s:?}: {d}"),
+        ),
+        kura_oci::name::ReferenceError::Tag(m) => ApiError::new(ErrorCode::TagInvalid, m),
+    })
+}
+
+/// A 413 for a manifest body over the limit.
+pub fn too_large(len: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::TooLarge,
+        format!("manifest of {len} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
+    )
+}
+
+fn range_error(name: &RepoName, id: &str, offset: u64, why: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::RangeInvalid,
+        format!("{why}; the upload has {offset} bytes"),
+    )
+    .header("location", format!("/v2/{name}/blobs/uploads/{id}"))
+    .header("range", format!("0-{}", offset.saturating_sub(1)))
+    .header("docker-upload-uuid", id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Ok((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Ok((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Ok((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Ok((50, 99)));
+        assert!(parse_range("bytes=100-", 100).is_err());
+        assert!(parse_range("bytes=5-1", 100).is_err());
+        assert!(parse_range("bytes=0-1,3-4", 100).is_err());
+        assert!(parse_range("items=0-1", 100).is_err());
+        assert!(parse_range("bytes=0-0", 0).is_err());
+    }
+}

@@ -1,0 +1,81 @@
+-- Kura metadata schema, version 1 (SQLite dialect; byte-order BINARY collation
+-- is SQLite's default, matching the spec's lexical tag order).
+CREATE TABLE IF NOT EXISTS repositories (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    account     TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    UNIQUE (account, name)
+);
+
+CREATE TABLE IF NOT EXISTS blobs (
+    digest       TEXT PRIMARY KEY,
+    size         INTEGER NOT NULL,
+    storage_key  TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS repo_blobs (
+    repo_id     INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest      TEXT NOT NULL REFERENCES blobs(digest),
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+);
+CREATE INDEX IF NOT EXISTS repo_blobs_digest ON repo_blobs(digest);
+
+CREATE TABLE IF NOT EXISTS manifests (
+    repo_id        INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    digest         TEXT NOT NULL,
+    media_type     TEXT NOT NULL,
+    artifact_type  TEXT,
+    subject        TEXT,
+    annotations    TEXT,
+    size           INTEGER NOT NULL,
+    body           BLOB NOT NULL,
+    pushed_at      INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, digest)
+);
+CREATE INDEX IF NOT EXISTS manifests_subject ON manifests(repo_id, subject);
+
+CREATE TABLE IF NOT EXISTS manifest_blobs (
+    repo_id          INTEGER NOT NULL,
+    manifest_digest  TEXT NOT NULL,
+    blob_digest      TEXT NOT NULL REFERENCES blobs(digest),
+    PRIMARY KEY (repo_id, manifest_digest, blob_digest),
+    FOREIGN KEY (repo_id, manifest_digest) REFERENCES manifests(repo_id, digest) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS manifest_blobs_blob ON manifest_blobs(blob_digest);
+
+CREATE TABLE IF NOT EXISTS manifest_children (
+    repo_id       INTEGER NOT NULL,
+    parent_digest TEXT NOT NULL,
+    child_digest  TEXT NOT NULL,
+    PRIMARY KEY (repo_id, parent_digest, child_digest),
+    FOREIGN KEY (repo_id, parent_digest) REFERENCES manifests(repo_id, digest) ON DELETE CASCADE,
+    FOREIGN KEY (repo_id, child_digest) REFERENCES manifests(repo_id, digest)
+);
+CREATE INDEX IF NOT EXISTS manifest_children_child ON manifest_children(repo_id, child_digest);
+
+CREATE TABLE IF NOT EXISTS tags (
+    repo_id     INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    digest      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (repo_id, name),
+    FOREIGN KEY (repo_id, digest) REFERENCES manifests(repo_id, digest) ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS tags_digest ON tags(repo_id, digest);
+
+CREATE TABLE IF NOT EXISTS uploads (
+    id           TEXT PRIMARY KEY,
+    repo_id      INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+    handle       TEXT NOT NULL,
+    received     INTEGER NOT NULL,
+    hash_state   BLOB NOT NULL,
+    lease        TEXT,
+    lease_until  INTEGER,
+    started_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);

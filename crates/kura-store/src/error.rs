@@ -1,0 +1,22 @@
+//! Errors of the storage layer.
+
+/// A storage failure. Callers map the expected ones (not found, conflicts) to
+/// protocol errors; the rest become 500s with the detail in the log.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    /// The blob store's I/O failed.
+    #[error("blob store I/O: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored data is not what this version of Kura expects.
+    #[error("corrupt stored state: {0}")]
+    Corrupt(String),
+    /// The caller's input cannot be stored (e.g. a bad storage key).
+    #[error("invalid: {0}")]
+    Invalid(String),
+}
+
+/// Result alias for the storage layer.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,31 @@
+//! Kura's storage layer: two stores, one source of truth.
+//!
+//! * [`meta::MetaStore`] — the metadata store (SQLite by default; the trait is
+//!   shaped so a PostgreSQL implementation can share its SQL). Everything a
+//!   request must decide lives here: repositories, manifests, tags, references,
+//!   blob visibility per repository, and upload sessions with their resumable
+//!   hash state.
+//! * [`blob::BlobStore`] — bytes only, content-addressed, shared across
+//!   repositories (local filesystem now; S3 later). It never decides races.
+//!
+//! Layering: services call stores; stores never call services.
+
+pub mod blob;
+pub mod error;
+pub mod fs;
+pub mod meta;
+pub mod sqlite;
+
+pub use blob::{BlobStore, ByteStream};
+pub use error::StoreError;
+pub use fs::FsBlobStore;
+pub use meta::MetaStore;
+pub use sqlite::SqliteMetaStore;
+
+/// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

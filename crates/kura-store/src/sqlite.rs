@@ -1,0 +1,569 @@
+//! The embedded metadata store on SQLite (WAL, synchronous=FULL).
+//!
+//! Reads go through a pool of read connections; writes go through a single
+//! writer connection, because SQLite admits one writer at a time anyway and a
+//! dedicated connection avoids `SQLITE_BUSY` upgrade failures. Transactions are
+//! short and never wait on blob I/O. The SQL avoids SQLite-only syntax so the
+//! PostgreSQL store can share it.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::error::{Result, StoreError};
+use crate::meta::*;
+use crate::now_millis;
+
+const SCHEMA_V1: &str = include_str!("../migrations/sqlite/0001_init.sql");
+
+/// How long a writer may hold an upload before another request may take it.
+const LEASE_MS: i64 = 15 * 60 * 1000;
+
+/// Metadata in one SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteMetaStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+impl SqliteMetaStore {
+    /// Open (creating and migrating) the database at `path`.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let opts =
+            SqliteConnectOptions::from_str(&format!("sqlite://{}", path.as_ref().display()))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::raw_sql(SCHEMA_V1).execute(&write).await?;
+        let v: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_version")
+            .fetch_optional(&write)
+            .await?;
+        match v {
+            None => {
+                sqlx::query("INSERT INTO schema_version (version) VALUES (1)")
+                    .execute(&write)
+                    .await?;
+            }
+            Some(1) => {}
+            Some(other) => {
+                return Err(StoreError::Corrupt(format!(
+                    "database schema version {other} is newer than this Kura"
+                )))
+            }
+        }
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(SqliteMetaStore { read, write })
+    }
+
+    /// Drop every upload lease. Only for the embedded single-process setup,
+    /// at start-up: no other process can be writing an upload then.
+    pub async fn clear_upload_leases(&self) -> Result<()> {
+        sqlx::query("UPDATE uploads SET lease = NULL, lease_until = NULL WHERE lease IS NOT NULL")
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+}
+
+fn upload_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<UploadRow> {
+    Ok(UploadRow {
+        id: r.try_get("id")?,
+        repo_id: r.try_get("repo_id")?,
+        handle: r.try_get("handle")?,
+        offset: r.try_get("received")?,
+        hash_state: r.try_get("hash_state")?,
+        started_at: r.try_get("started_at")?,
+    })
+}
+
+const UPLOAD_COLS: &str = "id, repo_id, handle, received, hash_state, started_at";
+
+#[async_trait]
+impl MetaStore for SqliteMetaStore {
+    async fn repo_get(&self, account: &str, name: &str) -> Result<Option<RepoId>> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM repositories WHERE account = $1 AND name = $2")
+                .bind(account)
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    async fn repo_get_or_create(&self, account: &str, name: &str) -> Result<RepoId> {
+        if let Some(id) = self.repo_get(account, name).await? {
+            return Ok(id);
+        }
+        sqlx::query("INSERT INTO repositories (account, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (account, name) DO NOTHING")
+            .bind(account)
+            .bind(name)
+            .bind(now_millis())
+            .execute(&self.write)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT id FROM repositories WHERE account = $1 AND name = $2")
+                .bind(account)
+                .bind(name)
+                .fetch_one(&self.write)
+                .await?,
+        )
+    }
+
+    async fn repo_list(
+        &self,
+        account: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM repositories WHERE account = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(account)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn blob_get(&self, repo: RepoId, digest: &str) -> Result<Option<BlobRow>> {
+        let row = sqlx::query(
+            "SELECT b.digest, b.size, b.storage_key FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest \
+             WHERE rb.repo_id = $1 AND rb.digest = $2",
+        )
+        .bind(repo)
+        .bind(digest)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            Ok(BlobRow {
+                digest: r.try_get(0)?,
+                size: r.try_get(1)?,
+                storage_key: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn blob_lookup(&self, digest: &str) -> Result<Option<BlobRow>> {
+        let row = sqlx::query("SELECT digest, size, storage_key FROM blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| {
+            Ok(BlobRow {
+                digest: r.try_get(0)?,
+                size: r.try_get(1)?,
+                storage_key: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn blob_commit(
+        &self,
+        repo: RepoId,
+        blob: &BlobRow,
+        upload_id: Option<&str>,
+    ) -> Result<String> {
+        let now = now_millis();
+        let mut tx = self.write.begin().await?;
+        sqlx::query("INSERT INTO blobs (digest, size, storage_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
+            .bind(&blob.digest)
+            .bind(blob.size)
+            .bind(&blob.storage_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let key: String = sqlx::query_scalar("SELECT storage_key FROM blobs WHERE digest = $1")
+            .bind(&blob.digest)
+            .fetch_one(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT (repo_id, digest) DO NOTHING")
+            .bind(repo)
+            .bind(&blob.digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        if let Some(id) = upload_id {
+            sqlx::query("DELETE FROM uploads WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(key)
+    }
+
+    async fn blob_mount(&self, to: RepoId, from: RepoId, digest: &str) -> Result<bool> {
+        let res = sqlx::query(
+            "INSERT INTO repo_blobs (repo_id, digest, created_at) \
+             SELECT $1, digest, $3 FROM repo_blobs WHERE repo_id = $2 AND digest = $4 \
+             ON CONFLICT (repo_id, digest) DO NOTHING",
+        )
+        .bind(to)
+        .bind(from)
+        .bind(now_millis())
+        .bind(digest)
+        .execute(&self.write)
+        .await?;
+        if res.rows_affected() > 0 {
+            return Ok(true);
+        }
+        // Already mounted counts as mounted, if the source can read it.
+        let ok: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM repo_blobs a JOIN repo_blobs b ON a.digest = b.digest WHERE a.repo_id = $1 AND b.repo_id = $2 AND a.digest = $3",
+        )
+        .bind(to)
+        .bind(from)
+        .bind(digest)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(ok.is_some())
+    }
+
+    async fn blob_unlink(&self, repo: RepoId, digest: &str) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest)
+            .execute(&self.write)
+            .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn upload_create(&self, u: &UploadRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO uploads (id, repo_id, handle, received, hash_state, started_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(&u.id)
+        .bind(u.repo_id)
+        .bind(&u.handle)
+        .bind(u.offset)
+        .bind(&u.hash_state)
+        .bind(u.started_at)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn upload_get(&self, id: &str) -> Result<Option<UploadRow>> {
+        let row = sqlx::query(&format!("SELECT {UPLOAD_COLS} FROM uploads WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(upload_from_row).transpose()
+    }
+
+    async fn upload_claim(&self, id: &str, expected: Option<i64>, lease: &str) -> Result<Claim> {
+        let now = now_millis();
+        let sql = match expected {
+            Some(_) => format!(
+                "UPDATE uploads SET lease = $2, lease_until = $3 WHERE id = $1 \
+                 AND (lease IS NULL OR lease_until < $4) AND received = $5 RETURNING {UPLOAD_COLS}"
+            ),
+            None => format!(
+                "UPDATE uploads SET lease = $2, lease_until = $3 WHERE id = $1 \
+                 AND (lease IS NULL OR lease_until < $4) RETURNING {UPLOAD_COLS}"
+            ),
+        };
+        let mut q = sqlx::query(&sql)
+            .bind(id)
+            .bind(lease)
+            .bind(now + LEASE_MS)
+            .bind(now);
+        if let Some(e) = expected {
+            q = q.bind(e);
+        }
+        if let Some(row) = q.fetch_optional(&self.write).await? {
+            return Ok(Claim::Taken(upload_from_row(&row)?));
+        }
+        let cur: Option<i64> = sqlx::query_scalar("SELECT received FROM uploads WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(match cur {
+            Some(off) => Claim::Conflict(off),
+            None => Claim::Unknown,
+        })
+    }
+
+    async fn upload_advance(
+        &self,
+        id: &str,
+        lease: &str,
+        handle: &str,
+        offset: i64,
+        hash_state: &[u8],
+    ) -> Result<bool> {
+        let res = sqlx::query(
+            "UPDATE uploads SET handle = $3, received = $4, hash_state = $5, lease = NULL, lease_until = NULL, updated_at = $6 \
+             WHERE id = $1 AND lease = $2",
+        )
+        .bind(id)
+        .bind(lease)
+        .bind(handle)
+        .bind(offset)
+        .bind(hash_state)
+        .bind(now_millis())
+        .execute(&self.write)
+        .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn upload_release(&self, id: &str, lease: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2",
+        )
+        .bind(id)
+        .bind(lease)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM uploads WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn manifest_put(
+        &self,
+        repo: RepoId,
+        m: &NewManifest,
+        tags: &[String],
+    ) -> Result<(), PutManifestError> {
+        let now = now_millis();
+        let mut tx = self.write.begin().await.map_err(StoreError::from)?;
+        let mut missing_blobs = Vec::new();
+        for b in &m.blobs {
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+                    .bind(repo)
+                    .bind(b)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+            if found.is_none() {
+                missing_blobs.push(b.clone());
+            }
+        }
+        let mut missing_manifests = Vec::new();
+        for c in &m.children {
+            if c == &m.digest {
+                missing_manifests.push(c.clone());
+                continue;
+            }
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
+                    .bind(repo)
+                    .bind(c)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+            if found.is_none() {
+                missing_manifests.push(c.clone());
+            }
+        }
+        if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
+            return Err(PutManifestError::MissingReferences {
+                blobs: missing_blobs,
+                manifests: missing_manifests,
+            });
+        }
+        sqlx::query(
+            "INSERT INTO manifests (repo_id, digest, media_type, artifact_type, subject, annotations, size, body, pushed_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo_id, digest) DO NOTHING",
+        )
+        .bind(repo)
+        .bind(&m.digest)
+        .bind(&m.media_type)
+        .bind(&m.artifact_type)
+        .bind(&m.subject)
+        .bind(&m.annotations)
+        .bind(m.body.len() as i64)
+        .bind(&m.body)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::from)?;
+        for b in &m.blobs {
+            sqlx::query("INSERT INTO manifest_blobs (repo_id, manifest_digest, blob_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(repo)
+                .bind(&m.digest)
+                .bind(b)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        for c in &m.children {
+            sqlx::query("INSERT INTO manifest_children (repo_id, parent_digest, child_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(repo)
+                .bind(&m.digest)
+                .bind(c)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+        }
+        for t in tags {
+            sqlx::query(
+                "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+            )
+            .bind(repo)
+            .bind(t)
+            .bind(&m.digest)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        }
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(())
+    }
+
+    async fn manifest_get(
+        &self,
+        repo: RepoId,
+        key: ManifestKey<'_>,
+    ) -> Result<Option<ManifestRow>> {
+        let row = match key {
+            ManifestKey::Digest(d) => {
+                sqlx::query("SELECT digest, media_type, body FROM manifests WHERE repo_id = $1 AND digest = $2")
+                    .bind(repo)
+                    .bind(d)
+                    .fetch_optional(&self.read)
+                    .await?
+            }
+            ManifestKey::Tag(t) => {
+                sqlx::query(
+                    "SELECT m.digest, m.media_type, m.body FROM tags t JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest \
+                     WHERE t.repo_id = $1 AND t.name = $2",
+                )
+                .bind(repo)
+                .bind(t)
+                .fetch_optional(&self.read)
+                .await?
+            }
+        };
+        row.map(|r| {
+            Ok(ManifestRow {
+                digest: r.try_get(0)?,
+                media_type: r.try_get(1)?,
+                body: r.try_get(2)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn manifest_delete(&self, repo: RepoId, digest: &str) -> Result<DeleteManifest> {
+        let mut tx = self.write.begin().await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
+                .bind(repo)
+                .bind(digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if exists.is_none() {
+            return Ok(DeleteManifest::Unknown);
+        }
+        let parents: Vec<String> =
+            sqlx::query_scalar("SELECT parent_digest FROM manifest_children WHERE repo_id = $1 AND child_digest = $2 ORDER BY parent_digest")
+                .bind(repo)
+                .bind(digest)
+                .fetch_all(&mut *tx)
+                .await?;
+        if !parents.is_empty() {
+            return Ok(DeleteManifest::ReferencedBy(parents));
+        }
+        sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(DeleteManifest::Deleted)
+    }
+
+    async fn tag_delete(&self, repo: RepoId, tag: &str) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND name = $2")
+            .bind(repo)
+            .bind(tag)
+            .execute(&self.write)
+            .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn tag_list(&self, repo: RepoId, after: Option<&str>, limit: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT name FROM tags WHERE repo_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        )
+        .bind(repo)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn referrers(
+        &self,
+        repo: RepoId,
+        subject: &str,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Referrer>> {
+        let rows =
+            match artifact_type {
+                Some(at) => sqlx::query(
+                    "SELECT digest, media_type, artifact_type, size, annotations FROM manifests \
+                 WHERE repo_id = $1 AND subject = $2 AND artifact_type = $3 ORDER BY digest",
+                )
+                .bind(repo)
+                .bind(subject)
+                .bind(at)
+                .fetch_all(&self.read)
+                .await?,
+                None => sqlx::query(
+                    "SELECT digest, media_type, artifact_type, size, annotations FROM manifests \
+                 WHERE repo_id = $1 AND subject = $2 ORDER BY digest",
+                )
+                .bind(repo)
+                .bind(subject)
+                .fetch_all(&self.read)
+                .await?,
+            };
+        rows.iter()
+            .map(|r| {
+                Ok(Referrer {
+                    digest: r.try_get(0)?,
+                    media_type: r.try_get(1)?,
+                    artifact_type: r.try_get(2)?,
+                    size: r.try_get(3)?,
+                    annotations: r.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+}
