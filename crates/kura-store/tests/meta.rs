@@ -1,0 +1,315 @@
+//! The shared metadata-store suite. Every `MetaStore` implementation runs
+//! [`suite`]; today that is SQLite (PostgreSQL joins later).
+
+use kura_store::meta::*;
+use kura_store::{MetaStore, SqliteMetaStore};
+
+fn d(s: &str) -> String {
+    kura_oci::Digest::sha256(s.as_bytes()).to_string()
+}
+
+fn blob(s: &str) -> BlobRow {
+    BlobRow {
+        digest: d(s),
+        size: s.len() as i64,
+        storage_key: format!("key-{s}"),
+    }
+}
+
+fn manifest(
+    name: &str,
+    blobs: &[&str],
+    children: &[&str],
+    subject: Option<&str>,
+    at: Option<&str>,
+) -> NewManifest {
+    NewManifest {
+        digest: d(name),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        artifact_type: at.map(String::from),
+        subject: subject.map(d),
+        annotations: None,
+        body: name.as_bytes().to_vec(),
+        blobs: blobs.iter().map(|b| d(b)).collect(),
+        children: children.iter().map(|c| d(c)).collect(),
+    }
+}
+
+async fn suite(m: &dyn MetaStore) {
+    // Repositories: idempotent creation, byte-order listing, per account.
+    let r1 = m
+        .repo_get_or_create("111111111111", "team/app")
+        .await
+        .unwrap();
+    assert_eq!(
+        m.repo_get_or_create("111111111111", "team/app")
+            .await
+            .unwrap(),
+        r1
+    );
+    let r2 = m.repo_get_or_create("111111111111", "other").await.unwrap();
+    m.repo_get_or_create("222222222222", "elsewhere")
+        .await
+        .unwrap();
+    assert_eq!(
+        m.repo_list("111111111111", None, 10).await.unwrap(),
+        vec!["other", "team/app"]
+    );
+    assert_eq!(
+        m.repo_list("111111111111", Some("other"), 10)
+            .await
+            .unwrap(),
+        vec!["team/app"]
+    );
+    assert_eq!(m.repo_get("111111111111", "nope").await.unwrap(), None);
+
+    // Blobs: commit grants access; the first storage key wins; mount; unlink.
+    assert_eq!(m.blob_commit(r1, &blob("a"), None).await.unwrap(), "key-a");
+    let mut dup = blob("a");
+    dup.storage_key = "key-a-second".into();
+    assert_eq!(m.blob_commit(r1, &dup, None).await.unwrap(), "key-a");
+    assert!(m.blob_get(r1, &d("a")).await.unwrap().is_some());
+    assert!(m.blob_get(r2, &d("a")).await.unwrap().is_none());
+    assert!(m.blob_lookup(&d("a")).await.unwrap().is_some());
+    assert!(!m.blob_mount(r2, r1, &d("zzz")).await.unwrap());
+    assert!(m.blob_mount(r2, r1, &d("a")).await.unwrap());
+    assert!(
+        m.blob_mount(r2, r1, &d("a")).await.unwrap(),
+        "mounting twice is fine"
+    );
+    assert!(m.blob_get(r2, &d("a")).await.unwrap().is_some());
+    assert!(m.blob_unlink(r2, &d("a")).await.unwrap());
+    assert!(!m.blob_unlink(r2, &d("a")).await.unwrap());
+
+    // Uploads: claims honour the expected offset and the lease.
+    let u = UploadRow {
+        id: "up1".into(),
+        repo_id: r1,
+        handle: "h".into(),
+        offset: 0,
+        hash_state: vec![1, 2],
+        started_at: 1,
+    };
+    m.upload_create(&u).await.unwrap();
+    assert_eq!(
+        m.upload_claim("nope", None, "l0").await.unwrap(),
+        Claim::Unknown
+    );
+    assert_eq!(
+        m.upload_claim("up1", Some(5), "l1").await.unwrap(),
+        Claim::Conflict(0)
+    );
+    let Claim::Taken(row) = m.upload_claim("up1", Some(0), "l1").await.unwrap() else {
+        panic!("not taken")
+    };
+    assert_eq!(row, u);
+    assert_eq!(
+        m.upload_claim("up1", Some(0), "l2").await.unwrap(),
+        Claim::Conflict(0),
+        "held by l1"
+    );
+    assert!(
+        !m.upload_advance("up1", "l2", "h", 10, &[3]).await.unwrap(),
+        "wrong lease"
+    );
+    assert!(m.upload_advance("up1", "l1", "h2", 10, &[3]).await.unwrap());
+    let got = m.upload_get("up1").await.unwrap().unwrap();
+    assert_eq!(
+        (got.offset, got.handle.as_str(), got.hash_state.as_slice()),
+        (10, "h2", &[3u8][..])
+    );
+    let Claim::Taken(_) = m.upload_claim("up1", None, "l3").await.unwrap() else {
+        panic!()
+    };
+    m.upload_release("up1", "l3").await.unwrap();
+    assert!(matches!(
+        m.upload_claim("up1", Some(10), "l4").await.unwrap(),
+        Claim::Taken(_)
+    ));
+    // Committing a blob from an upload deletes the upload in the same transaction.
+    m.blob_commit(r1, &blob("b"), Some("up1")).await.unwrap();
+    assert_eq!(m.upload_get("up1").await.unwrap(), None);
+    assert!(!m.upload_delete("up1").await.unwrap());
+
+    // Manifests: references are checked; tags upsert; deletes.
+    let missing = m
+        .manifest_put(
+            r1,
+            &manifest("m0", &["a", "nope"], &[], None, None),
+            &["v0".into()],
+        )
+        .await;
+    match missing {
+        Err(PutManifestError::MissingReferences { blobs, manifests }) => {
+            assert_eq!(blobs, vec![d("nope")]);
+            assert!(manifests.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(m
+        .manifest_get(r1, ManifestKey::Tag("v0"))
+        .await
+        .unwrap()
+        .is_none());
+    m.manifest_put(
+        r1,
+        &manifest("m1", &["a", "b"], &[], None, None),
+        &["v1".into(), "latest".into()],
+    )
+    .await
+    .unwrap();
+    m.manifest_put(
+        r1,
+        &manifest("m2", &["a"], &[], None, None),
+        &["latest".into()],
+    )
+    .await
+    .unwrap();
+    let got = m
+        .manifest_get(r1, ManifestKey::Tag("latest"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.digest, d("m2"));
+    assert_eq!(got.body, b"m2");
+    assert_eq!(
+        m.tag_list(r1, None, 10).await.unwrap(),
+        vec!["latest", "v1"]
+    );
+    // Byte order: uppercase sorts before lowercase.
+    m.manifest_put(
+        r1,
+        &manifest("m2", &["a"], &[], None, None),
+        &["Zed".into(), "_u".into()],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        m.tag_list(r1, None, 10).await.unwrap(),
+        vec!["Zed", "_u", "latest", "v1"]
+    );
+    assert_eq!(
+        m.tag_list(r1, Some("Zed"), 2).await.unwrap(),
+        vec!["_u", "latest"]
+    );
+
+    // An index pins its children.
+    m.manifest_put(
+        r1,
+        &manifest("idx", &[], &["m1", "m2"], None, None),
+        &["multi".into()],
+    )
+    .await
+    .unwrap();
+    let missing_child = m
+        .manifest_put(r1, &manifest("idx2", &[], &["m9"], None, None), &[])
+        .await;
+    assert!(matches!(
+        missing_child,
+        Err(PutManifestError::MissingReferences { .. })
+    ));
+    assert_eq!(
+        m.manifest_delete(r1, &d("m1")).await.unwrap(),
+        DeleteManifest::ReferencedBy(vec![d("idx")])
+    );
+    assert_eq!(
+        m.manifest_delete(r1, &d("idx")).await.unwrap(),
+        DeleteManifest::Deleted
+    );
+    assert_eq!(
+        m.manifest_delete(r1, &d("m1")).await.unwrap(),
+        DeleteManifest::Deleted
+    );
+    assert_eq!(
+        m.manifest_delete(r1, &d("m1")).await.unwrap(),
+        DeleteManifest::Unknown
+    );
+    assert_eq!(
+        m.tag_list(r1, None, 10).await.unwrap(),
+        vec!["Zed", "_u", "latest"],
+        "v1 went with m1"
+    );
+    assert!(m.tag_delete(r1, "Zed").await.unwrap());
+    assert!(!m.tag_delete(r1, "Zed").await.unwrap());
+    assert!(m
+        .manifest_get(r1, ManifestKey::Digest(&d("m2")))
+        .await
+        .unwrap()
+        .is_some());
+
+    // Referrers (a subject need not exist).
+    m.manifest_put(
+        r1,
+        &manifest("sig", &["a"], &[], Some("m2"), Some("application/sig")),
+        &[],
+    )
+    .await
+    .unwrap();
+    m.manifest_put(
+        r1,
+        &manifest("sbom", &["a"], &[], Some("m2"), Some("application/sbom")),
+        &[],
+    )
+    .await
+    .unwrap();
+    m.manifest_put(
+        r1,
+        &manifest("dangling", &["a"], &[], Some("ghost"), None),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(m.referrers(r1, &d("m2"), None).await.unwrap().len(), 2);
+    let sig = m
+        .referrers(r1, &d("m2"), Some("application/sig"))
+        .await
+        .unwrap();
+    assert_eq!(sig.len(), 1);
+    assert_eq!(sig[0].digest, d("sig"));
+    assert_eq!(m.referrers(r1, &d("ghost"), None).await.unwrap().len(), 1);
+    assert!(m.referrers(r2, &d("m2"), None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = SqliteMetaStore::open(dir.path().join("meta.db"))
+        .await
+        .unwrap();
+    suite(&m).await;
+}
+
+#[tokio::test]
+async fn sqlite_store_survives_reopen_and_clears_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.db");
+    {
+        let m = SqliteMetaStore::open(&path).await.unwrap();
+        let r = m.repo_get_or_create("1", "x").await.unwrap();
+        let u = UploadRow {
+            id: "u".into(),
+            repo_id: r,
+            handle: "h".into(),
+            offset: 0,
+            hash_state: vec![],
+            started_at: 0,
+        };
+        m.upload_create(&u).await.unwrap();
+        assert!(matches!(
+            m.upload_claim("u", None, "dead-node").await.unwrap(),
+            Claim::Taken(_)
+        ));
+    }
+    let m = SqliteMetaStore::open(&path).await.unwrap();
+    assert_eq!(
+        m.upload_claim("u", None, "l").await.unwrap(),
+        Claim::Conflict(0),
+        "still leased"
+    );
+    m.clear_upload_leases().await.unwrap();
+    assert!(matches!(
+        m.upload_claim("u", None, "l").await.unwrap(),
+        Claim::Taken(_)
+    ));
+    assert!(m.repo_get("1", "x").await.unwrap().is_some());
+}
