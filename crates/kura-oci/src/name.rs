@@ -109,7 +109,7 @@ impl Reference {
         if s.contains(':') {
             s.parse()
                 .map(Reference::Digest)
-                .map_err(|e| ReferenceError::Digest(e))
+                .map_err(ReferenceError::Digest)
         } else {
             s.parse().map(Reference::Tag).map_err(ReferenceError::Tag)
         }

@@ -8,18 +8,18 @@ use kura_store::StoreError;
 /// An error answered to a client, plus extra headers (e.g. `Range` on 416).
 #[derive(Debug)]
 pub struct ApiError {
-    /// The spec error.
-    pub error: OciError,
+    /// The spec error (boxed: errors travel in every `Result`).
+    pub error: Box<OciError>,
     /// Headers to add to the response.
-    pub headers: HeaderMap,
+    pub headers: Box<HeaderMap>,
 }
 
 impl ApiError {
     /// An error with a code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            error: OciError::new(code, message),
-            headers: HeaderMap::new(),
+            error: Box::new(OciError::new(code, message)),
+            headers: Box::default(),
         }
     }
 
@@ -47,8 +47,8 @@ impl ApiError {
 impl From<OciError> for ApiError {
     fn from(error: OciError) -> Self {
         ApiError {
-            error,
-            headers: HeaderMap::new(),
+            error: Box::new(error),
+            headers: Box::default(),
         }
     }
 }
@@ -68,7 +68,7 @@ impl IntoResponse for ApiError {
         let mut resp = (status, body).into_response();
         resp.headers_mut()
             .insert("content-type", HeaderValue::from_static("application/json"));
-        resp.headers_mut().extend(self.headers);
+        resp.headers_mut().extend(*self.headers);
         resp
     }
 }

