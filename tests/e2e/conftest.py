@@ -101,6 +101,10 @@ class Registry:
             return ""
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "large: multi-GiB tests")
+
+
 @pytest.fixture
 def registry(tmp_path):
     reg = Registry(str(tmp_path))

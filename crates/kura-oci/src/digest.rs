@@ -90,11 +90,9 @@ impl FromStr for Digest {
         let (alg, enc) = s.split_once(':').ok_or(DigestError::Malformed)?;
         // The image spec's grammar for the algorithm component.
         let alg_ok = !alg.is_empty()
-            && alg.split(['+', '.', '_', '-']).all(|c| {
-                !c.is_empty()
-                    && c.bytes()
-                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            });
+            && alg
+                .split(['+', '.', '_', '-'])
+                .all(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         if !alg_ok || enc.is_empty() {
             return Err(DigestError::Malformed);
         }
@@ -102,18 +100,13 @@ impl FromStr for Digest {
             "sha256" => Algorithm::Sha256,
             "sha512" => Algorithm::Sha512,
             other => {
-                if enc
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
-                {
+                if enc.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b)) {
                     return Err(DigestError::Unsupported(other.to_string()));
                 }
                 return Err(DigestError::Malformed);
             }
         };
-        if enc.len() != algorithm.hex_len()
-            || !enc.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        {
+        if enc.len() != algorithm.hex_len() || !enc.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(DigestError::BadEncoding);
         }
         Ok(Digest(s.to_string()))
@@ -187,12 +180,8 @@ impl Hasher {
     pub fn restore(bytes: &[u8]) -> Option<Self> {
         let (tag, state) = bytes.split_first()?;
         match tag {
-            1 => Sha256::deserialize(state.try_into().ok()?)
-                .ok()
-                .map(Hasher::Sha256),
-            2 => Sha512::deserialize(state.try_into().ok()?)
-                .ok()
-                .map(Hasher::Sha512),
+            1 => Sha256::deserialize(state.try_into().ok()?).ok().map(Hasher::Sha256),
+            2 => Sha512::deserialize(state.try_into().ok()?).ok().map(Hasher::Sha512),
             _ => None,
         }
     }
@@ -209,25 +198,15 @@ mod tests {
             .unwrap();
         assert_eq!(d.algorithm(), Algorithm::Sha256);
         assert_eq!(d, Digest::sha256(b""));
-        assert_eq!(
-            "sha256:abc".parse::<Digest>(),
-            Err(DigestError::BadEncoding)
-        );
+        assert_eq!("sha256:abc".parse::<Digest>(), Err(DigestError::BadEncoding));
         assert_eq!("nocolon".parse::<Digest>(), Err(DigestError::Malformed));
-        assert!(matches!(
-            "md5:abcd".parse::<Digest>(),
-            Err(DigestError::Unsupported(_))
-        ));
+        assert!(matches!("md5:abcd".parse::<Digest>(), Err(DigestError::Unsupported(_))));
         assert_eq!(
-            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
-                .parse::<Digest>(),
+            "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855".parse::<Digest>(),
             Err(DigestError::BadEncoding)
         );
         let s512 = Digest::of(Algorithm::Sha512, b"abc");
-        assert_eq!(
-            s512.as_str().parse::<Digest>().unwrap().algorithm(),
-            Algorithm::Sha512
-        );
+        assert_eq!(s512.as_str().parse::<Digest>().unwrap().algorithm(), Algorithm::Sha512);
     }
 
     #[test]

@@ -22,16 +22,13 @@ impl MediaType {
     /// OCI image index.
     pub const OCI_INDEX: &'static str = "application/vnd.oci.image.index.v1+json";
     /// Docker image manifest v2 schema 2.
-    pub const DOCKER_MANIFEST: &'static str =
-        "application/vnd.docker.distribution.manifest.v2+json";
+    pub const DOCKER_MANIFEST: &'static str = "application/vnd.docker.distribution.manifest.v2+json";
     /// Docker manifest list.
-    pub const DOCKER_LIST: &'static str =
-        "application/vnd.docker.distribution.manifest.list.v2+json";
+    pub const DOCKER_LIST: &'static str = "application/vnd.docker.distribution.manifest.list.v2+json";
     /// Docker schema 1 (refused: deprecated and unsigned here).
     pub const DOCKER_V1: &'static str = "application/vnd.docker.distribution.manifest.v1+json";
     /// Docker schema 1, signed.
-    pub const DOCKER_V1_SIGNED: &'static str =
-        "application/vnd.docker.distribution.manifest.v1+prettyjws";
+    pub const DOCKER_V1_SIGNED: &'static str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 }
 
 /// A content descriptor as it appears in manifests and in the referrers index.
@@ -45,11 +42,7 @@ pub struct Descriptor {
     /// Size in bytes.
     pub size: i64,
     /// Artifact type (referrers index entries, OCI 1.1 descriptors).
-    #[serde(
-        rename = "artifactType",
-        skip_serializing_if = "Option::is_none",
-        default
-    )]
+    #[serde(rename = "artifactType", skip_serializing_if = "Option::is_none", default)]
     pub artifact_type: Option<String>,
     /// Annotations.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -114,13 +107,11 @@ impl ManifestInfo {
 
 fn parse_descriptor_digest(d: &Descriptor, what: &str) -> Result<Digest, ManifestError> {
     if d.size < 0 {
-        return Err(ManifestError::Invalid(format!(
-            "{what} has a negative size"
-        )));
+        return Err(ManifestError::Invalid(format!("{what} has a negative size")));
     }
-    d.digest.parse().map_err(|e| {
-        ManifestError::Invalid(format!("{what} has an invalid digest {:?}: {e}", d.digest))
-    })
+    d.digest
+        .parse()
+        .map_err(|e| ManifestError::Invalid(format!("{what} has an invalid digest {:?}: {e}", d.digest)))
 }
 
 /// Inspect a manifest body. `content_type` is the PUT's Content-Type header,
@@ -130,9 +121,7 @@ pub fn inspect(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, 
         .map_err(|e| ManifestError::Invalid(format!("manifest is not valid JSON: {e}")))
         .and_then(|v| {
             if !v.is_object() {
-                return Err(ManifestError::Invalid(
-                    "manifest must be a JSON object".into(),
-                ));
+                return Err(ManifestError::Invalid("manifest must be a JSON object".into()));
             }
             serde_json::from_value(v)
                 .map_err(|e| ManifestError::Invalid(format!("manifest has a malformed field: {e}")))
@@ -151,8 +140,7 @@ pub fn inspect(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, 
                 MediaType::OCI_MANIFEST.to_string()
             } else {
                 return Err(ManifestError::Invalid(
-                    "cannot tell the manifest's media type: no mediaType field or Content-Type"
-                        .into(),
+                    "cannot tell the manifest's media type: no mediaType field or Content-Type".into(),
                 ));
             }
         }
@@ -163,8 +151,7 @@ pub fn inspect(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, 
         ));
     }
 
-    let known_image =
-        media_type == MediaType::OCI_MANIFEST || media_type == MediaType::DOCKER_MANIFEST;
+    let known_image = media_type == MediaType::OCI_MANIFEST || media_type == MediaType::DOCKER_MANIFEST;
     let known_index = media_type == MediaType::OCI_INDEX || media_type == MediaType::DOCKER_LIST;
     if known_image || known_index {
         match &raw.schema_version {
@@ -186,17 +173,14 @@ pub fn inspect(body: &[u8], content_type: Option<&str>) -> Result<ManifestInfo, 
     let mut blobs = Vec::new();
     let mut children = Vec::new();
     if known_image || (!known_index && raw.config.is_some()) {
-        let config = raw.config.as_ref().ok_or_else(|| {
-            ManifestError::Invalid("image manifest has no config descriptor".into())
-        })?;
+        let config = raw
+            .config
+            .as_ref()
+            .ok_or_else(|| ManifestError::Invalid("image manifest has no config descriptor".into()))?;
         blobs.push(parse_descriptor_digest(config, "config")?);
         let layers = match (&raw.layers, known_image) {
             (Some(l), _) => l.as_slice(),
-            (None, true) => {
-                return Err(ManifestError::Invalid(
-                    "image manifest has no layers field".into(),
-                ))
-            }
+            (None, true) => return Err(ManifestError::Invalid("image manifest has no layers field".into())),
             (None, false) => &[],
         };
         for (i, layer) in layers.iter().enumerate() {
@@ -269,11 +253,7 @@ mod tests {
         let body = format!(
             r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.cncf.helm.config.v1+json","digest":"{D1}","size":2}},"layers":[]}}"#
         );
-        let info = inspect(
-            body.as_bytes(),
-            Some("application/vnd.oci.image.manifest.v1+json"),
-        )
-        .unwrap();
+        let info = inspect(body.as_bytes(), Some("application/vnd.oci.image.manifest.v1+json")).unwrap();
         assert_eq!(info.media_type, MediaType::OCI_MANIFEST);
         assert_eq!(
             info.artifact_type.as_deref(),

@@ -14,10 +14,7 @@ pub const MAX_NAME_LEN: usize = 256;
 
 fn name_re() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
-    RE.get_or_init(|| {
-        Regex::new(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$")
-            .unwrap()
-    })
+    RE.get_or_init(|| Regex::new(r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$").unwrap())
 }
 
 fn tag_re() -> &'static Regex {
@@ -107,9 +104,7 @@ impl Reference {
     /// Parse: a string containing `:` must be a digest, else it must be a tag.
     pub fn parse(s: &str) -> Result<Self, ReferenceError> {
         if s.contains(':') {
-            s.parse()
-                .map(Reference::Digest)
-                .map_err(ReferenceError::Digest)
+            s.parse().map(Reference::Digest).map_err(ReferenceError::Digest)
         } else {
             s.parse().map(Reference::Tag).map_err(ReferenceError::Tag)
         }
@@ -170,9 +165,6 @@ mod tests {
         assert!(".x".parse::<Tag>().is_err());
         assert!("a".repeat(129).parse::<Tag>().is_err());
         assert!(matches!(Reference::parse("latest"), Ok(Reference::Tag(_))));
-        assert!(matches!(
-            Reference::parse("sha256:zz"),
-            Err(ReferenceError::Digest(_))
-        ));
+        assert!(matches!(Reference::parse("sha256:zz"), Err(ReferenceError::Digest(_))));
     }
 }

@@ -30,16 +30,15 @@ pub enum Endpoint {
 
 fn name(segs: &[String]) -> ApiResult<RepoName> {
     let joined = segs.join("/");
-    joined.parse().map_err(|msg: String| {
-        ApiError::new(ErrorCode::NameInvalid, msg).detail(serde_json::json!({ "name": joined }))
-    })
+    joined
+        .parse()
+        .map_err(|msg: String| ApiError::new(ErrorCode::NameInvalid, msg).detail(serde_json::json!({ "name": joined })))
 }
 
 /// Parse the path (which must start with `/v2`).
 pub fn parse(path: &str) -> ApiResult<Endpoint> {
     let rest = path.strip_prefix("/v2").ok_or_else(|| {
-        ApiError::new(ErrorCode::Unsupported, "not a registry path")
-            .status(http::StatusCode::NOT_FOUND)
+        ApiError::new(ErrorCode::Unsupported, "not a registry path").status(http::StatusCode::NOT_FOUND)
     })?;
     if rest.is_empty() || rest == "/" {
         return Ok(Endpoint::Base);
@@ -54,11 +53,8 @@ pub fn parse(path: &str) -> ApiResult<Endpoint> {
         .collect();
     let n = segs.len();
     let not_found = || {
-        ApiError::new(
-            ErrorCode::Unsupported,
-            format!("no registry endpoint at {path}"),
-        )
-        .status(http::StatusCode::NOT_FOUND)
+        ApiError::new(ErrorCode::Unsupported, format!("no registry endpoint at {path}"))
+            .status(http::StatusCode::NOT_FOUND)
     };
     if n >= 3 && segs[n - 2] == "tags" && segs[n - 1] == "list" {
         return Ok(Endpoint::Tags(name(&segs[..n - 2])?));
@@ -74,15 +70,9 @@ pub fn parse(path: &str) -> ApiResult<Endpoint> {
     if n >= 2 {
         let last = segs[n - 1].clone();
         match segs[n - 2].as_str() {
-            "manifests" if !last.is_empty() => {
-                return Ok(Endpoint::Manifest(name(&segs[..n - 2])?, last))
-            }
-            "referrers" if !last.is_empty() => {
-                return Ok(Endpoint::Referrers(name(&segs[..n - 2])?, last))
-            }
-            "blobs" if last == "uploads" => {
-                return Ok(Endpoint::UploadStart(name(&segs[..n - 2])?))
-            }
+            "manifests" if !last.is_empty() => return Ok(Endpoint::Manifest(name(&segs[..n - 2])?, last)),
+            "referrers" if !last.is_empty() => return Ok(Endpoint::Referrers(name(&segs[..n - 2])?, last)),
+            "blobs" if last == "uploads" => return Ok(Endpoint::UploadStart(name(&segs[..n - 2])?)),
             "blobs" if !last.is_empty() => return Ok(Endpoint::Blob(name(&segs[..n - 2])?, last)),
             _ => {}
         }
@@ -111,14 +101,8 @@ mod tests {
             parse("/v2/x/manifests/latest").unwrap(),
             Endpoint::Manifest(rn("x"), "latest".into())
         );
-        assert_eq!(
-            parse("/v2/x/blobs/uploads/").unwrap(),
-            Endpoint::UploadStart(rn("x"))
-        );
-        assert_eq!(
-            parse("/v2/x/blobs/uploads").unwrap(),
-            Endpoint::UploadStart(rn("x"))
-        );
+        assert_eq!(parse("/v2/x/blobs/uploads/").unwrap(), Endpoint::UploadStart(rn("x")));
+        assert_eq!(parse("/v2/x/blobs/uploads").unwrap(), Endpoint::UploadStart(rn("x")));
         assert_eq!(
             parse("/v2/x/blobs/uploads/abc").unwrap(),
             Endpoint::Upload(rn("x"), "abc".into())

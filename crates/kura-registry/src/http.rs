@@ -32,12 +32,8 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .layer(axum::middleware::map_response(api_version_header))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(
-                    tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO),
-                )
-                .on_response(
-                    tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO),
-                ),
+                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .with_state(registry)
 }
@@ -61,10 +57,7 @@ impl Query {
         )
     }
     fn get(&self, k: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.as_str())
+        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
     }
     fn all(&self, k: &str) -> Vec<String> {
         self.0
@@ -84,17 +77,12 @@ fn content_length(h: &HeaderMap) -> Option<u64> {
 }
 
 fn body_stream(body: Body) -> service::Body {
-    body.into_data_stream()
-        .map(|r| r.map_err(io::Error::other))
-        .boxed()
+    body.into_data_stream().map(|r| r.map_err(io::Error::other)).boxed()
 }
 
 fn unsupported(method: &Method) -> ApiError {
-    ApiError::new(
-        ErrorCode::Unsupported,
-        format!("method {method} is not supported here"),
-    )
-    .status(StatusCode::METHOD_NOT_ALLOWED)
+    ApiError::new(ErrorCode::Unsupported, format!("method {method} is not supported here"))
+        .status(StatusCode::METHOD_NOT_ALLOWED)
 }
 
 async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> Response {
@@ -124,11 +112,9 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
     let (parts, body) = req.into_parts();
     let h = &parts.headers;
     match (endpoint, method) {
-        (Endpoint::Base, Method::GET | Method::HEAD) => Ok(json_response(
-            StatusCode::OK,
-            b"{}".to_vec(),
-            "application/json",
-        )),
+        (Endpoint::Base, Method::GET | Method::HEAD) => {
+            Ok(json_response(StatusCode::OK, b"{}".to_vec(), "application/json"))
+        }
         (Endpoint::Catalog, Method::GET) => {
             let n = parse_n(&query)?;
             let (repos, more) = reg.catalog(account, n, query.get("last")).await?;
@@ -153,11 +139,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
             let n = parse_n(&query)?;
             let (tags, more) = reg.list_tags(account, &name, n, query.get("last")).await?;
             let body = serde_json::json!({ "name": name.as_str(), "tags": tags });
-            let mut r = json_response(
-                StatusCode::OK,
-                serde_json::to_vec(&body).unwrap(),
-                "application/json",
-            );
+            let mut r = json_response(StatusCode::OK, serde_json::to_vec(&body).unwrap(), "application/json");
             if more {
                 link(
                     &mut r,
@@ -171,7 +153,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
             Ok(r)
         }
         (Endpoint::Manifest(name, reference), m @ (Method::GET | Method::HEAD)) => {
-            let row = reg.get_manifest(account, &name, &reference).await?;
+            let row = reg.get_manifest(account, &name, &reference, m == Method::GET).await?;
             let len = row.body.len();
             let mut r = if m == Method::HEAD {
                 Response::new(Body::empty())
@@ -202,11 +184,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
                 .await?;
             let mut r = empty(StatusCode::CREATED);
             let hd = r.headers_mut();
-            set(
-                hd,
-                "location",
-                &format!("/v2/{name}/manifests/{}", out.digest),
-            );
+            set(hd, "location", &format!("/v2/{name}/manifests/{}", out.digest));
             set(hd, "docker-content-digest", out.digest.as_str());
             if let Some(s) = out.subject {
                 set(hd, "oci-subject", s.as_str());
@@ -219,9 +197,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
         }
         (Endpoint::Blob(name, digest), m @ (Method::GET | Method::HEAD)) => {
             let head = m == Method::HEAD;
-            let read = reg
-                .get_blob(account, &name, &digest, header(h, "range"), head)
-                .await?;
+            let read = reg.get_blob(account, &name, &digest, header(h, "range"), head).await?;
             let size = read.blob.size as u64;
             let (status, len) = match read.range {
                 Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),
@@ -250,13 +226,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
         (Endpoint::UploadStart(name), Method::POST) => {
             let mount = query.get("mount").map(|m| (m, query.get("from")));
             let out = reg
-                .start_upload(
-                    account,
-                    &name,
-                    mount,
-                    query.get("digest"),
-                    body_stream(body),
-                )
+                .start_upload(account, &name, mount, query.get("digest"), body_stream(body))
                 .await?;
             Ok(match out {
                 StartOutcome::Created(d) => created_blob(&name, d.as_str()),
@@ -270,14 +240,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
         (Endpoint::Upload(name, id), Method::PATCH) => {
             let range = parse_content_range(h)?;
             let st = reg
-                .patch_upload(
-                    account,
-                    &name,
-                    &id,
-                    range,
-                    content_length(h),
-                    body_stream(body),
-                )
+                .patch_upload(account, &name, &id, range, content_length(h), body_stream(body))
                 .await?;
             Ok(upload_response(StatusCode::ACCEPTED, &name, &st))
         }
@@ -294,9 +257,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
             } else {
                 Some(body_stream(body))
             };
-            let d = reg
-                .finish_upload(account, &name, &id, digest, range, body)
-                .await?;
+            let d = reg.finish_upload(account, &name, &id, digest, range, body).await?;
             Ok(created_blob(&name, d.as_str()))
         }
         (Endpoint::Upload(name, id), Method::DELETE) => {
@@ -313,18 +274,18 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
                     if let Some(at) = r.artifact_type {
                         d["artifactType"] = at.into();
                     }
-                    if let Some(a) = r.annotations.and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok()) {
+                    if let Some(a) = r
+                        .annotations
+                        .and_then(|a| serde_json::from_str::<serde_json::Value>(&a).ok())
+                    {
                         d["annotations"] = a;
                     }
                     d
                 })
                 .collect();
-            let body = serde_json::json!({ "schemaVersion": 2, "mediaType": MediaType::OCI_INDEX, "manifests": manifests });
-            let mut r = json_response(
-                StatusCode::OK,
-                serde_json::to_vec(&body).unwrap(),
-                MediaType::OCI_INDEX,
-            );
+            let body =
+                serde_json::json!({ "schemaVersion": 2, "mediaType": MediaType::OCI_INDEX, "manifests": manifests });
+            let mut r = json_response(StatusCode::OK, serde_json::to_vec(&body).unwrap(), MediaType::OCI_INDEX);
             if filter.is_some() {
                 set(r.headers_mut(), "oci-filters-applied", "artifactType");
             }
@@ -352,12 +313,7 @@ fn parse_content_range(h: &HeaderMap) -> ApiResult<Option<(u64, u64)>> {
     let Some(v) = header(h, "content-range") else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::new(
-            ErrorCode::RangeInvalid,
-            format!("invalid Content-Range {v:?}"),
-        )
-    };
+    let bad = || ApiError::new(ErrorCode::RangeInvalid, format!("invalid Content-Range {v:?}"));
     let s = v.trim();
     let s = s
         .strip_prefix("bytes=")
@@ -422,11 +378,7 @@ fn empty(status: StatusCode) -> Response {
 
 fn created_blob(name: &RepoName, digest: &str) -> Response {
     let mut r = empty(StatusCode::CREATED);
-    set(
-        r.headers_mut(),
-        "location",
-        &format!("/v2/{name}/blobs/{digest}"),
-    );
+    set(r.headers_mut(), "location", &format!("/v2/{name}/blobs/{digest}"));
     set(r.headers_mut(), "docker-content-digest", digest);
     r
 }
@@ -434,11 +386,7 @@ fn created_blob(name: &RepoName, digest: &str) -> Response {
 fn upload_response(status: StatusCode, name: &RepoName, st: &UploadStatus) -> Response {
     let mut r = empty(status);
     let hd = r.headers_mut();
-    set(
-        hd,
-        "location",
-        &format!("/v2/{name}/blobs/uploads/{}", st.id),
-    );
+    set(hd, "location", &format!("/v2/{name}/blobs/uploads/{}", st.id));
     set(hd, "range", &format!("0-{}", st.offset.saturating_sub(1)));
     set(hd, "docker-upload-uuid", &st.id);
     r

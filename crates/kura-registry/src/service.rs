@@ -13,8 +13,8 @@ use kura_oci::manifest::{self, MAX_MANIFEST_BYTES};
 use kura_oci::{Algorithm, Digest, ErrorCode, Hasher, Reference, RepoName, Tag};
 use kura_store::blob::ByteStream;
 use kura_store::meta::{
-    BlobRow, Claim, DeleteManifest, ManifestKey, ManifestRow, NewManifest, PutManifestError,
-    Referrer, RepoId, UploadRow,
+    BlobRow, Claim, DeleteManifest, ManifestKey, ManifestRow, NewManifest, PutManifestError, Referrer, RepoId, RepoRow,
+    TagWrite, UploadRow,
 };
 use kura_store::{BlobStore, MetaStore, StoreError};
 
@@ -41,11 +41,20 @@ impl Default for RegistryConfig {
     }
 }
 
+/// Decides whether a push may create a missing repository (ECR's
+/// create-on-push repository creation templates plug in here).
+#[async_trait::async_trait]
+pub trait RepoProvisioner: Send + Sync + 'static {
+    /// Create `name` in `account` for a push, or return `None` to refuse.
+    async fn provision(&self, account: &str, name: &str) -> Result<Option<RepoRow>, StoreError>;
+}
+
 /// The data-plane service.
 pub struct Registry {
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     config: RegistryConfig,
+    provisioner: Option<Arc<dyn RepoProvisioner>>,
 }
 
 /// The state of an upload, as reported in `Location` and `Range` headers.
@@ -95,6 +104,15 @@ fn digest_param(s: &str) -> ApiResult<Digest> {
     })
 }
 
+/// ECR's answer for a repository that does not exist.
+pub fn name_unknown(account: &str, name: &RepoName) -> ApiError {
+    ApiError::new(
+        ErrorCode::NameUnknown,
+        format!("The repository with name '{name}' does not exist in the registry with id '{account}'"),
+    )
+    .detail(serde_json::json!({ "name": name.as_str() }))
+}
+
 fn upload_unknown(id: &str) -> ApiError {
     ApiError::new(
         ErrorCode::BlobUploadUnknown,
@@ -137,16 +155,29 @@ pub fn parse_range(header: &str, size: u64) -> Option<(u64, u64)> {
 
 impl Registry {
     /// A registry over the given stores.
-    pub fn new(
-        meta: Arc<dyn MetaStore>,
-        blobs: Arc<dyn BlobStore>,
-        config: RegistryConfig,
-    ) -> Self {
+    pub fn new(meta: Arc<dyn MetaStore>, blobs: Arc<dyn BlobStore>, config: RegistryConfig) -> Self {
         Registry {
             meta,
             blobs,
             config,
+            provisioner: None,
         }
+    }
+
+    /// Let `p` decide about repositories created by a push.
+    pub fn with_provisioner(mut self, p: Arc<dyn RepoProvisioner>) -> Self {
+        self.provisioner = Some(p);
+        self
+    }
+
+    /// The metadata store.
+    pub fn meta(&self) -> &Arc<dyn MetaStore> {
+        &self.meta
+    }
+
+    /// The blob store.
+    pub fn blobs(&self) -> &Arc<dyn BlobStore> {
+        &self.blobs
     }
 
     /// The configuration.
@@ -155,24 +186,31 @@ impl Registry {
     }
 
     async fn repo(&self, account: &str, name: &RepoName) -> ApiResult<RepoId> {
+        Ok(self.repo_row(account, name).await?.id)
+    }
+
+    async fn repo_row(&self, account: &str, name: &RepoName) -> ApiResult<RepoRow> {
         self.meta
             .repo_get(account, name.as_str())
             .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::NameUnknown,
-                    format!("repository {name} is not known to the registry"),
-                )
-                .detail(serde_json::json!({ "name": name.as_str() }))
-            })
+            .ok_or_else(|| name_unknown(account, name))
     }
 
-    async fn repo_for_push(&self, account: &str, name: &RepoName) -> ApiResult<RepoId> {
-        if self.config.create_on_push {
-            Ok(self.meta.repo_get_or_create(account, name.as_str()).await?)
-        } else {
-            self.repo(account, name).await
+    async fn repo_for_push(&self, account: &str, name: &RepoName) -> ApiResult<RepoRow> {
+        if let Some(r) = self.meta.repo_get(account, name.as_str()).await? {
+            return Ok(r);
         }
+        if let Some(p) = &self.provisioner {
+            return p
+                .provision(account, name.as_str())
+                .await?
+                .ok_or_else(|| name_unknown(account, name));
+        }
+        if self.config.create_on_push {
+            self.meta.repo_get_or_create(account, name.as_str()).await?;
+            return self.repo_row(account, name).await;
+        }
+        Err(name_unknown(account, name))
     }
 
     // ----- blobs -------------------------------------------------------------
@@ -188,16 +226,12 @@ impl Registry {
     ) -> ApiResult<BlobRead> {
         let digest = digest_param(digest)?;
         let repo = self.repo(account, name).await?;
-        let blob = self
-            .meta
-            .blob_get(repo, digest.as_str())
-            .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::BlobUnknown,
-                    format!("blob {digest} is not in repository {name}"),
-                )
-            })?;
+        let blob = self.meta.blob_get(repo, digest.as_str()).await?.ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::BlobUnknown,
+                format!("blob {digest} is not in repository {name}"),
+            )
+        })?;
         let size = blob.size as u64;
         let range = match range {
             None => None,
@@ -252,12 +286,12 @@ impl Registry {
         digest: Option<&str>,
         body: Body,
     ) -> ApiResult<StartOutcome> {
-        let repo = self.repo_for_push(account, name).await?;
+        let repo = self.repo_for_push(account, name).await?.id;
         if let Some((mount_digest, from)) = mount {
             let d = digest_param(mount_digest)?;
             if let Some(from) = from.and_then(|f| f.parse::<RepoName>().ok()) {
                 if let Some(from_repo) = self.meta.repo_get(account, from.as_str()).await? {
-                    if self.meta.blob_mount(repo, from_repo, d.as_str()).await? {
+                    if self.meta.blob_mount(repo, from_repo.id, d.as_str()).await? {
                         return Ok(StartOutcome::Created(d));
                     }
                 }
@@ -268,10 +302,7 @@ impl Registry {
             Some(d) => Some(digest_param(d)?),
             None => None,
         };
-        let algorithm = expected
-            .as_ref()
-            .map(|d| d.algorithm())
-            .unwrap_or(Algorithm::Sha256);
+        let algorithm = expected.as_ref().map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256);
         let id = uuid::Uuid::new_v4().simple().to_string();
         let handle = self.blobs.begin(&id).await?;
         let row = UploadRow {
@@ -293,17 +324,13 @@ impl Registry {
         }
     }
 
-    async fn upload_in_repo(
-        &self,
-        account: &str,
-        name: &RepoName,
-        id: &str,
-    ) -> ApiResult<UploadRow> {
+    async fn upload_in_repo(&self, account: &str, name: &RepoName, id: &str) -> ApiResult<UploadRow> {
         let repo = self
             .meta
             .repo_get(account, name.as_str())
             .await?
-            .ok_or_else(|| upload_unknown(id))?;
+            .ok_or_else(|| upload_unknown(id))?
+            .id;
         match self.meta.upload_get(id).await? {
             Some(u) if u.repo_id == repo => Ok(u),
             _ => Err(upload_unknown(id)),
@@ -311,12 +338,7 @@ impl Registry {
     }
 
     /// GET on an upload: its progress.
-    pub async fn upload_status(
-        &self,
-        account: &str,
-        name: &RepoName,
-        id: &str,
-    ) -> ApiResult<UploadStatus> {
+    pub async fn upload_status(&self, account: &str, name: &RepoName, id: &str) -> ApiResult<UploadStatus> {
         let u = self.upload_in_repo(account, name, id).await?;
         Ok(UploadStatus {
             id: u.id,
@@ -349,22 +371,14 @@ impl Registry {
             .meta
             .repo_get(account, name.as_str())
             .await?
-            .ok_or_else(|| upload_unknown(id))?;
+            .ok_or_else(|| upload_unknown(id))?
+            .id;
         let lease = uuid::Uuid::new_v4().simple().to_string();
-        let row = match self
-            .meta
-            .upload_claim(id, start.map(|s| s as i64), &lease)
-            .await?
-        {
+        let row = match self.meta.upload_claim(id, start.map(|s| s as i64), &lease).await? {
             Claim::Taken(row) => row,
             Claim::Unknown => return Err(upload_unknown(id)),
             Claim::Conflict(off) => {
-                if self
-                    .meta
-                    .upload_get(id)
-                    .await?
-                    .is_some_and(|u| u.repo_id != repo)
-                {
+                if self.meta.upload_get(id).await?.is_some_and(|u| u.repo_id != repo) {
                     return Err(upload_unknown(id));
                 }
                 return Err(range_error(
@@ -383,10 +397,7 @@ impl Registry {
             Some(h) => h,
             None => {
                 self.meta.upload_release(id, &lease).await?;
-                return Err(StoreError::Corrupt(format!(
-                    "upload {id} has an unreadable hash state"
-                ))
-                .into());
+                return Err(StoreError::Corrupt(format!("upload {id} has an unreadable hash state")).into());
             }
         };
         let offset = row.offset as u64;
@@ -520,8 +531,11 @@ impl Registry {
             // Nothing is stored: the session ends and its bytes are dropped.
             self.meta.upload_delete(id).await?;
             self.blobs.abort(&row.handle).await?;
-            return Err(ApiError::new(ErrorCode::DigestInvalid, format!("uploaded content has digest {actual}, not {expected}"))
-                .detail(serde_json::json!({ "expected": expected.as_str(), "actual": actual.as_str(), "size": size })));
+            return Err(ApiError::new(
+                ErrorCode::DigestInvalid,
+                format!("uploaded content has digest {actual}, not {expected}"),
+            )
+            .detail(serde_json::json!({ "expected": expected.as_str(), "actual": actual.as_str(), "size": size })));
         }
         let key = match self.blobs.commit(&row.handle, size, &expected).await {
             Ok(k) => k,
@@ -536,6 +550,10 @@ impl Registry {
             storage_key: key.clone(),
         };
         let winner = self.meta.blob_commit(row.repo_id, &blob, Some(id)).await?;
+        // The session row is gone; its bytes now live under the blob's key.
+        if let Err(e) = self.blobs.abort(&row.handle).await {
+            tracing::warn!(upload = id, error = %e, "could not remove a finished upload's file");
+        }
         if winner != key {
             // Another upload of the same content won; ours is a duplicate copy.
             self.blobs.delete(&key).await?;
@@ -558,9 +576,7 @@ impl Registry {
         let reference = parse_reference(reference)?;
         let mut tags = Vec::new();
         for t in extra_tags {
-            let tag: Tag = t
-                .parse()
-                .map_err(|m: String| ApiError::new(ErrorCode::TagInvalid, m))?;
+            let tag: Tag = t.parse().map_err(|m: String| ApiError::new(ErrorCode::TagInvalid, m))?;
             tags.push(tag.to_string());
         }
         if body.len() > MAX_MANIFEST_BYTES {
@@ -591,19 +607,30 @@ impl Registry {
             media_type: info.media_type.clone(),
             artifact_type: info.artifact_type.clone(),
             subject: info.subject.as_ref().map(|s| s.to_string()),
-            annotations: info
-                .annotations
-                .as_ref()
-                .and_then(|a| serde_json::to_string(a).ok()),
+            annotations: info.annotations.as_ref().and_then(|a| serde_json::to_string(a).ok()),
             body,
             blobs: info.blobs.iter().map(|d| d.to_string()).collect(),
             children: info.children.iter().map(|d| d.to_string()).collect(),
         };
-        match self.meta.manifest_put(repo, &new, &tags).await {
+        let writes: Vec<TagWrite> = tags
+            .iter()
+            .map(|t| TagWrite {
+                name: t.clone(),
+                immutable: repo.settings.tag_is_immutable(t),
+            })
+            .collect();
+        match self.meta.manifest_put(repo.id, &new, &writes).await {
             Ok(()) => Ok(PutManifestOutcome {
                 digest,
                 subject: info.subject,
             }),
+            Err(PutManifestError::TagImmutable(tag)) => Err(ApiError::new(
+                ErrorCode::TagInvalid,
+                format!(
+                    "The image tag '{tag}' already exists in the '{name}' repository and cannot be overwritten because the repository is immutable."
+                ),
+            )
+            .detail(serde_json::json!({ "immutableTag": tag }))),
             Err(PutManifestError::MissingReferences { blobs, manifests }) => {
                 let first = blobs
                     .first()
@@ -621,11 +648,13 @@ impl Registry {
     }
 
     /// GET/HEAD a manifest.
+    /// `pull` records the pull time (GET, not HEAD), off the request path.
     pub async fn get_manifest(
         &self,
         account: &str,
         name: &RepoName,
         reference: &str,
+        pull: bool,
     ) -> ApiResult<ManifestRow> {
         // A reference that cannot exist is simply unknown to a reader (404).
         let reference = parse_reference(reference).map_err(|e| {
@@ -640,21 +669,25 @@ impl Registry {
             Reference::Tag(t) => ManifestKey::Tag(t.as_str()),
             Reference::Digest(d) => ManifestKey::Digest(d.as_str()),
         };
-        self.meta.manifest_get(repo, key).await?.ok_or_else(|| {
+        let row = self.meta.manifest_get(repo, key).await?.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::ManifestUnknown,
                 format!("manifest {reference} is not in repository {name}"),
             )
-        })
+        })?;
+        if pull {
+            let (meta, digest) = (self.meta.clone(), row.digest.clone());
+            tokio::spawn(async move {
+                if let Err(e) = meta.manifest_touch_pull(repo, &digest, kura_store::now_millis()).await {
+                    tracing::warn!(error = %e, "could not record a pull time");
+                }
+            });
+        }
+        Ok(row)
     }
 
     /// DELETE a manifest by digest (with its tags) or a tag (keeping the manifest).
-    pub async fn delete_manifest(
-        &self,
-        account: &str,
-        name: &RepoName,
-        reference: &str,
-    ) -> ApiResult<()> {
+    pub async fn delete_manifest(&self, account: &str, name: &RepoName, reference: &str) -> ApiResult<()> {
         let reference = parse_reference(reference)?;
         let repo = self.repo(account, name).await?;
         match reference {
@@ -709,12 +742,7 @@ impl Registry {
     }
 
     /// Repositories of the account: up to `n` after `last`; the bool says whether more follow.
-    pub async fn catalog(
-        &self,
-        account: &str,
-        n: Option<u32>,
-        last: Option<&str>,
-    ) -> ApiResult<(Vec<String>, bool)> {
+    pub async fn catalog(&self, account: &str, n: Option<u32>, last: Option<&str>) -> ApiResult<(Vec<String>, bool)> {
         let limit = n.map(|n| n as i64).unwrap_or(1000);
         if limit == 0 {
             return Ok((Vec::new(), false));
@@ -735,10 +763,7 @@ impl Registry {
     ) -> ApiResult<Vec<Referrer>> {
         let digest = digest_param(digest)?;
         match self.meta.repo_get(account, name.as_str()).await? {
-            Some(repo) => Ok(self
-                .meta
-                .referrers(repo, digest.as_str(), artifact_type)
-                .await?),
+            Some(repo) => Ok(self.meta.referrers(repo.id, digest.as_str(), artifact_type).await?),
             None => Ok(Vec::new()),
         }
     }
@@ -746,10 +771,9 @@ impl Registry {
 
 fn parse_reference(s: &str) -> ApiResult<Reference> {
     Reference::parse(s).map_err(|e| match e {
-        kura_oci::name::ReferenceError::Digest(d) => ApiError::new(
-            ErrorCode::DigestInvalid,
-            format!("invalid digest {s:?}: {d}"),
-        ),
+        kura_oci::name::ReferenceError::Digest(d) => {
+            ApiError::new(ErrorCode::DigestInvalid, format!("invalid digest {s:?}: {d}"))
+        }
         kura_oci::name::ReferenceError::Tag(m) => ApiError::new(ErrorCode::TagInvalid, m),
     })
 }
@@ -763,13 +787,10 @@ pub fn too_large(len: usize) -> ApiError {
 }
 
 fn range_error(name: &RepoName, id: &str, offset: u64, why: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::RangeInvalid,
-        format!("{why}; the upload has {offset} bytes"),
-    )
-    .header("location", format!("/v2/{name}/blobs/uploads/{id}"))
-    .header("range", format!("0-{}", offset.saturating_sub(1)))
-    .header("docker-upload-uuid", id)
+    ApiError::new(ErrorCode::RangeInvalid, format!("{why}; the upload has {offset} bytes"))
+        .header("location", format!("/v2/{name}/blobs/uploads/{id}"))
+        .header("range", format!("0-{}", offset.saturating_sub(1)))
+        .header("docker-upload-uuid", id)
 }
 
 #[cfg(test)]

@@ -36,12 +36,7 @@ impl Resp {
     }
     /// Assert an OCI error body with this code and status.
     fn assert_error(&self, status: StatusCode, code: &str) {
-        assert_eq!(
-            self.status,
-            status,
-            "body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
+        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
         let v = self.json();
         let e = &v["errors"][0];
         assert_eq!(e["code"], code, "{v}");
@@ -53,9 +48,7 @@ impl Resp {
 
 async fn setup() -> T {
     let dir = tempfile::tempdir().unwrap();
-    let meta = SqliteMetaStore::open(dir.path().join("meta.db"))
-        .await
-        .unwrap();
+    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
     let blobs = FsBlobStore::open(dir.path().join("blobs"))
         .await
         .unwrap()
@@ -69,41 +62,17 @@ async fn setup() -> T {
 }
 
 impl T {
-    async fn req(
-        &self,
-        method: Method,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Body>,
-    ) -> Resp {
+    async fn req(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body>) -> Resp {
         let mut b = Request::builder().method(method).uri(uri);
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let resp = self
-            .app
-            .clone()
-            .oneshot(b.body(body.into()).unwrap())
-            .await
-            .unwrap();
+        let resp = self.app.clone().oneshot(b.body(body.into()).unwrap()).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec();
-        assert_eq!(
-            headers.get("docker-distribution-api-version").unwrap(),
-            "registry/2.0"
-        );
-        Resp {
-            status,
-            headers,
-            body,
-        }
+        let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+        assert_eq!(headers.get("docker-distribution-api-version").unwrap(), "registry/2.0");
+        Resp { status, headers, body }
     }
 
     async fn get(&self, uri: &str) -> Resp {
@@ -114,29 +83,14 @@ impl T {
     async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
         let d = Digest::sha256(data).to_string();
         let r = self
-            .req(
-                Method::POST,
-                &format!("/v2/{repo}/blobs/uploads/"),
-                &[],
-                Body::empty(),
-            )
+            .req(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &[], Body::empty())
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
         let loc = r.h("location").unwrap().to_string();
         let r = self
-            .req(
-                Method::PUT,
-                &format!("{loc}?digest={d}"),
-                &[],
-                data.to_vec(),
-            )
+            .req(Method::PUT, &format!("{loc}?digest={d}"), &[], data.to_vec())
             .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
         d
     }
 
@@ -150,12 +104,7 @@ impl T {
         let r = self
             .put_manifest(repo, tag, &m, "application/vnd.oci.image.manifest.v1+json")
             .await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{}",
-            String::from_utf8_lossy(&r.body)
-        );
+        assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
         (r.h("docker-content-digest").unwrap().to_string(), m)
     }
 
@@ -170,12 +119,7 @@ impl T {
     }
 }
 
-fn manifest(
-    config: &str,
-    config_size: usize,
-    layers: &[(&str, usize)],
-    subject: Option<(&str, usize)>,
-) -> Vec<u8> {
+fn manifest(config: &str, config_size: usize, layers: &[(&str, usize)], subject: Option<(&str, usize)>) -> Vec<u8> {
     let mut m = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -201,9 +145,7 @@ async fn base_and_unknown_paths() {
     t.get("/v2/foo/bar")
         .await
         .assert_error(StatusCode::NOT_FOUND, "UNSUPPORTED");
-    t.get("/other")
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "UNSUPPORTED");
+    t.get("/other").await.assert_error(StatusCode::NOT_FOUND, "UNSUPPORTED");
     t.req(Method::POST, "/v2/foo/tags/list", &[], Body::empty())
         .await
         .assert_error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED");
@@ -223,12 +165,7 @@ async fn monolithic_push_and_pull_with_ranges() {
     assert_eq!(r.h("content-type"), Some("application/octet-stream"));
 
     let r = t
-        .req(
-            Method::HEAD,
-            &format!("/v2/team/app/api/blobs/{d}"),
-            &[],
-            Body::empty(),
-        )
+        .req(Method::HEAD, &format!("/v2/team/app/api/blobs/{d}"), &[], Body::empty())
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body.is_empty());
@@ -304,36 +241,21 @@ async fn single_post_and_sha512() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    assert_eq!(
-        t.get(&format!("/v2/r/blobs/{d512}")).await.body,
-        b"five-twelve"
-    );
+    assert_eq!(t.get(&format!("/v2/r/blobs/{d512}")).await.body, b"five-twelve");
 
     // sha512 after a chunked upload that streamed as sha256.
     let body = b"chunked-then-sha512";
     let d512 = Digest::of(Algorithm::Sha512, body).to_string();
-    let r = t
-        .req(Method::POST, "/v2/r/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = t.req(Method::POST, "/v2/r/blobs/uploads/", &[], Body::empty()).await;
     let loc = r.h("location").unwrap().to_string();
     let r = t
         .req(Method::PATCH, &loc, &[("content-range", "0-6")], &body[..7])
         .await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     let r = t
-        .req(
-            Method::PUT,
-            &format!("{loc}?digest={d512}"),
-            &[],
-            &body[7..],
-        )
+        .req(Method::PUT, &format!("{loc}?digest={d512}"), &[], &body[7..])
         .await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(t.get(&format!("/v2/r/blobs/{d512}")).await.body, body);
 }
 
@@ -342,9 +264,7 @@ async fn chunked_upload_status_order_and_cancel() {
     let t = setup().await;
     let data = b"0123456789abcdefghij".to_vec();
     let d = Digest::sha256(&data).to_string();
-    let r = t
-        .req(Method::POST, "/v2/c/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = t.req(Method::POST, "/v2/c/blobs/uploads/", &[], Body::empty()).await;
     assert_eq!(r.status, StatusCode::ACCEPTED);
     assert_eq!(r.h("range"), Some("0-0"));
     let loc = r.h("location").unwrap().to_string();
@@ -364,23 +284,13 @@ async fn chunked_upload_status_order_and_cancel() {
 
     // Out of order: 416 with the current range, nothing written.
     let r = t
-        .req(
-            Method::PATCH,
-            &loc,
-            &[("content-range", "15-19")],
-            data[15..].to_vec(),
-        )
+        .req(Method::PATCH, &loc, &[("content-range", "15-19")], data[15..].to_vec())
         .await;
     r.assert_error(StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID");
     assert_eq!(r.h("range"), Some("0-9"));
     // A repeated chunk is out of order too.
     let r = t
-        .req(
-            Method::PATCH,
-            &loc,
-            &[("content-range", "0-9")],
-            data[..10].to_vec(),
-        )
+        .req(Method::PATCH, &loc, &[("content-range", "0-9")], data[..10].to_vec())
         .await;
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
     // Length mismatch.
@@ -418,12 +328,7 @@ async fn chunked_upload_status_order_and_cancel() {
             data[15..].to_vec(),
         )
         .await;
-    assert_eq!(
-        r.status,
-        StatusCode::CREATED,
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
     assert_eq!(t.get(&format!("/v2/c/blobs/{d}")).await.body, data);
     // The finished upload is gone.
     t.get(&loc)
@@ -431,9 +336,7 @@ async fn chunked_upload_status_order_and_cancel() {
         .assert_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
 
     // Cancel.
-    let r = t
-        .req(Method::POST, "/v2/c/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = t.req(Method::POST, "/v2/c/blobs/uploads/", &[], Body::empty()).await;
     let loc = r.h("location").unwrap().to_string();
     t.req(Method::PATCH, &loc, &[], &b"abc"[..]).await;
     assert_eq!(
@@ -446,34 +349,27 @@ async fn chunked_upload_status_order_and_cancel() {
     t.req(Method::PATCH, &loc, &[], &b"abc"[..])
         .await
         .assert_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
-    t.req(Method::PUT, "/v2/c/blobs/uploads/nosuchid?digest=sha256:0000000000000000000000000000000000000000000000000000000000000000", &[], Body::empty())
-        .await
-        .assert_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
+    t.req(
+        Method::PUT,
+        "/v2/c/blobs/uploads/nosuchid?digest=sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        &[],
+        Body::empty(),
+    )
+    .await
+    .assert_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
     // An upload id used under another repository is unknown there.
-    let r = t
-        .req(Method::POST, "/v2/c/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = t.req(Method::POST, "/v2/c/blobs/uploads/", &[], Body::empty()).await;
     let id = r.h("docker-upload-uuid").unwrap().to_string();
     t.push_blob("d", b"q").await;
     t.get(&format!("/v2/d/blobs/uploads/{id}"))
         .await
         .assert_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
-    t.req(
-        Method::PATCH,
-        &format!("/v2/d/blobs/uploads/{id}"),
-        &[],
-        &b"zz"[..],
-    )
-    .await
-    .assert_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
+    t.req(Method::PATCH, &format!("/v2/d/blobs/uploads/{id}"), &[], &b"zz"[..])
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
     // Path tricks in the upload id cannot reach the filesystem.
     let r = t
-        .req(
-            Method::PATCH,
-            "/v2/c/blobs/uploads/..%2F..%2Fmeta.db",
-            &[],
-            &b"zz"[..],
-        )
+        .req(Method::PATCH, "/v2/c/blobs/uploads/..%2F..%2Fmeta.db", &[], &b"zz"[..])
         .await;
     r.assert_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
 }
@@ -482,17 +378,10 @@ async fn chunked_upload_status_order_and_cancel() {
 async fn wrong_digest_and_missing_digest_store_nothing() {
     let t = setup().await;
     let wrong = Digest::sha256(b"something else").to_string();
-    let r = t
-        .req(Method::POST, "/v2/w/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = t.req(Method::POST, "/v2/w/blobs/uploads/", &[], Body::empty()).await;
     let loc = r.h("location").unwrap().to_string();
     let r = t
-        .req(
-            Method::PUT,
-            &format!("{loc}?digest={wrong}"),
-            &[],
-            &b"actual"[..],
-        )
+        .req(Method::PUT, &format!("{loc}?digest={wrong}"), &[], &b"actual"[..])
         .await;
     r.assert_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
     t.get(&format!("/v2/w/blobs/{wrong}"))
@@ -506,9 +395,7 @@ async fn wrong_digest_and_missing_digest_store_nothing() {
     t.get(&loc)
         .await
         .assert_error(StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN");
-    let uploads: Vec<_> = std::fs::read_dir(t.dir.join("blobs/uploads"))
-        .unwrap()
-        .collect();
+    let uploads: Vec<_> = std::fs::read_dir(t.dir.join("blobs/uploads")).unwrap().collect();
     assert!(uploads.is_empty(), "leftover upload files: {uploads:?}");
 
     let r = t
@@ -530,9 +417,7 @@ async fn wrong_digest_and_missing_digest_store_nothing() {
         .await;
     r.assert_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
 
-    let r = t
-        .req(Method::POST, "/v2/w/blobs/uploads/", &[], Body::empty())
-        .await;
+    let r = t.req(Method::POST, "/v2/w/blobs/uploads/", &[], Body::empty()).await;
     let loc = r.h("location").unwrap().to_string();
     t.req(Method::PUT, &loc, &[], &b"x"[..])
         .await
@@ -549,17 +434,12 @@ async fn bad_names_are_refused() {
             (Method::GET, "tags/list"),
             (Method::PUT, "manifests/v1"),
         ] {
-            let r = t
-                .req(m.clone(), &format!("/v2/{name}/{suffix}"), &[], &b"{}"[..])
-                .await;
+            let r = t.req(m.clone(), &format!("/v2/{name}/{suffix}"), &[], &b"{}"[..]).await;
             r.assert_error(StatusCode::BAD_REQUEST, "NAME_INVALID");
         }
     }
     // Nothing was created.
-    assert_eq!(
-        t.get("/v2/_catalog").await.json()["repositories"],
-        json!([])
-    );
+    assert_eq!(t.get("/v2/_catalog").await.json()["repositories"], json!([]));
 }
 
 #[tokio::test]
@@ -576,10 +456,7 @@ async fn mount_across_repositories() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.h("location"), Some(format!("/v2/dst/blobs/{d}").as_str()));
-    assert_eq!(
-        t.get(&format!("/v2/dst/blobs/{d}")).await.body,
-        b"shared layer"
-    );
+    assert_eq!(t.get(&format!("/v2/dst/blobs/{d}")).await.body, b"shared layer");
     // Unknown source, unknown blob, no from: a normal upload session.
     for q in [
         format!("mount={d}&from=nowhere"),
@@ -595,10 +472,7 @@ async fn mount_across_repositories() {
             )
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{q}");
-        assert!(r
-            .h("location")
-            .unwrap()
-            .starts_with("/v2/dst2/blobs/uploads/"));
+        assert!(r.h("location").unwrap().starts_with("/v2/dst2/blobs/uploads/"));
     }
 }
 
@@ -611,10 +485,7 @@ async fn manifests_push_pull_tags_and_deletes() {
         let r = t.get(&format!("/v2/app/manifests/{reference}")).await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.body, body, "byte-exact");
-        assert_eq!(
-            r.h("content-type"),
-            Some("application/vnd.oci.image.manifest.v1+json")
-        );
+        assert_eq!(r.h("content-type"), Some("application/vnd.oci.image.manifest.v1+json"));
         assert_eq!(r.h("docker-content-digest"), Some(md.as_str()));
         let r = t
             .req(
@@ -651,38 +522,25 @@ async fn manifests_push_pull_tags_and_deletes() {
     t.get("/v2/app/manifests/a")
         .await
         .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
-    assert_eq!(
-        t.get(&format!("/v2/app/manifests/{md}")).await.status,
-        StatusCode::OK
-    );
+    assert_eq!(t.get(&format!("/v2/app/manifests/{md}")).await.status, StatusCode::OK);
     t.req(Method::DELETE, "/v2/app/manifests/a", &[], Body::empty())
         .await
         .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
 
     // Delete by digest removes its tags.
     assert_eq!(
-        t.req(
-            Method::DELETE,
-            &format!("/v2/app/manifests/{md}"),
-            &[],
-            Body::empty()
-        )
-        .await
-        .status,
+        t.req(Method::DELETE, &format!("/v2/app/manifests/{md}"), &[], Body::empty())
+            .await
+            .status,
         StatusCode::ACCEPTED
     );
     t.get("/v2/app/manifests/v1")
         .await
         .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
     assert_eq!(t.get("/v2/app/tags/list").await.json()["tags"], json!([]));
-    t.req(
-        Method::DELETE,
-        &format!("/v2/app/manifests/{md}"),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+    t.req(Method::DELETE, &format!("/v2/app/manifests/{md}"), &[], Body::empty())
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
 
     // Unknowns.
     t.get("/v2/app/manifests/nope")
@@ -701,27 +559,17 @@ async fn manifests_push_pull_tags_and_deletes() {
     // Delete a blob from a repository.
     let d = t.push_blob("app", b"deletable").await;
     assert_eq!(
-        t.req(
-            Method::DELETE,
-            &format!("/v2/app/blobs/{d}"),
-            &[],
-            Body::empty()
-        )
-        .await
-        .status,
+        t.req(Method::DELETE, &format!("/v2/app/blobs/{d}"), &[], Body::empty())
+            .await
+            .status,
         StatusCode::ACCEPTED
     );
     t.get(&format!("/v2/app/blobs/{d}"))
         .await
         .assert_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
-    t.req(
-        Method::DELETE,
-        &format!("/v2/app/blobs/{d}"),
-        &[],
-        Body::empty(),
-    )
-    .await
-    .assert_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
+    t.req(Method::DELETE, &format!("/v2/app/blobs/{d}"), &[], Body::empty())
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
 }
 
 #[tokio::test]
@@ -731,12 +579,7 @@ async fn manifest_errors() {
     let missing = Digest::sha256(b"never pushed").to_string();
     let body = manifest(&c, 2, &[(&missing, 12)], None);
     let r = t
-        .put_manifest(
-            "m",
-            "v1",
-            &body,
-            "application/vnd.oci.image.manifest.v1+json",
-        )
+        .put_manifest("m", "v1", &body, "application/vnd.oci.image.manifest.v1+json")
         .await;
     r.assert_error(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN");
     assert_eq!(r.json()["errors"][0]["detail"]["blobs"][0], json!(missing));
@@ -766,38 +609,18 @@ async fn manifest_errors() {
 
     // Digest in the URL must match the body.
     let good = manifest(&c, 2, &[], None);
-    t.put_manifest(
-        "m",
-        &missing,
-        &good,
-        "application/vnd.oci.image.manifest.v1+json",
-    )
-    .await
-    .assert_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
-    t.put_manifest(
-        "m",
-        "sha256:xyz",
-        &good,
-        "application/vnd.oci.image.manifest.v1+json",
-    )
-    .await
-    .assert_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
-    t.put_manifest(
-        "m",
-        ".badtag",
-        &good,
-        "application/vnd.oci.image.manifest.v1+json",
-    )
-    .await
-    .assert_error(StatusCode::BAD_REQUEST, "TAG_INVALID");
-    t.put_manifest(
-        "m",
-        "v1?tag=-bad",
-        &good,
-        "application/vnd.oci.image.manifest.v1+json",
-    )
-    .await
-    .assert_error(StatusCode::BAD_REQUEST, "TAG_INVALID");
+    t.put_manifest("m", &missing, &good, "application/vnd.oci.image.manifest.v1+json")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
+    t.put_manifest("m", "sha256:xyz", &good, "application/vnd.oci.image.manifest.v1+json")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "DIGEST_INVALID");
+    t.put_manifest("m", ".badtag", &good, "application/vnd.oci.image.manifest.v1+json")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "TAG_INVALID");
+    t.put_manifest("m", "v1?tag=-bad", &good, "application/vnd.oci.image.manifest.v1+json")
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "TAG_INVALID");
 
     // Over 4 MiB: 413, by Content-Length and by streamed size.
     let mut big = good.clone();
@@ -806,12 +629,7 @@ async fn manifest_errors() {
     big.extend(std::iter::repeat_n(b'x', 4 * 1024 * 1024));
     big.extend_from_slice(b"\"}}");
     let r = t
-        .put_manifest(
-            "m",
-            "big",
-            &big,
-            "application/vnd.oci.image.manifest.v1+json",
-        )
+        .put_manifest("m", "big", &big, "application/vnd.oci.image.manifest.v1+json")
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     let stream = futures::stream::iter(
@@ -854,10 +672,7 @@ async fn helm_style_manifest_takes_media_type_from_content_type() {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let r = t.get("/v2/charts/demo/manifests/0.1.0").await;
-    assert_eq!(
-        r.h("content-type"),
-        Some("application/vnd.oci.image.manifest.v1+json")
-    );
+    assert_eq!(r.h("content-type"), Some("application/vnd.oci.image.manifest.v1+json"));
     assert_eq!(r.body, body);
 }
 
@@ -886,51 +701,28 @@ async fn index_children_must_exist_and_stay() {
     r.assert_error(StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN");
     let body = idx(&[(&a, abody.len(), "amd64"), (&b, bbody.len(), "arm64")]);
     let r = t
-        .put_manifest(
-            "multi",
-            "latest",
-            &body,
-            "application/vnd.oci.image.index.v1+json",
-        )
+        .put_manifest("multi", "latest", &body, "application/vnd.oci.image.index.v1+json")
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let id = r.h("docker-content-digest").unwrap().to_string();
     let r = t.get("/v2/multi/manifests/latest").await;
     assert_eq!(r.body, body);
-    assert_eq!(
-        r.h("content-type"),
-        Some("application/vnd.oci.image.index.v1+json")
-    );
+    assert_eq!(r.h("content-type"), Some("application/vnd.oci.image.index.v1+json"));
     // A child of an index cannot be deleted out from under it.
     let r = t
-        .req(
-            Method::DELETE,
-            &format!("/v2/multi/manifests/{a}"),
-            &[],
-            Body::empty(),
-        )
+        .req(Method::DELETE, &format!("/v2/multi/manifests/{a}"), &[], Body::empty())
         .await;
     r.assert_error(StatusCode::CONFLICT, "DENIED");
     assert_eq!(
-        t.req(
-            Method::DELETE,
-            &format!("/v2/multi/manifests/{id}"),
-            &[],
-            Body::empty()
-        )
-        .await
-        .status,
+        t.req(Method::DELETE, &format!("/v2/multi/manifests/{id}"), &[], Body::empty())
+            .await
+            .status,
         StatusCode::ACCEPTED
     );
     assert_eq!(
-        t.req(
-            Method::DELETE,
-            &format!("/v2/multi/manifests/{a}"),
-            &[],
-            Body::empty()
-        )
-        .await
-        .status,
+        t.req(Method::DELETE, &format!("/v2/multi/manifests/{a}"), &[], Body::empty())
+            .await
+            .status,
         StatusCode::ACCEPTED
     );
 }
@@ -952,33 +744,20 @@ async fn referrers_with_filter() {
     .unwrap();
     let sig_digest = Digest::sha256(&sig).to_string();
     let r = t
-        .put_manifest(
-            "ref",
-            &sig_digest,
-            &sig,
-            "application/vnd.oci.image.manifest.v1+json",
-        )
+        .put_manifest("ref", &sig_digest, &sig, "application/vnd.oci.image.manifest.v1+json")
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
     assert_eq!(r.h("oci-subject"), Some(subject.as_str()));
     let sbom_cfg = t.push_blob("ref", b"{\"sbom\":1}").await;
     let sbom = manifest(&sbom_cfg, 10, &[], Some((&subject, sbody.len())));
     let r = t
-        .put_manifest(
-            "ref",
-            "sbom",
-            &sbom,
-            "application/vnd.oci.image.manifest.v1+json",
-        )
+        .put_manifest("ref", "sbom", &sbom, "application/vnd.oci.image.manifest.v1+json")
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
 
     let r = t.get(&format!("/v2/ref/referrers/{subject}")).await;
     assert_eq!(r.status, StatusCode::OK);
-    assert_eq!(
-        r.h("content-type"),
-        Some("application/vnd.oci.image.index.v1+json")
-    );
+    assert_eq!(r.h("content-type"), Some("application/vnd.oci.image.index.v1+json"));
     assert!(r.h("oci-filters-applied").is_none());
     let v = r.json();
     assert_eq!(v["schemaVersion"], 2);
@@ -992,10 +771,7 @@ async fn referrers_with_filter() {
     let v = r.json();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(v["manifests"][0]["digest"], json!(sig_digest));
-    assert_eq!(
-        v["manifests"][0]["artifactType"],
-        "application/vnd.example.signature"
-    );
+    assert_eq!(v["manifests"][0]["artifactType"], "application/vnd.example.signature");
     assert_eq!(v["manifests"][0]["annotations"]["org.example.kind"], "sig");
     assert_eq!(v["manifests"][0]["size"], json!(sig.len()));
     // A subject with no referrers, and an unknown repository: an empty index.
@@ -1035,10 +811,7 @@ async fn tag_and_catalog_pagination() {
     );
     let r = t.get("/v2/p/tags/list?n=2").await;
     assert_eq!(r.json()["tags"], json!(["t0", "t1"]));
-    assert_eq!(
-        r.h("link"),
-        Some("</v2/p/tags/list?n=2&last=t1>; rel=\"next\"")
-    );
+    assert_eq!(r.h("link"), Some("</v2/p/tags/list?n=2&last=t1>; rel=\"next\""));
     let r = t.get("/v2/p/tags/list?n=2&last=t1").await;
     assert_eq!(r.json()["tags"], json!(["t2", "t3"]));
     let r = t.get("/v2/p/tags/list?n=2&last=t3").await;
@@ -1049,10 +822,7 @@ async fn tag_and_catalog_pagination() {
         t.get("/v2/p/tags/list?last=t2").await.json()["tags"],
         json!(["t3", "t4"])
     );
-    assert_eq!(
-        t.get("/v2/p/tags/list?n=x").await.status,
-        StatusCode::BAD_REQUEST
-    );
+    assert_eq!(t.get("/v2/p/tags/list?n=x").await.status, StatusCode::BAD_REQUEST);
 
     for r in ["a/b", "c", "b"] {
         t.push_blob(r, b"x").await;

@@ -31,19 +31,16 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Write `data` at `offset`, which is the number of bytes already
     /// accepted (anything past it from an earlier failed write is discarded).
     /// On success the bytes are durable; returns the new handle and offset.
-    async fn append(
-        &self,
-        handle: &str,
-        offset: u64,
-        data: BodyStream<'_>,
-    ) -> Result<(String, u64)>;
+    async fn append(&self, handle: &str, offset: u64, data: BodyStream<'_>) -> Result<(String, u64)>;
 
     /// Read back the first `len` bytes of an unfinished upload (used only to
     /// re-hash with another algorithm than the one streamed).
     async fn read_upload(&self, handle: &str, len: u64) -> Result<ByteStream>;
 
     /// Turn a finished upload of `size` bytes into the blob `digest`, durably.
-    /// Returns the storage key. The caller has verified digest and size.
+    /// Returns the storage key. The caller has verified digest and size. The
+    /// upload remains until [`BlobStore::abort`], which the caller calls after
+    /// recording the blob, so a crash in between loses nothing.
     async fn commit(&self, handle: &str, size: u64, digest: &Digest) -> Result<String>;
 
     /// Drop an unfinished upload and its bytes. Missing uploads are not an error.

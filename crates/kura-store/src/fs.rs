@@ -1,9 +1,10 @@
 //! The local filesystem blob store.
 //!
 //! Layout under the root: `uploads/<id>` holds unfinished uploads;
-//! `blobs/<alg>/<2 hex>/<hex>` holds finished blobs. A blob becomes visible
-//! only by `rename` of a complete, fsynced upload file (then the directory is
-//! fsynced), so a reader never sees a partial blob, even after a crash.
+//! `blobs/<alg>/<2 hex>/<hex>` holds finished blobs. A blob file appears only
+//! as a hard link to a complete, fsynced upload file (then the directory is
+//! fsynced), so a reader never sees a partial blob, even after a crash. The
+//! upload file is removed by `abort` once the metadata commit is done.
 
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -46,12 +47,7 @@ impl FsBlobStore {
 
     fn upload_path(&self, handle: &str) -> Result<PathBuf> {
         // Handles are ids Kura made; refuse anything that could name another path.
-        if handle.is_empty()
-            || handle.len() > 64
-            || !handle
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+        if handle.is_empty() || handle.len() > 64 || !handle.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(StoreError::Invalid(format!("bad upload handle {handle:?}")));
         }
         Ok(self.root.join("uploads").join(handle))
@@ -63,9 +59,7 @@ impl FsBlobStore {
         let ok = matches!(alg, Some("sha256") | Some("sha512"))
             && parts.next().is_none()
             && pre.is_some_and(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
-            && hex.is_some_and(|h| {
-                h.len() >= 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            });
+            && hex.is_some_and(|h| h.len() >= 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
         if !ok {
             return Err(StoreError::Invalid(format!("bad storage key {key:?}")));
         }
@@ -95,12 +89,7 @@ impl BlobStore for FsBlobStore {
         Ok(upload_id.to_string())
     }
 
-    async fn append(
-        &self,
-        handle: &str,
-        offset: u64,
-        mut data: BodyStream<'_>,
-    ) -> Result<(String, u64)> {
+    async fn append(&self, handle: &str, offset: u64, mut data: BodyStream<'_>) -> Result<(String, u64)> {
         let path = self.upload_path(handle)?;
         let file = OpenOptions::new().write(true).open(&path).await?;
         // Discard anything past the accepted offset (left by a failed write).
@@ -148,8 +137,23 @@ impl BlobStore for FsBlobStore {
         let dst = self.blob_path(&key)?;
         let dir = dst.parent().expect("blob path has a parent").to_path_buf();
         fs::create_dir_all(&dir).await?;
-        // Same digest, same bytes: replacing an existing blob is harmless.
-        fs::rename(&src, &dst).await?;
+        // Link rather than rename: the upload file stays until the caller has
+        // committed the metadata and calls `abort`, so a crash in between
+        // leaves a session that can still be finished. Same digest, same
+        // bytes: an existing blob file is already the right content.
+        match fs::hard_link(&src, &dst).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(_) => {
+                // No hard links here (or another device): copy then rename.
+                let tmp = dir.join(format!(".{handle}.tmp"));
+                fs::copy(&src, &tmp).await?;
+                if self.sync {
+                    File::open(&tmp).await?.sync_all().await?;
+                }
+                fs::rename(&tmp, &dst).await?;
+            }
+        }
         self.sync_dir(&dir).await?;
         Ok(key)
     }

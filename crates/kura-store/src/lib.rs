@@ -11,12 +11,14 @@
 //! Layering: services call stores; stores never call services.
 
 pub mod blob;
+pub mod control;
 pub mod error;
 pub mod fs;
 pub mod meta;
 pub mod sqlite;
 
 pub use blob::{BlobStore, ByteStream};
+pub use control::ControlStore;
 pub use error::StoreError;
 pub use fs::FsBlobStore;
 pub use meta::MetaStore;

@@ -19,6 +19,151 @@ use crate::error::Result;
 /// A repository's row id.
 pub type RepoId = i64;
 
+/// A repository and its settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoRow {
+    /// Row id.
+    pub id: RepoId,
+    /// Owning account (registry).
+    pub account: String,
+    /// Repository name.
+    pub name: String,
+    /// Creation time (ms since epoch).
+    pub created_at: i64,
+    /// Settings.
+    pub settings: RepoSettings,
+}
+
+/// Per-repository settings, stored as JSON so later issues can add fields.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RepoSettings {
+    /// MUTABLE, IMMUTABLE, IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION.
+    #[serde(default = "default_mutability")]
+    pub image_tag_mutability: String,
+    /// Wildcard tag filters that are exceptions to the mutability setting.
+    #[serde(default)]
+    pub mutability_exclusion_filters: Vec<String>,
+    /// Scan images when they are pushed.
+    #[serde(default)]
+    pub scan_on_push: bool,
+    /// AES256, KMS or KMS_DSSE.
+    #[serde(default = "default_encryption")]
+    pub encryption_type: String,
+    /// KMS key, when encryption_type is KMS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kms_key: Option<String>,
+}
+
+fn default_mutability() -> String {
+    "MUTABLE".into()
+}
+
+fn default_encryption() -> String {
+    "AES256".into()
+}
+
+impl Default for RepoSettings {
+    fn default() -> Self {
+        RepoSettings {
+            image_tag_mutability: default_mutability(),
+            mutability_exclusion_filters: Vec::new(),
+            scan_on_push: false,
+            encryption_type: default_encryption(),
+            kms_key: None,
+        }
+    }
+}
+
+/// Match a tag against an ECR wildcard filter (`*` matches any run of characters).
+pub fn wildcard_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0usize, 0usize, None::<usize>, 0usize);
+    while ti < t.len() {
+        if pi < p.len() && p[pi] != '*' && p[pi] == t[ti] {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    while pi < p.len() && p[pi] == '*' {
+        pi += 1;
+    }
+    pi == p.len()
+}
+
+impl RepoSettings {
+    /// Whether pushing `tag` may not move it once it exists.
+    pub fn tag_is_immutable(&self, tag: &str) -> bool {
+        let excluded = self.mutability_exclusion_filters.iter().any(|f| wildcard_match(f, tag));
+        match self.image_tag_mutability.as_str() {
+            "IMMUTABLE" => true,
+            "IMMUTABLE_WITH_EXCLUSION" => !excluded,
+            "MUTABLE_WITH_EXCLUSION" => excluded,
+            _ => false,
+        }
+    }
+}
+
+/// A tag to point at a manifest, and whether it may be moved if it exists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagWrite {
+    /// Tag name.
+    pub name: String,
+    /// Refuse to move it from another digest.
+    pub immutable: bool,
+}
+
+/// An image (a manifest) as the ECR API describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageRow {
+    /// Manifest digest.
+    pub digest: String,
+    /// Tags pointing at it, in byte order.
+    pub tags: Vec<String>,
+    /// Manifest media type.
+    pub media_type: String,
+    /// Artifact (config) media type.
+    pub artifact_type: Option<String>,
+    /// Subject digest, for referrers.
+    pub subject: Option<String>,
+    /// Size: the sum of the referenced blobs (for an index, of its children's).
+    pub size: i64,
+    /// Push time (ms).
+    pub pushed_at: i64,
+    /// Last pull time (ms), if ever pulled.
+    pub last_pulled_at: Option<i64>,
+}
+
+/// Which images a listing wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagStatus {
+    /// Only images with a tag.
+    Tagged,
+    /// Only images without a tag.
+    Untagged,
+    /// All.
+    Any,
+}
+
+/// The outcome of deleting a repository.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeleteRepo {
+    /// Deleted.
+    Deleted,
+    /// It holds images and `force` was not given.
+    NotEmpty,
+}
+
 /// A blob's metadata.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlobRow {
@@ -109,6 +254,9 @@ pub struct Referrer {
 /// Why a manifest could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PutManifestError {
+    /// An immutable tag already points at another manifest.
+    #[error("tag {0} is immutable")]
+    TagImmutable(String),
     /// Referenced blobs or manifests are not readable by the repository.
     #[error("manifest references unknown content")]
     MissingReferences {
@@ -146,16 +294,19 @@ pub enum ManifestKey<'a> {
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
     /// Find a repository.
-    async fn repo_get(&self, account: &str, name: &str) -> Result<Option<RepoId>>;
-    /// Find or create a repository.
+    async fn repo_get(&self, account: &str, name: &str) -> Result<Option<RepoRow>>;
+    /// Create a repository; `None` if it already exists.
+    async fn repo_create(&self, account: &str, name: &str, settings: &RepoSettings) -> Result<Option<RepoRow>>;
+    /// Find or create a repository (with default settings).
     async fn repo_get_or_create(&self, account: &str, name: &str) -> Result<RepoId>;
     /// Repository names of an account after `after`, in byte order.
-    async fn repo_list(
-        &self,
-        account: &str,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<String>>;
+    async fn repo_list(&self, account: &str, after: Option<&str>, limit: i64) -> Result<Vec<String>>;
+    /// Repositories of an account after `after`, in byte order.
+    async fn repo_list_rows(&self, account: &str, after: Option<&str>, limit: i64) -> Result<Vec<RepoRow>>;
+    /// Replace a repository's settings.
+    async fn repo_update_settings(&self, repo: RepoId, settings: &RepoSettings) -> Result<()>;
+    /// Delete a repository; with `force`, also its images.
+    async fn repo_delete(&self, repo: RepoId, force: bool) -> Result<DeleteRepo>;
 
     /// A blob, if the repository may read it.
     async fn blob_get(&self, repo: RepoId, digest: &str) -> Result<Option<BlobRow>>;
@@ -164,12 +315,7 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Record a finished upload: upsert the blob (the first writer's storage
     /// key wins: returns it, so the caller can drop a duplicate copy), grant
     /// the repository access, and delete the upload row, in one transaction.
-    async fn blob_commit(
-        &self,
-        repo: RepoId,
-        blob: &BlobRow,
-        upload_id: Option<&str>,
-    ) -> Result<String>;
+    async fn blob_commit(&self, repo: RepoId, blob: &BlobRow, upload_id: Option<&str>) -> Result<String>;
     /// Cross-repository mount: let `to` read a blob `from` can read. False if
     /// `from` cannot read it.
     async fn blob_mount(&self, to: RepoId, from: RepoId, digest: &str) -> Result<bool>;
@@ -184,29 +330,37 @@ pub trait MetaStore: Send + Sync + 'static {
     /// `None`) and nobody else holds it. `lease` is a fresh token.
     async fn upload_claim(&self, id: &str, expected: Option<i64>, lease: &str) -> Result<Claim>;
     /// Record bytes written under a lease and release it. False if the lease was lost.
-    async fn upload_advance(
-        &self,
-        id: &str,
-        lease: &str,
-        handle: &str,
-        offset: i64,
-        hash_state: &[u8],
-    ) -> Result<bool>;
+    async fn upload_advance(&self, id: &str, lease: &str, handle: &str, offset: i64, hash_state: &[u8])
+        -> Result<bool>;
     /// Release a lease without moving the offset.
     async fn upload_release(&self, id: &str, lease: &str) -> Result<()>;
     /// Delete an upload session. False if unknown.
     async fn upload_delete(&self, id: &str) -> Result<bool>;
 
     /// Store a manifest and point `tags` at it, checking references first.
+    /// An immutable tag that exists on another digest fails the whole put.
     async fn manifest_put(
         &self,
         repo: RepoId,
         manifest: &NewManifest,
-        tags: &[String],
+        tags: &[TagWrite],
     ) -> Result<(), PutManifestError>;
+    /// Record a pull of a manifest (at most about once a minute per image).
+    async fn manifest_touch_pull(&self, repo: RepoId, digest: &str, now: i64) -> Result<()>;
+    /// Images of a repository, by digest after `after`.
+    async fn image_list(
+        &self,
+        repo: RepoId,
+        status: TagStatus,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ImageRow>>;
+    /// One image by digest.
+    async fn image_get(&self, repo: RepoId, digest: &str) -> Result<Option<ImageRow>>;
+    /// The digest a tag points at.
+    async fn tag_get(&self, repo: RepoId, tag: &str) -> Result<Option<String>>;
     /// Read a manifest by tag or digest.
-    async fn manifest_get(&self, repo: RepoId, key: ManifestKey<'_>)
-        -> Result<Option<ManifestRow>>;
+    async fn manifest_get(&self, repo: RepoId, key: ManifestKey<'_>) -> Result<Option<ManifestRow>>;
     /// Delete a manifest and every tag pointing at it.
     async fn manifest_delete(&self, repo: RepoId, digest: &str) -> Result<DeleteManifest>;
     /// Remove a tag, keeping the manifest. False if the tag was unknown.
@@ -214,10 +368,5 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Tags of a repository after `after`, in byte order.
     async fn tag_list(&self, repo: RepoId, after: Option<&str>, limit: i64) -> Result<Vec<String>>;
     /// Manifests whose subject is `subject`, optionally of one artifact type.
-    async fn referrers(
-        &self,
-        repo: RepoId,
-        subject: &str,
-        artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>>;
+    async fn referrers(&self, repo: RepoId, subject: &str, artifact_type: Option<&str>) -> Result<Vec<Referrer>>;
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::control::*;
 use crate::error::{Result, StoreError};
 use crate::meta::*;
 use crate::now_millis;
@@ -33,13 +34,12 @@ pub struct SqliteMetaStore {
 impl SqliteMetaStore {
     /// Open (creating and migrating) the database at `path`.
     pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let opts =
-            SqliteConnectOptions::from_str(&format!("sqlite://{}", path.as_ref().display()))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Full)
-                .foreign_keys(true)
-                .busy_timeout(Duration::from_secs(30));
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.as_ref().display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -81,6 +81,44 @@ impl SqliteMetaStore {
     }
 }
 
+const REPO_COLS: &str = "id, account, name, created_at, settings";
+
+fn repo_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RepoRow> {
+    let settings: String = r.try_get("settings")?;
+    Ok(RepoRow {
+        id: r.try_get("id")?,
+        account: r.try_get("account")?,
+        name: r.try_get("name")?,
+        created_at: r.try_get("created_at")?,
+        settings: serde_json::from_str(&settings)
+            .map_err(|e| StoreError::Corrupt(format!("repository settings: {e}")))?,
+    })
+}
+
+const IMAGE_SELECT: &str = "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, \
+     (SELECT group_concat(t.name, char(10)) FROM (SELECT name FROM tags WHERE repo_id = m.repo_id AND digest = m.digest ORDER BY name) t) AS tag_names, \
+     COALESCE((SELECT SUM(b.size) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob_digest \
+               WHERE mb.repo_id = m.repo_id AND mb.manifest_digest = m.digest), 0) \
+     + COALESCE((SELECT SUM(b.size) FROM manifest_children mc JOIN manifest_blobs mb ON mb.repo_id = mc.repo_id AND mb.manifest_digest = mc.child_digest \
+               JOIN blobs b ON b.digest = mb.blob_digest WHERE mc.repo_id = m.repo_id AND mc.parent_digest = m.digest), 0) AS total_size \
+     FROM manifests m";
+
+fn image_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ImageRow> {
+    let tags: Option<String> = r.try_get("tag_names")?;
+    Ok(ImageRow {
+        digest: r.try_get("digest")?,
+        tags: tags
+            .map(|t| t.split('\n').map(String::from).collect())
+            .unwrap_or_default(),
+        media_type: r.try_get("media_type")?,
+        artifact_type: r.try_get("artifact_type")?,
+        subject: r.try_get("subject")?,
+        size: r.try_get("total_size")?,
+        pushed_at: r.try_get("pushed_at")?,
+        last_pulled_at: r.try_get("last_pulled_at")?,
+    })
+}
+
 fn upload_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<UploadRow> {
     Ok(UploadRow {
         id: r.try_get("id")?,
@@ -96,26 +134,39 @@ const UPLOAD_COLS: &str = "id, repo_id, handle, received, hash_state, started_at
 
 #[async_trait]
 impl MetaStore for SqliteMetaStore {
-    async fn repo_get(&self, account: &str, name: &str) -> Result<Option<RepoId>> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM repositories WHERE account = $1 AND name = $2")
-                .bind(account)
-                .bind(name)
-                .fetch_optional(&self.read)
-                .await?,
-        )
+    async fn repo_get(&self, account: &str, name: &str) -> Result<Option<RepoRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {REPO_COLS} FROM repositories WHERE account = $1 AND name = $2"
+        ))
+        .bind(account)
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(repo_from_row).transpose()
+    }
+
+    async fn repo_create(&self, account: &str, name: &str, settings: &RepoSettings) -> Result<Option<RepoRow>> {
+        let json = serde_json::to_string(settings).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let row = sqlx::query(&format!(
+            "INSERT INTO repositories (account, name, created_at, settings) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (account, name) DO NOTHING RETURNING {REPO_COLS}"
+        ))
+        .bind(account)
+        .bind(name)
+        .bind(now_millis())
+        .bind(json)
+        .fetch_optional(&self.write)
+        .await?;
+        row.as_ref().map(repo_from_row).transpose()
     }
 
     async fn repo_get_or_create(&self, account: &str, name: &str) -> Result<RepoId> {
-        if let Some(id) = self.repo_get(account, name).await? {
-            return Ok(id);
+        if let Some(r) = self.repo_get(account, name).await? {
+            return Ok(r.id);
         }
-        sqlx::query("INSERT INTO repositories (account, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (account, name) DO NOTHING")
-            .bind(account)
-            .bind(name)
-            .bind(now_millis())
-            .execute(&self.write)
-            .await?;
+        if let Some(r) = self.repo_create(account, name, &RepoSettings::default()).await? {
+            return Ok(r.id);
+        }
         Ok(
             sqlx::query_scalar("SELECT id FROM repositories WHERE account = $1 AND name = $2")
                 .bind(account)
@@ -125,20 +176,64 @@ impl MetaStore for SqliteMetaStore {
         )
     }
 
-    async fn repo_list(
-        &self,
-        account: &str,
-        after: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM repositories WHERE account = $1 AND name > $2 ORDER BY name LIMIT $3",
-        )
+    async fn repo_list_rows(&self, account: &str, after: Option<&str>, limit: i64) -> Result<Vec<RepoRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REPO_COLS} FROM repositories WHERE account = $1 AND name > $2 ORDER BY name LIMIT $3"
+        ))
         .bind(account)
         .bind(after.unwrap_or(""))
         .bind(limit)
         .fetch_all(&self.read)
-        .await?)
+        .await?;
+        rows.iter().map(repo_from_row).collect()
+    }
+
+    async fn repo_update_settings(&self, repo: RepoId, settings: &RepoSettings) -> Result<()> {
+        let json = serde_json::to_string(settings).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        sqlx::query("UPDATE repositories SET settings = $2 WHERE id = $1")
+            .bind(repo)
+            .bind(json)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn repo_delete(&self, repo: RepoId, force: bool) -> Result<DeleteRepo> {
+        let mut tx = self.write.begin().await?;
+        if !force {
+            let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 LIMIT 1")
+                .bind(repo)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if any.is_some() {
+                return Ok(DeleteRepo::NotEmpty);
+            }
+        }
+        // Children before parents, so no foreign key is ever left dangling.
+        for sql in [
+            "DELETE FROM tags WHERE repo_id = $1",
+            "DELETE FROM manifest_children WHERE repo_id = $1",
+            "DELETE FROM manifest_blobs WHERE repo_id = $1",
+            "DELETE FROM manifests WHERE repo_id = $1",
+            "DELETE FROM repo_blobs WHERE repo_id = $1",
+            "DELETE FROM uploads WHERE repo_id = $1",
+            "DELETE FROM repositories WHERE id = $1",
+        ] {
+            sqlx::query(sql).bind(repo).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(DeleteRepo::Deleted)
+    }
+
+    async fn repo_list(&self, account: &str, after: Option<&str>, limit: i64) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT name FROM repositories WHERE account = $1 AND name > $2 ORDER BY name LIMIT $3")
+                .bind(account)
+                .bind(after.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await?,
+        )
     }
 
     async fn blob_get(&self, repo: RepoId, digest: &str) -> Result<Option<BlobRow>> {
@@ -175,12 +270,7 @@ impl MetaStore for SqliteMetaStore {
         .transpose()
     }
 
-    async fn blob_commit(
-        &self,
-        repo: RepoId,
-        blob: &BlobRow,
-        upload_id: Option<&str>,
-    ) -> Result<String> {
+    async fn blob_commit(&self, repo: RepoId, blob: &BlobRow, upload_id: Option<&str>) -> Result<String> {
         let now = now_millis();
         let mut tx = self.write.begin().await?;
         sqlx::query("INSERT INTO blobs (digest, size, storage_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
@@ -282,11 +372,7 @@ impl MetaStore for SqliteMetaStore {
                  AND (lease IS NULL OR lease_until < $4) RETURNING {UPLOAD_COLS}"
             ),
         };
-        let mut q = sqlx::query(&sql)
-            .bind(id)
-            .bind(lease)
-            .bind(now + LEASE_MS)
-            .bind(now);
+        let mut q = sqlx::query(&sql).bind(id).bind(lease).bind(now + LEASE_MS).bind(now);
         if let Some(e) = expected {
             q = q.bind(e);
         }
@@ -327,13 +413,11 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn upload_release(&self, id: &str, lease: &str) -> Result<()> {
-        sqlx::query(
-            "UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2",
-        )
-        .bind(id)
-        .bind(lease)
-        .execute(&self.write)
-        .await?;
+        sqlx::query("UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2")
+            .bind(id)
+            .bind(lease)
+            .execute(&self.write)
+            .await?;
         Ok(())
     }
 
@@ -345,23 +429,17 @@ impl MetaStore for SqliteMetaStore {
         Ok(res.rows_affected() > 0)
     }
 
-    async fn manifest_put(
-        &self,
-        repo: RepoId,
-        m: &NewManifest,
-        tags: &[String],
-    ) -> Result<(), PutManifestError> {
+    async fn manifest_put(&self, repo: RepoId, m: &NewManifest, tags: &[TagWrite]) -> Result<(), PutManifestError> {
         let now = now_millis();
         let mut tx = self.write.begin().await.map_err(StoreError::from)?;
         let mut missing_blobs = Vec::new();
         for b in &m.blobs {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
-                    .bind(repo)
-                    .bind(b)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(StoreError::from)?;
+            let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+                .bind(repo)
+                .bind(b)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
             if found.is_none() {
                 missing_blobs.push(b.clone());
             }
@@ -372,13 +450,12 @@ impl MetaStore for SqliteMetaStore {
                 missing_manifests.push(c.clone());
                 continue;
             }
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
-                    .bind(repo)
-                    .bind(c)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(StoreError::from)?;
+            let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
+                .bind(repo)
+                .bind(c)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
             if found.is_none() {
                 missing_manifests.push(c.clone());
             }
@@ -424,27 +501,90 @@ impl MetaStore for SqliteMetaStore {
                 .map_err(StoreError::from)?;
         }
         for t in tags {
-            sqlx::query(
+            // The immutability guard lives in the upsert itself, so two racing
+            // pushes of an immutable tag cannot both win.
+            let res = sqlx::query(
                 "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
+                 ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at \
+                 WHERE $5 = 0 OR tags.digest = excluded.digest",
             )
             .bind(repo)
-            .bind(t)
+            .bind(&t.name)
             .bind(&m.digest)
             .bind(now)
+            .bind(t.immutable as i64)
             .execute(&mut *tx)
             .await
             .map_err(StoreError::from)?;
+            if res.rows_affected() == 0 {
+                return Err(PutManifestError::TagImmutable(t.name.clone()));
+            }
         }
         tx.commit().await.map_err(StoreError::from)?;
         Ok(())
     }
 
-    async fn manifest_get(
+    async fn manifest_touch_pull(&self, repo: RepoId, digest: &str, now: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE manifests SET last_pulled_at = $3 WHERE repo_id = $1 AND digest = $2 \
+             AND (last_pulled_at IS NULL OR last_pulled_at < $4)",
+        )
+        .bind(repo)
+        .bind(digest)
+        .bind(now)
+        .bind(now - 60_000)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn image_list(
         &self,
         repo: RepoId,
-        key: ManifestKey<'_>,
-    ) -> Result<Option<ManifestRow>> {
+        status: TagStatus,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<ImageRow>> {
+        let filter = match status {
+            TagStatus::Any => "",
+            TagStatus::Tagged => {
+                " AND EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)"
+            }
+            TagStatus::Untagged => {
+                " AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)"
+            }
+        };
+        let rows = sqlx::query(&format!(
+            "{IMAGE_SELECT} WHERE m.repo_id = $1 AND m.digest > $2{filter} ORDER BY m.digest LIMIT $3"
+        ))
+        .bind(repo)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(image_from_row).collect()
+    }
+
+    async fn image_get(&self, repo: RepoId, digest: &str) -> Result<Option<ImageRow>> {
+        let row = sqlx::query(&format!("{IMAGE_SELECT} WHERE m.repo_id = $1 AND m.digest = $2"))
+            .bind(repo)
+            .bind(digest)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(image_from_row).transpose()
+    }
+
+    async fn tag_get(&self, repo: RepoId, tag: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
+                .bind(repo)
+                .bind(tag)
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    async fn manifest_get(&self, repo: RepoId, key: ManifestKey<'_>) -> Result<Option<ManifestRow>> {
         let row = match key {
             ManifestKey::Digest(d) => {
                 sqlx::query("SELECT digest, media_type, body FROM manifests WHERE repo_id = $1 AND digest = $2")
@@ -476,12 +616,11 @@ impl MetaStore for SqliteMetaStore {
 
     async fn manifest_delete(&self, repo: RepoId, digest: &str) -> Result<DeleteManifest> {
         let mut tx = self.write.begin().await?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
-                .bind(repo)
-                .bind(digest)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
+            .bind(repo)
+            .bind(digest)
+            .fetch_optional(&mut *tx)
+            .await?;
         if exists.is_none() {
             return Ok(DeleteManifest::Unknown);
         }
@@ -518,25 +657,20 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn tag_list(&self, repo: RepoId, after: Option<&str>, limit: i64) -> Result<Vec<String>> {
-        Ok(sqlx::query_scalar(
-            "SELECT name FROM tags WHERE repo_id = $1 AND name > $2 ORDER BY name LIMIT $3",
+        Ok(
+            sqlx::query_scalar("SELECT name FROM tags WHERE repo_id = $1 AND name > $2 ORDER BY name LIMIT $3")
+                .bind(repo)
+                .bind(after.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await?,
         )
-        .bind(repo)
-        .bind(after.unwrap_or(""))
-        .bind(limit)
-        .fetch_all(&self.read)
-        .await?)
     }
 
-    async fn referrers(
-        &self,
-        repo: RepoId,
-        subject: &str,
-        artifact_type: Option<&str>,
-    ) -> Result<Vec<Referrer>> {
-        let rows =
-            match artifact_type {
-                Some(at) => sqlx::query(
+    async fn referrers(&self, repo: RepoId, subject: &str, artifact_type: Option<&str>) -> Result<Vec<Referrer>> {
+        let rows = match artifact_type {
+            Some(at) => {
+                sqlx::query(
                     "SELECT digest, media_type, artifact_type, size, annotations FROM manifests \
                  WHERE repo_id = $1 AND subject = $2 AND artifact_type = $3 ORDER BY digest",
                 )
@@ -544,16 +678,19 @@ impl MetaStore for SqliteMetaStore {
                 .bind(subject)
                 .bind(at)
                 .fetch_all(&self.read)
-                .await?,
-                None => sqlx::query(
+                .await?
+            }
+            None => {
+                sqlx::query(
                     "SELECT digest, media_type, artifact_type, size, annotations FROM manifests \
                  WHERE repo_id = $1 AND subject = $2 ORDER BY digest",
                 )
                 .bind(repo)
                 .bind(subject)
                 .fetch_all(&self.read)
-                .await?,
-            };
+                .await?
+            }
+        };
         rows.iter()
             .map(|r| {
                 Ok(Referrer {
@@ -565,5 +702,200 @@ impl MetaStore for SqliteMetaStore {
                 })
             })
             .collect()
+    }
+}
+
+fn template_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TemplateRow> {
+    Ok(TemplateRow {
+        prefix: r.try_get("prefix")?,
+        body: r.try_get("body")?,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AccessKeyRow> {
+    Ok(AccessKeyRow {
+        access_key_id: r.try_get("access_key_id")?,
+        account: r.try_get("account")?,
+        principal_arn: r.try_get("principal_arn")?,
+        secret_sealed: r.try_get("secret_sealed")?,
+        status: r.try_get("status")?,
+        session_token_hash: r.try_get("session_token_hash")?,
+        expires_at: r.try_get("expires_at")?,
+    })
+}
+
+#[async_trait]
+impl ControlStore for SqliteMetaStore {
+    async fn account_ensure(&self, account: &str) -> Result<()> {
+        sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+            .bind(account)
+            .bind(now_millis())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn access_key_put(&self, k: &AccessKeyRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO access_keys (access_key_id, account, principal_arn, secret_sealed, status, session_token_hash, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (access_key_id) DO NOTHING",
+        )
+        .bind(&k.access_key_id)
+        .bind(&k.account)
+        .bind(&k.principal_arn)
+        .bind(&k.secret_sealed)
+        .bind(&k.status)
+        .bind(&k.session_token_hash)
+        .bind(k.expires_at)
+        .bind(now_millis())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn access_key_get(&self, access_key_id: &str) -> Result<Option<AccessKeyRow>> {
+        let row = sqlx::query(
+            "SELECT access_key_id, account, principal_arn, secret_sealed, status, session_token_hash, expires_at \
+             FROM access_keys WHERE access_key_id = $1",
+        )
+        .bind(access_key_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(key_from_row).transpose()
+    }
+
+    async fn server_secret_get_or_put(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
+        sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
+            .bind(name)
+            .bind(value)
+            .execute(&self.write)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.write)
+            .await?)
+    }
+
+    async fn resource_tags(&self, arn: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT key, value FROM resource_tags WHERE arn = $1 ORDER BY key")
+            .bind(arn)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    async fn resource_tags_put(&self, arn: &str, tags: &[(String, String)]) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        for (k, v) in tags {
+            sqlx::query(
+                "INSERT INTO resource_tags (arn, key, value) VALUES ($1, $2, $3) \
+                 ON CONFLICT (arn, key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(arn)
+            .bind(k)
+            .bind(v)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn resource_tags_remove(&self, arn: &str, keys: &[String]) -> Result<()> {
+        let mut tx = self.write.begin().await?;
+        for k in keys {
+            sqlx::query("DELETE FROM resource_tags WHERE arn = $1 AND key = $2")
+                .bind(arn)
+                .bind(k)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn template_put(&self, account: &str, prefix: &str, body: &str, create: bool) -> Result<bool> {
+        let now = now_millis();
+        let res = if create {
+            sqlx::query(
+                "INSERT INTO creation_templates (account, prefix, body, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+                 ON CONFLICT (account, prefix) DO NOTHING",
+            )
+            .bind(account)
+            .bind(prefix)
+            .bind(body)
+            .bind(now)
+            .execute(&self.write)
+            .await?
+        } else {
+            sqlx::query("UPDATE creation_templates SET body = $3, updated_at = $4 WHERE account = $1 AND prefix = $2")
+                .bind(account)
+                .bind(prefix)
+                .bind(body)
+                .bind(now)
+                .execute(&self.write)
+                .await?
+        };
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn template_get(&self, account: &str, prefix: &str) -> Result<Option<TemplateRow>> {
+        let row = sqlx::query(
+            "SELECT prefix, body, created_at, updated_at FROM creation_templates WHERE account = $1 AND prefix = $2",
+        )
+        .bind(account)
+        .bind(prefix)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(template_from_row).transpose()
+    }
+
+    async fn template_list(&self, account: &str, after: Option<&str>, limit: i64) -> Result<Vec<TemplateRow>> {
+        let rows = sqlx::query(
+            "SELECT prefix, body, created_at, updated_at FROM creation_templates \
+             WHERE account = $1 AND prefix > $2 ORDER BY prefix LIMIT $3",
+        )
+        .bind(account)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(template_from_row).collect()
+    }
+
+    async fn template_delete(&self, account: &str, prefix: &str) -> Result<Option<TemplateRow>> {
+        let row = sqlx::query(
+            "DELETE FROM creation_templates WHERE account = $1 AND prefix = $2 RETURNING prefix, body, created_at, updated_at",
+        )
+        .bind(account)
+        .bind(prefix)
+        .fetch_optional(&self.write)
+        .await?;
+        row.as_ref().map(template_from_row).transpose()
+    }
+
+    async fn setting_get(&self, account: &str, name: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM account_settings WHERE account = $1 AND name = $2")
+                .bind(account)
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    async fn setting_put(&self, account: &str, name: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO account_settings (account, name, value) VALUES ($1, $2, $3) \
+             ON CONFLICT (account, name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(account)
+        .bind(name)
+        .bind(value)
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 }

@@ -7,10 +7,7 @@ use kura_oci::Digest;
 use kura_store::{BlobStore, FsBlobStore};
 
 fn body(chunks: &[&[u8]]) -> kura_store::blob::BodyStream<'static> {
-    let v: Vec<std::io::Result<Bytes>> = chunks
-        .iter()
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
+    let v: Vec<std::io::Result<Bytes>> = chunks.iter().map(|c| Ok(Bytes::copy_from_slice(c))).collect();
     stream::iter(v).boxed()
 }
 
@@ -27,10 +24,7 @@ async fn collect(s: kura_store::ByteStream) -> Vec<u8> {
 async fn suite(store: &dyn BlobStore) {
     // Chunked upload, with a failed write in the middle whose bytes are discarded.
     let h = store.begin("u1").await.unwrap();
-    let (h, off) = store
-        .append(&h, 0, body(&[b"hello ", b"wor"]))
-        .await
-        .unwrap();
+    let (h, off) = store.append(&h, 0, body(&[b"hello ", b"wor"])).await.unwrap();
     assert_eq!(off, 9);
     let failing = stream::iter(vec![
         Ok(Bytes::from_static(b"GARBAGE")),
@@ -40,34 +34,23 @@ async fn suite(store: &dyn BlobStore) {
     assert!(store.append(&h, 9, failing).await.is_err());
     let (h, off) = store.append(&h, 9, body(&[b"ld"])).await.unwrap();
     assert_eq!(off, 11);
-    assert_eq!(
-        collect(store.read_upload(&h, 11).await.unwrap()).await,
-        b"hello world"
-    );
+    assert_eq!(collect(store.read_upload(&h, 11).await.unwrap()).await, b"hello world");
     let d = Digest::sha256(b"hello world");
     let key = store.commit(&h, 11, &d).await.unwrap();
+    // The upload survives commit until aborted (crash between the two is safe).
+    assert_eq!(collect(store.read_upload(&h, 11).await.unwrap()).await, b"hello world");
+    store.abort(&h).await.unwrap();
+    assert!(store.read_upload(&h, 11).await.is_err());
     assert_eq!(store.stat(&key).await.unwrap(), Some(11));
-    assert_eq!(
-        collect(store.read(&key, None).await.unwrap()).await,
-        b"hello world"
-    );
-    assert_eq!(
-        collect(store.read(&key, Some((6, 10))).await.unwrap()).await,
-        b"world"
-    );
-    assert_eq!(
-        collect(store.read(&key, Some((0, 0))).await.unwrap()).await,
-        b"h"
-    );
+    assert_eq!(collect(store.read(&key, None).await.unwrap()).await, b"hello world");
+    assert_eq!(collect(store.read(&key, Some((6, 10))).await.unwrap()).await, b"world");
+    assert_eq!(collect(store.read(&key, Some((0, 0))).await.unwrap()).await, b"h");
 
     // Committing the same content again is harmless.
     let h2 = store.begin("u2").await.unwrap();
     let (h2, _) = store.append(&h2, 0, body(&[b"hello world"])).await.unwrap();
     let key2 = store.commit(&h2, 11, &d).await.unwrap();
-    assert_eq!(
-        collect(store.read(&key2, None).await.unwrap()).await,
-        b"hello world"
-    );
+    assert_eq!(collect(store.read(&key2, None).await.unwrap()).await, b"hello world");
 
     // Empty blob.
     let h3 = store.begin("u3").await.unwrap();
@@ -90,10 +73,7 @@ async fn suite(store: &dyn BlobStore) {
         assert!(store.append(bad, 0, body(&[b"x"])).await.is_err(), "{bad}");
         assert!(store.read(bad, None).await.is_err(), "{bad}");
     }
-    assert!(store
-        .read("sha256/ab/../../../etc/passwd", None)
-        .await
-        .is_err());
+    assert!(store.read("sha256/ab/../../../etc/passwd", None).await.is_err());
 }
 
 #[tokio::test]
@@ -108,13 +88,9 @@ async fn filesystem_store_streams_large_blobs_in_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsBlobStore::open(dir.path()).await.unwrap().without_fsync();
     let chunk = vec![7u8; 1 << 20];
-    let chunks: Vec<std::io::Result<Bytes>> =
-        (0..64).map(|_| Ok(Bytes::from(chunk.clone()))).collect();
+    let chunks: Vec<std::io::Result<Bytes>> = (0..64).map(|_| Ok(Bytes::from(chunk.clone()))).collect();
     let h = store.begin("big").await.unwrap();
-    let (h, off) = store
-        .append(&h, 0, stream::iter(chunks).boxed())
-        .await
-        .unwrap();
+    let (h, off) = store.append(&h, 0, stream::iter(chunks).boxed()).await.unwrap();
     assert_eq!(off, 64 << 20);
     let mut hasher = kura_oci::Hasher::new(kura_oci::Algorithm::Sha256);
     for _ in 0..64 {

@@ -1,11 +1,22 @@
 //! The shared metadata-store suite. Every `MetaStore` implementation runs
 //! [`suite`]; today that is SQLite (PostgreSQL joins later).
 
+use kura_store::control::*;
 use kura_store::meta::*;
-use kura_store::{MetaStore, SqliteMetaStore};
+use kura_store::{ControlStore, MetaStore, SqliteMetaStore};
 
 fn d(s: &str) -> String {
     kura_oci::Digest::sha256(s.as_bytes()).to_string()
+}
+
+fn tw(names: &[&str]) -> Vec<TagWrite> {
+    names
+        .iter()
+        .map(|n| TagWrite {
+            name: n.to_string(),
+            immutable: false,
+        })
+        .collect()
 }
 
 fn blob(s: &str) -> BlobRow {
@@ -16,13 +27,7 @@ fn blob(s: &str) -> BlobRow {
     }
 }
 
-fn manifest(
-    name: &str,
-    blobs: &[&str],
-    children: &[&str],
-    subject: Option<&str>,
-    at: Option<&str>,
-) -> NewManifest {
+fn manifest(name: &str, blobs: &[&str], children: &[&str], subject: Option<&str>, at: Option<&str>) -> NewManifest {
     NewManifest {
         digest: d(name),
         media_type: "application/vnd.oci.image.manifest.v1+json".into(),
@@ -37,28 +42,16 @@ fn manifest(
 
 async fn suite(m: &dyn MetaStore) {
     // Repositories: idempotent creation, byte-order listing, per account.
-    let r1 = m
-        .repo_get_or_create("111111111111", "team/app")
-        .await
-        .unwrap();
-    assert_eq!(
-        m.repo_get_or_create("111111111111", "team/app")
-            .await
-            .unwrap(),
-        r1
-    );
+    let r1 = m.repo_get_or_create("111111111111", "team/app").await.unwrap();
+    assert_eq!(m.repo_get_or_create("111111111111", "team/app").await.unwrap(), r1);
     let r2 = m.repo_get_or_create("111111111111", "other").await.unwrap();
-    m.repo_get_or_create("222222222222", "elsewhere")
-        .await
-        .unwrap();
+    m.repo_get_or_create("222222222222", "elsewhere").await.unwrap();
     assert_eq!(
         m.repo_list("111111111111", None, 10).await.unwrap(),
         vec!["other", "team/app"]
     );
     assert_eq!(
-        m.repo_list("111111111111", Some("other"), 10)
-            .await
-            .unwrap(),
+        m.repo_list("111111111111", Some("other"), 10).await.unwrap(),
         vec!["team/app"]
     );
     assert_eq!(m.repo_get("111111111111", "nope").await.unwrap(), None);
@@ -73,10 +66,7 @@ async fn suite(m: &dyn MetaStore) {
     assert!(m.blob_lookup(&d("a")).await.unwrap().is_some());
     assert!(!m.blob_mount(r2, r1, &d("zzz")).await.unwrap());
     assert!(m.blob_mount(r2, r1, &d("a")).await.unwrap());
-    assert!(
-        m.blob_mount(r2, r1, &d("a")).await.unwrap(),
-        "mounting twice is fine"
-    );
+    assert!(m.blob_mount(r2, r1, &d("a")).await.unwrap(), "mounting twice is fine");
     assert!(m.blob_get(r2, &d("a")).await.unwrap().is_some());
     assert!(m.blob_unlink(r2, &d("a")).await.unwrap());
     assert!(!m.blob_unlink(r2, &d("a")).await.unwrap());
@@ -91,14 +81,8 @@ async fn suite(m: &dyn MetaStore) {
         started_at: 1,
     };
     m.upload_create(&u).await.unwrap();
-    assert_eq!(
-        m.upload_claim("nope", None, "l0").await.unwrap(),
-        Claim::Unknown
-    );
-    assert_eq!(
-        m.upload_claim("up1", Some(5), "l1").await.unwrap(),
-        Claim::Conflict(0)
-    );
+    assert_eq!(m.upload_claim("nope", None, "l0").await.unwrap(), Claim::Unknown);
+    assert_eq!(m.upload_claim("up1", Some(5), "l1").await.unwrap(), Claim::Conflict(0));
     let Claim::Taken(row) = m.upload_claim("up1", Some(0), "l1").await.unwrap() else {
         panic!("not taken")
     };
@@ -133,11 +117,7 @@ async fn suite(m: &dyn MetaStore) {
 
     // Manifests: references are checked; tags upsert; deletes.
     let missing = m
-        .manifest_put(
-            r1,
-            &manifest("m0", &["a", "nope"], &[], None, None),
-            &["v0".into()],
-        )
+        .manifest_put(r1, &manifest("m0", &["a", "nope"], &[], None, None), &tw(&["v0"]))
         .await;
     match missing {
         Err(PutManifestError::MissingReferences { blobs, manifests }) => {
@@ -146,84 +126,46 @@ async fn suite(m: &dyn MetaStore) {
         }
         other => panic!("{other:?}"),
     }
-    assert!(m
-        .manifest_get(r1, ManifestKey::Tag("v0"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(m.manifest_get(r1, ManifestKey::Tag("v0")).await.unwrap().is_none());
     m.manifest_put(
         r1,
         &manifest("m1", &["a", "b"], &[], None, None),
-        &["v1".into(), "latest".into()],
+        &tw(&["v1", "latest"]),
     )
     .await
     .unwrap();
-    m.manifest_put(
-        r1,
-        &manifest("m2", &["a"], &[], None, None),
-        &["latest".into()],
-    )
-    .await
-    .unwrap();
-    let got = m
-        .manifest_get(r1, ManifestKey::Tag("latest"))
+    m.manifest_put(r1, &manifest("m2", &["a"], &[], None, None), &tw(&["latest"]))
         .await
-        .unwrap()
         .unwrap();
+    let got = m.manifest_get(r1, ManifestKey::Tag("latest")).await.unwrap().unwrap();
     assert_eq!(got.digest, d("m2"));
     assert_eq!(got.body, b"m2");
-    assert_eq!(
-        m.tag_list(r1, None, 10).await.unwrap(),
-        vec!["latest", "v1"]
-    );
+    assert_eq!(m.tag_list(r1, None, 10).await.unwrap(), vec!["latest", "v1"]);
     // Byte order: uppercase sorts before lowercase.
-    m.manifest_put(
-        r1,
-        &manifest("m2", &["a"], &[], None, None),
-        &["Zed".into(), "_u".into()],
-    )
-    .await
-    .unwrap();
+    m.manifest_put(r1, &manifest("m2", &["a"], &[], None, None), &tw(&["Zed", "_u"]))
+        .await
+        .unwrap();
     assert_eq!(
         m.tag_list(r1, None, 10).await.unwrap(),
         vec!["Zed", "_u", "latest", "v1"]
     );
-    assert_eq!(
-        m.tag_list(r1, Some("Zed"), 2).await.unwrap(),
-        vec!["_u", "latest"]
-    );
+    assert_eq!(m.tag_list(r1, Some("Zed"), 2).await.unwrap(), vec!["_u", "latest"]);
 
     // An index pins its children.
-    m.manifest_put(
-        r1,
-        &manifest("idx", &[], &["m1", "m2"], None, None),
-        &["multi".into()],
-    )
-    .await
-    .unwrap();
+    m.manifest_put(r1, &manifest("idx", &[], &["m1", "m2"], None, None), &tw(&["multi"]))
+        .await
+        .unwrap();
     let missing_child = m
-        .manifest_put(r1, &manifest("idx2", &[], &["m9"], None, None), &[])
+        .manifest_put(r1, &manifest("idx2", &[], &["m9"], None, None), &tw(&[]))
         .await;
-    assert!(matches!(
-        missing_child,
-        Err(PutManifestError::MissingReferences { .. })
-    ));
+    assert!(matches!(missing_child, Err(PutManifestError::MissingReferences { .. })));
     assert_eq!(
         m.manifest_delete(r1, &d("m1")).await.unwrap(),
         DeleteManifest::ReferencedBy(vec![d("idx")])
     );
-    assert_eq!(
-        m.manifest_delete(r1, &d("idx")).await.unwrap(),
-        DeleteManifest::Deleted
-    );
-    assert_eq!(
-        m.manifest_delete(r1, &d("m1")).await.unwrap(),
-        DeleteManifest::Deleted
-    );
-    assert_eq!(
-        m.manifest_delete(r1, &d("m1")).await.unwrap(),
-        DeleteManifest::Unknown
-    );
+    assert_eq!(m.manifest_delete(r1, &d("idx")).await.unwrap(), DeleteManifest::Deleted);
+    assert_eq!(m.manifest_delete(r1, &d("m1")).await.unwrap(), DeleteManifest::Deleted);
+    assert_eq!(m.manifest_delete(r1, &d("m1")).await.unwrap(), DeleteManifest::Unknown);
     assert_eq!(
         m.tag_list(r1, None, 10).await.unwrap(),
         vec!["Zed", "_u", "latest"],
@@ -241,41 +183,176 @@ async fn suite(m: &dyn MetaStore) {
     m.manifest_put(
         r1,
         &manifest("sig", &["a"], &[], Some("m2"), Some("application/sig")),
-        &[],
+        &tw(&[]),
     )
     .await
     .unwrap();
     m.manifest_put(
         r1,
         &manifest("sbom", &["a"], &[], Some("m2"), Some("application/sbom")),
-        &[],
+        &tw(&[]),
     )
     .await
     .unwrap();
-    m.manifest_put(
-        r1,
-        &manifest("dangling", &["a"], &[], Some("ghost"), None),
-        &[],
-    )
-    .await
-    .unwrap();
-    assert_eq!(m.referrers(r1, &d("m2"), None).await.unwrap().len(), 2);
-    let sig = m
-        .referrers(r1, &d("m2"), Some("application/sig"))
+    m.manifest_put(r1, &manifest("dangling", &["a"], &[], Some("ghost"), None), &tw(&[]))
         .await
         .unwrap();
+    assert_eq!(m.referrers(r1, &d("m2"), None).await.unwrap().len(), 2);
+    let sig = m.referrers(r1, &d("m2"), Some("application/sig")).await.unwrap();
     assert_eq!(sig.len(), 1);
     assert_eq!(sig[0].digest, d("sig"));
     assert_eq!(m.referrers(r1, &d("ghost"), None).await.unwrap().len(), 1);
     assert!(m.referrers(r2, &d("m2"), None).await.unwrap().is_empty());
+
+    // Immutable tags: the same digest may be re-pushed, another may not.
+    let imm = vec![TagWrite {
+        name: "prod".into(),
+        immutable: true,
+    }];
+    m.manifest_put(r1, &manifest("m2", &["a"], &[], None, None), &imm)
+        .await
+        .unwrap();
+    m.manifest_put(r1, &manifest("m2", &["a"], &[], None, None), &imm)
+        .await
+        .unwrap();
+    let moved = m.manifest_put(r1, &manifest("m3", &["a"], &[], None, None), &imm).await;
+    assert!(matches!(moved, Err(PutManifestError::TagImmutable(t)) if t == "prod"));
+    assert_eq!(m.tag_get(r1, "prod").await.unwrap(), Some(d("m2")));
+    assert!(
+        m.manifest_get(r1, ManifestKey::Digest(&d("m3")))
+            .await
+            .unwrap()
+            .is_none(),
+        "the failed put stored nothing"
+    );
+
+    // Images: tags, sizes (sum of referenced blobs), tag status filters, pull time.
+    let img = m.image_get(r1, &d("m2")).await.unwrap().unwrap();
+    assert_eq!(img.tags, vec!["_u", "latest", "prod"]);
+    assert_eq!(img.size, 1, "blob a is one byte");
+    assert_eq!(img.last_pulled_at, None);
+    m.manifest_touch_pull(r1, &d("m2"), 1_000_000).await.unwrap();
+    assert_eq!(
+        m.image_get(r1, &d("m2")).await.unwrap().unwrap().last_pulled_at,
+        Some(1_000_000)
+    );
+    let tagged = m.image_list(r1, TagStatus::Tagged, None, 100).await.unwrap();
+    assert_eq!(
+        tagged.iter().map(|i| i.digest.clone()).collect::<Vec<_>>(),
+        vec![d("m2")]
+    );
+    let untagged = m.image_list(r1, TagStatus::Untagged, None, 100).await.unwrap();
+    assert_eq!(untagged.len(), 3, "sig, sbom, dangling");
+    let all = m.image_list(r1, TagStatus::Any, None, 2).await.unwrap();
+    let rest = m
+        .image_list(r1, TagStatus::Any, Some(&all[1].digest), 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len() + rest.len(), 4);
+
+    // Settings and deletion.
+    let mut settings = RepoSettings::default();
+    settings.image_tag_mutability = "IMMUTABLE".into();
+    m.repo_update_settings(r1, &settings).await.unwrap();
+    assert_eq!(
+        m.repo_get("111111111111", "team/app").await.unwrap().unwrap().settings,
+        settings
+    );
+    assert!(m
+        .repo_create("111111111111", "team/app", &settings)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(m.repo_delete(r1, false).await.unwrap(), DeleteRepo::NotEmpty);
+    assert_eq!(m.repo_delete(r1, true).await.unwrap(), DeleteRepo::Deleted);
+    assert!(m.repo_get("111111111111", "team/app").await.unwrap().is_none());
+    assert_eq!(m.repo_delete(r2, false).await.unwrap(), DeleteRepo::Deleted);
+}
+
+async fn control_suite(c: &dyn ControlStore) {
+    c.account_ensure("123456789012").await.unwrap();
+    c.account_ensure("123456789012").await.unwrap();
+    let key = AccessKeyRow {
+        access_key_id: "AKIATEST".into(),
+        account: "123456789012".into(),
+        principal_arn: "arn:aws:iam::123456789012:root".into(),
+        secret_sealed: vec![1, 2, 3],
+        status: "Active".into(),
+        session_token_hash: None,
+        expires_at: None,
+    };
+    c.access_key_put(&key).await.unwrap();
+    assert_eq!(c.access_key_get("AKIATEST").await.unwrap(), Some(key));
+    assert_eq!(c.access_key_get("nope").await.unwrap(), None);
+    assert_eq!(c.server_secret_get_or_put("k", b"first").await.unwrap(), b"first");
+    assert_eq!(c.server_secret_get_or_put("k", b"second").await.unwrap(), b"first");
+
+    let arn = "arn:aws:ecr:us-east-1:123456789012:repository/x";
+    c.resource_tags_put(arn, &[("b".into(), "2".into()), ("a".into(), "1".into())])
+        .await
+        .unwrap();
+    c.resource_tags_put(arn, &[("a".into(), "one".into())]).await.unwrap();
+    assert_eq!(
+        c.resource_tags(arn).await.unwrap(),
+        vec![("a".into(), "one".into()), ("b".into(), "2".into())]
+    );
+    c.resource_tags_remove(arn, &["a".into(), "zz".into()]).await.unwrap();
+    assert_eq!(c.resource_tags(arn).await.unwrap(), vec![("b".into(), "2".into())]);
+
+    assert!(c.template_put("123456789012", "ROOT", "{}", true).await.unwrap());
+    assert!(!c.template_put("123456789012", "ROOT", "{}", true).await.unwrap());
+    assert!(!c.template_put("123456789012", "team", "{}", false).await.unwrap());
+    assert!(c.template_put("123456789012", "team", "{\"x\":1}", true).await.unwrap());
+    assert!(c
+        .template_put("123456789012", "team", "{\"x\":2}", false)
+        .await
+        .unwrap());
+    assert_eq!(
+        c.template_get("123456789012", "team").await.unwrap().unwrap().body,
+        "{\"x\":2}"
+    );
+    let all = c.template_list("123456789012", None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|t| t.prefix.as_str()).collect::<Vec<_>>(),
+        vec!["ROOT", "team"]
+    );
+    assert_eq!(
+        c.template_list("123456789012", Some("ROOT"), 10).await.unwrap().len(),
+        1
+    );
+    assert!(c.template_delete("123456789012", "team").await.unwrap().is_some());
+    assert!(c.template_delete("123456789012", "team").await.unwrap().is_none());
+
+    assert_eq!(
+        c.setting_get("123456789012", "BASIC_SCAN_TYPE_VERSION").await.unwrap(),
+        None
+    );
+    c.setting_put("123456789012", "BASIC_SCAN_TYPE_VERSION", "AWS_NATIVE")
+        .await
+        .unwrap();
+    c.setting_put("123456789012", "BASIC_SCAN_TYPE_VERSION", "CLAIR")
+        .await
+        .unwrap();
+    assert_eq!(
+        c.setting_get("123456789012", "BASIC_SCAN_TYPE_VERSION")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("CLAIR")
+    );
+}
+
+#[tokio::test]
+async fn sqlite_control_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    control_suite(&m).await;
 }
 
 #[tokio::test]
 async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let m = SqliteMetaStore::open(dir.path().join("meta.db"))
-        .await
-        .unwrap();
+    let m = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
     suite(&m).await;
 }
 
@@ -307,9 +384,6 @@ async fn sqlite_store_survives_reopen_and_clears_leases() {
         "still leased"
     );
     m.clear_upload_leases().await.unwrap();
-    assert!(matches!(
-        m.upload_claim("u", None, "l").await.unwrap(),
-        Claim::Taken(_)
-    ));
+    assert!(matches!(m.upload_claim("u", None, "l").await.unwrap(), Claim::Taken(_)));
     assert!(m.repo_get("1", "x").await.unwrap().is_some());
 }

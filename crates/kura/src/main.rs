@@ -80,7 +80,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.listen,
         args.data_dir.display()
     );
-    eprintln!("  try: skopeo copy --dest-tls-verify=false docker://alpine:latest docker://{}/alpine:latest", args.listen);
+    eprintln!(
+        "  try: skopeo copy --dest-tls-verify=false docker://alpine:latest docker://{}/alpine:latest",
+        args.listen
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
@@ -94,8 +97,7 @@ async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             s.recv().await;
         }
     };

@@ -5,6 +5,8 @@ CREATE TABLE IF NOT EXISTS repositories (
     account     TEXT NOT NULL,
     name        TEXT NOT NULL,
     created_at  INTEGER NOT NULL,
+    -- JSON: tag mutability (+ exclusion filters), scan on push, encryption.
+    settings    TEXT NOT NULL DEFAULT '{}',
     UNIQUE (account, name)
 );
 
@@ -33,6 +35,7 @@ CREATE TABLE IF NOT EXISTS manifests (
     size           INTEGER NOT NULL,
     body           BLOB NOT NULL,
     pushed_at      INTEGER NOT NULL,
+    last_pulled_at INTEGER,
     PRIMARY KEY (repo_id, digest)
 );
 CREATE INDEX IF NOT EXISTS manifests_subject ON manifests(repo_id, subject);
@@ -76,6 +79,54 @@ CREATE TABLE IF NOT EXISTS uploads (
     lease_until  INTEGER,
     started_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
+);
+
+-- Accounts (one account = one registry) and their access keys. Secrets are
+-- sealed (AES-256-GCM) with the deployment's master key before storage.
+CREATE TABLE IF NOT EXISTS accounts (
+    id          TEXT PRIMARY KEY,
+    created_at  INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS access_keys (
+    access_key_id  TEXT PRIMARY KEY,
+    account        TEXT NOT NULL REFERENCES accounts(id),
+    principal_arn  TEXT NOT NULL,
+    secret_sealed  BLOB NOT NULL,
+    status         TEXT NOT NULL DEFAULT 'Active',
+    session_token_hash TEXT,
+    expires_at     INTEGER,
+    created_at     INTEGER NOT NULL
+);
+
+-- Deployment-wide secrets (e.g. the token signing key), sealed.
+CREATE TABLE IF NOT EXISTS server_secrets (
+    name   TEXT PRIMARY KEY,
+    value  BLOB NOT NULL
+);
+
+-- Tags on resources (repositories, templates), by ARN.
+CREATE TABLE IF NOT EXISTS resource_tags (
+    arn    TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (arn, key)
+);
+
+CREATE TABLE IF NOT EXISTS creation_templates (
+    account     TEXT NOT NULL,
+    prefix      TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (account, prefix)
+);
+
+CREATE TABLE IF NOT EXISTS account_settings (
+    account  TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    value    TEXT NOT NULL,
+    PRIMARY KEY (account, name)
 );
 
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);

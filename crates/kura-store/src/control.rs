@@ -1,0 +1,74 @@
+//! The control-plane store: accounts, access keys, deployment secrets,
+//! resource tags, repository creation templates and account settings. The
+//! SQLite store implements it next to [`crate::MetaStore`].
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+
+/// An access key: who it belongs to and its sealed secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessKeyRow {
+    /// The public id (`AKIA…` / `ASIA…`).
+    pub access_key_id: String,
+    /// Owning account.
+    pub account: String,
+    /// The principal it authenticates (root, user or assumed role ARN).
+    pub principal_arn: String,
+    /// The secret, sealed with the master key.
+    pub secret_sealed: Vec<u8>,
+    /// `Active` or `Inactive`.
+    pub status: String,
+    /// For temporary credentials: a hash of the session token.
+    pub session_token_hash: Option<String>,
+    /// For temporary credentials: expiry (ms).
+    pub expires_at: Option<i64>,
+}
+
+/// A repository creation template, kept as the API's JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TemplateRow {
+    /// The prefix (or `ROOT`).
+    pub prefix: String,
+    /// The template's fields as JSON (API shape, without timestamps).
+    pub body: String,
+    /// Created (ms).
+    pub created_at: i64,
+    /// Updated (ms).
+    pub updated_at: i64,
+}
+
+/// Accounts, keys, secrets, tags, templates, settings.
+#[async_trait]
+pub trait ControlStore: Send + Sync + 'static {
+    /// Create the account if missing.
+    async fn account_ensure(&self, account: &str) -> Result<()>;
+    /// Insert an access key (no-op if the id exists).
+    async fn access_key_put(&self, key: &AccessKeyRow) -> Result<()>;
+    /// Look up an access key.
+    async fn access_key_get(&self, access_key_id: &str) -> Result<Option<AccessKeyRow>>;
+    /// Return the named secret, storing `value` first if there is none.
+    async fn server_secret_get_or_put(&self, name: &str, value: &[u8]) -> Result<Vec<u8>>;
+
+    /// Tags of a resource, by key.
+    async fn resource_tags(&self, arn: &str) -> Result<Vec<(String, String)>>;
+    /// Add or overwrite tags.
+    async fn resource_tags_put(&self, arn: &str, tags: &[(String, String)]) -> Result<()>;
+    /// Remove tags by key.
+    async fn resource_tags_remove(&self, arn: &str, keys: &[String]) -> Result<()>;
+
+    /// Create (`create`) or update a template; false if it exists (create) or
+    /// is missing (update).
+    async fn template_put(&self, account: &str, prefix: &str, body: &str, create: bool) -> Result<bool>;
+    /// One template.
+    async fn template_get(&self, account: &str, prefix: &str) -> Result<Option<TemplateRow>>;
+    /// Templates after `after`, by prefix.
+    async fn template_list(&self, account: &str, after: Option<&str>, limit: i64) -> Result<Vec<TemplateRow>>;
+    /// Delete a template; the deleted row.
+    async fn template_delete(&self, account: &str, prefix: &str) -> Result<Option<TemplateRow>>;
+
+    /// An account setting.
+    async fn setting_get(&self, account: &str, name: &str) -> Result<Option<String>>;
+    /// Set an account setting.
+    async fn setting_put(&self, account: &str, name: &str, value: &str) -> Result<()>;
+}

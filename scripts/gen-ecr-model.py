@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Derive Kura's compact ECR API shape table from botocore's service model.
+
+usage: python3 -m pip download --no-deps botocore -d /tmp/bc && \
+       python3 scripts/gen-ecr-model.py /tmp/bc/botocore-*.whl > crates/kura-ecr/model/ecr-shapes.json
+
+Keeps only what request validation needs (operation → input shape; each
+shape's type, required members, min/max, pattern, enum, member/list/map
+targets) and no documentation text.
+"""
+import gzip
+import json
+import sys
+import zipfile
+
+KEEP = ("type", "required", "min", "max", "pattern", "enum")
+
+
+def load(path):
+    with zipfile.ZipFile(path) as z:
+        name = next(n for n in z.namelist() if n.startswith("botocore/data/ecr/") and "service-2.json" in n)
+        raw = z.read(name)
+    if name.endswith(".gz"):
+        raw = gzip.decompress(raw)
+    return json.loads(raw)
+
+
+def main():
+    model = load(sys.argv[1])
+    ops = {}
+    for name, op in sorted(model["operations"].items()):
+        ops[name] = {
+            "input": op.get("input", {}).get("shape"),
+            "errors": [e["shape"] for e in op.get("errors", [])],
+        }
+    shapes = {}
+    for name, s in sorted(model["shapes"].items()):
+        out = {k: s[k] for k in KEEP if k in s}
+        if s["type"] == "structure":
+            out["members"] = {m: v["shape"] for m, v in s["members"].items()}
+            if s.get("exception"):
+                out["exception"] = True
+        elif s["type"] == "list":
+            out["member"] = s["member"]["shape"]
+        elif s["type"] == "map":
+            out["key"] = s["key"]["shape"]
+            out["value"] = s["value"]["shape"]
+        shapes[name] = out
+    json.dump(
+        {"apiVersion": model["metadata"]["apiVersion"], "targetPrefix": model["metadata"]["targetPrefix"],
+         "operations": ops, "shapes": shapes},
+        sys.stdout, indent=0, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
