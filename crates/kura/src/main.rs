@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use kura_auth::seal::MasterKey;
+use kura_ecr::auth::{bootstrap, BootstrapEnv};
+use kura_ecr::templates::TemplateProvisioner;
+use kura_ecr::{Ecr, EcrConfig};
 use kura_registry::{Registry, RegistryConfig};
 use kura_store::{FsBlobStore, SqliteMetaStore};
 
@@ -37,6 +41,12 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, env = "KURA_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// This deployment's region.
+    #[arg(long, env = "KURA_REGION", default_value = "us-east-1")]
+    region: String,
+    /// File holding the master key that seals secrets at rest (created if missing).
+    #[arg(long, env = "KURA_MASTER_KEY_FILE")]
+    master_key_file: Option<PathBuf>,
 }
 
 fn init_logging(format: &str) {
@@ -65,12 +75,54 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let blobs = FsBlobStore::open(args.data_dir.join("blobs"))
         .await
         .context("opening the blob store")?;
-    let registry = Arc::new(Registry::new(
-        Arc::new(meta),
-        Arc::new(blobs),
-        RegistryConfig::default(),
+    let meta = Arc::new(meta);
+    let key_file = args
+        .master_key_file
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("master.key"));
+    let master = MasterKey::load_or_create(&key_file)
+        .with_context(|| format!("loading the master key {}", key_file.display()))?;
+    let env = BootstrapEnv {
+        account_id: std::env::var("KURA_ACCOUNT_ID").ok().filter(|v| !v.is_empty()),
+        root_access_key_id: std::env::var("KURA_ROOT_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty()),
+        root_secret_access_key: std::env::var("KURA_ROOT_SECRET_ACCESS_KEY")
+            .ok()
+            .filter(|v| !v.is_empty()),
+    };
+    let boot = bootstrap(meta.as_ref(), &master, &env)
+        .await
+        .context("bootstrapping the default account")?;
+    let provisioner = Arc::new(TemplateProvisioner {
+        meta: meta.clone(),
+        control: meta.clone(),
+        region: args.region.clone(),
+    });
+    let config = RegistryConfig {
+        default_account: boot.default_account.clone(),
+        create_on_push: false,
+    };
+    let registry = Arc::new(Registry::new(meta.clone(), Arc::new(blobs), config).with_provisioner(provisioner));
+    let ecr = Arc::new(Ecr::new(
+        meta.clone(),
+        meta.clone(),
+        registry.clone(),
+        master,
+        boot.token_key,
+        EcrConfig {
+            region: args.region.clone(),
+            default_account: boot.default_account.clone(),
+        },
     ));
-    let app = kura_registry::app(registry);
+    let app = kura_ecr::app(ecr, registry);
+    if let Some((id, secret)) = &boot.created_root_key {
+        print_first_start(
+            &boot.default_account,
+            id,
+            secret,
+            &args.region,
+            &args.listen.to_string(),
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
@@ -89,6 +141,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?;
     tracing::info!("kura stopped");
     Ok(())
+}
+
+/// Shown once, on the start that created the root key: the secret is never
+/// printed or logged again.
+fn print_first_start(account: &str, id: &str, secret: &str, region: &str, listen: &str) {
+    println!(
+        "\nKura created account {account} and its root access key. The secret is shown only now; keep it safe.\n\n\
+         \x20 AWS_ACCESS_KEY_ID={id}\n\
+         \x20 AWS_SECRET_ACCESS_KEY={secret}\n\n\
+         Use it with the aws CLI and a container client:\n\n\
+         \x20 aws configure set aws_access_key_id {id}\n\
+         \x20 aws configure set aws_secret_access_key {secret}\n\
+         \x20 aws configure set region {region}\n\
+         \x20 aws ecr create-repository --endpoint-url http://{listen} --repository-name my/app\n\
+         \x20 aws ecr get-login-password --endpoint-url http://{listen} | podman login --tls-verify=false --username AWS --password-stdin {listen}\n"
+    );
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,454 @@
+//! Who is calling: SigV4 on the API, registry tokens on the data plane,
+//! presigned download URLs, host-based account selection, and the first-start
+//! bootstrap of the default account and its root key.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use kura_auth::seal::MasterKey;
+use kura_auth::sigv4::{self, RequestParts, SigV4Error};
+use kura_auth::token::{self, TokenClaims, TokenError};
+use kura_registry::http::AccountId;
+use kura_store::control::AccessKeyRow;
+use kura_store::{ControlStore, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+
+use crate::error::{EcrError, EcrResult};
+use crate::Ecr;
+
+/// How long a registry token lives (ECR: 12 hours).
+pub const TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
+/// How long a download URL lives.
+pub const DOWNLOAD_URL_SECS: u64 = 3600;
+
+/// The authenticated caller of an API request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// Account (registry) of the principal.
+    pub account: String,
+    /// ARN of the principal (`arn:aws:iam::<account>:root` for the root key).
+    pub principal_arn: String,
+    /// The access key used.
+    pub access_key_id: String,
+}
+
+/// The caller of a data-plane request, from its registry token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataCaller {
+    /// The token's claims.
+    pub claims: TokenClaims,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn sigv4_error(e: SigV4Error) -> EcrError {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::FORBIDDEN);
+    EcrError::new(e.aws_error_type(), e.message()).with_status(status)
+}
+
+fn unrecognized() -> EcrError {
+    EcrError::new(
+        "UnrecognizedClientException",
+        "The security token included in the request is invalid.",
+    )
+    .with_status(StatusCode::FORBIDDEN)
+}
+
+/// The account a host name selects: `<12 digits>.dkr.<anything>`.
+pub fn account_from_host(host: &str) -> Option<String> {
+    let mut labels = host.split('.');
+    let first = labels.next()?;
+    if first.len() == 12 && first.bytes().all(|b| b.is_ascii_digit()) && labels.next() == Some("dkr") {
+        Some(first.to_string())
+    } else {
+        None
+    }
+}
+
+/// The sealing context of an access key's secret.
+fn key_context(access_key_id: &str) -> Vec<u8> {
+    format!("access-key:{access_key_id}").into_bytes()
+}
+
+/// Hash of a session token as stored with temporary credentials.
+pub fn session_token_hash(token: &str) -> String {
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+#[derive(Serialize, Deserialize)]
+struct DownloadClaims {
+    a: String,
+    r: String,
+    d: String,
+    e: u64,
+}
+
+impl Ecr {
+    /// Verify an API request's SigV4 signature and find its principal.
+    pub async fn authenticate(&self, parts: &http::request::Parts, body: &[u8]) -> EcrResult<Caller> {
+        let payload = hex::encode(sha2::Sha256::digest(body));
+        let mut headers = parts.headers.clone();
+        if !headers.contains_key("host") {
+            if let Some(a) = parts.uri.authority() {
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    headers.insert("host", v);
+                }
+            }
+        }
+        let req = RequestParts {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &headers,
+            payload_sha256: &payload,
+        };
+        let parsed = sigv4::parse(&req).map_err(sigv4_error)?;
+        let key = self
+            .control
+            .access_key_get(&parsed.access_key_id)
+            .await?
+            .ok_or_else(unrecognized)?;
+        if key.status != "Active" {
+            return Err(unrecognized());
+        }
+        if let Some(hash) = &key.session_token_hash {
+            let given = parsed.session_token.as_deref().ok_or_else(unrecognized)?;
+            if &session_token_hash(given) != hash {
+                return Err(unrecognized());
+            }
+            if key.expires_at.is_some_and(|exp| exp <= kura_store::now_millis()) {
+                return Err(EcrError::new(
+                    "ExpiredTokenException",
+                    "The security token included in the request is expired",
+                )
+                .with_status(StatusCode::FORBIDDEN));
+            }
+        }
+        let secret = self
+            .master
+            .open(&key.secret_sealed, &key_context(&key.access_key_id))
+            .map_err(|_| {
+                tracing::error!(access_key = %key.access_key_id, "cannot unseal an access key: wrong master key?");
+                EcrError::server()
+            })?;
+        let secret = String::from_utf8(secret).map_err(|_| EcrError::server())?;
+        sigv4::verify(&req, &parsed, &secret, &self.config.region, "ecr", SystemTime::now()).map_err(sigv4_error)?;
+        Ok(Caller {
+            account: key.account,
+            principal_arn: key.principal_arn,
+            access_key_id: key.access_key_id,
+        })
+    }
+
+    /// Issue a registry token for a caller: the password docker uses with user `AWS`.
+    pub fn issue_token(&self, caller: &Caller, account: &str) -> (String, u64) {
+        let now = now_secs();
+        let claims = TokenClaims {
+            account: account.to_string(),
+            principal_arn: caller.principal_arn.clone(),
+            access_key_id: caller.access_key_id.clone(),
+            issued_at: now,
+            expires_at: now + TOKEN_LIFETIME_SECS,
+        };
+        (token::issue(&self.token_key, &claims), claims.expires_at)
+    }
+
+    /// A query string that lets anyone GET one blob of one repository for a while.
+    pub fn sign_download(&self, account: &str, repo: &str, digest: &str) -> String {
+        let claims = DownloadClaims {
+            a: account.into(),
+            r: repo.into(),
+            d: digest.into(),
+            e: now_secs() + DOWNLOAD_URL_SECS,
+        };
+        let t = token::issue_raw(&self.token_key, &serde_json::to_vec(&claims).unwrap_or_default());
+        format!("X-Kura-Download={t}")
+    }
+
+    fn check_download(&self, token: &str, path: &str) -> Option<String> {
+        let payload = token::verify_raw(&self.token_key, token).ok()?;
+        let c: DownloadClaims = serde_json::from_slice(&payload).ok()?;
+        (c.e > now_secs() && path == format!("/v2/{}/blobs/{}", c.r, c.d)).then_some(c.a)
+    }
+
+    async fn check_basic(&self, value: &str) -> Result<TokenClaims, &'static str> {
+        let b64 = value
+            .strip_prefix("Basic ")
+            .or_else(|| value.strip_prefix("basic "))
+            .ok_or("not Basic")?;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| "malformed")?;
+        let raw = String::from_utf8(raw).map_err(|_| "malformed")?;
+        let (user, pass) = raw.split_once(':').ok_or("malformed")?;
+        if user != "AWS" {
+            return Err("the user name must be AWS");
+        }
+        let claims = token::verify(&self.token_key, pass, now_secs()).map_err(|e| match e {
+            TokenError::Expired => "Your authorization token has expired. Reauthenticate and try again.",
+            _ => "Your authorization token is invalid.",
+        })?;
+        // Revoking (or deactivating) the key revokes its tokens.
+        match self.control.access_key_get(&claims.access_key_id).await {
+            Ok(Some(k)) if k.status == "Active" => Ok(claims),
+            Ok(_) => Err("Your authorization token is no longer valid."),
+            Err(_) => Err("Your authorization token could not be checked."),
+        }
+    }
+}
+
+fn challenge(host: &str, message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": message, "detail": null}]});
+    let mut r = (StatusCode::UNAUTHORIZED, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "Basic realm=\"https://{host}/\",service=\"ecr.amazonaws.com\""
+    )) {
+        h.insert("www-authenticate", v);
+    }
+    h.insert(
+        "docker-distribution-api-version",
+        HeaderValue::from_static("registry/2.0"),
+    );
+    r
+}
+
+fn denied(message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"code": "DENIED", "message": message, "detail": null}]});
+    let mut r = (StatusCode::FORBIDDEN, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+/// The data plane's guard: every `/v2/` request carries Basic `AWS:<token>`
+/// (or is a presigned download); the host name selects the account.
+pub async fn data_plane_auth(State(ecr): State<Arc<Ecr>>, mut req: Request, next: Next) -> Response {
+    if req.uri().path() == "/healthz" {
+        return next.run(req).await;
+    }
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .map(String::from)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".into());
+    let account = account_from_host(&host).unwrap_or_else(|| ecr.config.default_account.clone());
+    let download = req.uri().query().and_then(|q| {
+        form_pairs(q)
+            .into_iter()
+            .find(|(k, _)| k == "X-Kura-Download")
+            .map(|(_, v)| v)
+    });
+    if let Some(t) = download {
+        let head_or_get = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
+        return match ecr.check_download(&t, req.uri().path()) {
+            Some(a) if head_or_get && a == account => {
+                req.extensions_mut().insert(AccountId(account));
+                next.run(req).await
+            }
+            _ => denied("The download URL is invalid or has expired."),
+        };
+    }
+    let Some(value) = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from)
+    else {
+        return challenge(&host, "authentication required");
+    };
+    match ecr.check_basic(&value).await {
+        Ok(claims) if claims.account == account => {
+            req.extensions_mut().insert(AccountId(account));
+            req.extensions_mut().insert(DataCaller { claims });
+            next.run(req).await
+        }
+        Ok(_) => denied("The authorization token was issued for another registry."),
+        Err(msg) => challenge(&host, msg),
+    }
+}
+
+fn form_pairs(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter_map(|p| {
+            let (k, v) = p.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// What the operator supplied for the first start.
+#[derive(Clone, Debug, Default)]
+pub struct BootstrapEnv {
+    /// `KURA_ACCOUNT_ID`.
+    pub account_id: Option<String>,
+    /// `KURA_ROOT_ACCESS_KEY_ID`.
+    pub root_access_key_id: Option<String>,
+    /// `KURA_ROOT_SECRET_ACCESS_KEY`.
+    pub root_secret_access_key: Option<String>,
+}
+
+/// The outcome of bootstrapping.
+pub struct Bootstrap {
+    /// The default account.
+    pub default_account: String,
+    /// The key that signs tokens and download URLs.
+    pub token_key: Vec<u8>,
+    /// A root key created now (id, secret): to be shown once, never logged.
+    pub created_root_key: Option<(String, String)>,
+}
+
+fn random_string(len: usize, alphabet: &[u8]) -> String {
+    let mut bytes = vec![0u8; len];
+    getrandom::fill(&mut bytes).expect("the OS random generator works");
+    bytes
+        .iter()
+        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
+        .collect()
+}
+
+/// Generate an access key pair (`AKIA…`, 40-character secret).
+pub fn generate_key_pair(prefix: &str) -> (String, String) {
+    let id = format!("{prefix}{}", random_string(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"));
+    let secret = random_string(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+    (id, secret)
+}
+
+/// Seal a secret for an access key row.
+pub fn seal_secret(master: &MasterKey, access_key_id: &str, secret: &str) -> Vec<u8> {
+    master.seal(secret.as_bytes(), &key_context(access_key_id))
+}
+
+/// Make sure the default account, its root key and the token key exist.
+pub async fn bootstrap(
+    control: &dyn ControlStore,
+    master: &MasterKey,
+    env: &BootstrapEnv,
+) -> Result<Bootstrap, StoreError> {
+    let account = match &env.account_id {
+        Some(a) => {
+            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(StoreError::Invalid(format!(
+                    "KURA_ACCOUNT_ID must be 12 digits, not {a:?}"
+                )));
+            }
+            control
+                .server_secret_get_or_put("default-account", a.as_bytes())
+                .await?;
+            a.clone()
+        }
+        None => {
+            let generated = random_string(12, b"0123456789");
+            let stored = control
+                .server_secret_get_or_put("default-account", generated.as_bytes())
+                .await?;
+            String::from_utf8(stored).map_err(|_| StoreError::Corrupt("default account".into()))?
+        }
+    };
+    control.account_ensure(&account).await?;
+    let root_arn = format!("arn:aws:iam::{account}:root");
+    let mut created = None;
+    match (&env.root_access_key_id, &env.root_secret_access_key) {
+        (Some(id), Some(secret)) => {
+            let row = AccessKeyRow {
+                access_key_id: id.clone(),
+                account: account.clone(),
+                principal_arn: root_arn,
+                secret_sealed: seal_secret(master, id, secret),
+                status: "Active".into(),
+                session_token_hash: None,
+                expires_at: None,
+            };
+            control.access_key_put(&row).await?;
+            let stored = control
+                .access_key_get(id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("root key".into()))?;
+            let same = master.open(&stored.secret_sealed, &key_context(id)).ok().as_deref() == Some(secret.as_bytes());
+            if !same || stored.account != account {
+                return Err(StoreError::Invalid(format!(
+                    "access key {id} already exists with another secret or account; KURA_ROOT_SECRET_ACCESS_KEY cannot change it"
+                )));
+            }
+        }
+        (None, None) => {
+            let marker = format!("root-key:{account}");
+            let (id, secret) = generate_key_pair("AKIA");
+            let stored = control.server_secret_get_or_put(&marker, id.as_bytes()).await?;
+            if stored == id.as_bytes() {
+                let row = AccessKeyRow {
+                    access_key_id: id.clone(),
+                    account: account.clone(),
+                    principal_arn: root_arn,
+                    secret_sealed: seal_secret(master, &id, &secret),
+                    status: "Active".into(),
+                    session_token_hash: None,
+                    expires_at: None,
+                };
+                control.access_key_put(&row).await?;
+                created = Some((id, secret));
+            }
+        }
+        _ => {
+            return Err(StoreError::Invalid(
+                "set both KURA_ROOT_ACCESS_KEY_ID and KURA_ROOT_SECRET_ACCESS_KEY, or neither".into(),
+            ))
+        }
+    }
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh).expect("the OS random generator works");
+    let sealed = control
+        .server_secret_get_or_put("token-key", &master.seal(&fresh, b"token-key"))
+        .await?;
+    let token_key = master
+        .open(&sealed, b"token-key")
+        .map_err(|_| StoreError::Corrupt("the token key cannot be unsealed: is this the right master key?".into()))?;
+    Ok(Bootstrap {
+        default_account: account,
+        token_key,
+        created_root_key: created,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_addressing() {
+        assert_eq!(
+            account_from_host("123456789012.dkr.ecr.local:5000").as_deref(),
+            Some("123456789012")
+        );
+        assert_eq!(
+            account_from_host("123456789012.dkr.localhost").as_deref(),
+            Some("123456789012")
+        );
+        assert_eq!(account_from_host("localhost:5000"), None);
+        assert_eq!(account_from_host("12345.dkr.x"), None);
+        assert_eq!(account_from_host("123456789012.ecr.x"), None);
+    }
+
+    #[test]
+    fn generated_keys_look_like_aws_keys() {
+        let (id, secret) = generate_key_pair("AKIA");
+        assert_eq!(id.len(), 20);
+        assert!(id.starts_with("AKIA"));
+        assert_eq!(secret.len(), 40);
+        assert!(!secret.contains(':'));
+    }
+}

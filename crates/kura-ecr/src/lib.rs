@@ -1,0 +1,188 @@
+//! The Amazon ECR control plane on Kura, and ECR-style authentication of the
+//! data plane.
+//!
+//! * [`api`] answers `POST /` in the AWS JSON 1.1 protocol
+//!   (`X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Operation>`):
+//!   it authenticates the SigV4 signature ([`auth`]), validates the input
+//!   against the model ([`model`]), and dispatches to one operation in
+//!   [`ops`].
+//! * [`auth::data_plane_auth`] guards `/v2/`: Basic `AWS:<token>` from
+//!   `GetAuthorizationToken`, or a presigned download URL, and selects the
+//!   account from the host name (`<account>.dkr.<rest>`).
+//! * [`templates::TemplateProvisioner`] lets a push create a repository when a
+//!   creation template with `CREATE_ON_PUSH` covers its name.
+//!
+//! Layering: handlers call [`Ecr`] operations; operations call the stores
+//! and the data-plane [`Registry`] service (for uploads and manifests, so
+//! both planes share one set of rules); nothing calls back up.
+
+pub mod auth;
+pub mod error;
+pub mod model;
+pub mod ops;
+pub mod templates;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use futures::StreamExt;
+use kura_auth::seal::MasterKey;
+use kura_registry::Registry;
+use kura_store::{ControlStore, MetaStore};
+use serde_json::Value;
+
+pub use error::{EcrError, EcrResult};
+
+/// Largest API request body accepted (an `UploadLayerPart` of 20 MiB, base64).
+pub const MAX_API_BODY: usize = 30 * 1024 * 1024;
+
+/// Deployment settings of the ECR API.
+#[derive(Clone, Debug)]
+pub struct EcrConfig {
+    /// This deployment's region (`KURA_REGION`).
+    pub region: String,
+    /// The account used when a host name does not name one.
+    pub default_account: String,
+}
+
+/// The ECR service: stores, the data-plane service, and key material.
+pub struct Ecr {
+    meta: Arc<dyn MetaStore>,
+    control: Arc<dyn ControlStore>,
+    registry: Arc<Registry>,
+    master: MasterKey,
+    token_key: Vec<u8>,
+    config: EcrConfig,
+}
+
+impl Ecr {
+    /// Assemble the service. `token_key` signs registry tokens and download URLs.
+    pub fn new(
+        meta: Arc<dyn MetaStore>,
+        control: Arc<dyn ControlStore>,
+        registry: Arc<Registry>,
+        master: MasterKey,
+        token_key: Vec<u8>,
+        config: EcrConfig,
+    ) -> Self {
+        Ecr {
+            meta,
+            control,
+            registry,
+            master,
+            token_key,
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EcrConfig {
+        &self.config
+    }
+}
+
+/// The whole HTTP application: the ECR API on `POST /` and the
+/// authenticated data plane everywhere else.
+pub fn app(ecr: Arc<Ecr>, registry: Arc<Registry>) -> Router {
+    let data =
+        kura_registry::app(registry).layer(axum::middleware::from_fn_with_state(ecr.clone(), auth::data_plane_auth));
+    Router::new().route("/", post(api)).with_state(ecr).merge(data)
+}
+
+fn request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// `POST /`: one ECR API call.
+pub async fn api(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
+    let rid = request_id();
+    let mut resp = match handle(&ecr, req).await {
+        Ok(v) => {
+            let mut r = (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()).into_response();
+            r.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
+            r
+        }
+        Err(e) => {
+            if e.status.is_server_error() {
+                tracing::error!(request_id = %rid, error = %e, "ECR API failure");
+            }
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+async fn handle(ecr: &Ecr, req: Request) -> EcrResult<Value> {
+    let (parts, body) = req.into_parts();
+    let prefix = &model::model().target_prefix;
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| EcrError::unknown_operation("(no X-Amz-Target header)"))?;
+    let op = target
+        .strip_prefix(prefix.as_str())
+        .and_then(|s| s.strip_prefix('.'))
+        .filter(|op| model::model().operations.contains_key(*op))
+        .ok_or_else(|| EcrError::unknown_operation(target))?
+        .to_string();
+    if parts
+        .headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        > Some(MAX_API_BODY)
+    {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| EcrError::serialization(format!("request body was not received: {e}")))?;
+        if bytes.len() + chunk.len() > MAX_API_BODY {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let caller = ecr.authenticate(&parts, &bytes).await?;
+    let input: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| EcrError::serialization(format!("Malformed JSON body: {e}")))?
+    };
+    if !input.is_object() {
+        return Err(EcrError::serialization("The request body must be a JSON object"));
+    }
+    model::model().validate(&op, &input)?;
+    let host = parts
+        .headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let ctx = ops::Ctx { caller, host };
+    tracing::info!(operation = %op, principal = %ctx.caller.principal_arn, "ECR API call");
+    ops::dispatch(ecr, &ctx, &op, input).await
+}
+
+fn too_large() -> EcrError {
+    EcrError::new(
+        "RequestEntityTooLargeException",
+        format!("The request body exceeds the {MAX_API_BODY}-byte limit"),
+    )
+    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+}
+
+/// An empty body, for responses that only carry headers.
+pub fn empty() -> Body {
+    Body::empty()
+}

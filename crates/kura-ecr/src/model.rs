@@ -1,0 +1,295 @@
+//! Request validation against ECR's API model.
+//!
+//! `model/ecr-shapes.json` is derived from botocore's ECR service model by
+//! `scripts/gen-ecr-model.py` (shapes and constraints only, no prose). Every
+//! request is checked against its operation's input shape before any handler
+//! runs: required members, JSON types, lengths and ranges, enums and patterns.
+//! Failures answer `InvalidParameterException` (400) naming the member, the
+//! way ECR does; a JSON type mismatch is a `SerializationException`.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::EcrError;
+
+const MODEL_JSON: &str = include_str!("../model/ecr-shapes.json");
+
+/// One shape of the model.
+#[derive(Debug, Deserialize)]
+pub struct Shape {
+    /// structure, list, map, string, integer, long, boolean, timestamp, blob, double.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Required members (structures).
+    #[serde(default)]
+    pub required: Vec<String>,
+    /// Minimum length or value.
+    pub min: Option<f64>,
+    /// Maximum length or value.
+    pub max: Option<f64>,
+    /// Pattern (full match) for strings.
+    pub pattern: Option<String>,
+    /// Allowed values for strings.
+    #[serde(rename = "enum")]
+    pub enum_values: Option<Vec<String>>,
+    /// Structure members: name → shape.
+    #[serde(default)]
+    pub members: HashMap<String, String>,
+    /// List member shape.
+    pub member: Option<String>,
+    /// Map key shape.
+    pub key: Option<String>,
+    /// Map value shape.
+    pub value: Option<String>,
+}
+
+/// One operation of the model.
+#[derive(Debug, Deserialize)]
+pub struct Operation {
+    /// Input shape name (none for operations without input).
+    pub input: Option<String>,
+    /// Error shapes the operation may return.
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+/// The model.
+#[derive(Debug, Deserialize)]
+pub struct Model {
+    /// `AmazonEC2ContainerRegistry_V20150921`.
+    #[serde(rename = "targetPrefix")]
+    pub target_prefix: String,
+    /// Operations by name.
+    pub operations: HashMap<String, Operation>,
+    /// Shapes by name.
+    pub shapes: HashMap<String, Shape>,
+    #[serde(skip)]
+    patterns: HashMap<String, Regex>,
+}
+
+/// The model, parsed once.
+pub fn model() -> &'static Model {
+    static M: OnceLock<Model> = OnceLock::new();
+    M.get_or_init(|| {
+        let mut m: Model = serde_json::from_str(MODEL_JSON).expect("embedded ECR model is valid JSON");
+        let mut patterns = HashMap::new();
+        for (name, s) in &m.shapes {
+            if let Some(p) = &s.pattern {
+                let re = Regex::new(&format!("^(?:{p})$")).expect("model patterns are valid regexes");
+                patterns.insert(name.clone(), re);
+            }
+        }
+        m.patterns = patterns;
+        m
+    })
+}
+
+impl Model {
+    /// Validate `input` for `operation`.
+    pub fn validate(&self, operation: &str, input: &Value) -> Result<(), EcrError> {
+        let Some(op) = self.operations.get(operation) else {
+            return Err(EcrError::unknown_operation(operation));
+        };
+        match &op.input {
+            Some(shape) => self.check(shape, input, ""),
+            None => Ok(()),
+        }
+    }
+
+    fn check(&self, shape_name: &str, v: &Value, path: &str) -> Result<(), EcrError> {
+        let shape = &self.shapes[shape_name];
+        let at = if path.is_empty() {
+            "request".to_string()
+        } else {
+            path.to_string()
+        };
+        let type_err = |want: &str| EcrError::serialization(format!("Expected {want} at '{at}'"));
+        match shape.kind.as_str() {
+            "structure" => {
+                let obj = v.as_object().ok_or_else(|| type_err("an object"))?;
+                for r in &shape.required {
+                    if obj.get(r).is_none_or(Value::is_null) {
+                        let p = join(path, r);
+                        return Err(EcrError::invalid_parameter(format!(
+                            "Invalid parameter at '{p}' failed to satisfy constraint: 'Member must not be null'"
+                        )));
+                    }
+                }
+                for (k, val) in obj {
+                    if val.is_null() {
+                        continue;
+                    }
+                    // Unknown members are ignored, as AWS JSON services do.
+                    if let Some(member_shape) = shape.members.get(k) {
+                        self.check(member_shape, val, &join(path, k))?;
+                    }
+                }
+                Ok(())
+            }
+            "list" => {
+                let arr = v.as_array().ok_or_else(|| type_err("a list"))?;
+                self.check_len(shape, arr.len(), path)?;
+                let member = shape.member.as_deref().expect("list has a member shape");
+                for (i, item) in arr.iter().enumerate() {
+                    self.check(member, item, &format!("{path}.{}", i + 1))?;
+                }
+                Ok(())
+            }
+            "map" => {
+                let obj = v.as_object().ok_or_else(|| type_err("a map"))?;
+                self.check_len(shape, obj.len(), path)?;
+                let (ks, vs) = (shape.key.as_deref().unwrap(), shape.value.as_deref().unwrap());
+                for (k, val) in obj {
+                    self.check(ks, &Value::String(k.clone()), &format!("{path}.key"))?;
+                    self.check(vs, val, &format!("{path}.{k}"))?;
+                }
+                Ok(())
+            }
+            "string" => {
+                let s = v.as_str().ok_or_else(|| type_err("a string"))?;
+                self.check_len(shape, s.chars().count(), path)?;
+                if let Some(values) = &shape.enum_values {
+                    if !values.iter().any(|e| e == s) {
+                        return Err(EcrError::invalid_parameter(format!(
+                            "Invalid parameter at '{path}' failed to satisfy constraint: 'Member must satisfy enum value set: [{}]'",
+                            values.join(", ")
+                        )));
+                    }
+                }
+                if let Some(re) = self.patterns.get(shape_name) {
+                    if !re.is_match(s) {
+                        return Err(EcrError::invalid_parameter(format!(
+                            "Invalid parameter at '{path}' failed to satisfy constraint: 'must satisfy regular expression '{}''",
+                            shape.pattern.as_deref().unwrap_or_default()
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            "integer" | "long" => {
+                let n = v.as_i64().ok_or_else(|| type_err("an integer"))?;
+                if shape.min.is_some_and(|m| (n as f64) < m) || shape.max.is_some_and(|m| (n as f64) > m) {
+                    return Err(EcrError::invalid_parameter(format!(
+                        "Invalid parameter at '{path}' failed to satisfy constraint: 'Member must have value {}'",
+                        range_text(shape)
+                    )));
+                }
+                Ok(())
+            }
+            "double" => v.as_f64().map(|_| ()).ok_or_else(|| type_err("a number")),
+            "boolean" => v.as_bool().map(|_| ()).ok_or_else(|| type_err("a boolean")),
+            "timestamp" => {
+                if v.is_number() || v.is_string() {
+                    Ok(())
+                } else {
+                    Err(type_err("a timestamp"))
+                }
+            }
+            "blob" => {
+                let s = v.as_str().ok_or_else(|| type_err("base64 data"))?;
+                use base64::Engine;
+                base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map(|_| ())
+                    .map_err(|_| EcrError::serialization(format!("Invalid base64 at '{at}'")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_len(&self, shape: &Shape, len: usize, path: &str) -> Result<(), EcrError> {
+        let l = len as f64;
+        if shape.min.is_some_and(|m| l < m) || shape.max.is_some_and(|m| l > m) {
+            return Err(EcrError::invalid_parameter(format!(
+                "Invalid parameter at '{path}' failed to satisfy constraint: 'Member must have length {}'",
+                range_text(shape)
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn range_text(shape: &Shape) -> String {
+    match (shape.min, shape.max) {
+        (Some(a), Some(b)) => format!("between {a} and {b}, inclusive"),
+        (Some(a), None) => format!("greater than or equal to {a}"),
+        (None, Some(b)) => format!("less than or equal to {b}"),
+        _ => String::new(),
+    }
+}
+
+fn join(path: &str, member: &str) -> String {
+    if path.is_empty() {
+        member.to_string()
+    } else {
+        format!("{path}.{member}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn code(r: Result<(), EcrError>) -> String {
+        r.err().map(|e| e.kind.to_string()).unwrap_or_default()
+    }
+
+    #[test]
+    fn model_loads_with_all_operations() {
+        let m = model();
+        assert_eq!(m.target_prefix, "AmazonEC2ContainerRegistry_V20150921");
+        assert!(m.operations.len() >= 58, "{}", m.operations.len());
+    }
+
+    #[test]
+    fn validates_like_ecr() {
+        let m = model();
+        assert!(m
+            .validate("CreateRepository", &json!({"repositoryName": "team/app"}))
+            .is_ok());
+        assert_eq!(
+            code(m.validate("CreateRepository", &json!({}))),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            code(m.validate("CreateRepository", &json!({"repositoryName": "A"}))),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            code(m.validate(
+                "CreateRepository",
+                &json!({"repositoryName": "ok", "imageTagMutability": "SOMETIMES"})
+            )),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            code(m.validate("CreateRepository", &json!({"repositoryName": 5}))),
+            "SerializationException"
+        );
+        assert_eq!(
+            code(m.validate("DescribeRepositories", &json!({"maxResults": 0}))),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            code(m.validate("DescribeRepositories", &json!({"maxResults": 1001}))),
+            "InvalidParameterException"
+        );
+        assert!(m
+            .validate("DescribeRepositories", &json!({"maxResults": 1000, "unknownField": 1}))
+            .is_ok());
+        assert_eq!(
+            code(m.validate("DescribeRepositories", &json!({"registryId": "12"}))),
+            "InvalidParameterException"
+        );
+        assert_eq!(code(m.validate("UploadLayerPart", &json!({"repositoryName": "ab", "uploadId": "x", "partFirstByte": 0, "partLastByte": 1, "layerPartBlob": "!!"}))), "SerializationException");
+        assert_eq!(
+            code(m.validate("NoSuchOperation", &json!({}))),
+            "UnknownOperationException"
+        );
+    }
+}

@@ -1,0 +1,1107 @@
+//! The ECR operations. Inputs arrive validated against the model (types,
+//! required members, enums, patterns, ranges), so handlers only apply ECR's
+//! semantic rules. Timestamps are epoch seconds as JSON numbers.
+
+use base64::Engine;
+use futures::stream;
+use kura_oci::{Digest, ErrorCode, RepoName};
+use kura_registry::ApiError;
+use kura_store::meta::{DeleteManifest, ImageRow, RepoRow, RepoSettings, TagStatus};
+use serde_json::{json, Map, Value};
+
+use crate::auth::Caller;
+use crate::error::{EcrError, EcrResult};
+use crate::templates::{repository_arn, settings_from, tags_from};
+use crate::Ecr;
+
+/// The context of one API call.
+pub struct Ctx {
+    /// Who is calling.
+    pub caller: Caller,
+    /// The Host the request was sent to (for URIs handed back).
+    pub host: String,
+}
+
+fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
+    v.get(k).and_then(Value::as_str)
+}
+
+fn ts(ms: i64) -> Value {
+    json!(ms as f64 / 1000.0)
+}
+
+fn encode_token(last: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
+}
+
+fn decode_token(v: &Value) -> EcrResult<Option<String>> {
+    match s(v, "nextToken") {
+        None => Ok(None),
+        Some(t) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(t)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                EcrError::invalid_parameter(
+                    "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid NextToken'",
+                )
+            }),
+    }
+}
+
+fn max_results(v: &Value, default: i64) -> i64 {
+    v.get("maxResults").and_then(Value::as_i64).unwrap_or(default)
+}
+
+fn registry_id(ctx: &Ctx, v: &Value) -> EcrResult<String> {
+    match s(v, "registryId") {
+        Some(r) if r != ctx.caller.account => Err(EcrError::new(
+            "AccessDeniedException",
+            format!(
+                "User: {} is not authorized to access registry {r}",
+                ctx.caller.principal_arn
+            ),
+        )
+        .with_status(http::StatusCode::FORBIDDEN)),
+        _ => Ok(ctx.caller.account.clone()),
+    }
+}
+
+fn repo_name(v: &Value) -> EcrResult<RepoName> {
+    let n = s(v, "repositoryName").unwrap_or_default();
+    n.parse().map_err(|m: String| {
+        EcrError::invalid_parameter(format!(
+            "Invalid parameter at 'repositoryName' failed to satisfy constraint: '{m}'"
+        ))
+    })
+}
+
+impl Ecr {
+    fn registry_host(&self, ctx: &Ctx, account: &str) -> String {
+        let host = ctx.host.clone();
+        if account == self.config.default_account || host.starts_with(&format!("{account}.dkr.")) {
+            host
+        } else {
+            format!("{account}.dkr.{host}")
+        }
+    }
+
+    async fn require_repo(&self, account: &str, name: &RepoName) -> EcrResult<RepoRow> {
+        self.meta
+            .repo_get(account, name.as_str())
+            .await?
+            .ok_or_else(|| EcrError::repository_not_found(name.as_str(), account))
+    }
+
+    fn repo_json(&self, ctx: &Ctx, r: &RepoRow) -> Value {
+        let mut v = json!({
+            "repositoryArn": repository_arn(&self.config.region, &r.account, &r.name),
+            "registryId": r.account,
+            "repositoryName": r.name,
+            "repositoryUri": format!("{}/{}", self.registry_host(ctx, &r.account), r.name),
+            "createdAt": ts(r.created_at),
+            "imageTagMutability": r.settings.image_tag_mutability,
+            "imageScanningConfiguration": {"scanOnPush": r.settings.scan_on_push},
+            "encryptionConfiguration": encryption_json(&r.settings),
+        });
+        if !r.settings.mutability_exclusion_filters.is_empty() {
+            v["imageTagMutabilityExclusionFilters"] = exclusion_json(&r.settings);
+        }
+        v
+    }
+}
+
+fn encryption_json(s: &RepoSettings) -> Value {
+    let mut e = json!({"encryptionType": s.encryption_type});
+    if let Some(k) = &s.kms_key {
+        e["kmsKey"] = json!(k);
+    }
+    e
+}
+
+fn exclusion_json(s: &RepoSettings) -> Value {
+    Value::Array(
+        s.mutability_exclusion_filters
+            .iter()
+            .map(|f| json!({"filterType": "WILDCARD", "filter": f}))
+            .collect(),
+    )
+}
+
+/// ECR's rules for mutability with exclusion filters.
+fn check_mutability(v: &Value) -> EcrResult<()> {
+    let m = s(v, "imageTagMutability").unwrap_or("MUTABLE");
+    let filters = v.get("imageTagMutabilityExclusionFilters").and_then(Value::as_array);
+    let with_exclusion = m.ends_with("_WITH_EXCLUSION");
+    match (with_exclusion, filters.is_some_and(|f| !f.is_empty())) {
+        (true, false) => Err(EcrError::invalid_parameter(format!(
+            "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: 'exclusion filters are required when imageTagMutability is {m}'"
+        ))),
+        (false, true) => Err(EcrError::invalid_parameter(format!(
+            "Invalid parameter at 'imageTagMutabilityExclusionFilters' failed to satisfy constraint: 'exclusion filters are only allowed when imageTagMutability is IMMUTABLE_WITH_EXCLUSION or MUTABLE_WITH_EXCLUSION, not {m}'"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn check_encryption(v: &Value) -> EcrResult<()> {
+    if let Some(enc) = v.get("encryptionConfiguration") {
+        let t = s(enc, "encryptionType").unwrap_or("AES256");
+        if t == "AES256" && enc.get("kmsKey").is_some() {
+            return Err(EcrError::invalid_parameter(
+                "Invalid parameter at 'encryptionConfiguration' failed to satisfy constraint: 'kmsKey can only be specified when encryptionType is KMS or KMS_DSSE'",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_tags(tags: &[(String, String)]) -> EcrResult<()> {
+    if tags.len() > 50 {
+        return Err(EcrError::new(
+            "TooManyTagsException",
+            "A resource may have at most 50 tags",
+        ));
+    }
+    for (k, v) in tags {
+        if k.is_empty() || k.chars().count() > 128 || v.chars().count() > 256 {
+            return Err(EcrError::new(
+                "InvalidTagParameterException",
+                format!("Invalid tag {k:?}: keys are 1-128 characters, values up to 256"),
+            ));
+        }
+        if k.to_ascii_lowercase().starts_with("aws:") {
+            return Err(EcrError::new(
+                "InvalidTagParameterException",
+                format!("Tag keys starting with 'aws:' are reserved: {k:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn image_detail(account: &str, repo: &str, img: &ImageRow) -> Value {
+    let mut d = json!({
+        "registryId": account,
+        "repositoryName": repo,
+        "imageDigest": img.digest,
+        "imageSizeInBytes": img.size,
+        "imagePushedAt": ts(img.pushed_at),
+        "imageManifestMediaType": img.media_type,
+        "imageStatus": "ACTIVE",
+    });
+    if !img.tags.is_empty() {
+        d["imageTags"] = json!(img.tags);
+    }
+    if let Some(a) = &img.artifact_type {
+        d["artifactMediaType"] = json!(a);
+    }
+    if let Some(p) = img.last_pulled_at {
+        d["lastRecordedPullTime"] = ts(p);
+    }
+    if let Some(sub) = &img.subject {
+        d["subjectManifestDigest"] = json!(sub);
+    }
+    d
+}
+
+/// An image id as ECR echoes it.
+fn image_id(digest: Option<&str>, tag: Option<&str>) -> Value {
+    let mut m = Map::new();
+    if let Some(d) = digest {
+        m.insert("imageDigest".into(), json!(d));
+    }
+    if let Some(t) = tag {
+        m.insert("imageTag".into(), json!(t));
+    }
+    Value::Object(m)
+}
+
+fn image_failure(id: &Value, code: &str, reason: impl Into<String>) -> Value {
+    json!({"imageId": id, "failureCode": code, "failureReason": reason.into()})
+}
+
+fn image_not_found(id: &Value, repo: &str, account: &str) -> EcrError {
+    EcrError::new(
+        "ImageNotFoundException",
+        format!("The image with imageId {id} does not exist within the repository with name '{repo}' in the registry with id '{account}'"),
+    )
+}
+
+/// Run one operation.
+pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: &str, v: Value) -> EcrResult<Value> {
+    match op {
+        "CreateRepository" => ecr.create_repository(ctx, &v).await,
+        "DescribeRepositories" => ecr.describe_repositories(ctx, &v).await,
+        "DeleteRepository" => ecr.delete_repository(ctx, &v).await,
+        "ListImages" => ecr.list_images(ctx, &v).await,
+        "DescribeImages" => ecr.describe_images(ctx, &v).await,
+        "BatchGetImage" => ecr.batch_get_image(ctx, &v).await,
+        "PutImage" => ecr.put_image(ctx, &v).await,
+        "BatchDeleteImage" => ecr.batch_delete_image(ctx, &v).await,
+        "BatchCheckLayerAvailability" => ecr.batch_check_layer_availability(ctx, &v).await,
+        "InitiateLayerUpload" => ecr.initiate_layer_upload(ctx, &v).await,
+        "UploadLayerPart" => ecr.upload_layer_part(ctx, &v).await,
+        "CompleteLayerUpload" => ecr.complete_layer_upload(ctx, &v).await,
+        "GetDownloadUrlForLayer" => ecr.get_download_url_for_layer(ctx, &v).await,
+        "GetAuthorizationToken" => ecr.get_authorization_token(ctx, &v).await,
+        "PutImageTagMutability" => ecr.put_image_tag_mutability(ctx, &v).await,
+        "PutImageScanningConfiguration" => ecr.put_image_scanning_configuration(ctx, &v).await,
+        "TagResource" => ecr.tag_resource(ctx, &v, true).await,
+        "UntagResource" => ecr.tag_resource(ctx, &v, false).await,
+        "ListTagsForResource" => ecr.list_tags_for_resource(ctx, &v).await,
+        "DescribeRegistry" => Ok(json!({"registryId": ctx.caller.account, "replicationConfiguration": {"rules": []}})),
+        "CreateRepositoryCreationTemplate" => ecr.put_template(ctx, &v, true).await,
+        "UpdateRepositoryCreationTemplate" => ecr.put_template(ctx, &v, false).await,
+        "DescribeRepositoryCreationTemplates" => ecr.describe_templates(ctx, &v).await,
+        "DeleteRepositoryCreationTemplate" => ecr.delete_template(ctx, &v).await,
+        "GetAccountSetting" => ecr.account_setting(ctx, &v, false).await,
+        "PutAccountSetting" => ecr.account_setting(ctx, &v, true).await,
+        "ListImageReferrers" => ecr.list_image_referrers(ctx, &v).await,
+        other => crate::ops::later::answer(ecr, ctx, other, &v).await,
+    }
+}
+
+impl Ecr {
+    async fn create_repository(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        check_mutability(v)?;
+        check_encryption(v)?;
+        let tags = tags_from(v.get("tags"));
+        check_tags(&tags)?;
+        let settings = settings_from(v);
+        let row = self
+            .meta
+            .repo_create(&account, name.as_str(), &settings)
+            .await?
+            .ok_or_else(|| {
+                EcrError::new(
+                    "RepositoryAlreadyExistsException",
+                    format!("The repository with name '{name}' already exists in the registry with id '{account}'"),
+                )
+            })?;
+        if !tags.is_empty() {
+            self.control
+                .resource_tags_put(&repository_arn(&self.config.region, &account, name.as_str()), &tags)
+                .await?;
+        }
+        Ok(json!({"repository": self.repo_json(ctx, &row)}))
+    }
+
+    async fn describe_repositories(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        if let Some(names) = v.get("repositoryNames").and_then(Value::as_array) {
+            if v.get("nextToken").is_some() || v.get("maxResults").is_some() {
+                return Err(EcrError::invalid_parameter(
+                    "maxResults and nextToken cannot be used together with repositoryNames",
+                ));
+            }
+            let mut out = Vec::new();
+            for n in names {
+                let n = n.as_str().unwrap_or_default();
+                let row = self
+                    .meta
+                    .repo_get(&account, n)
+                    .await?
+                    .ok_or_else(|| EcrError::repository_not_found(n, &account))?;
+                out.push(self.repo_json(ctx, &row));
+            }
+            return Ok(json!({"repositories": out}));
+        }
+        let limit = max_results(v, 100);
+        let after = decode_token(v)?;
+        let mut rows = self.meta.repo_list_rows(&account, after.as_deref(), limit + 1).await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let mut out = json!({"repositories": rows.iter().map(|r| self.repo_json(ctx, r)).collect::<Vec<_>>()});
+        if more {
+            out["nextToken"] = json!(encode_token(&rows.last().unwrap().name));
+        }
+        Ok(out)
+    }
+
+    async fn delete_repository(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let row = self.require_repo(&account, &name).await?;
+        let force = v.get("force").and_then(Value::as_bool).unwrap_or(false);
+        match self.meta.repo_delete(row.id, force).await? {
+            kura_store::meta::DeleteRepo::NotEmpty => Err(EcrError::new(
+                "RepositoryNotEmptyException",
+                format!("The repository with name '{name}' in registry with id '{account}' cannot be deleted because it still contains images"),
+            )),
+            kura_store::meta::DeleteRepo::Deleted => {
+                let arn = repository_arn(&self.config.region, &account, name.as_str());
+                let keys: Vec<String> = self.control.resource_tags(&arn).await?.into_iter().map(|(k, _)| k).collect();
+                self.control.resource_tags_remove(&arn, &keys).await?;
+                Ok(json!({"repository": self.repo_json(ctx, &row)}))
+            }
+        }
+    }
+
+    async fn list_images(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        let status = tag_status(v.pointer("/filter/tagStatus").and_then(Value::as_str));
+        let limit = max_results(v, 100);
+        let after = decode_token(v)?;
+        let mut imgs = self
+            .meta
+            .image_list(repo.id, status, after.as_deref(), limit + 1)
+            .await?;
+        let more = imgs.len() as i64 > limit;
+        imgs.truncate(limit as usize);
+        let mut ids = Vec::new();
+        for img in &imgs {
+            if img.tags.is_empty() {
+                ids.push(image_id(Some(&img.digest), None));
+            }
+            for t in &img.tags {
+                ids.push(image_id(Some(&img.digest), Some(t)));
+            }
+        }
+        let mut out = json!({"imageIds": ids});
+        if more {
+            out["nextToken"] = json!(encode_token(&imgs.last().unwrap().digest));
+        }
+        Ok(out)
+    }
+
+    /// Resolve an `ImageIdentifier` to a digest, or the failure ECR reports.
+    async fn resolve(&self, repo: i64, id: &Value) -> EcrResult<Result<String, (&'static str, String)>> {
+        let digest = s(id, "imageDigest");
+        let tag = s(id, "imageTag");
+        if let Some(d) = digest {
+            if d.parse::<Digest>().is_err() {
+                return Ok(Err((
+                    "InvalidImageDigest",
+                    "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'"
+                        .into(),
+                )));
+            }
+        }
+        match (digest, tag) {
+            (None, None) => Ok(Err((
+                "MissingDigestAndTag",
+                "Invalid request parameters: both tag and digest cannot be null".into(),
+            ))),
+            (Some(d), None) => Ok(match self.meta.image_get(repo, d).await? {
+                Some(_) => Ok(d.to_string()),
+                None => Err(("ImageNotFound", "Requested image not found".into())),
+            }),
+            (_, Some(t)) => {
+                let found = self.meta.tag_get(repo, t).await?;
+                Ok(match (found, digest) {
+                    (None, _) => Err(("ImageNotFound", "Requested image not found".into())),
+                    (Some(f), Some(d)) if f != d => Err((
+                        "ImageTagDoesNotMatchDigest",
+                        format!("Invalid request parameters: given tag '{t}' does not match the given digest"),
+                    )),
+                    (Some(f), _) => Ok(f),
+                })
+            }
+        }
+    }
+
+    async fn describe_images(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        if let Some(ids) = v.get("imageIds").and_then(Value::as_array) {
+            let mut out = Vec::new();
+            for id in ids {
+                match self.resolve(repo.id, id).await? {
+                    Ok(d) => {
+                        if let Some(img) = self.meta.image_get(repo.id, &d).await? {
+                            if !out.iter().any(|o: &Value| o["imageDigest"] == json!(img.digest)) {
+                                out.push(image_detail(&account, name.as_str(), &img));
+                            }
+                        }
+                    }
+                    Err(("ImageNotFound", _)) => return Err(image_not_found(id, name.as_str(), &account)),
+                    Err((_, reason)) => return Err(EcrError::invalid_parameter(reason)),
+                }
+            }
+            return Ok(json!({"imageDetails": out}));
+        }
+        let status = tag_status(v.pointer("/filter/tagStatus").and_then(Value::as_str));
+        let limit = max_results(v, 100);
+        let after = decode_token(v)?;
+        let mut imgs = self
+            .meta
+            .image_list(repo.id, status, after.as_deref(), limit + 1)
+            .await?;
+        let more = imgs.len() as i64 > limit;
+        imgs.truncate(limit as usize);
+        let mut out =
+            json!({"imageDetails": imgs.iter().map(|i| image_detail(&account, name.as_str(), i)).collect::<Vec<_>>()});
+        if more {
+            out["nextToken"] = json!(encode_token(&imgs.last().unwrap().digest));
+        }
+        Ok(out)
+    }
+
+    async fn batch_get_image(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        let accepted: Option<Vec<&str>> = v
+            .get("acceptedMediaTypes")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect());
+        let mut images = Vec::new();
+        let mut failures = Vec::new();
+        for id in v["imageIds"].as_array().into_iter().flatten() {
+            let digest = match self.resolve(repo.id, id).await? {
+                Ok(d) => d,
+                Err((code, reason)) => {
+                    failures.push(image_failure(id, code, reason));
+                    continue;
+                }
+            };
+            let m = self
+                .registry
+                .get_manifest(&account, &name, &digest, true)
+                .await
+                .map_err(|e| map_registry_error(e, &account, name.as_str()))?;
+            if let Some(acc) = &accepted {
+                if !acc.contains(&m.media_type.as_str()) {
+                    failures.push(image_failure(
+                        id,
+                        "UnsupportedImageType",
+                        format!(
+                            "The image's media type {} is not among the accepted media types",
+                            m.media_type
+                        ),
+                    ));
+                    continue;
+                }
+            }
+            let manifest = String::from_utf8(m.body).map_err(|_| EcrError::server())?;
+            images.push(json!({
+                "registryId": account,
+                "repositoryName": name.as_str(),
+                "imageId": image_id(Some(&m.digest), s(id, "imageTag")),
+                "imageManifest": manifest,
+                "imageManifestMediaType": m.media_type,
+            }));
+        }
+        Ok(json!({"images": images, "failures": failures}))
+    }
+
+    async fn put_image(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        let manifest = s(v, "imageManifest").unwrap_or_default().as_bytes().to_vec();
+        let tag = s(v, "imageTag");
+        let computed = match s(v, "imageDigest") {
+            Some(d) => {
+                let want: Digest = d.parse().map_err(|_| {
+                    EcrError::invalid_parameter(format!(
+                        "Invalid parameter at 'imageDigest' failed to satisfy constraint: '{d} is not a valid digest'"
+                    ))
+                })?;
+                let actual = Digest::of(want.algorithm(), &manifest);
+                if actual != want {
+                    return Err(EcrError::new(
+                        "ImageDigestDoesNotMatchException",
+                        format!("Provided digest {want} does not match the digest of the manifest: {actual}"),
+                    ));
+                }
+                actual
+            }
+            None => Digest::sha256(&manifest),
+        };
+        let exists = self.meta.image_get(repo.id, computed.as_str()).await?.is_some();
+        let already = match tag {
+            Some(t) => self.meta.tag_get(repo.id, t).await?.as_deref() == Some(computed.as_str()),
+            None => exists,
+        };
+        if already {
+            return Err(EcrError::new(
+                "ImageAlreadyExistsException",
+                format!(
+                    "Image with digest '{computed}'{} already exists in the repository with name '{name}' in registry with id '{account}'",
+                    tag.map(|t| format!(" and tag '{t}'")).unwrap_or_default()
+                ),
+            ));
+        }
+        let reference = tag.map(String::from).unwrap_or_else(|| computed.to_string());
+        let out = self
+            .registry
+            .put_manifest(
+                &account,
+                &name,
+                &reference,
+                &[],
+                s(v, "imageManifestMediaType"),
+                manifest.clone(),
+            )
+            .await
+            .map_err(|e| map_put_error(e, &account, name.as_str(), tag))?;
+        let media = self
+            .meta
+            .image_get(repo.id, out.digest.as_str())
+            .await?
+            .map(|i| i.media_type)
+            .unwrap_or_default();
+        Ok(json!({"image": {
+            "registryId": account,
+            "repositoryName": name.as_str(),
+            "imageId": image_id(Some(out.digest.as_str()), tag),
+            "imageManifest": String::from_utf8_lossy(&manifest),
+            "imageManifestMediaType": media,
+        }}))
+    }
+
+    async fn batch_delete_image(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        let mut deleted = Vec::new();
+        let mut failures = Vec::new();
+        for id in v["imageIds"].as_array().into_iter().flatten() {
+            let digest = match self.resolve(repo.id, id).await? {
+                Ok(d) => d,
+                Err((code, reason)) => {
+                    failures.push(image_failure(id, code, reason));
+                    continue;
+                }
+            };
+            match s(id, "imageTag") {
+                // By tag: untag; the image goes with its last tag.
+                Some(t) if s(id, "imageDigest").is_none() => {
+                    self.meta.tag_delete(repo.id, t).await?;
+                    let left = self
+                        .meta
+                        .image_get(repo.id, &digest)
+                        .await?
+                        .map(|i| i.tags.len())
+                        .unwrap_or(0);
+                    if left == 0 {
+                        if let DeleteManifest::ReferencedBy(_) = self.meta.manifest_delete(repo.id, &digest).await? {
+                            // Still a child of an index: keep the untagged manifest.
+                        }
+                    }
+                    deleted.push(image_id(Some(&digest), Some(t)));
+                }
+                _ => match self.meta.image_get(repo.id, &digest).await? {
+                    None => failures.push(image_failure(id, "ImageNotFound", "Requested image not found")),
+                    Some(img) => match self.meta.manifest_delete(repo.id, &digest).await? {
+                        DeleteManifest::Deleted => {
+                            if img.tags.is_empty() {
+                                deleted.push(image_id(Some(&digest), None));
+                            }
+                            for t in &img.tags {
+                                deleted.push(image_id(Some(&digest), Some(t)));
+                            }
+                        }
+                        DeleteManifest::Unknown => {
+                            failures.push(image_failure(id, "ImageNotFound", "Requested image not found"))
+                        }
+                        DeleteManifest::ReferencedBy(parents) => failures.push(image_failure(
+                            id,
+                            "ImageReferencedByManifestList",
+                            format!("Requested image is referenced by manifest list {}", parents.join(", ")),
+                        )),
+                    },
+                },
+            }
+        }
+        Ok(json!({"imageIds": deleted, "failures": failures}))
+    }
+
+    async fn batch_check_layer_availability(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        let mut layers = Vec::new();
+        let mut failures = Vec::new();
+        for d in v["layerDigests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            if d.parse::<Digest>().is_err() {
+                failures.push(json!({"layerDigest": d, "failureCode": "InvalidLayerDigest", "failureReason": "Invalid layer digest"}));
+                continue;
+            }
+            match self.meta.blob_get(repo.id, d).await? {
+                Some(b) => layers.push(json!({"layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": b.size})),
+                None => failures.push(json!({"layerDigest": d, "failureCode": "MissingLayerDigest", "failureReason": "Could not find layer with digest"})),
+            }
+        }
+        Ok(json!({"layers": layers, "failures": failures}))
+    }
+
+    async fn initiate_layer_upload(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        self.require_repo(&account, &name).await?;
+        let out = self
+            .registry
+            .start_upload(&account, &name, None, None, Box::pin(stream::empty()))
+            .await
+            .map_err(|e| map_registry_error(e, &account, name.as_str()))?;
+        match out {
+            kura_registry::service::StartOutcome::Started(st) => {
+                Ok(json!({"uploadId": st.id, "partSize": 10 * 1024 * 1024}))
+            }
+            kura_registry::service::StartOutcome::Created(_) => Err(EcrError::server()),
+        }
+    }
+
+    async fn upload_layer_part(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        self.require_repo(&account, &name).await?;
+        let id = s(v, "uploadId").unwrap_or_default();
+        let first = v["partFirstByte"].as_i64().unwrap_or(0) as u64;
+        let last = v["partLastByte"].as_i64().unwrap_or(0) as u64;
+        let blob = base64::engine::general_purpose::STANDARD
+            .decode(s(v, "layerPartBlob").unwrap_or_default())
+            .map_err(|_| EcrError::serialization("layerPartBlob is not base64"))?;
+        if last < first || (last - first + 1) as usize != blob.len() {
+            return Err(EcrError::new(
+                "InvalidLayerPartException",
+                format!(
+                    "The part is {} bytes but partFirstByte {first} and partLastByte {last} describe {} bytes",
+                    blob.len(),
+                    (last + 1).saturating_sub(first)
+                ),
+            ));
+        }
+        let body = Box::pin(stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(blob))]));
+        let st = self
+            .registry
+            .patch_upload(&account, &name, id, Some((first, last)), None, body)
+            .await
+            .map_err(|e| map_registry_error(e, &account, name.as_str()))?;
+        Ok(
+            json!({"registryId": account, "repositoryName": name.as_str(), "uploadId": id, "lastByteReceived": st.offset.saturating_sub(1)}),
+        )
+    }
+
+    async fn complete_layer_upload(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        let id = s(v, "uploadId").unwrap_or_default();
+        let digests: Vec<&str> = v["layerDigests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let digest = digests.first().copied().unwrap_or_default();
+        let status = self
+            .registry
+            .upload_status(&account, &name, id)
+            .await
+            .map_err(|e| map_registry_error(e, &account, name.as_str()))?;
+        if status.offset == 0 {
+            return Err(EcrError::new(
+                "EmptyUploadException",
+                format!("The upload with id '{id}' does not contain any layer parts"),
+            ));
+        }
+        if self.meta.blob_get(repo.id, digest).await?.is_some() {
+            let _ = self.registry.cancel_upload(&account, &name, id).await;
+            return Err(EcrError::new(
+                "LayerAlreadyExistsException",
+                format!("The layer with digest '{digest}' already exists in the repository with name '{name}' in registry with id '{account}'"),
+            ));
+        }
+        let d = self
+            .registry
+            .finish_upload(&account, &name, id, digest, None, None)
+            .await
+            .map_err(|e| map_registry_error(e, &account, name.as_str()))?;
+        Ok(json!({"registryId": account, "repositoryName": name.as_str(), "uploadId": id, "layerDigest": d.as_str()}))
+    }
+
+    async fn get_download_url_for_layer(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        let digest = s(v, "layerDigest").unwrap_or_default();
+        if self.meta.blob_get(repo.id, digest).await?.is_none() {
+            return Err(EcrError::new(
+                "LayersNotFoundException",
+                format!("The layer with digest '{digest}' does not exist in the repository with name '{name}' in the registry with id '{account}'"),
+            ));
+        }
+        let q = self.sign_download(&account, name.as_str(), digest);
+        let url = format!(
+            "http://{}/v2/{name}/blobs/{digest}?{q}",
+            self.registry_host(ctx, &account)
+        );
+        Ok(json!({"downloadUrl": url, "layerDigest": digest}))
+    }
+
+    async fn get_authorization_token(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let ids: Vec<String> = match v.get("registryIds").and_then(Value::as_array) {
+            Some(a) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
+            None => vec![ctx.caller.account.clone()],
+        };
+        let mut data = Vec::new();
+        for id in ids {
+            let account = registry_id(ctx, &json!({"registryId": id}))?;
+            let (token, expires) = self.issue_token(&ctx.caller, &account);
+            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{token}"));
+            data.push(json!({
+                "authorizationToken": encoded,
+                "expiresAt": expires as f64,
+                "proxyEndpoint": format!("http://{}", self.registry_host(ctx, &account)),
+            }));
+        }
+        Ok(json!({"authorizationData": data}))
+    }
+
+    async fn put_image_tag_mutability(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        check_mutability(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        let mut settings = repo.settings.clone();
+        let fresh = settings_from(v);
+        settings.image_tag_mutability = fresh.image_tag_mutability;
+        settings.mutability_exclusion_filters = fresh.mutability_exclusion_filters;
+        self.meta.repo_update_settings(repo.id, &settings).await?;
+        let mut out = json!({"registryId": account, "repositoryName": name.as_str(), "imageTagMutability": settings.image_tag_mutability});
+        if !settings.mutability_exclusion_filters.is_empty() {
+            out["imageTagMutabilityExclusionFilters"] = exclusion_json(&settings);
+        }
+        Ok(out)
+    }
+
+    async fn put_image_scanning_configuration(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        let mut settings = repo.settings.clone();
+        settings.scan_on_push = v
+            .pointer("/imageScanningConfiguration/scanOnPush")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        self.meta.repo_update_settings(repo.id, &settings).await?;
+        Ok(
+            json!({"registryId": account, "repositoryName": name.as_str(), "imageScanningConfiguration": {"scanOnPush": settings.scan_on_push}}),
+        )
+    }
+
+    /// The repository an ARN names, which must exist in the caller's account.
+    async fn repo_for_arn(&self, ctx: &Ctx, arn: &str) -> EcrResult<(String, String)> {
+        let bad = || {
+            EcrError::invalid_parameter(format!("Invalid parameter at 'resourceArn' failed to satisfy constraint: '{arn} is not a repository ARN of this registry'"))
+        };
+        let rest = arn.strip_prefix("arn:aws:ecr:").ok_or_else(bad)?;
+        let mut parts = rest.splitn(3, ':');
+        let (region, account, res) = (
+            parts.next().ok_or_else(bad)?,
+            parts.next().ok_or_else(bad)?,
+            parts.next().ok_or_else(bad)?,
+        );
+        let name = res.strip_prefix("repository/").ok_or_else(bad)?;
+        if region != self.config.region {
+            return Err(bad());
+        }
+        registry_id(ctx, &json!({"registryId": account}))?;
+        self.meta
+            .repo_get(account, name)
+            .await?
+            .ok_or_else(|| EcrError::repository_not_found(name, account))?;
+        Ok((account.to_string(), name.to_string()))
+    }
+
+    async fn tag_resource(&self, ctx: &Ctx, v: &Value, add: bool) -> EcrResult<Value> {
+        let arn = s(v, "resourceArn").unwrap_or_default();
+        self.repo_for_arn(ctx, arn).await?;
+        if add {
+            let tags = tags_from(v.get("tags"));
+            let existing = self.control.resource_tags(arn).await?;
+            let mut keys: Vec<&String> = existing.iter().map(|(k, _)| k).collect();
+            keys.extend(tags.iter().map(|(k, _)| k));
+            keys.sort();
+            keys.dedup();
+            check_tags(&tags)?;
+            if keys.len() > 50 {
+                return Err(EcrError::new(
+                    "TooManyTagsException",
+                    "A resource may have at most 50 tags",
+                ));
+            }
+            self.control.resource_tags_put(arn, &tags).await?;
+        } else {
+            let keys: Vec<String> = v["tagKeys"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect();
+            self.control.resource_tags_remove(arn, &keys).await?;
+        }
+        Ok(json!({}))
+    }
+
+    async fn list_tags_for_resource(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let arn = s(v, "resourceArn").unwrap_or_default();
+        self.repo_for_arn(ctx, arn).await?;
+        let tags = self.control.resource_tags(arn).await?;
+        Ok(json!({"tags": tags.into_iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()}))
+    }
+
+    fn template_json(&self, row: &kura_store::control::TemplateRow) -> Value {
+        let mut t: Value = serde_json::from_str(&row.body).unwrap_or_else(|_| json!({}));
+        t["prefix"] = json!(row.prefix);
+        t["createdAt"] = ts(row.created_at);
+        t["updatedAt"] = ts(row.updated_at);
+        t
+    }
+
+    async fn put_template(&self, ctx: &Ctx, v: &Value, create: bool) -> EcrResult<Value> {
+        let account = ctx.caller.account.clone();
+        let prefix = s(v, "prefix").unwrap_or_default();
+        check_mutability(v)?;
+        let tags = tags_from(v.get("resourceTags"));
+        check_tags(&tags)?;
+        if let Some(p) = s(v, "repositoryPolicy") {
+            serde_json::from_str::<Value>(p).map_err(|_| EcrError::invalid_parameter("Invalid parameter at 'repositoryPolicy' failed to satisfy constraint: 'Invalid repository policy provided'"))?;
+        }
+        if let Some(p) = s(v, "lifecyclePolicy") {
+            serde_json::from_str::<Value>(p).map_err(|_| EcrError::invalid_parameter("Invalid parameter at 'lifecyclePolicy' failed to satisfy constraint: 'Lifecycle policy validation failure'"))?;
+        }
+        let keys = [
+            "description",
+            "encryptionConfiguration",
+            "resourceTags",
+            "imageTagMutability",
+            "imageTagMutabilityExclusionFilters",
+            "repositoryPolicy",
+            "lifecyclePolicy",
+            "appliedFor",
+            "customRoleArn",
+        ];
+        let mut body = if create {
+            json!({"imageTagMutability": "MUTABLE", "encryptionConfiguration": {"encryptionType": "AES256"}, "resourceTags": []})
+        } else {
+            let row = self
+                .control
+                .template_get(&account, prefix)
+                .await?
+                .ok_or_else(|| template_not_found(prefix, &account))?;
+            serde_json::from_str(&row.body).unwrap_or_else(|_| json!({}))
+        };
+        for k in keys {
+            if let Some(x) = v.get(k) {
+                body[k] = x.clone();
+            }
+        }
+        let text = serde_json::to_string(&body).map_err(|_| EcrError::server())?;
+        if !self.control.template_put(&account, prefix, &text, create).await? {
+            return Err(if create {
+                EcrError::new("TemplateAlreadyExistsException", format!("The repository creation template with prefix '{prefix}' already exists in the registry with id '{account}'"))
+            } else {
+                template_not_found(prefix, &account)
+            });
+        }
+        let row = self
+            .control
+            .template_get(&account, prefix)
+            .await?
+            .ok_or_else(EcrError::server)?;
+        Ok(json!({"registryId": account, "repositoryCreationTemplate": self.template_json(&row)}))
+    }
+
+    async fn describe_templates(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = ctx.caller.account.clone();
+        if let Some(prefixes) = v.get("prefixes").and_then(Value::as_array) {
+            let mut out = Vec::new();
+            for p in prefixes.iter().filter_map(Value::as_str) {
+                if let Some(row) = self.control.template_get(&account, p).await? {
+                    out.push(self.template_json(&row));
+                }
+            }
+            return Ok(json!({"registryId": account, "repositoryCreationTemplates": out}));
+        }
+        let limit = max_results(v, 100);
+        let after = decode_token(v)?;
+        let mut rows = self
+            .control
+            .template_list(&account, after.as_deref(), limit + 1)
+            .await?;
+        let more = rows.len() as i64 > limit;
+        rows.truncate(limit as usize);
+        let mut out = json!({"registryId": account, "repositoryCreationTemplates": rows.iter().map(|r| self.template_json(r)).collect::<Vec<_>>()});
+        if more {
+            out["nextToken"] = json!(encode_token(&rows.last().unwrap().prefix));
+        }
+        Ok(out)
+    }
+
+    async fn delete_template(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = ctx.caller.account.clone();
+        let prefix = s(v, "prefix").unwrap_or_default();
+        let row = self
+            .control
+            .template_delete(&account, prefix)
+            .await?
+            .ok_or_else(|| template_not_found(prefix, &account))?;
+        Ok(json!({"registryId": account, "repositoryCreationTemplate": self.template_json(&row)}))
+    }
+
+    async fn account_setting(&self, ctx: &Ctx, v: &Value, put: bool) -> EcrResult<Value> {
+        let name = s(v, "name").unwrap_or_default();
+        let (default, allowed): (&str, &[&str]) = match name {
+            "BASIC_SCAN_TYPE_VERSION" => ("AWS_NATIVE", &["AWS_NATIVE", "CLAIR"]),
+            "REGISTRY_POLICY_SCOPE" => ("V2", &["V1", "V2"]),
+            "BLOB_MOUNTING" => ("ENABLED", &["ENABLED", "DISABLED"]),
+            _ => {
+                return Err(EcrError::new(
+                    "ValidationException",
+                    format!("Invalid account setting name '{name}': expected BASIC_SCAN_TYPE_VERSION, REGISTRY_POLICY_SCOPE or BLOB_MOUNTING"),
+                ))
+            }
+        };
+        let account = &ctx.caller.account;
+        if put {
+            let value = s(v, "value").unwrap_or_default();
+            if !allowed.contains(&value) {
+                return Err(EcrError::new(
+                    "ValidationException",
+                    format!(
+                        "Invalid value '{value}' for {name}: expected one of {}",
+                        allowed.join(", ")
+                    ),
+                ));
+            }
+            self.control.setting_put(account, name, value).await?;
+            return Ok(json!({"name": name, "value": value}));
+        }
+        let value = self
+            .control
+            .setting_get(account, name)
+            .await?
+            .unwrap_or_else(|| default.to_string());
+        Ok(json!({"name": name, "value": value}))
+    }
+
+    async fn list_image_referrers(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        let subject = v
+            .pointer("/subjectId/imageDigest")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let types: Option<Vec<String>> = v
+            .pointer("/filter/artifactTypes")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(String::from).collect());
+        let mut refs = self.meta.referrers(repo.id, subject, None).await?;
+        if let Some(t) = &types {
+            refs.retain(|r| r.artifact_type.as_ref().is_some_and(|a| t.contains(a)));
+        }
+        let after = decode_token(v)?;
+        if let Some(a) = &after {
+            refs.retain(|r| &r.digest > a);
+        }
+        let limit = max_results(v, 50) as usize;
+        let more = refs.len() > limit;
+        refs.truncate(limit);
+        let list: Vec<Value> = refs
+            .iter()
+            .map(|r| {
+                let mut d =
+                    json!({"digest": r.digest, "mediaType": r.media_type, "size": r.size, "artifactStatus": "ACTIVE"});
+                if let Some(a) = &r.artifact_type {
+                    d["artifactType"] = json!(a);
+                }
+                if let Some(a) = r
+                    .annotations
+                    .as_deref()
+                    .and_then(|a| serde_json::from_str::<Value>(a).ok())
+                {
+                    d["annotations"] = a;
+                }
+                d
+            })
+            .collect();
+        let mut out = json!({"referrers": list});
+        if more {
+            out["nextToken"] = json!(encode_token(&refs.last().unwrap().digest));
+        }
+        Ok(out)
+    }
+}
+
+fn template_not_found(prefix: &str, account: &str) -> EcrError {
+    EcrError::new(
+        "TemplateNotFoundException",
+        format!("The repository creation template with prefix '{prefix}' does not exist in the registry with id '{account}'"),
+    )
+}
+
+fn tag_status(s: Option<&str>) -> TagStatus {
+    match s {
+        Some("TAGGED") => TagStatus::Tagged,
+        Some("UNTAGGED") => TagStatus::Untagged,
+        _ => TagStatus::Any,
+    }
+}
+
+/// Map a data-plane error met by an API operation to ECR's error.
+fn map_registry_error(e: ApiError, account: &str, repo: &str) -> EcrError {
+    match e.error.code {
+        ErrorCode::NameUnknown => EcrError::repository_not_found(repo, account),
+        ErrorCode::BlobUploadUnknown => EcrError::new(
+            "UploadNotFoundException",
+            format!("The upload could not be found in the repository with name '{repo}' in the registry with id '{account}'"),
+        ),
+        ErrorCode::RangeInvalid | ErrorCode::SizeInvalid | ErrorCode::BlobUploadInvalid => {
+            EcrError::new("InvalidLayerPartException", e.error.message.clone())
+        }
+        ErrorCode::DigestInvalid => EcrError::new("InvalidLayerException", e.error.message.clone()),
+        ErrorCode::ManifestUnknown => EcrError::new("ImageNotFoundException", e.error.message.clone()),
+        ErrorCode::Internal => EcrError::server(),
+        _ => EcrError::invalid_parameter(e.error.message.clone()),
+    }
+}
+
+fn map_put_error(e: ApiError, account: &str, repo: &str, tag: Option<&str>) -> EcrError {
+    match e.error.code {
+        ErrorCode::TagInvalid if e.error.detail.get("immutableTag").is_some() => EcrError::new(
+            "ImageTagAlreadyExistsException",
+            format!(
+                "The image tag '{}' already exists in the '{repo}' repository and cannot be overwritten because the repository is immutable.",
+                tag.unwrap_or_default()
+            ),
+        ),
+        ErrorCode::ManifestBlobUnknown => {
+            let blobs = e.error.detail.get("blobs").and_then(Value::as_array).cloned().unwrap_or_default();
+            if !blobs.is_empty() {
+                let list: Vec<&str> = blobs.iter().filter_map(Value::as_str).collect();
+                EcrError::new(
+                    "LayersNotFoundException",
+                    format!("Layers with digests '{list:?}' required for pushing image into repository with name '{repo}' in the registry with id '{account}' do not exist"),
+                )
+            } else {
+                EcrError::new("ReferencedImagesNotFoundException", e.error.message.clone())
+            }
+        }
+        ErrorCode::ManifestInvalid | ErrorCode::TagInvalid | ErrorCode::DigestInvalid => EcrError::invalid_parameter(format!(
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{}'",
+            e.error.message
+        )),
+        ErrorCode::TooLarge => EcrError::invalid_parameter("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Member must have length less than or equal to 4194304'"),
+        _ => map_registry_error(e, account, repo),
+    }
+}
+
+pub mod later;

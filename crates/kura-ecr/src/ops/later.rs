@@ -1,0 +1,201 @@
+//! Operations whose features later issues build (policies, lifecycle,
+//! scanning, replication, pull-through cache, signing, pull-time update
+//! exclusions, storage classes). Reads answer truthfully for a registry where
+//! nothing of the kind is configured (an empty list, or the "not found" error
+//! ECR itself returns); writes answer `UnsupportedOperationException` (400),
+//! so no client is told a setting took effect when it did not.
+
+use serde_json::{json, Value};
+
+use super::{image_id, registry_id, repo_name, s, Ctx};
+use crate::error::{EcrError, EcrResult};
+use crate::templates::repository_arn;
+use crate::Ecr;
+
+/// Each operation handled here and what it answers (for the README table).
+pub const STATUS: &[(&str, &str)] = &[
+    ("SetRepositoryPolicy", "unsupported until access control lands"),
+    (
+        "GetRepositoryPolicy",
+        "RepositoryPolicyNotFoundException (no policies yet)",
+    ),
+    (
+        "DeleteRepositoryPolicy",
+        "RepositoryPolicyNotFoundException (no policies yet)",
+    ),
+    ("PutRegistryPolicy", "unsupported until access control lands"),
+    ("GetRegistryPolicy", "RegistryPolicyNotFoundException (no policies yet)"),
+    (
+        "DeleteRegistryPolicy",
+        "RegistryPolicyNotFoundException (no policies yet)",
+    ),
+    ("PutLifecyclePolicy", "unsupported until lifecycle policies land"),
+    ("GetLifecyclePolicy", "LifecyclePolicyNotFoundException (none yet)"),
+    ("DeleteLifecyclePolicy", "LifecyclePolicyNotFoundException (none yet)"),
+    (
+        "StartLifecyclePolicyPreview",
+        "LifecyclePolicyNotFoundException (none yet)",
+    ),
+    (
+        "GetLifecyclePolicyPreview",
+        "LifecyclePolicyPreviewNotFoundException (none yet)",
+    ),
+    ("StartImageScan", "unsupported until scanning lands"),
+    ("DescribeImageScanFindings", "ScanNotFoundException (no scans yet)"),
+    ("PutRegistryScanningConfiguration", "unsupported until scanning lands"),
+    ("GetRegistryScanningConfiguration", "BASIC with no rules"),
+    (
+        "BatchGetRepositoryScanningConfiguration",
+        "each repository's scanOnPush setting",
+    ),
+    ("PutReplicationConfiguration", "unsupported until replication lands"),
+    ("DescribeImageReplicationStatus", "no replication statuses"),
+    ("StartReplicationBackfill", "unsupported until replication lands"),
+    ("StopReplicationBackfill", "ReplicationBackfillNotFoundException"),
+    (
+        "DescribeReplicationBackfillResults",
+        "ReplicationBackfillNotFoundException",
+    ),
+    ("ListReplicationBackfills", "an empty list"),
+    (
+        "CreatePullThroughCacheRule",
+        "unsupported until the pull-through cache lands",
+    ),
+    ("DescribePullThroughCacheRules", "an empty list"),
+    ("UpdatePullThroughCacheRule", "PullThroughCacheRuleNotFoundException"),
+    ("DeletePullThroughCacheRule", "PullThroughCacheRuleNotFoundException"),
+    ("ValidatePullThroughCacheRule", "PullThroughCacheRuleNotFoundException"),
+    ("PutSigningConfiguration", "unsupported until image signing lands"),
+    ("GetSigningConfiguration", "SigningConfigurationNotFoundException"),
+    ("DeleteSigningConfiguration", "SigningConfigurationNotFoundException"),
+    ("DescribeImageSigningStatus", "no signing statuses"),
+    (
+        "RegisterPullTimeUpdateExclusion",
+        "unsupported until pull-time update exclusions land",
+    ),
+    ("DeregisterPullTimeUpdateExclusion", "ExclusionNotFoundException"),
+    ("ListPullTimeUpdateExclusions", "an empty list"),
+    (
+        "UpdateImageStorageClass",
+        "ImageStorageClassUpdateNotSupportedException (no archive tier yet)",
+    ),
+];
+
+fn not_found(kind: &'static str, what: &str) -> EcrError {
+    EcrError::new(kind, what.to_string())
+}
+
+/// Answer an operation of a later feature.
+pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Value> {
+    let account = registry_id(ctx, v)?;
+    // Repository-scoped operations first check the repository exists.
+    let repo = if v.get("repositoryName").is_some() {
+        let name = repo_name(v)?;
+        Some(ecr.require_repo(&account, &name).await?)
+    } else {
+        None
+    };
+    let repo_name_str = repo.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+    match op {
+        "GetRepositoryPolicy" | "DeleteRepositoryPolicy" => Err(not_found(
+            "RepositoryPolicyNotFoundException",
+            &format!("Repository policy does not exist for the repository with name '{repo_name_str}' in the registry with id '{account}'"),
+        )),
+        "GetRegistryPolicy" | "DeleteRegistryPolicy" => Err(not_found(
+            "RegistryPolicyNotFoundException",
+            &format!("Registry policy does not exist in the registry with id '{account}'"),
+        )),
+        "GetLifecyclePolicy" | "DeleteLifecyclePolicy" | "StartLifecyclePolicyPreview" => Err(not_found(
+            "LifecyclePolicyNotFoundException",
+            &format!("Lifecycle policy does not exist for the repository with name '{repo_name_str}' in the registry with id '{account}'"),
+        )),
+        "GetLifecyclePolicyPreview" => Err(not_found(
+            "LifecyclePolicyPreviewNotFoundException",
+            &format!("There is no lifecycle policy preview for the repository with name '{repo_name_str}' in the registry with id '{account}'"),
+        )),
+        "DescribeImageScanFindings" => {
+            let id = v.get("imageId").cloned().unwrap_or(json!({}));
+            ensure_image(ecr, repo.as_ref().map(|r| r.id).unwrap_or_default(), &id, &repo_name_str, &account).await?;
+            Err(not_found(
+                "ScanNotFoundException",
+                &format!("Image scan does not exist for the image with '{id}' in the repository with name '{repo_name_str}' in the registry with id '{account}'"),
+            ))
+        }
+        "GetRegistryScanningConfiguration" => {
+            Ok(json!({"registryId": account, "scanningConfiguration": {"scanType": "BASIC", "rules": []}}))
+        }
+        "BatchGetRepositoryScanningConfiguration" => {
+            let mut configs = Vec::new();
+            let mut failures = Vec::new();
+            for n in v["repositoryNames"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+                match ecr.meta.repo_get(&account, n).await? {
+                    Some(r) => configs.push(json!({
+                        "repositoryArn": repository_arn(&ecr.config.region, &account, n),
+                        "repositoryName": n,
+                        "scanOnPush": r.settings.scan_on_push,
+                        "scanFrequency": if r.settings.scan_on_push { "SCAN_ON_PUSH" } else { "MANUAL" },
+                        "appliedScanFilters": [],
+                    })),
+                    None => failures.push(json!({"repositoryName": n, "failureCode": "REPOSITORY_NOT_FOUND", "failureReason": "REPOSITORY_NOT_FOUND"})),
+                }
+            }
+            Ok(json!({"scanningConfigurations": configs, "failures": failures}))
+        }
+        "DescribeImageReplicationStatus" | "DescribeImageSigningStatus" => {
+            let id = v.get("imageId").cloned().unwrap_or(json!({}));
+            let digest = ensure_image(ecr, repo.as_ref().map(|r| r.id).unwrap_or_default(), &id, &repo_name_str, &account).await?;
+            let key = if op == "DescribeImageReplicationStatus" { "replicationStatuses" } else { "signingStatuses" };
+            Ok(json!({"repositoryName": repo_name_str, "imageId": image_id(Some(&digest), s(&id, "imageTag")), "registryId": account, key: []}))
+        }
+        "StopReplicationBackfill" | "DescribeReplicationBackfillResults" => Err(not_found(
+            "ReplicationBackfillNotFoundException",
+            &format!("The replication backfill does not exist in the registry with id '{account}'"),
+        )),
+        "ListReplicationBackfills" => Ok(json!({"registryId": account, "backfills": []})),
+        "DescribePullThroughCacheRules" => {
+            if v.get("ecrRepositoryPrefixes").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+                return Err(not_found(
+                    "PullThroughCacheRuleNotFoundException",
+                    &format!("The pull through cache rule does not exist in the registry with id '{account}'"),
+                ));
+            }
+            Ok(json!({"pullThroughCacheRules": []}))
+        }
+        "UpdatePullThroughCacheRule" | "DeletePullThroughCacheRule" | "ValidatePullThroughCacheRule" => Err(not_found(
+            "PullThroughCacheRuleNotFoundException",
+            &format!(
+                "The pull through cache rule with prefix '{}' does not exist in the registry with id '{account}'",
+                s(v, "ecrRepositoryPrefix").unwrap_or_default()
+            ),
+        )),
+        "GetSigningConfiguration" | "DeleteSigningConfiguration" => Err(not_found(
+            "SigningConfigurationNotFoundException",
+            &format!("The signing configuration does not exist in the registry with id '{account}'"),
+        )),
+        "DeregisterPullTimeUpdateExclusion" => Err(not_found(
+            "ExclusionNotFoundException",
+            &format!("The pull time update exclusion does not exist in the registry with id '{account}'"),
+        )),
+        "ListPullTimeUpdateExclusions" => Ok(json!({"pullTimeUpdateExclusions": []})),
+        "UpdateImageStorageClass" => {
+            let id = v.get("imageId").cloned().unwrap_or(json!({}));
+            ensure_image(ecr, repo.as_ref().map(|r| r.id).unwrap_or_default(), &id, &repo_name_str, &account).await?;
+            Err(EcrError::new(
+                "ImageStorageClassUpdateNotSupportedException",
+                "Kura keeps every image in the standard storage class; archiving is not supported yet",
+            ))
+        }
+        _ => {
+            let feature = STATUS.iter().find(|(n, _)| *n == op).map(|(_, f)| *f).unwrap_or("this operation");
+            Err(EcrError::unsupported(op, feature.trim_start_matches("unsupported until ").trim_end_matches(" lands")))
+        }
+    }
+}
+
+async fn ensure_image(ecr: &Ecr, repo: i64, id: &Value, name: &str, account: &str) -> EcrResult<String> {
+    match ecr.resolve(repo, id).await? {
+        Ok(d) => Ok(d),
+        Err(("ImageNotFound", _)) => Err(super::image_not_found(id, name, account)),
+        Err((_, reason)) => Err(EcrError::invalid_parameter(reason)),
+    }
+}

@@ -1,0 +1,167 @@
+//! Repository creation templates: how a push may create a repository.
+//!
+//! ECR creates a repository on push only when a template whose `appliedFor`
+//! includes `CREATE_ON_PUSH` covers the name: the longest matching prefix
+//! wins, `ROOT` covers every name. The new repository takes the template's
+//! tag mutability (with exclusion filters), encryption and resource tags.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kura_registry::service::RepoProvisioner;
+use kura_store::meta::{RepoRow, RepoSettings};
+use kura_store::{ControlStore, MetaStore, StoreError};
+use serde_json::Value;
+
+/// Whether a template prefix covers a repository name.
+pub fn prefix_covers(prefix: &str, name: &str) -> bool {
+    if prefix == "ROOT" {
+        return true;
+    }
+    let p = prefix.trim_end_matches('/');
+    name == p || name.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Repository settings taken from a template (or a CreateRepository input).
+pub fn settings_from(v: &Value) -> RepoSettings {
+    let mut s = RepoSettings::default();
+    if let Some(m) = v.get("imageTagMutability").and_then(Value::as_str) {
+        s.image_tag_mutability = m.to_string();
+    }
+    if let Some(f) = v.get("imageTagMutabilityExclusionFilters").and_then(Value::as_array) {
+        s.mutability_exclusion_filters = f
+            .iter()
+            .filter_map(|x| x.get("filter").and_then(Value::as_str).map(String::from))
+            .collect();
+    }
+    if let Some(scan) = v
+        .pointer("/imageScanningConfiguration/scanOnPush")
+        .and_then(Value::as_bool)
+    {
+        s.scan_on_push = scan;
+    }
+    if let Some(enc) = v.get("encryptionConfiguration") {
+        if let Some(t) = enc.get("encryptionType").and_then(Value::as_str) {
+            s.encryption_type = t.to_string();
+        }
+        s.kms_key = enc.get("kmsKey").and_then(Value::as_str).map(String::from);
+    }
+    s
+}
+
+/// Resource tags (`[{Key, Value}]`) from a template or input.
+pub fn tags_from(v: Option<&Value>) -> Vec<(String, String)> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| {
+                    Some((
+                        t.get("Key")?.as_str()?.to_string(),
+                        t.get("Value")?.as_str()?.to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The repository ARN.
+pub fn repository_arn(region: &str, account: &str, name: &str) -> String {
+    format!("arn:aws:ecr:{region}:{account}:repository/{name}")
+}
+
+/// Creates repositories on push when a `CREATE_ON_PUSH` template allows it.
+pub struct TemplateProvisioner {
+    /// Metadata store.
+    pub meta: Arc<dyn MetaStore>,
+    /// Control store (templates, tags).
+    pub control: Arc<dyn ControlStore>,
+    /// Region, for ARNs.
+    pub region: String,
+}
+
+#[async_trait]
+impl RepoProvisioner for TemplateProvisioner {
+    async fn provision(&self, account: &str, name: &str) -> Result<Option<RepoRow>, StoreError> {
+        let mut best: Option<(usize, Value)> = None;
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.control.template_list(account, after.as_deref(), 500).await?;
+            for t in &page {
+                let body: Value = serde_json::from_str(&t.body).unwrap_or(Value::Null);
+                let on_push = body
+                    .get("appliedFor")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| a.iter().any(|x| x == "CREATE_ON_PUSH"));
+                if on_push && prefix_covers(&t.prefix, name) {
+                    let weight = if t.prefix == "ROOT" { 0 } else { t.prefix.len() + 1 };
+                    if best.as_ref().is_none_or(|(w, _)| weight > *w) {
+                        best = Some((weight, body));
+                    }
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == 500 => after = Some(last.prefix.clone()),
+                _ => break,
+            }
+        }
+        let Some((_, template)) = best else { return Ok(None) };
+        let created = self.meta.repo_create(account, name, &settings_from(&template)).await?;
+        let row = match created {
+            Some(r) => {
+                let tags = tags_from(template.get("resourceTags"));
+                if !tags.is_empty() {
+                    self.control
+                        .resource_tags_put(&repository_arn(&self.region, account, name), &tags)
+                        .await?;
+                }
+                tracing::info!(
+                    account,
+                    repository = name,
+                    "created repository on push from a creation template"
+                );
+                r
+            }
+            // A concurrent push created it first.
+            None => self
+                .meta
+                .repo_get(account, name)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("repository vanished".into()))?,
+        };
+        Ok(Some(row))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        assert!(prefix_covers("ROOT", "anything/at/all"));
+        assert!(prefix_covers("prod", "prod/app"));
+        assert!(prefix_covers("prod/", "prod/app"));
+        assert!(prefix_covers("prod", "prod"));
+        assert!(!prefix_covers("prod", "production/app"));
+        assert!(!prefix_covers("prod/app", "prod"));
+    }
+
+    #[test]
+    fn settings_and_tags() {
+        let v = serde_json::json!({
+            "imageTagMutability": "IMMUTABLE_WITH_EXCLUSION",
+            "imageTagMutabilityExclusionFilters": [{"filterType": "WILDCARD", "filter": "latest*"}],
+            "encryptionConfiguration": {"encryptionType": "KMS", "kmsKey": "arn:aws:kms:us-east-1:123456789012:key/abc"},
+            "resourceTags": [{"Key": "team", "Value": "a"}]
+        });
+        let s = settings_from(&v);
+        assert!(s.tag_is_immutable("v1"));
+        assert!(!s.tag_is_immutable("latest-dev"));
+        assert_eq!(s.encryption_type, "KMS");
+        assert_eq!(
+            tags_from(v.get("resourceTags")),
+            vec![("team".to_string(), "a".to_string())]
+        );
+    }
+}
