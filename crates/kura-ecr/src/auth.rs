@@ -235,7 +235,21 @@ fn denied(message: &str) -> Response {
 
 /// The data plane's guard: every `/v2/` request carries Basic `AWS:<token>`
 /// (or is a presigned download); the host name selects the account.
-pub async fn data_plane_auth(State(ecr): State<Arc<Ecr>>, mut req: Request, next: Next) -> Response {
+pub async fn data_plane_auth(State(ecr): State<Arc<Ecr>>, req: Request, next: Next) -> Response {
+    let has_body = !matches!(
+        *req.method(),
+        http::Method::GET | http::Method::HEAD | http::Method::DELETE
+    );
+    let mut resp = guard(ecr, req, next).await;
+    if has_body && (resp.status() == StatusCode::UNAUTHORIZED || resp.status() == StatusCode::FORBIDDEN) {
+        // Refused before the body was read: the connection cannot be reused.
+        resp.headers_mut()
+            .insert("connection", HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
     if req.uri().path() == "/healthz" {
         return next.run(req).await;
     }

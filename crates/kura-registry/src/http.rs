@@ -87,12 +87,18 @@ fn unsupported(method: &Method) -> ApiError {
 
 async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> Response {
     let head = req.method() == Method::HEAD;
+    let has_body = matches!(*req.method(), Method::PUT | Method::PATCH | Method::POST);
     match route(&reg, req).await {
         Ok(r) => r,
         Err(e) => {
             let mut r = e.into_response();
             if head {
                 *r.body_mut() = Body::empty();
+            }
+            if has_body {
+                // The request body may be unread (e.g. a 416 before the
+                // chunk): tell the client not to reuse this connection.
+                r.headers_mut().insert("connection", HeaderValue::from_static("close"));
             }
             r
         }
