@@ -24,7 +24,6 @@ pub mod templates;
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -180,9 +179,4 @@ fn too_large() -> EcrError {
         format!("The request body exceeds the {MAX_API_BODY}-byte limit"),
     )
     .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-}
-
-/// An empty body, for responses that only carry headers.
-pub fn empty() -> Body {
-    Body::empty()
 }

@@ -50,6 +50,22 @@ fn decode_token(v: &Value) -> EcrResult<Option<String>> {
     }
 }
 
+/// Cut a page fetched with `limit + 1` rows to `limit`; the next token, if more follow.
+fn page<T>(rows: &mut Vec<T>, limit: i64, key: impl Fn(&T) -> &str) -> Option<String> {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| encode_token(key(r)))
+    } else {
+        None
+    }
+}
+
+fn with_next(out: &mut Value, next: Option<String>) {
+    if let Some(t) = next {
+        out["nextToken"] = json!(t);
+    }
+}
+
 fn max_results(v: &Value, default: i64) -> i64 {
     v.get("maxResults").and_then(Value::as_i64).unwrap_or(default)
 }
@@ -313,12 +329,9 @@ impl Ecr {
         let limit = max_results(v, 100);
         let after = decode_token(v)?;
         let mut rows = self.meta.repo_list_rows(&account, after.as_deref(), limit + 1).await?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
+        let next = page(&mut rows, limit, |x| &x.name);
         let mut out = json!({"repositories": rows.iter().map(|r| self.repo_json(ctx, r)).collect::<Vec<_>>()});
-        if more {
-            out["nextToken"] = json!(encode_token(&rows.last().unwrap().name));
-        }
+        with_next(&mut out, next);
         Ok(out)
     }
 
@@ -352,8 +365,7 @@ impl Ecr {
             .meta
             .image_list(repo.id, status, after.as_deref(), limit + 1)
             .await?;
-        let more = imgs.len() as i64 > limit;
-        imgs.truncate(limit as usize);
+        let next = page(&mut imgs, limit, |x| &x.digest);
         let mut ids = Vec::new();
         for img in &imgs {
             if img.tags.is_empty() {
@@ -364,9 +376,7 @@ impl Ecr {
             }
         }
         let mut out = json!({"imageIds": ids});
-        if more {
-            out["nextToken"] = json!(encode_token(&imgs.last().unwrap().digest));
-        }
+        with_next(&mut out, next);
         Ok(out)
     }
 
@@ -434,13 +444,10 @@ impl Ecr {
             .meta
             .image_list(repo.id, status, after.as_deref(), limit + 1)
             .await?;
-        let more = imgs.len() as i64 > limit;
-        imgs.truncate(limit as usize);
+        let next = page(&mut imgs, limit, |x| &x.digest);
         let mut out =
             json!({"imageDetails": imgs.iter().map(|i| image_detail(&account, name.as_str(), i)).collect::<Vec<_>>()});
-        if more {
-            out["nextToken"] = json!(encode_token(&imgs.last().unwrap().digest));
-        }
+        with_next(&mut out, next);
         Ok(out)
     }
 
@@ -936,12 +943,9 @@ impl Ecr {
             .control
             .template_list(&account, after.as_deref(), limit + 1)
             .await?;
-        let more = rows.len() as i64 > limit;
-        rows.truncate(limit as usize);
+        let next = page(&mut rows, limit, |x| &x.prefix);
         let mut out = json!({"registryId": account, "repositoryCreationTemplates": rows.iter().map(|r| self.template_json(r)).collect::<Vec<_>>()});
-        if more {
-            out["nextToken"] = json!(encode_token(&rows.last().unwrap().prefix));
-        }
+        with_next(&mut out, next);
         Ok(out)
     }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 
 /// An access key: who it belongs to and its sealed secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct AccessKeyRow {
     /// The public id (`AKIA…` / `ASIA…`).
     pub access_key_id: String,
@@ -26,7 +26,7 @@ pub struct AccessKeyRow {
 }
 
 /// A repository creation template, kept as the API's JSON.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct TemplateRow {
     /// The prefix (or `ROOT`).
     pub prefix: String,

@@ -176,7 +176,7 @@ pub struct BlobRow {
 }
 
 /// An upload session.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct UploadRow {
     /// The id in the upload URL.
     pub id: String,
@@ -185,6 +185,7 @@ pub struct UploadRow {
     /// The blob store's serialisable handle.
     pub handle: String,
     /// Bytes accepted so far.
+    #[sqlx(rename = "received")]
     pub offset: i64,
     /// Saved hasher state after `offset` bytes.
     pub hash_state: Vec<u8>,

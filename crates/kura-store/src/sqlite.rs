@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::{FromRow, Row, SqlitePool};
 
 use crate::control::*;
 use crate::error::{Result, StoreError};
@@ -116,17 +116,6 @@ fn image_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ImageRow> {
         size: r.try_get("total_size")?,
         pushed_at: r.try_get("pushed_at")?,
         last_pulled_at: r.try_get("last_pulled_at")?,
-    })
-}
-
-fn upload_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<UploadRow> {
-    Ok(UploadRow {
-        id: r.try_get("id")?,
-        repo_id: r.try_get("repo_id")?,
-        handle: r.try_get("handle")?,
-        offset: r.try_get("received")?,
-        hash_state: r.try_get("hash_state")?,
-        started_at: r.try_get("started_at")?,
     })
 }
 
@@ -357,7 +346,7 @@ impl MetaStore for SqliteMetaStore {
             .bind(id)
             .fetch_optional(&self.read)
             .await?;
-        row.as_ref().map(upload_from_row).transpose()
+        Ok(row.as_ref().map(UploadRow::from_row).transpose()?)
     }
 
     async fn upload_claim(&self, id: &str, expected: Option<i64>, lease: &str) -> Result<Claim> {
@@ -377,7 +366,7 @@ impl MetaStore for SqliteMetaStore {
             q = q.bind(e);
         }
         if let Some(row) = q.fetch_optional(&self.write).await? {
-            return Ok(Claim::Taken(upload_from_row(&row)?));
+            return Ok(Claim::Taken(UploadRow::from_row(&row)?));
         }
         let cur: Option<i64> = sqlx::query_scalar("SELECT received FROM uploads WHERE id = $1")
             .bind(id)
@@ -705,27 +694,6 @@ impl MetaStore for SqliteMetaStore {
     }
 }
 
-fn template_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<TemplateRow> {
-    Ok(TemplateRow {
-        prefix: r.try_get("prefix")?,
-        body: r.try_get("body")?,
-        created_at: r.try_get("created_at")?,
-        updated_at: r.try_get("updated_at")?,
-    })
-}
-
-fn key_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<AccessKeyRow> {
-    Ok(AccessKeyRow {
-        access_key_id: r.try_get("access_key_id")?,
-        account: r.try_get("account")?,
-        principal_arn: r.try_get("principal_arn")?,
-        secret_sealed: r.try_get("secret_sealed")?,
-        status: r.try_get("status")?,
-        session_token_hash: r.try_get("session_token_hash")?,
-        expires_at: r.try_get("expires_at")?,
-    })
-}
-
 #[async_trait]
 impl ControlStore for SqliteMetaStore {
     async fn account_ensure(&self, account: &str) -> Result<()> {
@@ -763,7 +731,7 @@ impl ControlStore for SqliteMetaStore {
         .bind(access_key_id)
         .fetch_optional(&self.read)
         .await?;
-        row.as_ref().map(key_from_row).transpose()
+        Ok(row.as_ref().map(AccessKeyRow::from_row).transpose()?)
     }
 
     async fn server_secret_get_or_put(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
@@ -849,7 +817,7 @@ impl ControlStore for SqliteMetaStore {
         .bind(prefix)
         .fetch_optional(&self.read)
         .await?;
-        row.as_ref().map(template_from_row).transpose()
+        Ok(row.as_ref().map(TemplateRow::from_row).transpose()?)
     }
 
     async fn template_list(&self, account: &str, after: Option<&str>, limit: i64) -> Result<Vec<TemplateRow>> {
@@ -862,7 +830,7 @@ impl ControlStore for SqliteMetaStore {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.iter().map(template_from_row).collect()
+        Ok(rows.iter().map(TemplateRow::from_row).collect::<Result<_, _>>()?)
     }
 
     async fn template_delete(&self, account: &str, prefix: &str) -> Result<Option<TemplateRow>> {
@@ -873,7 +841,7 @@ impl ControlStore for SqliteMetaStore {
         .bind(prefix)
         .fetch_optional(&self.write)
         .await?;
-        row.as_ref().map(template_from_row).transpose()
+        Ok(row.as_ref().map(TemplateRow::from_row).transpose()?)
     }
 
     async fn setting_get(&self, account: &str, name: &str) -> Result<Option<String>> {

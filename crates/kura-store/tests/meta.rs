@@ -251,7 +251,10 @@ async fn suite(m: &dyn MetaStore) {
     assert_eq!(all.len() + rest.len(), 4);
 
     // Settings and deletion.
-    let settings = RepoSettings { image_tag_mutability: "IMMUTABLE".into(), ..Default::default() };
+    let settings = RepoSettings {
+        image_tag_mutability: "IMMUTABLE".into(),
+        ..Default::default()
+    };
     m.repo_update_settings(r1, &settings).await.unwrap();
     assert_eq!(
         m.repo_get("111111111111", "team/app").await.unwrap().unwrap().settings,
