@@ -639,7 +639,11 @@ impl Ecr {
                 continue;
             }
             match self.meta.blob_get(repo.id, d).await? {
-                Some(b) => layers.push(json!({"layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": b.size})),
+                Some(b) => {
+                    // Like a HEAD: the caller may now reference it without uploading.
+                    self.meta.blob_touch(repo.id, d, kura_store::now_millis()).await?;
+                    layers.push(json!({"layerDigest": d, "layerAvailability": "AVAILABLE", "layerSize": b.size}))
+                }
                 None => failures.push(json!({"layerDigest": d, "failureCode": "MissingLayerDigest", "failureReason": "Could not find layer with digest"})),
             }
         }

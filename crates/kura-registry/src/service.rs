@@ -244,6 +244,11 @@ impl Registry {
             })?),
         };
         let body = if head {
+            // A HEAD usually precedes a manifest that references the blob
+            // without uploading it: keep GC off the link for a while.
+            self.meta
+                .blob_touch(repo, digest.as_str(), kura_store::now_millis())
+                .await?;
             None
         } else {
             match self.blobs.read(&blob.storage_key, range).await {
@@ -549,16 +554,34 @@ impl Registry {
             size: size as i64,
             storage_key: key.clone(),
         };
-        let winner = self.meta.blob_commit(row.repo_id, &blob, Some(id)).await?;
-        // The session row is gone; its bytes now live under the blob's key.
-        if let Err(e) = self.blobs.abort(&row.handle).await {
-            tracing::warn!(upload = id, error = %e, "could not remove a finished upload's file");
-        }
-        if winner != key {
-            // Another upload of the same content won; ours is a duplicate copy.
-            self.blobs.delete(&key).await?;
-        }
+        let committed = self
+            .meta
+            .blob_commit(row.repo_id, &blob, Some((id, &row.handle)))
+            .await?;
+        // The session row is gone; drop its leftovers (and our copy, if another
+        // upload of the same content won). A crash here leaves the outbox
+        // entries for the next GC run.
+        self.run_cleanup(&committed.cleanup).await;
         Ok(expected)
+    }
+
+    /// Perform queued blob-store deletes and mark them done; failures stay
+    /// queued for GC.
+    pub async fn run_cleanup(&self, pending: &[kura_store::meta::PendingDelete]) {
+        for p in pending {
+            let res = match p.kind.as_str() {
+                "upload" => self.blobs.abort(&p.key).await,
+                _ => self.blobs.delete(&p.key).await,
+            };
+            match res {
+                Ok(()) => {
+                    if let Err(e) = self.meta.pending_done(p.id).await {
+                        tracing::warn!(error = %e, "could not mark a blob-store delete done");
+                    }
+                }
+                Err(e) => tracing::warn!(key = %p.key, error = %e, "blob-store delete failed; GC will retry"),
+            }
+        }
     }
 
     // ----- manifests ---------------------------------------------------------

@@ -47,29 +47,39 @@ impl FsBlobStore {
 
     fn upload_path(&self, handle: &str) -> Result<PathBuf> {
         // Handles are ids Kura made; refuse anything that could name another path.
-        if handle.is_empty() || handle.len() > 64 || !handle.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !Self::valid_handle(handle) {
             return Err(StoreError::Invalid(format!("bad upload handle {handle:?}")));
         }
         Ok(self.root.join("uploads").join(handle))
     }
 
     fn blob_path(&self, key: &str) -> Result<PathBuf> {
-        let mut parts = key.split('/');
-        let (alg, pre, hex) = (parts.next(), parts.next(), parts.next());
-        let ok = matches!(alg, Some("sha256") | Some("sha512"))
-            && parts.next().is_none()
-            && pre.is_some_and(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()))
-            && hex.is_some_and(|h| h.len() >= 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')));
+        // `<alg>/<2 hex>/<hex>/<upload handle>`: one file per upload, so a
+        // delete of one copy can never hit a newer upload of the same content.
+        let parts: Vec<&str> = key.split('/').collect();
+        let hexish = |h: &str| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let ok = parts.len() == 4
+            && matches!(parts[0], "sha256" | "sha512")
+            && parts[1].len() == 2
+            && hexish(parts[1])
+            && parts[2].len() >= 64
+            && hexish(parts[2])
+            && parts[2].starts_with(parts[1])
+            && Self::valid_handle(parts[3]);
         if !ok {
             return Err(StoreError::Invalid(format!("bad storage key {key:?}")));
         }
         Ok(self.root.join("blobs").join(key))
     }
 
-    /// The storage key a digest is stored under.
-    pub fn key_for(digest: &Digest) -> String {
+    fn valid_handle(handle: &str) -> bool {
+        !handle.is_empty() && handle.len() <= 64 && handle.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    }
+
+    /// The storage key an upload's bytes take as the blob `digest`.
+    pub fn key_for(digest: &Digest, handle: &str) -> String {
         let hex = digest.hex();
-        format!("{}/{}/{}", digest.algorithm().as_str(), &hex[..2], hex)
+        format!("{}/{}/{}/{}", digest.algorithm().as_str(), &hex[..2], hex, handle)
     }
 
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
@@ -84,14 +94,20 @@ impl FsBlobStore {
 #[async_trait]
 impl BlobStore for FsBlobStore {
     async fn begin(&self, upload_id: &str) -> Result<String> {
-        let path = self.upload_path(upload_id)?;
-        File::create(&path).await?;
+        // Nothing on disk yet: the file appears with the first write, so a
+        // crash before the upload row exists leaves nothing behind.
+        self.upload_path(upload_id)?;
         Ok(upload_id.to_string())
     }
 
     async fn append(&self, handle: &str, offset: u64, mut data: BodyStream<'_>) -> Result<(String, u64)> {
         let path = self.upload_path(handle)?;
-        let file = OpenOptions::new().write(true).open(&path).await?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .await?;
         // Discard anything past the accepted offset (left by a failed write).
         file.set_len(offset).await?;
         let mut file = file;
@@ -113,12 +129,24 @@ impl BlobStore for FsBlobStore {
 
     async fn read_upload(&self, handle: &str, len: u64) -> Result<ByteStream> {
         let path = self.upload_path(handle)?;
-        let file = File::open(&path).await?;
+        let file = match File::open(&path).await {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && len == 0 => return Ok(futures::stream::empty().boxed()),
+            other => other?,
+        };
         Ok(ReaderStream::with_capacity(file.take(len), IO_BUF).boxed())
     }
 
     async fn commit(&self, handle: &str, size: u64, digest: &Digest) -> Result<String> {
         let src = self.upload_path(handle)?;
+        if size == 0 {
+            // An empty blob may have had no write at all.
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&src)
+                .await?;
+        }
         let meta = fs::metadata(&src).await?;
         if meta.len() < size {
             return Err(StoreError::Corrupt(format!(
@@ -133,7 +161,7 @@ impl BlobStore for FsBlobStore {
                 f.sync_data().await?;
             }
         }
-        let key = Self::key_for(digest);
+        let key = Self::key_for(digest, handle);
         let dst = self.blob_path(&key)?;
         let dir = dst.parent().expect("blob path has a parent").to_path_buf();
         fs::create_dir_all(&dir).await?;
@@ -186,9 +214,16 @@ impl BlobStore for FsBlobStore {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        match fs::remove_file(self.blob_path(key)?).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+        let path = self.blob_path(key)?;
+        match fs::remove_file(&path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
         }
+        // Drop the digest's directory once its last copy is gone (best effort:
+        // a concurrent upload may just have put a new copy there).
+        if let Some(dir) = path.parent() {
+            let _ = fs::remove_dir(dir).await;
+        }
+        Ok(())
     }
 }

@@ -14,6 +14,7 @@ pub mod blob;
 pub mod control;
 pub mod error;
 pub mod fs;
+pub mod gc;
 pub mod meta;
 pub mod sqlite;
 
@@ -21,6 +22,7 @@ pub use blob::{BlobStore, ByteStream};
 pub use control::ControlStore;
 pub use error::StoreError;
 pub use fs::FsBlobStore;
+pub use gc::MaintenanceStore;
 pub use meta::MetaStore;
 pub use sqlite::SqliteMetaStore;
 

@@ -205,6 +205,26 @@ pub enum Claim {
     Conflict(i64),
 }
 
+/// A blob-store delete queued in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct PendingDelete {
+    /// Outbox row id.
+    pub id: i64,
+    /// `blob` (a storage key) or `upload` (an upload handle).
+    pub kind: String,
+    /// The key or handle.
+    pub key: String,
+}
+
+/// The outcome of [`MetaStore::blob_commit`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobCommitted {
+    /// The storage key that now serves the digest.
+    pub key: String,
+    /// Blob-store deletes to perform now (then mark done).
+    pub cleanup: Vec<PendingDelete>,
+}
+
 /// A manifest to store.
 #[derive(Clone, Debug)]
 pub struct NewManifest {
@@ -314,9 +334,16 @@ pub trait MetaStore: Send + Sync + 'static {
     /// A blob anywhere in the deployment (content is shared).
     async fn blob_lookup(&self, digest: &str) -> Result<Option<BlobRow>>;
     /// Record a finished upload: upsert the blob (the first writer's storage
-    /// key wins: returns it, so the caller can drop a duplicate copy), grant
-    /// the repository access, and delete the upload row, in one transaction.
-    async fn blob_commit(&self, repo: RepoId, blob: &BlobRow, upload_id: Option<&str>) -> Result<String>;
+    /// key wins), grant the repository access, delete the upload row (`upload`
+    /// is its id and blob-store handle), and queue the blob-store cleanups
+    /// (the upload's leftovers, a losing duplicate copy) in the outbox, all in
+    /// one transaction. The caller performs the cleanups and marks them done.
+    async fn blob_commit(&self, repo: RepoId, blob: &BlobRow, upload: Option<(&str, &str)>) -> Result<BlobCommitted>;
+    /// Mark a queued blob-store delete done.
+    async fn pending_done(&self, id: i64) -> Result<()>;
+    /// Note that a client saw the blob in the repository (a HEAD): GC leaves
+    /// the link alone for its grace period after this.
+    async fn blob_touch(&self, repo: RepoId, digest: &str, now: i64) -> Result<()>;
     /// Cross-repository mount: let `to` read a blob `from` can read. False if
     /// `from` cannot read it.
     async fn blob_mount(&self, to: RepoId, from: RepoId, digest: &str) -> Result<bool>;

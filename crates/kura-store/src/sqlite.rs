@@ -81,6 +81,30 @@ impl SqliteMetaStore {
     }
 }
 
+/// A HEAD refreshes a link's `touched_at` at most this often.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// Record a blob-store delete to do after the transaction commits.
+async fn outbox(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    kind: &str,
+    key: &str,
+    now: i64,
+) -> Result<PendingDelete> {
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO pending_deletes (kind, key, created_at) VALUES ($1, $2, $3) RETURNING id")
+            .bind(kind)
+            .bind(key)
+            .bind(now)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(PendingDelete {
+        id,
+        kind: kind.to_string(),
+        key: key.to_string(),
+    })
+}
+
 const REPO_COLS: &str = "id, account, name, created_at, settings";
 
 fn repo_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RepoRow> {
@@ -259,41 +283,73 @@ impl MetaStore for SqliteMetaStore {
         .transpose()
     }
 
-    async fn blob_commit(&self, repo: RepoId, blob: &BlobRow, upload_id: Option<&str>) -> Result<String> {
+    async fn blob_commit(&self, repo: RepoId, blob: &BlobRow, upload: Option<(&str, &str)>) -> Result<BlobCommitted> {
         let now = now_millis();
         let mut tx = self.write.begin().await?;
-        sqlx::query("INSERT INTO blobs (digest, size, storage_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING")
-            .bind(&blob.digest)
-            .bind(blob.size)
-            .bind(&blob.storage_key)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(&blob.digest)
+        .bind(blob.size)
+        .bind(&blob.storage_key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         let key: String = sqlx::query_scalar("SELECT storage_key FROM blobs WHERE digest = $1")
             .bind(&blob.digest)
             .fetch_one(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO repo_blobs (repo_id, digest, created_at) VALUES ($1, $2, $3) ON CONFLICT (repo_id, digest) DO NOTHING")
-            .bind(repo)
-            .bind(&blob.digest)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        if let Some(id) = upload_id {
+        sqlx::query(
+            "INSERT INTO repo_blobs (repo_id, digest, created_at, touched_at) VALUES ($1, $2, $3, $3) \
+             ON CONFLICT (repo_id, digest) DO UPDATE SET touched_at = excluded.touched_at",
+        )
+        .bind(repo)
+        .bind(&blob.digest)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let mut cleanup = Vec::new();
+        if let Some((id, handle)) = upload {
             sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            cleanup.push(outbox(&mut tx, "upload", handle, now).await?);
+        }
+        if key != blob.storage_key {
+            // Another upload of the same content won: ours is a spare copy.
+            cleanup.push(outbox(&mut tx, "blob", &blob.storage_key, now).await?);
         }
         tx.commit().await?;
-        Ok(key)
+        Ok(BlobCommitted { key, cleanup })
+    }
+
+    async fn pending_done(&self, id: i64) -> Result<()> {
+        sqlx::query("DELETE FROM pending_deletes WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn blob_touch(&self, repo: RepoId, digest: &str, now: i64) -> Result<()> {
+        sqlx::query("UPDATE repo_blobs SET touched_at = $3 WHERE repo_id = $1 AND digest = $2 AND touched_at < $4")
+            .bind(repo)
+            .bind(digest)
+            .bind(now)
+            .bind(now - TOUCH_EVERY_MS)
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 
     async fn blob_mount(&self, to: RepoId, from: RepoId, digest: &str) -> Result<bool> {
+        // One statement: the source link is read and the target link written
+        // atomically, so GC cannot slip in between.
         let res = sqlx::query(
-            "INSERT INTO repo_blobs (repo_id, digest, created_at) \
-             SELECT $1, digest, $3 FROM repo_blobs WHERE repo_id = $2 AND digest = $4 \
-             ON CONFLICT (repo_id, digest) DO NOTHING",
+            "INSERT INTO repo_blobs (repo_id, digest, created_at, touched_at) \
+             SELECT $1, digest, $3, $3 FROM repo_blobs WHERE repo_id = $2 AND digest = $4 \
+             ON CONFLICT (repo_id, digest) DO UPDATE SET touched_at = excluded.touched_at",
         )
         .bind(to)
         .bind(from)
@@ -301,19 +357,7 @@ impl MetaStore for SqliteMetaStore {
         .bind(digest)
         .execute(&self.write)
         .await?;
-        if res.rows_affected() > 0 {
-            return Ok(true);
-        }
-        // Already mounted counts as mounted, if the source can read it.
-        let ok: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM repo_blobs a JOIN repo_blobs b ON a.digest = b.digest WHERE a.repo_id = $1 AND b.repo_id = $2 AND a.digest = $3",
-        )
-        .bind(to)
-        .bind(from)
-        .bind(digest)
-        .fetch_optional(&self.write)
-        .await?;
-        Ok(ok.is_some())
+        Ok(res.rows_affected() > 0)
     }
 
     async fn blob_unlink(&self, repo: RepoId, digest: &str) -> Result<bool> {
@@ -865,5 +909,277 @@ impl ControlStore for SqliteMetaStore {
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::gc::MaintenanceStore for SqliteMetaStore {
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool> {
+        let now = now_millis();
+        let res = sqlx::query(
+            "INSERT INTO leases (name, holder, until_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms \
+             WHERE leases.until_ms < $4 OR leases.holder = excluded.holder",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl_ms)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn stale_uploads(&self, cutoff: i64, after: Option<&str>, limit: i64) -> Result<Vec<UploadRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {UPLOAD_COLS} FROM uploads WHERE updated_at < $1 AND id > $2 ORDER BY id LIMIT $3"
+        ))
+        .bind(cutoff)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(UploadRow::from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn upload_purge(&self, id: &str, cutoff: i64) -> Result<Option<crate::meta::PendingDelete>> {
+        let mut tx = self.write.begin().await?;
+        let handle: Option<String> = sqlx::query_scalar(
+            "DELETE FROM uploads WHERE id = $1 AND updated_at < $2 \
+             AND (lease IS NULL OR lease_until < $3) RETURNING handle",
+        )
+        .bind(id)
+        .bind(cutoff)
+        .bind(now_millis())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let pending = match handle {
+            Some(h) => Some(outbox(&mut tx, "upload", &h, now_millis()).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(pending)
+    }
+
+    async fn unreferenced_links(
+        &self,
+        cutoff: i64,
+        after: Option<(RepoId, &str)>,
+        limit: i64,
+    ) -> Result<Vec<(RepoId, String, i64)>> {
+        let (after_repo, after_digest) = after.unwrap_or((-1, ""));
+        let rows = sqlx::query(
+            "SELECT rb.repo_id, rb.digest, b.size FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest \
+             WHERE rb.touched_at < $1 AND (rb.repo_id > $2 OR (rb.repo_id = $2 AND rb.digest > $3)) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.repo_id = rb.repo_id AND mb.blob_digest = rb.digest) \
+             ORDER BY rb.repo_id, rb.digest LIMIT $4",
+        )
+        .bind(cutoff)
+        .bind(after_repo)
+        .bind(after_digest)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+            .collect()
+    }
+
+    async fn link_collect(&self, repo: RepoId, digest: &str, cutoff: i64) -> Result<bool> {
+        // The conditions are re-checked in the DELETE itself: a manifest PUT
+        // or a HEAD that committed since the scan keeps the link.
+        let res = sqlx::query(
+            "DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2 AND touched_at < $3 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.repo_id = $1 AND mb.blob_digest = $2)",
+        )
+        .bind(repo)
+        .bind(digest)
+        .bind(cutoff)
+        .execute(&self.write)
+        .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn unreferenced_blobs(&self, cutoff: i64, after: Option<&str>, limit: i64) -> Result<Vec<BlobRow>> {
+        let rows = sqlx::query(
+            "SELECT b.digest, b.size, b.storage_key FROM blobs b WHERE b.created_at < $1 AND b.digest > $2 \
+             AND NOT EXISTS (SELECT 1 FROM repo_blobs rb WHERE rb.digest = b.digest) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob_digest = b.digest) \
+             ORDER BY b.digest LIMIT $3",
+        )
+        .bind(cutoff)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BlobRow {
+                    digest: r.try_get(0)?,
+                    size: r.try_get(1)?,
+                    storage_key: r.try_get(2)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn blob_collect(&self, digest: &str, cutoff: i64) -> Result<Option<crate::meta::PendingDelete>> {
+        let mut tx = self.write.begin().await?;
+        let key: Option<String> = sqlx::query_scalar(
+            "DELETE FROM blobs WHERE digest = $1 AND created_at < $2 \
+             AND NOT EXISTS (SELECT 1 FROM repo_blobs rb WHERE rb.digest = $1) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.blob_digest = $1) RETURNING storage_key",
+        )
+        .bind(digest)
+        .bind(cutoff)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let pending = match key {
+            Some(k) => Some(outbox(&mut tx, "blob", &k, now_millis()).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(pending)
+    }
+
+    async fn pending_deletes(&self, limit: i64) -> Result<Vec<crate::meta::PendingDelete>> {
+        let rows = sqlx::query("SELECT id, kind, key FROM pending_deletes ORDER BY id LIMIT $1")
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(crate::meta::PendingDelete::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn lifecycle_get(&self, repo: RepoId) -> Result<Option<crate::gc::LifecyclePolicyRow>> {
+        let row = sqlx::query(
+            "SELECT repo_id, policy, updated_at, last_evaluated_at FROM lifecycle_policies WHERE repo_id = $1",
+        )
+        .bind(repo)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.as_ref().map(crate::gc::LifecyclePolicyRow::from_row).transpose()?)
+    }
+
+    async fn lifecycle_put(&self, repo: RepoId, policy: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO lifecycle_policies (repo_id, policy, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repo_id) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+        )
+        .bind(repo)
+        .bind(policy)
+        .bind(now_millis())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn lifecycle_delete(&self, repo: RepoId) -> Result<Option<crate::gc::LifecyclePolicyRow>> {
+        let row = sqlx::query(
+            "DELETE FROM lifecycle_policies WHERE repo_id = $1 RETURNING repo_id, policy, updated_at, last_evaluated_at",
+        )
+        .bind(repo)
+        .fetch_optional(&self.write)
+        .await?;
+        Ok(row.as_ref().map(crate::gc::LifecyclePolicyRow::from_row).transpose()?)
+    }
+
+    async fn lifecycle_list(&self, after: Option<RepoId>, limit: i64) -> Result<Vec<crate::gc::LifecyclePolicyRow>> {
+        let rows = sqlx::query(
+            "SELECT repo_id, policy, updated_at, last_evaluated_at FROM lifecycle_policies WHERE repo_id > $1 ORDER BY repo_id LIMIT $2",
+        )
+        .bind(after.unwrap_or(-1))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(crate::gc::LifecyclePolicyRow::from_row)
+            .collect::<Result<_, _>>()?)
+    }
+
+    async fn lifecycle_evaluated(&self, repo: RepoId, at: i64) -> Result<()> {
+        sqlx::query("UPDATE lifecycle_policies SET last_evaluated_at = $2 WHERE repo_id = $1")
+            .bind(repo)
+            .bind(at)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn preview_start(&self, repo: RepoId, policy: &str) -> Result<bool> {
+        let now = now_millis();
+        // A preview stuck IN_PROGRESS for ten minutes (a crashed node) may be replaced.
+        let res = sqlx::query(
+            "INSERT INTO lifecycle_previews (repo_id, policy, status, results, started_at) VALUES ($1, $2, 'IN_PROGRESS', NULL, $3) \
+             ON CONFLICT (repo_id) DO UPDATE SET policy = excluded.policy, status = excluded.status, results = NULL, \
+             started_at = excluded.started_at \
+             WHERE lifecycle_previews.status <> 'IN_PROGRESS' OR lifecycle_previews.started_at < $4",
+        )
+        .bind(repo)
+        .bind(policy)
+        .bind(now)
+        .bind(now - 600_000)
+        .execute(&self.write)
+        .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn preview_finish(&self, repo: RepoId, status: &str, results: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE lifecycle_previews SET status = $2, results = $3 WHERE repo_id = $1")
+            .bind(repo)
+            .bind(status)
+            .bind(results)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn preview_get(&self, repo: RepoId) -> Result<Option<crate::gc::PreviewRow>> {
+        let row = sqlx::query(
+            "SELECT repo_id, policy, status, results, started_at FROM lifecycle_previews WHERE repo_id = $1",
+        )
+        .bind(repo)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.as_ref().map(crate::gc::PreviewRow::from_row).transpose()?)
+    }
+
+    async fn audit_append(&self, e: &crate::gc::AuditEvent) -> Result<()> {
+        sqlx::query("INSERT INTO audit_events (at, account, event_name, source, detail) VALUES ($1, $2, $3, $4, $5)")
+            .bind(e.at)
+            .bind(&e.account)
+            .bind(&e.event_name)
+            .bind(&e.source)
+            .bind(&e.detail)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn audit_list(&self, account: &str, after: i64, limit: i64) -> Result<Vec<crate::gc::AuditEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, at, account, event_name, source, detail FROM audit_events WHERE account = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(account)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(crate::gc::AuditEvent::from_row)
+            .collect::<Result<_, _>>()?)
     }
 }

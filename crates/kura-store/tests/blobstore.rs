@@ -46,11 +46,15 @@ async fn suite(store: &dyn BlobStore) {
     assert_eq!(collect(store.read(&key, Some((6, 10))).await.unwrap()).await, b"world");
     assert_eq!(collect(store.read(&key, Some((0, 0))).await.unwrap()).await, b"h");
 
-    // Committing the same content again is harmless.
+    // Another upload of the same content gets its own key: deleting one copy
+    // never touches the other.
     let h2 = store.begin("u2").await.unwrap();
     let (h2, _) = store.append(&h2, 0, body(&[b"hello world"])).await.unwrap();
     let key2 = store.commit(&h2, 11, &d).await.unwrap();
+    assert_ne!(key, key2);
     assert_eq!(collect(store.read(&key2, None).await.unwrap()).await, b"hello world");
+    // Committing the same upload again (a retried PUT after a crash) is harmless.
+    assert_eq!(store.commit(&h2, 11, &d).await.unwrap(), key2);
 
     // Empty blob.
     let h3 = store.begin("u3").await.unwrap();
@@ -62,7 +66,10 @@ async fn suite(store: &dyn BlobStore) {
     let h4 = store.begin("u4").await.unwrap();
     store.abort(&h4).await.unwrap();
     store.abort(&h4).await.unwrap();
-    assert!(store.append(&h4, 0, body(&[b"x"])).await.is_err());
+    assert!(
+        store.read_upload(&h4, 1).await.is_err(),
+        "nothing left of an aborted upload"
+    );
     store.delete(&key).await.unwrap();
     store.delete(&key).await.unwrap();
     assert_eq!(store.stat(&key).await.unwrap(), None);

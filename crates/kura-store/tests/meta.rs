@@ -57,10 +57,18 @@ async fn suite(m: &dyn MetaStore) {
     assert_eq!(m.repo_get("111111111111", "nope").await.unwrap(), None);
 
     // Blobs: commit grants access; the first storage key wins; mount; unlink.
-    assert_eq!(m.blob_commit(r1, &blob("a"), None).await.unwrap(), "key-a");
+    let first = m.blob_commit(r1, &blob("a"), None).await.unwrap();
+    assert_eq!((first.key.as_str(), first.cleanup.len()), ("key-a", 0));
     let mut dup = blob("a");
     dup.storage_key = "key-a-second".into();
-    assert_eq!(m.blob_commit(r1, &dup, None).await.unwrap(), "key-a");
+    let second = m.blob_commit(r1, &dup, None).await.unwrap();
+    assert_eq!(second.key, "key-a", "the first copy keeps serving");
+    assert_eq!(second.cleanup.len(), 1, "the losing copy is queued for deletion");
+    assert_eq!(
+        (second.cleanup[0].kind.as_str(), second.cleanup[0].key.as_str()),
+        ("blob", "key-a-second")
+    );
+    m.pending_done(second.cleanup[0].id).await.unwrap();
     assert!(m.blob_get(r1, &d("a")).await.unwrap().is_some());
     assert!(m.blob_get(r2, &d("a")).await.unwrap().is_none());
     assert!(m.blob_lookup(&d("a")).await.unwrap().is_some());
@@ -111,7 +119,14 @@ async fn suite(m: &dyn MetaStore) {
         Claim::Taken(_)
     ));
     // Committing a blob from an upload deletes the upload in the same transaction.
-    m.blob_commit(r1, &blob("b"), Some("up1")).await.unwrap();
+    let done = m.blob_commit(r1, &blob("b"), Some(("up1", "h2"))).await.unwrap();
+    assert_eq!(
+        done.cleanup
+            .iter()
+            .map(|p| (p.kind.as_str(), p.key.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("upload", "h2")]
+    );
     assert_eq!(m.upload_get("up1").await.unwrap(), None);
     assert!(!m.upload_delete("up1").await.unwrap());
 

@@ -21,8 +21,13 @@ CREATE TABLE IF NOT EXISTS repo_blobs (
     repo_id     INTEGER NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
     digest      TEXT NOT NULL REFERENCES blobs(digest),
     created_at  INTEGER NOT NULL,
+    -- Last upload, mount or existence check (HEAD): GC leaves a link alone
+    -- for a grace period after it, so a client that saw the blob can still
+    -- reference it in a manifest.
+    touched_at  INTEGER NOT NULL,
     PRIMARY KEY (repo_id, digest)
 );
+CREATE INDEX IF NOT EXISTS repo_blobs_touched ON repo_blobs(touched_at);
 CREATE INDEX IF NOT EXISTS repo_blobs_digest ON repo_blobs(digest);
 
 CREATE TABLE IF NOT EXISTS manifests (
@@ -127,6 +132,49 @@ CREATE TABLE IF NOT EXISTS account_settings (
     name     TEXT NOT NULL,
     value    TEXT NOT NULL,
     PRIMARY KEY (account, name)
+);
+
+-- The outbox of blob-store deletes: written in the same transaction that
+-- drops the metadata, emptied once the bytes are gone. A crash in between
+-- leaves the entry, and the next GC run finishes the delete.
+CREATE TABLE IF NOT EXISTS pending_deletes (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT NOT NULL,          -- 'blob' (a storage key) or 'upload' (a handle)
+    key         TEXT NOT NULL,
+    created_at  INTEGER NOT NULL
+);
+
+-- Leases: one holder at a time for deployment-wide jobs (GC, lifecycle).
+CREATE TABLE IF NOT EXISTS leases (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    until_ms    INTEGER NOT NULL
+);
+
+-- Lifecycle policies and their previews, per repository.
+CREATE TABLE IF NOT EXISTS lifecycle_policies (
+    repo_id     INTEGER PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+    policy      TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    last_evaluated_at INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS lifecycle_previews (
+    repo_id     INTEGER PRIMARY KEY REFERENCES repositories(id) ON DELETE CASCADE,
+    policy      TEXT NOT NULL,
+    status      TEXT NOT NULL,          -- IN_PROGRESS, COMPLETE, FAILED
+    results     TEXT,                   -- JSON list of preview results
+    started_at  INTEGER NOT NULL
+);
+
+-- Audit records (CloudTrail-style), e.g. lifecycle expiries.
+CREATE TABLE IF NOT EXISTS audit_events (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    at          INTEGER NOT NULL,
+    account     TEXT NOT NULL,
+    event_name  TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    detail      TEXT NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
