@@ -85,6 +85,15 @@ pub struct BlobRead {
     pub range: Option<(u64, u64)>,
 }
 
+impl std::fmt::Debug for BlobRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobRead")
+            .field("blob", &self.blob)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The result of a manifest PUT.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PutManifestOutcome {

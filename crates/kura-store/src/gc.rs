@@ -76,6 +76,10 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     ) -> Result<Vec<(RepoId, String, i64)>>;
     /// Drop such a link if it still qualifies (checked in the statement).
     async fn link_collect(&self, repo: RepoId, digest: &str, cutoff: i64) -> Result<bool>;
+    /// How many repository links and manifest references a blob has.
+    async fn blob_refs(&self, digest: &str) -> Result<(i64, i64)>;
+    /// How many of a blob's links are unreferenced and untouched since `cutoff`.
+    async fn unreferenced_link_count(&self, digest: &str, cutoff: i64) -> Result<i64>;
     /// Blobs no repository links and no manifest references, created before `cutoff`.
     async fn unreferenced_blobs(&self, cutoff: i64, after: Option<&str>, limit: i64) -> Result<Vec<BlobRow>>;
     /// Delete such a blob row if it still qualifies, queueing its bytes.

@@ -1,8 +1,10 @@
 //! The embedded metadata store on SQLite (WAL, synchronous=FULL).
 //!
 //! Reads go through a pool of read connections; writes go through a single
-//! writer connection, because SQLite admits one writer at a time anyway and a
-//! dedicated connection avoids `SQLITE_BUSY` upgrade failures. Transactions are
+//! writer connection, because SQLite admits one writer at a time anyway.
+//! Write transactions start with `BEGIN IMMEDIATE`, so another process on the
+//! same database (`kura gc`, `kura lifecycle run`) makes them wait for the
+//! lock (busy timeout) instead of failing a read-then-write upgrade. Transactions are
 //! short and never wait on blob I/O. The SQL avoids SQLite-only syntax so the
 //! PostgreSQL store can share it.
 
@@ -81,8 +83,9 @@ impl SqliteMetaStore {
     }
 }
 
-/// A HEAD refreshes a link's `touched_at` at most this often.
-const TOUCH_EVERY_MS: i64 = 60_000;
+/// A HEAD refreshes a link's `touched_at` at most this often (GC grace periods
+/// are far longer).
+const TOUCH_EVERY_MS: i64 = 1_000;
 
 /// Record a blob-store delete to do after the transaction commits.
 async fn outbox(
@@ -212,7 +215,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn repo_delete(&self, repo: RepoId, force: bool) -> Result<DeleteRepo> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         if !force {
             let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 LIMIT 1")
                 .bind(repo)
@@ -285,7 +288,7 @@ impl MetaStore for SqliteMetaStore {
 
     async fn blob_commit(&self, repo: RepoId, blob: &BlobRow, upload: Option<(&str, &str)>) -> Result<BlobCommitted> {
         let now = now_millis();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, storage_key, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (digest) DO NOTHING",
         )
@@ -464,7 +467,11 @@ impl MetaStore for SqliteMetaStore {
 
     async fn manifest_put(&self, repo: RepoId, m: &NewManifest, tags: &[TagWrite]) -> Result<(), PutManifestError> {
         let now = now_millis();
-        let mut tx = self.write.begin().await.map_err(StoreError::from)?;
+        let mut tx = self
+            .write
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::from)?;
         let mut missing_blobs = Vec::new();
         for b in &m.blobs {
             let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
@@ -648,7 +655,7 @@ impl MetaStore for SqliteMetaStore {
     }
 
     async fn manifest_delete(&self, repo: RepoId, digest: &str) -> Result<DeleteManifest> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
             .bind(repo)
             .bind(digest)
@@ -799,7 +806,7 @@ impl ControlStore for SqliteMetaStore {
     }
 
     async fn resource_tags_put(&self, arn: &str, tags: &[(String, String)]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         for (k, v) in tags {
             sqlx::query(
                 "INSERT INTO resource_tags (arn, key, value) VALUES ($1, $2, $3) \
@@ -816,7 +823,7 @@ impl ControlStore for SqliteMetaStore {
     }
 
     async fn resource_tags_remove(&self, arn: &str, keys: &[String]) -> Result<()> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         for k in keys {
             sqlx::query("DELETE FROM resource_tags WHERE arn = $1 AND key = $2")
                 .bind(arn)
@@ -952,7 +959,7 @@ impl crate::gc::MaintenanceStore for SqliteMetaStore {
     }
 
     async fn upload_purge(&self, id: &str, cutoff: i64) -> Result<Option<crate::meta::PendingDelete>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let handle: Option<String> = sqlx::query_scalar(
             "DELETE FROM uploads WHERE id = $1 AND updated_at < $2 \
              AND (lease IS NULL OR lease_until < $3) RETURNING handle",
@@ -1009,6 +1016,29 @@ impl crate::gc::MaintenanceStore for SqliteMetaStore {
         Ok(res.rows_affected() > 0)
     }
 
+    async fn blob_refs(&self, digest: &str) -> Result<(i64, i64)> {
+        let links: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM repo_blobs WHERE digest = $1")
+            .bind(digest)
+            .fetch_one(&self.read)
+            .await?;
+        let manifests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM manifest_blobs WHERE blob_digest = $1")
+            .bind(digest)
+            .fetch_one(&self.read)
+            .await?;
+        Ok((links, manifests))
+    }
+
+    async fn unreferenced_link_count(&self, digest: &str, cutoff: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM repo_blobs rb WHERE rb.digest = $1 AND rb.touched_at < $2 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_blobs mb WHERE mb.repo_id = rb.repo_id AND mb.blob_digest = rb.digest)",
+        )
+        .bind(digest)
+        .bind(cutoff)
+        .fetch_one(&self.read)
+        .await?)
+    }
+
     async fn unreferenced_blobs(&self, cutoff: i64, after: Option<&str>, limit: i64) -> Result<Vec<BlobRow>> {
         let rows = sqlx::query(
             "SELECT b.digest, b.size, b.storage_key FROM blobs b WHERE b.created_at < $1 AND b.digest > $2 \
@@ -1033,7 +1063,7 @@ impl crate::gc::MaintenanceStore for SqliteMetaStore {
     }
 
     async fn blob_collect(&self, digest: &str, cutoff: i64) -> Result<Option<crate::meta::PendingDelete>> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let key: Option<String> = sqlx::query_scalar(
             "DELETE FROM blobs WHERE digest = $1 AND created_at < $2 \
              AND NOT EXISTS (SELECT 1 FROM repo_blobs rb WHERE rb.digest = $1) \

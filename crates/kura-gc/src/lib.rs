@@ -1,0 +1,253 @@
+//! Online garbage collection.
+//!
+//! GC reads only the metadata store (never a listing of the blob store) and
+//! runs while the registry serves pushes and pulls: no global lock, no
+//! read-only mode. One run, under the `gc` lease so one node at a time:
+//!
+//! 1. finish blob-store deletes left in the outbox by an earlier crash;
+//! 2. purge uploads untouched for `upload_max_age` (row and bytes);
+//! 3. drop repository links to blobs that no manifest of the repository
+//!    references and that nobody uploaded, mounted or HEADed within `grace`;
+//! 4. delete blobs that no link and no manifest references (created before
+//!    `grace`): the row goes first, with an outbox entry, in one transaction;
+//!    the bytes go after the commit.
+//!
+//! Why it is safe against "GC decides X is garbage while a client HEADs X,
+//! skips the upload and PUTs a manifest that references X": the HEAD refreshes
+//! the link's `touched_at`, the manifest PUT checks the link and inserts its
+//! `manifest_blobs` rows in one transaction, and GC's delete re-checks "not
+//! touched within grace and not referenced" inside the DELETE statement. The
+//! database serialises the two: either the manifest commits first (GC's
+//! condition fails) or GC commits first (the manifest PUT finds no link and
+//! answers MANIFEST_BLOB_UNKNOWN, and the client uploads again); a tagged
+//! image can never point at a deleted blob. Blob bytes live under a key unique
+//! to the upload that wrote them, so deleting a collected blob's bytes can
+//! never remove a newer upload of the same content.
+
+use std::time::Duration;
+
+use kura_store::meta::PendingDelete;
+use kura_store::{BlobStore, MaintenanceStore, MetaStore, StoreError};
+use serde::Serialize;
+
+/// GC settings.
+#[derive(Clone, Debug)]
+pub struct GcOptions {
+    /// How long an unreferenced link or blob is left alone after its last
+    /// upload, mount or HEAD (default 1 hour).
+    pub grace: Duration,
+    /// Uploads untouched this long are abandoned (default 24 hours).
+    pub upload_max_age: Duration,
+    /// Count, delete nothing.
+    pub dry_run: bool,
+    /// Rows per batch.
+    pub batch: i64,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            grace: Duration::from_secs(3600),
+            upload_max_age: Duration::from_secs(24 * 3600),
+            dry_run: false,
+            batch: 500,
+        }
+    }
+}
+
+/// What a run did (or, dry, would do).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Nothing was done: another node holds the GC lease.
+    pub skipped: bool,
+    /// Counted only.
+    pub dry_run: bool,
+    /// Abandoned uploads purged.
+    pub uploads_purged: u64,
+    /// Repository links dropped.
+    pub links_removed: u64,
+    /// Blobs deleted.
+    pub blobs_deleted: u64,
+    /// Bytes of the deleted blobs.
+    pub bytes_freed: u64,
+    /// Outbox deletes completed (including ones left by a crash).
+    pub store_deletes: u64,
+    /// Outbox deletes that failed (left for the next run).
+    pub store_delete_failures: u64,
+}
+
+fn now_ms() -> i64 {
+    kura_store::now_millis()
+}
+
+const LEASE: &str = "gc";
+const LEASE_MS: i64 = 10 * 60 * 1000;
+
+/// One GC run over the stores.
+pub async fn collect(
+    meta: &dyn MetaStore,
+    maint: &dyn MaintenanceStore,
+    blobs: &dyn BlobStore,
+    opts: &GcOptions,
+) -> Result<GcReport, StoreError> {
+    let holder = uuid::Uuid::new_v4().to_string();
+    let mut report = GcReport {
+        dry_run: opts.dry_run,
+        ..Default::default()
+    };
+    if !opts.dry_run && !maint.lease_acquire(LEASE, &holder, LEASE_MS).await? {
+        report.skipped = true;
+        return Ok(report);
+    }
+    let result = run(meta, maint, blobs, opts, &holder, &mut report).await;
+    if !opts.dry_run {
+        maint.lease_release(LEASE, &holder).await?;
+    }
+    result?;
+    tracing::info!(
+        dry_run = report.dry_run,
+        uploads_purged = report.uploads_purged,
+        links_removed = report.links_removed,
+        blobs_deleted = report.blobs_deleted,
+        bytes_freed = report.bytes_freed,
+        store_deletes = report.store_deletes,
+        store_delete_failures = report.store_delete_failures,
+        "garbage collection finished"
+    );
+    Ok(report)
+}
+
+async fn drain(
+    meta: &dyn MetaStore,
+    blobs: &dyn BlobStore,
+    pending: &[PendingDelete],
+    report: &mut GcReport,
+) -> Result<(), StoreError> {
+    for p in pending {
+        let res = match p.kind.as_str() {
+            "upload" => blobs.abort(&p.key).await,
+            _ => blobs.delete(&p.key).await,
+        };
+        match res {
+            Ok(()) => {
+                meta.pending_done(p.id).await?;
+                report.store_deletes += 1;
+            }
+            Err(e) => {
+                tracing::warn!(key = %p.key, error = %e, "blob-store delete failed; left for the next run");
+                report.store_delete_failures += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn renew(maint: &dyn MaintenanceStore, holder: &str, dry_run: bool) -> Result<(), StoreError> {
+    if !dry_run && !maint.lease_acquire(LEASE, holder, LEASE_MS).await? {
+        return Err(StoreError::Invalid("lost the GC lease".into()));
+    }
+    Ok(())
+}
+
+async fn run(
+    meta: &dyn MetaStore,
+    maint: &dyn MaintenanceStore,
+    blobs: &dyn BlobStore,
+    opts: &GcOptions,
+    holder: &str,
+    report: &mut GcReport,
+) -> Result<(), StoreError> {
+    // 1. The outbox: deletes an earlier run or upload did not finish.
+    if !opts.dry_run {
+        loop {
+            let pending = maint.pending_deletes(opts.batch).await?;
+            let before = report.store_deletes;
+            drain(meta, blobs, &pending, report).await?;
+            if pending.len() < opts.batch as usize || report.store_deletes == before {
+                break;
+            }
+        }
+    }
+
+    // 2. Abandoned uploads.
+    let upload_cutoff = now_ms() - opts.upload_max_age.as_millis() as i64;
+    let mut after: Option<String> = None;
+    loop {
+        let stale = maint.stale_uploads(upload_cutoff, after.as_deref(), opts.batch).await?;
+        for u in &stale {
+            if opts.dry_run {
+                report.uploads_purged += 1;
+            } else if let Some(p) = maint.upload_purge(&u.id, upload_cutoff).await? {
+                report.uploads_purged += 1;
+                drain(meta, blobs, &[p], report).await?;
+            }
+        }
+        match stale.last() {
+            Some(l) if stale.len() == opts.batch as usize => after = Some(l.id.clone()),
+            _ => break,
+        }
+        renew(maint, holder, opts.dry_run).await?;
+    }
+
+    // 3. Links no manifest uses and nobody touched within the grace period.
+    let cutoff = now_ms() - opts.grace.as_millis() as i64;
+    let mut after: Option<(i64, String)> = None;
+    let mut dry_links: Vec<String> = Vec::new();
+    loop {
+        let links = maint
+            .unreferenced_links(cutoff, after.as_ref().map(|(r, d)| (*r, d.as_str())), opts.batch)
+            .await?;
+        for (repo, digest, _) in &links {
+            if opts.dry_run {
+                report.links_removed += 1;
+                dry_links.push(digest.clone());
+            } else if maint.link_collect(*repo, digest, cutoff).await? {
+                report.links_removed += 1;
+            }
+        }
+        match links.last() {
+            Some((r, d, _)) if links.len() == opts.batch as usize => after = Some((*r, d.clone())),
+            _ => break,
+        }
+        renew(maint, holder, opts.dry_run).await?;
+    }
+
+    // 4. Blobs nothing references.
+    let mut after: Option<String> = None;
+    loop {
+        let candidates = maint.unreferenced_blobs(cutoff, after.as_deref(), opts.batch).await?;
+        for b in &candidates {
+            if opts.dry_run {
+                report.blobs_deleted += 1;
+                report.bytes_freed += b.size as u64;
+            } else if let Some(p) = maint.blob_collect(&b.digest, cutoff).await? {
+                report.blobs_deleted += 1;
+                report.bytes_freed += b.size as u64;
+                drain(meta, blobs, &[p], report).await?;
+            }
+        }
+        match candidates.last() {
+            Some(l) if candidates.len() == opts.batch as usize => after = Some(l.digest.clone()),
+            _ => break,
+        }
+        renew(maint, holder, opts.dry_run).await?;
+    }
+    if opts.dry_run {
+        // Blobs whose every link the dry run would drop, and no manifest uses.
+        dry_links.sort();
+        dry_links.dedup();
+        for d in dry_links {
+            let (links, manifests) = maint.blob_refs(&d).await?;
+            if manifests == 0 && links > 0 {
+                let candidate_links = maint.unreferenced_link_count(&d, cutoff).await?;
+                if candidate_links == links {
+                    if let Some(b) = meta.blob_lookup(&d).await? {
+                        report.blobs_deleted += 1;
+                        report.bytes_freed += b.size as u64;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
