@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod lifecycle;
 pub mod model;
 pub mod ops;
 pub mod templates;
@@ -32,7 +33,7 @@ use axum::Router;
 use futures::StreamExt;
 use kura_auth::seal::MasterKey;
 use kura_registry::Registry;
-use kura_store::{ControlStore, MetaStore};
+use kura_store::{ControlStore, MaintenanceStore, MetaStore};
 use serde_json::Value;
 
 pub use error::{EcrError, EcrResult};
@@ -53,6 +54,7 @@ pub struct EcrConfig {
 pub struct Ecr {
     meta: Arc<dyn MetaStore>,
     control: Arc<dyn ControlStore>,
+    maint: Arc<dyn MaintenanceStore>,
     registry: Arc<Registry>,
     master: MasterKey,
     token_key: Vec<u8>,
@@ -64,6 +66,7 @@ impl Ecr {
     pub fn new(
         meta: Arc<dyn MetaStore>,
         control: Arc<dyn ControlStore>,
+        maint: Arc<dyn MaintenanceStore>,
         registry: Arc<Registry>,
         master: MasterKey,
         token_key: Vec<u8>,
@@ -72,6 +75,7 @@ impl Ecr {
         Ecr {
             meta,
             control,
+            maint,
             registry,
             master,
             token_key,

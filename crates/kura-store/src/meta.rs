@@ -318,6 +318,8 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn repo_get(&self, account: &str, name: &str) -> Result<Option<RepoRow>>;
     /// Create a repository; `None` if it already exists.
     async fn repo_create(&self, account: &str, name: &str, settings: &RepoSettings) -> Result<Option<RepoRow>>;
+    /// A repository by row id.
+    async fn repo_by_id(&self, repo: RepoId) -> Result<Option<RepoRow>>;
     /// Find or create a repository (with default settings).
     async fn repo_get_or_create(&self, account: &str, name: &str) -> Result<RepoId>;
     /// Repository names of an account after `after`, in byte order.

@@ -176,6 +176,14 @@ impl MetaStore for SqliteMetaStore {
         row.as_ref().map(repo_from_row).transpose()
     }
 
+    async fn repo_by_id(&self, repo: RepoId) -> Result<Option<RepoRow>> {
+        let row = sqlx::query(&format!("SELECT {REPO_COLS} FROM repositories WHERE id = $1"))
+            .bind(repo)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(repo_from_row).transpose()
+    }
+
     async fn repo_get_or_create(&self, account: &str, name: &str) -> Result<RepoId> {
         if let Some(r) = self.repo_get(account, name).await? {
             return Ok(r.id);

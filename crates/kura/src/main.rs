@@ -1,8 +1,11 @@
-//! The `kura` binary: `kura serve` runs the registry on embedded storage.
+//! The `kura` binary: `kura serve` runs the registry and the ECR API on
+//! embedded storage; `kura gc` and `kura lifecycle run` run the maintenance
+//! jobs on demand (also while the server is up, on the same data directory).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -10,6 +13,7 @@ use kura_auth::seal::MasterKey;
 use kura_ecr::auth::{bootstrap, BootstrapEnv};
 use kura_ecr::templates::TemplateProvisioner;
 use kura_ecr::{Ecr, EcrConfig};
+use kura_gc::GcOptions;
 use kura_registry::{Registry, RegistryConfig};
 use kura_store::{FsBlobStore, SqliteMetaStore};
 
@@ -26,8 +30,52 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the registry.
+    /// Run the registry and the ECR API.
     Serve(ServeArgs),
+    /// Collect garbage now: unreferenced blobs and abandoned uploads.
+    Gc(GcArgs),
+    /// Lifecycle policies.
+    Lifecycle {
+        #[command(subcommand)]
+        command: LifecycleCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum LifecycleCommand {
+    /// Apply every repository's lifecycle policy now.
+    Run(StoreArgs),
+}
+
+#[derive(clap::Args, Clone)]
+struct StoreArgs {
+    /// Directory for the metadata database and blobs.
+    #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
+    data_dir: PathBuf,
+    /// Log format: text or json.
+    #[arg(long, env = "KURA_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+#[derive(clap::Args, Clone)]
+struct GcTuning {
+    /// How long an unreferenced blob is kept after its last upload, mount or HEAD.
+    #[arg(long, env = "KURA_GC_GRACE", default_value = "1h", value_parser = humantime::parse_duration)]
+    gc_grace: Duration,
+    /// Uploads untouched this long are purged.
+    #[arg(long, env = "KURA_UPLOAD_MAX_AGE", default_value = "24h", value_parser = humantime::parse_duration)]
+    upload_max_age: Duration,
+}
+
+#[derive(clap::Args)]
+struct GcArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(flatten)]
+    tuning: GcTuning,
+    /// Report what would be collected; delete nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -35,18 +83,22 @@ struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "KURA_LISTEN", default_value = "127.0.0.1:5000")]
     listen: SocketAddr,
-    /// Directory for the metadata database and blobs.
-    #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
-    data_dir: PathBuf,
-    /// Log format: text or json.
-    #[arg(long, env = "KURA_LOG_FORMAT", default_value = "text")]
-    log_format: String,
+    #[command(flatten)]
+    store: StoreArgs,
     /// This deployment's region.
     #[arg(long, env = "KURA_REGION", default_value = "us-east-1")]
     region: String,
     /// File holding the master key that seals secrets at rest (created if missing).
     #[arg(long, env = "KURA_MASTER_KEY_FILE")]
     master_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    gc: GcTuning,
+    /// How often garbage collection runs in the background ("0s" turns it off).
+    #[arg(long, env = "KURA_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    gc_interval: Duration,
+    /// How often lifecycle policies are applied in the background ("0s" turns it off).
+    #[arg(long, env = "KURA_LIFECYCLE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
+    lifecycle_interval: Duration,
 }
 
 fn init_logging(format: &str) {
@@ -62,24 +114,37 @@ fn init_logging(format: &str) {
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.log_format);
-    tokio::fs::create_dir_all(&args.data_dir)
+async fn open_stores(data_dir: &Path) -> anyhow::Result<(Arc<SqliteMetaStore>, Arc<FsBlobStore>)> {
+    tokio::fs::create_dir_all(data_dir)
         .await
-        .with_context(|| format!("creating data directory {}", args.data_dir.display()))?;
-    let meta = SqliteMetaStore::open(args.data_dir.join("meta.db"))
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let meta = SqliteMetaStore::open(data_dir.join("meta.db"))
         .await
         .context("opening the metadata database")?;
-    // Embedded mode is one process: no upload can be mid-write at start-up.
-    meta.clear_upload_leases().await?;
-    let blobs = FsBlobStore::open(args.data_dir.join("blobs"))
+    let blobs = FsBlobStore::open(data_dir.join("blobs"))
         .await
         .context("opening the blob store")?;
-    let meta = Arc::new(meta);
+    Ok((Arc::new(meta), Arc::new(blobs)))
+}
+
+fn gc_options(t: &GcTuning, dry_run: bool) -> GcOptions {
+    GcOptions {
+        grace: t.gc_grace,
+        upload_max_age: t.upload_max_age,
+        dry_run,
+        ..GcOptions::default()
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(&args.store.log_format);
+    let (meta, blobs) = open_stores(&args.store.data_dir).await?;
+    // Embedded mode is one serving process: no upload can be mid-write at start-up.
+    meta.clear_upload_leases().await?;
     let key_file = args
         .master_key_file
         .clone()
-        .unwrap_or_else(|| args.data_dir.join("master.key"));
+        .unwrap_or_else(|| args.store.data_dir.join("master.key"));
     let master = MasterKey::load_or_create(&key_file)
         .with_context(|| format!("loading the master key {}", key_file.display()))?;
     let env = BootstrapEnv {
@@ -101,8 +166,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_account: boot.default_account.clone(),
         create_on_push: false,
     };
-    let registry = Arc::new(Registry::new(meta.clone(), Arc::new(blobs), config).with_provisioner(provisioner));
+    let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), config).with_provisioner(provisioner));
     let ecr = Arc::new(Ecr::new(
+        meta.clone(),
         meta.clone(),
         meta.clone(),
         registry.clone(),
@@ -123,23 +189,78 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &args.listen.to_string(),
         );
     }
+
+    if !args.gc_interval.is_zero() {
+        let (meta, blobs, opts, every) = (
+            meta.clone(),
+            blobs.clone(),
+            gc_options(&args.gc, false),
+            args.gc_interval,
+        );
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = kura_gc::collect(meta.as_ref(), meta.as_ref(), blobs.as_ref(), &opts).await {
+                    tracing::error!(error = %e, "garbage collection failed");
+                }
+            }
+        });
+    }
+    if !args.lifecycle_interval.is_zero() {
+        let (meta, every) = (meta.clone(), args.lifecycle_interval);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = kura_ecr::lifecycle::run_all(meta.clone(), meta.clone()).await {
+                    tracing::error!(error = %e, "lifecycle run failed");
+                }
+            }
+        });
+    }
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;
-    tracing::info!(listen = %args.listen, data_dir = %args.data_dir.display(), "kura is serving the registry");
-    eprintln!(
-        "Kura registry listening on http://{}  (data: {})",
-        args.listen,
-        args.data_dir.display()
-    );
-    eprintln!(
-        "  try: skopeo copy --dest-tls-verify=false docker://alpine:latest docker://{}/alpine:latest",
-        args.listen
+    tracing::info!(
+        listen = %args.listen,
+        data_dir = %args.store.data_dir.display(),
+        account = %boot.default_account,
+        region = %args.region,
+        "kura is serving the registry and the ECR API"
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     tracing::info!("kura stopped");
+    Ok(())
+}
+
+async fn gc(args: GcArgs) -> anyhow::Result<()> {
+    init_logging(&args.store.log_format);
+    let (meta, blobs) = open_stores(&args.store.data_dir).await?;
+    let report = kura_gc::collect(
+        meta.as_ref(),
+        meta.as_ref(),
+        blobs.as_ref(),
+        &gc_options(&args.tuning, args.dry_run),
+    )
+    .await
+    .context("garbage collection")?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let (meta, _) = open_stores(&args.data_dir).await?;
+    let report = kura_ecr::lifecycle::run_all(meta.clone(), meta)
+        .await
+        .context("lifecycle run")?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
@@ -179,5 +300,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args).await,
+        Command::Gc(args) => gc(args).await,
+        Command::Lifecycle {
+            command: LifecycleCommand::Run(args),
+        } => lifecycle_run(args).await,
     }
 }

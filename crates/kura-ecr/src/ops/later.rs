@@ -1,4 +1,4 @@
-//! Operations whose features later issues build (policies, lifecycle,
+//! Operations whose features later issues build (policies,
 //! scanning, replication, pull-through cache, signing, pull-time update
 //! exclusions, storage classes). Reads answer truthfully for a registry where
 //! nothing of the kind is configured (an empty list, or the "not found" error
@@ -28,17 +28,6 @@ pub const STATUS: &[(&str, &str)] = &[
     (
         "DeleteRegistryPolicy",
         "RegistryPolicyNotFoundException (no policies yet)",
-    ),
-    ("PutLifecyclePolicy", "unsupported until lifecycle policies land"),
-    ("GetLifecyclePolicy", "LifecyclePolicyNotFoundException (none yet)"),
-    ("DeleteLifecyclePolicy", "LifecyclePolicyNotFoundException (none yet)"),
-    (
-        "StartLifecyclePolicyPreview",
-        "LifecyclePolicyNotFoundException (none yet)",
-    ),
-    (
-        "GetLifecyclePolicyPreview",
-        "LifecyclePolicyPreviewNotFoundException (none yet)",
     ),
     ("StartImageScan", "unsupported until scanning lands"),
     ("DescribeImageScanFindings", "ScanNotFoundException (no scans yet)"),
@@ -104,14 +93,6 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Valu
         "GetRegistryPolicy" | "DeleteRegistryPolicy" => Err(not_found(
             "RegistryPolicyNotFoundException",
             &format!("Registry policy does not exist in the registry with id '{account}'"),
-        )),
-        "GetLifecyclePolicy" | "DeleteLifecyclePolicy" | "StartLifecyclePolicyPreview" => Err(not_found(
-            "LifecyclePolicyNotFoundException",
-            &format!("Lifecycle policy does not exist for the repository with name '{repo_name_str}' in the registry with id '{account}'"),
-        )),
-        "GetLifecyclePolicyPreview" => Err(not_found(
-            "LifecyclePolicyPreviewNotFoundException",
-            &format!("There is no lifecycle policy preview for the repository with name '{repo_name_str}' in the registry with id '{account}'"),
         )),
         "DescribeImageScanFindings" => {
             let id = v.get("imageId").cloned().unwrap_or(json!({}));

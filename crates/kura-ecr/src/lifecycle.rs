@@ -1,0 +1,194 @@
+//! Applying lifecycle policies: the background runner, `kura lifecycle run`,
+//! and previews. The rules themselves (validation, evaluation) are in
+//! `kura-lifecycle`; this module feeds it a repository's images and carries
+//! out its decisions.
+//!
+//! Expiry deletes the image and all its tags directly in the metadata store,
+//! so tag immutability never blocks it; an image that an index in the
+//! repository still lists is kept (as ECR does) and reported. Each expiry is
+//! recorded as a `PolicyExecutionEvent` audit record. Runs take the
+//! `lifecycle` lease, so one node at a time; re-running is idempotent.
+
+use std::sync::Arc;
+
+use kura_lifecycle::{Decision, Image, Policy};
+use kura_store::gc::AuditEvent;
+use kura_store::meta::{DeleteManifest, RepoRow, TagStatus};
+use kura_store::{MaintenanceStore, MetaStore, StoreError};
+use serde::Serialize;
+use serde_json::json;
+
+/// What one run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LifecycleReport {
+    /// Another node held the lease: nothing done.
+    pub skipped: bool,
+    /// Repositories evaluated.
+    pub repositories: u64,
+    /// Images expired.
+    pub expired: u64,
+    /// Images selected but kept because an index references them.
+    pub kept_referenced: u64,
+    /// Policies that no longer parse (skipped).
+    pub invalid_policies: u64,
+}
+
+/// Every image of a repository, as the evaluator sees it.
+pub async fn images_of(meta: &dyn MetaStore, repo: i64) -> Result<Vec<Image>, StoreError> {
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = meta.image_list(repo, TagStatus::Any, after.as_deref(), 1000).await?;
+        for i in &page {
+            out.push(Image {
+                digest: i.digest.clone(),
+                tags: i.tags.clone(),
+                pushed_at_ms: i.pushed_at,
+                last_pulled_at_ms: i.last_pulled_at,
+            });
+        }
+        match page.last() {
+            Some(l) if page.len() == 1000 => after = Some(l.digest.clone()),
+            _ => break,
+        }
+    }
+    Ok(out)
+}
+
+/// What a policy would expire in a repository now.
+pub async fn decide(meta: &dyn MetaStore, repo: i64, policy: &Policy) -> Result<Vec<Decision>, StoreError> {
+    let images = images_of(meta, repo).await?;
+    Ok(kura_lifecycle::evaluate(policy, &images, kura_store::now_millis()))
+}
+
+/// Apply a repository's policy now.
+pub async fn apply(
+    meta: &dyn MetaStore,
+    maint: &dyn MaintenanceStore,
+    repo: &RepoRow,
+    policy: &Policy,
+    report: &mut LifecycleReport,
+) -> Result<(), StoreError> {
+    for d in decide(meta, repo.id, policy).await? {
+        let result = meta.manifest_delete(repo.id, &d.digest).await?;
+        let outcome = match result {
+            DeleteManifest::Deleted => {
+                report.expired += 1;
+                "SUCCESS"
+            }
+            DeleteManifest::ReferencedBy(_) => {
+                report.kept_referenced += 1;
+                "SKIPPED_REFERENCED_BY_MANIFEST_LIST"
+            }
+            DeleteManifest::Unknown => continue,
+        };
+        tracing::info!(
+            repository = %repo.name,
+            digest = %d.digest,
+            rule = d.applied_rule_priority,
+            outcome,
+            "lifecycle policy expired an image"
+        );
+        maint
+            .audit_append(&AuditEvent {
+                id: 0,
+                at: kura_store::now_millis(),
+                account: repo.account.clone(),
+                event_name: "PolicyExecutionEvent".into(),
+                source: "ecr.amazonaws.com".into(),
+                detail: json!({
+                    "eventName": "PolicyExecutionEvent",
+                    "repositoryName": repo.name,
+                    "imageDigest": d.digest,
+                    "imageTags": d.tags,
+                    "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
+                    "appliedRulePriority": d.applied_rule_priority,
+                    "actionType": "EXPIRE",
+                    "result": outcome,
+                })
+                .to_string(),
+            })
+            .await?;
+    }
+    maint.lifecycle_evaluated(repo.id, kura_store::now_millis()).await?;
+    report.repositories += 1;
+    Ok(())
+}
+
+/// Apply every repository's policy (the background job and `kura lifecycle run`).
+pub async fn run_all(
+    meta: Arc<dyn MetaStore>,
+    maint: Arc<dyn MaintenanceStore>,
+) -> Result<LifecycleReport, StoreError> {
+    let holder = uuid::Uuid::new_v4().to_string();
+    let mut report = LifecycleReport::default();
+    if !maint.lease_acquire("lifecycle", &holder, 30 * 60 * 1000).await? {
+        report.skipped = true;
+        return Ok(report);
+    }
+    let result = async {
+        let mut after = None;
+        loop {
+            let page = maint.lifecycle_list(after, 200).await?;
+            for row in &page {
+                let Some(repo) = meta.repo_by_id(row.repo_id).await? else {
+                    continue;
+                };
+                match kura_lifecycle::parse(&row.policy) {
+                    Ok(policy) => apply(meta.as_ref(), maint.as_ref(), &repo, &policy, &mut report).await?,
+                    Err(e) => {
+                        report.invalid_policies += 1;
+                        tracing::warn!(repository = %repo.name, error = %e, "stored lifecycle policy no longer parses");
+                    }
+                }
+            }
+            match page.last() {
+                Some(l) if page.len() == 200 => after = Some(l.repo_id),
+                _ => break,
+            }
+        }
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    maint.lease_release("lifecycle", &holder).await?;
+    result?;
+    tracing::info!(
+        repositories = report.repositories,
+        expired = report.expired,
+        kept_referenced = report.kept_referenced,
+        "lifecycle run finished"
+    );
+    Ok(report)
+}
+
+/// Compute a preview and store it (run in the background after
+/// `StartLifecyclePolicyPreview`).
+pub async fn preview(meta: Arc<dyn MetaStore>, maint: Arc<dyn MaintenanceStore>, repo: i64, policy: Policy) {
+    let outcome = decide(meta.as_ref(), repo, &policy).await;
+    let res = match outcome {
+        Ok(decisions) => {
+            let results: Vec<serde_json::Value> = decisions
+                .iter()
+                .map(|d| {
+                    json!({
+                        "imageDigest": d.digest,
+                        "imageTags": d.tags,
+                        "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
+                        "action": {"type": "EXPIRE"},
+                        "appliedRulePriority": d.applied_rule_priority,
+                    })
+                })
+                .collect();
+            maint
+                .preview_finish(repo, "COMPLETE", Some(&serde_json::Value::Array(results).to_string()))
+                .await
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "lifecycle preview failed");
+            maint.preview_finish(repo, "FAILED", None).await
+        }
+    };
+    if let Err(e) = res {
+        tracing::error!(error = %e, "could not store a lifecycle preview");
+    }
+}
