@@ -62,7 +62,6 @@ fn unrecognized() -> EcrError {
         "UnrecognizedClientException",
         "The security token included in the request is invalid.",
     )
-    .with_status(StatusCode::FORBIDDEN)
 }
 
 /// The account a host name selects: `<12 digits>.dkr.<anything>`.
@@ -131,8 +130,7 @@ impl Ecr {
                 return Err(EcrError::new(
                     "ExpiredTokenException",
                     "The security token included in the request is expired",
-                )
-                .with_status(StatusCode::FORBIDDEN));
+                ));
             }
         }
         let secret = self

@@ -317,7 +317,7 @@ impl Registry {
             None => None,
         };
         let algorithm = expected.as_ref().map(|d| d.algorithm()).unwrap_or(Algorithm::Sha256);
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
         let handle = self.blobs.begin(&id).await?;
         let row = UploadRow {
             id: id.clone(),

@@ -1,0 +1,70 @@
+//! The application as `kura serve` assembles it (crates/kura/src/main.rs),
+//! over SQLite and the filesystem in a temp dir, with a known root key.
+
+use std::sync::Arc;
+
+use kura_auth::seal::MasterKey;
+use kura_ecr::auth::{bootstrap, BootstrapEnv};
+use kura_ecr::templates::TemplateProvisioner;
+use kura_ecr::{Ecr, EcrConfig};
+use kura_registry::{Registry, RegistryConfig};
+use kura_store::{FsBlobStore, SqliteMetaStore};
+
+pub const ACCOUNT: &str = "123456789012";
+pub const KEY_ID: &str = "AKIAKURATESTROOTKEY1";
+pub const SECRET: &str = "kuraTestSecretKey/0123456789abcdefghijKLM";
+pub const REGION: &str = "us-east-1";
+
+/// A running-ready application and what the tests need to know of it.
+pub struct Server {
+    pub app: axum::Router,
+    /// The key that signs registry tokens and download URLs.
+    #[allow(dead_code)] // each test crate compiles this module; not all read it
+    pub token_key: Vec<u8>,
+    pub dir: tempfile::TempDir,
+}
+
+pub async fn server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    meta.clear_upload_leases().await.unwrap();
+    let blobs = FsBlobStore::open(dir.path().join("blobs")).await.unwrap();
+    let meta = Arc::new(meta);
+    let master = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
+    let env = BootstrapEnv {
+        account_id: Some(ACCOUNT.into()),
+        root_access_key_id: Some(KEY_ID.into()),
+        root_secret_access_key: Some(SECRET.into()),
+    };
+    let boot = bootstrap(meta.as_ref(), &master, &env).await.unwrap();
+    assert_eq!(boot.default_account, ACCOUNT);
+    assert!(boot.created_root_key.is_none(), "a supplied key is not 'created'");
+    let provisioner = Arc::new(TemplateProvisioner {
+        meta: meta.clone(),
+        control: meta.clone(),
+        region: REGION.into(),
+    });
+    let config = RegistryConfig {
+        default_account: boot.default_account.clone(),
+        create_on_push: false,
+    };
+    let registry = Arc::new(Registry::new(meta.clone(), Arc::new(blobs), config).with_provisioner(provisioner));
+    let token_key = boot.token_key.clone();
+    let ecr = Arc::new(Ecr::new(
+        meta.clone(),
+        meta.clone(),
+        meta.clone(),
+        registry.clone(),
+        master,
+        boot.token_key,
+        EcrConfig {
+            region: REGION.into(),
+            default_account: boot.default_account.clone(),
+        },
+    ));
+    Server {
+        app: kura_ecr::app(ecr, registry),
+        token_key,
+        dir,
+    }
+}
