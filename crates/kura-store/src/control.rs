@@ -47,6 +47,8 @@ pub trait ControlStore: Send + Sync + 'static {
     async fn access_key_put(&self, key: &AccessKeyRow) -> Result<()>;
     /// Look up an access key.
     async fn access_key_get(&self, access_key_id: &str) -> Result<Option<AccessKeyRow>>;
+    /// The named secret, if stored.
+    async fn server_secret_get(&self, name: &str) -> Result<Option<Vec<u8>>>;
     /// Return the named secret, storing `value` first if there is none.
     async fn server_secret_get_or_put(&self, name: &str, value: &[u8]) -> Result<Vec<u8>>;
 

@@ -793,6 +793,13 @@ impl ControlStore for SqliteMetaStore {
         Ok(row.as_ref().map(AccessKeyRow::from_row).transpose()?)
     }
 
+    async fn server_secret_get(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
     async fn server_secret_get_or_put(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
         sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
             .bind(name)

@@ -39,6 +39,20 @@ enum Command {
         #[command(subcommand)]
         command: LifecycleCommand,
     },
+    /// Audit records (e.g. lifecycle expiries), as JSON lines.
+    Audit(AuditArgs),
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// The account whose records to list (default: the deployment's default account).
+    #[arg(long, env = "KURA_ACCOUNT_ID")]
+    account: Option<String>,
+    /// Only records after this id.
+    #[arg(long, default_value_t = 0)]
+    after: i64,
 }
 
 #[derive(Subcommand)]
@@ -264,6 +278,36 @@ async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn audit(args: AuditArgs) -> anyhow::Result<()> {
+    init_logging(&args.store.log_format);
+    let (meta, _) = open_stores(&args.store.data_dir).await?;
+    let account = match args.account {
+        Some(a) => a,
+        None => match kura_store::ControlStore::server_secret_get(meta.as_ref(), "default-account").await? {
+            Some(a) => String::from_utf8(a).context("the default account")?,
+            // Never started: no account, no records.
+            None => return Ok(()),
+        },
+    };
+    let mut after = args.after;
+    loop {
+        let page = kura_store::MaintenanceStore::audit_list(meta.as_ref(), &account, after, 500).await?;
+        for e in &page {
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null);
+            let line = serde_json::json!({
+                "id": e.id, "eventTime": e.at as f64 / 1000.0, "account": e.account,
+                "eventName": e.event_name, "eventSource": e.source, "detail": detail,
+            });
+            println!("{line}");
+        }
+        match page.last() {
+            Some(l) if page.len() == 500 => after = l.id,
+            _ => break,
+        }
+    }
+    Ok(())
+}
+
 /// Shown once, on the start that created the root key: the secret is never
 /// printed or logged again.
 fn print_first_start(account: &str, id: &str, secret: &str, region: &str, listen: &str) {
@@ -304,5 +348,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Lifecycle {
             command: LifecycleCommand::Run(args),
         } => lifecycle_run(args).await,
+        Command::Audit(args) => audit(args).await,
     }
 }
