@@ -55,10 +55,18 @@ pub async fn images_of(meta: &dyn MetaStore, repo: i64) -> Result<Vec<Image>, St
     Ok(out)
 }
 
-/// What a policy would expire in a repository now.
-pub async fn decide(meta: &dyn MetaStore, repo: i64, policy: &Policy) -> Result<Vec<Decision>, StoreError> {
+/// What a policy expires in a repository now, and how many of its selections
+/// are kept because an index still lists them (AWS: an image a manifest list
+/// references cannot expire before the list). Preview and run share this, so
+/// a preview shows exactly what the run that follows it does.
+pub async fn decide(meta: &dyn MetaStore, repo: i64, policy: &Policy) -> Result<(Vec<Decision>, u64), StoreError> {
     let images = images_of(meta, repo).await?;
-    Ok(kura_lifecycle::evaluate(policy, &images, kura_store::now_millis()))
+    let mut decisions = kura_lifecycle::evaluate(policy, &images, kura_store::now_millis());
+    let children: std::collections::HashSet<String> = meta.manifest_children_of_repo(repo).await?.into_iter().collect();
+    let before = decisions.len();
+    decisions.retain(|d| !children.contains(&d.digest));
+    let kept = (before - decisions.len()) as u64;
+    Ok((decisions, kept))
 }
 
 /// Apply a repository's policy now.
@@ -69,7 +77,9 @@ pub async fn apply(
     policy: &Policy,
     report: &mut LifecycleReport,
 ) -> Result<(), StoreError> {
-    for d in decide(meta, repo.id, policy).await? {
+    let (decisions, kept) = decide(meta, repo.id, policy).await?;
+    report.kept_referenced += kept;
+    for d in decisions {
         let result = meta.manifest_delete(repo.id, &d.digest).await?;
         let outcome = match result {
             DeleteManifest::Deleted => {
@@ -166,7 +176,7 @@ pub async fn run_all(
 pub async fn preview(meta: Arc<dyn MetaStore>, maint: Arc<dyn MaintenanceStore>, repo: i64, policy: Policy) {
     let outcome = decide(meta.as_ref(), repo, &policy).await;
     let res = match outcome {
-        Ok(decisions) => {
+        Ok((decisions, _)) => {
             let results: Vec<serde_json::Value> = decisions
                 .iter()
                 .map(|d| {

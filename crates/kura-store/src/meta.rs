@@ -387,6 +387,8 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<Vec<ImageRow>>;
     /// One image by digest.
     async fn image_get(&self, repo: RepoId, digest: &str) -> Result<Option<ImageRow>>;
+    /// Digests of the manifests that some index in the repository lists.
+    async fn manifest_children_of_repo(&self, repo: RepoId) -> Result<Vec<String>>;
     /// The digest a tag points at.
     async fn tag_get(&self, repo: RepoId, tag: &str) -> Result<Option<String>>;
     /// Read a manifest by tag or digest.

@@ -622,6 +622,15 @@ impl MetaStore for SqliteMetaStore {
         row.as_ref().map(image_from_row).transpose()
     }
 
+    async fn manifest_children_of_repo(&self, repo: RepoId) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT child_digest FROM manifest_children WHERE repo_id = $1")
+                .bind(repo)
+                .fetch_all(&self.read)
+                .await?,
+        )
+    }
+
     async fn tag_get(&self, repo: RepoId, tag: &str) -> Result<Option<String>> {
         Ok(
             sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
