@@ -364,22 +364,56 @@ impl Ecr {
         let name = repo_name(v)?;
         let repo = self.require_repo(&account, &name).await?;
         let status = tag_status(v.pointer("/filter/tagStatus").and_then(Value::as_str));
-        let limit = max_results(v, 100);
-        let after = decode_token(v)?;
-        let mut imgs = self
-            .meta
-            .image_list(repo.id, status, after.as_deref(), limit + 1)
-            .await?;
-        let next = page(&mut imgs, limit, |x| &x.digest);
-        let mut ids = Vec::new();
-        for img in &imgs {
-            if img.tags.is_empty() {
-                ids.push(image_id(Some(&img.digest), None));
-            }
-            for t in &img.tags {
-                ids.push(image_id(Some(&img.digest), Some(t)));
+        let limit = max_results(v, 100) as usize;
+        // maxResults counts image ids (one per tag), so a page may end inside
+        // an image's tags: the token is "<digest>\n<last tag>" then.
+        let (mut after, resume_tag) = match decode_token(v)? {
+            Some(t) => match t.split_once('\n') {
+                Some((d, tag)) => (Some(d.to_string()), Some(tag.to_string())),
+                None => (Some(t), None),
+            },
+            None => (None, None),
+        };
+        let mut ids: Vec<(String, Option<String>)> = Vec::new();
+        if let (Some(d), Some(tag)) = (&after, &resume_tag) {
+            if let Some(img) = self.meta.image_get(repo.id, d).await? {
+                ids.extend(
+                    img.tags
+                        .iter()
+                        .filter(|t| *t > tag)
+                        .map(|t| (img.digest.clone(), Some(t.clone()))),
+                );
             }
         }
+        // Fetch images until the page overflows or the repository ends.
+        while ids.len() <= limit {
+            let batch = self
+                .meta
+                .image_list(repo.id, status, after.as_deref(), limit as i64 + 1)
+                .await?;
+            for img in &batch {
+                if img.tags.is_empty() {
+                    ids.push((img.digest.clone(), None));
+                }
+                ids.extend(img.tags.iter().map(|t| (img.digest.clone(), Some(t.clone()))));
+            }
+            match batch.last() {
+                Some(l) if batch.len() == limit + 1 => after = Some(l.digest.clone()),
+                _ => break,
+            }
+        }
+        let next = if ids.len() > limit {
+            ids.truncate(limit);
+            ids.last().map(|(d, t)| {
+                encode_token(&match t {
+                    Some(t) => format!("{d}\n{t}"),
+                    None => d.clone(),
+                })
+            })
+        } else {
+            None
+        };
+        let ids: Vec<Value> = ids.iter().map(|(d, t)| image_id(Some(d), t.as_deref())).collect();
         let mut out = json!({"imageIds": ids});
         with_next(&mut out, next);
         Ok(out)
@@ -483,7 +517,7 @@ impl Ecr {
                 if !acc.contains(&m.media_type.as_str()) {
                     failures.push(image_failure(
                         id,
-                        "UnsupportedImageType",
+                        "ImageNotFound",
                         format!(
                             "The image's media type {} is not among the accepted media types",
                             m.media_type

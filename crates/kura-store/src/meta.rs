@@ -136,7 +136,7 @@ pub struct ImageRow {
     pub artifact_type: Option<String>,
     /// Subject digest, for referrers.
     pub subject: Option<String>,
-    /// Size: the sum of the referenced blobs (for an index, of its children's).
+    /// Size: the sum of the referenced blobs (for an index, the largest child's, as ECR reports it).
     pub size: i64,
     /// Push time (ms).
     pub pushed_at: i64,

@@ -126,8 +126,10 @@ const IMAGE_SELECT: &str = "SELECT m.digest, m.media_type, m.artifact_type, m.su
      (SELECT group_concat(t.name, char(10)) FROM (SELECT name FROM tags WHERE repo_id = m.repo_id AND digest = m.digest ORDER BY name) t) AS tag_names, \
      COALESCE((SELECT SUM(b.size) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob_digest \
                WHERE mb.repo_id = m.repo_id AND mb.manifest_digest = m.digest), 0) \
-     + COALESCE((SELECT SUM(b.size) FROM manifest_children mc JOIN manifest_blobs mb ON mb.repo_id = mc.repo_id AND mb.manifest_digest = mc.child_digest \
-               JOIN blobs b ON b.digest = mb.blob_digest WHERE mc.repo_id = m.repo_id AND mc.parent_digest = m.digest), 0) AS total_size \
+     + COALESCE((SELECT MAX(child_size) FROM (SELECT SUM(b.size) AS child_size FROM manifest_children mc \
+               JOIN manifest_blobs mb ON mb.repo_id = mc.repo_id AND mb.manifest_digest = mc.child_digest \
+               JOIN blobs b ON b.digest = mb.blob_digest WHERE mc.repo_id = m.repo_id AND mc.parent_digest = m.digest \
+               GROUP BY mc.child_digest) sizes), 0) AS total_size \
      FROM manifests m";
 
 fn image_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ImageRow> {

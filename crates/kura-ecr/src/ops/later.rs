@@ -125,8 +125,12 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Valu
         "DescribeImageReplicationStatus" | "DescribeImageSigningStatus" => {
             let id = v.get("imageId").cloned().unwrap_or(json!({}));
             let digest = ensure_image(ecr, repo.as_ref().map(|r| r.id).unwrap_or_default(), &id, &repo_name_str, &account).await?;
-            let key = if op == "DescribeImageReplicationStatus" { "replicationStatuses" } else { "signingStatuses" };
-            Ok(json!({"repositoryName": repo_name_str, "imageId": image_id(Some(&digest), s(&id, "imageTag")), "registryId": account, key: []}))
+            let image = image_id(Some(&digest), s(&id, "imageTag"));
+            Ok(if op == "DescribeImageReplicationStatus" {
+                json!({"repositoryName": repo_name_str, "imageId": image, "replicationStatuses": []})
+            } else {
+                json!({"repositoryName": repo_name_str, "imageId": image, "registryId": account, "signingStatuses": []})
+            })
         }
         "StopReplicationBackfill" | "DescribeReplicationBackfillResults" => Err(not_found(
             "ReplicationBackfillNotFoundException",
