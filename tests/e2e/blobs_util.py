@@ -101,11 +101,17 @@ def assert_error(resp, status, code):
 
 
 class Client:
-    """A minimal OCI distribution client over `requests` for one registry."""
+    """A minimal OCI distribution client over `requests` for one registry.
 
-    def __init__(self, base_url):
+    `auth` is sent with every request: a `(user, password)` pair for Basic auth
+    (Kura wants `("AWS", token)`, i.e. `registry.auth`), or None for none.
+    """
+
+    def __init__(self, base_url, auth=None):
         self.base = base_url.rstrip("/")
+        self.auth = auth
         self.s = requests.Session()
+        self.s.auth = auth
 
     def url(self, path):
         return self.base + path

@@ -21,6 +21,11 @@ ACCEPT = ", ".join(
 )
 
 
+def creds(registry):
+    """`AWS:<token>`: the user:password pair clients pass with --creds/--user."""
+    return "AWS:%s" % registry.token
+
+
 def require_tool(*names):
     """Skip the test if a tool is missing, unless CI is set: then fail."""
     for name in names:
@@ -77,6 +82,7 @@ class RegistryAPI:
         self.registry = registry
         self.url = registry.url
         self.s = requests.Session()
+        self.s.auth = registry.auth
 
     def _fail(self, what, r):
         pytest.fail(
@@ -185,6 +191,16 @@ def podman_cmd(store_dir):
         "--cgroup-manager=cgroupfs",
         "--events-backend=file",
     ]
+
+
+def podman_login(p, registry, authfile):
+    """`podman login` as a user would (the token on stdin) into a private auth
+    file; returns the options that make later podman/buildah commands use it."""
+    out = run(p + ["login", "--authfile", str(authfile), "--tls-verify=false",
+                   "--username", "AWS", "--password-stdin", registry.host],
+              registry=registry, input=registry.token.encode())
+    assert b"Login Succeeded" in out.stdout + out.stderr, out
+    return ["--authfile", str(authfile)]
 
 
 def image_files(api, repo, ref):

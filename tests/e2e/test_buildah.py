@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from helpers import RegistryAPI, container_store, buildah_cmd, image_files, require_tool, run  # noqa: F401 (container_store is a fixture)
+from helpers import RegistryAPI, container_store, buildah_cmd, creds, image_files, require_tool, run  # noqa: F401 (container_store is a fixture)
 from images import DOCKER_MANIFEST, MT_MANIFEST, make_rng, random_bytes
 
 
@@ -36,7 +36,8 @@ def build_two_layers(b, workdir, rng, name, fmt="oci"):
 
 def push(b, registry, image, dest, workdir):
     digestfile = os.path.join(workdir, "digest")
-    run(b + ["push", "--tls-verify=false", "--digestfile", digestfile, image,
+    run(b + ["push", "--tls-verify=false", "--creds", creds(registry),
+             "--digestfile", digestfile, image,
              "docker://%s/%s" % (registry.host, dest)], registry=registry)
     with open(digestfile) as f:
         return f.read().strip()
@@ -46,8 +47,9 @@ def pull_and_read(registry, store, ref, files):
     """Pull ref into fresh storage, mount it, and compare files; returns the
     image's manifest digest as buildah recorded it."""
     b = buildah_cmd(store)
-    run(b + ["pull", "--tls-verify=false", ref], registry=registry)
-    ctr = run(b + ["from", ref], registry=registry).stdout.decode().strip()
+    run(b + ["pull", "--tls-verify=false", "--creds", creds(registry), ref], registry=registry)
+    ctr = run(b + ["from", "--tls-verify=false", "--creds", creds(registry), ref],
+              registry=registry).stdout.decode().strip()
     mnt = run(b + ["mount", ctr]).stdout.decode().strip()
     try:
         for path, data in files.items():

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from helpers import RegistryAPI, require_tool, run
+from helpers import RegistryAPI, creds, require_tool, run
 from images import Layout, make_rng, random_image, random_multiarch
 
 CONFIG = """version = 2
@@ -99,7 +99,8 @@ def containerd():
 
 
 def skopeo_push(registry, layout, tag, dest, *extra):
-    run(["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false", *extra,
+    run(["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false",
+         "--dest-creds", creds(registry), *extra,
          "oci:%s:%s" % (layout.path, tag), "docker://%s/%s" % (registry.host, dest)], registry=registry)
 
 
@@ -127,12 +128,14 @@ def test_pull_push_image(registry, containerd, tmp_path):
     skopeo_push(registry, src, "v1", "ctr/src/app:v1")
 
     ref = "%s/ctr/src/app:v1" % registry.host
-    run(containerd.ctr("images", "pull", "--plain-http", "--snapshotter", "native", ref), registry=registry)
+    run(containerd.ctr("images", "pull", "--plain-http", "--user", creds(registry),
+                       "--snapshotter", "native", ref), registry=registry)
     assert ctr_image_digest(containerd, ref) == desc["digest"]
     assert_content_matches(containerd, src, desc["digest"])
 
     dest = "%s/ctr/dst:v2" % registry.host
-    run(containerd.ctr("images", "push", "--plain-http", dest, ref), registry=registry)
+    run(containerd.ctr("images", "push", "--plain-http", "--user", creds(registry), dest, ref),
+        registry=registry)
 
     api = RegistryAPI(registry)
     body, digest, _ = api.manifest_bytes("ctr/dst", "v2")
@@ -150,13 +153,15 @@ def test_pull_push_multiarch(registry, containerd, tmp_path):
     skopeo_push(registry, src, "multi", "ctr/multi:v1", "--all")
 
     ref = "%s/ctr/multi:v1" % registry.host
-    run(containerd.ctr("images", "pull", "--plain-http", "--all-platforms", "--snapshotter", "native", ref),
+    run(containerd.ctr("images", "pull", "--plain-http", "--user", creds(registry),
+                       "--all-platforms", "--snapshotter", "native", ref),
         registry=registry)
     assert ctr_image_digest(containerd, ref) == idx["digest"]
     assert_content_matches(containerd, src, idx["digest"])
 
     dest = "%s/ctr/multi/copy:v1" % registry.host
-    run(containerd.ctr("images", "push", "--plain-http", dest, ref), registry=registry)
+    run(containerd.ctr("images", "push", "--plain-http", "--user", creds(registry), dest, ref),
+        registry=registry)
 
     api = RegistryAPI(registry)
     body, digest, _ = api.manifest_bytes("ctr/multi/copy", "v1")

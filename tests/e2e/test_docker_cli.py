@@ -23,7 +23,8 @@ from blobs_util import (
 
 
 @pytest.fixture
-def docker(workdir):
+def docker(registry, workdir):
+    """The docker CLI with a private DOCKER_CONFIG (not logged in: see `login`)."""
     binary = need_tool("docker")
     cfg = workdir / "docker-config"
     cfg.mkdir()
@@ -32,9 +33,10 @@ def docker(workdir):
     # No daemon here: make sure the CLI never talks to one by accident.
     env["DOCKER_HOST"] = "unix://" + str(workdir / "no-docker.sock")
 
-    def run(*args, check=True):
+    def run(*args, check=True, input=None):
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         p = subprocess.run([binary, *args], env=env, capture_output=True, text=True,
-                           timeout=120, stdin=subprocess.DEVNULL)
+                           timeout=120, **stdin)
         if check:
             assert p.returncode == 0, (
                 f"docker {' '.join(args)} -> exit {p.returncode}\n"
@@ -42,6 +44,13 @@ def docker(workdir):
         return p
 
     run.config_dir = cfg
+
+    def login():
+        p = run("login", registry.host, "-u", "AWS", "--password-stdin", input=registry.token)
+        assert "Login Succeeded" in p.stdout + p.stderr, p.stdout + p.stderr
+        return p
+
+    run.login = login
     version = subprocess.run([binary, "version", "--format", "{{.Client.Version}}"], env=env,
                              capture_output=True, text=True, timeout=60).stdout.strip()
     run.major = int(re.match(r"\d+", version).group()) if re.match(r"\d+", version) else 0
@@ -49,8 +58,13 @@ def docker(workdir):
 
 
 def test_docker_login(registry, docker):
-    p = docker("login", registry.host, "-u", "x", "-p", "y")
-    assert "Login Succeeded" in p.stdout + p.stderr
+    # A password that is not a registry token is refused.
+    p = docker("login", registry.host, "-u", "AWS", "--password-stdin", input="not-a-token",
+               check=False)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "401" in p.stdout + p.stderr, p.stdout + p.stderr
+    assert "Login Succeeded" not in p.stdout + p.stderr
+    docker.login()
     with open(docker.config_dir / "config.json") as f:
         cfg = json.load(f)
     assert registry.host in cfg["auths"]
@@ -64,7 +78,8 @@ def test_docker_manifest_create_push_inspect(registry, docker, flavor):
     if flavor == "oci" and docker.major < 21:
         pytest.skip("docker CLI 20.10 (Debian's docker.io) cannot use OCI manifests in "
                     "`docker manifest create`")
-    c = Client(registry.url)
+    docker.login()
+    c = Client(registry.url, auth=registry.auth)
     is_docker = flavor == "docker"
     a, a_size, _ = c.push_image("dm/a", "v1", arch="amd64", docker=is_docker, seed=101)
     b, b_size, _ = c.push_image("dm/b", "v1", arch="arm64", docker=is_docker, seed=102)
@@ -116,6 +131,7 @@ def test_docker_manifest_create_push_inspect(registry, docker, flavor):
 
 
 def test_docker_manifest_inspect_missing(registry, docker):
+    docker.login()
     p = docker("manifest", "inspect", "--insecure", f"{registry.host}/dm/none:1", check=False)
     assert p.returncode != 0
     assert "no such manifest" in (p.stdout + p.stderr).lower(), p.stdout + p.stderr

@@ -1,4 +1,5 @@
 """Helm charts as OCI artifacts: helm push / pull / show / template against the registry."""
+import json
 import os
 import re
 import subprocess
@@ -12,7 +13,8 @@ HELM_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 
 
 @pytest.fixture
-def helm(workdir):
+def helm(registry, workdir):
+    """helm with private homes and registry config, logged in to the registry."""
     binary = need_tool("helm")
     home = workdir / "helm-home"
     env = dict(os.environ)
@@ -23,14 +25,19 @@ def helm(workdir):
         "HELM_REGISTRY_CONFIG": str(home / "registry.json"),
     })
 
-    def run(*args, check=True):
+    def run(*args, check=True, input=None):
         p = subprocess.run([binary, *args], cwd=workdir, env=env, capture_output=True,
-                           text=True, timeout=120)
+                           text=True, timeout=120, input=input)
         out = p.stdout + p.stderr
         if check:
             assert p.returncode == 0, f"helm {' '.join(args)} -> exit {p.returncode}\n{out}"
         return p.returncode, out
 
+    _, out = run("registry", "login", registry.host, "--username", "AWS", "--password-stdin",
+                 "--plain-http", input=registry.token)
+    assert "Login Succeeded" in out, out
+    with open(env["HELM_REGISTRY_CONFIG"]) as f:
+        assert registry.host in json.load(f)["auths"]
     return run
 
 
@@ -60,7 +67,7 @@ def test_helm_push_pull_roundtrip(registry, helm, workdir):
     digest = pushed_digest(out)
 
     # What the registry stored: helm's manifest has no mediaType field.
-    c = Client(registry.url)
+    c = Client(registry.url, auth=registry.auth)
     g = c.get_manifest("charts/mychart", "0.1.0")
     expect(g, 200)
     assert sha256(g.content) == digest
@@ -115,7 +122,7 @@ def test_helm_versions_and_missing(registry, helm, workdir):
     helm("push", str(first), f"oci://{registry.host}/charts", "--plain-http")
     second = make_chart(helm, workdir, "multi", "1.1.0")
     helm("push", str(second), f"oci://{registry.host}/charts", "--plain-http")
-    c = Client(registry.url)
+    c = Client(registry.url, auth=registry.auth)
     assert sorted(c.get("/v2/charts/multi/tags/list").json()["tags"]) == ["1.0.0", "1.1.0"]
     for tgz, version in ((first, "1.0.0"), (second, "1.1.0")):
         d = workdir / f"pull-{version}"

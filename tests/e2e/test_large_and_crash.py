@@ -37,7 +37,7 @@ MIB = 1024 * 1024
 
 @pytest.mark.large
 def test_two_gib_streamed_push(registry, record_property):
-    c = Client(registry.url)
+    c = Client(registry.url, auth=registry.auth)
     repo = "large/blob"
     size = 2 * GIB
     seed = "two-gib"
@@ -56,7 +56,7 @@ def test_two_gib_streamed_push(registry, record_property):
     # One PATCH, streamed with chunked transfer encoding: no Content-Length, no
     # Content-Range (what docker/containerd do for a stream of unknown length).
     r = requests.patch(loc, data=body(), headers={"Content-Type": "application/octet-stream"},
-                       timeout=(10, 600))
+                       auth=registry.auth, timeout=(10, 600))
     expect(r, 202)
     assert sent[0] == size
     assert r.headers.get("Range") == f"0-{size - 1}", describe(r)
@@ -94,9 +94,10 @@ def test_two_gib_streamed_push(registry, record_property):
 class SlowPush(threading.Thread):
     """Push one pseudo-random blob in a single slow, streamed PATCH, then PUT ?digest=."""
 
-    def __init__(self, base, repo, seed, size, piece=256 * 1024, delay=0.006):
+    def __init__(self, base, repo, seed, size, piece=256 * 1024, delay=0.006, auth=None):
         super().__init__(daemon=True)
         self.base, self.repo, self.seed, self.size = base, repo, seed, size
+        self.auth = auth
         self.piece, self.delay = piece, delay
         self.digest = prng_digest(seed, size)
         self.sent = 0
@@ -110,6 +111,7 @@ class SlowPush(threading.Thread):
 
     def run(self):
         s = requests.Session()
+        s.auth = self.auth
         try:
             r = s.post(f"{self.base}/v2/{self.repo}/blobs/uploads/",
                        headers={"Content-Length": "0"}, timeout=30)
@@ -213,7 +215,7 @@ def small_image(c, repo, tag, seed):
 
 def test_kill9_during_blob_pushes(registry):
     rng = random.Random(20240601)
-    c = Client(registry.url)
+    c = Client(registry.url, auth=registry.auth)
     size = 64 * MIB
     committed_blobs = []      # (repo, digest, size): PUT answered 201 before the kill
     committed_manifests = []  # (repo, tag, digest, body)
@@ -226,7 +228,7 @@ def test_kill9_during_blob_pushes(registry):
         d, _, body = small_image(c, repo, f"round{rnd}", seed=1000 + rnd)
         committed_manifests.append((repo, f"round{rnd}", d, body))
 
-        push = SlowPush(registry.url, repo, f"crash-{rnd}", size)
+        push = SlowPush(registry.url, repo, f"crash-{rnd}", size, auth=registry.auth)
         if mode == "mid-patch":
             push.want_bytes = rng.randrange(size // 20, size * 19 // 20)
         push.start()
@@ -265,7 +267,8 @@ def test_kill9_during_blob_pushes(registry):
         # A fresh upload of the interrupted blob succeeds and is complete.
         loc = c.start_upload(repo)
         r = requests.patch(loc, data=prng_chunks(f"crash-{rnd}", size),
-                           headers={"Content-Type": "application/octet-stream"}, timeout=120)
+                           headers={"Content-Type": "application/octet-stream"},
+                           auth=registry.auth, timeout=120)
         expect(r, 202)
         r = c.request("PUT", with_query(abs_location(c.base, r), digest=push.digest),
                       headers={"Content-Length": "0"})
@@ -277,9 +280,10 @@ def test_kill9_during_blob_pushes(registry):
 class ManifestBurst(threading.Thread):
     """PUT many distinct small manifests (tag t0000, t0001, ...) as fast as possible."""
 
-    def __init__(self, base, repo, config, layer, count=5000):
+    def __init__(self, base, repo, config, layer, count=5000, auth=None):
         super().__init__(daemon=True)
         self.base, self.repo, self.config, self.layer = base, repo, config, layer
+        self.auth = auth
         self.count = count
         self.acked = []        # (tag, digest, body) answered 201
         self.in_flight = None  # (tag, digest, body) sent when the server died
@@ -295,6 +299,7 @@ class ManifestBurst(threading.Thread):
 
     def run(self):
         s = requests.Session()
+        s.auth = self.auth
         try:
             for i in range(self.count):
                 tag = f"t{i:04d}"
@@ -315,7 +320,7 @@ class ManifestBurst(threading.Thread):
 
 def test_kill9_during_manifest_burst(registry):
     rng = random.Random(7)
-    c = Client(registry.url)
+    c = Client(registry.url, auth=registry.auth)
     repo = "crash/manifests"
     cfg = canonical({"architecture": "amd64", "os": "linux"})
     layer = b"burst layer"
@@ -323,7 +328,7 @@ def test_kill9_during_manifest_burst(registry):
     layer_d = {"mediaType": OCI_LAYER, "digest": c.push_blob(repo, layer), "size": len(layer)}
     all_acked = {}
     for rnd in range(3):
-        burst = ManifestBurst(registry.url, repo, config, layer_d)
+        burst = ManifestBurst(registry.url, repo, config, layer_d, auth=registry.auth)
         burst.start()
         assert burst.started.wait(60)
         time.sleep(rng.uniform(0.05, 0.6))
@@ -383,13 +388,15 @@ def test_kill9_during_upload_finalize(registry):
     or it still works (finishing it gives 201 and the right content); a fresh
     upload succeeds.
     """
-    c = Client(registry.url)
+    c = Client(registry.url, auth=registry.auth)
     size = 8 * MIB
     repo = "crash/finalize"
     outcomes = []
     for i, delay_ms in enumerate([0, 0.5, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20]):
-        push = SlowPush(registry.url, repo, f"finalize-{i}", size, piece=MIB, delay=0)
+        push = SlowPush(registry.url, repo, f"finalize-{i}", size, piece=MIB, delay=0,
+                        auth=registry.auth)
         s = requests.Session()
+        s.auth = registry.auth
         r = s.post(f"{c.base}/v2/{repo}/blobs/uploads/", headers={"Content-Length": "0"})
         expect(r, 202)
         r = s.patch(abs_location(c.base, r), data=b"".join(prng_chunks(push.seed, size)),

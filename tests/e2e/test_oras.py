@@ -19,8 +19,18 @@ import oras.oci  # noqa: E402
 
 
 @pytest.fixture
-def oc(registry):
-    return oras_client.OrasClient(hostname=registry.host, insecure=True)
+def oc(registry, workdir):
+    """An oras-py client logged in to the registry (user AWS, the registry token as
+    password; the login is saved to a private docker config). The Basic backend
+    answers Kura's `Basic` challenge; oras-py's default backend only speaks Bearer."""
+    client = oras_client.OrasClient(hostname=registry.host, insecure=True, auth_backend="basic")
+    cfg = workdir / "oras-docker-config.json"
+    out = client.login(username="AWS", password=registry.token, hostname=registry.host,
+                       config_path=str(cfg))
+    assert out.get("Status") == "Login Succeeded", out
+    with open(cfg) as f:
+        assert registry.host in json.load(f)["auths"]
+    return client
 
 
 def write(path, data):
@@ -56,7 +66,7 @@ def test_push_pull_files(registry, oc, workdir, monkeypatch):
         assert read(out / name) == data, f"{name} differs after pull"
 
     # The registry holds exactly what oras described.
-    c = Client(registry.url)
+    c = Client(registry.url, auth=registry.auth)
     g = c.get_manifest("oras/files", "v1")
     expect(g, 200)
     man = g.json()
@@ -94,7 +104,7 @@ def test_chunked_push(registry, oc, workdir, monkeypatch):
     out = workdir / "out"
     oc.pull(target=target, outdir=str(out))
     assert read(out / "big.bin") == data
-    c = Client(registry.url)
+    c = Client(registry.url, auth=registry.auth)
     g = c.get_blob("oras/chunked", sha256(data))
     expect(g, 200)
     assert g.content == data
@@ -121,7 +131,7 @@ def test_custom_config_media_type(registry, oc, workdir, monkeypatch):
     assert man["config"]["digest"] == sha256(cfg)
     assert man["layers"][0]["mediaType"] == "application/vnd.kura.payload.v1"
     assert man["annotations"] == {"org.kura.purpose": "e2e"}
-    c = Client(registry.url)
+    c = Client(registry.url, auth=registry.auth)
     assert c.get_blob("oras/typed", sha256(cfg)).content == cfg
     out = workdir / "out"
     oc.pull(target=target, outdir=str(out))
@@ -136,7 +146,7 @@ def test_artifact_type_and_subject(registry, oc, workdir, monkeypatch):
     r = oc.push(files=["app.bin"], target=subject_target, quiet=True)
     assert r.status_code == 201, describe(r)
     subj_digest = r.headers["Docker-Content-Digest"]
-    c = Client(registry.url)
+    c = Client(registry.url, auth=registry.auth)
     subj = c.get_manifest("oras/art", "app")
     assert sha256(subj.content) == subj_digest
 

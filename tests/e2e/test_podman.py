@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from helpers import RegistryAPI, container_store, buildah_cmd, image_files, podman_cmd, require_tool, run  # noqa: F401 (container_store is a fixture)
+from helpers import RegistryAPI, container_store, buildah_cmd, image_files, podman_cmd, podman_login, require_tool, run  # noqa: F401 (container_store is a fixture)
 from images import INDEX_TYPES, make_rng, random_bytes
 
 
@@ -34,24 +34,26 @@ def test_pull_and_repush(registry, tmp_path, container_store):
     work.mkdir()
     b = buildah_cmd(container_store())
     files = buildah_image(b, str(work), rng, "app")
-    run(b + ["push", "--tls-verify=false", "localhost/app:latest",
+    # podman's own fresh storage; its login (a private auth file) serves buildah too.
+    p = podman_cmd(container_store())
+    auth = podman_login(p, registry, tmp_path / "auth.json")
+    run(b + ["push", "--tls-verify=false", *auth, "localhost/app:latest",
              "docker://%s/podman/app:v1" % registry.host], registry=registry)
 
     api = RegistryAPI(registry)
     _, digest, _ = api.manifest_bytes("podman/app", "v1")
 
-    # Pull into podman's own fresh storage.
-    p = podman_cmd(container_store())
+    # Pull into podman's storage.
     src = "%s/podman/app:v1" % registry.host
-    run(p + ["pull", "--tls-verify=false", src], registry=registry)
+    run(p + ["pull", "--tls-verify=false", *auth, src], registry=registry)
     info = json.loads(run(p + ["image", "inspect", src]).stdout)[0]
     assert info["Digest"] == digest, "podman recorded %s, registry serves %s" % (info["Digest"], digest)
     assert "%s/podman/app@%s" % (registry.host, digest) in info["RepoDigests"]
 
     # Push it again: another tag in the same repository, and another repository.
-    run(p + ["push", "--tls-verify=false", src, "docker://%s/podman/app:v2" % registry.host], registry=registry)
+    run(p + ["push", "--tls-verify=false", *auth, src, "docker://%s/podman/app:v2" % registry.host], registry=registry)
     run(p + ["tag", src, "%s/podman/mirror/app:v3" % registry.host])
-    run(p + ["push", "--tls-verify=false", "%s/podman/mirror/app:v3" % registry.host], registry=registry)
+    run(p + ["push", "--tls-verify=false", *auth, "%s/podman/mirror/app:v3" % registry.host], registry=registry)
 
     assert sorted(api.tags("podman/app")) == ["v1", "v2"]
     assert api.tags("podman/mirror/app") == ["v3"]
@@ -65,7 +67,7 @@ def test_pull_and_repush(registry, tmp_path, container_store):
     # And pull by digest from the second repository into yet another store.
     p2 = podman_cmd(container_store())
     by_digest = "%s/podman/mirror/app@%s" % (registry.host, digest)
-    run(p2 + ["pull", "--tls-verify=false", by_digest], registry=registry)
+    run(p2 + ["pull", "--tls-verify=false", *auth, by_digest], registry=registry)
     info2 = json.loads(run(p2 + ["image", "inspect", by_digest]).stdout)[0]
     assert info2["Id"] == info["Id"], "image config differs after a second round trip"
 
@@ -84,7 +86,8 @@ def test_manifest_list_push(registry, tmp_path, container_store):
     run(p + ["manifest", "create", "localhost/multi:latest"])
     for arch in ("amd64", "arm64"):
         run(p + ["manifest", "add", "localhost/multi:latest", "containers-storage:localhost/img-%s:latest" % arch])
-    run(p + ["manifest", "push", "--all", "--tls-verify=false", "localhost/multi:latest",
+    auth = podman_login(p, registry, tmp_path / "auth.json")
+    run(p + ["manifest", "push", "--all", "--tls-verify=false", *auth, "localhost/multi:latest",
              "docker://%s/podman/multi:v1" % registry.host], registry=registry)
 
     api = RegistryAPI(registry)
@@ -102,7 +105,7 @@ def test_manifest_list_push(registry, tmp_path, container_store):
     # podman picks the arm64 child out of the index.
     p2 = podman_cmd(container_store())
     ref = "%s/podman/multi:v1" % registry.host
-    run(p2 + ["pull", "--tls-verify=false", "--arch", "arm64", ref], registry=registry)
+    run(p2 + ["pull", "--tls-verify=false", *auth, "--arch", "arm64", ref], registry=registry)
     info = json.loads(run(p2 + ["image", "inspect", ref]).stdout)[0]
     # podman records the digest it pulled by (the index's) as Digest, and both
     # the index and the chosen child in RepoDigests.

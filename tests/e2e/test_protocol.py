@@ -4,6 +4,7 @@ These complement the real-client tests: they pin down protocol details that
 clients rarely exercise (416 on out-of-order chunks, upload status, cancel,
 mount fallbacks, ranges, pagination, referrers, deletes, error bodies).
 """
+import base64
 import http.client
 import json
 import uuid
@@ -30,15 +31,19 @@ from blobs_util import (
 
 @pytest.fixture
 def c(registry):
-    return Client(registry.url)
+    return Client(registry.url, auth=registry.auth)
 
 
 def raw_request(registry, method, path, body=b"", headers=None):
-    """Send a request with the path exactly as given (requests would collapse `..`)."""
+    """Send a request with the path exactly as given (requests would collapse `..`),
+    authenticated with the registry's token."""
     conn = http.client.HTTPConnection(registry.host, timeout=30)
     try:
         conn.putrequest(method, path, skip_accept_encoding=True)
         hdrs = {"Content-Length": str(len(body))}
+        if registry.token:
+            basic = base64.b64encode(("AWS:%s" % registry.token).encode()).decode()
+            hdrs["Authorization"] = "Basic " + basic
         hdrs.update(headers or {})
         for k, v in hdrs.items():
             conn.putheader(k, v)

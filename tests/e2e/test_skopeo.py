@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from helpers import RegistryAPI, require_tool, run
+from helpers import RegistryAPI, creds, require_tool, run
 from images import (
     Layout,
     MT_INDEX,
@@ -23,7 +23,7 @@ def _skopeo():
 def push(registry, layout, tag, dest, *extra, debug=False):
     return run(
         ["skopeo", *(["--debug"] if debug else []), "copy", "--preserve-digests",
-         "--dest-tls-verify=false", *extra,
+         "--dest-tls-verify=false", "--dest-creds", creds(registry), *extra,
          "oci:%s:%s" % (layout.path, tag), "docker://%s/%s" % (registry.host, dest)],
         registry=registry,
     )
@@ -31,7 +31,8 @@ def push(registry, layout, tag, dest, *extra, debug=False):
 
 def pull(registry, src, layout_path, tag, *extra):
     run(
-        ["skopeo", "copy", "--preserve-digests", "--src-tls-verify=false", *extra,
+        ["skopeo", "copy", "--preserve-digests", "--src-tls-verify=false",
+         "--src-creds", creds(registry), *extra,
          "docker://%s/%s" % (registry.host, src), "oci:%s:%s" % (layout_path, tag)],
         registry=registry,
     )
@@ -82,17 +83,18 @@ def test_inspect_raw(registry, tmp_path):
     push(registry, src, "v1", "team/app/api:v1")
 
     ref = "docker://%s/team/app/api:v1" % registry.host
-    raw = run(["skopeo", "inspect", "--raw", "--tls-verify=false", ref], registry=registry).stdout
+    opts = ["--tls-verify=false", "--creds", creds(registry)]
+    raw = run(["skopeo", "inspect", "--raw", *opts, ref], registry=registry).stdout
     assert raw == src.blob(desc["digest"]), "skopeo inspect --raw differs from the pushed manifest"
 
-    info = json.loads(run(["skopeo", "inspect", "--tls-verify=false", ref], registry=registry).stdout)
+    info = json.loads(run(["skopeo", "inspect", *opts, ref], registry=registry).stdout)
     assert info["Digest"] == desc["digest"]
     manifest = src.json_blob(desc["digest"])
     assert info["Layers"] == [l["digest"] for l in manifest["layers"]]
     assert info["Architecture"] == "amd64" and info["Os"] == "linux"
     assert "v1" in info["RepoTags"]
 
-    cfg = run(["skopeo", "inspect", "--config", "--raw", "--tls-verify=false", ref], registry=registry).stdout
+    cfg = run(["skopeo", "inspect", "--config", "--raw", *opts, ref], registry=registry).stdout
     assert cfg == src.blob(manifest["config"]["digest"])
 
 
@@ -163,13 +165,14 @@ def test_delete(registry, tmp_path):
 
     api = RegistryAPI(registry)
     assert api.head_manifest("team/app/api", "v1").status_code == 200
-    run(["skopeo", "delete", "--tls-verify=false", "docker://%s/team/app/api:v1" % registry.host],
+    run(["skopeo", "delete", "--tls-verify=false", "--creds", creds(registry),
+         "docker://%s/team/app/api:v1" % registry.host],
         registry=registry)
 
     for ref in (desc["digest"], "v1"):
         r = api.head_manifest("team/app/api", ref)
         assert r.status_code == 404, "manifest %s still served after delete: %d" % (ref, r.status_code)
-    inspect = run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+    inspect = run(["skopeo", "inspect", "--raw", "--tls-verify=false", "--creds", creds(registry),
                    "docker://%s/team/app/api:v1" % registry.host], registry=registry, check=False)
     assert inspect.returncode != 0, "skopeo inspect still finds the deleted image"
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from helpers import RegistryAPI, require_tool, run
+from helpers import RegistryAPI, creds, require_tool, run
 from images import Layout, make_rng, random_bytes, tar_members
 
 
@@ -82,6 +82,7 @@ def test_whiteout_and_opaque_roundtrip(registry, tmp_path):
 
     # Push, check what the registry serves, pull back.
     run(["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false",
+         "--dest-creds", creds(registry),
          "oci:%s:v1" % layout, "docker://%s/umoci/whiteouts:v1" % registry.host], registry=registry)
     api = RegistryAPI(registry)
     served = api.check_tree("umoci/whiteouts", "v1")
@@ -91,6 +92,7 @@ def test_whiteout_and_opaque_roundtrip(registry, tmp_path):
 
     back = str(tmp_path / "back")
     run(["skopeo", "copy", "--preserve-digests", "--src-tls-verify=false",
+         "--src-creds", creds(registry),
          "docker://%s/umoci/whiteouts:v1" % registry.host, "oci:%s:v1" % back], registry=registry)
     back_lay = Layout(back)
     assert back_lay.resolve("v1")["digest"] == desc["digest"]
