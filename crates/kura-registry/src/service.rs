@@ -55,6 +55,41 @@ pub struct Registry {
     blobs: Arc<dyn BlobStore>,
     config: RegistryConfig,
     provisioner: Option<Arc<dyn RepoProvisioner>>,
+    /// Recent pull-time and HEAD writes, so hot images cost no write per request.
+    pulls: Throttle,
+    touches: Throttle,
+}
+
+/// Remembers when a key was last written, to skip writes within `every_ms`.
+/// An optimisation only: the store applies the same rule in its UPDATE, so a
+/// cold cache (another node, a restart) never writes more than once per period.
+struct Throttle {
+    every_ms: i64,
+    seen: std::sync::Mutex<std::collections::HashMap<(i64, String), i64>>,
+}
+
+impl Throttle {
+    fn new(every_ms: i64) -> Self {
+        Throttle {
+            every_ms,
+            seen: Default::default(),
+        }
+    }
+
+    /// True if the caller should write now (and records that it did).
+    fn due(&self, repo: i64, digest: &str, now: i64) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.len() > 100_000 {
+            seen.clear();
+        }
+        match seen.get(&(repo, digest.to_string())) {
+            Some(last) if now - last < self.every_ms => false,
+            _ => {
+                seen.insert((repo, digest.to_string()), now);
+                true
+            }
+        }
+    }
 }
 
 /// The state of an upload, as reported in `Location` and `Range` headers.
@@ -170,6 +205,8 @@ impl Registry {
             blobs,
             config,
             provisioner: None,
+            pulls: Throttle::new(60_000),
+            touches: Throttle::new(1_000),
         }
     }
 
@@ -255,9 +292,10 @@ impl Registry {
         let body = if head {
             // A HEAD usually precedes a manifest that references the blob
             // without uploading it: keep GC off the link for a while.
-            self.meta
-                .blob_touch(repo, digest.as_str(), kura_store::now_millis())
-                .await?;
+            let now = kura_store::now_millis();
+            if self.touches.due(repo, digest.as_str(), now) {
+                self.meta.blob_touch(repo, digest.as_str(), now).await?;
+            }
             None
         } else {
             match self.blobs.read(&blob.storage_key, range).await {
@@ -707,7 +745,7 @@ impl Registry {
                 format!("manifest {reference} is not in repository {name}"),
             )
         })?;
-        if pull {
+        if pull && self.pulls.due(repo, &row.digest, kura_store::now_millis()) {
             let (meta, digest) = (self.meta.clone(), row.digest.clone());
             tokio::spawn(async move {
                 if let Err(e) = meta.manifest_touch_pull(repo, &digest, kura_store::now_millis()).await {
