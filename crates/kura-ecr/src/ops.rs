@@ -103,6 +103,14 @@ impl Ecr {
         }
     }
 
+    /// The registry, repository name and repository an input addresses.
+    async fn target(&self, ctx: &Ctx, v: &Value) -> EcrResult<(String, RepoName, RepoRow)> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        let repo = self.require_repo(&account, &name).await?;
+        Ok((account, name, repo))
+    }
+
     async fn require_repo(&self, account: &str, name: &RepoName) -> EcrResult<RepoRow> {
         self.meta
             .repo_get(account, name.as_str())
@@ -360,9 +368,7 @@ impl Ecr {
     }
 
     async fn list_images(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (_, _, repo) = self.target(ctx, v).await?;
         let status = tag_status(v.pointer("/filter/tagStatus").and_then(Value::as_str));
         let limit = max_results(v, 100) as usize;
         // maxResults counts image ids (one per tag), so a page may end inside
@@ -456,9 +462,7 @@ impl Ecr {
     }
 
     async fn describe_images(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
         if let Some(ids) = v.get("imageIds").and_then(Value::as_array) {
             let mut out = Vec::new();
             for id in ids {
@@ -491,9 +495,7 @@ impl Ecr {
     }
 
     async fn batch_get_image(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
         let accepted: Option<Vec<&str>> = v
             .get("acceptedMediaTypes")
             .and_then(Value::as_array)
@@ -539,9 +541,7 @@ impl Ecr {
     }
 
     async fn put_image(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
         let manifest = s(v, "imageManifest").unwrap_or_default().as_bytes().to_vec();
         let tag = s(v, "imageTag");
         let computed = match s(v, "imageDigest") {
@@ -605,9 +605,7 @@ impl Ecr {
     }
 
     async fn batch_delete_image(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (_, _, repo) = self.target(ctx, v).await?;
         let mut deleted = Vec::new();
         let mut failures = Vec::new();
         for id in v["imageIds"].as_array().into_iter().flatten() {
@@ -662,9 +660,7 @@ impl Ecr {
     }
 
     async fn batch_check_layer_availability(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (_, _, repo) = self.target(ctx, v).await?;
         let mut layers = Vec::new();
         let mut failures = Vec::new();
         for d in v["layerDigests"]
@@ -690,9 +686,7 @@ impl Ecr {
     }
 
     async fn initiate_layer_upload(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        self.require_repo(&account, &name).await?;
+        let (account, name, _) = self.target(ctx, v).await?;
         let out = self
             .registry
             .start_upload(&account, &name, None, None, Box::pin(stream::empty()))
@@ -707,9 +701,7 @@ impl Ecr {
     }
 
     async fn upload_layer_part(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        self.require_repo(&account, &name).await?;
+        let (account, name, _) = self.target(ctx, v).await?;
         let id = s(v, "uploadId").unwrap_or_default();
         let first = v["partFirstByte"].as_i64().unwrap_or(0) as u64;
         let last = v["partLastByte"].as_i64().unwrap_or(0) as u64;
@@ -738,9 +730,7 @@ impl Ecr {
     }
 
     async fn complete_layer_upload(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
         let id = s(v, "uploadId").unwrap_or_default();
         let digests: Vec<&str> = v["layerDigests"]
             .as_array()
@@ -776,9 +766,7 @@ impl Ecr {
     }
 
     async fn get_download_url_for_layer(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
         let digest = s(v, "layerDigest").unwrap_or_default();
         if self.meta.blob_get(repo.id, digest).await?.is_none() {
             return Err(EcrError::new(
@@ -831,9 +819,7 @@ impl Ecr {
     }
 
     async fn put_image_scanning_configuration(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
         let mut settings = repo.settings.clone();
         settings.scan_on_push = v
             .pointer("/imageScanningConfiguration/scanOnPush")
@@ -1040,9 +1026,7 @@ impl Ecr {
     }
 
     async fn list_image_referrers(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (_, _, repo) = self.target(ctx, v).await?;
         let subject = v
             .pointer("/subjectId/imageDigest")
             .and_then(Value::as_str)
@@ -1107,9 +1091,7 @@ fn lifecycle_not_found(name: &str, account: &str) -> EcrError {
 
 impl Ecr {
     async fn put_lifecycle_policy(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
         let text = s(v, "lifecyclePolicyText").unwrap_or_default();
         parse_policy(text)?;
         self.maint.lifecycle_put(repo.id, text).await?;
@@ -1117,9 +1099,7 @@ impl Ecr {
     }
 
     async fn get_lifecycle_policy(&self, ctx: &Ctx, v: &Value, delete: bool) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
         let row = if delete {
             self.maint.lifecycle_delete(repo.id).await?
         } else {
@@ -1135,9 +1115,7 @@ impl Ecr {
     }
 
     async fn start_lifecycle_preview(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
         let text = match s(v, "lifecyclePolicyText") {
             Some(t) => t.to_string(),
             None => {
@@ -1167,9 +1145,7 @@ impl Ecr {
     }
 
     async fn get_lifecycle_preview(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
-        let name = repo_name(v)?;
-        let repo = self.require_repo(&account, &name).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
         let row = self.maint.preview_get(repo.id).await?.ok_or_else(|| {
             EcrError::new(
                 "LifecyclePolicyPreviewNotFoundException",
