@@ -123,21 +123,26 @@ fn repo_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RepoRow> {
 }
 
 const IMAGE_SELECT: &str = "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, \
-     (SELECT group_concat(t.name, char(10)) FROM (SELECT name FROM tags WHERE repo_id = m.repo_id AND digest = m.digest ORDER BY name) t) AS tag_names, \
+     (SELECT group_concat(t.name, char(10)) FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest) AS tag_names, \
      COALESCE((SELECT SUM(b.size) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob_digest \
                WHERE mb.repo_id = m.repo_id AND mb.manifest_digest = m.digest), 0) \
-     + COALESCE((SELECT MAX(child_size) FROM (SELECT SUM(b.size) AS child_size FROM manifest_children mc \
-               JOIN manifest_blobs mb ON mb.repo_id = mc.repo_id AND mb.manifest_digest = mc.child_digest \
-               JOIN blobs b ON b.digest = mb.blob_digest WHERE mc.repo_id = m.repo_id AND mc.parent_digest = m.digest \
-               GROUP BY mc.child_digest) sizes), 0) AS total_size \
+     + COALESCE((SELECT MAX((SELECT SUM(b.size) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob_digest \
+                             WHERE mb.repo_id = mc.repo_id AND mb.manifest_digest = mc.child_digest)) \
+                 FROM manifest_children mc WHERE mc.repo_id = m.repo_id AND mc.parent_digest = m.digest), 0) AS total_size \
      FROM manifests m";
 
 fn image_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<ImageRow> {
     let tags: Option<String> = r.try_get("tag_names")?;
     Ok(ImageRow {
         digest: r.try_get("digest")?,
+        // Byte order, as the tag list: sorted here so the query can use the
+        // (repo, digest) index instead of walking every tag of the repository.
         tags: tags
-            .map(|t| t.split('\n').map(String::from).collect())
+            .map(|t| {
+                let mut v: Vec<String> = t.split('\n').map(String::from).collect();
+                v.sort();
+                v
+            })
             .unwrap_or_default(),
         media_type: r.try_get("media_type")?,
         artifact_type: r.try_get("artifact_type")?,
