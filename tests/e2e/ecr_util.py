@@ -1,7 +1,8 @@
 """Helpers for the boto3 tests of Kura's ECR API (test_ecr_boto3.py).
 
 * `client(reg)`: a boto3 ECR client like `reg.ecr()`, but built on the
-  authoritative ECR model (`/work/botocore/...`, when present, else botocore's
+  authoritative ECR model (the newest botocore data that .ci/install-deps.sh
+  unpacks, when present, else botocore's
   own) and with a hook that checks every raw response before botocore parses
   it: the body is JSON, a success body conforms to the operation's output
   shape (no unknown members, required members present, strings/enums/patterns,
@@ -30,7 +31,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.credentials import Credentials
 
-MODEL_DIR = "/work/botocore/botocore/data"
+# The newest botocore ECR model, unpacked by .ci/install-deps.sh (the aws CLI
+# pins an older botocore); KURA_ECR_MODEL_DIR overrides, else botocore's own.
+MODEL_DIR = os.environ.get("KURA_ECR_MODEL_DIR", "/var/cache/kura-ci/botocore-model/botocore/data")
 MODEL_PATH = os.path.join(MODEL_DIR, "ecr", "2015-09-21", "service-2.json.gz")
 TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921"
 

@@ -8,6 +8,7 @@ ecr_util.py). Images are built with the ECR layer API itself
 import base64
 import datetime
 import json
+import os
 import re
 import time
 import uuid
@@ -1009,8 +1010,12 @@ def test_later_operations(reg, ecr):
     # Operations that have since been implemented for real are tested on their own.
     later = later_operations()
     assert later, "no STATUS table found in ops/later.rs"
-    assert later <= set(ecr_util.OPERATIONS), later - set(ecr_util.OPERATIONS)
     assert later <= {c[0] for c in cases}, f"no case for {later - {c[0] for c in cases}}"
+    # An older botocore (without .ci/install-deps.sh's newest model) may lack an
+    # operation: that is the client's gap, not the server's.
+    if os.path.exists(ecr_util.MODEL_PATH):
+        assert later <= set(ecr_util.OPERATIONS), later - set(ecr_util.OPERATIONS)
+    later &= set(ecr_util.OPERATIONS)
     results = {}
     problems = []
     for op, params, code in cases:
