@@ -249,6 +249,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         region = %args.region,
         "kura is serving the registry and the ECR API"
     );
+    // Small responses (manifests, small blobs) must not wait on Nagle's algorithm.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
