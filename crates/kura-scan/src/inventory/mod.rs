@@ -1,0 +1,1 @@
+//! Layer reading, the merged filesystem view and the package catalogers.
