@@ -21,6 +21,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod model;
 pub mod ops;
+pub mod scanning;
 pub mod templates;
 
 use std::sync::Arc;
@@ -33,7 +34,7 @@ use axum::Router;
 use futures::StreamExt;
 use kura_auth::seal::MasterKey;
 use kura_registry::Registry;
-use kura_store::{ControlStore, MaintenanceStore, MetaStore};
+use kura_store::{ControlStore, MaintenanceStore, MetaStore, ScanStore};
 use serde_json::Value;
 
 pub use error::{EcrError, EcrResult};
@@ -56,6 +57,7 @@ pub struct Ecr {
     control: Arc<dyn ControlStore>,
     maint: Arc<dyn MaintenanceStore>,
     registry: Arc<Registry>,
+    scanner: scanning::Scanner,
     master: MasterKey,
     token_key: Vec<u8>,
     config: EcrConfig,
@@ -63,24 +65,36 @@ pub struct Ecr {
 
 impl Ecr {
     /// Assemble the service. `token_key` signs registry tokens and download URLs.
+    /// The scanner is installed as the registry's push observer (scan on push).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         meta: Arc<dyn MetaStore>,
         control: Arc<dyn ControlStore>,
         maint: Arc<dyn MaintenanceStore>,
+        scans: Arc<dyn ScanStore>,
         registry: Arc<Registry>,
         master: MasterKey,
         token_key: Vec<u8>,
         config: EcrConfig,
+        scan_settings: scanning::ScanSettings,
     ) -> Self {
+        let scanner = scanning::Scanner::new(meta.clone(), scans, control.clone(), registry.clone(), scan_settings);
+        registry.set_push_observer(Arc::new(scanner.clone()));
         Ecr {
             meta,
             control,
             maint,
             registry,
+            scanner,
             master,
             token_key,
             config,
         }
+    }
+
+    /// The image scanner.
+    pub fn scanner(&self) -> &scanning::Scanner {
+        &self.scanner
     }
 
     /// The configuration.

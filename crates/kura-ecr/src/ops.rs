@@ -272,6 +272,11 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: &str, v: Value) -> EcrResult<Val
         "GetAuthorizationToken" => ecr.get_authorization_token(ctx, &v).await,
         "PutImageTagMutability" => ecr.put_image_tag_mutability(ctx, &v).await,
         "PutImageScanningConfiguration" => ecr.put_image_scanning_configuration(ctx, &v).await,
+        "StartImageScan" => ecr.start_image_scan(ctx, &v).await,
+        "DescribeImageScanFindings" => ecr.describe_image_scan_findings(ctx, &v).await,
+        "PutRegistryScanningConfiguration" => ecr.put_registry_scanning_configuration(ctx, &v).await,
+        "GetRegistryScanningConfiguration" => ecr.get_registry_scanning_configuration(ctx, &v).await,
+        "BatchGetRepositoryScanningConfiguration" => ecr.batch_get_repository_scanning_configuration(ctx, &v).await,
         "TagResource" => ecr.tag_resource(ctx, &v, true).await,
         "UntagResource" => ecr.tag_resource(ctx, &v, false).await,
         "ListTagsForResource" => ecr.list_tags_for_resource(ctx, &v).await,
@@ -478,6 +483,7 @@ impl Ecr {
                     Err((_, reason)) => return Err(EcrError::invalid_parameter(reason)),
                 }
             }
+            self.attach_scan_status(repo.id, &mut out).await?;
             return Ok(json!({"imageDetails": out}));
         }
         let status = tag_status(v.pointer("/filter/tagStatus").and_then(Value::as_str));
@@ -488,8 +494,9 @@ impl Ecr {
             .image_list(repo.id, status, after.as_deref(), limit + 1)
             .await?;
         let next = page(&mut imgs, limit, |x| &x.digest);
-        let mut out =
-            json!({"imageDetails": imgs.iter().map(|i| image_detail(&account, name.as_str(), i)).collect::<Vec<_>>()});
+        let mut details: Vec<Value> = imgs.iter().map(|i| image_detail(&account, name.as_str(), i)).collect();
+        self.attach_scan_status(repo.id, &mut details).await?;
+        let mut out = json!({ "imageDetails": details });
         with_next(&mut out, next);
         Ok(out)
     }
@@ -1252,3 +1259,4 @@ fn map_put_error(e: ApiError, account: &str, repo: &str, tag: Option<&str>) -> E
 }
 
 pub mod later;
+pub mod scan;

@@ -17,7 +17,7 @@ pub mod service;
 use std::sync::Arc;
 
 pub use error::ApiError;
-pub use service::{Registry, RegistryConfig};
+pub use service::{PushObserver, Registry, RegistryConfig};
 
 /// Build the HTTP application for a registry.
 pub fn app(registry: Arc<Registry>) -> axum::Router {

@@ -49,8 +49,17 @@ pub trait RepoProvisioner: Send + Sync + 'static {
     async fn provision(&self, account: &str, name: &str) -> Result<Option<RepoRow>, StoreError>;
 }
 
+/// Told about every manifest a push stored (the scanner's scan-on-push plugs in here).
+/// Called on the request path after the commit: implementations must return at once and do
+/// their work in the background.
+pub trait PushObserver: Send + Sync + 'static {
+    /// `digest` (of `media_type`) was stored in `repo`.
+    fn manifest_pushed(&self, repo: &RepoRow, digest: &str, media_type: &str);
+}
+
 /// The data-plane service.
 pub struct Registry {
+    observer: std::sync::OnceLock<Arc<dyn PushObserver>>,
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     config: RegistryConfig,
@@ -205,12 +214,18 @@ impl Registry {
             blobs,
             config,
             provisioner: None,
+            observer: Default::default(),
             pulls: Throttle::new(60_000),
             touches: Throttle::new(1_000),
         }
     }
 
-    /// Let `p` decide about repositories created by a push.
+    /// Install the push observer (once; later calls are ignored).
+    pub fn set_push_observer(&self, o: Arc<dyn PushObserver>) {
+        let _ = self.observer.set(o);
+    }
+
+    /// Let a push create missing repositories through `p`.
     pub fn with_provisioner(mut self, p: Arc<dyn RepoProvisioner>) -> Self {
         self.provisioner = Some(p);
         self
@@ -690,10 +705,15 @@ impl Registry {
             })
             .collect();
         match self.meta.manifest_put(repo.id, &new, &writes).await {
-            Ok(()) => Ok(PutManifestOutcome {
-                digest,
-                subject: info.subject,
-            }),
+            Ok(()) => {
+                if let Some(o) = self.observer.get() {
+                    o.manifest_pushed(&repo, digest.as_str(), &info.media_type);
+                }
+                Ok(PutManifestOutcome {
+                    digest,
+                    subject: info.subject,
+                })
+            }
             Err(PutManifestError::TagImmutable(tag)) => Err(ApiError::new(
                 ErrorCode::TagInvalid,
                 format!(

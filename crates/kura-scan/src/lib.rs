@@ -11,7 +11,9 @@
 //! Nothing here does network or database I/O: callers feed bytes in and store what comes out.
 
 pub mod inventory;
+pub mod matcher;
 pub mod types;
 pub mod version;
+pub mod vulndb;
 
 pub use types::{Distro, Inventory, Package, PackageKind};

@@ -16,7 +16,9 @@ pub mod error;
 pub mod fs;
 pub mod gc;
 pub mod meta;
+pub mod scan;
 pub mod sqlite;
+mod sqlite_scan;
 
 pub use blob::{BlobStore, ByteStream};
 pub use control::ControlStore;
@@ -24,6 +26,7 @@ pub use error::StoreError;
 pub use fs::FsBlobStore;
 pub use gc::MaintenanceStore;
 pub use meta::MetaStore;
+pub use scan::ScanStore;
 pub use sqlite::SqliteMetaStore;
 
 /// Milliseconds since the Unix epoch, the time unit of every stored timestamp.

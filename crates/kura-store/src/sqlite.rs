@@ -22,6 +22,10 @@ use crate::meta::*;
 use crate::now_millis;
 
 const SCHEMA_V1: &str = include_str!("../migrations/sqlite/0001_init.sql");
+/// Migrations after the initial schema, applied in order: (version, SQL).
+const MIGRATIONS: &[(i64, &str)] = &[(2, include_str!("../migrations/sqlite/0002_scan.sql"))];
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a writer may hold an upload before another request may take it.
 const LEASE_MS: i64 = 15 * 60 * 1000;
@@ -29,8 +33,8 @@ const LEASE_MS: i64 = 15 * 60 * 1000;
 /// Metadata in one SQLite file.
 #[derive(Clone, Debug)]
 pub struct SqliteMetaStore {
-    read: SqlitePool,
-    write: SqlitePool,
+    pub(crate) read: SqlitePool,
+    pub(crate) write: SqlitePool,
 }
 
 impl SqliteMetaStore {
@@ -52,17 +56,30 @@ impl SqliteMetaStore {
         let v: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_version")
             .fetch_optional(&write)
             .await?;
-        match v {
+        let mut version = match v {
             None => {
                 sqlx::query("INSERT INTO schema_version (version) VALUES (1)")
                     .execute(&write)
                     .await?;
+                1
             }
-            Some(1) => {}
-            Some(other) => {
+            Some(v) if v > SCHEMA_VERSION => {
                 return Err(StoreError::Corrupt(format!(
-                    "database schema version {other} is newer than this Kura"
+                    "database schema version {v} is newer than this Kura"
                 )))
+            }
+            Some(v) => v,
+        };
+        for (to, sql) in MIGRATIONS {
+            if version < *to {
+                let mut tx = write.begin().await?;
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                sqlx::query("UPDATE schema_version SET version = $1")
+                    .bind(to)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                version = *to;
             }
         }
         let read = SqlitePoolOptions::new()

@@ -41,6 +41,25 @@ enum Command {
     },
     /// Audit records (e.g. lifecycle expiries), as JSON lines.
     Audit(AuditArgs),
+    /// Vulnerability data for image scanning.
+    Vulndb {
+        #[command(subcommand)]
+        command: VulndbCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VulndbCommand {
+    /// Import a snapshot: OSV JSON (a file, a directory of files, or an ecosystem export zip),
+    /// the Debian security tracker JSON, or an Alpine secdb file.
+    Import {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The file or directory to import.
+        path: PathBuf,
+    },
+    /// List completed imports, newest first, as JSON lines.
+    List(StoreArgs),
 }
 
 #[derive(clap::Args)]
@@ -113,6 +132,15 @@ struct ServeArgs {
     /// How often lifecycle policies are applied in the background ("0s" turns it off).
     #[arg(long, env = "KURA_LIFECYCLE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     lifecycle_interval: Duration,
+    /// Image scans running at once.
+    #[arg(long, env = "KURA_SCAN_WORKERS", default_value_t = 2)]
+    scan_workers: usize,
+    /// A scan running longer than this fails.
+    #[arg(long, env = "KURA_SCAN_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
+    scan_timeout: Duration,
+    /// How often the scanner looks for new vulnerability data (continuous scanning).
+    #[arg(long, env = "KURA_SCAN_POLL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    scan_poll_interval: Duration,
 }
 
 fn init_logging(format: &str) {
@@ -188,6 +216,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         meta.clone(),
         meta.clone(),
         meta.clone(),
+        meta.clone(),
         registry.clone(),
         master,
         boot.token_key,
@@ -195,7 +224,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             region: args.region.clone(),
             default_account: boot.default_account.clone(),
         },
+        kura_ecr::scanning::ScanSettings {
+            workers: args.scan_workers,
+            timeout: args.scan_timeout,
+            poll_every: args.scan_poll_interval,
+            ..Default::default()
+        },
     ));
+    ecr.scanner().spawn_background();
     let app = kura_ecr::app(ecr, registry);
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
@@ -287,6 +323,31 @@ async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn vulndb_import(store: StoreArgs, path: PathBuf) -> anyhow::Result<()> {
+    init_logging(&store.log_format);
+    let (meta, _) = open_stores(&store.data_dir).await?;
+    let row = kura_ecr::scanning::import_vulndb(meta.as_ref(), &path)
+        .await
+        .with_context(|| format!("importing {}", path.display()))?;
+    println!(
+        "imported {} advisories from {} records ({}) covering {}; import id {}",
+        row.advisories, row.records, row.kinds, row.ecosystems, row.id
+    );
+    Ok(())
+}
+
+async fn vulndb_list(store: StoreArgs) -> anyhow::Result<()> {
+    init_logging(&store.log_format);
+    let (meta, _) = open_stores(&store.data_dir).await?;
+    for row in kura_store::ScanStore::vuln_imports(meta.as_ref()).await? {
+        println!(
+            "{}",
+            serde_json::json!({"id": row.id, "origin": row.origin, "completedAt": row.completed_at, "kinds": row.kinds, "records": row.records, "advisories": row.advisories, "ecosystems": serde_json::from_str::<serde_json::Value>(&row.ecosystems).unwrap_or_default()})
+        );
+    }
+    Ok(())
+}
+
 async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
     let (meta, _) = open_stores(&args.store.data_dir).await?;
@@ -358,5 +419,11 @@ async fn main() -> anyhow::Result<()> {
             command: LifecycleCommand::Run(args),
         } => lifecycle_run(args).await,
         Command::Audit(args) => audit(args).await,
+        Command::Vulndb {
+            command: VulndbCommand::Import { store, path },
+        } => vulndb_import(store, path).await,
+        Command::Vulndb {
+            command: VulndbCommand::List(store),
+        } => vulndb_list(store).await,
     }
 }

@@ -9,7 +9,6 @@ use serde_json::{json, Value};
 
 use super::{image_id, registry_id, repo_name, s, Ctx};
 use crate::error::{EcrError, EcrResult};
-use crate::templates::repository_arn;
 use crate::Ecr;
 
 /// Each operation handled here and what it answers (for the README table).
@@ -28,14 +27,6 @@ pub const STATUS: &[(&str, &str)] = &[
     (
         "DeleteRegistryPolicy",
         "RegistryPolicyNotFoundException (no policies yet)",
-    ),
-    ("StartImageScan", "unsupported until scanning lands"),
-    ("DescribeImageScanFindings", "ScanNotFoundException (no scans yet)"),
-    ("PutRegistryScanningConfiguration", "unsupported until scanning lands"),
-    ("GetRegistryScanningConfiguration", "BASIC with no rules"),
-    (
-        "BatchGetRepositoryScanningConfiguration",
-        "each repository's scanOnPush setting",
     ),
     ("PutReplicationConfiguration", "unsupported until replication lands"),
     ("DescribeImageReplicationStatus", "no replication statuses"),
@@ -94,34 +85,6 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Valu
             "RegistryPolicyNotFoundException",
             &format!("Registry policy does not exist in the registry with id '{account}'"),
         )),
-        "DescribeImageScanFindings" => {
-            let id = v.get("imageId").cloned().unwrap_or(json!({}));
-            ensure_image(ecr, repo.as_ref().map(|r| r.id).unwrap_or_default(), &id, &repo_name_str, &account).await?;
-            Err(not_found(
-                "ScanNotFoundException",
-                &format!("Image scan does not exist for the image with '{id}' in the repository with name '{repo_name_str}' in the registry with id '{account}'"),
-            ))
-        }
-        "GetRegistryScanningConfiguration" => {
-            Ok(json!({"registryId": account, "scanningConfiguration": {"scanType": "BASIC", "rules": []}}))
-        }
-        "BatchGetRepositoryScanningConfiguration" => {
-            let mut configs = Vec::new();
-            let mut failures = Vec::new();
-            for n in v["repositoryNames"].as_array().into_iter().flatten().filter_map(Value::as_str) {
-                match ecr.meta.repo_get(&account, n).await? {
-                    Some(r) => configs.push(json!({
-                        "repositoryArn": repository_arn(&ecr.config.region, &account, n),
-                        "repositoryName": n,
-                        "scanOnPush": r.settings.scan_on_push,
-                        "scanFrequency": if r.settings.scan_on_push { "SCAN_ON_PUSH" } else { "MANUAL" },
-                        "appliedScanFilters": [],
-                    })),
-                    None => failures.push(json!({"repositoryName": n, "failureCode": "REPOSITORY_NOT_FOUND", "failureReason": "REPOSITORY_NOT_FOUND"})),
-                }
-            }
-            Ok(json!({"scanningConfigurations": configs, "failures": failures}))
-        }
         "DescribeImageReplicationStatus" | "DescribeImageSigningStatus" => {
             let id = v.get("imageId").cloned().unwrap_or(json!({}));
             let digest = ensure_image(ecr, repo.as_ref().map(|r| r.id).unwrap_or_default(), &id, &repo_name_str, &account).await?;

@@ -54,6 +54,7 @@ pub async fn server() -> Server {
         meta.clone(),
         meta.clone(),
         meta.clone(),
+        meta.clone(),
         registry.clone(),
         master,
         boot.token_key,
@@ -61,6 +62,7 @@ pub async fn server() -> Server {
             region: REGION.into(),
             default_account: boot.default_account.clone(),
         },
+        kura_ecr::scanning::ScanSettings::default(),
     ));
     Server {
         app: kura_ecr::app(ecr, registry),
