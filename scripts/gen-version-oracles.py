@@ -294,6 +294,8 @@ def maven_versions(rng):
             v += f"-{q}-SNAPSHOT"
         elif k == 8:
             v += f"-{rng.randint(0, 2)}-{q}"
+        elif k == 9:
+            v += f".{q}{rng.randint(0, 3)}"
         vs.add(v)
     vs |= {"1", "1.0", "1.0.0", "1-0", "1.0-0", "1-ga", "1-final", "1-release", "1.0.0.RELEASE", "1-sp", "1-sp1",
            "1-rc", "1-cr", "1-rc1", "1-cr1", "1-snapshot", "1-alpha", "1-a1", "1a1", "1-beta", "1-b1", "1-milestone",

@@ -2,7 +2,7 @@
 //!
 //! The (case-insensitive) version splits into items at `.`, at `-` and at every switch between
 //! digits and letters. A `-` or a digit/letter switch opens a nested list, so that
-//! `1-1 < 1.1`. Numbers compare numerically; words compare by qualifier rank
+//! `1-1 < 1.1`; so does a word at the very end (`1.0.RC = 1.0-RC`). Numbers compare numerically; words compare by qualifier rank
 //! `alpha < beta < milestone < rc = cr < snapshot < "" = ga = final = release < sp`, with
 //! unknown words after `sp` in lexical order (`a`, `b`, `m` directly followed by a digit mean
 //! alpha, beta, milestone). Trailing "null" items (`0`, `""`, `ga`, ...) are dropped, so
@@ -140,6 +140,11 @@ fn parse(v: &str) -> Option<Vec<Item>> {
             }
             b'0'..=b'9' => {
                 if !digit && i > start {
+                    // As at the end: a word after `.` opens a list (`1.0.RC1 = 1.0-RC1`).
+                    if !cur.is_empty() {
+                        levels.push(Vec::new());
+                    }
+                    let cur = levels.last_mut()?;
                     cur.push(Item::word(&v[start..i], true));
                     start = i;
                     levels.push(Vec::new());
@@ -157,6 +162,10 @@ fn parse(v: &str) -> Option<Vec<Item>> {
         }
     }
     if v.len() > start {
+        // A trailing word after `.` opens a list just as after `-` (`1.0.RC1 = 1.0-RC1`).
+        if !digit && !levels.last()?.is_empty() {
+            levels.push(Vec::new());
+        }
         levels.last_mut()?.push(item(&v[start..], digit));
     }
     let mut inner = levels.pop()?;

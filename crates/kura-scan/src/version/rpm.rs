@@ -3,7 +3,9 @@
 //! Each part is split into alternating runs of digits and letters; anything else is a separator
 //! and only matters as a boundary. `~` sorts before everything (even the end of the string), `^`
 //! sorts after the end of the string but before any further run. Digit runs compare numerically
-//! and beat letter runs. The release is compared only when both versions have one, as rpm does.
+//! and beat letter runs. A missing release sorts before any release (`1.0 < 1.0-1`), as rpm's
+//! `rpm.ver` ordering does; this keeps the order total (rpm's dependency matching instead treats
+//! a missing release as a wildcard, which is not an ordering).
 
 use std::cmp::Ordering;
 
@@ -41,11 +43,11 @@ pub(crate) fn parse(v: &str) -> Option<Evr<'_>> {
 /// Compare two RPM EVRs; `None` if either is invalid.
 pub(crate) fn compare(a: &str, b: &str) -> Option<Ordering> {
     let (a, b) = (parse(a)?, parse(b)?);
-    let mut ord = super::cmp_digits(a.epoch, b.epoch).then_with(|| vercmp(a.version, b.version));
-    if let (Ordering::Equal, Some(ra), Some(rb)) = (ord, a.release, b.release) {
-        ord = vercmp(ra, rb);
-    }
-    Some(ord)
+    Some(
+        super::cmp_digits(a.epoch, b.epoch)
+            .then_with(|| vercmp(a.version, b.version))
+            .then_with(|| vercmp(a.release.unwrap_or(""), b.release.unwrap_or(""))),
+    )
 }
 
 /// rpmvercmp on one version or release string.
@@ -125,7 +127,7 @@ mod tests {
         lt("1.0^git1", "1.0.1");
         lt("1.0-1.el9", "1:0.1-1");
         lt("1.0a", "1.0.1");
-        assert_eq!(compare("1.0", "1.0-5"), Some(Ordering::Equal));
+        assert_eq!(compare("1.0", "1.0-5"), Some(Ordering::Less));
         assert_eq!(compare("0:1.0-1", "1.0-1"), Some(Ordering::Equal));
         assert_eq!(compare("1.0_1", "1.0.1"), Some(Ordering::Equal));
         assert!(parse("").is_none());
