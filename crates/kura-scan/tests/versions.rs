@@ -21,7 +21,9 @@ const FILES: &[(&str, Scheme)] = &[
 ];
 
 fn read(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/versions").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/versions")
+        .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
@@ -102,13 +104,20 @@ fn oracle_data() {
     for &(name, scheme) in FILES {
         let before = failures.len();
         let (checked, skipped) = check_file(name, scheme, &mut failures);
-        println!("{name}: {checked} checked, {skipped} skipped, {} failed", failures.len() - before);
+        println!(
+            "{name}: {checked} checked, {skipped} skipped, {} failed",
+            failures.len() - before
+        );
         assert!(checked > 0, "{name}: no data");
     }
     for f in failures.iter().take(60) {
         eprintln!("FAIL {f}");
     }
-    assert!(failures.is_empty(), "{} failing pairs (first ones above)", failures.len());
+    assert!(
+        failures.is_empty(),
+        "{} failing pairs (first ones above)",
+        failures.len()
+    );
 }
 
 /// A version-ish string: mostly characters that version grammars care about.

@@ -43,12 +43,20 @@ struct Token<'a> {
 
 /// Tokenize a whole version; `None` when it is not a valid apk version.
 fn tokens(v: &str) -> Option<Vec<Token<'_>>> {
-    let tok = |kind, text, rank| Token { kind, text, rank, first: false };
+    let tok = |kind, text, rank| Token {
+        kind,
+        text,
+        rank,
+        first: false,
+    };
     let (digits, mut rest) = super::split_run(v, |c| c.is_ascii_digit());
     if digits.is_empty() {
         return None;
     }
-    let mut out = vec![Token { first: true, ..tok(Kind::Digit, digits, 0) }];
+    let mut out = vec![Token {
+        first: true,
+        ..tok(Kind::Digit, digits, 0)
+    }];
     let mut last = Kind::Digit;
     while let Some(c) = rest.bytes().next() {
         let t = match c {
@@ -118,7 +126,12 @@ fn cmp_token(a: &Token<'_>, b: &Token<'_>) -> Ordering {
 /// Compare two apk versions; `None` if either is invalid.
 pub(crate) fn compare(a: &str, b: &str) -> Option<Ordering> {
     let (ta, tb) = (tokens(a)?, tokens(b)?);
-    let end = Token { kind: Kind::End, text: "", rank: 0, first: false };
+    let end = Token {
+        kind: Kind::End,
+        text: "",
+        rank: 0,
+        first: false,
+    };
     for i in 0.. {
         let x = ta.get(i).copied().unwrap_or(end);
         let y = tb.get(i).copied().unwrap_or(end);

@@ -48,7 +48,11 @@ pub(crate) fn parse(v: &str) -> Option<Version<'_>> {
     if upstream.is_empty() {
         return None;
     }
-    Some(Version { epoch, upstream, revision })
+    Some(Version {
+        epoch,
+        upstream,
+        revision,
+    })
 }
 
 /// Compare two Debian versions; `None` if either is invalid.

@@ -62,7 +62,13 @@ fn qualifier_rank(s: &str) -> (usize, &str) {
 /// Compare an item with "nothing" (the other list has ended).
 fn cmp_null(a: &Item) -> Ordering {
     match a {
-        Item::Int(n) => if n.is_empty() { Ordering::Equal } else { Ordering::Greater },
+        Item::Int(n) => {
+            if n.is_empty() {
+                Ordering::Equal
+            } else {
+                Ordering::Greater
+            }
+        }
         Item::Str(s) => qualifier_rank(s).cmp(&(RELEASE, "")),
         Item::List(l) => l.iter().map(cmp_null).find(|o| o.is_ne()).unwrap_or(Ordering::Equal),
     }
@@ -132,7 +138,11 @@ fn parse(v: &str) -> Option<Vec<Item>> {
         let cur = levels.last_mut()?;
         match c {
             b'.' | b'-' => {
-                cur.push(if i == start { Item::Int(String::new()) } else { item(&v[start..i], digit) });
+                cur.push(if i == start {
+                    Item::Int(String::new())
+                } else {
+                    item(&v[start..i], digit)
+                });
                 start = i + 1;
                 if c == b'-' {
                     levels.push(Vec::new());

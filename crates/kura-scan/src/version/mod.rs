@@ -33,7 +33,14 @@ pub enum Scheme {
 
 impl Scheme {
     /// Every scheme, in declaration order.
-    pub const ALL: [Scheme; 6] = [Scheme::Dpkg, Scheme::Apk, Scheme::Rpm, Scheme::Pep440, Scheme::Semver, Scheme::Maven];
+    pub const ALL: [Scheme; 6] = [
+        Scheme::Dpkg,
+        Scheme::Apk,
+        Scheme::Rpm,
+        Scheme::Pep440,
+        Scheme::Semver,
+        Scheme::Maven,
+    ];
 }
 
 /// Compare two versions under `scheme`; `None` when either does not parse under it.

@@ -122,7 +122,14 @@ pub(crate) fn parse(v: &str) -> Option<Version> {
     while release.len() > 1 && release.last() == Some(&0) {
         release.pop();
     }
-    Some(Version { epoch, release, pre, post, dev, local })
+    Some(Version {
+        epoch,
+        release,
+        pre,
+        post,
+        dev,
+        local,
+    })
 }
 
 /// Sort key for the pre-release slot: dev-only finals first, finals after every pre-release.

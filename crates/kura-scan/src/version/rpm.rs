@@ -37,7 +37,11 @@ pub(crate) fn parse(v: &str) -> Option<Evr<'_>> {
     if version.is_empty() {
         return None;
     }
-    Some(Evr { epoch, version, release })
+    Some(Evr {
+        epoch,
+        version,
+        release,
+    })
 }
 
 /// Compare two RPM EVRs; `None` if either is invalid.
@@ -88,7 +92,13 @@ fn vercmp(a: &str, b: &str) -> Ordering {
             break;
         };
         let numeric = ca.is_ascii_digit();
-        let class = |c: &u8| if numeric { c.is_ascii_digit() } else { c.is_ascii_alphabetic() };
+        let class = |c: &u8| {
+            if numeric {
+                c.is_ascii_digit()
+            } else {
+                c.is_ascii_alphabetic()
+            }
+        };
         let na = a.iter().take_while(|c| class(c)).count();
         let nb = b.iter().take_while(|c| class(c)).count();
         if nb == 0 {
@@ -98,7 +108,10 @@ fn vercmp(a: &str, b: &str) -> Ordering {
         let (sa, sb) = (&a[..na], &b[..nb]);
         let ord = if numeric {
             // Digit runs are ASCII, so this cannot fail.
-            let (ta, tb) = (std::str::from_utf8(sa).unwrap_or(""), std::str::from_utf8(sb).unwrap_or(""));
+            let (ta, tb) = (
+                std::str::from_utf8(sa).unwrap_or(""),
+                std::str::from_utf8(sb).unwrap_or(""),
+            );
             super::cmp_digits(ta, tb)
         } else {
             sa.cmp(sb)

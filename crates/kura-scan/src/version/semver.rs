@@ -68,7 +68,9 @@ fn cmp_identifier(a: &str, b: &str) -> Ordering {
 /// Compare two semantic versions by SemVer precedence; `None` if either is invalid.
 pub(crate) fn compare(a: &str, b: &str) -> Option<Ordering> {
     let (a, b) = (parse(a)?, parse(b)?);
-    let core = (0..3).map(|i| super::cmp_digits(a.core[i], b.core[i])).find(|o| o.is_ne());
+    let core = (0..3)
+        .map(|i| super::cmp_digits(a.core[i], b.core[i]))
+        .find(|o| o.is_ne());
     if let Some(o) = core {
         return Some(o);
     }
@@ -99,7 +101,10 @@ mod tests {
         lt("1.0.0-beta.2", "1.0.0-beta.11");
         lt("1.0.0-rc.1", "1.0.0");
         lt("v0.0.0-20210101000000-abcdef123456", "v0.0.1");
-        lt("v0.0.0-20210101000000-abcdef123456", "v0.0.0-20210102000000-000000000000");
+        lt(
+            "v0.0.0-20210101000000-abcdef123456",
+            "v0.0.0-20210102000000-000000000000",
+        );
         eq("v2.0.0+incompatible", "2.0.0");
         eq("1.2", "1.2.0");
         eq("v2", "2.0.0");
