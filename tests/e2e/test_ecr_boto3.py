@@ -946,7 +946,7 @@ def test_list_image_referrers(reg, ecr):
 
 
 def test_later_operations(reg, ecr):
-    ecr.create_repository(repositoryName="later", imageScanningConfiguration={"scanOnPush": True})
+    ecr.create_repository(repositoryName="later")
     img = push_image(ecr, "later", "v1")
     acct = reg.account_id
     rn = {"repositoryName": "later"}
@@ -971,11 +971,6 @@ def test_later_operations(reg, ecr):
         ("DeleteLifecyclePolicy", rn, "LifecyclePolicyNotFoundException"),
         ("StartLifecyclePolicyPreview", rn, "LifecyclePolicyNotFoundException"),
         ("GetLifecyclePolicyPreview", rn, "LifecyclePolicyPreviewNotFoundException"),
-        ("StartImageScan", {**rn, **image}, "UnsupportedOperationException"),
-        ("DescribeImageScanFindings", {**rn, **image}, "ScanNotFoundException"),
-        ("PutRegistryScanningConfiguration", {"scanType": "BASIC"}, "UnsupportedOperationException"),
-        ("GetRegistryScanningConfiguration", {}, None),
-        ("BatchGetRepositoryScanningConfiguration", {"repositoryNames": ["later", "ghost"]}, None),
         ("PutReplicationConfiguration",
          {"replicationConfiguration": {"rules": [{"destinations": [{"region": "us-west-2", "registryId": acct}]}]}},
          "UnsupportedOperationException"),
@@ -1037,17 +1032,6 @@ def test_later_operations(reg, ecr):
             problems.append(f"{op}: succeeded, expected {code}")
         results[op] = resp
     assert not problems, "\n".join(problems)
-    if "GetRegistryScanningConfiguration" in results:
-        g = results["GetRegistryScanningConfiguration"]
-        assert g["registryId"] == acct
-        assert g["scanningConfiguration"]["scanType"] == "BASIC"
-        assert g["scanningConfiguration"].get("rules", []) == []
-    if "BatchGetRepositoryScanningConfiguration" in results:
-        b = results["BatchGetRepositoryScanningConfiguration"]
-        assert [(c["repositoryName"], c["scanOnPush"], c["scanFrequency"])
-                for c in b["scanningConfigurations"]] == [("later", True, "SCAN_ON_PUSH")]
-        assert b["scanningConfigurations"][0]["repositoryArn"] == arn(reg, "later")
-        assert [(f["repositoryName"], f["failureCode"]) for f in b["failures"]] == [("ghost", "REPOSITORY_NOT_FOUND")]
     if "DescribeImageReplicationStatus" in results:
         rs = results["DescribeImageReplicationStatus"]
         assert rs["replicationStatuses"] == [] and rs["imageId"]["imageDigest"] == img.digest

@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+import ecr_util
 from conftest import REPO_ROOT
 from helpers import require_tool, run
 from images import MT_CONFIG, MT_MANIFEST, Layout, canonical_json
@@ -211,6 +212,12 @@ def test_scan_on_push_debian_findings(scanning_registry, tmp_path):
     assert img["imageScanStatus"]["status"] == "COMPLETE"
     assert img["imageScanFindingsSummary"]["findingSeverityCounts"] == {"UNDEFINED": 14}
 
+    # boto3 with the service model parses both responses (shapes and types checked).
+    client = ecr_util.client(reg)
+    r = client.describe_image_scan_findings(repositoryName="scan/debian", imageId={"imageDigest": digest})
+    assert len(r["imageScanFindings"]["findings"]) == 14
+    client.describe_images(repositoryName="scan/debian")
+
     # The scan on push counts against the once-per-24-hours manual scan.
     err = aws("start-image-scan", "--repository-name", "scan/debian", "--image-id", "imageTag=v1",
               expect_error="LimitExceededException")
@@ -316,6 +323,8 @@ def test_continuous_scan_rematches_on_osv_import(scanning_registry, tmp_path):
     assert f["severity"] == "MEDIUM"  # the database's own rating (MODERATE) comes first
     assert f["score"] == 7.5 and f["fixAvailable"] == "YES"
     assert out["imageScanFindings"]["findingSeverityCounts"] == {"MEDIUM": 1}
+    r = ecr_util.client(reg).describe_image_scan_findings(repositoryName="cont/py", imageId={"imageDigest": digest})
+    assert r["imageScanFindings"]["enhancedFindings"][0]["packageVulnerabilityDetails"]["source"] == "OSV"
 
     # vulndb list shows both imports' kinds.
     listed = kura_cli(reg, "vulndb", "list")

@@ -33,7 +33,8 @@ pub const MANUAL_SCAN_QUOTA_MS: i64 = 24 * 3600 * 1000;
 pub const REGISTRY_SCANNING_SETTING: &str = "registry-scanning-configuration";
 
 const COMPLETE_DESCRIPTION: &str = "The scan was completed successfully.";
-const UNSUPPORTED_DESCRIPTION: &str = "UnsupportedImageError: The operating system and/or package manager are not supported.";
+const UNSUPPORTED_DESCRIPTION: &str =
+    "UnsupportedImageError: The operating system and/or package manager are not supported.";
 
 /// Scanner settings.
 #[derive(Clone, Debug)]
@@ -211,7 +212,11 @@ impl Scanner {
         let now = kura_store::now_millis();
         let stale = now - self.inner.settings.timeout.as_millis() as i64 * 2;
         for row in self.inner.scans.scans_stalled(stale, 100).await? {
-            if self.inner.scans.scan_start(row.repo_id, &row.digest, &row.scan_type, now, None).await?
+            if self
+                .inner
+                .scans
+                .scan_start(row.repo_id, &row.digest, &row.scan_type, now, None)
+                .await?
                 == ScanStart::Started
             {
                 self.spawn_scan(row.repo_id, row.digest.clone(), row.scan_type.clone());
@@ -252,7 +257,10 @@ impl Scanner {
                 if eff.frequency != "CONTINUOUS_SCAN" {
                     continue;
                 }
-                let Some(inv) = row.inventory.as_deref().and_then(|s| serde_json::from_str::<Inventory>(s).ok())
+                let Some(inv) = row
+                    .inventory
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str::<Inventory>(s).ok())
                 else {
                     continue;
                 };
@@ -282,23 +290,23 @@ impl Scanner {
         tokio::spawn(async move {
             let _permit = this.inner.permits.acquire().await;
             let enhanced = scan_type == "ENHANCED";
-            let outcome = match tokio::time::timeout(this.inner.settings.timeout, this.inventory_of(repo, &digest)).await
-            {
-                Ok(Ok(o)) => o,
-                Ok(Err(reason)) => Outcome {
-                    status: "FAILED",
-                    description: reason,
-                    inventory: None,
-                },
-                Err(_) => Outcome {
-                    status: "FAILED",
-                    description: format!(
-                        "The scan did not finish within {} seconds",
-                        this.inner.settings.timeout.as_secs()
-                    ),
-                    inventory: None,
-                },
-            };
+            let outcome =
+                match tokio::time::timeout(this.inner.settings.timeout, this.inventory_of(repo, &digest)).await {
+                    Ok(Ok(o)) => o,
+                    Ok(Err(reason)) => Outcome {
+                        status: "FAILED",
+                        description: reason,
+                        inventory: None,
+                    },
+                    Err(_) => Outcome {
+                        status: "FAILED",
+                        description: format!(
+                            "The scan did not finish within {} seconds",
+                            this.inner.settings.timeout.as_secs()
+                        ),
+                        inventory: None,
+                    },
+                };
             if let Err(e) = this.finish(repo, &digest, &scan_type, outcome, enhanced, true).await {
                 tracing::error!(error = %e, %digest, "could not record a scan");
             }
@@ -483,7 +491,12 @@ impl PushObserver for Scanner {
                 return;
             }
             let now = kura_store::now_millis();
-            match this.inner.scans.scan_start(repo.id, &digest, &eff.scan_type, now, None).await {
+            match this
+                .inner
+                .scans
+                .scan_start(repo.id, &digest, &eff.scan_type, now, None)
+                .await
+            {
                 Ok(ScanStart::Started) => this.spawn_scan(repo.id, digest, eff.scan_type),
                 Ok(ScanStart::QuotaExceeded) => {}
                 Err(e) => tracing::warn!(error = %e, "scan on push could not start"),
@@ -727,4 +740,3 @@ pub fn counts_of(findings: &[Finding]) -> BTreeMap<&'static str, u64> {
     }
     counts
 }
-

@@ -259,7 +259,9 @@ pub fn match_inventory(
         let Some((eco, name, version)) = lookup_key(inv.distro.as_ref(), pkg) else {
             continue;
         };
-        let Some(list) = advisories.get(&(eco, name)) else { continue };
+        let Some(list) = advisories.get(&(eco, name)) else {
+            continue;
+        };
         for adv in list {
             if !is_affected(adv, &version) {
                 continue;

@@ -404,7 +404,10 @@ fn alpine_advisories(db: &AlpineSecdb) -> Vec<Advisory> {
             }
             for raw in ids.iter().flatten() {
                 // Entries may read "CVE-2021-1234 CVE-2021-5678" or carry notes.
-                for cve in raw.split_whitespace().filter(|s| s.starts_with("CVE-") || s.starts_with("GHSA-")) {
+                for cve in raw
+                    .split_whitespace()
+                    .filter(|s| s.starts_with("CVE-") || s.starts_with("GHSA-"))
+                {
                     out.push(Advisory {
                         name: cve.to_string(),
                         id: cve.to_string(),
@@ -578,8 +581,16 @@ pub fn osv_advisories(name: &str, record: &Value) -> Result<Vec<Advisory>, VulnD
             versions,
             vendor_severity: vendor,
             cvss: cvss.clone(),
-            title: if summary.is_empty() { display.clone() } else { summary.clone() },
-            description: if details.is_empty() { summary.clone() } else { details.clone() },
+            title: if summary.is_empty() {
+                display.clone()
+            } else {
+                summary.clone()
+            },
+            description: if details.is_empty() {
+                summary.clone()
+            } else {
+                details.clone()
+            },
             uri: uri.clone(),
             references: references.clone(),
             published: str_of(record, "published").map(String::from),

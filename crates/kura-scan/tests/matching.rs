@@ -10,7 +10,9 @@ use kura_scan::{Distro, Inventory, Package, PackageKind};
 use serde_json::json;
 
 fn data(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 fn parse(v: serde_json::Value) -> Vec<Advisory> {
@@ -178,7 +180,10 @@ fn debian_tracker_shapes() {
     assert!(is_affected(a, "3.0.11-1~deb12u1"));
     assert!(!is_affected(a, "3.0.11-1~deb12u2"));
     assert!(!is_affected(a, "3.0.15-1~deb12u1"));
-    assert!(!advisories.iter().any(|a| a.ecosystem == "Debian:11"), "fixed_version 0: never affected");
+    assert!(
+        !advisories.iter().any(|a| a.ecosystem == "Debian:11"),
+        "fixed_version 0: never affected"
+    );
     let trixie = advisories.iter().find(|a| a.ecosystem == "Debian:13").unwrap();
     assert!(is_affected(trixie, "9.9.9-1"), "open: every version");
     assert_eq!(matcher::severity_of(trixie), Severity::Low);
@@ -225,7 +230,10 @@ fn matching_uses_source_packages_and_scope() {
         vec![("Debian:12".to_string(), "openssl".to_string())]
     );
     let q = queries(&inv, true);
-    assert!(q.contains(&("PyPI".to_string(), "requests".to_string())), "PEP 503 names");
+    assert!(
+        q.contains(&("PyPI".to_string(), "requests".to_string())),
+        "PEP 503 names"
+    );
     let mut found = BTreeMap::new();
     found.insert(
         ("Debian:12".to_string(), "openssl".to_string()),
@@ -316,7 +324,10 @@ fn bookworm_fixture_gives_fourteen_findings() {
     .unwrap();
     let mut found: BTreeMap<(String, String), Vec<Advisory>> = BTreeMap::new();
     for a in advisories {
-        found.entry((a.ecosystem.clone(), a.package.clone())).or_default().push(a);
+        found
+            .entry((a.ecosystem.clone(), a.package.clone()))
+            .or_default()
+            .push(a);
     }
     let findings = match_inventory(&inv, false, &found);
     let mut per_pkg: BTreeMap<&str, usize> = BTreeMap::new();

@@ -27,14 +27,16 @@ impl ScanStore for SqliteMetaStore {
     async fn vuln_import_add(&self, import: i64, rows: &[AdvisoryRow]) -> Result<()> {
         let mut tx = self.write.begin().await?;
         for r in rows {
-            sqlx::query("INSERT INTO vuln_advisories (import_id, ecosystem, package, name, data) VALUES ($1, $2, $3, $4, $5)")
-                .bind(import)
-                .bind(&r.ecosystem)
-                .bind(&r.package)
-                .bind(&r.name)
-                .bind(&r.data)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO vuln_advisories (import_id, ecosystem, package, name, data) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(import)
+            .bind(&r.ecosystem)
+            .bind(&r.package)
+            .bind(&r.name)
+            .bind(&r.data)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -176,13 +178,13 @@ impl ScanStore for SqliteMetaStore {
     }
 
     async fn scan_get(&self, repo: RepoId, digest: &str) -> Result<Option<ScanRow>> {
-        Ok(
-            sqlx::query_as(&format!("SELECT {SCAN_COLS} FROM image_scans WHERE repo_id = $1 AND digest = $2"))
-                .bind(repo)
-                .bind(digest)
-                .fetch_optional(&self.read)
-                .await?,
-        )
+        Ok(sqlx::query_as(&format!(
+            "SELECT {SCAN_COLS} FROM image_scans WHERE repo_id = $1 AND digest = $2"
+        ))
+        .bind(repo)
+        .bind(digest)
+        .fetch_optional(&self.read)
+        .await?)
     }
 
     async fn scan_summaries(&self, repo: RepoId, digests: &[String]) -> Result<Vec<ScanRow>> {

@@ -404,3 +404,135 @@ async fn sqlite_store_survives_reopen_and_clears_leases() {
     assert!(matches!(m.upload_claim("u", None, "l").await.unwrap(), Claim::Taken(_)));
     assert!(m.repo_get("1", "x").await.unwrap().is_some());
 }
+
+/// The scan store: imports become visible only when complete and replace older advisories
+/// of the same ecosystems; the 24-hour scan quota is one conditional upsert; a scan goes
+/// with its image.
+async fn scan_suite<S: MetaStore + kura_store::ScanStore>(s: &S) {
+    use kura_store::scan::*;
+    let row = |eco: &str, pkg: &str, name: &str| AdvisoryRow {
+        ecosystem: eco.into(),
+        package: pkg.into(),
+        name: name.into(),
+        data: format!("{{\"name\":\"{name}\"}}"),
+    };
+    let summary = |id: i64, ecos: &[&str]| VulnImportRow {
+        id,
+        origin: "test".into(),
+        started_at: 1,
+        completed_at: None,
+        kinds: "OSV".into(),
+        records: 1,
+        advisories: 1,
+        ecosystems: serde_json::to_string(ecos).unwrap(),
+    };
+    let i1 = s.vuln_import_begin("one.json", 1000).await.unwrap();
+    s.vuln_import_add(
+        i1,
+        &[row("Debian:12", "perl", "CVE-1"), row("PyPI", "requests", "CVE-2")],
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.vuln_lookup("Debian:12", "perl").await.unwrap().is_empty(),
+        "invisible until complete"
+    );
+    assert!(s.vuln_imports().await.unwrap().is_empty());
+    s.vuln_import_finish(i1, &summary(i1, &["Debian:12", "PyPI"]), 2000)
+        .await
+        .unwrap();
+    assert_eq!(s.vuln_lookup("Debian:12", "perl").await.unwrap().len(), 1);
+    // A second import covering Debian only replaces Debian's advisories, keeps PyPI's.
+    let i2 = s.vuln_import_begin("two.json", 3000).await.unwrap();
+    s.vuln_import_add(
+        i2,
+        &[row("Debian:12", "perl", "CVE-3"), row("Debian:12", "perl", "CVE-4")],
+    )
+    .await
+    .unwrap();
+    s.vuln_import_finish(i2, &summary(i2, &["Debian:12"]), 4000)
+        .await
+        .unwrap();
+    let perl = s.vuln_lookup("Debian:12", "perl").await.unwrap();
+    assert_eq!(perl.len(), 2);
+    assert!(perl.iter().all(|p| !p.contains("CVE-1")), "{perl:?}");
+    assert_eq!(s.vuln_lookup("PyPI", "requests").await.unwrap().len(), 1);
+    let imports = s.vuln_imports().await.unwrap();
+    assert_eq!(imports.iter().map(|i| i.id).collect::<Vec<_>>(), vec![i2, i1]);
+    assert_eq!(imports[0].completed_at, Some(4000));
+    // An import that never completes is purged and stays invisible.
+    let i3 = s.vuln_import_begin("crashed.json", 5000).await.unwrap();
+    s.vuln_import_add(i3, &[row("npm", "lodash", "CVE-5")]).await.unwrap();
+    assert_eq!(s.vuln_import_purge_incomplete(6000).await.unwrap(), 1);
+    assert!(s.vuln_lookup("npm", "lodash").await.unwrap().is_empty());
+
+    // Layer index cache.
+    assert_eq!(s.layer_index_get("sha256:l", 1).await.unwrap(), None);
+    s.layer_index_put("sha256:l", 1, b"{}", 1).await.unwrap();
+    s.layer_index_put("sha256:l", 1, b"{}", 2).await.unwrap();
+    assert_eq!(
+        s.layer_index_get("sha256:l", 1).await.unwrap().as_deref(),
+        Some(&b"{}"[..])
+    );
+    assert_eq!(s.layer_index_get("sha256:l", 2).await.unwrap(), None);
+
+    // Scans: only for images that exist; quota; finish; summaries; deletion.
+    let r = s.repo_get_or_create("333333333333", "scan/me").await.unwrap();
+    s.blob_commit(r, &blob("layer"), None).await.unwrap();
+    s.manifest_put(r, &manifest("img", &["layer"], &[], None, None), &tw(&["v1"]))
+        .await
+        .unwrap();
+    let img = d("img");
+    let day = 24 * 3600 * 1000;
+    assert_eq!(
+        s.scan_start(r, &d("ghost"), "BASIC", 10, None).await.unwrap(),
+        ScanStart::QuotaExceeded,
+        "no image, no scan"
+    );
+    assert_eq!(
+        s.scan_start(r, &img, "BASIC", 10, None).await.unwrap(),
+        ScanStart::Started
+    );
+    assert_eq!(
+        s.scan_start(r, &img, "BASIC", 20, Some(day)).await.unwrap(),
+        ScanStart::QuotaExceeded
+    );
+    assert_eq!(s.scans_stalled(15, 10).await.unwrap().len(), 1);
+    let mut done = s.scan_get(r, &img).await.unwrap().unwrap();
+    assert_eq!((done.status.as_str(), done.requested_at), ("IN_PROGRESS", 10));
+    done.status = "COMPLETE".into();
+    done.completed_at = Some(30);
+    done.vuln_import_id = Some(i1);
+    done.inventory = Some("{}".into());
+    done.findings = Some("[]".into());
+    done.counts = Some("{\"HIGH\":1}".into());
+    s.scan_finish(&done).await.unwrap();
+    assert_eq!(s.scan_get(r, &img).await.unwrap().unwrap().status, "COMPLETE");
+    let sums = s.scan_summaries(r, &[img.clone(), d("ghost")]).await.unwrap();
+    assert_eq!(sums.len(), 1);
+    assert_eq!(
+        (sums[0].inventory.as_deref(), sums[0].counts.as_deref()),
+        (None, Some("{\"HIGH\":1}"))
+    );
+    // Matched against import 1: due for re-matching against import 2, not against 1.
+    assert_eq!(s.scans_to_rematch(i2, None, 10).await.unwrap().len(), 1);
+    assert!(s.scans_to_rematch(i1, None, 10).await.unwrap().is_empty());
+    assert!(s
+        .scans_to_rematch(i2, Some((r, img.as_str())), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.scan_start(r, &img, "BASIC", 10 + day, Some(day)).await.unwrap(),
+        ScanStart::Started
+    );
+    s.manifest_delete(r, &img).await.unwrap();
+    assert_eq!(s.scan_get(r, &img).await.unwrap(), None, "the scan goes with the image");
+}
+
+#[tokio::test]
+async fn sqlite_scan_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    scan_suite(&m).await;
+}

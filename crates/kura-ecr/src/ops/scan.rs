@@ -107,7 +107,11 @@ impl Ecr {
                     .parse::<usize>()
                     .ok()
                     .filter(|n| *n <= findings.len())
-                    .ok_or_else(|| EcrError::invalid_parameter("Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid NextToken'"))?,
+                    .ok_or_else(|| {
+                        EcrError::invalid_parameter(
+                            "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid NextToken'",
+                        )
+                    })?,
                 None => 0,
             };
             let end = (start + limit).min(findings.len());
@@ -124,8 +128,10 @@ impl Ecr {
                     pushed_at: img.as_ref().map(|i| i.pushed_at).unwrap_or(0),
                     observed_at: row.completed_at.unwrap_or(0),
                 };
-                findings_json["enhancedFindings"] =
-                    json!(page.iter().map(|f| scanning::enhanced_finding(f, &ctx_img)).collect::<Vec<_>>());
+                findings_json["enhancedFindings"] = json!(page
+                    .iter()
+                    .map(|f| scanning::enhanced_finding(f, &ctx_img))
+                    .collect::<Vec<_>>());
             } else {
                 findings_json["findings"] = json!(page.iter().map(scanning::basic_finding).collect::<Vec<_>>());
             }
@@ -175,7 +181,12 @@ impl Ecr {
         let config = scanning::registry_config(self.control.as_ref(), &account).await?;
         let mut configs = Vec::new();
         let mut failures = Vec::new();
-        for n in v["repositoryNames"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        for n in v["repositoryNames"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
             match self.meta.repo_get(&account, n).await? {
                 Some(r) => {
                     let eff = scanning::effective(&config, &r);
