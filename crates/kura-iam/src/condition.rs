@@ -388,7 +388,11 @@ fn cidr_contains((net, len): (IpAddr, u8), ip: IpAddr) -> bool {
             u32::from(n) & mask == u32::from(a) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(a)) => {
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - u32::from(len))
+            };
             u128::from(n) & mask == u128::from(a) & mask
         }
         _ => false,

@@ -101,9 +101,8 @@ fn applies(st: &Statement, ctx: &RequestContext, variables: bool, resource_polic
     }
     let resource_hit = |list: &[String]| {
         let resource: Vec<char> = ctx.resource.chars().collect();
-        list.iter().any(|r| {
-            expand(r, variables, ctx).is_some_and(|toks: Vec<Tok>| match_tokens(&toks, &resource, false))
-        })
+        list.iter()
+            .any(|r| expand(r, variables, ctx).is_some_and(|toks: Vec<Tok>| match_tokens(&toks, &resource, false)))
     };
     let resource_ok = match &st.resource {
         None => true,

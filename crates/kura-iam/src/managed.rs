@@ -6,8 +6,7 @@
 use crate::{Policy, Version};
 
 /// ARN of the read-only ECR policy (pull, describe, list).
-pub const AMAZON_EC2_CONTAINER_REGISTRY_READ_ONLY: &str =
-    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly";
+pub const AMAZON_EC2_CONTAINER_REGISTRY_READ_ONLY: &str = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly";
 /// ARN of the power-user ECR policy (read-only plus push).
 pub const AMAZON_EC2_CONTAINER_REGISTRY_POWER_USER: &str =
     "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPowerUser";

@@ -186,9 +186,7 @@ impl Policy {
         };
         let statements = match top.get("Statement") {
             None => return Err(PolicyError::new("Statement is required")),
-            Some(Value::Array(list)) if list.is_empty() => {
-                return Err(PolicyError::new("Statement must not be empty"))
-            }
+            Some(Value::Array(list)) if list.is_empty() => return Err(PolicyError::new("Statement must not be empty")),
             Some(Value::Array(list)) => list
                 .iter()
                 .enumerate()
@@ -218,7 +216,12 @@ impl Policy {
     /// [`Policy::parse_with`]).
     pub fn validate_kind(&self, kind: PolicyKind) -> Result<(), PolicyError> {
         for (i, st) in self.statements.iter().enumerate() {
-            kind_rules(st.principal.is_some(), st.resource.is_some(), kind, &format!("Statement[{i}]"))?;
+            kind_rules(
+                st.principal.is_some(),
+                st.resource.is_some(),
+                kind,
+                &format!("Statement[{i}]"),
+            )?;
         }
         Ok(())
     }
@@ -260,7 +263,9 @@ fn string_list(v: &Value, path: &str) -> Result<Vec<String>, PolicyError> {
             .iter()
             .map(|i| match i {
                 Value::String(s) => Ok(s.clone()),
-                other => Err(PolicyError::new(format!("{path} entries must be strings (got {other})"))),
+                other => Err(PolicyError::new(format!(
+                    "{path} entries must be strings (got {other})"
+                ))),
             })
             .collect(),
         other => Err(PolicyError::new(format!(
@@ -380,7 +385,10 @@ fn check_action(a: &str) -> Result<(), &'static str> {
     if action.is_empty() {
         return Err("has an empty action name");
     }
-    if !action.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '?' | '_' | '-')) {
+    if !action
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '?' | '_' | '-'))
+    {
         return Err("has an invalid action name (letters, digits, '_', '-', '*', '?' only)");
     }
     Ok(())
@@ -419,7 +427,9 @@ fn principals(v: &Value, path: &str) -> Result<Principals, PolicyError> {
             }
             for s in &p.service {
                 if s.is_empty() || s.contains(char::is_whitespace) {
-                    return Err(PolicyError::new(format!("{path}.Service has an invalid principal {s:?}")));
+                    return Err(PolicyError::new(format!(
+                        "{path}.Service has an invalid principal {s:?}"
+                    )));
                 }
             }
             Ok(p)
@@ -437,7 +447,9 @@ fn conditions(v: &Value, path: &str) -> Result<Vec<Condition>, PolicyError> {
     let mut out = Vec::new();
     for (name, block) in ops {
         let Some(operator) = ConditionOperator::parse(name) else {
-            return Err(PolicyError::new(format!("{path} has an unknown condition operator {name:?}")));
+            return Err(PolicyError::new(format!(
+                "{path} has an unknown condition operator {name:?}"
+            )));
         };
         let Value::Object(keys) = block else {
             return Err(PolicyError::new(format!(
@@ -445,12 +457,16 @@ fn conditions(v: &Value, path: &str) -> Result<Vec<Condition>, PolicyError> {
             )));
         };
         if keys.is_empty() {
-            return Err(PolicyError::new(format!("{path}.{name} must name at least one condition key")));
+            return Err(PolicyError::new(format!(
+                "{path}.{name} must name at least one condition key"
+            )));
         }
         for (key, values) in keys {
             let kpath = format!("{path}.{name}.{key}");
             if key.is_empty() || key.contains(char::is_whitespace) {
-                return Err(PolicyError::new(format!("{path}.{name} has an invalid condition key {key:?}")));
+                return Err(PolicyError::new(format!(
+                    "{path}.{name} has an invalid condition key {key:?}"
+                )));
             }
             let values = condition_values(values, &kpath)?;
             for v in &values {

@@ -151,8 +151,14 @@ mod tests {
     #[test]
     fn arns() {
         let m = |p: &str, t: &str| arn_match(&plain_tokens(p), t);
-        assert!(m("arn:aws:ecr:*:111122223333:repository/*", "arn:aws:ecr:us-east-1:111122223333:repository/a/b"));
-        assert!(!m("arn:aws:ecr:*:111122223333:repository/*", "arn:aws:ecr:us-east-1:444455556666:repository/a"));
+        assert!(m(
+            "arn:aws:ecr:*:111122223333:repository/*",
+            "arn:aws:ecr:us-east-1:111122223333:repository/a/b"
+        ));
+        assert!(!m(
+            "arn:aws:ecr:*:111122223333:repository/*",
+            "arn:aws:ecr:us-east-1:444455556666:repository/a"
+        ));
         assert!(!m("arn:aws:ecr*", "arn:aws:ecr:us-east-1:111122223333:repository/a"));
         assert!(m("*", "arn:aws:ecr:us-east-1:111122223333:repository/a"));
         assert!(m("arn:aws:iam::*:role/x", "arn:aws:iam::111122223333:role/x"));

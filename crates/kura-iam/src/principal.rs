@@ -20,8 +20,15 @@ pub(crate) enum AwsEntry<'a> {
     Any,
     Account(&'a str),
     User(&'a str),
-    Role { account: &'a str, name: &'a str },
-    Session { account: &'a str, role: &'a str, session: &'a str },
+    Role {
+        account: &'a str,
+        name: &'a str,
+    },
+    Session {
+        account: &'a str,
+        role: &'a str,
+        session: &'a str,
+    },
     FederatedUser(&'a str),
     UniqueId(&'a str),
 }
@@ -111,9 +118,7 @@ fn entry_names(entry: &AwsEntry<'_>, p: &Principal) -> Option<Naming> {
                 && p.arn.ends_with(&format!(":assumed-role/{role}/{session}"))
         }
         AwsEntry::FederatedUser(arn) => *arn == p.arn,
-        AwsEntry::UniqueId(id) => {
-            p.userid == *id || p.userid.split_once(':').is_some_and(|(head, _)| head == *id)
-        }
+        AwsEntry::UniqueId(id) => p.userid == *id || p.userid.split_once(':').is_some_and(|(head, _)| head == *id),
     };
     found.then_some(Naming::Direct)
 }

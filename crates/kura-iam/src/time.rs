@@ -174,7 +174,10 @@ mod tests {
         assert_eq!(parse_date("2023-11-14T22:13:20.5Z"), Some(1_700_000_000_500));
         assert_eq!(parse_date("2023-11-14T22:13Z"), Some(1_699_999_980_000));
         assert_eq!(parse_date("2023-02-29"), None);
-        assert_eq!(parse_date("2024-02-29"), Some(days_from_civil(2024, 2, 29) * 86_400_000));
+        assert_eq!(
+            parse_date("2024-02-29"),
+            Some(days_from_civil(2024, 2, 29) * 86_400_000)
+        );
         assert_eq!(parse_date("2023-13-01"), None);
         assert_eq!(parse_date("yesterday"), None);
         assert_eq!(parse_date(""), None);

@@ -97,6 +97,9 @@ mod tests {
         assert_eq!(expand("${*}", true, &ctx), Some(vec![Tok::Lit('*')]));
         assert_eq!(e("open ${ brace").as_deref(), Some("open ${ brace"));
         assert_eq!(e("${aws:PrincipalAccount}").as_deref(), Some("111122223333"));
-        assert_eq!(expand("${aws:username}", false, &ctx).map(|t| literal(&t)).as_deref(), Some("${aws:username}"));
+        assert_eq!(
+            expand("${aws:username}", false, &ctx).map(|t| literal(&t)).as_deref(),
+            Some("${aws:username}")
+        );
     }
 }

@@ -46,7 +46,9 @@ fn stmt(effect: &str, action: &str, resource: &str) -> String {
 
 /// An identity statement allowing `ecr:*` on everything with a condition.
 fn allow_if(condition: &str) -> String {
-    pol(&[&format!(r#"{{"Effect":"Allow","Action":"ecr:*","Resource":"*","Condition":{condition}}}"#)])
+    pol(&[&format!(
+        r#"{{"Effect":"Allow","Action":"ecr:*","Resource":"*","Condition":{condition}}}"#
+    )])
 }
 
 /// A resource policy statement (no Resource, as ECR repository policies).
@@ -107,13 +109,55 @@ fn cases() -> Vec<Case> {
     v.push(case("ecr:* allows", &[allow("ecr:*", REPO)], None, get(alice()), Allow));
     v.push(case("* action, * resource", &[all()], None, get(alice()), Allow));
     v.push(case("other action", &[allow(PUT, REPO)], None, get(alice()), Implicit));
-    v.push(case("action case-insensitive", &[allow("ECR:batchgetIMAGE", REPO)], None, get(alice()), Allow));
-    v.push(case("action prefix *", &[allow("ecr:Batch*", REPO)], None, get(alice()), Allow));
-    v.push(case("action suffix *", &[allow("ecr:*Image", REPO)], None, get(alice()), Allow));
-    v.push(case("action ? one char", &[allow("ecr:BatchGetImag?", REPO)], None, get(alice()), Allow));
-    v.push(case("action ? too short", &[allow("ecr:BatchGet?", REPO)], None, get(alice()), Implicit));
-    v.push(case("action lowercase wildcard", &[allow("ecr:batch*", REPO)], None, get(alice()), Allow));
-    v.push(case("other service", &[allow("s3:*", "*")], None, get(alice()), Implicit));
+    v.push(case(
+        "action case-insensitive",
+        &[allow("ECR:batchgetIMAGE", REPO)],
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "action prefix *",
+        &[allow("ecr:Batch*", REPO)],
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "action suffix *",
+        &[allow("ecr:*Image", REPO)],
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "action ? one char",
+        &[allow("ecr:BatchGetImag?", REPO)],
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "action ? too short",
+        &[allow("ecr:BatchGet?", REPO)],
+        None,
+        get(alice()),
+        Implicit,
+    ));
+    v.push(case(
+        "action lowercase wildcard",
+        &[allow("ecr:batch*", REPO)],
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "other service",
+        &[allow("s3:*", "*")],
+        None,
+        get(alice()),
+        Implicit,
+    ));
     v.push(case(
         "resource case-sensitive",
         &[allow(GET, "arn:aws:ecr:us-east-1:111122223333:repository/APP")],
@@ -184,7 +228,10 @@ fn cases() -> Vec<Case> {
     v.push(case(
         "resource deny * beats resource allow",
         &[],
-        Some(pol(&[&rstmt("Allow", &aws(ALICE), "ecr:*"), &rstmt("Deny", "\"*\"", GET)])),
+        Some(pol(&[
+            &rstmt("Allow", &aws(ALICE), "ecr:*"),
+            &rstmt("Deny", "\"*\"", GET),
+        ])),
         get(alice()),
         Deny,
     ));
@@ -204,12 +251,15 @@ fn cases() -> Vec<Case> {
     ));
 
     // --- NotAction / NotResource / NotPrincipal ----------------------------
-    let not_action = |effect: &str, na: &str| {
-        pol(&[&format!(
-            r#"{{"Effect":"{effect}","NotAction":"{na}","Resource":"*"}}"#
-        )])
-    };
-    v.push(case("NotAction allows others", &[not_action("Allow", "ecr:Delete*")], None, get(alice()), Allow));
+    let not_action =
+        |effect: &str, na: &str| pol(&[&format!(r#"{{"Effect":"{effect}","NotAction":"{na}","Resource":"*"}}"#)]);
+    v.push(case(
+        "NotAction allows others",
+        &[not_action("Allow", "ecr:Delete*")],
+        None,
+        get(alice()),
+        Allow,
+    ));
     v.push(case(
         "NotAction excludes listed",
         &[not_action("Allow", "ecr:Delete*")],
@@ -231,14 +281,29 @@ fn cases() -> Vec<Case> {
         req(alice(), PUT, REPO),
         Deny,
     ));
-    let not_resource = |effect: &str, nr: &str| {
-        pol(&[&format!(
-            r#"{{"Effect":"{effect}","Action":"*","NotResource":"{nr}"}}"#
-        )])
-    };
-    v.push(case("NotResource allows others", &[not_resource("Allow", OTHER_REPO)], None, get(alice()), Allow));
-    v.push(case("NotResource excludes listed", &[not_resource("Allow", REPO)], None, get(alice()), Implicit));
-    v.push(case("Deny NotResource spares listed", &[all(), not_resource("Deny", REPO)], None, get(alice()), Allow));
+    let not_resource =
+        |effect: &str, nr: &str| pol(&[&format!(r#"{{"Effect":"{effect}","Action":"*","NotResource":"{nr}"}}"#)]);
+    v.push(case(
+        "NotResource allows others",
+        &[not_resource("Allow", OTHER_REPO)],
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "NotResource excludes listed",
+        &[not_resource("Allow", REPO)],
+        None,
+        get(alice()),
+        Implicit,
+    ));
+    v.push(case(
+        "Deny NotResource spares listed",
+        &[all(), not_resource("Deny", REPO)],
+        None,
+        get(alice()),
+        Allow,
+    ));
     v.push(case(
         "Deny NotResource denies others",
         &[all(), not_resource("Deny", REPO)],
@@ -288,7 +353,13 @@ fn cases() -> Vec<Case> {
     ));
 
     // --- Principal forms, same account -------------------------------------
-    v.push(case("resource policy names the user", &[], rpol("Allow", &aws(ALICE), GET), get(alice()), Allow));
+    v.push(case(
+        "resource policy names the user",
+        &[],
+        rpol("Allow", &aws(ALICE), GET),
+        get(alice()),
+        Allow,
+    ));
     v.push(case(
         "resource policy names the user, other action",
         &[],
@@ -359,7 +430,13 @@ fn cases() -> Vec<Case> {
         get(alice()),
         Implicit,
     ));
-    v.push(case("AWS * names everyone", &[], rpol("Allow", &aws("*"), GET), get(alice()), Allow));
+    v.push(case(
+        "AWS * names everyone",
+        &[],
+        rpol("Allow", &aws("*"), GET),
+        get(alice()),
+        Allow,
+    ));
     v.push(case(
         "principal list, second entry",
         &[],
@@ -378,10 +455,34 @@ fn cases() -> Vec<Case> {
     // --- Cross account -----------------------------------------------------
     let bob = || Principal::user(B, "bob");
     v.push(case("cross: identity only", &[all()], None, get(bob()), Implicit));
-    v.push(case("cross: resource only", &[], rpol("Allow", &aws(BOB), GET), get(bob()), Implicit));
-    v.push(case("cross: both, resource names account", &[all()], rpol("Allow", &aws(B), GET), get(bob()), Allow));
-    v.push(case("cross: both, resource names user", &[all()], rpol("Allow", &aws(BOB), GET), get(bob()), Allow));
-    v.push(case("cross: both, resource names *", &[all()], rpol("Allow", "\"*\"", GET), get(bob()), Allow));
+    v.push(case(
+        "cross: resource only",
+        &[],
+        rpol("Allow", &aws(BOB), GET),
+        get(bob()),
+        Implicit,
+    ));
+    v.push(case(
+        "cross: both, resource names account",
+        &[all()],
+        rpol("Allow", &aws(B), GET),
+        get(bob()),
+        Allow,
+    ));
+    v.push(case(
+        "cross: both, resource names user",
+        &[all()],
+        rpol("Allow", &aws(BOB), GET),
+        get(bob()),
+        Allow,
+    ));
+    v.push(case(
+        "cross: both, resource names *",
+        &[all()],
+        rpol("Allow", "\"*\"", GET),
+        get(bob()),
+        Allow,
+    ));
     v.push(case(
         "cross: resource names another account",
         &[all()],
@@ -399,7 +500,10 @@ fn cases() -> Vec<Case> {
     v.push(case(
         "cross: resource deny wins",
         &[all()],
-        Some(pol(&[&rstmt("Allow", &aws(B), "ecr:*"), &rstmt("Deny", &aws(BOB), GET)])),
+        Some(pol(&[
+            &rstmt("Allow", &aws(B), "ecr:*"),
+            &rstmt("Deny", &aws(BOB), GET),
+        ])),
         get(bob()),
         Deny,
     ));
@@ -424,10 +528,22 @@ fn cases() -> Vec<Case> {
         get(Principal::root(B)),
         Allow,
     ));
-    v.push(case("cross: root, no resource policy", &[], None, get(Principal::root(B)), Implicit));
+    v.push(case(
+        "cross: root, no resource policy",
+        &[],
+        None,
+        get(Principal::root(B)),
+        Implicit,
+    ));
 
     // --- Root ---------------------------------------------------------------
-    v.push(case("root of the resource account", &[], None, get(Principal::root(A)), Allow));
+    v.push(case(
+        "root of the resource account",
+        &[],
+        None,
+        get(Principal::root(A)),
+        Allow,
+    ));
     v.push(case(
         "root, resource policy denies *",
         &[],
@@ -452,10 +568,34 @@ fn cases() -> Vec<Case> {
 
     // --- Anonymous -----------------------------------------------------------
     let anon = Principal::anonymous;
-    v.push(case("anonymous, Principal *", &[], rpol("Allow", "\"*\"", GET), get(anon()), Allow));
-    v.push(case("anonymous, AWS *", &[], rpol("Allow", &aws("*"), GET), get(anon()), Allow));
-    v.push(case("anonymous, account principal", &[], rpol("Allow", &aws(A), GET), get(anon()), Implicit));
-    v.push(case("anonymous, identity policies ignored", &[all()], None, get(anon()), Implicit));
+    v.push(case(
+        "anonymous, Principal *",
+        &[],
+        rpol("Allow", "\"*\"", GET),
+        get(anon()),
+        Allow,
+    ));
+    v.push(case(
+        "anonymous, AWS *",
+        &[],
+        rpol("Allow", &aws("*"), GET),
+        get(anon()),
+        Allow,
+    ));
+    v.push(case(
+        "anonymous, account principal",
+        &[],
+        rpol("Allow", &aws(A), GET),
+        get(anon()),
+        Implicit,
+    ));
+    v.push(case(
+        "anonymous, identity policies ignored",
+        &[all()],
+        None,
+        get(anon()),
+        Implicit,
+    ));
     v.push(case(
         "anonymous, public read but deny over plain HTTP",
         &[],
@@ -469,8 +609,20 @@ fn cases() -> Vec<Case> {
 
     // --- String conditions ---------------------------------------------------
     let c1 = |op: &str, key: &str, val: &str| allow_if(&format!(r#"{{"{op}":{{"{key}":{val}}}}}"#));
-    v.push(case("StringEquals username", &[c1("StringEquals", "aws:username", r#""alice""#)], None, get(alice()), Allow));
-    v.push(case("StringEquals mismatch", &[c1("StringEquals", "aws:username", r#""bob""#)], None, get(alice()), Implicit));
+    v.push(case(
+        "StringEquals username",
+        &[c1("StringEquals", "aws:username", r#""alice""#)],
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "StringEquals mismatch",
+        &[c1("StringEquals", "aws:username", r#""bob""#)],
+        None,
+        get(alice()),
+        Implicit,
+    ));
     v.push(case(
         "StringEquals missing key",
         &[c1("StringEquals", "kura:Missing", r#""x""#)],
@@ -492,7 +644,13 @@ fn cases() -> Vec<Case> {
         get(alice()),
         Allow,
     ));
-    v.push(case("StringNotEquals other", &[c1("StringNotEquals", "aws:username", r#""bob""#)], None, get(alice()), Allow));
+    v.push(case(
+        "StringNotEquals other",
+        &[c1("StringNotEquals", "aws:username", r#""bob""#)],
+        None,
+        get(alice()),
+        Allow,
+    ));
     v.push(case(
         "StringNotEquals same",
         &[c1("StringNotEquals", "aws:username", r#""alice""#)],
@@ -549,9 +707,27 @@ fn cases() -> Vec<Case> {
         get(alice()),
         Implicit,
     ));
-    v.push(case("StringLike *", &[c1("StringLike", "aws:username", r#""ali*""#)], None, get(alice()), Allow));
-    v.push(case("StringLike ?", &[c1("StringLike", "aws:username", r#""al?ce""#)], None, get(alice()), Allow));
-    v.push(case("StringNotLike", &[c1("StringNotLike", "aws:username", r#""bo*""#)], None, get(alice()), Allow));
+    v.push(case(
+        "StringLike *",
+        &[c1("StringLike", "aws:username", r#""ali*""#)],
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "StringLike ?",
+        &[c1("StringLike", "aws:username", r#""al?ce""#)],
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "StringNotLike",
+        &[c1("StringNotLike", "aws:username", r#""bo*""#)],
+        None,
+        get(alice()),
+        Allow,
+    ));
     v.push(case(
         "StringNotLike matching",
         &[c1("StringNotLike", "aws:username", r#""a*""#)],
@@ -561,14 +737,18 @@ fn cases() -> Vec<Case> {
     ));
     v.push(case(
         "keys in one operator ANDed",
-        &[allow_if(r#"{"StringEquals":{"aws:username":"alice","aws:PrincipalAccount":"444455556666"}}"#)],
+        &[allow_if(
+            r#"{"StringEquals":{"aws:username":"alice","aws:PrincipalAccount":"444455556666"}}"#,
+        )],
         None,
         get(alice()),
         Implicit,
     ));
     v.push(case(
         "operators ANDed",
-        &[allow_if(r#"{"StringEquals":{"aws:username":"alice"},"StringLike":{"aws:PrincipalArn":"*:user/*"}}"#)],
+        &[allow_if(
+            r#"{"StringEquals":{"aws:username":"alice"},"StringLike":{"aws:PrincipalArn":"*:user/*"}}"#,
+        )],
         None,
         get(alice()),
         Allow,
@@ -589,7 +769,13 @@ fn cases() -> Vec<Case> {
         get(alice()),
         Allow,
     ));
-    v.push(case("ArnEquals", &[c1("ArnEquals", "aws:PrincipalArn", &format!("\"{ALICE}\""))], None, get(alice()), Allow));
+    v.push(case(
+        "ArnEquals",
+        &[c1("ArnEquals", "aws:PrincipalArn", &format!("\"{ALICE}\""))],
+        None,
+        get(alice()),
+        Allow,
+    ));
     v.push(case(
         "ArnNotEquals same",
         &[c1("ArnNotEquals", "aws:PrincipalArn", &format!("\"{ALICE}\""))],
@@ -613,7 +799,11 @@ fn cases() -> Vec<Case> {
     ));
     v.push(case(
         "role session's PrincipalArn is the role",
-        &[c1("ArnEquals", "aws:PrincipalArn", r#""arn:aws:iam::111122223333:role/ci""#)],
+        &[c1(
+            "ArnEquals",
+            "aws:PrincipalArn",
+            r#""arn:aws:iam::111122223333:role/ci""#,
+        )],
         None,
         get(Principal::assumed_role(A, "ci", "s")),
         Allow,
@@ -632,10 +822,28 @@ fn cases() -> Vec<Case> {
         ("NumericGreaterThan", "10", Implicit),
         ("NumericGreaterThanEquals", "10", Allow),
     ] {
-        v.push(case("numeric operator", &[c1(op, "kura:Count", &format!("\"{val}\""))], None, count(), want));
+        v.push(case(
+            "numeric operator",
+            &[c1(op, "kura:Count", &format!("\"{val}\""))],
+            None,
+            count(),
+            want,
+        ));
     }
-    v.push(case("numeric JSON number value", &[c1("NumericEquals", "kura:Count", "10")], None, count(), Allow));
-    v.push(case("NumericLessThan missing key", &[c1("NumericLessThan", "kura:Count", "5")], None, get(alice()), Implicit));
+    v.push(case(
+        "numeric JSON number value",
+        &[c1("NumericEquals", "kura:Count", "10")],
+        None,
+        count(),
+        Allow,
+    ));
+    v.push(case(
+        "NumericLessThan missing key",
+        &[c1("NumericLessThan", "kura:Count", "5")],
+        None,
+        get(alice()),
+        Implicit,
+    ));
     v.push(case(
         "NumericLessThanIfExists missing key",
         &[c1("NumericLessThanIfExists", "kura:Count", "5")],
@@ -657,26 +865,67 @@ fn cases() -> Vec<Case> {
         ("DateGreaterThan", "aws:CurrentTime", "2024-01-01T00:00:00Z", Implicit),
         ("DateEquals", "aws:CurrentTime", "1700000000", Allow),
         ("DateNotEquals", "aws:CurrentTime", "2023-11-14T22:13:20Z", Implicit),
-        ("DateLessThanEquals", "aws:CurrentTime", "2023-11-14T23:13:20+01:00", Allow),
+        (
+            "DateLessThanEquals",
+            "aws:CurrentTime",
+            "2023-11-14T23:13:20+01:00",
+            Allow,
+        ),
         ("DateGreaterThanEquals", "aws:CurrentTime", "2023-11-14", Allow),
         ("DateGreaterThan", "aws:EpochTime", "2020-01-01", Allow),
         ("DateLessThanIfExists", "kura:Expiry", "2020-01-01", Allow),
         ("DateLessThan", "kura:Expiry", "2020-01-01", Implicit),
     ] {
-        v.push(case("date operator", &[c1(op, key, &format!("\"{val}\""))], None, get(alice()), want));
+        v.push(case(
+            "date operator",
+            &[c1(op, key, &format!("\"{val}\""))],
+            None,
+            get(alice()),
+            want,
+        ));
     }
 
     // --- Bool, Binary, IP, Null -------------------------------------------------------
     let tls = |on: &str| get(alice()).with_key("aws:SecureTransport", on);
-    v.push(case("Bool true", &[c1("Bool", "aws:SecureTransport", r#""true""#)], None, tls("true"), Allow));
-    v.push(case("Bool JSON true", &[c1("Bool", "aws:SecureTransport", "true")], None, tls("true"), Allow));
-    v.push(case("Bool mismatch", &[c1("Bool", "aws:SecureTransport", r#""true""#)], None, tls("false"), Implicit));
+    v.push(case(
+        "Bool true",
+        &[c1("Bool", "aws:SecureTransport", r#""true""#)],
+        None,
+        tls("true"),
+        Allow,
+    ));
+    v.push(case(
+        "Bool JSON true",
+        &[c1("Bool", "aws:SecureTransport", "true")],
+        None,
+        tls("true"),
+        Allow,
+    ));
+    v.push(case(
+        "Bool mismatch",
+        &[c1("Bool", "aws:SecureTransport", r#""true""#)],
+        None,
+        tls("false"),
+        Implicit,
+    ));
     let deny_http = pol(&[
         &stmt("Allow", "*", "*"),
         r#"{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"false"}}}"#,
     ]);
-    v.push(case("deny over HTTP applies", std::slice::from_ref(&deny_http), None, tls("false"), Deny));
-    v.push(case("deny over HTTP, key missing", std::slice::from_ref(&deny_http), None, get(alice()), Allow));
+    v.push(case(
+        "deny over HTTP applies",
+        std::slice::from_ref(&deny_http),
+        None,
+        tls("false"),
+        Deny,
+    ));
+    v.push(case(
+        "deny over HTTP, key missing",
+        std::slice::from_ref(&deny_http),
+        None,
+        get(alice()),
+        Allow,
+    ));
     v.push(case(
         "BinaryEquals",
         &[c1("BinaryEquals", "kura:Blob", r#""QmluYXJ5""#)],
@@ -685,7 +934,13 @@ fn cases() -> Vec<Case> {
         Allow,
     ));
     let from = |ip: &str| get(alice()).with_key("aws:SourceIp", ip);
-    v.push(case("IpAddress in", &[c1("IpAddress", "aws:SourceIp", r#""203.0.113.0/24""#)], None, from("203.0.113.7"), Allow));
+    v.push(case(
+        "IpAddress in",
+        &[c1("IpAddress", "aws:SourceIp", r#""203.0.113.0/24""#)],
+        None,
+        from("203.0.113.7"),
+        Allow,
+    ));
     v.push(case(
         "IpAddress out",
         &[c1("IpAddress", "aws:SourceIp", r#""203.0.113.0/24""#)],
@@ -700,7 +955,13 @@ fn cases() -> Vec<Case> {
         from("203.0.113.7"),
         Allow,
     ));
-    v.push(case("IpAddress IPv6", &[c1("IpAddress", "aws:SourceIp", r#""2001:db8::/32""#)], None, from("2001:db8:5::1"), Allow));
+    v.push(case(
+        "IpAddress IPv6",
+        &[c1("IpAddress", "aws:SourceIp", r#""2001:db8::/32""#)],
+        None,
+        from("2001:db8:5::1"),
+        Allow,
+    ));
     v.push(case(
         "IPv4 block vs IPv6 caller",
         &[c1("IpAddress", "aws:SourceIp", r#""0.0.0.0/0""#)],
@@ -733,31 +994,139 @@ fn cases() -> Vec<Case> {
         &stmt("Allow", "*", "*"),
         r#"{"Effect":"Deny","Action":"*","Resource":"*","Condition":{"NotIpAddress":{"aws:SourceIp":"203.0.113.0/24"}}}"#,
     ]);
-    v.push(case("deny outside the office", std::slice::from_ref(&deny_outside), None, from("198.51.100.1"), Deny));
-    v.push(case("deny outside, inside", std::slice::from_ref(&deny_outside), None, from("203.0.113.1"), Allow));
-    v.push(case("Null true, absent", &[c1("Null", "aws:SourceIp", r#""true""#)], None, get(alice()), Allow));
-    v.push(case("Null true, present", &[c1("Null", "aws:SourceIp", r#""true""#)], None, from("10.0.0.1"), Implicit));
-    v.push(case("Null false, present", &[c1("Null", "aws:SourceIp", "false")], None, from("10.0.0.1"), Allow));
-    v.push(case("Null false, empty list", &[c1("Null", "kura:L", "false")], None, get(alice()).with_key_values("kura:L", &[]), Implicit));
+    v.push(case(
+        "deny outside the office",
+        std::slice::from_ref(&deny_outside),
+        None,
+        from("198.51.100.1"),
+        Deny,
+    ));
+    v.push(case(
+        "deny outside, inside",
+        std::slice::from_ref(&deny_outside),
+        None,
+        from("203.0.113.1"),
+        Allow,
+    ));
+    v.push(case(
+        "Null true, absent",
+        &[c1("Null", "aws:SourceIp", r#""true""#)],
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "Null true, present",
+        &[c1("Null", "aws:SourceIp", r#""true""#)],
+        None,
+        from("10.0.0.1"),
+        Implicit,
+    ));
+    v.push(case(
+        "Null false, present",
+        &[c1("Null", "aws:SourceIp", "false")],
+        None,
+        from("10.0.0.1"),
+        Allow,
+    ));
+    v.push(case(
+        "Null false, empty list",
+        &[c1("Null", "kura:L", "false")],
+        None,
+        get(alice()).with_key_values("kura:L", &[]),
+        Implicit,
+    ));
 
     // --- Set qualifiers ----------------------------------------------------------------
     let tag_keys = |keys: &[&str]| get(alice()).with_key_values("aws:TagKeys", keys);
     let all_of = c1("ForAllValues:StringEquals", "aws:TagKeys", r#"["team","env"]"#);
-    v.push(case("ForAllValues subset", std::slice::from_ref(&all_of), None, tag_keys(&["team"]), Allow));
-    v.push(case("ForAllValues extra value", std::slice::from_ref(&all_of), None, tag_keys(&["team", "cost"]), Implicit));
-    v.push(case("ForAllValues missing key", std::slice::from_ref(&all_of), None, get(alice()), Allow));
-    v.push(case("ForAllValues empty set", std::slice::from_ref(&all_of), None, tag_keys(&[]), Allow));
+    v.push(case(
+        "ForAllValues subset",
+        std::slice::from_ref(&all_of),
+        None,
+        tag_keys(&["team"]),
+        Allow,
+    ));
+    v.push(case(
+        "ForAllValues extra value",
+        std::slice::from_ref(&all_of),
+        None,
+        tag_keys(&["team", "cost"]),
+        Implicit,
+    ));
+    v.push(case(
+        "ForAllValues missing key",
+        std::slice::from_ref(&all_of),
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "ForAllValues empty set",
+        std::slice::from_ref(&all_of),
+        None,
+        tag_keys(&[]),
+        Allow,
+    ));
     let any_of = c1("ForAnyValue:StringEquals", "aws:TagKeys", r#"["team"]"#);
-    v.push(case("ForAnyValue one hits", std::slice::from_ref(&any_of), None, tag_keys(&["cost", "team"]), Allow));
-    v.push(case("ForAnyValue none hits", std::slice::from_ref(&any_of), None, tag_keys(&["cost"]), Implicit));
-    v.push(case("ForAnyValue missing key", std::slice::from_ref(&any_of), None, get(alice()), Implicit));
-    v.push(case("ForAnyValue empty set", std::slice::from_ref(&any_of), None, tag_keys(&[]), Implicit));
+    v.push(case(
+        "ForAnyValue one hits",
+        std::slice::from_ref(&any_of),
+        None,
+        tag_keys(&["cost", "team"]),
+        Allow,
+    ));
+    v.push(case(
+        "ForAnyValue none hits",
+        std::slice::from_ref(&any_of),
+        None,
+        tag_keys(&["cost"]),
+        Implicit,
+    ));
+    v.push(case(
+        "ForAnyValue missing key",
+        std::slice::from_ref(&any_of),
+        None,
+        get(alice()),
+        Implicit,
+    ));
+    v.push(case(
+        "ForAnyValue empty set",
+        std::slice::from_ref(&any_of),
+        None,
+        tag_keys(&[]),
+        Implicit,
+    ));
     let all_not = c1("ForAllValues:StringNotEquals", "aws:TagKeys", r#""secret""#);
-    v.push(case("ForAllValues:StringNotEquals clean", std::slice::from_ref(&all_not), None, tag_keys(&["team", "env"]), Allow));
-    v.push(case("ForAllValues:StringNotEquals hit", std::slice::from_ref(&all_not), None, tag_keys(&["team", "secret"]), Implicit));
+    v.push(case(
+        "ForAllValues:StringNotEquals clean",
+        std::slice::from_ref(&all_not),
+        None,
+        tag_keys(&["team", "env"]),
+        Allow,
+    ));
+    v.push(case(
+        "ForAllValues:StringNotEquals hit",
+        std::slice::from_ref(&all_not),
+        None,
+        tag_keys(&["team", "secret"]),
+        Implicit,
+    ));
     let any_not = c1("ForAnyValue:StringNotEquals", "aws:TagKeys", r#""team""#);
-    v.push(case("ForAnyValue:StringNotEquals only team", std::slice::from_ref(&any_not), None, tag_keys(&["team"]), Implicit));
-    v.push(case("ForAnyValue:StringNotEquals other", std::slice::from_ref(&any_not), None, tag_keys(&["team", "x"]), Allow));
+    v.push(case(
+        "ForAnyValue:StringNotEquals only team",
+        std::slice::from_ref(&any_not),
+        None,
+        tag_keys(&["team"]),
+        Implicit,
+    ));
+    v.push(case(
+        "ForAnyValue:StringNotEquals other",
+        std::slice::from_ref(&any_not),
+        None,
+        tag_keys(&["team", "x"]),
+        Allow,
+    ));
     v.push(case(
         "ForAnyValue:StringLikeIfExists missing key",
         &[c1("ForAnyValue:StringLikeIfExists", "aws:TagKeys", r#""t*""#)],
@@ -777,8 +1146,20 @@ fn cases() -> Vec<Case> {
     let home = "arn:aws:ecr:us-east-1:111122223333:repository/${aws:username}/*";
     let alice_repo = "arn:aws:ecr:us-east-1:111122223333:repository/alice/app";
     let bob_repo = "arn:aws:ecr:us-east-1:111122223333:repository/bob/app";
-    v.push(case("${aws:username} own repo", &[allow(GET, home)], None, req(alice(), GET, alice_repo), Allow));
-    v.push(case("${aws:username} other repo", &[allow(GET, home)], None, req(alice(), GET, bob_repo), Implicit));
+    v.push(case(
+        "${aws:username} own repo",
+        &[allow(GET, home)],
+        None,
+        req(alice(), GET, alice_repo),
+        Allow,
+    ));
+    v.push(case(
+        "${aws:username} other repo",
+        &[allow(GET, home)],
+        None,
+        req(alice(), GET, bob_repo),
+        Implicit,
+    ));
     v.push(case(
         "${aws:username} absent for a role session",
         &[allow(GET, home)],
@@ -788,7 +1169,10 @@ fn cases() -> Vec<Case> {
     ));
     v.push(case(
         "${aws:username, 'shared'} default",
-        &[allow(GET, "arn:aws:ecr:us-east-1:111122223333:repository/${aws:username, 'shared'}/*")],
+        &[allow(
+            GET,
+            "arn:aws:ecr:us-east-1:111122223333:repository/${aws:username, 'shared'}/*",
+        )],
         None,
         req(
             Principal::assumed_role(A, "ci", "s"),
@@ -883,14 +1267,22 @@ fn cases() -> Vec<Case> {
     ));
     v.push(case(
         "ecr:ResourceTag key",
-        &[c1("StringEquals", "ecr:ResourceTag/team", r#""${aws:PrincipalTag/team}""#)],
+        &[c1(
+            "StringEquals",
+            "ecr:ResourceTag/team",
+            r#""${aws:PrincipalTag/team}""#,
+        )],
         None,
         tagged(alice().with_tag("team", "blue"), "blue"),
         Allow,
     ));
     v.push(case(
         "principal tag default",
-        &[c1("StringEquals", "aws:ResourceTag/team", r#""${aws:PrincipalTag/team, 'blue'}""#)],
+        &[c1(
+            "StringEquals",
+            "aws:ResourceTag/team",
+            r#""${aws:PrincipalTag/team, 'blue'}""#,
+        )],
         None,
         tagged(alice(), "blue"),
         Allow,
@@ -920,8 +1312,20 @@ fn cases() -> Vec<Case> {
     let ro = managed(AMAZON_EC2_CONTAINER_REGISTRY_READ_ONLY);
     let pu = managed(AMAZON_EC2_CONTAINER_REGISTRY_POWER_USER);
     let fa = managed(AMAZON_EC2_CONTAINER_REGISTRY_FULL_ACCESS);
-    v.push(case("ReadOnly pulls", std::slice::from_ref(&ro), None, get(alice()), Allow));
-    v.push(case("ReadOnly cannot push", std::slice::from_ref(&ro), None, req(alice(), PUT, REPO), Implicit));
+    v.push(case(
+        "ReadOnly pulls",
+        std::slice::from_ref(&ro),
+        None,
+        get(alice()),
+        Allow,
+    ));
+    v.push(case(
+        "ReadOnly cannot push",
+        std::slice::from_ref(&ro),
+        None,
+        req(alice(), PUT, REPO),
+        Implicit,
+    ));
     v.push(case(
         "ReadOnly gets a token",
         std::slice::from_ref(&ro),
@@ -929,7 +1333,13 @@ fn cases() -> Vec<Case> {
         req(alice(), "ecr:GetAuthorizationToken", "*"),
         Allow,
     ));
-    v.push(case("PowerUser pushes", std::slice::from_ref(&pu), None, req(alice(), PUT, REPO), Allow));
+    v.push(case(
+        "PowerUser pushes",
+        std::slice::from_ref(&pu),
+        None,
+        req(alice(), PUT, REPO),
+        Allow,
+    ));
     v.push(case(
         "PowerUser cannot delete",
         std::slice::from_ref(&pu),
@@ -976,7 +1386,12 @@ fn decision_table() {
         }
     }
     println!("{} cases", cases.len());
-    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -989,7 +1404,10 @@ fn deciding_statement_is_reported() {
     let got = evaluate(&req(alice(), PUT, REPO), &[&identity], None);
     assert_eq!(got.decision, Deny);
     let at = got.statement.unwrap();
-    assert_eq!((at.source, at.index, at.sid.as_deref()), (PolicySource::Identity(0), 1, Some("NoPush")));
+    assert_eq!(
+        (at.source, at.index, at.sid.as_deref()),
+        (PolicySource::Identity(0), 1, Some("NoPush"))
+    );
     assert!(got.reason.contains("NoPush"), "{}", got.reason);
 
     let got = evaluate(&get(alice()), &[&identity], None);
@@ -1012,7 +1430,12 @@ fn deciding_statement_is_reported() {
 
 #[test]
 fn standard_keys() {
-    let mut ctx = RequestContext::new(Principal::assumed_role(A, "ci", "s1").with_tag("team", "blue"), GET, REPO, A);
+    let mut ctx = RequestContext::new(
+        Principal::assumed_role(A, "ci", "s1").with_tag("team", "blue"),
+        GET,
+        REPO,
+        A,
+    );
     ctx.fill_standard_keys(&RequestEnv {
         current_time: Some(NOW),
         source_ip: Some("203.0.113.9".parse().unwrap()),
@@ -1025,7 +1448,10 @@ fn standard_keys() {
     assert_eq!(one("aws:epochtime").as_deref(), Some("1700000000"));
     assert_eq!(one("aws:SourceIp").as_deref(), Some("203.0.113.9"));
     assert_eq!(one("aws:SecureTransport").as_deref(), Some("true"));
-    assert_eq!(one("aws:PrincipalArn").as_deref(), Some("arn:aws:iam::111122223333:role/ci"));
+    assert_eq!(
+        one("aws:PrincipalArn").as_deref(),
+        Some("arn:aws:iam::111122223333:role/ci")
+    );
     assert_eq!(one("aws:PrincipalType").as_deref(), Some("AssumedRole"));
     assert_eq!(one("aws:PrincipalAccount").as_deref(), Some(A));
     assert_eq!(one("aws:PrincipalTag/TEAM").as_deref(), Some("blue"));

@@ -130,8 +130,21 @@ const OPERATORS: &[&str] = &[
     "BinaryEquals",
     "Null",
 ];
-const KEYS: &[&str] = &["aws:username", "aws:SourceIp", "aws:TagKeys", "aws:ResourceTag/team", "kura:Missing"];
-const VALUES: &[&str] = &["alice", "${aws:PrincipalTag/team}", "true", "*", "team?", "${aws:username, 'x'}"];
+const KEYS: &[&str] = &[
+    "aws:username",
+    "aws:SourceIp",
+    "aws:TagKeys",
+    "aws:ResourceTag/team",
+    "kura:Missing",
+];
+const VALUES: &[&str] = &[
+    "alice",
+    "${aws:PrincipalTag/team}",
+    "true",
+    "*",
+    "team?",
+    "${aws:username, 'x'}",
+];
 
 /// One statement built from the grammar with random pieces: usually valid.
 fn statement() -> impl Strategy<Value = Value> {
@@ -141,7 +154,11 @@ fn statement() -> impl Strategy<Value = Value> {
         proptest::collection::vec(pick(ACTIONS), 1..3),
         proptest::option::of(proptest::collection::vec(pick(RESOURCES), 1..3)),
         proptest::option::of(proptest::collection::vec(pick(PRINCIPALS), 1..3)),
-        proptest::option::of((pick(OPERATORS), pick(KEYS), proptest::collection::vec(pick(VALUES), 1..3))),
+        proptest::option::of((
+            pick(OPERATORS),
+            pick(KEYS),
+            proptest::collection::vec(pick(VALUES), 1..3),
+        )),
     )
         .prop_map(|(effect, not, actions, resources, principals, cond)| {
             let mut m = Map::new();
@@ -153,7 +170,10 @@ fn statement() -> impl Strategy<Value = Value> {
             if let Some(p) = principals {
                 let mut aws = Map::new();
                 aws.insert("AWS".into(), p.into());
-                m.insert(if not { "NotPrincipal" } else { "Principal" }.into(), Value::Object(aws));
+                m.insert(
+                    if not { "NotPrincipal" } else { "Principal" }.into(),
+                    Value::Object(aws),
+                );
             }
             if let Some((op, key, values)) = cond {
                 let mut keys = Map::new();
@@ -200,7 +220,7 @@ fn context() -> impl Strategy<Value = RequestContext> {
             let time = time.map(|t| t % 250_000_000_000);
             ctx.fill_standard_keys(&RequestEnv {
                 current_time: time,
-                source_ip: ip.map(|o| std::net::IpAddr::from(o)),
+                source_ip: ip.map(std::net::IpAddr::from),
                 secure_transport: Some(true),
                 resource_tags: [("team".to_string(), "blue".to_string())].into(),
                 request_tags: Default::default(),

@@ -20,18 +20,51 @@ fn refused_with_reason() {
         ("not json".into(), "not valid JSON"),
         ("[]".into(), "must be a JSON object"),
         (r#"{"Version":"2012-10-17"}"#.into(), "Statement is required"),
-        (r#"{"Version":"2012-10-17","Statement":[]}"#.into(), "Statement must not be empty"),
-        (r#"{"Version":"2012-10-17","Statement":"x"}"#.into(), "Statement must be an object"),
-        (r#"{"Version":"2012-10-17","Statement":["x"]}"#.into(), "Statement[0] must be an object"),
-        (format!(r#"{{"Version":"2020-01-01","Statement":{{{OK}}}}}"#), "Version must be"),
+        (
+            r#"{"Version":"2012-10-17","Statement":[]}"#.into(),
+            "Statement must not be empty",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":"x"}"#.into(),
+            "Statement must be an object",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":["x"]}"#.into(),
+            "Statement[0] must be an object",
+        ),
+        (
+            format!(r#"{{"Version":"2020-01-01","Statement":{{{OK}}}}}"#),
+            "Version must be",
+        ),
         (format!(r#"{{"Version":2012,"Statement":{{{OK}}}}}"#), "Version must be"),
-        (format!(r#"{{"Version":"2012-10-17","Id":5,"Statement":{{{OK}}}}}"#), "Id must be a string"),
-        (format!(r#"{{"Version":"2012-10-17","Extra":1,"Statement":{{{OK}}}}}"#), "unknown field \"Extra\""),
-        (format!(r#"{{"version":"2012-10-17","Statement":{{{OK}}}}}"#), "unknown field \"version\""),
-        (one(&format!(r#"{OK},"Bogus":1"#)), "Statement[0] has an unknown field \"Bogus\""),
-        (one(r#""Action":"ecr:*","Resource":"*""#), "Statement[0]: Effect is required"),
-        (one(r#""Effect":"allow","Action":"ecr:*","Resource":"*""#), "Effect must be \"Allow\" or \"Deny\""),
-        (one(r#""Effect":"Allow","Resource":"*""#), "Action or NotAction is required"),
+        (
+            format!(r#"{{"Version":"2012-10-17","Id":5,"Statement":{{{OK}}}}}"#),
+            "Id must be a string",
+        ),
+        (
+            format!(r#"{{"Version":"2012-10-17","Extra":1,"Statement":{{{OK}}}}}"#),
+            "unknown field \"Extra\"",
+        ),
+        (
+            format!(r#"{{"version":"2012-10-17","Statement":{{{OK}}}}}"#),
+            "unknown field \"version\"",
+        ),
+        (
+            one(&format!(r#"{OK},"Bogus":1"#)),
+            "Statement[0] has an unknown field \"Bogus\"",
+        ),
+        (
+            one(r#""Action":"ecr:*","Resource":"*""#),
+            "Statement[0]: Effect is required",
+        ),
+        (
+            one(r#""Effect":"allow","Action":"ecr:*","Resource":"*""#),
+            "Effect must be \"Allow\" or \"Deny\"",
+        ),
+        (
+            one(r#""Effect":"Allow","Resource":"*""#),
+            "Action or NotAction is required",
+        ),
         (
             one(r#""Effect":"Allow","Action":"ecr:*","NotAction":"ecr:Put*","Resource":"*""#),
             "Statement[0]: Action and NotAction are mutually exclusive",
@@ -44,78 +77,167 @@ fn refused_with_reason() {
             one(r#""Effect":"Allow","Action":"*","Principal":"*","NotPrincipal":"*""#),
             "Principal and NotPrincipal are mutually exclusive",
         ),
-        (one(r#""Effect":"Allow","Action":[],"Resource":"*""#), "Action must not be empty"),
-        (one(r#""Effect":"Allow","Action":["ecr:*",3],"Resource":"*""#), "entries must be strings"),
-        (one(r#""Effect":"Allow","Action":{"a":1},"Resource":"*""#), "must be a string or a list"),
-        (one(r#""Effect":"Allow","Action":"GetImage","Resource":"*""#), "must be \"*\" or service:action"),
-        (one(r#""Effect":"Allow","Action":"ecr:","Resource":"*""#), "empty action name"),
-        (one(r#""Effect":"Allow","Action":":Get","Resource":"*""#), "invalid service prefix"),
-        (one(r#""Effect":"Allow","Action":"e*:Get","Resource":"*""#), "invalid service prefix"),
-        (one(r#""Effect":"Allow","Action":"ecr:Get Image","Resource":"*""#), "invalid action name"),
-        (one(r#""Effect":"Allow","Action":"ecr:Get:Image","Resource":"*""#), "invalid action name"),
-        (one(r#""Effect":"Allow","Action":"*","Resource":"repo/x""#), "must be \"*\" or an ARN"),
-        (one(r#""Effect":"Allow","Action":"*","Resource":"arn:aws:ecr""#), "must be \"*\" or an ARN"),
-        (one(r#""Effect":"Allow","Action":"*","Resource":[]"#), "Resource must not be empty"),
-        (one(r#""Sid":5,"Effect":"Allow","Action":"*","Resource":"*""#), "Sid must be a string"),
         (
-            format!(
-                r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"A",{OK}}},{{"Sid":"A",{OK}}}]}}"#
-            ),
+            one(r#""Effect":"Allow","Action":[],"Resource":"*""#),
+            "Action must not be empty",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":["ecr:*",3],"Resource":"*""#),
+            "entries must be strings",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":{"a":1},"Resource":"*""#),
+            "must be a string or a list",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"GetImage","Resource":"*""#),
+            "must be \"*\" or service:action",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"ecr:","Resource":"*""#),
+            "empty action name",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":":Get","Resource":"*""#),
+            "invalid service prefix",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"e*:Get","Resource":"*""#),
+            "invalid service prefix",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"ecr:Get Image","Resource":"*""#),
+            "invalid action name",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"ecr:Get:Image","Resource":"*""#),
+            "invalid action name",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"*","Resource":"repo/x""#),
+            "must be \"*\" or an ARN",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"*","Resource":"arn:aws:ecr""#),
+            "must be \"*\" or an ARN",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"*","Resource":[]"#),
+            "Resource must not be empty",
+        ),
+        (
+            one(r#""Sid":5,"Effect":"Allow","Action":"*","Resource":"*""#),
+            "Sid must be a string",
+        ),
+        (
+            format!(r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"A",{OK}}},{{"Sid":"A",{OK}}}]}}"#),
             "Statement[1]: Sid \"A\" is used twice",
         ),
-        (one(r#""Effect":"Allow","Action":"*","Principal":"someone""#), "Principal must be \"*\" or an object"),
-        (one(r#""Effect":"Allow","Action":"*","Principal":{}"#), "must name at least one principal"),
-        (one(r#""Effect":"Allow","Action":"*","Principal":{"Users":"x"}"#), "unknown field \"Users\""),
-        (one(r#""Effect":"Allow","Action":"*","Principal":{"AWS":"alice"}"#), "invalid principal \"alice\""),
+        (
+            one(r#""Effect":"Allow","Action":"*","Principal":"someone""#),
+            "Principal must be \"*\" or an object",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"*","Principal":{}"#),
+            "must name at least one principal",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"*","Principal":{"Users":"x"}"#),
+            "unknown field \"Users\"",
+        ),
+        (
+            one(r#""Effect":"Allow","Action":"*","Principal":{"AWS":"alice"}"#),
+            "invalid principal \"alice\"",
+        ),
         (
             one(r#""Effect":"Allow","Action":"*","Principal":{"AWS":"arn:aws:iam::111122223333:user/*"}"#),
             "invalid principal",
         ),
-        (one(r#""Effect":"Allow","Action":"*","Principal":{"AWS":"1111"}"#), "invalid principal"),
         (
-            one(r#""Effect":"Allow","Action":"*","Principal":{"AWS":"arn:aws:ecr:us-east-1:111122223333:repository/x"}"#),
+            one(r#""Effect":"Allow","Action":"*","Principal":{"AWS":"1111"}"#),
             "invalid principal",
         ),
         (
-            one(&format!(r#"{OK},"Condition":{{"StringSortOf":{{"aws:username":"a"}}}}"#)),
+            one(
+                r#""Effect":"Allow","Action":"*","Principal":{"AWS":"arn:aws:ecr:us-east-1:111122223333:repository/x"}"#,
+            ),
+            "invalid principal",
+        ),
+        (
+            one(&format!(
+                r#"{OK},"Condition":{{"StringSortOf":{{"aws:username":"a"}}}}"#
+            )),
             "unknown condition operator \"StringSortOf\"",
         ),
         (
-            one(&format!(r#"{OK},"Condition":{{"NullIfExists":{{"aws:username":"true"}}}}"#)),
+            one(&format!(
+                r#"{OK},"Condition":{{"NullIfExists":{{"aws:username":"true"}}}}"#
+            )),
             "unknown condition operator \"NullIfExists\"",
         ),
         (
-            one(&format!(r#"{OK},"Condition":{{"ForSomeValues:StringEquals":{{"k":"a"}}}}"#)),
+            one(&format!(
+                r#"{OK},"Condition":{{"ForSomeValues:StringEquals":{{"k":"a"}}}}"#
+            )),
             "unknown condition operator",
         ),
         (one(&format!(r#"{OK},"Condition":"x""#)), "Condition must be an object"),
-        (one(&format!(r#"{OK},"Condition":{{"StringEquals":"x"}}"#)), "must be an object of condition keys"),
-        (one(&format!(r#"{OK},"Condition":{{"StringEquals":{{}}}}"#)), "at least one condition key"),
-        (one(&format!(r#"{OK},"Condition":{{"StringEquals":{{"k":[]}}}}"#)), "must not be empty"),
-        (one(&format!(r#"{OK},"Condition":{{"StringEquals":{{"k":{{"a":1}}}}}}"#)), "must be a string, number"),
-        (one(&format!(r#"{OK},"Condition":{{"StringEquals":{{"k":[null]}}}}"#)), "values must be strings"),
+        (
+            one(&format!(r#"{OK},"Condition":{{"StringEquals":"x"}}"#)),
+            "must be an object of condition keys",
+        ),
+        (
+            one(&format!(r#"{OK},"Condition":{{"StringEquals":{{}}}}"#)),
+            "at least one condition key",
+        ),
+        (
+            one(&format!(r#"{OK},"Condition":{{"StringEquals":{{"k":[]}}}}"#)),
+            "must not be empty",
+        ),
+        (
+            one(&format!(r#"{OK},"Condition":{{"StringEquals":{{"k":{{"a":1}}}}}}"#)),
+            "must be a string, number",
+        ),
+        (
+            one(&format!(r#"{OK},"Condition":{{"StringEquals":{{"k":[null]}}}}"#)),
+            "values must be strings",
+        ),
         (
             one(&format!(r#"{OK},"Condition":{{"NumericLessThan":{{"k":"ten"}}}}"#)),
             "NumericLessThan value \"ten\" is not a number",
         ),
         (
-            one(&format!(r#"{OK},"Condition":{{"DateGreaterThan":{{"aws:CurrentTime":"tomorrow"}}}}"#)),
+            one(&format!(
+                r#"{OK},"Condition":{{"DateGreaterThan":{{"aws:CurrentTime":"tomorrow"}}}}"#
+            )),
             "is not an ISO 8601 date or epoch seconds",
         ),
         (
-            one(&format!(r#"{OK},"Condition":{{"Bool":{{"aws:SecureTransport":"yes"}}}}"#)),
+            one(&format!(
+                r#"{OK},"Condition":{{"Bool":{{"aws:SecureTransport":"yes"}}}}"#
+            )),
             "is not true or false",
         ),
-        (one(&format!(r#"{OK},"Condition":{{"Null":{{"k":"maybe"}}}}"#)), "is not true or false"),
         (
-            one(&format!(r#"{OK},"Condition":{{"IpAddress":{{"aws:SourceIp":"10.0.0.0/33"}}}}"#)),
+            one(&format!(r#"{OK},"Condition":{{"Null":{{"k":"maybe"}}}}"#)),
+            "is not true or false",
+        ),
+        (
+            one(&format!(
+                r#"{OK},"Condition":{{"IpAddress":{{"aws:SourceIp":"10.0.0.0/33"}}}}"#
+            )),
             "is not an IP address or CIDR block",
         ),
         (
-            one(&format!(r#"{OK},"Condition":{{"NotIpAddress":{{"aws:SourceIp":"office"}}}}"#)),
+            one(&format!(
+                r#"{OK},"Condition":{{"NotIpAddress":{{"aws:SourceIp":"office"}}}}"#
+            )),
             "is not an IP address or CIDR block",
         ),
-        (one(&format!(r#"{OK},"Condition":{{"StringEquals":{{"":"a"}}}}"#)), "invalid condition key"),
+        (
+            one(&format!(r#"{OK},"Condition":{{"StringEquals":{{"":"a"}}}}"#)),
+            "invalid condition key",
+        ),
     ];
     for (text, want) in &cases {
         match Policy::parse(text) {
@@ -135,10 +257,17 @@ fn kind_rules() {
     let resource = ParseOptions::kind(PolicyKind::Resource);
     let with_principal = one(r#""Effect":"Allow","Principal":"*","Action":"ecr:*""#);
     let e = Policy::parse_with(&with_principal, &identity).unwrap_err();
-    assert!(e.reason().contains("Statement[0]: Principal and NotPrincipal are not allowed"), "{e}");
+    assert!(
+        e.reason()
+            .contains("Statement[0]: Principal and NotPrincipal are not allowed"),
+        "{e}"
+    );
     let no_resource = one(r#""Effect":"Allow","Action":"ecr:*""#);
     let e = Policy::parse_with(&no_resource, &identity).unwrap_err();
-    assert!(e.reason().contains("Statement[0]: Resource or NotResource is required"), "{e}");
+    assert!(
+        e.reason().contains("Statement[0]: Resource or NotResource is required"),
+        "{e}"
+    );
     let with_both = one(r#""Effect":"Allow","Principal":"*","Action":"ecr:*","Resource":"*""#);
     let e = Policy::parse_with(&with_both, &identity).unwrap_err();
     assert!(e.reason().contains("not allowed in an identity policy"), "{e}");
@@ -157,7 +286,12 @@ fn kind_rules() {
 
 #[test]
 fn size_limits() {
-    let pad = |n: usize| format!(r#"{{"Version":"2012-10-17","Id":"{}","Statement":{{{OK}}}}}"#, "x".repeat(n));
+    let pad = |n: usize| {
+        format!(
+            r#"{{"Version":"2012-10-17","Id":"{}","Statement":{{{OK}}}}}"#,
+            "x".repeat(n)
+        )
+    };
     let base = pad(0).chars().count();
     let at_limit = pad(ECR_REPOSITORY_POLICY_MAX_CHARS - base);
     let r = ParseOptions::ecr_repository_policy();
@@ -248,8 +382,9 @@ fn accepted_shapes() {
     assert_eq!(b.values, ["true"]);
 
     // No Version: 2008-10-17. NotResource, NotAction, Deny.
-    let p = Policy::parse(r#"{"Statement":[{"Effect":"Deny","NotAction":"iam:*","NotResource":["arn:aws:ecr:*:*:*"]}]}"#)
-        .unwrap();
+    let p =
+        Policy::parse(r#"{"Statement":[{"Effect":"Deny","NotAction":"iam:*","NotResource":["arn:aws:ecr:*:*:*"]}]}"#)
+            .unwrap();
     assert_eq!(p.version, Version::V2008_10_17);
     assert_eq!(p.statements[0].effect, Effect::Deny);
     assert!(matches!(p.statements[0].action, ActionSpec::NotAction(_)));
@@ -272,7 +407,11 @@ fn accepted_shapes() {
             Operator::IpAddress => "10.0.0.0/8",
             _ => "arn:aws:ecr:*:*:repository/x",
         };
-        let suffixes: &[&str] = if *op == Operator::Null { &[""] } else { &["", "IfExists"] };
+        let suffixes: &[&str] = if *op == Operator::Null {
+            &[""]
+        } else {
+            &["", "IfExists"]
+        };
         for prefix in ["", "ForAnyValue:", "ForAllValues:"] {
             for suffix in suffixes {
                 let name = format!("{prefix}{}{suffix}", op.name());
