@@ -152,7 +152,7 @@ fn strip_modinfo_sentinels(s: &str) -> String {
     }
 }
 
-/// Main module, dependencies (replacements with a version win) and the standard library.
+/// Main module, dependencies (module replacements win) and the standard library.
 pub(crate) fn go_modules(go_version: &str, modinfo: &str) -> Vec<Package> {
     let go = |name: &str, version: &str| Package {
         kind: PackageKind::Go,
@@ -168,7 +168,9 @@ pub(crate) fn go_modules(go_version: &str, modinfo: &str) -> Vec<Package> {
         let fields: Vec<&str> = line.split('\t').collect();
         match fields.as_slice() {
             ["mod", path, version, ..] | ["dep", path, version, ..] => out.push(go(path, version)),
-            ["=>", path, version, ..] if !version.is_empty() => {
+            // A replacement by another module version wins; local directory replacements
+            // (`./dir`, `/abs`, version `(devel)`) keep the required module and version.
+            ["=>", path, version, ..] if !version.is_empty() && !path.starts_with(['.', '/']) => {
                 if let Some(last) = out.last_mut() {
                     *last = go(path, version);
                 }
@@ -276,7 +278,7 @@ mod tests {
     #[test]
     fn go_modinfo_lines() {
         let modinfo = "path\texample.com/app\nmod\texample.com/app\t(devel)\t\ndep\tgolang.org/x/text\tv0.3.0\th1:x\n\
-                       dep\texample.com/local\tv1.0.0\t\n=>\t./local\t\t\n\
+                       dep\texample.com/local\tv1.0.0\t\n=>\t./local\t(devel)\t\n\
                        dep\tgithub.com/a/b\tv1.0.0\t\n=>\tgithub.com/c/b\tv1.2.0\th1:y\nbuild\t-trimpath=true\n";
         let pkgs = go_modules("go1.22.5 X:boringcrypto", modinfo);
         let got: Vec<(&str, &str)> = pkgs.iter().map(|p| (p.name.as_str(), p.version.as_str())).collect();

@@ -27,10 +27,16 @@ pub enum Node {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         packages: Vec<Package>,
     },
-    /// A symbolic link and its target, as written in the tar.
-    Symlink(String),
+    /// A symbolic link.
+    Symlink {
+        /// The target as written in the tar (absolute or relative to the link's directory).
+        target: String,
+    },
     /// A hard link to a file of a lower layer (links within the layer are copied when indexing).
-    HardLink(String),
+    HardLink {
+        /// The normalised path of the link target.
+        target: String,
+    },
 }
 
 /// Counters about what indexing saw and skipped.
@@ -75,10 +81,13 @@ enum FileClass {
 fn classify(path: &str) -> FileClass {
     let name = file_name(path);
     let dir = parent(path);
-    let text = matches!(path, "etc/os-release" | "usr/lib/os-release" | "etc/debian_version" | "etc/alpine-release")
-        || path == "var/lib/dpkg/status"
-        || dir == "var/lib/dpkg/status.d"
-        || path == "lib/apk/db/installed"
+    // Matched by suffix or name rather than the exact path: the catalogers look these up
+    // through symlinks (e.g. `lib -> usr/lib`, `etc/os-release -> ../usr/lib/os-release`), so the
+    // real file may live elsewhere. They are small and few.
+    let text = matches!(name, "os-release" | "debian_version" | "alpine-release")
+        || path.ends_with("dpkg/status")
+        || dir.ends_with("dpkg/status.d")
+        || path.ends_with("apk/db/installed")
         || (name == "METADATA" && dir.ends_with(".dist-info"))
         || (name == "PKG-INFO" && dir.ends_with(".egg-info"))
         || name.ends_with(".egg-info")
@@ -216,7 +225,7 @@ impl Indexer<'_> {
             tar::EntryType::Symlink => {
                 let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned());
                 match target {
-                    Some(t) if !t.is_empty() && !t.contains('\0') => Some(Node::Symlink(t)),
+                    Some(t) if !t.is_empty() && !t.contains('\0') => Some(Node::Symlink { target: t }),
                     _ => {
                         self.index.stats.skipped_bad_paths += 1;
                         None
@@ -231,7 +240,7 @@ impl Indexer<'_> {
                         Some(_) => None,
                         // Not kept from this layer: either uninteresting or from a lower layer.
                         None if classify(&t) == FileClass::Text || classify(&path) == FileClass::Text => {
-                            Some(Node::HardLink(t))
+                            Some(Node::HardLink { target: t })
                         }
                         None => None,
                     },
@@ -250,7 +259,7 @@ impl Indexer<'_> {
             }
             None => {
                 // A later entry at the same path that we do not keep still replaces an earlier one.
-                if let Some(Node::File { .. } | Node::Symlink(_) | Node::HardLink(_)) = self.index.nodes.get(&path) {
+                if let Some(Node::File { .. } | Node::Symlink { .. } | Node::HardLink { .. }) = self.index.nodes.get(&path) {
                     if kind != tar::EntryType::Directory {
                         self.index.nodes.remove(&path);
                     }

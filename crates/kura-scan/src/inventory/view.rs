@@ -29,7 +29,7 @@ pub fn merge(layers: &[LayerIndex]) -> FsView {
         for (path, node) in &layer.nodes {
             let node = match node {
                 // Hard links into lower layers take the target's node as it is now.
-                Node::HardLink(target) => match view.nodes.get(target) {
+                Node::HardLink { target } => match view.nodes.get(target) {
                     Some(n @ Node::File { .. }) => n.clone(),
                     _ => continue,
                 },
@@ -79,7 +79,7 @@ impl FsView {
             }
             done.push(comp);
             let here = done.join("/");
-            if let Some(Node::Symlink(target)) = self.nodes.get(&here) {
+            if let Some(Node::Symlink { target }) = self.nodes.get(&here) {
                 hops += 1;
                 if hops > MAX_SYMLINK_HOPS {
                     return None;
