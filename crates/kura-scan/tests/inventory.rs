@@ -58,7 +58,11 @@ fn index(bytes: &[u8]) -> LayerIndex {
 }
 
 fn names(inv: &Inventory, kind: PackageKind) -> Vec<(String, String)> {
-    inv.packages.iter().filter(|p| p.kind == kind).map(|p| (p.name.clone(), p.version.clone())).collect()
+    inv.packages
+        .iter()
+        .filter(|p| p.kind == kind)
+        .map(|p| (p.name.clone(), p.version.clone()))
+        .collect()
 }
 
 fn pair(n: &str, v: &str) -> (String, String) {
@@ -66,7 +70,10 @@ fn pair(n: &str, v: &str) -> (String, String) {
 }
 
 fn find<'a>(inv: &'a Inventory, kind: PackageKind, name: &str) -> &'a Package {
-    inv.packages.iter().find(|p| p.kind == kind && p.name == name).unwrap_or_else(|| panic!("{name} not found"))
+    inv.packages
+        .iter()
+        .find(|p| p.kind == kind && p.name == name)
+        .unwrap_or_else(|| panic!("{name} not found"))
 }
 
 const BOOKWORM_OS_RELEASE: &[u8] = b"PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n\
@@ -97,7 +104,10 @@ fn real_bookworm_status_with_symlinked_os_release() {
     assert_eq!(perl.source_name.as_deref(), Some("perl"));
     assert_eq!(perl.path, "var/lib/dpkg/status");
     assert_eq!(perl.arch.as_deref(), Some("amd64"));
-    assert_eq!(find(&inv, PackageKind::Dpkg, "libpcre2-8-0").source_name.as_deref(), Some("pcre2"));
+    assert_eq!(
+        find(&inv, PackageKind::Dpkg, "libpcre2-8-0").source_name.as_deref(),
+        Some("pcre2")
+    );
 }
 
 #[test]
@@ -111,7 +121,10 @@ fn debian_codename_derived_and_fallbacks() {
 
     let layer = tar_bytes(&[file("etc/debian_version", b"10.13\n")]);
     let d = catalog(&merge(&[index(&layer)])).distro.unwrap();
-    assert_eq!((d.version_id.as_deref(), d.codename.as_deref()), (Some("10"), Some("buster")));
+    assert_eq!(
+        (d.version_id.as_deref(), d.codename.as_deref()),
+        (Some("10"), Some("buster"))
+    );
 
     let layer = tar_bytes(&[file("usr/lib/os-release", b"ID='alpine'\nVERSION_ID=3.20.3\n")]);
     let d = catalog(&merge(&[index(&layer)])).distro.unwrap();
@@ -129,7 +142,8 @@ C:Q1def=\nP:libcrypto3\nV:3.3.2-r0\nA:x86_64\no:openssl\n\n";
 const APK_ONE: &[u8] = b"P:musl\nV:1.2.5-r1\nA:x86_64\no:musl\n";
 
 fn dist_info(name: &str, version: &str) -> Vec<u8> {
-    format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: x\n\nName: body-not-header\n").into_bytes()
+    format!("Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: x\n\nName: body-not-header\n")
+        .into_bytes()
 }
 
 #[test]
@@ -147,9 +161,15 @@ fn whiteouts_and_opaque_dirs_across_three_layers() {
         file(&format!("{sp}/six-1.16.0.dist-info/METADATA"), &six),
         file("app/node_modules/x/package.json", npm_x),
         file("app/node_modules/@s/y/package.json", npm_y),
-        file("app/node_modules/x/lib/package.json", br#"{"name":"not-a-root","version":"0"}"#),
+        file(
+            "app/node_modules/x/lib/package.json",
+            br#"{"name":"not-a-root","version":"0"}"#,
+        ),
         file("app/node_modules/z/package.json", br#"{"name":"noversion"}"#),
-        file("opt/m/META-INF/maven/org.a/b/pom.properties", b"groupId=org.a\nartifactId=b\nversion=1.0\n"),
+        file(
+            "opt/m/META-INF/maven/org.a/b/pom.properties",
+            b"groupId=org.a\nartifactId=b\nversion=1.0\n",
+        ),
     ]));
     // Layer 2: delete an npm package dir, make site-packages opaque with one new package.
     let l2 = tar_bytes(&[
@@ -159,15 +179,30 @@ fn whiteouts_and_opaque_dirs_across_three_layers() {
         file(&format!("{sp}/zope.interface-6.0.dist-info/METADATA"), &zope),
     ]);
     // Layer 3 (zstd): replace the apk db, delete the maven metadata.
-    let l3 = zst(&tar_bytes(&[file("lib/apk/db/installed", APK_ONE), file("opt/.wh.m", b"")]));
+    let l3 = zst(&tar_bytes(&[
+        file("lib/apk/db/installed", APK_ONE),
+        file("opt/.wh.m", b""),
+    ]));
 
     let layers = [index(&l1), index(&l2), index(&l3)];
     let first = catalog(&merge(&layers[..1]));
-    assert_eq!(names(&first, PackageKind::Apk), [pair("libcrypto3", "3.3.2-r0"), pair("musl", "1.2.5-r0")]);
-    assert_eq!(names(&first, PackageKind::Python), [pair("requests", "2.31.0"), pair("six", "1.16.0")]);
-    assert_eq!(names(&first, PackageKind::Npm), [pair("@s/y", "2.0.0"), pair("x", "1.0.0")]);
+    assert_eq!(
+        names(&first, PackageKind::Apk),
+        [pair("libcrypto3", "3.3.2-r0"), pair("musl", "1.2.5-r0")]
+    );
+    assert_eq!(
+        names(&first, PackageKind::Python),
+        [pair("requests", "2.31.0"), pair("six", "1.16.0")]
+    );
+    assert_eq!(
+        names(&first, PackageKind::Npm),
+        [pair("@s/y", "2.0.0"), pair("x", "1.0.0")]
+    );
     assert_eq!(names(&first, PackageKind::Maven), [pair("org.a:b", "1.0")]);
-    assert_eq!(find(&first, PackageKind::Apk, "libcrypto3").source_name.as_deref(), Some("openssl"));
+    assert_eq!(
+        find(&first, PackageKind::Apk, "libcrypto3").source_name.as_deref(),
+        Some("openssl")
+    );
 
     let inv = catalog(&merge(&layers));
     assert_eq!(inv.distro.as_ref().unwrap().id, "alpine");
@@ -176,7 +211,10 @@ fn whiteouts_and_opaque_dirs_across_three_layers() {
     assert_eq!(names(&inv, PackageKind::Npm), [pair("@s/y", "2.0.0")]);
     assert!(names(&inv, PackageKind::Maven).is_empty());
     let musl = find(&inv, PackageKind::Apk, "musl");
-    assert_eq!((musl.arch.as_deref(), musl.path.as_str()), (Some("x86_64"), "lib/apk/db/installed"));
+    assert_eq!(
+        (musl.arch.as_deref(), musl.path.as_str()),
+        (Some("x86_64"), "lib/apk/db/installed")
+    );
 
     // Deleting the whole db in a fourth layer.
     let l4 = tar_bytes(&[file("lib/apk/db/.wh.installed", b"")]);
@@ -209,19 +247,30 @@ fn file_replacing_directory_and_symlink_dirs() {
 fn distroless_status_d() {
     let base = b"Package: base-files\nVersion: 12.4+deb12u5\nArchitecture: amd64\nMaintainer: x\n\
 Description: Debian base system miscellaneous files\n This package contains the basic filesystem hierarchy.\n";
-    let ssl = b"Package: libssl3\nSource: openssl (3.0.13-1~deb12u1)\nVersion: 3.0.13-1~deb12u1+b1\nArchitecture: amd64\n\n\
+    let ssl =
+        b"Package: libssl3\nSource: openssl (3.0.13-1~deb12u1)\nVersion: 3.0.13-1~deb12u1+b1\nArchitecture: amd64\n\n\
 Package: openssl\nSource: openssl\nVersion: 3.0.13-1~deb12u1\nArchitecture: amd64\n";
     let layer = tar_bytes(&[
-        file("etc/os-release", b"PRETTY_NAME=\"Distroless\"\nID=debian\nVERSION_ID=\"12\"\n"),
+        file(
+            "etc/os-release",
+            b"PRETTY_NAME=\"Distroless\"\nID=debian\nVERSION_ID=\"12\"\n",
+        ),
         file("var/lib/dpkg/status.d/base-files", base),
         file("var/lib/dpkg/status.d/libssl3", ssl),
-        file("var/lib/dpkg/status.d/libssl3.md5sums", b"d41d8cd98f00b204e9800998ecf8427e  usr/lib/x\n"),
+        file(
+            "var/lib/dpkg/status.d/libssl3.md5sums",
+            b"d41d8cd98f00b204e9800998ecf8427e  usr/lib/x\n",
+        ),
     ]);
     let inv = catalog(&merge(&[index(&layer)]));
     assert_eq!(inv.distro.as_ref().unwrap().codename.as_deref(), Some("bookworm"));
     assert_eq!(
         names(&inv, PackageKind::Dpkg),
-        [pair("base-files", "12.4+deb12u5"), pair("libssl3", "3.0.13-1~deb12u1+b1"), pair("openssl", "3.0.13-1~deb12u1")]
+        [
+            pair("base-files", "12.4+deb12u5"),
+            pair("libssl3", "3.0.13-1~deb12u1+b1"),
+            pair("openssl", "3.0.13-1~deb12u1")
+        ]
     );
     let ssl = find(&inv, PackageKind::Dpkg, "libssl3");
     assert_eq!(ssl.source_name.as_deref(), Some("openssl"));
@@ -248,7 +297,10 @@ fn hostile_paths_do_not_escape() {
     assert_eq!(idx.stats.skipped_bad_paths, 4, "{:?}", idx.stats);
     assert!(idx.nodes.keys().all(|k| !k.contains("..") && !k.starts_with('/')));
     let view = merge(&[idx]);
-    assert_eq!(view.resolve("lib/apk/db/installed").as_deref(), Some("usr/lib/apk/db/installed"));
+    assert_eq!(
+        view.resolve("lib/apk/db/installed").as_deref(),
+        Some("usr/lib/apk/db/installed")
+    );
     assert_eq!(view.resolve("loop1"), None);
     let inv = catalog(&view);
     assert_eq!(inv.distro.as_ref().unwrap().id, "alpine"); // the absolute path is fine
@@ -264,18 +316,30 @@ fn limits_are_enforced() {
         file("c", b"3"),
         file("lib/apk/db/installed", APK_TWO),
     ]);
-    let few = Limits { max_entries: 3, ..Limits::default() };
+    let few = Limits {
+        max_entries: 3,
+        ..Limits::default()
+    };
     let err = index_layer(&layer[..], &few).unwrap_err();
     assert!(matches!(err, InventoryError::TooManyEntries { limit: 3 }), "{err}");
     assert!(err.to_string().contains("entries"));
 
-    let small = Limits { max_decompressed_bytes: 2048, ..Limits::default() };
+    let small = Limits {
+        max_decompressed_bytes: 2048,
+        ..Limits::default()
+    };
     let err = index_layer(&gz(&layer)[..], &small).unwrap_err();
-    assert!(matches!(err, InventoryError::DecompressedTooLarge { limit: 2048 }), "{err}");
+    assert!(
+        matches!(err, InventoryError::DecompressedTooLarge { limit: 2048 }),
+        "{err}"
+    );
     let err = index_layer(&zst(&layer)[..], &small).unwrap_err();
     assert!(matches!(err, InventoryError::DecompressedTooLarge { .. }), "{err}");
 
-    let tiny_files = Limits { max_file_bytes: 16, ..Limits::default() };
+    let tiny_files = Limits {
+        max_file_bytes: 16,
+        ..Limits::default()
+    };
     let idx = index_layer(&layer[..], &tiny_files).unwrap();
     assert_eq!(idx.stats.skipped_large_files, 1);
     assert!(catalog(&merge(&[idx])).packages.is_empty());
@@ -284,8 +348,14 @@ fn limits_are_enforced() {
 #[test]
 fn not_a_tar() {
     let junk = vec![0x42u8; 4096];
-    assert!(matches!(index_layer(&junk[..], &Limits::default()), Err(InventoryError::NotATar(_))));
-    assert!(matches!(index_layer(&gz(&junk)[..], &Limits::default()), Err(InventoryError::NotATar(_))));
+    assert!(matches!(
+        index_layer(&junk[..], &Limits::default()),
+        Err(InventoryError::NotATar(_))
+    ));
+    assert!(matches!(
+        index_layer(&gz(&junk)[..], &Limits::default()),
+        Err(InventoryError::NotATar(_))
+    ));
     let mut corrupt = gz(&tar_bytes(&[file("a", &[7u8; 5000])]));
     let n = corrupt.len();
     corrupt.truncate(n / 2);
@@ -299,8 +369,14 @@ fn not_a_tar() {
 fn zstd_layer_and_serde_round_trip() {
     let layer = zst(&tar_bytes(&[
         file("etc/os-release", BOOKWORM_OS_RELEASE),
-        file("var/lib/dpkg/status", b"Package: tzdata\nStatus: install ok installed\nVersion: 2024a-0+deb12u1\n"),
-        file("usr/lib/python3/dist-packages/PyYAML-6.0.egg-info", b"Metadata-Version: 1.1\nName: PyYAML\nVersion: 6.0\n"),
+        file(
+            "var/lib/dpkg/status",
+            b"Package: tzdata\nStatus: install ok installed\nVersion: 2024a-0+deb12u1\n",
+        ),
+        file(
+            "usr/lib/python3/dist-packages/PyYAML-6.0.egg-info",
+            b"Metadata-Version: 1.1\nName: PyYAML\nVersion: 6.0\n",
+        ),
         file("app/x.egg-info/PKG-INFO", b"Name: x_y\nVersion: 0.1\n"),
         E::Symlink("etc/alternatives/foo", "/usr/bin/foo"),
         file("etc/.wh.gone", b""),
@@ -314,19 +390,32 @@ fn zstd_layer_and_serde_round_trip() {
     let b = catalog(&merge(&[back]));
     assert_eq!(a, b);
     assert_eq!(names(&a, PackageKind::Dpkg), [pair("tzdata", "2024a-0+deb12u1")]);
-    assert_eq!(names(&a, PackageKind::Python), [pair("pyyaml", "6.0"), pair("x-y", "0.1")]);
+    assert_eq!(
+        names(&a, PackageKind::Python),
+        [pair("pyyaml", "6.0"), pair("x-y", "0.1")]
+    );
 }
 
 #[test]
 fn hard_links_within_and_across_layers() {
     let l1 = tar_bytes(&[
-        file("var/lib/dpkg/status", b"Package: a\nStatus: install ok installed\nVersion: 1\n"),
+        file(
+            "var/lib/dpkg/status",
+            b"Package: a\nStatus: install ok installed\nVersion: 1\n",
+        ),
         E::Hardlink("var/lib/dpkg/status.d/copy", "var/lib/dpkg/status"),
     ]);
     let l2 = tar_bytes(&[E::Hardlink("var/lib/dpkg/status.d/other", "var/lib/dpkg/status")]);
     let inv = catalog(&merge(&[index(&l1), index(&l2)]));
     let paths: Vec<&str> = inv.packages.iter().map(|p| p.path.as_str()).collect();
-    assert_eq!(paths, ["var/lib/dpkg/status", "var/lib/dpkg/status.d/copy", "var/lib/dpkg/status.d/other"]);
+    assert_eq!(
+        paths,
+        [
+            "var/lib/dpkg/status",
+            "var/lib/dpkg/status.d/copy",
+            "var/lib/dpkg/status.d/other"
+        ]
+    );
 }
 
 #[test]
@@ -338,7 +427,11 @@ fn go_binary_build_info() {
     let inv = catalog(&merge(&[idx]));
     assert_eq!(
         names(&inv, PackageKind::Go),
-        [pair("example.com/greet", "v1.2.3"), pair("example.com/hello", "(devel)"), pair("stdlib", "1.27.3")]
+        [
+            pair("example.com/greet", "v1.2.3"),
+            pair("example.com/hello", "(devel)"),
+            pair("stdlib", "1.27.3")
+        ]
     );
     assert!(inv.packages.iter().all(|p| p.path == "usr/local/bin/hello"));
 }
@@ -361,9 +454,15 @@ fn cargo_auditable_section() {
     obj.append_section_data(dep, &compressed, 1);
     let elf = obj.write().unwrap();
 
-    let layer = tar_bytes(&[E::File("usr/bin/myapp", &elf, 0o755), E::File("usr/bin/plain", b"#!/bin/sh\n", 0o755)]);
+    let layer = tar_bytes(&[
+        E::File("usr/bin/myapp", &elf, 0o755),
+        E::File("usr/bin/plain", b"#!/bin/sh\n", 0o755),
+    ]);
     let inv = catalog(&merge(&[index(&layer)]));
-    assert_eq!(names(&inv, PackageKind::Cargo), [pair("myapp", "0.1.0"), pair("serde", "1.0.210")]);
+    assert_eq!(
+        names(&inv, PackageKind::Cargo),
+        [pair("myapp", "0.1.0"), pair("serde", "1.0.210")]
+    );
 }
 
 fn zip_bytes(files: &[(&str, &[u8])]) -> Vec<u8> {
@@ -385,15 +484,24 @@ fn jars_with_nested_jars() {
     let deeper = zip_bytes(&[("x.jar", &inner)]);
     let outer = zip_bytes(&[
         ("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\n"),
-        ("META-INF/maven/com.example/app/pom.properties", b"groupId=com.example\nartifactId=app\nversion=1.0.0\n"),
+        (
+            "META-INF/maven/com.example/app/pom.properties",
+            b"groupId=com.example\nartifactId=app\nversion=1.0.0\n",
+        ),
         ("BOOT-INF/lib/jackson-databind-2.15.2.jar", &inner),
         ("BOOT-INF/lib/deeper.jar", &deeper), // two levels down: not read
     ]);
-    let layer = tar_bytes(&[file("app/app.jar", &outer), file("app/broken.war", b"PK\x03\x04 not a zip")]);
+    let layer = tar_bytes(&[
+        file("app/app.jar", &outer),
+        file("app/broken.war", b"PK\x03\x04 not a zip"),
+    ]);
     let inv = catalog(&merge(&[index(&layer)]));
     assert_eq!(
         names(&inv, PackageKind::Maven),
-        [pair("com.example:app", "1.0.0"), pair("com.fasterxml.jackson.core:jackson-databind", "2.15.2")]
+        [
+            pair("com.example:app", "1.0.0"),
+            pair("com.fasterxml.jackson.core:jackson-databind", "2.15.2")
+        ]
     );
     assert!(inv.packages.iter().all(|p| p.path == "app/app.jar"));
 }
@@ -419,9 +527,16 @@ fn rpm_header(strings: &[(i32, &str)]) -> Vec<u8> {
 #[test]
 fn rpm_sqlite_database() {
     let conn = rusqlite::Connection::open_in_memory().unwrap();
-    conn.execute_batch("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL);").unwrap();
+    conn.execute_batch("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL);")
+        .unwrap();
     for h in [
-        rpm_header(&[(1000, "bash"), (1001, "5.1.8"), (1002, "9.el9"), (1022, "x86_64"), (1044, "bash-5.1.8-9.el9.src.rpm")]),
+        rpm_header(&[
+            (1000, "bash"),
+            (1001, "5.1.8"),
+            (1002, "9.el9"),
+            (1022, "x86_64"),
+            (1044, "bash-5.1.8-9.el9.src.rpm"),
+        ]),
         rpm_header(&[
             (1000, "openssl-libs"),
             (1001, "3.0.7"),
@@ -435,13 +550,19 @@ fn rpm_sqlite_database() {
     }
     let db = conn.serialize(rusqlite::DatabaseName::Main).unwrap().to_vec();
     let layer = gz(&tar_bytes(&[
-        file("etc/os-release", b"NAME=\"Rocky Linux\"\nID=\"rocky\"\nVERSION_ID=\"9.3\"\n"),
+        file(
+            "etc/os-release",
+            b"NAME=\"Rocky Linux\"\nID=\"rocky\"\nVERSION_ID=\"9.3\"\n",
+        ),
         file("usr/lib/sysimage/rpm/rpmdb.sqlite", &db),
         E::Symlink("var/lib/rpm", "../../usr/lib/sysimage/rpm"),
     ]));
     let inv = catalog(&merge(&[index(&layer)]));
     assert_eq!(inv.distro.as_ref().unwrap().id, "rocky");
-    assert_eq!(names(&inv, PackageKind::Rpm), [pair("bash", "5.1.8-9.el9"), pair("openssl-libs", "3.0.7-27.el9")]);
+    assert_eq!(
+        names(&inv, PackageKind::Rpm),
+        [pair("bash", "5.1.8-9.el9"), pair("openssl-libs", "3.0.7-27.el9")]
+    );
     let ssl = find(&inv, PackageKind::Rpm, "openssl-libs");
     assert_eq!(ssl.source_name.as_deref(), Some("openssl"));
     assert_eq!(ssl.path, "usr/lib/sysimage/rpm/rpmdb.sqlite");
@@ -480,16 +601,26 @@ fn debootstrap_root_matches_dpkg_query() {
     });
     let idx = index_layer(reader, &Limits::default()).unwrap();
     producer.join().unwrap();
+    let json_len = serde_json::to_vec(&idx).unwrap().len();
+    eprintln!("debootstrap root: {:?}, index {json_len} bytes as JSON", idx.stats);
     let inv = catalog(&merge(&[idx]));
     let out = std::process::Command::new("dpkg-query")
         .arg(format!("--admindir={dir}/var/lib/dpkg"))
         .args(["-W", "-f", "${Package} ${Version}\n"])
         .output()
         .expect("dpkg-query");
-    let mut expected: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+    let mut expected: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
     expected.sort();
-    let mut got: Vec<String> =
-        inv.packages.iter().filter(|p| p.kind == PackageKind::Dpkg).map(|p| format!("{} {}", p.name, p.version)).collect();
+    let mut got: Vec<String> = inv
+        .packages
+        .iter()
+        .filter(|p| p.kind == PackageKind::Dpkg)
+        .map(|p| format!("{} {}", p.name, p.version))
+        .collect();
     got.sort();
     assert_eq!(got, expected);
     let d = inv.distro.unwrap();

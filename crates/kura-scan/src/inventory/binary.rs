@@ -204,7 +204,11 @@ struct AuditPackage {
 /// The `.dep-v0` section: zlib-compressed JSON of the dependency tree (build-only crates left out).
 pub(crate) fn cargo_auditable_packages(section: &[u8]) -> Vec<Package> {
     let mut json = Vec::new();
-    if flate2::read::ZlibDecoder::new(section).take(8 << 20).read_to_end(&mut json).is_err() {
+    if flate2::read::ZlibDecoder::new(section)
+        .take(8 << 20)
+        .read_to_end(&mut json)
+        .is_err()
+    {
         return Vec::new();
     }
     let Ok(info) = serde_json::from_slice::<AuditInfo>(&json) else {
@@ -254,7 +258,11 @@ fn zip_poms(data: &[u8], limits: &Limits, budget: &mut u64, nested: bool, out: &
         if !is_pom && !is_jar {
             continue;
         }
-        let cap = if is_pom { limits.max_file_bytes.min(*budget) } else { *budget };
+        let cap = if is_pom {
+            limits.max_file_bytes.min(*budget)
+        } else {
+            *budget
+        };
         if file.size() > cap {
             continue;
         }
@@ -302,7 +310,11 @@ mod tests {
         blob.extend(0x1000u64.to_le_bytes());
         blob.extend(0x1010u64.to_le_bytes());
         let version = b"go1.16.15".to_vec();
-        let modinfo = format!("{}path\tx\nmod\texample.com/old\tv1.2.3\t\n{}", "0".repeat(16), "1".repeat(16));
+        let modinfo = format!(
+            "{}path\tx\nmod\texample.com/old\tv1.2.3\t\n{}",
+            "0".repeat(16),
+            "1".repeat(16)
+        );
         let mut mem = vec![0u8; 0x100];
         mem[..8].copy_from_slice(&0x1040u64.to_le_bytes());
         mem[8..16].copy_from_slice(&(version.len() as u64).to_le_bytes());

@@ -26,7 +26,10 @@ pub fn catalog(view: &FsView) -> Inventory {
     }
     packages.sort();
     packages.dedup();
-    Inventory { distro: distro(view), packages }
+    Inventory {
+        distro: distro(view),
+        packages,
+    }
 }
 
 fn pkg(kind: PackageKind, name: &str, version: &str, path: &str) -> Package {
@@ -93,12 +96,20 @@ fn debian_codename(major: &str) -> Option<&'static str> {
 }
 
 fn distro(view: &FsView) -> Option<Distro> {
-    let os_release = view.read_text("etc/os-release").or_else(|| view.read_text("usr/lib/os-release"));
+    let os_release = view
+        .read_text("etc/os-release")
+        .or_else(|| view.read_text("usr/lib/os-release"));
     let debian_version = view.read_text("etc/debian_version").map(str::trim);
     let mut distro = None;
     if let Some(text) = os_release {
         let fields = parse_os_release(text);
-        let get = |k: &str| fields.iter().rev().find(|(key, v)| key == k && !v.is_empty()).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            fields
+                .iter()
+                .rev()
+                .find(|(key, v)| key == k && !v.is_empty())
+                .map(|(_, v)| v.clone())
+        };
         if let Some(id) = get("ID") {
             distro = Some(Distro {
                 id,
@@ -118,8 +129,17 @@ fn distro(view: &FsView) -> Option<Distro> {
                 codename: None,
                 pretty_name: None,
             });
-        } else if let Some(v) = view.read_text("etc/alpine-release").map(str::trim).filter(|v| !v.is_empty()) {
-            distro = Some(Distro { id: "alpine".into(), version_id: Some(v.to_string()), codename: None, pretty_name: None });
+        } else if let Some(v) = view
+            .read_text("etc/alpine-release")
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+        {
+            distro = Some(Distro {
+                id: "alpine".into(),
+                version_id: Some(v.to_string()),
+                codename: None,
+                pretty_name: None,
+            });
         }
     }
     if let Some(d) = distro.as_mut() {
@@ -170,7 +190,11 @@ pub(crate) fn control_stanzas(text: &str) -> Vec<Vec<(&str, &str)>> {
 }
 
 fn field<'a>(stanza: &[(&str, &'a str)], name: &str) -> Option<&'a str> {
-    stanza.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| *v).filter(|v| !v.is_empty())
+    stanza
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
+        .filter(|v| !v.is_empty())
 }
 
 /// Packages from one dpkg status file; `require_installed` for the main status database.
@@ -222,7 +246,13 @@ pub(crate) fn apk_packages(text: &str, path: &str) -> Vec<Package> {
     let mut out = Vec::new();
     let mut fields: Vec<(&str, &str)> = Vec::new();
     let mut flush = |fields: &mut Vec<(&str, &str)>| {
-        let get = |k: &str| fields.iter().find(|(key, _)| *key == k).map(|(_, v)| *v).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            fields
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| *v)
+                .filter(|v| !v.is_empty())
+        };
         if let (Some(name), Some(version)) = (get("P"), get("V")) {
             let mut p = pkg(PackageKind::Apk, name, version, path);
             p.arch = get("A").map(String::from);
@@ -315,7 +345,11 @@ pub(crate) fn maven_from_properties(text: &str, path: &str) -> Option<Package> {
             _ => {}
         }
     }
-    let (g, a, v) = (group.filter(|s| !s.is_empty())?, artifact.filter(|s| !s.is_empty())?, version.filter(|s| !s.is_empty())?);
+    let (g, a, v) = (
+        group.filter(|s| !s.is_empty())?,
+        artifact.filter(|s| !s.is_empty())?,
+        version.filter(|s| !s.is_empty())?,
+    );
     Some(pkg(PackageKind::Maven, &format!("{g}:{a}"), v, path))
 }
 
@@ -349,7 +383,8 @@ mod tests {
 
     #[test]
     fn os_release_quotes() {
-        let f = parse_os_release("ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nX='a b'\n# c\nY=\"q\\\"x\"");
+        let f =
+            parse_os_release("ID=debian\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nX='a b'\n# c\nY=\"q\\\"x\"");
         assert_eq!(f[1].1, "Debian GNU/Linux 12 (bookworm)");
         assert_eq!(f[2].1, "a b");
         assert_eq!(f[3].1, "q\"x");

@@ -165,12 +165,15 @@ pub fn index_layer<R: Read>(reader: R, limits: &Limits) -> Result<LayerIndex, In
         limit: limits.max_decompressed_bytes,
         exceeded: exceeded.clone(),
     };
-    let mut indexer = Indexer { limits, index: LayerIndex::default() };
+    let mut indexer = Indexer {
+        limits,
+        index: LayerIndex::default(),
+    };
     match indexer.run(counting) {
         Ok(()) => Ok(indexer.index),
-        Err(_) if exceeded.get() => {
-            Err(InventoryError::DecompressedTooLarge { limit: limits.max_decompressed_bytes })
-        }
+        Err(_) if exceeded.get() => Err(InventoryError::DecompressedTooLarge {
+            limit: limits.max_decompressed_bytes,
+        }),
         Err(e) => Err(e),
     }
 }
@@ -192,7 +195,9 @@ impl Indexer<'_> {
             };
             self.index.stats.entries += 1;
             if self.index.stats.entries > self.limits.max_entries {
-                return Err(InventoryError::TooManyEntries { limit: self.limits.max_entries });
+                return Err(InventoryError::TooManyEntries {
+                    limit: self.limits.max_entries,
+                });
             }
             self.entry(entry)?;
         }
@@ -223,7 +228,9 @@ impl Indexer<'_> {
         let node = match kind {
             tar::EntryType::Directory => Some(Node::Dir),
             tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().map(|t| String::from_utf8_lossy(&t).into_owned());
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| String::from_utf8_lossy(&t).into_owned());
                 match target {
                     Some(t) if !t.is_empty() && !t.contains('\0') => Some(Node::Symlink { target: t }),
                     _ => {
@@ -233,16 +240,16 @@ impl Indexer<'_> {
                 }
             }
             tar::EntryType::Link => {
-                let target = entry.link_name_bytes().and_then(|t| normalize(&String::from_utf8_lossy(&t)));
+                let target = entry
+                    .link_name_bytes()
+                    .and_then(|t| normalize(&String::from_utf8_lossy(&t)));
                 match target {
                     Some(t) if !t.is_empty() => match self.index.nodes.get(&t) {
                         Some(n @ Node::File { .. }) => Some(n.clone()),
                         Some(_) => None,
-                        // Not kept from this layer: either uninteresting or from a lower layer.
-                        None if classify(&t) == FileClass::Text || classify(&path) == FileClass::Text => {
-                            Some(Node::HardLink { target: t })
-                        }
-                        None => None,
+                        // Not kept from this layer: maybe a file kept from a lower layer (rare;
+                        // resolved by `merge`).
+                        None => Some(Node::HardLink { target: t }),
                     },
                     _ => {
                         self.index.stats.skipped_bad_paths += 1;
@@ -259,7 +266,9 @@ impl Indexer<'_> {
             }
             None => {
                 // A later entry at the same path that we do not keep still replaces an earlier one.
-                if let Some(Node::File { .. } | Node::Symlink { .. } | Node::HardLink { .. }) = self.index.nodes.get(&path) {
+                if let Some(Node::File { .. } | Node::Symlink { .. } | Node::HardLink { .. }) =
+                    self.index.nodes.get(&path)
+                {
                     if kind != tar::EntryType::Directory {
                         self.index.nodes.remove(&path);
                     }
@@ -276,11 +285,18 @@ impl Indexer<'_> {
             FileClass::Text => {
                 if size > self.limits.max_file_bytes {
                     self.index.stats.skipped_large_files += 1;
-                    return Ok(Some(Node::File { text: None, packages: Vec::new() }));
+                    return Ok(Some(Node::File {
+                        text: None,
+                        packages: Vec::new(),
+                    }));
                 }
                 let data = read_capped(entry, self.limits.max_file_bytes)?;
-                let text = String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-                Ok(Some(Node::File { text: Some(text), packages: Vec::new() }))
+                let text =
+                    String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+                Ok(Some(Node::File {
+                    text: Some(text),
+                    packages: Vec::new(),
+                }))
             }
             FileClass::Rpmdb | FileClass::Jar | FileClass::Other => {
                 if class == FileClass::Other {
@@ -301,7 +317,10 @@ impl Indexer<'_> {
                 }
                 if size > self.limits.max_binary_bytes {
                     self.index.stats.skipped_large_files += 1;
-                    return Ok(Some(Node::File { text: None, packages: Vec::new() }));
+                    return Ok(Some(Node::File {
+                        text: None,
+                        packages: Vec::new(),
+                    }));
                 }
                 let data = read_capped(entry, self.limits.max_binary_bytes)?;
                 self.index.stats.binaries_parsed += 1;
@@ -314,7 +333,6 @@ impl Indexer<'_> {
             }
         }
     }
-
 }
 
 /// Reads up to `cap` bytes (the header size was checked already; this guards lying headers).

@@ -99,7 +99,9 @@ pub(crate) fn package_from_header(blob: &[u8]) -> Option<Package> {
     if let Some(e) = epoch {
         full = format!("{e}:{full}");
     }
-    let source_name = source.as_deref().and_then(|s| source_rpm_name(s, &version, release.as_deref()));
+    let source_name = source
+        .as_deref()
+        .and_then(|s| source_rpm_name(s, &version, release.as_deref()));
     Some(Package {
         kind: PackageKind::Rpm,
         name,
@@ -114,7 +116,9 @@ pub(crate) fn package_from_header(blob: &[u8]) -> Option<Package> {
 /// `bash-5.1.8-9.el9.src.rpm` → `bash`: strip `.src.rpm`/`.nosrc.rpm`, then the last two
 /// `-`-separated fields (version and release).
 fn source_rpm_name(srpm: &str, _version: &str, _release: Option<&str>) -> Option<String> {
-    let base = srpm.strip_suffix(".src.rpm").or_else(|| srpm.strip_suffix(".nosrc.rpm"))?;
+    let base = srpm
+        .strip_suffix(".src.rpm")
+        .or_else(|| srpm.strip_suffix(".nosrc.rpm"))?;
     let (rest, _release) = base.rsplit_once('-')?;
     let (name, _version) = rest.rsplit_once('-')?;
     (!name.is_empty()).then(|| name.to_string())
@@ -177,9 +181,14 @@ pub(crate) mod tests {
     #[test]
     fn sqlite_in_memory() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)").unwrap();
-        let blob = header(&[(TAG_NAME, "zlib"), (TAG_VERSION, "1.2.11"), (TAG_RELEASE, "40.el9")], None);
-        conn.execute("INSERT INTO Packages (blob) VALUES (?1)", [&blob]).unwrap();
+        conn.execute_batch("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, blob BLOB NOT NULL)")
+            .unwrap();
+        let blob = header(
+            &[(TAG_NAME, "zlib"), (TAG_VERSION, "1.2.11"), (TAG_RELEASE, "40.el9")],
+            None,
+        );
+        conn.execute("INSERT INTO Packages (blob) VALUES (?1)", [&blob])
+            .unwrap();
         let bytes = conn.serialize(DatabaseName::Main).unwrap().to_vec();
         let pkgs = packages_from_sqlite(&bytes);
         assert_eq!(pkgs.len(), 1);

@@ -54,8 +54,12 @@ impl FsView {
             return;
         }
         let prefix = format!("{dir}/");
-        let doomed: Vec<String> =
-            self.nodes.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
+        let doomed: Vec<String> = self
+            .nodes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in doomed {
             self.nodes.remove(&k);
         }
@@ -65,7 +69,12 @@ impl FsView {
     /// `..` never climbs above the root). Returns the normalised path, or `None` on a loop or
     /// too many hops. The result need not exist.
     pub fn resolve(&self, path: &str) -> Option<String> {
-        let mut pending: Vec<String> = path.split('/').rev().filter(|c| !c.is_empty()).map(String::from).collect();
+        let mut pending: Vec<String> = path
+            .split('/')
+            .rev()
+            .filter(|c| !c.is_empty())
+            .map(String::from)
+            .collect();
         let mut done: Vec<String> = Vec::new();
         let mut hops = 0;
         while let Some(comp) = pending.pop() {
