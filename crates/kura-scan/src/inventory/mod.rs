@@ -8,6 +8,15 @@
 //! Nothing is extracted to disk: text files the catalogers read are kept in memory (bounded by
 //! [`Limits::max_file_bytes`]); executables, jars and the rpm database are parsed while streaming
 //! (bounded by [`Limits::max_binary_bytes`]) and only the packages found are kept.
+//!
+//! Hostile entries (paths or hard-link targets climbing above the root with `..`) are skipped
+//! and counted in [`LayerStats`]; symlink targets are resolved inside the view only (`..` stops
+//! at the root, at most 40 hops).
+//!
+//! Known limits: regular files the catalogers do not read are not recorded, so such a file
+//! replacing a directory in an upper layer (without a whiteout) does not hide what the lower
+//! layers had below it; rpm reads only the SQLite database (not Berkeley DB `Packages` or SUSE's
+//! `Packages.db`, and not an un-checkpointed `-wal`); jars without `pom.properties` give nothing.
 
 mod binary;
 mod catalogers;
