@@ -465,6 +465,18 @@ fn cargo_auditable_section() {
     );
 }
 
+#[test]
+fn real_cargo_auditable_binary() {
+    let bin = std::fs::read(format!("{DATA}/inventory/hello-auditable")).unwrap();
+    let layer = gz(&tar_bytes(&[E::File("usr/local/bin/hello", &bin, 0o755)]));
+    let inv = catalog(&merge(&[index(&layer)]));
+    assert_eq!(
+        names(&inv, PackageKind::Cargo),
+        [pair("hello-auditable", "0.1.0"), pair("itoa", "1.0.11")]
+    );
+    assert!(names(&inv, PackageKind::Go).is_empty());
+}
+
 fn zip_bytes(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);

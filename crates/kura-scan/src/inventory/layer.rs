@@ -217,7 +217,9 @@ impl Indexer<'_> {
         if let Some(hidden) = name.strip_prefix(".wh.") {
             if hidden == ".wh..opq" {
                 self.index.opaque_dirs.insert(parent(&path).to_string());
-            } else if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.starts_with(".wh.") {
+            } else if hidden.starts_with(".wh.") {
+                // Other AUFS metadata (`.wh..wh.plnk`, `.wh..wh.aufs`): not part of the image.
+            } else if hidden.is_empty() || hidden == "." || hidden == ".." {
                 self.index.stats.skipped_bad_paths += 1;
             } else {
                 self.index.whiteouts.insert(join(parent(&path), hidden));
