@@ -35,7 +35,7 @@ apt-get install -y --no-install-recommends \
     skopeo podman buildah umoci containerd docker.io docker-registry \
     crun runc conmon catatonit fuse-overlayfs uidmap slirp4netns \
     containernetworking-plugins golang-github-containernetworking-plugin-dnsname \
-    iptables
+    iptables debootstrap
 
 # --- python: test runner and clients ----------------------------------------
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
