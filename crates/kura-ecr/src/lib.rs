@@ -78,7 +78,14 @@ impl Ecr {
         config: EcrConfig,
         scan_settings: scanning::ScanSettings,
     ) -> Self {
-        let scanner = scanning::Scanner::new(meta.clone(), scans, control.clone(), registry.clone(), scan_settings);
+        let scanner = scanning::Scanner::new(
+            meta.clone(),
+            scans,
+            control.clone(),
+            maint.clone(),
+            registry.clone(),
+            scan_settings,
+        );
         registry.set_push_observer(Arc::new(scanner.clone()));
         Ecr {
             meta,
