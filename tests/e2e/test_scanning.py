@@ -252,6 +252,14 @@ def test_manual_scan_scratch_and_index(scanning_registry, tmp_path):
     aws("start-image-scan", "--repository-name", "scan/manual", "--image-id", "imageTag=scratch",
         expect_error="LimitExceededException")
 
+    # A layer that is not a tar (corrupt gzip): FAILED, with the reason.
+    broken = add_image(layout, [gzip.compress(b"\x00" * 10) + b"garbage"], "broken")
+    push(reg, aws, tmp_path, layout, "broken", "scan/manual:broken")
+    aws("start-image-scan", "--repository-name", "scan/manual", "--image-id", "imageTag=broken")
+    out = wait_scan(aws, "scan/manual", broken)
+    assert out["imageScanStatus"]["status"] == "FAILED", out
+    assert "ScanError" in out["imageScanStatus"]["description"], out
+
     # An index is not an image: UnsupportedImageTypeException.
     idx = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
            "manifests": [{"mediaType": MT_MANIFEST, "digest": scratch,

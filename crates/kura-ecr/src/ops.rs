@@ -26,7 +26,8 @@ fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
 }
 
-fn ts(ms: i64) -> Value {
+/// An epoch-seconds timestamp as ECR's JSON protocol writes it.
+pub(crate) fn ts(ms: i64) -> Value {
     json!(ms as f64 / 1000.0)
 }
 

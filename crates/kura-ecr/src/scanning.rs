@@ -26,6 +26,8 @@ use kura_store::scan::{AdvisoryRow, ScanRow, ScanStart, VulnImportRow};
 use kura_store::{ControlStore, MaintenanceStore, MetaStore, ScanStore, StoreError};
 use serde_json::{json, Value};
 
+use crate::ops::ts;
+
 /// Version of the serialized [`LayerIndex`] kept per layer; bump when its shape changes.
 pub const LAYER_INDEX_FORMAT: i64 = 1;
 /// A manual scan may run once per image per this period (ECR: 24 hours).
@@ -590,10 +592,6 @@ pub async fn import_vulndb(scans: &dyn ScanStore, path: &std::path::Path) -> any
 }
 
 // ----- rendering ----------------------------------------------------------------------------------
-
-fn ts(ms: i64) -> Value {
-    json!(ms as f64 / 1000.0)
-}
 
 /// `imageScanStatus` as ECR shows it.
 pub fn status_json(row: &ScanRow) -> Value {

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::types::{Distro, Inventory, Package, PackageKind};
-use crate::version::{compare, Scheme};
+use crate::version::{compare, is_valid, Scheme};
 use crate::vulndb::{debian_ecosystem, scheme_of, Advisory, Cvss, Event};
 
 /// ECR's finding severities, lowest first.
@@ -211,39 +211,38 @@ fn event_version(e: &Event) -> &str {
 /// OSV range evaluation: sort the events by version; the version is affected when the last
 /// event at or below it is an introduction (a `last_affected` event still covers itself).
 fn in_range(scheme: Scheme, events: &[Event], version: &str) -> bool {
-    compare(scheme, version, version).is_some() && {
-        let mut sorted: Vec<&Event> = events.iter().collect();
-        let key = |e: &Event| -> Option<()> {
-            let v = event_version(e);
-            (v == "0" || compare(scheme, v, v).is_some()).then_some(())
-        };
-        sorted.retain(|e| key(e).is_some());
-        sorted.sort_by(|a, b| {
-            let (va, vb) = (event_version(a), event_version(b));
-            match (va == "0", vb == "0") {
-                (true, true) => Ordering::Equal,
-                (true, false) => Ordering::Less,
-                (false, true) => Ordering::Greater,
-                _ => compare(scheme, va, vb).unwrap_or(Ordering::Equal),
-            }
-        });
-        let mut affected = false;
-        for e in sorted {
-            let v = event_version(e);
-            let cmp = if v == "0" {
-                Ordering::Greater
-            } else {
-                compare(scheme, version, v).unwrap_or(Ordering::Less)
-            };
-            match e {
-                Event::Introduced(_) if cmp != Ordering::Less => affected = true,
-                Event::Fixed(_) | Event::Limit(_) if cmp != Ordering::Less => affected = false,
-                Event::LastAffected(_) if cmp == Ordering::Greater => affected = false,
-                _ => {}
-            }
-        }
-        affected
+    if !is_valid(scheme, version) {
+        return false;
     }
+    let mut sorted: Vec<&Event> = events
+        .iter()
+        .filter(|e| event_version(e) == "0" || is_valid(scheme, event_version(e)))
+        .collect();
+    sorted.sort_by(|a, b| {
+        let (va, vb) = (event_version(a), event_version(b));
+        match (va == "0", vb == "0") {
+            (true, true) => Ordering::Equal,
+            (true, false) => Ordering::Less,
+            (false, true) => Ordering::Greater,
+            _ => compare(scheme, va, vb).unwrap_or(Ordering::Equal),
+        }
+    });
+    let mut affected = false;
+    for e in sorted {
+        let v = event_version(e);
+        let cmp = if v == "0" {
+            Ordering::Greater
+        } else {
+            compare(scheme, version, v).unwrap_or(Ordering::Less)
+        };
+        match e {
+            Event::Introduced(_) if cmp != Ordering::Less => affected = true,
+            Event::Fixed(_) | Event::Limit(_) if cmp != Ordering::Less => affected = false,
+            Event::LastAffected(_) if cmp == Ordering::Greater => affected = false,
+            _ => {}
+        }
+    }
+    affected
 }
 
 /// Match an inventory against the advisories found for [`queries`]. One finding per
