@@ -95,7 +95,10 @@ struct DownloadClaims {
 
 impl Ecr {
     /// Verify an API request's SigV4 signature and find its principal.
-    pub async fn authenticate(&self, parts: &http::request::Parts, body: &[u8]) -> EcrResult<Caller> {
+    /// `service` is the SigV4 signing name (`ecr`, `ecr-public`, `iam`, `sts`);
+    /// IAM, STS and ECR Public are global services, so their requests may be
+    /// signed for any region.
+    pub async fn authenticate(&self, parts: &http::request::Parts, body: &[u8], service: &str) -> EcrResult<Caller> {
         let payload = hex::encode(sha2::Sha256::digest(body));
         let mut headers = parts.headers.clone();
         if !headers.contains_key("host") {
@@ -141,7 +144,12 @@ impl Ecr {
                 EcrError::server()
             })?;
         let secret = String::from_utf8(secret).map_err(|_| EcrError::server())?;
-        sigv4::verify(&req, &parsed, &secret, &self.config.region, "ecr", SystemTime::now()).map_err(sigv4_error)?;
+        let region = if matches!(service, "iam" | "sts" | "ecr-public") {
+            parsed.region.as_str()
+        } else {
+            self.config.region.as_str()
+        };
+        sigv4::verify(&req, &parsed, &secret, region, service, SystemTime::now()).map_err(sigv4_error)?;
         Ok(Caller {
             account: key.account,
             principal_arn: key.principal_arn,

@@ -17,10 +17,13 @@
 //! both planes share one set of rules); nothing calls back up.
 
 pub mod auth;
+pub mod authz;
 pub mod error;
+pub mod iamapi;
 pub mod lifecycle;
 pub mod model;
 pub mod ops;
+pub mod public;
 pub mod scanning;
 pub mod templates;
 
@@ -34,7 +37,7 @@ use axum::Router;
 use futures::StreamExt;
 use kura_auth::seal::MasterKey;
 use kura_registry::Registry;
-use kura_store::{ControlStore, MaintenanceStore, MetaStore, ScanStore};
+use kura_store::{ControlStore, IamStore, MaintenanceStore, MetaStore, ScanStore};
 use serde_json::Value;
 
 pub use error::{EcrError, EcrResult};
@@ -49,6 +52,53 @@ pub struct EcrConfig {
     pub region: String,
     /// The account used when a host name does not name one.
     pub default_account: String,
+    /// The longest session STS hands out, in seconds (`KURA_STS_MAX_SESSION`;
+    /// IAM's own ceiling is 12 hours).
+    pub max_session_secs: u64,
+}
+
+impl EcrConfig {
+    /// A configuration with IAM's defaults.
+    pub fn new(region: &str, default_account: &str) -> Self {
+        EcrConfig {
+            region: region.to_string(),
+            default_account: default_account.to_string(),
+            max_session_secs: 12 * 3600,
+        }
+    }
+}
+
+/// The stores the service reads and writes. One SQLite (or PostgreSQL)
+/// store implements all of them; they are separate traits so each concern
+/// stays small.
+#[derive(Clone)]
+pub struct Stores {
+    /// Repositories, images, uploads.
+    pub meta: Arc<dyn MetaStore>,
+    /// Accounts, keys, tags, templates, settings.
+    pub control: Arc<dyn ControlStore>,
+    /// Audit, leases, lifecycle, GC.
+    pub maint: Arc<dyn MaintenanceStore>,
+    /// Vulnerability data and scans.
+    pub scans: Arc<dyn ScanStore>,
+    /// IAM principals and resource policies.
+    pub iam: Arc<dyn IamStore>,
+}
+
+impl Stores {
+    /// Every store from one implementation.
+    pub fn all<S>(store: Arc<S>) -> Self
+    where
+        S: MetaStore + ControlStore + MaintenanceStore + ScanStore + IamStore,
+    {
+        Stores {
+            meta: store.clone(),
+            control: store.clone(),
+            maint: store.clone(),
+            scans: store.clone(),
+            iam: store,
+        }
+    }
 }
 
 /// The ECR service: stores, the data-plane service, and key material.
@@ -56,6 +106,7 @@ pub struct Ecr {
     meta: Arc<dyn MetaStore>,
     control: Arc<dyn ControlStore>,
     maint: Arc<dyn MaintenanceStore>,
+    iam: Arc<dyn IamStore>,
     registry: Arc<Registry>,
     scanner: scanning::Scanner,
     master: MasterKey,
@@ -66,12 +117,8 @@ pub struct Ecr {
 impl Ecr {
     /// Assemble the service. `token_key` signs registry tokens and download URLs.
     /// The scanner is installed as the registry's push observer (scan on push).
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        meta: Arc<dyn MetaStore>,
-        control: Arc<dyn ControlStore>,
-        maint: Arc<dyn MaintenanceStore>,
-        scans: Arc<dyn ScanStore>,
+        stores: Stores,
         registry: Arc<Registry>,
         master: MasterKey,
         token_key: Vec<u8>,
@@ -79,18 +126,19 @@ impl Ecr {
         scan_settings: scanning::ScanSettings,
     ) -> Self {
         let scanner = scanning::Scanner::new(
-            meta.clone(),
-            scans,
-            control.clone(),
-            maint.clone(),
+            stores.meta.clone(),
+            stores.scans,
+            stores.control.clone(),
+            stores.maint.clone(),
             registry.clone(),
             scan_settings,
         );
         registry.set_push_observer(Arc::new(scanner.clone()));
         Ecr {
-            meta,
-            control,
-            maint,
+            meta: stores.meta,
+            control: stores.control,
+            maint: stores.maint,
+            iam: stores.iam,
             registry,
             scanner,
             master,
@@ -122,10 +170,47 @@ fn request_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// `POST /`: one ECR API call.
+/// `POST /`: one API call. The protocol picks the service: AWS JSON 1.1 with
+/// `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.*` is ECR,
+/// `SpencerFrontendService.*` is ECR Public ([`public`]), and an AWS Query
+/// form (`Action=...`) is IAM or STS ([`iamapi`]).
 pub async fn api(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
     let rid = request_id();
-    let mut resp = match handle(&ecr, req).await {
+    let (parts, body) = req.into_parts();
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let form = parts
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let bytes = read_body(&parts, body).await;
+    let mut resp = match (target, bytes) {
+        (None, Ok(bytes)) if form => iamapi::handle(&ecr, &parts, &bytes, &rid).await,
+        (None, Err(e)) if form => iamapi::error_response(&e, &rid),
+        (Some(t), Ok(bytes)) if t.starts_with(public::TARGET_PREFIX) => {
+            json_response(public::handle(&ecr, &parts, &t, &bytes).await, &rid)
+        }
+        (target, bytes) => json_response(
+            match bytes {
+                Ok(bytes) => handle(&ecr, &parts, target.as_deref(), &bytes).await,
+                Err(e) => Err(e),
+            },
+            &rid,
+        ),
+    };
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+/// An AWS JSON 1.1 answer.
+fn json_response(result: EcrResult<Value>, rid: &str) -> Response {
+    match result {
         Ok(v) => {
             let mut r = (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()).into_response();
             r.headers_mut()
@@ -134,31 +219,15 @@ pub async fn api(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
         }
         Err(e) => {
             if e.status.is_server_error() {
-                tracing::error!(request_id = %rid, error = %e, "ECR API failure");
+                tracing::error!(request_id = %rid, error = %e, "API failure");
             }
             e.into_response()
         }
-    };
-    if let Ok(v) = HeaderValue::from_str(&rid) {
-        resp.headers_mut().insert("x-amzn-requestid", v);
     }
-    resp
 }
 
-async fn handle(ecr: &Ecr, req: Request) -> EcrResult<Value> {
-    let (parts, body) = req.into_parts();
-    let prefix = &model::model().target_prefix;
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| EcrError::unknown_operation("(no X-Amz-Target header)"))?;
-    let op = target
-        .strip_prefix(prefix.as_str())
-        .and_then(|s| s.strip_prefix('.'))
-        .filter(|op| model::model().operations.contains_key(*op))
-        .ok_or_else(|| EcrError::unknown_operation(target))?
-        .to_string();
+/// The request body, up to [`MAX_API_BODY`] bytes.
+async fn read_body(parts: &http::request::Parts, body: axum::body::Body) -> EcrResult<Vec<u8>> {
     if parts
         .headers
         .get("content-length")
@@ -177,25 +246,60 @@ async fn handle(ecr: &Ecr, req: Request) -> EcrResult<Value> {
         }
         bytes.extend_from_slice(&chunk);
     }
-    let caller = ecr.authenticate(&parts, &bytes).await?;
+    Ok(bytes)
+}
+
+/// Parse a JSON 1.1 body: an object, or empty.
+pub(crate) fn json_input(bytes: &[u8]) -> EcrResult<Value> {
     let input: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Default::default())
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| EcrError::serialization(format!("Malformed JSON body: {e}")))?
+        serde_json::from_slice(bytes).map_err(|e| EcrError::serialization(format!("Malformed JSON body: {e}")))?
     };
     if !input.is_object() {
         return Err(EcrError::serialization("The request body must be a JSON object"));
     }
-    model::model().validate(&op, &input)?;
-    let host = parts
+    Ok(input)
+}
+
+/// The `host` header (or URI authority) of a request.
+pub(crate) fn request_host(parts: &http::request::Parts) -> String {
+    parts
         .headers
         .get("host")
         .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost")
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+async fn handle(ecr: &Ecr, parts: &http::request::Parts, target: Option<&str>, bytes: &[u8]) -> EcrResult<Value> {
+    let prefix = &model::model().target_prefix;
+    let target = target.ok_or_else(|| EcrError::unknown_operation("(no X-Amz-Target header)"))?;
+    let op = target
+        .strip_prefix(prefix.as_str())
+        .and_then(|s| s.strip_prefix('.'))
+        .filter(|op| model::model().operations.contains_key(*op))
+        .ok_or_else(|| EcrError::unknown_operation(target))?
         .to_string();
-    let ctx = ops::Ctx { caller, host };
+    let caller = ecr.authenticate(parts, bytes, "ecr").await?;
+    let input = json_input(bytes)?;
+    model::model().validate(&op, &input)?;
+    let ctx = ops::Ctx {
+        caller,
+        host: request_host(parts),
+        source_ip: source_ip(parts),
+    };
     tracing::info!(operation = %op, principal = %ctx.caller.principal_arn, "ECR API call");
     ops::dispatch(ecr, &ctx, &op, input).await
+}
+
+/// The client address, when the server recorded it.
+pub(crate) fn source_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
 }
 
 fn too_large() -> EcrError {

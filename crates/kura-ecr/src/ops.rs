@@ -20,6 +20,8 @@ pub struct Ctx {
     pub caller: Caller,
     /// The Host the request was sent to (for URIs handed back).
     pub host: String,
+    /// The client's address, if known (`aws:SourceIp`).
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {

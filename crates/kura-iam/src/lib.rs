@@ -63,7 +63,7 @@ pub use condition::{Condition, ConditionOperator, Operator, SetQualifier};
 pub use context::{Principal, PrincipalKind, RequestContext, RequestEnv};
 pub use eval::{evaluate, Decision, Evaluation, PolicySource, StatementRef};
 pub use managed::{
-    managed_policy, managed_policy_names, AMAZON_EC2_CONTAINER_REGISTRY_FULL_ACCESS,
+    managed_policy, managed_policy_names, managed_policy_text, AMAZON_EC2_CONTAINER_REGISTRY_FULL_ACCESS,
     AMAZON_EC2_CONTAINER_REGISTRY_POWER_USER, AMAZON_EC2_CONTAINER_REGISTRY_READ_ONLY,
 };
 pub use parse::{

@@ -36,12 +36,12 @@ const PUSH_ACTIONS: &[&str] = &[
     "ecr:PutImage",
 ];
 
-fn allow_all_resources(actions: Vec<&str>) -> Policy {
-    let doc = serde_json::json!({
+fn allow_all_resources(actions: Vec<&str>) -> String {
+    serde_json::json!({
         "Version": Version::V2012_10_17.as_str(),
         "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
-    });
-    Policy::parse(&doc.to_string()).expect("built-in managed policy is valid")
+    })
+    .to_string()
 }
 
 /// The names (ARNs) of the managed policies [`managed_policy`] knows.
@@ -65,6 +65,12 @@ pub fn managed_policy_names() -> &'static [&'static str] {
 ///
 /// Each allows on every resource (`"Resource": "*"`).
 pub fn managed_policy(arn: &str) -> Option<Policy> {
+    managed_policy_text(arn).map(|t| Policy::parse(&t).expect("built-in managed policy is valid"))
+}
+
+/// The policy document of the AWS managed policy with this ARN (see
+/// [`managed_policy`]), as JSON text.
+pub fn managed_policy_text(arn: &str) -> Option<String> {
     match arn {
         AMAZON_EC2_CONTAINER_REGISTRY_READ_ONLY => Some(allow_all_resources(READ_ONLY_ACTIONS.to_vec())),
         AMAZON_EC2_CONTAINER_REGISTRY_POWER_USER => Some(allow_all_resources(

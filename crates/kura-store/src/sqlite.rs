@@ -23,9 +23,12 @@ use crate::now_millis;
 
 const SCHEMA_V1: &str = include_str!("../migrations/sqlite/0001_init.sql");
 /// Migrations after the initial schema, applied in order: (version, SQL).
-const MIGRATIONS: &[(i64, &str)] = &[(2, include_str!("../migrations/sqlite/0002_scan.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (2, include_str!("../migrations/sqlite/0002_scan.sql")),
+    (3, include_str!("../migrations/sqlite/0003_iam.sql")),
+];
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How long a writer may hold an upload before another request may take it.
 const LEASE_MS: i64 = 15 * 60 * 1000;

@@ -536,3 +536,176 @@ async fn sqlite_scan_store_conforms() {
     let m = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
     scan_suite(&m).await;
 }
+
+fn entity(account: &str, kind: &str, name: &str, id: &str) -> kura_store::iam::IamEntity {
+    kura_store::iam::IamEntity {
+        account: account.into(),
+        kind: kind.into(),
+        name: name.into(),
+        id: id.into(),
+        path: "/".into(),
+        arn: format!("arn:aws:iam::{account}:{kind}/{name}"),
+        body: "{}".into(),
+        created_at: 1,
+    }
+}
+
+async fn iam_suite<S: ControlStore + kura_store::IamStore>(s: &S) {
+    use kura_store::iam::{kind, rel};
+    let a = "111111111111";
+    let b = "222222222222";
+    s.account_ensure(a).await.unwrap();
+    // Names are unique per account and kind, in any case.
+    assert!(s
+        .iam_entity_create(&entity(a, kind::USER, "Alice", "AIDA1"))
+        .await
+        .unwrap());
+    assert!(!s
+        .iam_entity_create(&entity(a, kind::USER, "alice", "AIDA2"))
+        .await
+        .unwrap());
+    assert!(s
+        .iam_entity_create(&entity(b, kind::USER, "alice", "AIDA3"))
+        .await
+        .unwrap());
+    assert!(s
+        .iam_entity_create(&entity(a, kind::ROLE, "alice", "AROA1"))
+        .await
+        .unwrap());
+    assert!(s
+        .iam_entity_create(&entity(a, kind::USER, "bob", "AIDA4"))
+        .await
+        .unwrap());
+    let got = s.iam_entity_get(a, kind::USER, "ALICE").await.unwrap().unwrap();
+    assert_eq!((got.name.as_str(), got.id.as_str()), ("Alice", "AIDA1"));
+    assert!(s.iam_entity_get(a, kind::GROUP, "alice").await.unwrap().is_none());
+    // Listing pages by name.
+    let all = s.iam_entity_list(a, kind::USER, None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["Alice", "bob"]
+    );
+    let page = s.iam_entity_list(a, kind::USER, Some("Alice"), 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].name, "bob");
+    // Compare-and-swap updates.
+    assert!(s
+        .iam_entity_update(a, kind::USER, "alice", "{}", r#"{"v":1}"#)
+        .await
+        .unwrap());
+    assert!(!s
+        .iam_entity_update(a, kind::USER, "alice", "{}", r#"{"v":2}"#)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.iam_entity_get(a, kind::USER, "alice").await.unwrap().unwrap().body,
+        r#"{"v":1}"#
+    );
+    // Inline policies go with their owner.
+    s.iam_inline_put(a, kind::USER, "alice", "p1", "doc1").await.unwrap();
+    s.iam_inline_put(a, kind::USER, "alice", "p1", "doc1b").await.unwrap();
+    s.iam_inline_put(a, kind::USER, "alice", "p0", "doc0").await.unwrap();
+    assert_eq!(
+        s.iam_inline_list(a, kind::USER, "Alice").await.unwrap(),
+        [
+            ("p0".to_string(), "doc0".to_string()),
+            ("p1".to_string(), "doc1b".to_string())
+        ]
+    );
+    assert_eq!(
+        s.iam_inline_get(a, kind::USER, "alice", "p1").await.unwrap().as_deref(),
+        Some("doc1b")
+    );
+    assert!(s.iam_inline_delete(a, kind::USER, "alice", "p0").await.unwrap());
+    assert!(!s.iam_inline_delete(a, kind::USER, "alice", "p0").await.unwrap());
+    // Links both ways.
+    let pol = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly";
+    assert!(s
+        .iam_link_add(a, rel::ATTACHED, kind::USER, "alice", pol)
+        .await
+        .unwrap());
+    assert!(!s
+        .iam_link_add(a, rel::ATTACHED, kind::USER, "ALICE", pol)
+        .await
+        .unwrap());
+    assert!(s
+        .iam_link_add(a, rel::ATTACHED, kind::ROLE, "alice", pol)
+        .await
+        .unwrap());
+    assert!(s.iam_link_add(a, rel::MEMBER, kind::USER, "bob", "devs").await.unwrap());
+    assert_eq!(
+        s.iam_links_from(a, rel::ATTACHED, kind::USER, "alice").await.unwrap(),
+        [pol]
+    );
+    assert_eq!(
+        s.iam_links_to(a, rel::ATTACHED, pol).await.unwrap(),
+        [
+            ("role".to_string(), "alice".to_string()),
+            ("user".to_string(), "alice".to_string())
+        ]
+    );
+    assert!(s
+        .iam_link_remove(a, rel::ATTACHED, kind::ROLE, "alice", pol)
+        .await
+        .unwrap());
+    assert!(!s
+        .iam_link_remove(a, rel::ATTACHED, kind::ROLE, "alice", pol)
+        .await
+        .unwrap());
+    assert_eq!(
+        s.iam_links_from(a, rel::MEMBER, kind::USER, "bob").await.unwrap(),
+        ["devs"]
+    );
+    // Deleting an entity removes its inline policies.
+    assert!(s.iam_entity_delete(a, kind::USER, "ALICE").await.unwrap());
+    assert!(!s.iam_entity_delete(a, kind::USER, "alice").await.unwrap());
+    assert!(s.iam_inline_list(a, kind::USER, "alice").await.unwrap().is_empty());
+    assert!(s
+        .iam_entity_create(&entity(a, kind::USER, "alice", "AIDA5"))
+        .await
+        .unwrap());
+    assert!(s.iam_inline_get(a, kind::USER, "alice", "p1").await.unwrap().is_none());
+
+    // Access keys by owner; temporary credentials are not listed.
+    let user_arn = format!("arn:aws:iam::{a}:user/alice");
+    for (id, temp) in [("AKIAONE", false), ("AKIATWO", false), ("ASIATEMP", true)] {
+        s.access_key_put(&AccessKeyRow {
+            access_key_id: id.into(),
+            account: a.into(),
+            principal_arn: user_arn.clone(),
+            secret_sealed: vec![1],
+            status: "Active".into(),
+            session_token_hash: temp.then(|| "h".to_string()),
+            expires_at: temp.then_some(5),
+        })
+        .await
+        .unwrap();
+    }
+    let keys = s.access_keys_of(&user_arn).await.unwrap();
+    let mut ids: Vec<_> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["AKIAONE", "AKIATWO"]);
+    assert!(s.access_key_set_status("AKIAONE", "Inactive").await.unwrap());
+    assert_eq!(s.access_key_get("AKIAONE").await.unwrap().unwrap().status, "Inactive");
+    assert!(!s.access_key_set_status("AKIANONE", "Inactive").await.unwrap());
+    assert!(s.access_key_delete("AKIATWO").await.unwrap());
+    assert!(!s.access_key_delete("AKIATWO").await.unwrap());
+    assert_eq!(s.access_keys_purge_expired(6).await.unwrap(), 1);
+    assert!(s.access_key_get("ASIATEMP").await.unwrap().is_none());
+
+    // Resource policies.
+    let arn = "arn:aws:ecr:us-east-1:111111111111:repository/app";
+    assert!(s.resource_policy_get(arn).await.unwrap().is_none());
+    s.resource_policy_put(arn, "p1").await.unwrap();
+    s.resource_policy_put(arn, "p2").await.unwrap();
+    assert_eq!(s.resource_policy_get(arn).await.unwrap().unwrap().policy, "p2");
+    assert_eq!(s.resource_policy_delete(arn).await.unwrap().unwrap().policy, "p2");
+    assert!(s.resource_policy_delete(arn).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn sqlite_iam_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = SqliteMetaStore::open(&dir.path().join("meta.db")).await.unwrap();
+    iam_suite(&m).await;
+}

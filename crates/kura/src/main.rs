@@ -213,17 +213,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), config).with_provisioner(provisioner));
     let ecr = Arc::new(Ecr::new(
-        meta.clone(),
-        meta.clone(),
-        meta.clone(),
-        meta.clone(),
+        kura_ecr::Stores::all(meta.clone()),
         registry.clone(),
         master,
         boot.token_key,
-        EcrConfig {
-            region: args.region.clone(),
-            default_account: boot.default_account.clone(),
-        },
+        EcrConfig::new(&args.region.clone(), &boot.default_account.clone()),
         kura_ecr::scanning::ScanSettings {
             workers: args.scan_workers,
             timeout: args.scan_timeout,

@@ -51,17 +51,11 @@ pub async fn server() -> Server {
     let registry = Arc::new(Registry::new(meta.clone(), Arc::new(blobs), config).with_provisioner(provisioner));
     let token_key = boot.token_key.clone();
     let ecr = Arc::new(Ecr::new(
-        meta.clone(),
-        meta.clone(),
-        meta.clone(),
-        meta.clone(),
+        kura_ecr::Stores::all(meta.clone()),
         registry.clone(),
         master,
         boot.token_key,
-        EcrConfig {
-            region: REGION.into(),
-            default_account: boot.default_account.clone(),
-        },
+        EcrConfig::new(&REGION.into(), &boot.default_account.clone()),
         kura_ecr::scanning::ScanSettings::default(),
     ));
     Server {

@@ -1,0 +1,318 @@
+//! Who may do what: every request of both planes, decided by the IAM policy
+//! language ([`kura_iam`]).
+//!
+//! A request becomes an [`Access`]: an action (`ecr:PutImage`), the target
+//! resource's ARN and account, the resource-based policy that guards it (a
+//! repository policy, or for registry-level actions the registry policy),
+//! and the tags the request sets. [`Ecr::authorize`] resolves the caller to a
+//! [`Principal`], gathers its identity-based policies (a user's inline and
+//! attached policies and those of its groups; an assumed role's inline and
+//! attached policies), and asks [`kura_iam::evaluate`] for the decision:
+//! explicit deny wins; in one account an allow on either side suffices;
+//! across accounts both sides must allow.
+//!
+//! The stores are read on every decision (no cache), so a policy change
+//! takes effect on the next request, on every node.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use kura_iam::{Decision, Evaluation, Policy, PolicySource, Principal, PrincipalKind, RequestContext, RequestEnv};
+use kura_store::iam::{kind, rel};
+
+use crate::auth::Caller;
+use crate::error::{EcrError, EcrResult};
+use crate::Ecr;
+
+/// One request to authorize.
+#[derive(Clone, Debug, Default)]
+pub struct Access {
+    /// `service:Action`, e.g. `ecr:BatchGetImage`.
+    pub action: String,
+    /// The target resource's ARN, or `*`.
+    pub resource: String,
+    /// The account that owns the resource.
+    pub resource_account: String,
+    /// The ARN the resource-based policy guarding the request is stored under
+    /// (the repository's ARN, or the registry's), if any.
+    pub policy_arn: Option<String>,
+    /// The ARN whose tags are the resource's tags (`aws:ResourceTag/*`).
+    pub tags_arn: Option<String>,
+    /// Tags the request sets (`aws:RequestTag/*`, `aws:TagKeys`).
+    pub request_tags: BTreeMap<String, String>,
+}
+
+impl Access {
+    /// An action on a repository.
+    pub fn repository(action: &str, region: &str, account: &str, name: &str) -> Self {
+        let arn = repository_arn(region, account, name);
+        Access {
+            action: action.to_string(),
+            resource: arn.clone(),
+            resource_account: account.to_string(),
+            policy_arn: Some(arn.clone()),
+            tags_arn: Some(arn),
+            request_tags: BTreeMap::new(),
+        }
+    }
+
+    /// A registry-level action (no resource-level permissions: resource `*`),
+    /// guarded by the registry policy.
+    pub fn registry(action: &str, region: &str, account: &str) -> Self {
+        Access {
+            action: action.to_string(),
+            resource: "*".to_string(),
+            resource_account: account.to_string(),
+            policy_arn: Some(registry_arn(region, account)),
+            tags_arn: None,
+            request_tags: BTreeMap::new(),
+        }
+    }
+
+    /// An action on any other resource, without a resource policy.
+    pub fn resource(action: &str, arn: &str, account: &str) -> Self {
+        Access {
+            action: action.to_string(),
+            resource: arn.to_string(),
+            resource_account: account.to_string(),
+            policy_arn: None,
+            tags_arn: None,
+            request_tags: BTreeMap::new(),
+        }
+    }
+
+    /// The same access with tags the request sets.
+    pub fn with_request_tags(mut self, tags: &[(String, String)]) -> Self {
+        self.request_tags = tags.iter().cloned().collect();
+        self
+    }
+}
+
+/// A repository's ARN.
+pub fn repository_arn(region: &str, account: &str, name: &str) -> String {
+    format!("arn:aws:ecr:{region}:{account}:repository/{name}")
+}
+
+/// The ARN a registry policy is stored under.
+pub fn registry_arn(region: &str, account: &str) -> String {
+    format!("arn:aws:ecr:{region}:{account}:registry")
+}
+
+/// A denial, in words like AWS's.
+#[derive(Clone, Debug)]
+pub struct Denial {
+    /// The sentence: `User: <arn> is not authorized to perform: <action> on
+    /// resource: <arn> because ...`.
+    pub message: String,
+}
+
+impl Denial {
+    fn new(principal: &Principal, access: &Access, eval: &Evaluation) -> Self {
+        let who = if principal.kind == PrincipalKind::Anonymous {
+            "anonymous".to_string()
+        } else {
+            principal.arn.clone()
+        };
+        let why = match (eval.decision, eval.statement.as_ref().map(|s| s.source)) {
+            (Decision::ExplicitDeny, Some(PolicySource::Resource)) => {
+                "with an explicit deny in a resource-based policy".to_string()
+            }
+            (Decision::ExplicitDeny, _) => "with an explicit deny in an identity-based policy".to_string(),
+            _ if principal.account != access.resource_account && principal.kind != PrincipalKind::Anonymous => {
+                format!("because {}", eval.reason)
+            }
+            _ => format!("because no identity-based policy allows the {} action", access.action),
+        };
+        Denial {
+            message: format!(
+                "User: {who} is not authorized to perform: {} on resource: {} {why}",
+                access.action, access.resource
+            ),
+        }
+    }
+}
+
+impl Ecr {
+    /// The principal a caller authenticated as, with its unique id and tags.
+    pub async fn principal_of(&self, caller: &Caller) -> EcrResult<Principal> {
+        self.principal_from_arn(&caller.account, &caller.principal_arn).await
+    }
+
+    /// The principal an ARN names in `account`.
+    pub async fn principal_from_arn(&self, account: &str, arn: &str) -> EcrResult<Principal> {
+        let rest = arn.split(':').nth(5).unwrap_or_default();
+        if rest == "root" {
+            return Ok(Principal::root(account));
+        }
+        if let Some(session) = rest.strip_prefix("assumed-role/") {
+            let (role, name) = session.split_once('/').unwrap_or((session, ""));
+            let mut p = Principal::assumed_role(account, role, name);
+            if let Some(e) = self.iam.iam_entity_get(account, kind::ROLE, role).await? {
+                p.userid = format!("{}:{name}", e.id);
+                p.tags = entity_tags(&e.body);
+            }
+            return Ok(p);
+        }
+        if let Some(path_name) = rest.strip_prefix("user/") {
+            let name = path_name.rsplit('/').next().unwrap_or(path_name);
+            let mut p = Principal::user(account, name);
+            p.arn = arn.to_string();
+            if let Some(e) = self.iam.iam_entity_get(account, kind::USER, name).await? {
+                p.userid = e.id;
+                p.tags = entity_tags(&e.body);
+            }
+            return Ok(p);
+        }
+        Err(EcrError::server())
+    }
+
+    /// The identity-based policies of a principal: for a user its inline and
+    /// attached policies and those of its groups; for a role (or a session of
+    /// one) the role's. The root has none (it needs none in its account).
+    pub async fn identity_policies(&self, p: &Principal) -> EcrResult<Vec<Policy>> {
+        let account = p.account.as_str();
+        let mut holders: Vec<(&str, String)> = Vec::new();
+        match p.kind {
+            PrincipalKind::User => {
+                let name = p.username.clone().unwrap_or_default();
+                for g in self.iam.iam_links_from(account, rel::MEMBER, kind::USER, &name).await? {
+                    holders.push((kind::GROUP, g));
+                }
+                holders.push((kind::USER, name));
+            }
+            PrincipalKind::Role | PrincipalKind::AssumedRole => {
+                holders.push((kind::ROLE, p.role_name().unwrap_or_default().to_string()));
+            }
+            PrincipalKind::Root | PrincipalKind::Anonymous => return Ok(Vec::new()),
+        }
+        let mut texts = Vec::new();
+        for (k, name) in &holders {
+            for (_, doc) in self.iam.iam_inline_list(account, k, name).await? {
+                texts.push(doc);
+            }
+            for arn in self.iam.iam_links_from(account, rel::ATTACHED, k, name).await? {
+                if let Some(doc) = self.managed_policy_document(&arn).await? {
+                    texts.push(doc);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        for t in texts {
+            match Policy::parse(&t) {
+                Ok(p) => out.push(p),
+                // Stored documents were validated when put; one that no
+                // longer parses grants nothing.
+                Err(e) => tracing::warn!(error = %e, "a stored policy does not parse; ignored"),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The default version's document of a managed policy (AWS's by name, or
+    /// a customer managed policy of its account).
+    pub async fn managed_policy_document(&self, arn: &str) -> EcrResult<Option<String>> {
+        if arn.starts_with("arn:aws:iam::aws:policy/") {
+            return Ok(kura_iam::managed_policy_text(arn));
+        }
+        let mut parts = arn.splitn(6, ':');
+        let account = parts.nth(4).unwrap_or_default();
+        let name = arn.rsplit('/').next().unwrap_or_default();
+        let Some(e) = self.iam.iam_entity_get(account, kind::POLICY, name).await? else {
+            return Ok(None);
+        };
+        if e.arn != arn {
+            return Ok(None);
+        }
+        Ok(default_version_document(&e.body))
+    }
+
+    /// Evaluate one request for a principal.
+    pub async fn evaluate(
+        &self,
+        principal: &Principal,
+        access: &Access,
+        source_ip: Option<IpAddr>,
+    ) -> EcrResult<Evaluation> {
+        let identity = self.identity_policies(principal).await?;
+        let resource_text = match &access.policy_arn {
+            Some(arn) => self.iam.resource_policy_get(arn).await?.map(|r| r.policy),
+            None => None,
+        };
+        let resource = match resource_text.as_deref().map(Policy::parse) {
+            Some(Ok(p)) => Some(p),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "a stored resource policy does not parse; ignored");
+                None
+            }
+            None => None,
+        };
+        let mut env = RequestEnv {
+            current_time: Some(kura_store::now_millis() / 1000),
+            source_ip,
+            secure_transport: Some(false),
+            request_tags: access.request_tags.clone(),
+            ..Default::default()
+        };
+        if let Some(arn) = &access.tags_arn {
+            env.resource_tags = self.control.resource_tags(arn).await?.into_iter().collect();
+        }
+        let mut ctx = RequestContext::new(
+            principal.clone(),
+            &access.action,
+            &access.resource,
+            &access.resource_account,
+        );
+        ctx.fill_standard_keys(&env);
+        let refs: Vec<&Policy> = identity.iter().collect();
+        Ok(kura_iam::evaluate(&ctx, &refs, resource.as_ref()))
+    }
+
+    /// Decide a request: `Ok` if allowed, else `Err` with the denial.
+    pub async fn check(
+        &self,
+        principal: &Principal,
+        access: &Access,
+        source_ip: Option<IpAddr>,
+    ) -> EcrResult<Result<(), Denial>> {
+        let eval = self.evaluate(principal, access, source_ip).await?;
+        if eval.is_allowed() {
+            Ok(Ok(()))
+        } else {
+            tracing::info!(principal = %principal.arn, action = %access.action, resource = %access.resource, reason = %eval.reason, "access denied");
+            Ok(Err(Denial::new(principal, access, &eval)))
+        }
+    }
+
+    /// Authorize an API caller: `AccessDeniedException` (400, as ECR
+    /// answers) when the policies do not allow the request.
+    pub async fn authorize(&self, caller: &Caller, access: &Access, source_ip: Option<IpAddr>) -> EcrResult<()> {
+        let principal = self.principal_of(caller).await?;
+        match self.check(&principal, access, source_ip).await? {
+            Ok(()) => Ok(()),
+            Err(d) => Err(EcrError::new("AccessDeniedException", d.message)),
+        }
+    }
+}
+
+/// Tags kept in an entity's body (`{"Tags": {"k": "v"}}`).
+fn entity_tags(body: &str) -> BTreeMap<String, String> {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("Tags").cloned())
+        .and_then(|t| serde_json::from_value(t).ok())
+        .unwrap_or_default()
+}
+
+/// The document of a managed policy's default version, from its entity body
+/// (`{"DefaultVersionId": "v1", "Versions": [{"VersionId": "v1", "Document": "..."}]}`).
+pub fn default_version_document(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let default = v.get("DefaultVersionId")?.as_str()?;
+    v.get("Versions")?
+        .as_array()?
+        .iter()
+        .find(|x| x.get("VersionId").and_then(|i| i.as_str()) == Some(default))?
+        .get("Document")?
+        .as_str()
+        .map(str::to_string)
+}

@@ -1,0 +1,280 @@
+//! [`IamStore`] on SQLite.
+
+use async_trait::async_trait;
+use sqlx::{FromRow, Row};
+
+use crate::error::Result;
+use crate::iam::{AccessKeyInfo, IamEntity, IamStore, ResourcePolicyRow};
+use crate::now_millis;
+use crate::sqlite::SqliteMetaStore;
+
+const ENTITY_COLS: &str = "account, kind, name, id, path, arn, body, created_at";
+
+fn key(name: &str) -> String {
+    name.to_lowercase()
+}
+
+#[async_trait]
+impl IamStore for SqliteMetaStore {
+    async fn iam_entity_create(&self, e: &IamEntity) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO iam_entities (account, kind, name_key, name, id, path, arn, body, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (account, kind, name_key) DO NOTHING",
+        )
+        .bind(&e.account)
+        .bind(&e.kind)
+        .bind(key(&e.name))
+        .bind(&e.name)
+        .bind(&e.id)
+        .bind(&e.path)
+        .bind(&e.arn)
+        .bind(&e.body)
+        .bind(e.created_at)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn iam_entity_get(&self, account: &str, kind: &str, name: &str) -> Result<Option<IamEntity>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENTITY_COLS} FROM iam_entities WHERE account = $1 AND kind = $2 AND name_key = $3"
+        ))
+        .bind(account)
+        .bind(kind)
+        .bind(key(name))
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.as_ref().map(IamEntity::from_row).transpose()?)
+    }
+
+    async fn iam_entity_update(
+        &self,
+        account: &str,
+        kind: &str,
+        name: &str,
+        expected: &str,
+        body: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE iam_entities SET body = $1 WHERE account = $2 AND kind = $3 AND name_key = $4 AND body = $5",
+        )
+        .bind(body)
+        .bind(account)
+        .bind(kind)
+        .bind(key(name))
+        .bind(expected)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn iam_entity_list(
+        &self,
+        account: &str,
+        kind: &str,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<IamEntity>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ENTITY_COLS} FROM iam_entities WHERE account = $1 AND kind = $2 AND name_key > $3 \
+             ORDER BY name_key LIMIT $4"
+        ))
+        .bind(account)
+        .bind(kind)
+        .bind(after.map(key).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(IamEntity::from_row)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    async fn iam_entity_delete(&self, account: &str, kind: &str, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM iam_entities WHERE account = $1 AND kind = $2 AND name_key = $3")
+            .bind(account)
+            .bind(kind)
+            .bind(key(name))
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn iam_inline_put(&self, account: &str, kind: &str, owner: &str, policy: &str, document: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO iam_inline_policies (account, kind, owner_key, name, document) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (account, kind, owner_key, name) DO UPDATE SET document = excluded.document",
+        )
+        .bind(account)
+        .bind(kind)
+        .bind(key(owner))
+        .bind(policy)
+        .bind(document)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn iam_inline_get(&self, account: &str, kind: &str, owner: &str, policy: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT document FROM iam_inline_policies WHERE account = $1 AND kind = $2 AND owner_key = $3 AND name = $4",
+        )
+        .bind(account)
+        .bind(kind)
+        .bind(key(owner))
+        .bind(policy)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    async fn iam_inline_list(&self, account: &str, kind: &str, owner: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT name, document FROM iam_inline_policies WHERE account = $1 AND kind = $2 AND owner_key = $3 \
+             ORDER BY name",
+        )
+        .bind(account)
+        .bind(kind)
+        .bind(key(owner))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    async fn iam_inline_delete(&self, account: &str, kind: &str, owner: &str, policy: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM iam_inline_policies WHERE account = $1 AND kind = $2 AND owner_key = $3 AND name = $4",
+        )
+        .bind(account)
+        .bind(kind)
+        .bind(key(owner))
+        .bind(policy)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn iam_link_add(&self, account: &str, rel: &str, from_kind: &str, from: &str, to: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO iam_links (account, rel, from_kind, from_key, from_name, target) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (account, rel, from_kind, from_key, target) DO NOTHING",
+        )
+        .bind(account)
+        .bind(rel)
+        .bind(from_kind)
+        .bind(key(from))
+        .bind(from)
+        .bind(to)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn iam_link_remove(&self, account: &str, rel: &str, from_kind: &str, from: &str, to: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "DELETE FROM iam_links WHERE account = $1 AND rel = $2 AND from_kind = $3 AND from_key = $4 AND target = $5",
+        )
+        .bind(account)
+        .bind(rel)
+        .bind(from_kind)
+        .bind(key(from))
+        .bind(to)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn iam_links_from(&self, account: &str, rel: &str, from_kind: &str, from: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT target FROM iam_links WHERE account = $1 AND rel = $2 AND from_kind = $3 AND from_key = $4 \
+             ORDER BY target",
+        )
+        .bind(account)
+        .bind(rel)
+        .bind(from_kind)
+        .bind(key(from))
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn iam_links_to(&self, account: &str, rel: &str, to: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT from_kind, from_name FROM iam_links WHERE account = $1 AND rel = $2 AND target = $3 \
+             ORDER BY from_kind, from_key",
+        )
+        .bind(account)
+        .bind(rel)
+        .bind(to)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+    }
+
+    async fn access_keys_of(&self, principal_arn: &str) -> Result<Vec<AccessKeyInfo>> {
+        let rows = sqlx::query(
+            "SELECT access_key_id, status, created_at FROM access_keys \
+             WHERE principal_arn = $1 AND session_token_hash IS NULL ORDER BY created_at, access_key_id",
+        )
+        .bind(principal_arn)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(AccessKeyInfo::from_row)
+            .collect::<std::result::Result<_, _>>()?)
+    }
+
+    async fn access_key_set_status(&self, access_key_id: &str, status: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE access_keys SET status = $1 WHERE access_key_id = $2")
+            .bind(status)
+            .bind(access_key_id)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn access_key_delete(&self, access_key_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
+            .bind(access_key_id)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn access_keys_purge_expired(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM access_keys WHERE expires_at IS NOT NULL AND expires_at < $1")
+            .bind(before)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn resource_policy_put(&self, arn: &str, policy: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO resource_policies (arn, policy, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (arn) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+        )
+        .bind(arn)
+        .bind(policy)
+        .bind(now_millis())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn resource_policy_get(&self, arn: &str) -> Result<Option<ResourcePolicyRow>> {
+        let row = sqlx::query("SELECT arn, policy, updated_at FROM resource_policies WHERE arn = $1")
+            .bind(arn)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.as_ref().map(ResourcePolicyRow::from_row).transpose()?)
+    }
+
+    async fn resource_policy_delete(&self, arn: &str) -> Result<Option<ResourcePolicyRow>> {
+        let row = sqlx::query("DELETE FROM resource_policies WHERE arn = $1 RETURNING arn, policy, updated_at")
+            .bind(arn)
+            .fetch_optional(&self.write)
+            .await?;
+        Ok(row.as_ref().map(ResourcePolicyRow::from_row).transpose()?)
+    }
+}
