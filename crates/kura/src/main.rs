@@ -217,7 +217,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry.clone(),
         master,
         boot.token_key,
-        EcrConfig::new(&args.region.clone(), &boot.default_account.clone()),
+        EcrConfig::new(&args.region, &boot.default_account),
         kura_ecr::scanning::ScanSettings {
             workers: args.scan_workers,
             timeout: args.scan_timeout,

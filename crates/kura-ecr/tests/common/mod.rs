@@ -55,7 +55,7 @@ pub async fn server() -> Server {
         registry.clone(),
         master,
         boot.token_key,
-        EcrConfig::new(&REGION.into(), &boot.default_account.clone()),
+        EcrConfig::new(REGION, &boot.default_account),
         kura_ecr::scanning::ScanSettings::default(),
     ));
     Server {
