@@ -19,7 +19,7 @@ pub async fn handle(_ecr: &Ecr, _parts: &http::request::Parts, _body: &[u8], rid
 pub fn error_response(e: &EcrError, rid: &str) -> Response {
     let body = format!(
         "<ErrorResponse xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><Error><Type>Sender</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
-        xml_escape(&e.kind),
+        xml_escape(e.kind),
         xml_escape(&e.message),
         xml_escape(rid)
     );
