@@ -207,6 +207,9 @@ impl Ecr {
         })?;
         // Revoking (or deactivating) the key revokes its tokens.
         match self.control.access_key_get(&claims.access_key_id).await {
+            Ok(Some(k)) if k.expires_at.is_some_and(|exp| exp <= kura_store::now_millis()) => {
+                Err("Your authorization token has expired. Reauthenticate and try again.")
+            }
             Ok(Some(k)) if k.status == "Active" => Ok(claims),
             Ok(_) => Err("Your authorization token is no longer valid."),
             Err(_) => Err("Your authorization token could not be checked."),
@@ -292,12 +295,27 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         return challenge(&host, "authentication required");
     };
     match ecr.check_basic(&value).await {
-        Ok(claims) if claims.account == account => {
-            req.extensions_mut().insert(AccountId(account));
-            req.extensions_mut().insert(DataCaller { claims });
-            next.run(req).await
+        Ok(claims) => {
+            // The host picks the registry; the caller may be of another
+            // account when policies on both sides allow it.
+            match ecr.authorize_data(&claims, &account, &mut req).await {
+                Ok(Ok(())) => {
+                    req.extensions_mut().insert(AccountId(account));
+                    req.extensions_mut().insert(DataCaller { claims });
+                    next.run(req).await
+                }
+                Ok(Err(denial)) => denied(&denial.message),
+                Err(e) => {
+                    tracing::error!(error = %e, "authorization failed");
+                    kura_registry::error::ApiError::new(
+                        kura_oci::ErrorCode::Internal,
+                        "authorization could not be decided",
+                    )
+                    .status(StatusCode::INTERNAL_SERVER_ERROR)
+                    .into_response()
+                }
+            }
         }
-        Ok(_) => denied("The authorization token was issued for another registry."),
         Err(msg) => challenge(&host, msg),
     }
 }

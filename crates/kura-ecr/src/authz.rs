@@ -20,6 +20,8 @@ use std::net::IpAddr;
 use kura_iam::{Decision, Evaluation, Policy, PolicySource, Principal, PrincipalKind, RequestContext, RequestEnv};
 use kura_store::iam::{kind, rel};
 
+use kura_auth::token::TokenClaims;
+
 use crate::auth::Caller;
 use crate::error::{EcrError, EcrResult};
 use crate::Ecr;
@@ -170,6 +172,10 @@ impl Ecr {
     /// attached policies and those of its groups; for a role (or a session of
     /// one) the role's. The root has none (it needs none in its account).
     pub async fn identity_policies(&self, p: &Principal) -> EcrResult<Vec<Policy>> {
+        Ok(parse_all(self.identity_policy_texts(p).await?))
+    }
+
+    async fn identity_policy_texts(&self, p: &Principal) -> EcrResult<Vec<String>> {
         let account = p.account.as_str();
         let mut holders: Vec<(&str, String)> = Vec::new();
         match p.kind {
@@ -196,16 +202,7 @@ impl Ecr {
                 }
             }
         }
-        let mut out = Vec::with_capacity(texts.len());
-        for t in texts {
-            match Policy::parse(&t) {
-                Ok(p) => out.push(p),
-                // Stored documents were validated when put; one that no
-                // longer parses grants nothing.
-                Err(e) => tracing::warn!(error = %e, "a stored policy does not parse; ignored"),
-            }
-        }
-        Ok(out)
+        Ok(texts)
     }
 
     /// The default version's document of a managed policy (AWS's by name, or
@@ -233,19 +230,18 @@ impl Ecr {
         access: &Access,
         source_ip: Option<IpAddr>,
     ) -> EcrResult<Evaluation> {
-        let identity = self.identity_policies(principal).await?;
-        let resource_text = match &access.policy_arn {
-            Some(arn) => self.iam.resource_policy_get(arn).await?.map(|r| r.policy),
-            None => None,
-        };
-        let resource = match resource_text.as_deref().map(Policy::parse) {
-            Some(Ok(p)) => Some(p),
-            Some(Err(e)) => {
-                tracing::warn!(error = %e, "a stored resource policy does not parse; ignored");
-                None
+        let mut texts = self.identity_policy_texts(principal).await?;
+        let identity_count = texts.len();
+        if let Some(arn) = &access.policy_arn {
+            if let Some(r) = self.iam.resource_policy_get(arn).await? {
+                texts.push(r.policy);
             }
-            None => None,
-        };
+        }
+        // Tags are read only when some policy can ask about them.
+        let wants_tags = texts.iter().any(|t| t.to_ascii_lowercase().contains("resourcetag"));
+        let mut policies = parse_all(texts.split_off(identity_count));
+        let resource = policies.pop();
+        let identity = parse_all(texts);
         let mut env = RequestEnv {
             current_time: Some(kura_store::now_millis() / 1000),
             source_ip,
@@ -253,7 +249,7 @@ impl Ecr {
             request_tags: access.request_tags.clone(),
             ..Default::default()
         };
-        if let Some(arn) = &access.tags_arn {
+        if let (Some(arn), true) = (&access.tags_arn, wants_tags) {
             env.resource_tags = self.control.resource_tags(arn).await?.into_iter().collect();
         }
         let mut ctx = RequestContext::new(
@@ -265,6 +261,58 @@ impl Ecr {
         ctx.fill_standard_keys(&env);
         let refs: Vec<&Policy> = identity.iter().collect();
         Ok(kura_iam::evaluate(&ctx, &refs, resource.as_ref()))
+    }
+
+    /// Authorize a data-plane request (already authenticated by its registry
+    /// token) against the registry `account` its host names. A denied
+    /// cross-repository mount is not refused: the mount is dropped from the
+    /// request, which then starts an ordinary upload.
+    pub async fn authorize_data(
+        &self,
+        claims: &TokenClaims,
+        account: &str,
+        req: &mut axum::extract::Request,
+    ) -> EcrResult<Result<(), Denial>> {
+        let caller_account = claims.principal_arn.split(':').nth(4).unwrap_or_default().to_string();
+        let principal = self.principal_from_arn(&caller_account, &claims.principal_arn).await?;
+        let source_ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let Some((action, repo)) = data_action(req.method(), req.uri().path()) else {
+            // `/v2/` and paths the registry will refuse itself.
+            return Ok(Ok(()));
+        };
+        let region = &self.config.region;
+        let access = match &repo {
+            Some(name) => Access::repository(action, region, account, name),
+            None => Access::registry(action, region, account),
+        };
+        if let Err(d) = self.check(&principal, &access, source_ip).await? {
+            return Ok(Err(d));
+        }
+        // A mount also reads the source repository.
+        let query = req.uri().query().unwrap_or_default().to_string();
+        if action == "ecr:InitiateLayerUpload" && query.contains("mount=") {
+            let from = query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix("from="))
+                .map(|f| percent_encoding::percent_decode_str(f).decode_utf8_lossy().into_owned());
+            let allowed = match from {
+                Some(from) => {
+                    let src = Access::repository("ecr:GetDownloadUrlForLayer", region, account, &from);
+                    self.check(&principal, &src, source_ip).await?.is_ok()
+                }
+                None => true,
+            };
+            if !allowed {
+                let path = req.uri().path().to_string();
+                if let Ok(uri) = path.parse() {
+                    *req.uri_mut() = uri;
+                }
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Decide a request: `Ok` if allowed, else `Err` with the denial.
@@ -283,15 +331,53 @@ impl Ecr {
         }
     }
 
-    /// Authorize an API caller: `AccessDeniedException` (400, as ECR
-    /// answers) when the policies do not allow the request.
+    /// Authorize an API caller: `AccessDeniedException` (403) when the policies do not allow the request.
     pub async fn authorize(&self, caller: &Caller, access: &Access, source_ip: Option<IpAddr>) -> EcrResult<()> {
         let principal = self.principal_of(caller).await?;
         match self.check(&principal, access, source_ip).await? {
             Ok(()) => Ok(()),
-            Err(d) => Err(EcrError::new("AccessDeniedException", d.message)),
+            Err(d) => Err(EcrError::new("AccessDeniedException", d.message).with_status(http::StatusCode::FORBIDDEN)),
         }
     }
+}
+
+/// The `ecr:` action a data-plane request performs, and the repository it
+/// addresses (`None` for the catalog). `None` for `/v2/` and unroutable paths.
+pub fn data_action(method: &http::Method, path: &str) -> Option<(&'static str, Option<String>)> {
+    use http::Method;
+    use kura_registry::endpoint::Endpoint;
+    let ep = kura_registry::endpoint::parse(path).ok()?;
+    let (action, name) = match (&ep, method) {
+        (Endpoint::Base, _) => return None,
+        (Endpoint::Catalog, _) => return Some(("ecr:DescribeRepositories", None)),
+        (Endpoint::Tags(n), _) => ("ecr:ListImages", n),
+        (Endpoint::Manifest(n, _), &Method::PUT) => ("ecr:PutImage", n),
+        (Endpoint::Manifest(n, _), &Method::DELETE) => ("ecr:BatchDeleteImage", n),
+        (Endpoint::Manifest(n, _), _) => ("ecr:BatchGetImage", n),
+        (Endpoint::Referrers(n, _), _) => ("ecr:BatchGetImage", n),
+        (Endpoint::Blob(n, _), &Method::HEAD) => ("ecr:BatchCheckLayerAvailability", n),
+        (Endpoint::Blob(n, _), &Method::DELETE) => ("ecr:BatchDeleteImage", n),
+        (Endpoint::Blob(n, _), _) => ("ecr:GetDownloadUrlForLayer", n),
+        (Endpoint::UploadStart(n), _) => ("ecr:InitiateLayerUpload", n),
+        (Endpoint::Upload(n, _), &Method::PUT) => ("ecr:CompleteLayerUpload", n),
+        (Endpoint::Upload(n, _), _) => ("ecr:UploadLayerPart", n),
+    };
+    Some((action, Some(name.as_str().to_string())))
+}
+
+fn parse_all(texts: Vec<String>) -> Vec<Policy> {
+    texts
+        .into_iter()
+        .filter_map(|t| match Policy::parse(&t) {
+            Ok(p) => Some(p),
+            // Stored documents were validated when put; one that no longer
+            // parses grants nothing.
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored policy does not parse; ignored");
+                None
+            }
+        })
+        .collect()
 }
 
 /// Tags kept in an entity's body (`{"Tags": {"k": "v"}}`).

@@ -73,18 +73,11 @@ fn max_results(v: &Value, default: i64) -> i64 {
     v.get("maxResults").and_then(Value::as_i64).unwrap_or(default)
 }
 
+/// The registry a request addresses: its `registryId`, or the caller's own.
+/// Another account's registry is reachable when policies on both sides
+/// allow it (decided by [`Ecr::authorize_op`]).
 fn registry_id(ctx: &Ctx, v: &Value) -> EcrResult<String> {
-    match s(v, "registryId") {
-        Some(r) if r != ctx.caller.account => Err(EcrError::new(
-            "AccessDeniedException",
-            format!(
-                "User: {} is not authorized to access registry {r}",
-                ctx.caller.principal_arn
-            ),
-        )
-        .with_status(http::StatusCode::FORBIDDEN)),
-        _ => Ok(ctx.caller.account.clone()),
-    }
+    Ok(s(v, "registryId").unwrap_or(&ctx.caller.account).to_string())
 }
 
 fn repo_name(v: &Value) -> EcrResult<RepoName> {
@@ -258,6 +251,7 @@ fn image_not_found(id: &Value, repo: &str, account: &str) -> EcrError {
 
 /// Run one operation.
 pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: &str, v: Value) -> EcrResult<Value> {
+    ecr.authorize_op(ctx, op, &v).await?;
     match op {
         "CreateRepository" => ecr.create_repository(ctx, &v).await,
         "DescribeRepositories" => ecr.describe_repositories(ctx, &v).await,
@@ -283,7 +277,15 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: &str, v: Value) -> EcrResult<Val
         "TagResource" => ecr.tag_resource(ctx, &v, true).await,
         "UntagResource" => ecr.tag_resource(ctx, &v, false).await,
         "ListTagsForResource" => ecr.list_tags_for_resource(ctx, &v).await,
-        "DescribeRegistry" => Ok(json!({"registryId": ctx.caller.account, "replicationConfiguration": {"rules": []}})),
+        "DescribeRegistry" => {
+            Ok(json!({"registryId": registry_id(ctx, &v)?, "replicationConfiguration": {"rules": []}}))
+        }
+        "SetRepositoryPolicy" => ecr.set_repository_policy(ctx, &v).await,
+        "GetRepositoryPolicy" => ecr.get_repository_policy(ctx, &v, false).await,
+        "DeleteRepositoryPolicy" => ecr.get_repository_policy(ctx, &v, true).await,
+        "PutRegistryPolicy" => ecr.put_registry_policy(ctx, &v).await,
+        "GetRegistryPolicy" => ecr.get_registry_policy(ctx, false).await,
+        "DeleteRegistryPolicy" => ecr.get_registry_policy(ctx, true).await,
         "CreateRepositoryCreationTemplate" => ecr.put_template(ctx, &v, true).await,
         "UpdateRepositoryCreationTemplate" => ecr.put_template(ctx, &v, false).await,
         "DescribeRepositoryCreationTemplates" => ecr.describe_templates(ctx, &v).await,
@@ -351,6 +353,17 @@ impl Ecr {
         let after = decode_token(v)?;
         let mut rows = self.meta.repo_list_rows(&account, after.as_deref(), limit + 1).await?;
         let next = page(&mut rows, limit, |x| &x.name);
+        // Listing shows the repositories the caller may describe.
+        let mut visible = Vec::with_capacity(rows.len());
+        for r in rows {
+            if self
+                .allowed_on_repo(ctx, "ecr:DescribeRepositories", &account, &r.name)
+                .await?
+            {
+                visible.push(r);
+            }
+        }
+        let rows = visible;
         let mut out = json!({"repositories": rows.iter().map(|r| self.repo_json(ctx, r)).collect::<Vec<_>>()});
         with_next(&mut out, next);
         Ok(out)
@@ -370,6 +383,7 @@ impl Ecr {
                 let arn = repository_arn(&self.config.region, &account, name.as_str());
                 let keys: Vec<String> = self.control.resource_tags(&arn).await?.into_iter().map(|(k, _)| k).collect();
                 self.control.resource_tags_remove(&arn, &keys).await?;
+                self.iam.resource_policy_delete(&arn).await?;
                 Ok(json!({"repository": self.repo_json(ctx, &row)}))
             }
         }
@@ -1262,4 +1276,5 @@ fn map_put_error(e: ApiError, account: &str, repo: &str, tag: Option<&str>) -> E
 }
 
 pub mod later;
+pub mod policy;
 pub mod scan;

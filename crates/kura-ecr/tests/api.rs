@@ -655,12 +655,24 @@ async fn forged_expired_and_foreign_tokens() {
     let msg = r.assert_oci_error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
     assert!(msg.contains("expired"), "{msg}");
 
-    // The right key, valid, for another account.
-    let foreign = token::issue(&t.token_key, &claims("999999999999", now, now + 3600));
+    // A valid token used on another account's registry: authenticated, but
+    // no policy of that registry lets this account's root pull.
+    let valid = token::issue(&t.token_key, &claims(ACCOUNT, now, now + 3600));
     let r = t
-        .dp(Method::GET, "/v2/", HOST, Some(&basic(&foreign)), &[], Body::empty())
+        .dp(
+            Method::GET,
+            "/v2/app/manifests/latest",
+            "999999999999.dkr.localhost",
+            Some(&basic(&valid)),
+            &[],
+            Body::empty(),
+        )
         .await;
-    r.assert_oci_error(StatusCode::FORBIDDEN, "DENIED");
+    let msg = r.assert_oci_error(StatusCode::FORBIDDEN, "DENIED");
+    assert!(
+        msg.contains("ecr:BatchGetImage") && msg.contains("arn:aws:ecr:us-east-1:999999999999:repository/app"),
+        "{msg}"
+    );
 
     // A token of a key the server does not know is no longer valid.
     let mut c = claims(ACCOUNT, now, now + 3600);
@@ -693,7 +705,7 @@ async fn host_based_addressing() {
     let r = t
         .dp(
             Method::GET,
-            "/v2/",
+            "/v2/app/tags/list",
             "999999999999.dkr.localhost",
             Some(&auth),
             &[],

@@ -1,5 +1,4 @@
-//! Operations whose features later issues build (policies,
-//! scanning, replication, pull-through cache, signing, pull-time update
+//! Operations whose features later issues build (replication, pull-through cache, signing, pull-time update
 //! exclusions, storage classes). Reads answer truthfully for a registry where
 //! nothing of the kind is configured (an empty list, or the "not found" error
 //! ECR itself returns); writes answer `UnsupportedOperationException` (400),
@@ -13,21 +12,6 @@ use crate::Ecr;
 
 /// Each operation handled here and what it answers (for the README table).
 pub const STATUS: &[(&str, &str)] = &[
-    ("SetRepositoryPolicy", "unsupported until access control lands"),
-    (
-        "GetRepositoryPolicy",
-        "RepositoryPolicyNotFoundException (no policies yet)",
-    ),
-    (
-        "DeleteRepositoryPolicy",
-        "RepositoryPolicyNotFoundException (no policies yet)",
-    ),
-    ("PutRegistryPolicy", "unsupported until access control lands"),
-    ("GetRegistryPolicy", "RegistryPolicyNotFoundException (no policies yet)"),
-    (
-        "DeleteRegistryPolicy",
-        "RegistryPolicyNotFoundException (no policies yet)",
-    ),
     ("PutReplicationConfiguration", "unsupported until replication lands"),
     ("DescribeImageReplicationStatus", "no replication statuses"),
     ("StartReplicationBackfill", "unsupported until replication lands"),
@@ -77,17 +61,16 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Valu
     };
     let repo_name_str = repo.as_ref().map(|r| r.name.clone()).unwrap_or_default();
     match op {
-        "GetRepositoryPolicy" | "DeleteRepositoryPolicy" => Err(not_found(
-            "RepositoryPolicyNotFoundException",
-            &format!("Repository policy does not exist for the repository with name '{repo_name_str}' in the registry with id '{account}'"),
-        )),
-        "GetRegistryPolicy" | "DeleteRegistryPolicy" => Err(not_found(
-            "RegistryPolicyNotFoundException",
-            &format!("Registry policy does not exist in the registry with id '{account}'"),
-        )),
         "DescribeImageReplicationStatus" | "DescribeImageSigningStatus" => {
             let id = v.get("imageId").cloned().unwrap_or(json!({}));
-            let digest = ensure_image(ecr, repo.as_ref().map(|r| r.id).unwrap_or_default(), &id, &repo_name_str, &account).await?;
+            let digest = ensure_image(
+                ecr,
+                repo.as_ref().map(|r| r.id).unwrap_or_default(),
+                &id,
+                &repo_name_str,
+                &account,
+            )
+            .await?;
             let image = image_id(Some(&digest), s(&id, "imageTag"));
             Ok(if op == "DescribeImageReplicationStatus" {
                 json!({"repositoryName": repo_name_str, "imageId": image, "replicationStatuses": []})
@@ -101,7 +84,10 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Valu
         )),
         "ListReplicationBackfills" => Ok(json!({"registryId": account, "backfills": []})),
         "DescribePullThroughCacheRules" => {
-            if v.get("ecrRepositoryPrefixes").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
+            if v.get("ecrRepositoryPrefixes")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty())
+            {
                 return Err(not_found(
                     "PullThroughCacheRuleNotFoundException",
                     &format!("The pull through cache rule does not exist in the registry with id '{account}'"),
@@ -127,15 +113,31 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Valu
         "ListPullTimeUpdateExclusions" => Ok(json!({"pullTimeUpdateExclusions": []})),
         "UpdateImageStorageClass" => {
             let id = v.get("imageId").cloned().unwrap_or(json!({}));
-            ensure_image(ecr, repo.as_ref().map(|r| r.id).unwrap_or_default(), &id, &repo_name_str, &account).await?;
+            ensure_image(
+                ecr,
+                repo.as_ref().map(|r| r.id).unwrap_or_default(),
+                &id,
+                &repo_name_str,
+                &account,
+            )
+            .await?;
             Err(EcrError::new(
                 "ImageStorageClassUpdateNotSupportedException",
                 "Kura keeps every image in the standard storage class; archiving is not supported yet",
             ))
         }
         _ => {
-            let feature = STATUS.iter().find(|(n, _)| *n == op).map(|(_, f)| *f).unwrap_or("this operation");
-            Err(EcrError::unsupported(op, feature.trim_start_matches("unsupported until ").trim_end_matches(" lands")))
+            let feature = STATUS
+                .iter()
+                .find(|(n, _)| *n == op)
+                .map(|(_, f)| *f)
+                .unwrap_or("this operation");
+            Err(EcrError::unsupported(
+                op,
+                feature
+                    .trim_start_matches("unsupported until ")
+                    .trim_end_matches(" lands"),
+            ))
         }
     }
 }

@@ -1,0 +1,190 @@
+//! Repository and registry policies (resource-based policies), and the
+//! authorization of every ECR operation.
+
+use kura_iam::{ParseOptions, Policy};
+use serde_json::{json, Value};
+
+use super::{registry_id, repo_name, s, Ctx};
+use crate::authz::{registry_arn, repository_arn, Access};
+use crate::error::{EcrError, EcrResult};
+use crate::Ecr;
+
+/// Operations that act on the registry as a whole (no resource-level
+/// permissions: the resource is `*`, guarded by the registry policy).
+const REGISTRY_OPS: &[&str] = &[
+    "GetAuthorizationToken",
+    "DescribeRegistry",
+    "PutRegistryScanningConfiguration",
+    "GetRegistryScanningConfiguration",
+    "PutRegistryPolicy",
+    "GetRegistryPolicy",
+    "DeleteRegistryPolicy",
+    "CreateRepositoryCreationTemplate",
+    "UpdateRepositoryCreationTemplate",
+    "DescribeRepositoryCreationTemplates",
+    "DeleteRepositoryCreationTemplate",
+    "GetAccountSetting",
+    "PutAccountSetting",
+    "PutReplicationConfiguration",
+    "StartReplicationBackfill",
+    "StopReplicationBackfill",
+    "DescribeReplicationBackfillResults",
+    "ListReplicationBackfills",
+    "CreatePullThroughCacheRule",
+    "DescribePullThroughCacheRules",
+    "UpdatePullThroughCacheRule",
+    "DeletePullThroughCacheRule",
+    "ValidatePullThroughCacheRule",
+    "PutSigningConfiguration",
+    "GetSigningConfiguration",
+    "DeleteSigningConfiguration",
+    "RegisterPullTimeUpdateExclusion",
+    "DeregisterPullTimeUpdateExclusion",
+    "ListPullTimeUpdateExclusions",
+];
+
+fn tags_of(v: &Value) -> Vec<(String, String)> {
+    v.get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((s(t, "Key")?.to_string(), s(t, "Value").unwrap_or_default().to_string())))
+        .collect()
+}
+
+impl Ecr {
+    /// Authorize one ECR operation as its `ecr:` action: on the repository
+    /// it names, or on the registry. `DescribeRepositories` without names is
+    /// authorized per repository when it lists them.
+    pub(crate) async fn authorize_op(&self, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<()> {
+        let action = format!("ecr:{op}");
+        let region = &self.config.region;
+        let access = if op == "DescribeRepositories" && v.get("repositoryNames").is_none() {
+            // Listing is filtered per repository; listing another account's
+            // registry needs a grant on all of its repositories.
+            let account = registry_id(ctx, v)?;
+            if account == ctx.caller.account {
+                return Ok(());
+            }
+            let mut access = Access::repository(&action, region, &account, "*");
+            access.policy_arn = Some(registry_arn(region, &account));
+            access.tags_arn = None;
+            access
+        } else if op == "DescribeRepositories" {
+            let account = registry_id(ctx, v)?;
+            for n in v["repositoryNames"].as_array().into_iter().flatten() {
+                let access = Access::repository(&action, region, &account, n.as_str().unwrap_or_default());
+                self.authorize(&ctx.caller, &access, ctx.source_ip).await?;
+            }
+            return Ok(());
+        } else if matches!(op, "TagResource" | "UntagResource" | "ListTagsForResource") {
+            let arn = s(v, "resourceArn").unwrap_or_default();
+            let account = arn.split(':').nth(4).unwrap_or_default();
+            let mut access = Access::resource(&action, arn, account);
+            access.policy_arn = Some(arn.to_string());
+            access.tags_arn = Some(arn.to_string());
+            if op == "TagResource" {
+                access = access.with_request_tags(&tags_of(v));
+            }
+            access
+        } else if REGISTRY_OPS.contains(&op) {
+            // The caller's own registry unless it names another.
+            let account = registry_id(ctx, v)?;
+            Access::registry(&action, region, &account)
+        } else if let Some(name) = s(v, "repositoryName") {
+            let account = registry_id(ctx, v)?;
+            let mut access = Access::repository(&action, region, &account, name);
+            if op == "CreateRepository" {
+                // The repository does not exist yet: the registry policy
+                // guards its creation (as for replication and pull-through).
+                access.policy_arn = Some(registry_arn(region, &account));
+                access.tags_arn = None;
+                access = access.with_request_tags(&tags_of(v));
+            }
+            access
+        } else {
+            let account = registry_id(ctx, v)?;
+            Access::registry(&action, region, &account)
+        };
+        self.authorize(&ctx.caller, &access, ctx.source_ip).await
+    }
+
+    /// Whether the caller may perform `action` on a repository (for listing).
+    pub(crate) async fn allowed_on_repo(&self, ctx: &Ctx, action: &str, account: &str, name: &str) -> EcrResult<bool> {
+        let principal = self.principal_of(&ctx.caller).await?;
+        let access = Access::repository(action, &self.config.region, account, name);
+        Ok(self.check(&principal, &access, ctx.source_ip).await?.is_ok())
+    }
+
+    /// `SetRepositoryPolicy`.
+    pub(crate) async fn set_repository_policy(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        self.require_repo(&account, &name).await?;
+        let text = s(v, "policyText").unwrap_or_default();
+        check_policy(text, &ParseOptions::ecr_repository_policy(), "repository")?;
+        let arn = repository_arn(&self.config.region, &account, name.as_str());
+        self.iam.resource_policy_put(&arn, text).await?;
+        Ok(json!({"registryId": account, "repositoryName": name.as_str(), "policyText": text}))
+    }
+
+    /// `GetRepositoryPolicy` and `DeleteRepositoryPolicy`.
+    pub(crate) async fn get_repository_policy(&self, ctx: &Ctx, v: &Value, delete: bool) -> EcrResult<Value> {
+        let account = registry_id(ctx, v)?;
+        let name = repo_name(v)?;
+        self.require_repo(&account, &name).await?;
+        let arn = repository_arn(&self.config.region, &account, name.as_str());
+        let row = if delete {
+            self.iam.resource_policy_delete(&arn).await?
+        } else {
+            self.iam.resource_policy_get(&arn).await?
+        };
+        let row = row.ok_or_else(|| {
+            EcrError::new(
+                "RepositoryPolicyNotFoundException",
+                format!("Repository policy does not exist for the repository with name '{name}' in the registry with id '{account}'"),
+            )
+        })?;
+        Ok(json!({"registryId": account, "repositoryName": name.as_str(), "policyText": row.policy}))
+    }
+
+    /// `PutRegistryPolicy`.
+    pub(crate) async fn put_registry_policy(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+        let account = ctx.caller.account.clone();
+        let text = s(v, "policyText").unwrap_or_default();
+        check_policy(text, &ParseOptions::ecr_repository_policy(), "registry")?;
+        self.iam
+            .resource_policy_put(&registry_arn(&self.config.region, &account), text)
+            .await?;
+        Ok(json!({"registryId": account, "policyText": text}))
+    }
+
+    /// `GetRegistryPolicy` and `DeleteRegistryPolicy`.
+    pub(crate) async fn get_registry_policy(&self, ctx: &Ctx, delete: bool) -> EcrResult<Value> {
+        let account = ctx.caller.account.clone();
+        let arn = registry_arn(&self.config.region, &account);
+        let row = if delete {
+            self.iam.resource_policy_delete(&arn).await?
+        } else {
+            self.iam.resource_policy_get(&arn).await?
+        };
+        let row = row.ok_or_else(|| {
+            EcrError::new(
+                "RegistryPolicyNotFoundException",
+                format!("Registry policy does not exist in the registry with id '{account}'"),
+            )
+        })?;
+        Ok(json!({"registryId": account, "policyText": row.policy}))
+    }
+}
+
+/// Validate a resource policy the way ECR does when it is put: ECR answers
+/// `InvalidParameterException` with the reason.
+fn check_policy(text: &str, opts: &ParseOptions, what: &str) -> EcrResult<Policy> {
+    Policy::parse_with(text, opts).map_err(|e| {
+        EcrError::invalid_parameter(format!(
+            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {what} policy provided: {}'",
+            e.reason()
+        ))
+    })
+}
