@@ -371,6 +371,35 @@ pub fn seal_secret(master: &MasterKey, access_key_id: &str, secret: &str) -> Vec
     master.seal(secret.as_bytes(), &key_context(access_key_id))
 }
 
+/// Create an account (a random 12-digit id unless `account` is given) with
+/// a new root access key; returns `(account, key id, secret)`. An existing
+/// account gets one more root key.
+pub async fn create_account(
+    control: &dyn ControlStore,
+    master: &MasterKey,
+    account: Option<&str>,
+) -> Result<(String, String, String), StoreError> {
+    let account = match account {
+        Some(a) if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) => a.to_string(),
+        Some(a) => return Err(StoreError::Invalid(format!("an account id is 12 digits, not {a:?}"))),
+        None => random_string(12, b"0123456789"),
+    };
+    control.account_ensure(&account).await?;
+    let (id, secret) = generate_key_pair("AKIA");
+    control
+        .access_key_put(&AccessKeyRow {
+            access_key_id: id.clone(),
+            account: account.clone(),
+            principal_arn: format!("arn:aws:iam::{account}:root"),
+            secret_sealed: seal_secret(master, &id, &secret),
+            status: "Active".into(),
+            session_token_hash: None,
+            expires_at: None,
+        })
+        .await?;
+    Ok((account, id, secret))
+}
+
 /// Make sure the default account, its root key and the token key exist.
 pub async fn bootstrap(
     control: &dyn ControlStore,

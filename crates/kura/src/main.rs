@@ -46,6 +46,27 @@ enum Command {
         #[command(subcommand)]
         command: VulndbCommand,
     },
+    /// Accounts (each is a registry with its own IAM principals).
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Create an account and a root access key for it; prints them as JSON
+    /// (the secret is shown only now).
+    Create {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The 12-digit account id (random if omitted).
+        #[arg(long)]
+        id: Option<String>,
+        /// File holding the master key (default: `<data-dir>/master.key`).
+        #[arg(long, env = "KURA_MASTER_KEY_FILE")]
+        master_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -132,6 +153,9 @@ struct ServeArgs {
     /// How often lifecycle policies are applied in the background ("0s" turns it off).
     #[arg(long, env = "KURA_LIFECYCLE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     lifecycle_interval: Duration,
+    /// The longest session `sts:AssumeRole` hands out (IAM's ceiling is 12h).
+    #[arg(long, env = "KURA_STS_MAX_SESSION", default_value = "12h", value_parser = humantime::parse_duration)]
+    sts_max_session: Duration,
     /// Image scans running at once.
     #[arg(long, env = "KURA_SCAN_WORKERS", default_value_t = 2)]
     scan_workers: usize,
@@ -217,7 +241,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         registry.clone(),
         master,
         boot.token_key,
-        EcrConfig::new(&args.region, &boot.default_account),
+        EcrConfig {
+            max_session_secs: args.sts_max_session.as_secs().max(1),
+            ..EcrConfig::new(&args.region, &boot.default_account)
+        },
         kura_ecr::scanning::ScanSettings {
             workers: args.scan_workers,
             timeout: args.scan_timeout,
@@ -345,6 +372,20 @@ async fn vulndb_list(store: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn account_create(store: StoreArgs, id: Option<String>, key_file: Option<PathBuf>) -> anyhow::Result<()> {
+    init_logging(&store.log_format);
+    let (meta, _) = open_stores(&store.data_dir).await?;
+    let key_file = key_file.unwrap_or_else(|| store.data_dir.join("master.key"));
+    let master = MasterKey::load_or_create(&key_file)
+        .with_context(|| format!("loading the master key {}", key_file.display()))?;
+    let (account, key, secret) = kura_ecr::auth::create_account(meta.as_ref(), &master, id.as_deref()).await?;
+    println!(
+        "{}",
+        serde_json::json!({"accountId": account, "accessKeyId": key, "secretAccessKey": secret})
+    );
+    Ok(())
+}
+
 async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
     let (meta, _) = open_stores(&args.store.data_dir).await?;
@@ -422,5 +463,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Vulndb {
             command: VulndbCommand::List(store),
         } => vulndb_list(store).await,
+        Command::Account {
+            command: AccountCommand::Create {
+                store,
+                id,
+                master_key_file,
+            },
+        } => account_create(store, id, master_key_file).await,
     }
 }
