@@ -22,6 +22,12 @@ pub struct Server {
     #[allow(dead_code)] // each test crate compiles this module; not all read it
     pub token_key: Vec<u8>,
     pub dir: tempfile::TempDir,
+    /// The service, for tests that call it directly.
+    #[allow(dead_code)]
+    pub ecr: Arc<Ecr>,
+    /// The store behind it.
+    #[allow(dead_code)]
+    pub store: Arc<SqliteMetaStore>,
 }
 
 pub async fn server() -> Server {
@@ -59,8 +65,10 @@ pub async fn server() -> Server {
         kura_ecr::scanning::ScanSettings::default(),
     ));
     Server {
-        app: kura_ecr::app(ecr, registry),
+        app: kura_ecr::app(ecr.clone(), registry),
         token_key,
         dir,
+        ecr,
+        store: meta,
     }
 }
