@@ -274,9 +274,9 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: &str, v: Value) -> EcrResult<Val
         "PutRegistryScanningConfiguration" => ecr.put_registry_scanning_configuration(ctx, &v).await,
         "GetRegistryScanningConfiguration" => ecr.get_registry_scanning_configuration(ctx, &v).await,
         "BatchGetRepositoryScanningConfiguration" => ecr.batch_get_repository_scanning_configuration(ctx, &v).await,
-        "TagResource" => ecr.tag_resource(ctx, &v, true).await,
-        "UntagResource" => ecr.tag_resource(ctx, &v, false).await,
-        "ListTagsForResource" => ecr.list_tags_for_resource(ctx, &v).await,
+        "TagResource" => ecr.tag_resource(&v, true).await,
+        "UntagResource" => ecr.tag_resource(&v, false).await,
+        "ListTagsForResource" => ecr.list_tags_for_resource(&v).await,
         "DescribeRegistry" => {
             Ok(json!({"registryId": registry_id(ctx, &v)?, "replicationConfiguration": {"rules": []}}))
         }
@@ -856,22 +856,12 @@ impl Ecr {
     }
 
     /// The repository an ARN names, which must exist in the caller's account.
-    async fn repo_for_arn(&self, ctx: &Ctx, arn: &str) -> EcrResult<(String, String)> {
+    async fn repo_for_arn(&self, arn: &str) -> EcrResult<(String, String)> {
         let bad = || {
             EcrError::invalid_parameter(format!("Invalid parameter at 'resourceArn' failed to satisfy constraint: '{arn} is not a repository ARN of this registry'"))
         };
-        let rest = arn.strip_prefix("arn:aws:ecr:").ok_or_else(bad)?;
-        let mut parts = rest.splitn(3, ':');
-        let (region, account, res) = (
-            parts.next().ok_or_else(bad)?,
-            parts.next().ok_or_else(bad)?,
-            parts.next().ok_or_else(bad)?,
-        );
-        let name = res.strip_prefix("repository/").ok_or_else(bad)?;
-        if region != self.config.region {
-            return Err(bad());
-        }
-        registry_id(ctx, &json!({"registryId": account}))?;
+        let (account, name) = policy::parse_repository_arn(&self.config.region, arn).ok_or_else(bad)?;
+        let (account, name) = (account.as_str(), name.as_str());
         self.meta
             .repo_get(account, name)
             .await?
@@ -879,9 +869,9 @@ impl Ecr {
         Ok((account.to_string(), name.to_string()))
     }
 
-    async fn tag_resource(&self, ctx: &Ctx, v: &Value, add: bool) -> EcrResult<Value> {
+    async fn tag_resource(&self, v: &Value, add: bool) -> EcrResult<Value> {
         let arn = s(v, "resourceArn").unwrap_or_default();
-        self.repo_for_arn(ctx, arn).await?;
+        self.repo_for_arn(arn).await?;
         if add {
             let tags = tags_from(v.get("tags"));
             let existing = self.control.resource_tags(arn).await?;
@@ -910,9 +900,9 @@ impl Ecr {
         Ok(json!({}))
     }
 
-    async fn list_tags_for_resource(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
+    async fn list_tags_for_resource(&self, v: &Value) -> EcrResult<Value> {
         let arn = s(v, "resourceArn").unwrap_or_default();
-        self.repo_for_arn(ctx, arn).await?;
+        self.repo_for_arn(arn).await?;
         let tags = self.control.resource_tags(arn).await?;
         Ok(json!({"tags": tags.into_iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>()}))
     }

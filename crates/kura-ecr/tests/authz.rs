@@ -68,7 +68,8 @@ impl T {
     async fn user(&self, account: &str, name: &str) -> Caller {
         self.entity(account, kind::USER, name).await;
         let arn = format!("arn:aws:iam::{account}:user/{name}");
-        self.key(account, &arn, &format!("AKIA{}", name.to_uppercase()), None).await
+        self.key(account, &arn, &format!("AKIA{}", name.to_uppercase()), None)
+            .await
     }
 
     async fn key(&self, account: &str, arn: &str, id: &str, expires_at: Option<i64>) -> Caller {
@@ -159,7 +160,10 @@ async fn identity_policies_decide_within_the_account() {
     let reader = t.user(ACCOUNT, "reader").await;
     t.attach(ACCOUNT, kind::USER, "reader", READ_ONLY).await;
     assert!(t.allowed(&reader, "ecr:BatchGetImage", ACCOUNT, "team/app").await);
-    assert!(t.allowed(&reader, "ecr:GetDownloadUrlForLayer", ACCOUNT, "other/svc").await);
+    assert!(
+        t.allowed(&reader, "ecr:GetDownloadUrlForLayer", ACCOUNT, "other/svc")
+            .await
+    );
     assert!(!t.allowed(&reader, "ecr:PutImage", ACCOUNT, "team/app").await);
     assert!(!t.allowed(&reader, "ecr:DeleteRepository", ACCOUNT, "team/app").await);
 
@@ -269,7 +273,12 @@ async fn cross_account_needs_both_sides() {
     // Identity side only: denied.
     assert!(!t.allowed(&bob, "ecr:BatchGetImage", ACCOUNT, "team/app").await);
     let (status, body) = t
-        .dp(&bob, Method::GET, &format!("{ACCOUNT}.dkr.localhost"), "/v2/team/app/manifests/v1")
+        .dp(
+            &bob,
+            Method::GET,
+            &format!("{ACCOUNT}.dkr.localhost"),
+            "/v2/team/app/manifests/v1",
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["errors"][0]["code"], "DENIED");
@@ -291,12 +300,22 @@ async fn cross_account_needs_both_sides() {
     assert!(!t.allowed(&bob, "ecr:BatchGetImage", ACCOUNT, "other/svc").await);
     // On the data plane: the manifest is looked up (and missing), not refused.
     let (status, body) = t
-        .dp(&bob, Method::GET, &format!("{ACCOUNT}.dkr.localhost"), "/v2/team/app/manifests/v1")
+        .dp(
+            &bob,
+            Method::GET,
+            &format!("{ACCOUNT}.dkr.localhost"),
+            "/v2/team/app/manifests/v1",
+        )
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["errors"][0]["code"], "MANIFEST_UNKNOWN");
     let (status, body) = t
-        .dp(&bob, Method::POST, &format!("{ACCOUNT}.dkr.localhost"), "/v2/team/app/blobs/uploads/")
+        .dp(
+            &bob,
+            Method::POST,
+            &format!("{ACCOUNT}.dkr.localhost"),
+            "/v2/team/app/blobs/uploads/",
+        )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let msg = body["errors"][0]["message"].as_str().unwrap();
@@ -315,13 +334,43 @@ async fn data_plane_maps_requests_to_actions() {
     let host = "localhost:5000";
     let cases = [
         (Method::GET, "/v2/team/app/manifests/latest", StatusCode::NOT_FOUND, ""),
-        (Method::HEAD, "/v2/team/app/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000", StatusCode::NOT_FOUND, ""),
+        (
+            Method::HEAD,
+            "/v2/team/app/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000",
+            StatusCode::NOT_FOUND,
+            "",
+        ),
         (Method::GET, "/v2/team/app/tags/list", StatusCode::OK, ""),
-        (Method::POST, "/v2/team/app/blobs/uploads/", StatusCode::FORBIDDEN, "ecr:InitiateLayerUpload"),
-        (Method::PUT, "/v2/team/app/manifests/latest", StatusCode::FORBIDDEN, "ecr:PutImage"),
-        (Method::DELETE, "/v2/team/app/manifests/latest", StatusCode::FORBIDDEN, "ecr:BatchDeleteImage"),
-        (Method::PATCH, "/v2/team/app/blobs/uploads/abc", StatusCode::FORBIDDEN, "ecr:UploadLayerPart"),
-        (Method::PUT, "/v2/team/app/blobs/uploads/abc?digest=sha256:00", StatusCode::FORBIDDEN, "ecr:CompleteLayerUpload"),
+        (
+            Method::POST,
+            "/v2/team/app/blobs/uploads/",
+            StatusCode::FORBIDDEN,
+            "ecr:InitiateLayerUpload",
+        ),
+        (
+            Method::PUT,
+            "/v2/team/app/manifests/latest",
+            StatusCode::FORBIDDEN,
+            "ecr:PutImage",
+        ),
+        (
+            Method::DELETE,
+            "/v2/team/app/manifests/latest",
+            StatusCode::FORBIDDEN,
+            "ecr:BatchDeleteImage",
+        ),
+        (
+            Method::PATCH,
+            "/v2/team/app/blobs/uploads/abc",
+            StatusCode::FORBIDDEN,
+            "ecr:UploadLayerPart",
+        ),
+        (
+            Method::PUT,
+            "/v2/team/app/blobs/uploads/abc?digest=sha256:00",
+            StatusCode::FORBIDDEN,
+            "ecr:CompleteLayerUpload",
+        ),
     ];
     for (method, path, want, action) in cases {
         let (status, body) = t.dp(&reader, method.clone(), host, path).await;
@@ -347,8 +396,12 @@ async fn expired_temporary_credentials_lose_their_tokens() {
     t.entity(ACCOUNT, kind::ROLE, "ci").await;
     t.attach(ACCOUNT, kind::ROLE, "ci", POWER_USER).await;
     let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/ci/s");
-    let live = t.key(ACCOUNT, &arn, "ASIALIVE", Some(kura_store::now_millis() + 60_000)).await;
-    let dead = t.key(ACCOUNT, &arn, "ASIADEAD", Some(kura_store::now_millis() - 1)).await;
+    let live = t
+        .key(ACCOUNT, &arn, "ASIALIVE", Some(kura_store::now_millis() + 60_000))
+        .await;
+    let dead = t
+        .key(ACCOUNT, &arn, "ASIADEAD", Some(kura_store::now_millis() - 1))
+        .await;
     assert_eq!(
         t.dp(&live, Method::GET, "localhost", "/v2/team/app/tags/list").await.0,
         StatusCode::OK

@@ -464,11 +464,12 @@ async fn main() -> anyhow::Result<()> {
             command: VulndbCommand::List(store),
         } => vulndb_list(store).await,
         Command::Account {
-            command: AccountCommand::Create {
-                store,
-                id,
-                master_key_file,
-            },
+            command:
+                AccountCommand::Create {
+                    store,
+                    id,
+                    master_key_file,
+                },
         } => account_create(store, id, master_key_file).await,
     }
 }

@@ -79,8 +79,12 @@ impl Ecr {
             return Ok(());
         } else if matches!(op, "TagResource" | "UntagResource" | "ListTagsForResource") {
             let arn = s(v, "resourceArn").unwrap_or_default();
-            let account = arn.split(':').nth(4).unwrap_or_default();
-            let mut access = Access::resource(&action, arn, account);
+            let Some((account, _)) = parse_repository_arn(region, arn) else {
+                // Not a repository ARN of this registry: the operation
+                // answers InvalidParameterException without acting.
+                return Ok(());
+            };
+            let mut access = Access::resource(&action, arn, &account);
             access.policy_arn = Some(arn.to_string());
             access.tags_arn = Some(arn.to_string());
             if op == "TagResource" {
@@ -176,6 +180,15 @@ impl Ecr {
         })?;
         Ok(json!({"registryId": account, "policyText": row.policy}))
     }
+}
+
+/// `(account, name)` of a repository ARN in `region`.
+pub(crate) fn parse_repository_arn(region: &str, arn: &str) -> Option<(String, String)> {
+    let rest = arn.strip_prefix("arn:aws:ecr:")?;
+    let mut parts = rest.splitn(3, ':');
+    let (r, account, res) = (parts.next()?, parts.next()?, parts.next()?);
+    let name = res.strip_prefix("repository/")?;
+    (r == region && !account.is_empty()).then(|| (account.to_string(), name.to_string()))
 }
 
 /// Validate a resource policy the way ECR does when it is put: ECR answers
