@@ -21,6 +21,7 @@ pub struct Server {
     /// The key that signs registry tokens and download URLs.
     #[allow(dead_code)] // each test crate compiles this module; not all read it
     pub token_key: Vec<u8>,
+    #[allow(dead_code)] // kept alive for the server's lifetime
     pub dir: tempfile::TempDir,
     /// The service, for tests that call it directly.
     #[allow(dead_code)]
