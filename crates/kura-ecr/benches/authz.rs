@@ -55,7 +55,10 @@ async fn entity(s: &common::Server, k: &str, name: &str) {
 #[tokio::main]
 async fn main() {
     let s = common::server().await;
-    s.store.repo_create(ACCOUNT, "team/app", &Default::default()).await.unwrap();
+    s.store
+        .repo_create(ACCOUNT, "team/app", &Default::default())
+        .await
+        .unwrap();
     let repo_arn = repository_arn(REGION, ACCOUNT, "team/app");
     s.store
         .resource_policy_put(
@@ -70,19 +73,40 @@ async fn main() {
         .unwrap();
     entity(&s, kind::USER, "dev").await;
     let pull = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecr:BatchGetImage","ecr:BatchCheckLayerAvailability","ecr:GetDownloadUrlForLayer"],"Resource":"arn:aws:ecr:*:*:repository/team/*"}]}"#;
-    s.store.iam_inline_put(ACCOUNT, kind::USER, "dev", "pull", pull).await.unwrap();
     s.store
-        .iam_link_add(ACCOUNT, rel::ATTACHED, kind::USER, "dev", kura_iam::AMAZON_EC2_CONTAINER_REGISTRY_READ_ONLY)
+        .iam_inline_put(ACCOUNT, kind::USER, "dev", "pull", pull)
+        .await
+        .unwrap();
+    s.store
+        .iam_link_add(
+            ACCOUNT,
+            rel::ATTACHED,
+            kind::USER,
+            "dev",
+            kura_iam::AMAZON_EC2_CONTAINER_REGISTRY_READ_ONLY,
+        )
         .await
         .unwrap();
     for g in ["g1", "g2"] {
         entity(&s, kind::GROUP, g).await;
-        s.store.iam_inline_put(ACCOUNT, kind::GROUP, g, "pull", pull).await.unwrap();
         s.store
-            .iam_link_add(ACCOUNT, rel::ATTACHED, kind::GROUP, g, kura_iam::AMAZON_EC2_CONTAINER_REGISTRY_POWER_USER)
+            .iam_inline_put(ACCOUNT, kind::GROUP, g, "pull", pull)
             .await
             .unwrap();
-        s.store.iam_link_add(ACCOUNT, rel::MEMBER, kind::USER, "dev", g).await.unwrap();
+        s.store
+            .iam_link_add(
+                ACCOUNT,
+                rel::ATTACHED,
+                kind::GROUP,
+                g,
+                kura_iam::AMAZON_EC2_CONTAINER_REGISTRY_POWER_USER,
+            )
+            .await
+            .unwrap();
+        s.store
+            .iam_link_add(ACCOUNT, rel::MEMBER, kind::USER, "dev", g)
+            .await
+            .unwrap();
     }
     let user_arn = format!("arn:aws:iam::{ACCOUNT}:user/dev");
     s.store
@@ -119,7 +143,10 @@ async fn main() {
     }
     // A tag condition makes the decision read the repository's tags.
     let deny_prod = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"ecr:PutImage","Resource":"*","Condition":{"StringEquals":{"ecr:ResourceTag/env":"prod"}}}]}"#;
-    s.store.iam_inline_put(ACCOUNT, kind::USER, "dev", "deny-prod", deny_prod).await.unwrap();
+    s.store
+        .iam_inline_put(ACCOUNT, kind::USER, "dev", "deny-prod", deny_prod)
+        .await
+        .unwrap();
     let mut t = Vec::with_capacity(ITERS);
     for _ in 0..ITERS {
         let start = Instant::now();
@@ -132,7 +159,11 @@ async fn main() {
 
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
     for (label, arn, key) in [
-        ("root", format!("arn:aws:iam::{ACCOUNT}:root"), common::KEY_ID.to_string()),
+        (
+            "root",
+            format!("arn:aws:iam::{ACCOUNT}:root"),
+            common::KEY_ID.to_string(),
+        ),
         ("user + tag condition", user_arn.clone(), "AKIABENCHDEV".to_string()),
     ] {
         let claims = TokenClaims {

@@ -11,11 +11,16 @@
 //! explicit deny wins; in one account an allow on either side suffices;
 //! across accounts both sides must allow.
 //!
-//! The stores are read on every decision (no cache), so a policy change
-//! takes effect on the next request, on every node.
+//! What decisions read (principals with their parsed policies, resource
+//! policies, tags) is cached in memory per *access-control generation*, a
+//! counter the store bumps after every change to any of it. Each decision
+//! reads the generation first (one small query) and drops whatever was
+//! cached under an older one, so a policy change takes effect on the next
+//! request, on every node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use kura_iam::{Decision, Evaluation, Policy, PolicySource, Principal, PrincipalKind, RequestContext, RequestEnv};
 use kura_store::iam::{kind, rel};
@@ -140,8 +145,58 @@ impl Ecr {
         self.principal_from_arn(&caller.account, &caller.principal_arn).await
     }
 
-    /// The principal an ARN names in `account`.
+    /// The principal an ARN names in `account` (cached while the
+    /// access-control generation is unchanged).
     pub async fn principal_from_arn(&self, account: &str, arn: &str) -> EcrResult<Principal> {
+        let gen = self.iam.iam_generation().await?;
+        Ok(self.principal_snapshot(gen, account, arn).await?.principal.clone())
+    }
+
+    /// A principal and its parsed identity policies, from the cache or the store.
+    async fn principal_snapshot(&self, gen: i64, account: &str, arn: &str) -> EcrResult<Arc<PrincipalSnapshot>> {
+        let key = format!("{account}|{arn}");
+        if let Some(hit) = self.authz_cache.get(gen, |c| c.principals.get(&key).cloned()) {
+            return Ok(hit);
+        }
+        let principal = self.load_principal(account, arn).await?;
+        let texts = self.identity_policy_texts(&principal).await?;
+        let snap = Arc::new(PrincipalSnapshot {
+            wants_tags: texts.iter().any(|t| mentions_resource_tags(t)),
+            identity: parse_all(texts),
+            principal,
+        });
+        self.authz_cache.put(gen, |c| c.principals.insert(key, snap.clone()));
+        Ok(snap)
+    }
+
+    /// A resource policy, parsed, from the cache or the store.
+    async fn resource_snapshot(&self, gen: i64, arn: &str) -> EcrResult<Arc<ResourceSnapshot>> {
+        if let Some(hit) = self.authz_cache.get(gen, |c| c.resources.get(arn).cloned()) {
+            return Ok(hit);
+        }
+        let text = self.iam.resource_policy_get(arn).await?.map(|r| r.policy);
+        let snap = Arc::new(ResourceSnapshot {
+            wants_tags: text.as_deref().is_some_and(mentions_resource_tags),
+            policy: text.and_then(|t| parse_all(vec![t]).pop()),
+        });
+        self.authz_cache
+            .put(gen, |c| c.resources.insert(arn.to_string(), snap.clone()));
+        Ok(snap)
+    }
+
+    /// A resource's tags, from the cache or the store.
+    async fn tags_snapshot(&self, gen: i64, arn: &str) -> EcrResult<Arc<BTreeMap<String, String>>> {
+        if let Some(hit) = self.authz_cache.get(gen, |c| c.tags.get(arn).cloned()) {
+            return Ok(hit);
+        }
+        let tags: Arc<BTreeMap<String, String>> =
+            Arc::new(self.control.resource_tags(arn).await?.into_iter().collect());
+        self.authz_cache
+            .put(gen, |c| c.tags.insert(arn.to_string(), tags.clone()));
+        Ok(tags)
+    }
+
+    async fn load_principal(&self, account: &str, arn: &str) -> EcrResult<Principal> {
         let rest = arn.split(':').nth(5).unwrap_or_default();
         if rest == "root" {
             return Ok(Principal::root(account));
@@ -172,7 +227,8 @@ impl Ecr {
     /// attached policies and those of its groups; for a role (or a session of
     /// one) the role's. The root has none (it needs none in its account).
     pub async fn identity_policies(&self, p: &Principal) -> EcrResult<Vec<Policy>> {
-        Ok(parse_all(self.identity_policy_texts(p).await?))
+        let gen = self.iam.iam_generation().await?;
+        Ok(self.principal_snapshot(gen, &p.account, &p.arn).await?.identity.clone())
     }
 
     async fn identity_policy_texts(&self, p: &Principal) -> EcrResult<Vec<String>> {
@@ -230,18 +286,15 @@ impl Ecr {
         access: &Access,
         source_ip: Option<IpAddr>,
     ) -> EcrResult<Evaluation> {
-        let mut texts = self.identity_policy_texts(principal).await?;
-        let identity_count = texts.len();
-        if let Some(arn) = &access.policy_arn {
-            if let Some(r) = self.iam.resource_policy_get(arn).await? {
-                texts.push(r.policy);
-            }
-        }
+        // The generation is read before anything it covers.
+        let gen = self.iam.iam_generation().await?;
+        let snap = self.principal_snapshot(gen, &principal.account, &principal.arn).await?;
+        let resource = match &access.policy_arn {
+            Some(arn) => Some(self.resource_snapshot(gen, arn).await?),
+            None => None,
+        };
         // Tags are read only when some policy can ask about them.
-        let wants_tags = texts.iter().any(|t| t.to_ascii_lowercase().contains("resourcetag"));
-        let mut policies = parse_all(texts.split_off(identity_count));
-        let resource = policies.pop();
-        let identity = parse_all(texts);
+        let wants_tags = snap.wants_tags || resource.as_ref().is_some_and(|r| r.wants_tags);
         let mut env = RequestEnv {
             current_time: Some(kura_store::now_millis() / 1000),
             source_ip,
@@ -250,7 +303,7 @@ impl Ecr {
             ..Default::default()
         };
         if let (Some(arn), true) = (&access.tags_arn, wants_tags) {
-            env.resource_tags = self.control.resource_tags(arn).await?.into_iter().collect();
+            env.resource_tags = (*self.tags_snapshot(gen, arn).await?).clone();
         }
         let mut ctx = RequestContext::new(
             principal.clone(),
@@ -259,8 +312,12 @@ impl Ecr {
             &access.resource_account,
         );
         ctx.fill_standard_keys(&env);
-        let refs: Vec<&Policy> = identity.iter().collect();
-        Ok(kura_iam::evaluate(&ctx, &refs, resource.as_ref()))
+        let refs: Vec<&Policy> = snap.identity.iter().collect();
+        Ok(kura_iam::evaluate(
+            &ctx,
+            &refs,
+            resource.as_ref().and_then(|r| r.policy.as_ref()),
+        ))
     }
 
     /// Authorize a data-plane request (already authenticated by its registry
@@ -378,6 +435,77 @@ fn parse_all(texts: Vec<String>) -> Vec<Policy> {
             }
         })
         .collect()
+}
+
+fn mentions_resource_tags(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("resourcetag")
+}
+
+/// A principal with its parsed identity policies.
+pub(crate) struct PrincipalSnapshot {
+    principal: Principal,
+    identity: Vec<Policy>,
+    wants_tags: bool,
+}
+
+/// A resource policy, parsed.
+pub(crate) struct ResourceSnapshot {
+    policy: Option<Policy>,
+    wants_tags: bool,
+}
+
+/// What decisions read, kept in memory per access-control generation: the
+/// store's generation is read on every decision (one small query), and
+/// everything cached under an older generation is dropped, so a change made
+/// on any node applies to the next request.
+#[derive(Default)]
+pub(crate) struct AuthzCache {
+    inner: Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+pub(crate) struct CacheInner {
+    gen: i64,
+    principals: HashMap<String, Arc<PrincipalSnapshot>>,
+    resources: HashMap<String, Arc<ResourceSnapshot>>,
+    tags: HashMap<String, Arc<BTreeMap<String, String>>>,
+}
+
+/// Entries per map before the cache starts over.
+const CACHE_LIMIT: usize = 10_000;
+
+impl AuthzCache {
+    /// Look up under generation `gen` (moving the cache forward to it).
+    fn get<T>(&self, gen: i64, f: impl FnOnce(&CacheInner) -> Option<T>) -> Option<T> {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if gen > c.gen {
+            *c = CacheInner {
+                gen,
+                ..Default::default()
+            };
+        }
+        if gen == c.gen {
+            f(&c)
+        } else {
+            None
+        }
+    }
+
+    /// Keep something loaded after reading generation `gen` (unless the cache
+    /// has moved past it).
+    fn put<T>(&self, gen: i64, f: impl FnOnce(&mut CacheInner) -> T) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if gen != c.gen {
+            return;
+        }
+        if c.principals.len() >= CACHE_LIMIT || c.resources.len() >= CACHE_LIMIT || c.tags.len() >= CACHE_LIMIT {
+            *c = CacheInner {
+                gen,
+                ..Default::default()
+            };
+        }
+        f(&mut c);
+    }
 }
 
 /// Tags kept in an entity's body (`{"Tags": {"k": "v"}}`).

@@ -137,6 +137,12 @@ pub trait IamStore: Send + Sync + 'static {
     /// Forget temporary credentials that expired before `before` (ms); how many.
     async fn access_keys_purge_expired(&self, before: i64) -> Result<u64>;
 
+    /// The generation of access-control data: it increases after every
+    /// change to entities, inline policies, links, resource policies and
+    /// resource tags. Read it *before* loading what it covers; cached inputs
+    /// are current while it is unchanged.
+    async fn iam_generation(&self) -> Result<i64>;
+
     /// Create or replace a resource policy.
     async fn resource_policy_put(&self, arn: &str, policy: &str) -> Result<()>;
     /// A resource policy.

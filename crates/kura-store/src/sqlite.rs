@@ -870,6 +870,7 @@ impl ControlStore for SqliteMetaStore {
             .await?;
         }
         tx.commit().await?;
+        self.bump_iam_generation().await?;
         Ok(())
     }
 
@@ -883,6 +884,7 @@ impl ControlStore for SqliteMetaStore {
                 .await?;
         }
         tx.commit().await?;
+        self.bump_iam_generation().await?;
         Ok(())
     }
 

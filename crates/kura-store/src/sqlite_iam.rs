@@ -14,6 +14,16 @@ fn key(name: &str) -> String {
     name.to_lowercase()
 }
 
+impl SqliteMetaStore {
+    /// Bump the access-control generation (after the change it covers).
+    pub(crate) async fn bump_iam_generation(&self) -> Result<()> {
+        sqlx::query("UPDATE iam_generation SET gen = gen + 1 WHERE id = 1")
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl IamStore for SqliteMetaStore {
     async fn iam_entity_create(&self, e: &IamEntity) -> Result<bool> {
@@ -32,6 +42,7 @@ impl IamStore for SqliteMetaStore {
         .bind(e.created_at)
         .execute(&self.write)
         .await?;
+        self.bump_iam_generation().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -65,6 +76,7 @@ impl IamStore for SqliteMetaStore {
         .bind(expected)
         .execute(&self.write)
         .await?;
+        self.bump_iam_generation().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -98,6 +110,7 @@ impl IamStore for SqliteMetaStore {
             .bind(key(name))
             .execute(&self.write)
             .await?;
+        self.bump_iam_generation().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -113,6 +126,7 @@ impl IamStore for SqliteMetaStore {
         .bind(document)
         .execute(&self.write)
         .await?;
+        self.bump_iam_generation().await?;
         Ok(())
     }
 
@@ -151,6 +165,7 @@ impl IamStore for SqliteMetaStore {
         .bind(policy)
         .execute(&self.write)
         .await?;
+        self.bump_iam_generation().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -167,6 +182,7 @@ impl IamStore for SqliteMetaStore {
         .bind(to)
         .execute(&self.write)
         .await?;
+        self.bump_iam_generation().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -181,6 +197,7 @@ impl IamStore for SqliteMetaStore {
         .bind(to)
         .execute(&self.write)
         .await?;
+        self.bump_iam_generation().await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -249,6 +266,12 @@ impl IamStore for SqliteMetaStore {
         Ok(done.rows_affected())
     }
 
+    async fn iam_generation(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT gen FROM iam_generation WHERE id = 1")
+            .fetch_one(&self.read)
+            .await?)
+    }
+
     async fn resource_policy_put(&self, arn: &str, policy: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO resource_policies (arn, policy, updated_at) VALUES ($1, $2, $3) \
@@ -259,6 +282,7 @@ impl IamStore for SqliteMetaStore {
         .bind(now_millis())
         .execute(&self.write)
         .await?;
+        self.bump_iam_generation().await?;
         Ok(())
     }
 
@@ -275,6 +299,7 @@ impl IamStore for SqliteMetaStore {
             .bind(arn)
             .fetch_optional(&self.write)
             .await?;
+        self.bump_iam_generation().await?;
         Ok(row.as_ref().map(ResourcePolicyRow::from_row).transpose()?)
     }
 }

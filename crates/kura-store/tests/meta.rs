@@ -693,14 +693,27 @@ async fn iam_suite<S: ControlStore + kura_store::IamStore>(s: &S) {
     assert_eq!(s.access_keys_purge_expired(6).await.unwrap(), 1);
     assert!(s.access_key_get("ASIATEMP").await.unwrap().is_none());
 
+    // Every change to what decisions read moves the generation on.
+    let g0 = s.iam_generation().await.unwrap();
+    s.iam_inline_put(a, kind::USER, "alice", "p9", "doc").await.unwrap();
+    let g1 = s.iam_generation().await.unwrap();
+    assert!(g1 > g0);
+    s.resource_tags_put("arn:x", &[("k".into(), "v".into())]).await.unwrap();
+    let g2 = s.iam_generation().await.unwrap();
+    assert!(g2 > g1);
+    s.resource_tags_remove("arn:x", &["k".into()]).await.unwrap();
+    assert!(s.iam_generation().await.unwrap() > g2);
+
     // Resource policies.
     let arn = "arn:aws:ecr:us-east-1:111111111111:repository/app";
+    let g3 = s.iam_generation().await.unwrap();
     assert!(s.resource_policy_get(arn).await.unwrap().is_none());
     s.resource_policy_put(arn, "p1").await.unwrap();
     s.resource_policy_put(arn, "p2").await.unwrap();
     assert_eq!(s.resource_policy_get(arn).await.unwrap().unwrap().policy, "p2");
     assert_eq!(s.resource_policy_delete(arn).await.unwrap().unwrap().policy, "p2");
     assert!(s.resource_policy_delete(arn).await.unwrap().is_none());
+    assert!(s.iam_generation().await.unwrap() > g3);
 }
 
 #[tokio::test]

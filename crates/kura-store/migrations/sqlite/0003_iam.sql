@@ -49,3 +49,13 @@ CREATE TABLE IF NOT EXISTS resource_policies (
     policy      TEXT NOT NULL,
     updated_at  INTEGER NOT NULL
 );
+
+-- Bumped after every change to anything an authorization decision reads
+-- (entities, inline policies, links, resource policies, resource tags), so a
+-- node may keep decisions' inputs in memory while the generation it read
+-- before loading them is still current.
+CREATE TABLE IF NOT EXISTS iam_generation (
+    id   INTEGER PRIMARY KEY CHECK (id = 1),
+    gen  INTEGER NOT NULL
+);
+INSERT INTO iam_generation (id, gen) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
