@@ -263,6 +263,19 @@ impl T {
             })
             .await
             .unwrap();
+        self.store
+            .iam_entity_create(&kura_store::iam::IamEntity {
+                account: ACCOUNT.into(),
+                kind: "user".into(),
+                name: "bob".into(),
+                id: "AIDAKURATESTBOB00001".into(),
+                path: "/".into(),
+                arn: format!("arn:aws:iam::{ACCOUNT}:user/bob"),
+                body: "{}".into(),
+                created_at: 1,
+            })
+            .await
+            .unwrap();
         if let Some(p) = policy {
             self.store
                 .iam_inline_put(ACCOUNT, "user", "bob", "public", &p.to_string())
@@ -500,9 +513,12 @@ async fn model_validation() {
     t.public("NoSuchThing", json!({}))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "UnknownOperationException");
-    t.public("BatchDeleteImage", json!({"repositoryName": "ok", "imageIds": []}))
-        .await
-        .assert_error(StatusCode::BAD_REQUEST, "UnsupportedCommandException");
+    t.public(
+        "BatchDeleteImage",
+        json!({"repositoryName": "ok", "imageIds": [{"imageTag": "x"}]}),
+    )
+    .await
+    .assert_error(StatusCode::BAD_REQUEST, "UnsupportedCommandException");
 }
 
 #[tokio::test]
@@ -706,8 +722,14 @@ async fn anonymous_pulls_of_public_repositories_only() {
         ] {
             let r = t.dp(Method::GET, &uri, cred, None, vec![]).await;
             assert_eq!(r.status, StatusCode::OK, "GET {uri} ({cred:?}): {}", r.text());
+            // The data plane answers HEAD of manifests and blobs (the
+            // others are GET-only there: 405, but past the guard).
             let r = t.dp(Method::HEAD, &uri, cred, None, vec![]).await;
-            assert_eq!(r.status, StatusCode::OK, "HEAD {uri} ({cred:?})");
+            if uri.contains("/manifests/") || uri.contains("/blobs/") {
+                assert_eq!(r.status, StatusCode::OK, "HEAD {uri} ({cred:?})");
+            } else {
+                assert_ne!(r.status, StatusCode::UNAUTHORIZED, "HEAD {uri} ({cred:?})");
+            }
         }
     }
     let r = t.dp(Method::GET, "/v2/pub/app/manifests/v1", None, None, vec![]).await;
