@@ -1,8 +1,13 @@
 #!/usr/bin/env python3
-"""Derive Kura's compact ECR API shape table from botocore's service model.
+"""Derive Kura's compact API shape tables from botocore's service models.
 
 usage: python3 -m pip download --no-deps botocore -d /tmp/bc && \
-       python3 scripts/gen-ecr-model.py /tmp/bc/botocore-*.whl > crates/kura-ecr/model/ecr-shapes.json
+       python3 scripts/gen-ecr-model.py /tmp/bc/botocore-*.whl > crates/kura-ecr/model/ecr-shapes.json && \
+       python3 scripts/gen-ecr-model.py /tmp/bc/botocore-*.whl ecr-public \
+           > crates/kura-ecr/model/ecr-public-shapes.json
+
+The optional second argument names the botocore service directory: `ecr`
+(the default) or `ecr-public`.
 
 Keeps only what request validation needs (operation → input shape; each
 shape's type, required members, min/max, pattern, enum, member/list/map
@@ -16,9 +21,10 @@ import zipfile
 KEEP = ("type", "required", "min", "max", "pattern", "enum")
 
 
-def load(path):
+def load(path, service):
     with zipfile.ZipFile(path) as z:
-        name = next(n for n in z.namelist() if n.startswith("botocore/data/ecr/") and "service-2.json" in n)
+        prefix = f"botocore/data/{service}/"
+        name = next(n for n in z.namelist() if n.startswith(prefix) and "service-2.json" in n)
         raw = z.read(name)
     if name.endswith(".gz"):
         raw = gzip.decompress(raw)
@@ -26,7 +32,8 @@ def load(path):
 
 
 def main():
-    model = load(sys.argv[1])
+    service = sys.argv[2] if len(sys.argv) > 2 else "ecr"
+    model = load(sys.argv[1], service)
     ops = {}
     for name, op in sorted(model["operations"].items()):
         ops[name] = {

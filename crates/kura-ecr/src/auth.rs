@@ -286,6 +286,11 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
             _ => denied("The download URL is invalid or has expired."),
         };
     }
+    // Anyone may read a public repository (ECR Public).
+    if crate::public::anonymous(req.headers()) && crate::public::anonymous_read_allowed(&ecr, &account, &req).await {
+        req.extensions_mut().insert(AccountId(account));
+        return next.run(req).await;
+    }
     let Some(value) = req
         .headers()
         .get("authorization")

@@ -1,11 +1,14 @@
-//! Request validation against ECR's API model.
+//! Request validation against the AWS API models Kura serves: ECR's and
+//! ECR Public's.
 //!
-//! `model/ecr-shapes.json` is derived from botocore's ECR service model by
-//! `scripts/gen-ecr-model.py` (shapes and constraints only, no prose). Every
-//! request is checked against its operation's input shape before any handler
-//! runs: required members, JSON types, lengths and ranges, enums and patterns.
-//! Failures answer `InvalidParameterException` (400) naming the member, the
-//! way ECR does; a JSON type mismatch is a `SerializationException`.
+//! `model/ecr-shapes.json` and `model/ecr-public-shapes.json` are derived from
+//! botocore's service models by `scripts/gen-ecr-model.py` (shapes and
+//! constraints only, no prose). Every request is checked against its
+//! operation's input shape before any handler runs: required members, JSON
+//! types, lengths and ranges, enums and patterns. Failures answer
+//! `InvalidParameterException` (400) naming the member, the way ECR does; a
+//! JSON type mismatch is a `SerializationException`. [`model`] is ECR's model,
+//! [`public_model`] ECR Public's; both are loaded by [`Model::from_json`].
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -16,7 +19,8 @@ use serde_json::Value;
 
 use crate::error::EcrError;
 
-const MODEL_JSON: &str = include_str!("../model/ecr-shapes.json");
+const ECR_MODEL_JSON: &str = include_str!("../model/ecr-shapes.json");
+const ECR_PUBLIC_MODEL_JSON: &str = include_str!("../model/ecr-public-shapes.json");
 
 /// One shape of the model.
 #[derive(Debug, Deserialize)]
@@ -60,7 +64,8 @@ pub struct Operation {
 /// The model.
 #[derive(Debug, Deserialize)]
 pub struct Model {
-    /// `AmazonEC2ContainerRegistry_V20150921`.
+    /// The JSON target prefix: `AmazonEC2ContainerRegistry_V20150921` for
+    /// ECR, `SpencerFrontendService` for ECR Public.
     #[serde(rename = "targetPrefix")]
     pub target_prefix: String,
     /// Operations by name.
@@ -71,24 +76,46 @@ pub struct Model {
     patterns: HashMap<String, Regex>,
 }
 
-/// The model, parsed once.
+/// ECR's model, parsed once.
 pub fn model() -> &'static Model {
     static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| {
-        let mut m: Model = serde_json::from_str(MODEL_JSON).expect("embedded ECR model is valid JSON");
-        let mut patterns = HashMap::new();
-        for (name, s) in &m.shapes {
-            if let Some(p) = &s.pattern {
-                let re = Regex::new(&format!("^(?:{p})$")).expect("model patterns are valid regexes");
-                patterns.insert(name.clone(), re);
-            }
-        }
-        m.patterns = patterns;
-        m
-    })
+    M.get_or_init(|| Model::from_json(ECR_MODEL_JSON).expect("the embedded ECR model is valid"))
+}
+
+/// ECR Public's model, parsed once.
+pub fn public_model() -> &'static Model {
+    static M: OnceLock<Model> = OnceLock::new();
+    M.get_or_init(|| Model::from_json(ECR_PUBLIC_MODEL_JSON).expect("the embedded ECR Public model is valid"))
 }
 
 impl Model {
+    /// Load a model in the generator's format, compiling its patterns.
+    pub fn from_json(text: &str) -> Result<Model, String> {
+        let mut m: Model = serde_json::from_str(text).map_err(|e| format!("not a shape table: {e}"))?;
+        let mut patterns = HashMap::new();
+        for (name, s) in &m.shapes {
+            if let Some(p) = &s.pattern {
+                let re = Regex::new(&format!("^(?:{p})$")).map_err(|e| format!("shape {name}: {e}"))?;
+                patterns.insert(name.clone(), re);
+            }
+        }
+        // Every reference must resolve, so validation never meets a missing shape.
+        let known = |n: &String| m.shapes.contains_key(n);
+        for (name, op) in &m.operations {
+            if let Some(i) = op.input.as_ref().filter(|i| !known(i)) {
+                return Err(format!("operation {name}: unknown input shape {i}"));
+            }
+        }
+        for (name, s) in &m.shapes {
+            let mut refs = s.members.values().chain(&s.member).chain(&s.key).chain(&s.value);
+            if let Some(r) = refs.find(|r| !known(r)) {
+                return Err(format!("shape {name}: unknown shape {r}"));
+            }
+        }
+        m.patterns = patterns;
+        Ok(m)
+    }
+
     /// Validate `input` for `operation`.
     pub fn validate(&self, operation: &str, input: &Value) -> Result<(), EcrError> {
         let Some(op) = self.operations.get(operation) else {
@@ -192,10 +219,10 @@ impl Model {
             "blob" => {
                 let s = v.as_str().ok_or_else(|| type_err("base64 data"))?;
                 use base64::Engine;
-                base64::engine::general_purpose::STANDARD
+                let bytes = base64::engine::general_purpose::STANDARD
                     .decode(s)
-                    .map(|_| ())
-                    .map_err(|_| EcrError::serialization(format!("Invalid base64 at '{at}'")))
+                    .map_err(|_| EcrError::serialization(format!("Invalid base64 at '{at}'")))?;
+                self.check_len(shape, bytes.len(), path)
             }
             _ => Ok(()),
         }
@@ -244,6 +271,88 @@ mod tests {
         let m = model();
         assert_eq!(m.target_prefix, "AmazonEC2ContainerRegistry_V20150921");
         assert!(m.operations.len() >= 58, "{}", m.operations.len());
+    }
+
+    #[test]
+    fn public_model_loads() {
+        let m = public_model();
+        assert_eq!(m.target_prefix, "SpencerFrontendService");
+        for op in [
+            "CreateRepository",
+            "DescribeRepositories",
+            "DeleteRepository",
+            "PutRepositoryCatalogData",
+            "GetRepositoryCatalogData",
+            "GetAuthorizationToken",
+            "DescribeRegistries",
+            "GetRegistryCatalogData",
+        ] {
+            assert!(m.operations.contains_key(op), "{op}");
+        }
+    }
+
+    #[test]
+    fn validates_like_ecr_public() {
+        let m = public_model();
+        let catalog = json!({"description": "d", "architectures": ["x86-64"], "operatingSystems": ["Linux"]});
+        assert!(m
+            .validate(
+                "CreateRepository",
+                &json!({"repositoryName": "team/app", "catalogData": catalog})
+            )
+            .is_ok());
+        assert_eq!(
+            code(m.validate("CreateRepository", &json!({"catalogData": {}}))),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            code(m.validate(
+                "CreateRepository",
+                &json!({"repositoryName": "ok", "catalogData": {"description": "x".repeat(1025)}})
+            )),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            code(m.validate(
+                "CreateRepository",
+                &json!({"repositoryName": "ok", "catalogData": {"architectures": [""]}})
+            )),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            code(m.validate(
+                "CreateRepository",
+                &json!({"repositoryName": "ok", "catalogData": {"architectures": "x86-64"}})
+            )),
+            "SerializationException"
+        );
+        use base64::Engine;
+        let big = base64::engine::general_purpose::STANDARD.encode(vec![0u8; 512_001]);
+        assert_eq!(
+            code(m.validate(
+                "PutRepositoryCatalogData",
+                &json!({"repositoryName": "ok", "catalogData": {"logoImageBlob": big}})
+            )),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            code(m.validate("PutRepositoryCatalogData", &json!({"repositoryName": "ok"}))),
+            "InvalidParameterException"
+        );
+        assert_eq!(
+            code(m.validate("DescribeRepositories", &json!({"maxResults": 1001}))),
+            "InvalidParameterException"
+        );
+        assert!(m.validate("GetAuthorizationToken", &json!({})).is_ok());
+    }
+
+    #[test]
+    fn rejects_broken_models() {
+        assert!(Model::from_json("[]").is_err());
+        let dangling = r#"{"targetPrefix": "X", "operations": {"Op": {"input": "Missing"}}, "shapes": {}}"#;
+        assert!(Model::from_json(dangling).unwrap_err().contains("Missing"));
+        let bad_re = r#"{"targetPrefix": "X", "operations": {}, "shapes": {"S": {"type": "string", "pattern": "("}}}"#;
+        assert!(Model::from_json(bad_re).is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The control-plane store: accounts, access keys, deployment secrets,
-//! resource tags, repository creation templates and account settings. The
-//! SQLite store implements it next to [`crate::MetaStore`].
+//! resource tags, repository creation templates, account settings and the
+//! marks that publish repositories through ECR Public. The SQLite store
+//! implements it next to [`crate::MetaStore`].
 
 use async_trait::async_trait;
 
@@ -38,7 +39,25 @@ pub struct TemplateRow {
     pub updated_at: i64,
 }
 
-/// Accounts, keys, secrets, tags, templates, settings.
+/// The mark that makes a repository public (ECR Public), with its catalog
+/// data. The repository itself is an ordinary [`crate::meta::RepoRow`].
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct PublicRepoRow {
+    /// The repository's row id.
+    pub repo_id: i64,
+    /// Owning account (registry).
+    pub account: String,
+    /// Repository name.
+    pub name: String,
+    /// The catalog data as JSON (the API's `RepositoryCatalogData` fields).
+    pub catalog_data: String,
+    /// When the repository was made public (ms).
+    pub created_at: i64,
+    /// When the catalog data last changed (ms).
+    pub updated_at: i64,
+}
+
+/// Accounts, keys, secrets, tags, templates, settings, public marks.
 #[async_trait]
 pub trait ControlStore: Send + Sync + 'static {
     /// Create the account if missing.
@@ -73,4 +92,15 @@ pub trait ControlStore: Send + Sync + 'static {
     async fn setting_get(&self, account: &str, name: &str) -> Result<Option<String>>;
     /// Set an account setting.
     async fn setting_put(&self, account: &str, name: &str, value: &str) -> Result<()>;
+
+    /// Mark a repository public, or replace its catalog data if it is
+    /// already; false if the repository does not exist.
+    async fn public_repo_put(&self, repo_id: i64, catalog_data: &str) -> Result<bool>;
+    /// The public mark of a repository, if it is public.
+    async fn public_repo_get(&self, account: &str, name: &str) -> Result<Option<PublicRepoRow>>;
+    /// The public repositories of an account after `after`, by name.
+    async fn public_repo_list(&self, account: &str, after: Option<&str>, limit: i64) -> Result<Vec<PublicRepoRow>>;
+    /// Remove a repository's public mark (deleting the repository removes it
+    /// too); false if there was none.
+    async fn public_repo_remove(&self, repo_id: i64) -> Result<bool>;
 }

@@ -26,9 +26,10 @@ const SCHEMA_V1: &str = include_str!("../migrations/sqlite/0001_init.sql");
 const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_scan.sql")),
     (3, include_str!("../migrations/sqlite/0003_iam.sql")),
+    (4, include_str!("../migrations/sqlite/0004_public.sql")),
 ];
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// How long a writer may hold an upload before another request may take it.
 const LEASE_MS: i64 = 15 * 60 * 1000;
@@ -969,6 +970,58 @@ impl ControlStore for SqliteMetaStore {
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+
+    async fn public_repo_put(&self, repo: RepoId, catalog_data: &str) -> Result<bool> {
+        let now = now_millis();
+        // INSERT ... SELECT with a WHERE: nothing is written for a repository
+        // that does not exist (or was just deleted).
+        let res = sqlx::query(
+            "INSERT INTO public_repositories (repo_id, catalog_data, created_at, updated_at) \
+             SELECT id, $2, $3, $3 FROM repositories WHERE id = $1 \
+             ON CONFLICT (repo_id) DO UPDATE SET catalog_data = excluded.catalog_data, updated_at = excluded.updated_at",
+        )
+        .bind(repo)
+        .bind(catalog_data)
+        .bind(now)
+        .execute(&self.write)
+        .await?;
+        Ok(res.rows_affected() > 0)
+    }
+
+    async fn public_repo_get(&self, account: &str, name: &str) -> Result<Option<PublicRepoRow>> {
+        let row = sqlx::query(
+            "SELECT p.repo_id, r.account, r.name, p.catalog_data, p.created_at, p.updated_at \
+             FROM public_repositories p JOIN repositories r ON r.id = p.repo_id \
+             WHERE r.account = $1 AND r.name = $2",
+        )
+        .bind(account)
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.as_ref().map(PublicRepoRow::from_row).transpose()?)
+    }
+
+    async fn public_repo_list(&self, account: &str, after: Option<&str>, limit: i64) -> Result<Vec<PublicRepoRow>> {
+        let rows = sqlx::query(
+            "SELECT p.repo_id, r.account, r.name, p.catalog_data, p.created_at, p.updated_at \
+             FROM public_repositories p JOIN repositories r ON r.id = p.repo_id \
+             WHERE r.account = $1 AND r.name > $2 ORDER BY r.name LIMIT $3",
+        )
+        .bind(account)
+        .bind(after.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.iter().map(PublicRepoRow::from_row).collect::<Result<_, _>>()?)
+    }
+
+    async fn public_repo_remove(&self, repo: RepoId) -> Result<bool> {
+        let res = sqlx::query("DELETE FROM public_repositories WHERE repo_id = $1")
+            .bind(repo)
+            .execute(&self.write)
+            .await?;
+        Ok(res.rows_affected() > 0)
     }
 }
 

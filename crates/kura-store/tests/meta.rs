@@ -366,6 +366,99 @@ async fn sqlite_control_store_conforms() {
     control_suite(&m).await;
 }
 
+/// Public marks (ECR Public): put/replace, lookup by name, listing by name per
+/// account with pagination, removal, and the mark going with its repository.
+async fn public_suite<S: MetaStore + ControlStore>(s: &S) {
+    let settings = RepoSettings::default();
+    let a = s
+        .repo_create("123456789012", "pub/a", &settings)
+        .await
+        .unwrap()
+        .unwrap();
+    let b = s
+        .repo_create("123456789012", "pub/b", &settings)
+        .await
+        .unwrap()
+        .unwrap();
+    let private = s
+        .repo_create("123456789012", "private", &settings)
+        .await
+        .unwrap()
+        .unwrap();
+    let other = s
+        .repo_create("210987654321", "pub/a", &settings)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.public_repo_get("123456789012", "pub/a").await.unwrap(), None);
+
+    assert!(s.public_repo_put(a.id, r#"{"description":"first"}"#).await.unwrap());
+    assert!(s.public_repo_put(b.id, "{}").await.unwrap());
+    assert!(s.public_repo_put(other.id, "{}").await.unwrap());
+    assert!(!s.public_repo_put(999_999, "{}").await.unwrap(), "no such repository");
+    let got = s.public_repo_get("123456789012", "pub/a").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            got.repo_id,
+            got.account.as_str(),
+            got.name.as_str(),
+            got.catalog_data.as_str()
+        ),
+        (a.id, "123456789012", "pub/a", r#"{"description":"first"}"#)
+    );
+    assert!(got.created_at > 0 && got.updated_at >= got.created_at);
+
+    // Putting again replaces the catalog data and keeps the creation time.
+    assert!(s.public_repo_put(a.id, r#"{"description":"second"}"#).await.unwrap());
+    let again = s.public_repo_get("123456789012", "pub/a").await.unwrap().unwrap();
+    assert_eq!(again.catalog_data, r#"{"description":"second"}"#);
+    assert_eq!(again.created_at, got.created_at);
+    assert_eq!(s.public_repo_get("123456789012", "private").await.unwrap(), None);
+
+    // Listing: this account's public repositories only, by name, paginated.
+    let names = |rows: Vec<PublicRepoRow>| rows.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(s.public_repo_list("123456789012", None, 10).await.unwrap()),
+        vec!["pub/a", "pub/b"]
+    );
+    assert_eq!(
+        names(s.public_repo_list("123456789012", None, 1).await.unwrap()),
+        vec!["pub/a"]
+    );
+    assert_eq!(
+        names(s.public_repo_list("123456789012", Some("pub/a"), 10).await.unwrap()),
+        vec!["pub/b"]
+    );
+    assert_eq!(
+        names(s.public_repo_list("210987654321", None, 10).await.unwrap()),
+        vec!["pub/a"]
+    );
+
+    // Removing the mark leaves the repository; deleting the repository
+    // removes the mark, and a new repository of the same name is private.
+    assert!(s.public_repo_remove(b.id).await.unwrap());
+    assert!(!s.public_repo_remove(b.id).await.unwrap());
+    assert!(s.repo_get("123456789012", "pub/b").await.unwrap().is_some());
+    assert_eq!(s.public_repo_get("123456789012", "pub/b").await.unwrap(), None);
+    assert_eq!(s.repo_delete(a.id, true).await.unwrap(), DeleteRepo::Deleted);
+    assert_eq!(s.public_repo_get("123456789012", "pub/a").await.unwrap(), None);
+    s.repo_create("123456789012", "pub/a", &settings)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.public_repo_get("123456789012", "pub/a").await.unwrap(), None);
+    assert!(s.public_repo_list("123456789012", None, 10).await.unwrap().is_empty());
+    assert!(s.public_repo_get("210987654321", "pub/a").await.unwrap().is_some());
+    assert_eq!(s.repo_delete(private.id, false).await.unwrap(), DeleteRepo::Deleted);
+}
+
+#[tokio::test]
+async fn sqlite_public_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    public_suite(&m).await;
+}
+
 #[tokio::test]
 async fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
