@@ -659,7 +659,7 @@ async fn operations_are_authorized_as_ecr_public_actions() {
         ("GetAuthorizationToken", json!({})),
     ] {
         let r = t.as_bob(op, input).await;
-        r.assert_error(StatusCode::BAD_REQUEST, "AccessDeniedException");
+        r.assert_error(StatusCode::FORBIDDEN, "AccessDeniedException");
         let msg = r.json()["message"].as_str().unwrap().to_string();
         assert!(msg.contains(&format!("ecr-public:{op}")), "{msg}");
     }
@@ -680,19 +680,19 @@ async fn operations_are_authorized_as_ecr_public_actions() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     t.as_bob("CreateRepository", json!({"repositoryName": "other/x"}))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, "AccessDeniedException");
+        .assert_error(StatusCode::FORBIDDEN, "AccessDeniedException");
     let r = t
         .as_bob("GetRepositoryCatalogData", json!({"repositoryName": "team/seen"}))
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     t.as_bob("DeleteRepository", json!({"repositoryName": "team/seen"}))
         .await
-        .assert_error(StatusCode::BAD_REQUEST, "AccessDeniedException");
+        .assert_error(StatusCode::FORBIDDEN, "AccessDeniedException");
     let r = t.as_bob("DeleteRepository", json!({"repositoryName": "team/x"})).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     // The token also needs sts:GetServiceBearerToken, as on AWS.
     let r = t.as_bob("GetAuthorizationToken", json!({})).await;
-    r.assert_error(StatusCode::BAD_REQUEST, "AccessDeniedException");
+    r.assert_error(StatusCode::FORBIDDEN, "AccessDeniedException");
     assert!(r.text().contains("sts:GetServiceBearerToken"), "{}", r.text());
 }
 
