@@ -39,10 +39,11 @@ def get(registry, path, auth=None, **kw):
 
 
 def assert_challenge(resp):
-    """401 with a Basic challenge and the OCI error body with code UNAUTHORIZED."""
+    """401 with the token service's Bearer challenge and the OCI error body
+    with code UNAUTHORIZED."""
     assert_error(resp, 401, "UNAUTHORIZED")
     challenge = resp.headers.get("WWW-Authenticate", "")
-    assert challenge.startswith("Basic realm="), describe(resp)
+    assert challenge.startswith('Bearer realm="http://%s/token"' % resp.url.split("/")[2]), describe(resp)
 
 
 def forged_variants(token):
@@ -116,11 +117,15 @@ def test_forged_tokens_are_refused(registry):
         mixed = token.split(".")[0] + "." + other.split(".")[1]
         if mixed not in (token, other):
             assert_challenge(get(registry, "/v2/", auth=("AWS", mixed)))
-    # Malformed Authorization headers.
+    # The token as a bearer token (what the token service hands out) passes;
+    # forged bearer tokens and malformed headers do not.
+    expect(requests.get(registry.url + "/v2/", headers={"Authorization": "Bearer " + token},
+                        timeout=TIMEOUT), 200)
     for header in (
         "Basic !!!not-base64!!!",
         "Basic " + base64.b64encode(b"AWS").decode(),
-        "Bearer " + token,
+        "Bearer " + forged_variants(token)[0],
+        "Bearer ",
         token,
     ):
         r = requests.get(registry.url + "/v2/", headers={"Authorization": header}, timeout=TIMEOUT)

@@ -188,7 +188,12 @@ impl Ecr {
         (c.e > now_secs() && path == format!("/v2/{}/blobs/{}", c.r, c.d)).then_some(c.a)
     }
 
+    /// Check an `Authorization` header: Basic `AWS:<token>` (what
+    /// `docker login` stores) or `Bearer <token>` (from the token service).
     async fn check_basic(&self, value: &str) -> Result<TokenClaims, &'static str> {
+        if let Some(t) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
+            return self.check_token(t.trim()).await;
+        }
         let b64 = value
             .strip_prefix("Basic ")
             .or_else(|| value.strip_prefix("basic "))
@@ -201,6 +206,12 @@ impl Ecr {
         if user != "AWS" {
             return Err("the user name must be AWS");
         }
+        self.check_token(pass).await
+    }
+
+    /// Check a registry token: signature, expiry, and that its access key is
+    /// still active and unexpired.
+    async fn check_token(&self, pass: &str) -> Result<TokenClaims, &'static str> {
         let claims = token::verify(&self.token_key, pass, now_secs()).map_err(|e| match e {
             TokenError::Expired => "Your authorization token has expired. Reauthenticate and try again.",
             _ => "Your authorization token is invalid.",
@@ -217,14 +228,21 @@ impl Ecr {
     }
 }
 
+/// The `Bearer` token that stands for "no credentials" (what the token
+/// service hands an anonymous client, for public repositories).
+pub const ANONYMOUS_TOKEN: &str = "anonymous";
+
+/// A 401 with the token service's challenge. Clients with credentials
+/// (`docker login` with `AWS` and a registry password) fetch a bearer token
+/// with them; clients without fetch an anonymous one, which reads public
+/// repositories. Basic `AWS:<token>` sent up front is accepted too, as ECR
+/// accepts it.
 fn challenge(host: &str, message: &str) -> Response {
     let body = serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": message, "detail": null}]});
     let mut r = (StatusCode::UNAUTHORIZED, serde_json::to_vec(&body).unwrap_or_default()).into_response();
     let h = r.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    if let Ok(v) = HeaderValue::from_str(&format!(
-        "Basic realm=\"https://{host}/\",service=\"ecr.amazonaws.com\""
-    )) {
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"http://{host}/token\",service=\"{host}\"")) {
         h.insert("www-authenticate", v);
     }
     h.insert(
@@ -232,6 +250,81 @@ fn challenge(host: &str, message: &str) -> Response {
         HeaderValue::from_static("registry/2.0"),
     );
     r
+}
+
+/// `GET /token` (and the OAuth2 form `POST /token`): the registry token
+/// service the challenge names. With Basic `AWS:<registry password>` (or
+/// `grant_type=password` with the same), it answers that registry token as
+/// the bearer token; without credentials, the anonymous token.
+pub async fn token_service(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
+    let basic = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let form = if req.method() == http::Method::POST {
+        match axum::body::to_bytes(req.into_body(), 64 * 1024).await {
+            Ok(b) => form_pairs(&String::from_utf8_lossy(&b)),
+            Err(_) => return token_error(StatusCode::BAD_REQUEST, "the form could not be read"),
+        }
+    } else {
+        Vec::new()
+    };
+    let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| percent_decode(v));
+    let password = match (basic, field("grant_type").as_deref()) {
+        (_, Some("password")) => {
+            if field("username").as_deref() != Some("AWS") {
+                return token_error(StatusCode::UNAUTHORIZED, "the user name must be AWS");
+            }
+            field("password")
+        }
+        (_, Some(other)) => {
+            return token_error(StatusCode::BAD_REQUEST, &format!("unsupported grant_type {other:?}"));
+        }
+        (Some(value), None) => {
+            let decoded = value
+                .strip_prefix("Basic ")
+                .or_else(|| value.strip_prefix("basic "))
+                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
+                .and_then(|b| String::from_utf8(b).ok());
+            match decoded.as_deref().and_then(|d| d.split_once(':')) {
+                Some(("", "")) => None,
+                Some(("AWS", pass)) => Some(pass.to_string()),
+                Some(_) => return token_error(StatusCode::UNAUTHORIZED, "the user name must be AWS"),
+                None => return token_error(StatusCode::UNAUTHORIZED, "malformed credentials"),
+            }
+        }
+        (None, None) => None,
+    };
+    let (token, expires_in) = match password {
+        Some(pass) => match ecr.check_token(&pass).await {
+            Ok(claims) => (pass, claims.expires_at.saturating_sub(now_secs())),
+            Err(msg) => return token_error(StatusCode::UNAUTHORIZED, msg),
+        },
+        None => (ANONYMOUS_TOKEN.to_string(), TOKEN_LIFETIME_SECS),
+    };
+    let body = serde_json::json!({
+        "token": token, "access_token": token, "expires_in": expires_in,
+        "issued_at": kura_iam::format_rfc3339(now_secs() as i64),
+    });
+    let mut r = (StatusCode::OK, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+fn token_error(status: StatusCode, message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": message, "detail": null}]});
+    let mut r = (status, serde_json::to_vec(&body).unwrap_or_default()).into_response();
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+fn percent_decode(v: &str) -> String {
+    percent_encoding::percent_decode_str(&v.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn denied(message: &str) -> Response {
@@ -295,6 +388,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
+        .filter(|_| !crate::public::anonymous(req.headers()))
         .map(String::from)
     else {
         return challenge(&host, "authentication required");

@@ -165,7 +165,14 @@ impl Ecr {
 pub fn app(ecr: Arc<Ecr>, registry: Arc<Registry>) -> Router {
     let data =
         kura_registry::app(registry).layer(axum::middleware::from_fn_with_state(ecr.clone(), auth::data_plane_auth));
-    Router::new().route("/", post(api)).with_state(ecr).merge(data)
+    Router::new()
+        .route("/", post(api))
+        .route(
+            "/token",
+            axum::routing::get(auth::token_service).post(auth::token_service),
+        )
+        .with_state(ecr)
+        .merge(data)
 }
 
 fn request_id() -> String {

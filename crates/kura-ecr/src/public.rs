@@ -427,18 +427,18 @@ impl Ecr {
 }
 
 /// Whether a data-plane request carries no credentials: no `Authorization`
-/// header, or Basic with an empty user name and password (what podman and
-/// skopeo send when they have no credentials for a registry that asks for
-/// Basic).
+/// header, the token service's anonymous bearer token, or Basic with an
+/// empty user name and password (what podman and skopeo send when they have
+/// no credentials for a registry that asks for Basic).
 pub fn anonymous(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get("authorization") else {
         return true;
     };
-    let Some(b64) = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")))
-    else {
+    let value = value.to_str().unwrap_or_default();
+    if let Some(t) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
+        return t.trim() == crate::auth::ANONYMOUS_TOKEN;
+    }
+    let Some(b64) = value.strip_prefix("Basic ").or_else(|| value.strip_prefix("basic ")) else {
         return false;
     };
     base64::engine::general_purpose::STANDARD

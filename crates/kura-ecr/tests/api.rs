@@ -597,12 +597,77 @@ async fn validation_failures_are_invalid_parameters() {
 // The data plane
 
 #[tokio::test]
+async fn token_service_hands_out_bearer_tokens() {
+    let t = setup().await;
+    let token = t.token().await;
+    let get = |auth: Option<String>| {
+        let mut b = Request::builder()
+            .method(Method::GET)
+            .uri("/token?service=x&scope=repository:a:pull")
+            .header("host", HOST);
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let call = |req: Request<Body>| {
+        let app = t.app.clone();
+        async move {
+            let r = app.oneshot(req).await.unwrap();
+            let status = r.status();
+            let body = r.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&body).unwrap())
+        }
+    };
+    // No credentials: the anonymous token, which reads nothing private.
+    let (status, v) = call(get(None)).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["token"], "anonymous");
+    let r = t
+        .dp(Method::GET, "/v2/", HOST, Some("Bearer anonymous"), &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // The registry password: the same token back, usable as Bearer.
+    let (status, v) = call(get(Some(basic(&token)))).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["token"], token.as_str());
+    assert_eq!(v["access_token"], token.as_str());
+    assert!(v["expires_in"].as_u64().unwrap() > 11 * 3600);
+    let bearer = format!("Bearer {token}");
+    let r = t.dp(Method::GET, "/v2/", HOST, Some(&bearer), &[], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // The OAuth2 password grant, as containerd sends it.
+    let form = format!("grant_type=password&username=AWS&password={token}&service=x&client_id=c");
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri("/token")
+        .header("host", HOST)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(form))
+        .unwrap();
+    let (status, v) = call(req).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["access_token"], token.as_str());
+    // Wrong credentials are refused.
+    let (status, v) = call(get(Some(basic("not-a-token")))).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{v}");
+    let wrong_user = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("bob:{token}"))
+    );
+    assert_eq!(call(get(Some(wrong_user))).await.0, StatusCode::UNAUTHORIZED);
+    let forged = format!("Bearer {}x", token);
+    let r = t.dp(Method::GET, "/v2/", HOST, Some(&forged), &[], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn base_endpoint_needs_a_registry_token() {
     let t = setup().await;
     let r = t.dp(Method::GET, "/v2/", HOST, None, &[], Body::empty()).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
     let challenge = r.h("www-authenticate").unwrap();
-    assert!(challenge.starts_with("Basic realm="), "{challenge}");
+    assert!(challenge.starts_with("Bearer realm="), "{challenge}");
     assert_eq!(r.json()["errors"][0]["code"], "UNAUTHORIZED");
     assert_eq!(r.h("docker-distribution-api-version"), Some("registry/2.0"));
 
@@ -613,12 +678,18 @@ async fn base_endpoint_needs_a_registry_token() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.h("docker-distribution-api-version"), Some("registry/2.0"));
 
-    // Another user name, a bad password, and something that is not Basic.
+    // Another user name, a bad password, a forged bearer token, and a scheme
+    // that is neither Basic nor Bearer.
     let other_user = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("admin:{token}"))
     );
-    for auth in [other_user, basic("not-a-token"), format!("Bearer {token}")] {
+    for auth in [
+        other_user,
+        basic("not-a-token"),
+        format!("Bearer x{token}"),
+        format!("Digest {token}"),
+    ] {
         let r = t.dp(Method::GET, "/v2/", HOST, Some(&auth), &[], Body::empty()).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{auth}: {}", r.text());
         assert!(r.h("www-authenticate").is_some());
