@@ -907,6 +907,30 @@ async fn roles_trust_policies_and_conflicts() {
     .await;
     let roles = t.iam("ListRoles", &[]).await;
     assert_eq!(all(&roles.body, "RoleName"), vec!["deploy"]);
+    t.iam(
+        "TagRole",
+        &[
+            ("RoleName", "deploy"),
+            ("Tags.member.1.Key", "env"),
+            ("Tags.member.1.Value", "prod"),
+        ],
+    )
+    .await;
+    let tags = t.iam("ListRoleTags", &[("RoleName", "deploy")]).await;
+    assert_eq!(all(&tags.body, "Value"), vec!["prod"]);
+    t.iam("UpdateRole", &[("RoleName", "deploy"), ("MaxSessionDuration", "7200")])
+        .await;
+    let got = t.iam("GetRole", &[("RoleName", "deploy")]).await;
+    assert_eq!(got.get("MaxSessionDuration").as_deref(), Some("7200"));
+    assert_eq!(all(&got.body, "Key"), vec!["env"]);
+    t.iam("UntagRole", &[("RoleName", "deploy"), ("TagKeys.member.1", "env")])
+        .await;
+    let tags = t.iam("ListRoleTags", &[("RoleName", "deploy")]).await;
+    assert!(all(&tags.body, "Key").is_empty(), "{}", tags.body);
+    // STS calls Kura does not implement are refused, not faked.
+    t.sts_as(&root(), "GetSessionToken", &[])
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "InvalidAction");
 
     t.iam(
         "PutRolePolicy",
