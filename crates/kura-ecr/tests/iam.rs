@@ -1080,6 +1080,15 @@ async fn assume_role_follows_the_trust_policy() {
     )
     .await
     .assert_error(StatusCode::FORBIDDEN, "AccessDenied");
+    // The account root, trusted through its account, may too.
+    let r = t
+        .sts_as(
+            &root(),
+            "AssumeRole",
+            &[("RoleArn", &role_arn), ("RoleSessionName", "x3")],
+        )
+        .await;
+    assert_ok(&r, "AssumeRole", STS_NS);
 
     // Unknown roles, bad input, durations beyond the role's limit.
     t.sts_as(
