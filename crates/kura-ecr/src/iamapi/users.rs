@@ -1,0 +1,433 @@
+//! IAM users, their access keys and their tags.
+
+use kura_store::control::AccessKeyRow;
+use kura_store::iam::{kind, rel, IamEntity};
+use serde_json::{json, Value};
+
+use super::{body_of, check_name, check_path, err, iso, tags_of, tags_xml, unique_id, Ctx, Input, Out, Xml};
+use crate::auth::{generate_key_pair, seal_secret};
+use crate::authz::Access;
+use crate::error::{EcrError, EcrResult};
+
+/// The most access keys one user (or the root) may have.
+const KEYS_PER_USER: usize = 2;
+
+pub(super) async fn dispatch(ctx: &Ctx<'_>, action: &str, input: &Input) -> Option<Out> {
+    Some(match action {
+        "CreateUser" => create_user(ctx, input).await,
+        "GetUser" => get_user(ctx, input).await,
+        "ListUsers" => list_users(ctx, input).await,
+        "DeleteUser" => delete_user(ctx, input).await,
+        "TagUser" => tag_user(ctx, input).await,
+        "UntagUser" => untag_user(ctx, input).await,
+        "ListUserTags" => list_user_tags(ctx, input).await,
+        "CreateAccessKey" => create_access_key(ctx, input).await,
+        "ListAccessKeys" => list_access_keys(ctx, input).await,
+        "UpdateAccessKey" => update_access_key(ctx, input).await,
+        "DeleteAccessKey" => delete_access_key(ctx, input).await,
+        _ => return None,
+    })
+}
+
+/// `NoSuchEntity` for a user.
+pub(super) fn no_such_user(name: &str) -> EcrError {
+    err::no_such_entity(format!("The user with name {name} cannot be found."))
+}
+
+/// A user of the caller's account, and the ARN to authorize against (its
+/// own, or the path-less ARN it would have).
+pub(super) async fn find_user(ctx: &Ctx<'_>, name: &str) -> EcrResult<(Option<IamEntity>, String)> {
+    check_name("userName", name, 128)?;
+    let e = ctx.ecr.iam.iam_entity_get(&ctx.account, kind::USER, name).await?;
+    let arn = e.as_ref().map_or_else(|| ctx.arn("user", "/", name), |e| e.arn.clone());
+    Ok((e, arn))
+}
+
+/// Authorize `action` on a user, then require it to exist.
+pub(super) async fn user_for(ctx: &Ctx<'_>, action: &str, name: &str) -> EcrResult<IamEntity> {
+    let (e, arn) = find_user(ctx, name).await?;
+    ctx.allow(action, &arn).await?;
+    e.ok_or_else(|| no_such_user(name))
+}
+
+/// Every entity of a kind in the account, by name.
+pub(super) async fn all_entities(ctx: &Ctx<'_>, k: &str) -> EcrResult<Vec<IamEntity>> {
+    let mut out: Vec<IamEntity> = Vec::new();
+    loop {
+        let after = out.last().map(|e| e.name.clone());
+        let page = ctx
+            .ecr
+            .iam
+            .iam_entity_list(&ctx.account, k, after.as_deref(), 1000)
+            .await?;
+        let done = page.len() < 1000;
+        out.extend(page);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// `<User>` fields.
+pub(super) fn user_xml(e: &IamEntity, with_tags: bool) -> String {
+    let mut x = Xml::new();
+    x.text("Path", &e.path)
+        .text("UserName", &e.name)
+        .text("UserId", &e.id)
+        .text("Arn", &e.arn)
+        .text("CreateDate", iso(e.created_at));
+    if with_tags {
+        tags_xml(&mut x, &tags_of(&body_of(&e.body)));
+    }
+    x.done()
+}
+
+async fn create_user(ctx: &Ctx<'_>, input: &Input) -> Out {
+    let name = input.req("UserName")?;
+    check_name("userName", name, 64)?;
+    let path = input.opt("Path").unwrap_or("/");
+    check_path(path)?;
+    let tags = input.tags("Tags")?;
+    let arn = ctx.arn("user", path, name);
+    ctx.allow_access(Access::resource("iam:CreateUser", &arn, &ctx.account).with_request_tags(&tags))
+        .await?;
+    let mut body = json!({});
+    if !tags.is_empty() {
+        body["Tags"] = json!(tags.iter().cloned().collect::<std::collections::BTreeMap<_, _>>());
+    }
+    let e = IamEntity {
+        account: ctx.account.clone(),
+        kind: kind::USER.into(),
+        name: name.into(),
+        id: unique_id("AIDA"),
+        path: path.into(),
+        arn,
+        body: body.to_string(),
+        created_at: kura_store::now_millis(),
+    };
+    if !ctx.ecr.iam.iam_entity_create(&e).await? {
+        return Err(err::already_exists(format!("User with name {name} already exists.")));
+    }
+    Ok(Some(Xml::new().wrap("User", &user_xml(&e, true)).done()))
+}
+
+/// The IAM user name of a caller, if it is a user.
+fn caller_user_name(ctx: &Ctx<'_>) -> Option<String> {
+    let rest = ctx.caller.principal_arn.split(':').nth(5)?;
+    let path_name = rest.strip_prefix("user/")?;
+    Some(path_name.rsplit('/').next().unwrap_or(path_name).to_string())
+}
+
+fn is_root(ctx: &Ctx<'_>) -> bool {
+    ctx.caller.principal_arn.ends_with(":root")
+}
+
+fn non_user() -> EcrError {
+    err::validation("Must specify userName when calling with non-User credentials")
+}
+
+async fn get_user(ctx: &Ctx<'_>, input: &Input) -> Out {
+    let name = match input.opt("UserName") {
+        Some(n) => n.to_string(),
+        None if is_root(ctx) => {
+            let arn = ctx.caller.principal_arn.clone();
+            ctx.allow("iam:GetUser", &arn).await?;
+            let x = Xml::new()
+                .text("UserId", &ctx.account)
+                .text("Arn", &arn)
+                .text("CreateDate", iso(kura_store::now_millis()))
+                .done();
+            return Ok(Some(Xml::new().wrap("User", &x).done()));
+        }
+        None => caller_user_name(ctx).ok_or_else(non_user)?,
+    };
+    let e = user_for(ctx, "iam:GetUser", &name).await?;
+    Ok(Some(Xml::new().wrap("User", &user_xml(&e, true)).done()))
+}
+
+async fn list_users(ctx: &Ctx<'_>, input: &Input) -> Out {
+    let paging = input.paging()?;
+    let prefix = input.opt("PathPrefix").unwrap_or("/");
+    ctx.allow("iam:ListUsers", "*").await?;
+    let users: Vec<IamEntity> = all_entities(ctx, kind::USER)
+        .await?
+        .into_iter()
+        .filter(|e| e.path.starts_with(prefix))
+        .collect();
+    let (page, next) = paging.page(users, |e| e.name.to_lowercase());
+    Ok(Some(
+        Xml::new()
+            .members("Users", page.iter().map(|e| user_xml(e, false)))
+            .truncation(next)
+            .done(),
+    ))
+}
+
+async fn delete_user(ctx: &Ctx<'_>, input: &Input) -> Out {
+    let name = input.req("UserName")?;
+    let e = user_for(ctx, "iam:DeleteUser", name).await?;
+    let iam = &ctx.ecr.iam;
+    if !iam.access_keys_of(&e.arn).await?.is_empty() {
+        return Err(err::delete_conflict(
+            "Cannot delete entity, must delete access keys first.",
+        ));
+    }
+    if !iam.iam_inline_list(&ctx.account, kind::USER, &e.name).await?.is_empty() {
+        return Err(err::delete_conflict(
+            "Cannot delete entity, must delete policies first.",
+        ));
+    }
+    if !iam
+        .iam_links_from(&ctx.account, rel::ATTACHED, kind::USER, &e.name)
+        .await?
+        .is_empty()
+    {
+        return Err(err::delete_conflict(
+            "Cannot delete entity, must detach all policies first.",
+        ));
+    }
+    if !iam
+        .iam_links_from(&ctx.account, rel::MEMBER, kind::USER, &e.name)
+        .await?
+        .is_empty()
+    {
+        return Err(err::delete_conflict(
+            "Cannot delete entity, must remove users from group first.",
+        ));
+    }
+    if !iam.iam_entity_delete(&ctx.account, kind::USER, &e.name).await? {
+        return Err(no_such_user(name));
+    }
+    Ok(None)
+}
+
+/// Merge tags into an entity body (at most 50 tags in all).
+pub(super) fn add_tags(body: &mut serde_json::Map<String, Value>, tags: &[(String, String)]) -> EcrResult<()> {
+    let mut current = tags_of(body);
+    for (k, v) in tags {
+        // Tag keys are case-insensitive in IAM: a new case replaces the old.
+        current.retain(|old, _| !old.eq_ignore_ascii_case(k));
+        current.insert(k.clone(), v.clone());
+    }
+    if current.len() > 50 {
+        return Err(err::limit_exceeded(
+            "The number of tags has reached the maximum limit (50).",
+        ));
+    }
+    body.insert("Tags".into(), json!(current));
+    Ok(())
+}
+
+/// Remove tags by key from an entity body.
+pub(super) fn remove_tags(body: &mut serde_json::Map<String, Value>, keys: &[String]) {
+    let mut current = tags_of(body);
+    current.retain(|k, _| !keys.iter().any(|r| r.eq_ignore_ascii_case(k)));
+    body.insert("Tags".into(), json!(current));
+}
+
+/// `TagUser` / `TagRole`.
+pub(super) async fn tag_entity(ctx: &Ctx<'_>, input: &Input, k: &'static str) -> Out {
+    let (field, noun) = if k == kind::USER {
+        ("UserName", "User")
+    } else {
+        ("RoleName", "Role")
+    };
+    let name = input.req(field)?;
+    let tags = input.tags("Tags")?;
+    if tags.is_empty() {
+        return Err(err::validation("At least one tag is required"));
+    }
+    let e = entity_for(ctx, &format!("iam:Tag{noun}"), k, name, Some(&tags)).await?;
+    ctx.ecr
+        .iam_update_body(&ctx.account, k, &e.name, || missing(k, name), |b| add_tags(b, &tags))
+        .await?;
+    Ok(None)
+}
+
+/// `UntagUser` / `UntagRole`.
+pub(super) async fn untag_entity(ctx: &Ctx<'_>, input: &Input, k: &'static str) -> Out {
+    let (field, noun) = if k == kind::USER {
+        ("UserName", "User")
+    } else {
+        ("RoleName", "Role")
+    };
+    let name = input.req(field)?;
+    let keys = input.list("TagKeys");
+    let e = entity_for(ctx, &format!("iam:Untag{noun}"), k, name, None).await?;
+    ctx.ecr
+        .iam_update_body(
+            &ctx.account,
+            k,
+            &e.name,
+            || missing(k, name),
+            |b| {
+                remove_tags(b, &keys);
+                Ok(())
+            },
+        )
+        .await?;
+    Ok(None)
+}
+
+/// `ListUserTags` / `ListRoleTags`.
+pub(super) async fn list_entity_tags(ctx: &Ctx<'_>, input: &Input, k: &'static str) -> Out {
+    let (field, noun) = if k == kind::USER {
+        ("UserName", "User")
+    } else {
+        ("RoleName", "Role")
+    };
+    let name = input.req(field)?;
+    let paging = input.paging()?;
+    let e = entity_for(ctx, &format!("iam:List{noun}Tags"), k, name, None).await?;
+    let tags: Vec<(String, String)> = tags_of(&body_of(&e.body)).into_iter().collect();
+    let (page, next) = paging.page(tags, |(k, _)| k.clone());
+    Ok(Some(
+        Xml::new()
+            .members(
+                "Tags",
+                page.iter()
+                    .map(|(k, v)| Xml::new().text("Key", k).text("Value", v).done()),
+            )
+            .truncation(next)
+            .done(),
+    ))
+}
+
+fn missing(k: &str, name: &str) -> EcrError {
+    err::no_such_entity(format!("The {k} with name {name} cannot be found."))
+}
+
+/// Authorize `action` on a user or role (with the tags the request sets),
+/// then require it to exist.
+async fn entity_for(
+    ctx: &Ctx<'_>,
+    action: &str,
+    k: &str,
+    name: &str,
+    tags: Option<&[(String, String)]>,
+) -> EcrResult<IamEntity> {
+    check_name(if k == kind::USER { "userName" } else { "roleName" }, name, 128)?;
+    let e = ctx.ecr.iam.iam_entity_get(&ctx.account, k, name).await?;
+    let arn = e.as_ref().map_or_else(|| ctx.arn(k, "/", name), |e| e.arn.clone());
+    let mut access = Access::resource(action, &arn, &ctx.account);
+    if let Some(t) = tags {
+        access = access.with_request_tags(t);
+    }
+    ctx.allow_access(access).await?;
+    e.ok_or_else(|| missing(k, name))
+}
+
+/// Whose keys a key operation manages: the named user, or the caller (a
+/// user or the root). `(principal ARN, user name if a user)`.
+async fn key_owner(ctx: &Ctx<'_>, input: &Input, action: &str) -> EcrResult<(String, Option<String>)> {
+    match input.opt("UserName") {
+        Some(name) => {
+            let e = user_for(ctx, action, name).await?;
+            Ok((e.arn, Some(e.name)))
+        }
+        None if is_root(ctx) => {
+            ctx.allow(action, &ctx.caller.principal_arn).await?;
+            Ok((ctx.caller.principal_arn.clone(), None))
+        }
+        None => {
+            let name = caller_user_name(ctx).ok_or_else(non_user)?;
+            let e = user_for(ctx, action, &name).await?;
+            Ok((e.arn, Some(e.name)))
+        }
+    }
+}
+
+async fn create_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
+    let (owner, user) = key_owner(ctx, input, "iam:CreateAccessKey").await?;
+    if ctx.ecr.iam.access_keys_of(&owner).await?.len() >= KEYS_PER_USER {
+        return Err(err::limit_exceeded(format!(
+            "Cannot exceed quota for AccessKeysPerUser: {KEYS_PER_USER}"
+        )));
+    }
+    let (id, secret) = generate_key_pair("AKIA");
+    let row = AccessKeyRow {
+        access_key_id: id.clone(),
+        account: ctx.account.clone(),
+        principal_arn: owner,
+        secret_sealed: seal_secret(&ctx.ecr.master, &id, &secret),
+        status: "Active".into(),
+        session_token_hash: None,
+        expires_at: None,
+    };
+    ctx.ecr.control.access_key_put(&row).await?;
+    let key = Xml::new()
+        .opt("UserName", user)
+        .text("AccessKeyId", &id)
+        .text("Status", "Active")
+        .text("SecretAccessKey", &secret)
+        .text("CreateDate", iso(kura_store::now_millis()))
+        .done();
+    Ok(Some(Xml::new().wrap("AccessKey", &key).done()))
+}
+
+async fn list_access_keys(ctx: &Ctx<'_>, input: &Input) -> Out {
+    let paging = input.paging()?;
+    let (owner, user) = key_owner(ctx, input, "iam:ListAccessKeys").await?;
+    let keys = ctx.ecr.iam.access_keys_of(&owner).await?;
+    let (page, next) = paging.page(keys, |k| format!("{:016}/{}", k.created_at, k.access_key_id));
+    Ok(Some(
+        Xml::new()
+            .members(
+                "AccessKeyMetadata",
+                page.iter().map(|k| {
+                    Xml::new()
+                        .opt("UserName", user.as_deref())
+                        .text("AccessKeyId", &k.access_key_id)
+                        .text("Status", &k.status)
+                        .text("CreateDate", iso(k.created_at))
+                        .done()
+                }),
+            )
+            .truncation(next)
+            .done(),
+    ))
+}
+
+/// The long-term key `id` of `owner`, or `NoSuchEntity`.
+async fn owned_key(ctx: &Ctx<'_>, owner: &str, id: &str) -> EcrResult<AccessKeyRow> {
+    match ctx.ecr.control.access_key_get(id).await? {
+        Some(k) if k.principal_arn == owner && k.account == ctx.account && k.session_token_hash.is_none() => Ok(k),
+        _ => Err(err::no_such_entity(format!(
+            "The Access Key with id {id} cannot be found"
+        ))),
+    }
+}
+
+async fn update_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
+    let id = input.req("AccessKeyId")?;
+    let status = input.req("Status")?;
+    if status != "Active" && status != "Inactive" {
+        return Err(err::validation(format!(
+            "1 validation error detected: Value '{status}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Inactive]"
+        )));
+    }
+    let (owner, _) = key_owner(ctx, input, "iam:UpdateAccessKey").await?;
+    owned_key(ctx, &owner, id).await?;
+    ctx.ecr.iam.access_key_set_status(id, status).await?;
+    Ok(None)
+}
+
+async fn delete_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
+    let id = input.req("AccessKeyId")?;
+    let (owner, _) = key_owner(ctx, input, "iam:DeleteAccessKey").await?;
+    owned_key(ctx, &owner, id).await?;
+    ctx.ecr.iam.access_key_delete(id).await?;
+    Ok(None)
+}
+
+async fn tag_user(ctx: &Ctx<'_>, input: &Input) -> Out {
+    tag_entity(ctx, input, kind::USER).await
+}
+
+async fn untag_user(ctx: &Ctx<'_>, input: &Input) -> Out {
+    untag_entity(ctx, input, kind::USER).await
+}
+
+async fn list_user_tags(ctx: &Ctx<'_>, input: &Input) -> Out {
+    list_entity_tags(ctx, input, kind::USER).await
+}
