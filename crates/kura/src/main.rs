@@ -154,7 +154,7 @@ struct ServeArgs {
     #[arg(long, env = "KURA_LIFECYCLE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     lifecycle_interval: Duration,
     /// The longest session `sts:AssumeRole` hands out (IAM's ceiling is 12h).
-    #[arg(long, env = "KURA_STS_MAX_SESSION", default_value = "12h", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "KURA_STS_MAX_SESSION", default_value = "12h", value_parser = seconds_or_duration)]
     sts_max_session: Duration,
     /// Image scans running at once.
     #[arg(long, env = "KURA_SCAN_WORKERS", default_value_t = 2)]
@@ -370,6 +370,14 @@ async fn vulndb_list(store: StoreArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// A duration: plain seconds (`3600`) or humantime (`1h`, `90s`).
+fn seconds_or_duration(v: &str) -> Result<Duration, String> {
+    match v.parse::<u64>() {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(_) => humantime::parse_duration(v).map_err(|e| e.to_string()),
+    }
 }
 
 async fn account_create(store: StoreArgs, id: Option<String>, key_file: Option<PathBuf>) -> anyhow::Result<()> {
