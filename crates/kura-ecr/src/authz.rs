@@ -29,6 +29,7 @@ use kura_auth::token::TokenClaims;
 
 use crate::auth::Caller;
 use crate::error::{EcrError, EcrResult};
+pub use crate::templates::repository_arn;
 use crate::Ecr;
 
 /// One request to authorize.
@@ -95,11 +96,6 @@ impl Access {
     }
 }
 
-/// A repository's ARN.
-pub fn repository_arn(region: &str, account: &str, name: &str) -> String {
-    format!("arn:aws:ecr:{region}:{account}:repository/{name}")
-}
-
 /// The ARN a registry policy is stored under.
 pub fn registry_arn(region: &str, account: &str) -> String {
     format!("arn:aws:ecr:{region}:{account}:registry")
@@ -148,8 +144,22 @@ impl Ecr {
     /// The principal an ARN names in `account` (cached while the
     /// access-control generation is unchanged).
     pub async fn principal_from_arn(&self, account: &str, arn: &str) -> EcrResult<Principal> {
+        Ok(self.decider(account, arn, None).await?.principal().clone())
+    }
+
+    /// The decisions of the principal `arn` of `account`: reads the
+    /// access-control generation once and loads the principal and its
+    /// identity policies once, however many accesses are then decided.
+    pub async fn decider(&self, account: &str, arn: &str, source_ip: Option<IpAddr>) -> EcrResult<Decider<'_>> {
+        // The generation is read before anything it covers.
         let gen = self.iam.iam_generation().await?;
-        Ok(self.principal_snapshot(gen, account, arn).await?.principal.clone())
+        let snap = self.principal_snapshot(gen, account, arn).await?;
+        Ok(Decider {
+            ecr: self,
+            gen,
+            snap,
+            source_ip,
+        })
     }
 
     /// A principal and its parsed identity policies, from the cache or the store.
@@ -223,14 +233,10 @@ impl Ecr {
         Err(EcrError::server())
     }
 
-    /// The identity-based policies of a principal: for a user its inline and
-    /// attached policies and those of its groups; for a role (or a session of
-    /// one) the role's. The root has none (it needs none in its account).
-    pub async fn identity_policies(&self, p: &Principal) -> EcrResult<Vec<Policy>> {
-        let gen = self.iam.iam_generation().await?;
-        Ok(self.principal_snapshot(gen, &p.account, &p.arn).await?.identity.clone())
-    }
-
+    /// The identity-based policies of a principal, as stored: for a user
+    /// its inline and attached policies and those of its groups; for a role
+    /// (or a session of one) the role's. The root has none (it needs none in
+    /// its account).
     async fn identity_policy_texts(&self, p: &Principal) -> EcrResult<Vec<String>> {
         let account = p.account.as_str();
         let mut holders: Vec<(&str, String)> = Vec::new();
@@ -286,38 +292,10 @@ impl Ecr {
         access: &Access,
         source_ip: Option<IpAddr>,
     ) -> EcrResult<Evaluation> {
-        // The generation is read before anything it covers.
-        let gen = self.iam.iam_generation().await?;
-        let snap = self.principal_snapshot(gen, &principal.account, &principal.arn).await?;
-        let resource = match &access.policy_arn {
-            Some(arn) => Some(self.resource_snapshot(gen, arn).await?),
-            None => None,
-        };
-        // Tags are read only when some policy can ask about them.
-        let wants_tags = snap.wants_tags || resource.as_ref().is_some_and(|r| r.wants_tags);
-        let mut env = RequestEnv {
-            current_time: Some(kura_store::now_millis() / 1000),
-            source_ip,
-            secure_transport: Some(false),
-            request_tags: access.request_tags.clone(),
-            ..Default::default()
-        };
-        if let (Some(arn), true) = (&access.tags_arn, wants_tags) {
-            env.resource_tags = (*self.tags_snapshot(gen, arn).await?).clone();
-        }
-        let mut ctx = RequestContext::new(
-            principal.clone(),
-            &access.action,
-            &access.resource,
-            &access.resource_account,
-        );
-        ctx.fill_standard_keys(&env);
-        let refs: Vec<&Policy> = snap.identity.iter().collect();
-        Ok(kura_iam::evaluate(
-            &ctx,
-            &refs,
-            resource.as_ref().and_then(|r| r.policy.as_ref()),
-        ))
+        self.decider(&principal.account, &principal.arn, source_ip)
+            .await?
+            .evaluate(access)
+            .await
     }
 
     /// Authorize a data-plane request (already authenticated by its registry
@@ -330,22 +308,22 @@ impl Ecr {
         account: &str,
         req: &mut axum::extract::Request,
     ) -> EcrResult<Result<(), Denial>> {
-        let caller_account = claims.principal_arn.split(':').nth(4).unwrap_or_default().to_string();
-        let principal = self.principal_from_arn(&caller_account, &claims.principal_arn).await?;
-        let source_ip = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
         let Some((action, repo)) = data_action(req.method(), req.uri().path()) else {
             // `/v2/` and paths the registry will refuse itself.
             return Ok(Ok(()));
         };
+        let caller_account = claims.principal_arn.split(':').nth(4).unwrap_or_default();
+        let source_ip = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0.ip());
+        let decider = self.decider(caller_account, &claims.principal_arn, source_ip).await?;
         let region = &self.config.region;
         let access = match &repo {
             Some(name) => Access::repository(action, region, account, name),
             None => Access::registry(action, region, account),
         };
-        if let Err(d) = self.check(&principal, &access, source_ip).await? {
+        if let Err(d) = decider.check(&access).await? {
             return Ok(Err(d));
         }
         // A mount also reads the source repository.
@@ -358,7 +336,7 @@ impl Ecr {
             let allowed = match from {
                 Some(from) => {
                     let src = Access::repository("ecr:GetDownloadUrlForLayer", region, account, &from);
-                    self.check(&principal, &src, source_ip).await?.is_ok()
+                    decider.check(&src).await?.is_ok()
                 }
                 None => true,
             };
@@ -379,22 +357,85 @@ impl Ecr {
         access: &Access,
         source_ip: Option<IpAddr>,
     ) -> EcrResult<Result<(), Denial>> {
-        let eval = self.evaluate(principal, access, source_ip).await?;
-        if eval.is_allowed() {
-            Ok(Ok(()))
-        } else {
-            tracing::info!(principal = %principal.arn, action = %access.action, resource = %access.resource, reason = %eval.reason, "access denied");
-            Ok(Err(Denial::new(principal, access, &eval)))
-        }
+        self.decider(&principal.account, &principal.arn, source_ip)
+            .await?
+            .check(access)
+            .await
     }
 
     /// Authorize an API caller: `AccessDeniedException` (403) when the policies do not allow the request.
     pub async fn authorize(&self, caller: &Caller, access: &Access, source_ip: Option<IpAddr>) -> EcrResult<()> {
-        let principal = self.principal_of(caller).await?;
-        match self.check(&principal, access, source_ip).await? {
+        let decider = self.decider(&caller.account, &caller.principal_arn, source_ip).await?;
+        match decider.check(access).await? {
             Ok(()) => Ok(()),
             Err(d) => Err(EcrError::new("AccessDeniedException", d.message).with_status(http::StatusCode::FORBIDDEN)),
         }
+    }
+}
+
+/// One principal's decisions at one access-control generation (see
+/// [`Ecr::decider`]).
+pub struct Decider<'a> {
+    ecr: &'a Ecr,
+    gen: i64,
+    snap: Arc<PrincipalSnapshot>,
+    source_ip: Option<IpAddr>,
+}
+
+impl Decider<'_> {
+    /// The principal, with its unique id and tags.
+    pub fn principal(&self) -> &Principal {
+        &self.snap.principal
+    }
+
+    /// The principal's identity-based policies.
+    pub fn identity_policies(&self) -> &[Policy] {
+        &self.snap.identity
+    }
+
+    /// Evaluate one access.
+    pub async fn evaluate(&self, access: &Access) -> EcrResult<Evaluation> {
+        let (ecr, gen, snap) = (self.ecr, self.gen, &self.snap);
+        let resource = match &access.policy_arn {
+            Some(arn) => Some(ecr.resource_snapshot(gen, arn).await?),
+            None => None,
+        };
+        // Tags are read only when some policy can ask about them.
+        let wants_tags = snap.wants_tags || resource.as_ref().is_some_and(|r| r.wants_tags);
+        let mut env = RequestEnv {
+            current_time: Some(kura_store::now_millis() / 1000),
+            source_ip: self.source_ip,
+            secure_transport: Some(false),
+            request_tags: access.request_tags.clone(),
+            ..Default::default()
+        };
+        if let (Some(arn), true) = (&access.tags_arn, wants_tags) {
+            env.resource_tags = (*ecr.tags_snapshot(gen, arn).await?).clone();
+        }
+        let mut ctx = RequestContext::new(
+            snap.principal.clone(),
+            &access.action,
+            &access.resource,
+            &access.resource_account,
+        );
+        ctx.fill_standard_keys(&env);
+        let refs: Vec<&Policy> = snap.identity.iter().collect();
+        Ok(kura_iam::evaluate(
+            &ctx,
+            &refs,
+            resource.as_ref().and_then(|r| r.policy.as_ref()),
+        ))
+    }
+
+    /// Decide one access: `Ok` if allowed, else `Err` with the denial.
+    pub async fn check(&self, access: &Access) -> EcrResult<Result<(), Denial>> {
+        let eval = self.evaluate(access).await?;
+        if eval.is_allowed() {
+            return Ok(Ok(()));
+        }
+        let p = self.principal();
+        tracing::info!(principal = %p.arn, action = %access.action, resource = %access.resource, reason = %eval.reason, "access denied");
+        Ok(Err(Denial::new(p, access, &eval)))
     }
 }
 

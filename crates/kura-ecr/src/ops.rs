@@ -10,6 +10,7 @@ use kura_store::meta::{DeleteManifest, ImageRow, RepoRow, RepoSettings, TagStatu
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
+use crate::authz::Access;
 use crate::error::{EcrError, EcrResult};
 use crate::templates::{repository_arn, settings_from, tags_from};
 use crate::Ecr;
@@ -354,12 +355,13 @@ impl Ecr {
         let mut rows = self.meta.repo_list_rows(&account, after.as_deref(), limit + 1).await?;
         let next = page(&mut rows, limit, |x| &x.name);
         // Listing shows the repositories the caller may describe.
+        let decider = self
+            .decider(&ctx.caller.account, &ctx.caller.principal_arn, ctx.source_ip)
+            .await?;
         let mut visible = Vec::with_capacity(rows.len());
         for r in rows {
-            if self
-                .allowed_on_repo(ctx, "ecr:DescribeRepositories", &account, &r.name)
-                .await?
-            {
+            let access = Access::repository("ecr:DescribeRepositories", &self.config.region, &account, &r.name);
+            if decider.check(&access).await?.is_ok() {
                 visible.push(r);
             }
         }

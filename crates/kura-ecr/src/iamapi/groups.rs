@@ -2,9 +2,10 @@
 
 use kura_store::iam::{kind, rel, IamEntity};
 
-use super::users::{all_entities, no_such_user, user_for, user_xml};
+use super::no_such;
+use super::users::{all_entities, user_xml};
 use super::{check_name, check_path, err, iso, unique_id, Ctx, Input, Out, Xml};
-use crate::error::{EcrError, EcrResult};
+use crate::error::EcrResult;
 
 /// The most groups one user may be in.
 const GROUPS_PER_USER: usize = 10;
@@ -20,21 +21,6 @@ pub(super) async fn dispatch(ctx: &Ctx<'_>, action: &str, input: &Input) -> Opti
         "ListGroupsForUser" => groups_for_user(ctx, input).await,
         _ => return None,
     })
-}
-
-fn no_such_group(name: &str) -> EcrError {
-    err::no_such_entity(format!("The group with name {name} cannot be found."))
-}
-
-/// Authorize `action` on a group, then require it to exist.
-async fn group_for(ctx: &Ctx<'_>, action: &str, name: &str) -> EcrResult<IamEntity> {
-    check_name("groupName", name, 128)?;
-    let e = ctx.ecr.iam.iam_entity_get(&ctx.account, kind::GROUP, name).await?;
-    let arn = e
-        .as_ref()
-        .map_or_else(|| ctx.arn("group", "/", name), |e| e.arn.clone());
-    ctx.allow(action, &arn).await?;
-    e.ok_or_else(|| no_such_group(name))
 }
 
 fn group_xml(e: &IamEntity) -> String {
@@ -87,7 +73,7 @@ async fn members(ctx: &Ctx<'_>, group: &str) -> EcrResult<Vec<IamEntity>> {
 async fn get_group(ctx: &Ctx<'_>, input: &Input) -> Out {
     let name = input.req("GroupName")?;
     let paging = input.paging()?;
-    let g = group_for(ctx, "iam:GetGroup", name).await?;
+    let g = ctx.entity("iam:GetGroup", kind::GROUP, name, None).await?;
     let users = members(ctx, &g.name).await?;
     let (page, next) = paging.page(users, |e| e.name.to_lowercase());
     Ok(Some(
@@ -119,7 +105,7 @@ async fn list_groups(ctx: &Ctx<'_>, input: &Input) -> Out {
 
 async fn delete_group(ctx: &Ctx<'_>, input: &Input) -> Out {
     let name = input.req("GroupName")?;
-    let g = group_for(ctx, "iam:DeleteGroup", name).await?;
+    let g = ctx.entity("iam:DeleteGroup", kind::GROUP, name, None).await?;
     let iam = &ctx.ecr.iam;
     if !iam.iam_links_to(&ctx.account, rel::MEMBER, &g.name).await?.is_empty() {
         return Err(err::delete_conflict(
@@ -145,7 +131,7 @@ async fn delete_group(ctx: &Ctx<'_>, input: &Input) -> Out {
         ));
     }
     if !iam.iam_entity_delete(&ctx.account, kind::GROUP, &g.name).await? {
-        return Err(no_such_group(name));
+        return Err(no_such(kind::GROUP, name));
     }
     Ok(None)
 }
@@ -153,13 +139,13 @@ async fn delete_group(ctx: &Ctx<'_>, input: &Input) -> Out {
 async fn add_user(ctx: &Ctx<'_>, input: &Input) -> Out {
     let group = input.req("GroupName")?;
     let user = input.req("UserName")?;
-    let g = group_for(ctx, "iam:AddUserToGroup", group).await?;
+    let g = ctx.entity("iam:AddUserToGroup", kind::GROUP, group, None).await?;
     let u = ctx
         .ecr
         .iam
         .iam_entity_get(&ctx.account, kind::USER, user)
         .await?
-        .ok_or_else(|| no_such_user(user))?;
+        .ok_or_else(|| no_such(kind::USER, user))?;
     let current = ctx
         .ecr
         .iam
@@ -183,13 +169,13 @@ async fn add_user(ctx: &Ctx<'_>, input: &Input) -> Out {
 async fn remove_user(ctx: &Ctx<'_>, input: &Input) -> Out {
     let group = input.req("GroupName")?;
     let user = input.req("UserName")?;
-    let g = group_for(ctx, "iam:RemoveUserFromGroup", group).await?;
+    let g = ctx.entity("iam:RemoveUserFromGroup", kind::GROUP, group, None).await?;
     let u = ctx
         .ecr
         .iam
         .iam_entity_get(&ctx.account, kind::USER, user)
         .await?
-        .ok_or_else(|| no_such_user(user))?;
+        .ok_or_else(|| no_such(kind::USER, user))?;
     if !ctx
         .ecr
         .iam
@@ -206,7 +192,7 @@ async fn remove_user(ctx: &Ctx<'_>, input: &Input) -> Out {
 async fn groups_for_user(ctx: &Ctx<'_>, input: &Input) -> Out {
     let user = input.req("UserName")?;
     let paging = input.paging()?;
-    let u = user_for(ctx, "iam:ListGroupsForUser", user).await?;
+    let u = ctx.entity("iam:ListGroupsForUser", kind::USER, user, None).await?;
     let mut groups = Vec::new();
     for g in ctx
         .ecr

@@ -31,6 +31,7 @@ use std::fmt::Write as _;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use kura_store::iam::{kind, IamEntity};
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -188,6 +189,44 @@ impl Ctx<'_> {
     fn arn(&self, kind: &str, path: &str, name: &str) -> String {
         format!("arn:aws:iam::{}:{kind}{path}{name}", self.account)
     }
+
+    /// A user, group or role of the caller's account (its name checked
+    /// first), and the ARN to authorize against: its own, or the path-less
+    /// ARN it would have.
+    pub(super) async fn find(&self, k: &str, name: &str) -> EcrResult<(Option<IamEntity>, String)> {
+        let (field, max) = match k {
+            kind::USER => ("userName", 128),
+            kind::GROUP => ("groupName", 128),
+            _ => ("roleName", 64),
+        };
+        check_name(field, name, max)?;
+        let e = self.ecr.iam.iam_entity_get(&self.account, k, name).await?;
+        let arn = e.as_ref().map_or_else(|| self.arn(k, "/", name), |e| e.arn.clone());
+        Ok((e, arn))
+    }
+
+    /// Authorize `action` on a user, group or role (with the tags the request
+    /// sets, if any), then require it to exist (`NoSuchEntity`).
+    pub(super) async fn entity(
+        &self,
+        action: &str,
+        k: &str,
+        name: &str,
+        tags: Option<&[(String, String)]>,
+    ) -> EcrResult<IamEntity> {
+        let (e, arn) = self.find(k, name).await?;
+        let mut access = Access::resource(action, &arn, &self.account);
+        if let Some(t) = tags {
+            access = access.with_request_tags(t);
+        }
+        self.allow_access(access).await?;
+        e.ok_or_else(|| no_such(k, name))
+    }
+}
+
+/// `NoSuchEntity` for a user, group or role.
+pub(super) fn no_such(k: &str, name: &str) -> EcrError {
+    err::no_such_entity(format!("The {k} with name {name} cannot be found."))
 }
 
 /// The Query protocol's error codes, as [`EcrError`]s.

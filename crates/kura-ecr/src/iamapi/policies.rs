@@ -36,8 +36,6 @@ struct Holder {
     field: &'static str,
     /// The most non-whitespace characters of all its inline policies.
     inline_max: usize,
-    /// The longest name.
-    name_max: usize,
 }
 
 const USER: Holder = Holder {
@@ -45,21 +43,18 @@ const USER: Holder = Holder {
     noun: "User",
     field: "UserName",
     inline_max: IAM_INLINE_USER_POLICY_MAX_CHARS,
-    name_max: 128,
 };
 const GROUP: Holder = Holder {
     kind: kind::GROUP,
     noun: "Group",
     field: "GroupName",
     inline_max: IAM_INLINE_GROUP_POLICY_MAX_CHARS,
-    name_max: 128,
 };
 const ROLE: Holder = Holder {
     kind: kind::ROLE,
     noun: "Role",
     field: "RoleName",
     inline_max: IAM_INLINE_ROLE_POLICY_MAX_CHARS,
-    name_max: 64,
 };
 
 pub(super) async fn dispatch(ctx: &Ctx<'_>, action: &str, input: &Input) -> Option<Out> {
@@ -99,14 +94,9 @@ pub(super) async fn dispatch(ctx: &Ctx<'_>, action: &str, input: &Input) -> Opti
     })
 }
 
-/// Authorize `iam:<verb><Noun><suffix>` on a holder, then require it to exist.
+/// Authorize `action` on the holder the input names, then require it to exist.
 async fn holder_for(ctx: &Ctx<'_>, h: &Holder, action: &str, input: &Input) -> EcrResult<IamEntity> {
-    let name = input.req(h.field)?;
-    check_name(&super::lower_first(h.field), name, h.name_max)?;
-    let e = ctx.ecr.iam.iam_entity_get(&ctx.account, h.kind, name).await?;
-    let arn = e.as_ref().map_or_else(|| ctx.arn(h.kind, "/", name), |e| e.arn.clone());
-    ctx.allow(action, &arn).await?;
-    e.ok_or_else(|| err::no_such_entity(format!("The {} with name {name} cannot be found.", h.kind)))
+    ctx.entity(action, h.kind, input.req(h.field)?, None).await
 }
 
 fn non_whitespace_len(s: &str) -> usize {

@@ -6,10 +6,10 @@ use serde_json::{json, Value};
 
 use super::users::{all_entities, list_entity_tags, tag_entity, untag_entity};
 use super::{
-    body_of, check_name, check_path, err, iso, tags_of, tags_xml, unique_id, url_encode, Ctx, Input, Out, Xml,
+    body_of, check_name, check_path, err, iso, no_such, tags_of, tags_xml, unique_id, url_encode, Ctx, Input, Out, Xml,
 };
 use crate::authz::Access;
-use crate::error::{EcrError, EcrResult};
+use crate::error::EcrResult;
 
 /// A role's session limit when none is set.
 pub(super) const DEFAULT_MAX_SESSION: i64 = 3600;
@@ -31,10 +31,6 @@ pub(super) async fn dispatch(ctx: &Ctx<'_>, action: &str, input: &Input) -> Opti
         "ListRoleTags" => list_entity_tags(ctx, input, kind::ROLE).await,
         _ => return None,
     })
-}
-
-pub(super) fn no_such_role(name: &str) -> EcrError {
-    err::no_such_entity(format!("The role with name {name} cannot be found."))
 }
 
 /// Validate a trust policy: a resource-based policy (a `Principal` in every
@@ -74,15 +70,6 @@ fn check_description(d: &str) -> EcrResult<()> {
         ));
     }
     Ok(())
-}
-
-/// Authorize `action` on a role, then require it to exist.
-async fn role_for(ctx: &Ctx<'_>, action: &str, name: &str) -> EcrResult<IamEntity> {
-    check_name("roleName", name, 64)?;
-    let e = ctx.ecr.iam.iam_entity_get(&ctx.account, kind::ROLE, name).await?;
-    let arn = e.as_ref().map_or_else(|| ctx.arn("role", "/", name), |e| e.arn.clone());
-    ctx.allow(action, &arn).await?;
-    e.ok_or_else(|| no_such_role(name))
 }
 
 fn role_xml(e: &IamEntity, with_tags: bool) -> String {
@@ -149,7 +136,7 @@ async fn create_role(ctx: &Ctx<'_>, input: &Input) -> Out {
 
 async fn get_role(ctx: &Ctx<'_>, input: &Input) -> Out {
     let name = input.req("RoleName")?;
-    let e = role_for(ctx, "iam:GetRole", name).await?;
+    let e = ctx.entity("iam:GetRole", kind::ROLE, name, None).await?;
     Ok(Some(Xml::new().wrap("Role", &role_xml(&e, true)).done()))
 }
 
@@ -173,7 +160,7 @@ async fn list_roles(ctx: &Ctx<'_>, input: &Input) -> Out {
 
 async fn delete_role(ctx: &Ctx<'_>, input: &Input) -> Out {
     let name = input.req("RoleName")?;
-    let e = role_for(ctx, "iam:DeleteRole", name).await?;
+    let e = ctx.entity("iam:DeleteRole", kind::ROLE, name, None).await?;
     let iam = &ctx.ecr.iam;
     if !iam.iam_inline_list(&ctx.account, kind::ROLE, &e.name).await?.is_empty() {
         return Err(err::delete_conflict(
@@ -190,7 +177,7 @@ async fn delete_role(ctx: &Ctx<'_>, input: &Input) -> Out {
         ));
     }
     if !iam.iam_entity_delete(&ctx.account, kind::ROLE, &e.name).await? {
-        return Err(no_such_role(name));
+        return Err(no_such(kind::ROLE, name));
     }
     Ok(None)
 }
@@ -205,13 +192,13 @@ async fn update_role(ctx: &Ctx<'_>, input: &Input) -> Out {
     if let Some(d) = &description {
         check_description(d)?;
     }
-    let e = role_for(ctx, "iam:UpdateRole", name).await?;
+    let e = ctx.entity("iam:UpdateRole", kind::ROLE, name, None).await?;
     ctx.ecr
         .iam_update_body(
             &ctx.account,
             kind::ROLE,
             &e.name,
-            || no_such_role(name),
+            || no_such(kind::ROLE, name),
             |b| {
                 if let Some(m) = max {
                     b.insert("MaxSessionDuration".into(), json!(m));
@@ -229,14 +216,14 @@ async fn update_role(ctx: &Ctx<'_>, input: &Input) -> Out {
 async fn update_trust(ctx: &Ctx<'_>, input: &Input) -> Out {
     let name = input.req("RoleName")?;
     let doc = input.req("PolicyDocument")?.to_string();
-    let e = role_for(ctx, "iam:UpdateAssumeRolePolicy", name).await?;
+    let e = ctx.entity("iam:UpdateAssumeRolePolicy", kind::ROLE, name, None).await?;
     parse_trust(&doc)?;
     ctx.ecr
         .iam_update_body(
             &ctx.account,
             kind::ROLE,
             &e.name,
-            || no_such_role(name),
+            || no_such(kind::ROLE, name),
             |b| {
                 b.insert("AssumeRolePolicyDocument".into(), json!(doc));
                 Ok(())

@@ -128,7 +128,11 @@ async fn assume_role(ctx: &Ctx<'_>, input: &Input) -> Out {
         }
     }
     let (role_account, role_name) = parse_role_arn(role_arn)?;
-    let principal = ctx.ecr.principal_of(&ctx.caller).await?;
+    let decider = ctx
+        .ecr
+        .decider(&ctx.caller.account, &ctx.caller.principal_arn, ctx.source_ip)
+        .await?;
+    let principal = decider.principal();
     let role = ctx
         .ecr
         .iam
@@ -148,7 +152,7 @@ async fn assume_role(ctx: &Ctx<'_>, input: &Input) -> Out {
             return Err(denied(&principal.arn, role_arn));
         }
     };
-    let identity = ctx.ecr.identity_policies(&principal).await?;
+    let identity = decider.identity_policies();
     let mut rctx = RequestContext::new(principal.clone(), "sts:AssumeRole", role_arn, &role_account);
     rctx.fill_standard_keys(&RequestEnv {
         current_time: Some(kura_store::now_millis() / 1000),

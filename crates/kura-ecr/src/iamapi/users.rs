@@ -4,7 +4,7 @@ use kura_store::control::AccessKeyRow;
 use kura_store::iam::{kind, rel, IamEntity};
 use serde_json::{json, Value};
 
-use super::{body_of, check_name, check_path, err, iso, tags_of, tags_xml, unique_id, Ctx, Input, Out, Xml};
+use super::{body_of, check_name, check_path, err, iso, no_such, tags_of, tags_xml, unique_id, Ctx, Input, Out, Xml};
 use crate::auth::{generate_key_pair, seal_secret};
 use crate::authz::Access;
 use crate::error::{EcrError, EcrResult};
@@ -27,27 +27,6 @@ pub(super) async fn dispatch(ctx: &Ctx<'_>, action: &str, input: &Input) -> Opti
         "DeleteAccessKey" => delete_access_key(ctx, input).await,
         _ => return None,
     })
-}
-
-/// `NoSuchEntity` for a user.
-pub(super) fn no_such_user(name: &str) -> EcrError {
-    err::no_such_entity(format!("The user with name {name} cannot be found."))
-}
-
-/// A user of the caller's account, and the ARN to authorize against (its
-/// own, or the path-less ARN it would have).
-pub(super) async fn find_user(ctx: &Ctx<'_>, name: &str) -> EcrResult<(Option<IamEntity>, String)> {
-    check_name("userName", name, 128)?;
-    let e = ctx.ecr.iam.iam_entity_get(&ctx.account, kind::USER, name).await?;
-    let arn = e.as_ref().map_or_else(|| ctx.arn("user", "/", name), |e| e.arn.clone());
-    Ok((e, arn))
-}
-
-/// Authorize `action` on a user, then require it to exist.
-pub(super) async fn user_for(ctx: &Ctx<'_>, action: &str, name: &str) -> EcrResult<IamEntity> {
-    let (e, arn) = find_user(ctx, name).await?;
-    ctx.allow(action, &arn).await?;
-    e.ok_or_else(|| no_such_user(name))
 }
 
 /// Every entity of a kind in the account, by name.
@@ -141,7 +120,7 @@ async fn get_user(ctx: &Ctx<'_>, input: &Input) -> Out {
         }
         None => caller_user_name(ctx).ok_or_else(non_user)?,
     };
-    let e = user_for(ctx, "iam:GetUser", &name).await?;
+    let e = ctx.entity("iam:GetUser", kind::USER, &name, None).await?;
     Ok(Some(Xml::new().wrap("User", &user_xml(&e, true)).done()))
 }
 
@@ -165,7 +144,7 @@ async fn list_users(ctx: &Ctx<'_>, input: &Input) -> Out {
 
 async fn delete_user(ctx: &Ctx<'_>, input: &Input) -> Out {
     let name = input.req("UserName")?;
-    let e = user_for(ctx, "iam:DeleteUser", name).await?;
+    let e = ctx.entity("iam:DeleteUser", kind::USER, name, None).await?;
     let iam = &ctx.ecr.iam;
     if !iam.access_keys_of(&e.arn).await?.is_empty() {
         return Err(err::delete_conflict(
@@ -196,7 +175,7 @@ async fn delete_user(ctx: &Ctx<'_>, input: &Input) -> Out {
         ));
     }
     if !iam.iam_entity_delete(&ctx.account, kind::USER, &e.name).await? {
-        return Err(no_such_user(name));
+        return Err(no_such(kind::USER, name));
     }
     Ok(None)
 }
@@ -237,9 +216,9 @@ pub(super) async fn tag_entity(ctx: &Ctx<'_>, input: &Input, k: &'static str) ->
     if tags.is_empty() {
         return Err(err::validation("At least one tag is required"));
     }
-    let e = entity_for(ctx, &format!("iam:Tag{noun}"), k, name, Some(&tags)).await?;
+    let e = ctx.entity(&format!("iam:Tag{noun}"), k, name, Some(&tags)).await?;
     ctx.ecr
-        .iam_update_body(&ctx.account, k, &e.name, || missing(k, name), |b| add_tags(b, &tags))
+        .iam_update_body(&ctx.account, k, &e.name, || no_such(k, name), |b| add_tags(b, &tags))
         .await?;
     Ok(None)
 }
@@ -253,13 +232,13 @@ pub(super) async fn untag_entity(ctx: &Ctx<'_>, input: &Input, k: &'static str) 
     };
     let name = input.req(field)?;
     let keys = input.list("TagKeys");
-    let e = entity_for(ctx, &format!("iam:Untag{noun}"), k, name, None).await?;
+    let e = ctx.entity(&format!("iam:Untag{noun}"), k, name, None).await?;
     ctx.ecr
         .iam_update_body(
             &ctx.account,
             k,
             &e.name,
-            || missing(k, name),
+            || no_such(k, name),
             |b| {
                 remove_tags(b, &keys);
                 Ok(())
@@ -278,7 +257,7 @@ pub(super) async fn list_entity_tags(ctx: &Ctx<'_>, input: &Input, k: &'static s
     };
     let name = input.req(field)?;
     let paging = input.paging()?;
-    let e = entity_for(ctx, &format!("iam:List{noun}Tags"), k, name, None).await?;
+    let e = ctx.entity(&format!("iam:List{noun}Tags"), k, name, None).await?;
     let tags: Vec<(String, String)> = tags_of(&body_of(&e.body)).into_iter().collect();
     let (page, next) = paging.page(tags, |(k, _)| k.clone());
     Ok(Some(
@@ -293,36 +272,12 @@ pub(super) async fn list_entity_tags(ctx: &Ctx<'_>, input: &Input, k: &'static s
     ))
 }
 
-fn missing(k: &str, name: &str) -> EcrError {
-    err::no_such_entity(format!("The {k} with name {name} cannot be found."))
-}
-
-/// Authorize `action` on a user or role (with the tags the request sets),
-/// then require it to exist.
-async fn entity_for(
-    ctx: &Ctx<'_>,
-    action: &str,
-    k: &str,
-    name: &str,
-    tags: Option<&[(String, String)]>,
-) -> EcrResult<IamEntity> {
-    check_name(if k == kind::USER { "userName" } else { "roleName" }, name, 128)?;
-    let e = ctx.ecr.iam.iam_entity_get(&ctx.account, k, name).await?;
-    let arn = e.as_ref().map_or_else(|| ctx.arn(k, "/", name), |e| e.arn.clone());
-    let mut access = Access::resource(action, &arn, &ctx.account);
-    if let Some(t) = tags {
-        access = access.with_request_tags(t);
-    }
-    ctx.allow_access(access).await?;
-    e.ok_or_else(|| missing(k, name))
-}
-
 /// Whose keys a key operation manages: the named user, or the caller (a
 /// user or the root). `(principal ARN, user name if a user)`.
 async fn key_owner(ctx: &Ctx<'_>, input: &Input, action: &str) -> EcrResult<(String, Option<String>)> {
     match input.opt("UserName") {
         Some(name) => {
-            let e = user_for(ctx, action, name).await?;
+            let e = ctx.entity(action, kind::USER, name, None).await?;
             Ok((e.arn, Some(e.name)))
         }
         None if is_root(ctx) => {
@@ -331,7 +286,7 @@ async fn key_owner(ctx: &Ctx<'_>, input: &Input, action: &str) -> EcrResult<(Str
         }
         None => {
             let name = caller_user_name(ctx).ok_or_else(non_user)?;
-            let e = user_for(ctx, action, &name).await?;
+            let e = ctx.entity(action, kind::USER, &name, None).await?;
             Ok((e.arn, Some(e.name)))
         }
     }

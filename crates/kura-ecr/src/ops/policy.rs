@@ -113,13 +113,6 @@ impl Ecr {
         self.authorize(&ctx.caller, &access, ctx.source_ip).await
     }
 
-    /// Whether the caller may perform `action` on a repository (for listing).
-    pub(crate) async fn allowed_on_repo(&self, ctx: &Ctx, action: &str, account: &str, name: &str) -> EcrResult<bool> {
-        let principal = self.principal_of(&ctx.caller).await?;
-        let access = Access::repository(action, &self.config.region, account, name);
-        Ok(self.check(&principal, &access, ctx.source_ip).await?.is_ok())
-    }
-
     /// `SetRepositoryPolicy`.
     pub(crate) async fn set_repository_policy(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
         let account = registry_id(ctx, v)?;
