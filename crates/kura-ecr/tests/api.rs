@@ -12,11 +12,9 @@ use axum::http::{HeaderMap, HeaderName, Method, Request, StatusCode};
 use axum::Router;
 use base64::Engine;
 use http_body_util::BodyExt;
-use kura_auth::sigv4::{self, RequestParts};
 use kura_auth::token::{self, TokenClaims};
 use kura_oci::Digest;
 use serde_json::{json, Value};
-use sha2::Digest as _;
 use tower::ServiceExt;
 
 mod common;
@@ -90,28 +88,6 @@ const ROOT: Sig<'static> = Sig {
     skew: 0,
 };
 
-/// `YYYYMMDD'T'HHMMSS'Z'` for a time (UTC), without a date crate.
-fn amz_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 fn now_secs() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
@@ -144,23 +120,7 @@ fn api_request(target: Option<&str>, body: &[u8], sig: Option<&Sig>, extra: &[(&
         } else {
             now - Duration::from_secs(sig.skew.unsigned_abs())
         };
-        headers.insert("x-amz-date", amz_date(t).parse().unwrap());
-        let payload = hex::encode(sha2::Sha256::digest(body));
-        let auth = sigv4::sign(
-            &RequestParts {
-                method: "POST",
-                path: "/",
-                query: None,
-                headers: &headers,
-                payload_sha256: &payload,
-            },
-            sig.key_id,
-            sig.secret,
-            sig.region,
-            sig.service,
-        )
-        .unwrap();
-        headers.insert("authorization", auth.parse().unwrap());
+        common::sign_post(&mut headers, body, (sig.key_id, sig.secret), sig.region, sig.service, t);
     }
     let mut b = Request::builder().method(Method::POST).uri("/");
     *b.headers_mut().unwrap() = headers;

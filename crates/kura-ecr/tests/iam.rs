@@ -4,7 +4,6 @@
 //! an identity policy too), through `kura_ecr::app` and `oneshot` over real
 //! SQLite and filesystem stores in a temp dir.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Body;
@@ -12,22 +11,18 @@ use axum::http::{HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use kura_auth::seal::MasterKey;
-use kura_auth::sigv4::{self, RequestParts};
-use kura_ecr::auth::{bootstrap, seal_secret, BootstrapEnv};
-use kura_ecr::{Ecr, EcrConfig};
-use kura_registry::{Registry, RegistryConfig};
+use kura_ecr::auth::seal_secret;
 use kura_store::control::AccessKeyRow;
-use kura_store::{ControlStore, FsBlobStore, SqliteMetaStore};
-use sha2::Digest as _;
+use kura_store::ControlStore;
 use tower::ServiceExt;
 
-const ACCOUNT: &str = "123456789012";
+mod common;
+
+use common::{ACCOUNT, KEY_ID, REGION, SECRET};
+
 const OTHER: &str = "210987654321";
-const KEY_ID: &str = "AKIAKURATESTROOTKEY1";
-const SECRET: &str = "kuraTestSecretKey/0123456789abcdefghijKLM";
 const OTHER_KEY_ID: &str = "AKIAKURATESTROOTKEY2";
 const OTHER_SECRET: &str = "kuraOtherSecretKey/0123456789abcdefghijK";
-const REGION: &str = "us-east-1";
 const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
@@ -144,12 +139,6 @@ fn form_encode(params: &[(&str, &str)]) -> String {
         .join("&")
 }
 
-fn amz_date() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let t = kura_iam::format_rfc3339(secs); // YYYY-MM-DDTHH:MM:SSZ
-    t.replace(['-', ':'], "")
-}
-
 const ALLOW_ALL_IAM: &str =
     r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*","Resource":"*"}]}"#;
 
@@ -160,52 +149,30 @@ fn trust_for(principal: &str) -> String {
 }
 
 async fn setup_with(max_session_secs: Option<u64>) -> T {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = Arc::new(SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap());
-    let blobs = FsBlobStore::open(dir.path().join("blobs")).await.unwrap();
-    let master = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
-    let env = BootstrapEnv {
-        account_id: Some(ACCOUNT.into()),
-        root_access_key_id: Some(KEY_ID.into()),
-        root_secret_access_key: Some(SECRET.into()),
-    };
-    let boot = bootstrap(meta.as_ref(), &master, &env).await.unwrap();
-    // A second account with its own root key, for cross-account calls.
-    meta.account_ensure(OTHER).await.unwrap();
-    meta.access_key_put(&AccessKeyRow {
-        access_key_id: OTHER_KEY_ID.into(),
-        account: OTHER.into(),
-        principal_arn: format!("arn:aws:iam::{OTHER}:root"),
-        secret_sealed: seal_secret(&master, OTHER_KEY_ID, OTHER_SECRET),
-        status: "Active".into(),
-        session_token_hash: None,
-        expires_at: None,
+    let s = common::server_with(|c| {
+        if let Some(m) = max_session_secs {
+            c.max_session_secs = m;
+        }
     })
-    .await
-    .unwrap();
-    let registry = Arc::new(Registry::new(
-        meta.clone(),
-        Arc::new(blobs),
-        RegistryConfig {
-            default_account: ACCOUNT.into(),
-            create_on_push: false,
-        },
-    ));
-    let mut config = EcrConfig::new(REGION, ACCOUNT);
-    if let Some(m) = max_session_secs {
-        config.max_session_secs = m;
-    }
-    let ecr = Arc::new(Ecr::new(
-        kura_ecr::Stores::all(meta.clone()),
-        registry.clone(),
-        master,
-        boot.token_key,
-        config,
-        kura_ecr::scanning::ScanSettings::default(),
-    ));
+    .await;
+    // A second account with its own root key, for cross-account calls.
+    let master = MasterKey::load_or_create(&s.dir.path().join("master.key")).unwrap();
+    s.store.account_ensure(OTHER).await.unwrap();
+    s.store
+        .access_key_put(&AccessKeyRow {
+            access_key_id: OTHER_KEY_ID.into(),
+            account: OTHER.into(),
+            principal_arn: format!("arn:aws:iam::{OTHER}:root"),
+            secret_sealed: seal_secret(&master, OTHER_KEY_ID, OTHER_SECRET),
+            status: "Active".into(),
+            session_token_hash: None,
+            expires_at: None,
+        })
+        .await
+        .unwrap();
     T {
-        app: kura_ecr::app(ecr, registry),
-        _dir: dir,
+        app: s.app,
+        _dir: s.dir,
     }
 }
 
@@ -231,26 +198,17 @@ impl T {
             "application/x-www-form-urlencoded; charset=utf-8".parse().unwrap(),
         );
         if let Some(c) = creds {
-            headers.insert("x-amz-date", amz_date().parse().unwrap());
             if let Some(t) = &c.token {
                 headers.insert("x-amz-security-token", t.parse().unwrap());
             }
-            let payload = hex::encode(sha2::Sha256::digest(body.as_bytes()));
-            let auth = sigv4::sign(
-                &RequestParts {
-                    method: "POST",
-                    path: "/",
-                    query: None,
-                    headers: &headers,
-                    payload_sha256: &payload,
-                },
-                &c.id,
-                &c.secret,
+            common::sign_post(
+                &mut headers,
+                body.as_bytes(),
+                (&c.id, &c.secret),
                 REGION,
                 service,
-            )
-            .unwrap();
-            headers.insert("authorization", auth.parse().unwrap());
+                SystemTime::now(),
+            );
         }
         let mut b = Request::builder().method(Method::POST).uri("/");
         *b.headers_mut().unwrap() = headers;

@@ -13,12 +13,10 @@ use axum::Router;
 use base64::Engine;
 use http_body_util::BodyExt;
 use kura_auth::seal::MasterKey;
-use kura_auth::sigv4::{self, RequestParts};
 use kura_oci::Digest;
 use kura_store::control::AccessKeyRow;
 use kura_store::{ControlStore, IamStore, SqliteMetaStore};
 use serde_json::{json, Value};
-use sha2::Digest as _;
 use tower::ServiceExt;
 
 mod common;
@@ -63,27 +61,6 @@ impl Resp {
     }
 }
 
-/// `YYYYMMDD'T'HHMMSS'Z'` (UTC) for now.
-fn amz_date() -> String {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 /// A signed `POST /` for `target` with the given key, region and service.
 fn signed(target: &str, input: &Value, key: (&str, &str), region: &str, service: &str) -> Request<Body> {
     let body = serde_json::to_vec(input).unwrap();
@@ -91,23 +68,7 @@ fn signed(target: &str, input: &Value, key: (&str, &str), region: &str, service:
     headers.insert("host", HOST.parse().unwrap());
     headers.insert("content-type", "application/x-amz-json-1.1".parse().unwrap());
     headers.insert("x-amz-target", target.parse().unwrap());
-    headers.insert("x-amz-date", amz_date().parse().unwrap());
-    let payload = hex::encode(sha2::Sha256::digest(&body));
-    let auth = sigv4::sign(
-        &RequestParts {
-            method: "POST",
-            path: "/",
-            query: None,
-            headers: &headers,
-            payload_sha256: &payload,
-        },
-        key.0,
-        key.1,
-        region,
-        service,
-    )
-    .unwrap();
-    headers.insert("authorization", auth.parse().unwrap());
+    common::sign_post(&mut headers, &body, key, region, service, SystemTime::now());
     let mut b = Request::builder().method(Method::POST).uri("/");
     *b.headers_mut().unwrap() = headers;
     b.body(Body::from(body)).unwrap()

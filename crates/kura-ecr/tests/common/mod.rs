@@ -31,7 +31,51 @@ pub struct Server {
     pub store: Arc<SqliteMetaStore>,
 }
 
+/// `X-Amz-Date` (`YYYYMMDD'T'HHMMSS'Z'`, UTC) for a time.
+#[allow(dead_code)]
+pub fn amz_date(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    kura_iam::format_rfc3339(secs).replace(['-', ':'], "")
+}
+
+/// Sign a `POST /` with SigV4 at time `at`: sets `x-amz-date` and
+/// `authorization` in `headers` (which must hold `host`).
+#[allow(dead_code)]
+pub fn sign_post(
+    headers: &mut http::HeaderMap,
+    body: &[u8],
+    (key_id, secret): (&str, &str),
+    region: &str,
+    service: &str,
+    at: std::time::SystemTime,
+) {
+    use sha2::Digest as _;
+    headers.insert("x-amz-date", amz_date(at).parse().unwrap());
+    let payload = hex::encode(sha2::Sha256::digest(body));
+    let auth = kura_auth::sigv4::sign(
+        &kura_auth::sigv4::RequestParts {
+            method: "POST",
+            path: "/",
+            query: None,
+            headers,
+            payload_sha256: &payload,
+        },
+        key_id,
+        secret,
+        region,
+        service,
+    )
+    .unwrap();
+    headers.insert("authorization", auth.parse().unwrap());
+}
+
+#[allow(dead_code)]
 pub async fn server() -> Server {
+    server_with(|_| {}).await
+}
+
+/// The server with its ECR configuration adjusted first.
+pub async fn server_with(configure: impl FnOnce(&mut EcrConfig)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let meta = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
     meta.clear_upload_leases().await.unwrap();
@@ -57,12 +101,14 @@ pub async fn server() -> Server {
     };
     let registry = Arc::new(Registry::new(meta.clone(), Arc::new(blobs), config).with_provisioner(provisioner));
     let token_key = boot.token_key.clone();
+    let mut config = EcrConfig::new(REGION, &boot.default_account);
+    configure(&mut config);
     let ecr = Arc::new(Ecr::new(
         kura_ecr::Stores::all(meta.clone()),
         registry.clone(),
         master,
         boot.token_key,
-        EcrConfig::new(REGION, &boot.default_account),
+        config,
         kura_ecr::scanning::ScanSettings::default(),
     ));
     Server {
