@@ -196,6 +196,9 @@ def test_cross_account_pull_through_a_repository_policy(bare_registry, tmp_path)
               registry=reg)
     created = json.loads(out.stdout)
     assert created["accountId"] == OTHER_ACCOUNT
+    bad = run([reg._cmd()[0], "account", "create", "--data-dir", reg.data_dir, "--id", "12"],
+              registry=reg, check=False)
+    assert bad.returncode != 0 and b"an account id is 12 digits" in bad.stderr, bad.stderr
     root_b = {"key": created["accessKeyId"], "secret": created["secretAccessKey"]}
     assert aws(reg, root_b, "sts", "get-caller-identity")["Account"] == OTHER_ACCOUNT
     bob = new_user(reg, root_b, "bob", inline=policy(

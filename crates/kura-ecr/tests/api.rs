@@ -954,3 +954,109 @@ async fn healthz_needs_no_auth() {
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.text(), "ok");
 }
+
+#[tokio::test]
+async fn repository_and_registry_policies() {
+    let t = setup().await;
+    t.call("CreateRepository", json!({"repositoryName": "pol/app"})).await;
+    let get = json!({"repositoryName": "pol/app"});
+    let msg = t.api("GetRepositoryPolicy", get.clone()).await;
+    msg.assert_ecr_error(StatusCode::BAD_REQUEST, "RepositoryPolicyNotFoundException");
+    assert!(msg.json()["message"].as_str().unwrap().contains("pol/app"));
+    t.api("DeleteRepositoryPolicy", get.clone())
+        .await
+        .assert_ecr_error(StatusCode::BAD_REQUEST, "RepositoryPolicyNotFoundException");
+
+    // Invalid policies are refused with the reason.
+    for (text, reason) in [
+        ("{not json", "Invalid repository policy provided"),
+        (
+            // An identity-style statement: no Principal.
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#,
+            "Principal",
+        ),
+        (
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Maybe","Principal":"*","Action":"ecr:*"}]}"#,
+            "Effect",
+        ),
+    ] {
+        let r = t
+            .api(
+                "SetRepositoryPolicy",
+                json!({"repositoryName": "pol/app", "policyText": text}),
+            )
+            .await;
+        r.assert_ecr_error(StatusCode::BAD_REQUEST, "InvalidParameterException");
+        let m = r.json()["message"].as_str().unwrap().to_string();
+        assert!(
+            m.contains("Invalid repository policy provided") && m.contains(reason),
+            "{m}"
+        );
+    }
+    // Longer than ECR's 10,240-character limit.
+    let long = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Sid":"{}","Effect":"Allow","Principal":"*","Action":"ecr:BatchGetImage"}}]}}"#,
+        "s".repeat(10_300)
+    );
+    t.api(
+        "SetRepositoryPolicy",
+        json!({"repositoryName": "pol/app", "policyText": long}),
+    )
+    .await
+    .assert_ecr_error(StatusCode::BAD_REQUEST, "InvalidParameterException");
+    // A missing repository.
+    let text = r#"{"Version":"2012-10-17","Statement":[{"Sid":"Pull","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::210987654321:root"},"Action":"ecr:BatchGetImage"}]}"#;
+    t.api(
+        "SetRepositoryPolicy",
+        json!({"repositoryName": "pol/none", "policyText": text}),
+    )
+    .await
+    .assert_ecr_error(StatusCode::BAD_REQUEST, "RepositoryNotFoundException");
+
+    // Put, get, delete, gone.
+    let v = t
+        .call(
+            "SetRepositoryPolicy",
+            json!({"repositoryName": "pol/app", "policyText": text}),
+        )
+        .await;
+    assert_eq!(v["policyText"], text);
+    assert_eq!(v["registryId"], ACCOUNT);
+    assert_eq!(t.call("GetRepositoryPolicy", get.clone()).await["policyText"], text);
+    assert_eq!(t.call("DeleteRepositoryPolicy", get.clone()).await["policyText"], text);
+    t.api("GetRepositoryPolicy", get.clone())
+        .await
+        .assert_ecr_error(StatusCode::BAD_REQUEST, "RepositoryPolicyNotFoundException");
+    // Deleting the repository deletes its policy.
+    t.call(
+        "SetRepositoryPolicy",
+        json!({"repositoryName": "pol/app", "policyText": text}),
+    )
+    .await;
+    t.call("DeleteRepository", get.clone()).await;
+    t.call("CreateRepository", get.clone()).await;
+    t.api("GetRepositoryPolicy", get.clone())
+        .await
+        .assert_ecr_error(StatusCode::BAD_REQUEST, "RepositoryPolicyNotFoundException");
+
+    // The registry policy.
+    t.api("GetRegistryPolicy", json!({}))
+        .await
+        .assert_ecr_error(StatusCode::BAD_REQUEST, "RegistryPolicyNotFoundException");
+    let r = t.api("PutRegistryPolicy", json!({"policyText": "[]"})).await;
+    r.assert_ecr_error(StatusCode::BAD_REQUEST, "InvalidParameterException");
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("Invalid registry policy provided"));
+    let reg = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::210987654321:root"},"Action":["ecr:CreateRepository","ecr:ReplicateImage"],"Resource":"*"}]}"#;
+    assert_eq!(
+        t.call("PutRegistryPolicy", json!({"policyText": reg})).await["policyText"],
+        reg
+    );
+    assert_eq!(t.call("GetRegistryPolicy", json!({})).await["policyText"], reg);
+    assert_eq!(t.call("DeleteRegistryPolicy", json!({})).await["policyText"], reg);
+    t.api("DeleteRegistryPolicy", json!({}))
+        .await
+        .assert_ecr_error(StatusCode::BAD_REQUEST, "RegistryPolicyNotFoundException");
+}

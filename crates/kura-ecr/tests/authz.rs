@@ -125,6 +125,18 @@ impl T {
 
     /// A data-plane request with a registry token of `c`.
     async fn dp(&self, c: &Caller, method: Method, host: &str, path: &str) -> (StatusCode, serde_json::Value) {
+        self.dp_body(c, method, host, path, Vec::new()).await
+    }
+
+    /// The same, with a body.
+    async fn dp_body(
+        &self,
+        c: &Caller,
+        method: Method,
+        host: &str,
+        path: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, serde_json::Value) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
         let claims = TokenClaims {
             account: c.account.clone(),
@@ -140,7 +152,7 @@ impl T {
             .uri(path)
             .header("host", host)
             .header("authorization", format!("Basic {auth}"))
-            .body(Body::empty())
+            .body(Body::from(body))
             .unwrap();
         let resp = self.s.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
@@ -409,4 +421,47 @@ async fn expired_temporary_credentials_lose_their_tokens() {
     let (status, body) = t.dp(&dead, Method::GET, "localhost", "/v2/team/app/tags/list").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(body["errors"][0]["message"].as_str().unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn a_mount_from_a_repository_the_caller_cannot_read_is_an_ordinary_upload() {
+    let t = T::new().await;
+    let root = Caller {
+        account: ACCOUNT.into(),
+        principal_arn: format!("arn:aws:iam::{ACCOUNT}:root"),
+        access_key_id: common::KEY_ID.into(),
+    };
+    let data = b"a layer only other/svc has".to_vec();
+    let digest = kura_oci::Digest::sha256(&data).to_string();
+    let (status, body) = t
+        .dp_body(
+            &root,
+            Method::POST,
+            "localhost",
+            &format!("/v2/other/svc/blobs/uploads/?digest={digest}"),
+            data,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // A user who may push to team/* but not read other/svc.
+    let pusher = t.user(ACCOUNT, "pusher").await;
+    t.inline(
+        ACCOUNT,
+        kind::USER,
+        "pusher",
+        policy(serde_json::json!([{
+            "Effect": "Allow", "Action": "ecr:*", "Resource": "arn:aws:ecr:*:*:repository/team/*"
+        }])),
+    )
+    .await;
+    let mount = format!("/v2/team/app/blobs/uploads/?mount={digest}&from=other/svc");
+    let (status, body) = t.dp(&pusher, Method::POST, "localhost", &mount).await;
+    assert_eq!(
+        status,
+        StatusCode::ACCEPTED,
+        "not mounted, an upload starts instead: {body}"
+    );
+    // The root may read other/svc: its mount succeeds.
+    let (status, body) = t.dp(&root, Method::POST, "localhost", &mount).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }
