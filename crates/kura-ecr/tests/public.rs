@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 use kura_auth::seal::MasterKey;
 use kura_oci::Digest;
 use kura_store::control::AccessKeyRow;
-use kura_store::{ControlStore, IamStore, SqliteMetaStore};
+use kura_store::{ControlStore, IamStore, SqlMetaStore};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -31,7 +31,7 @@ const BOB_SECRET: &str = "bobSecretKey/0123456789abcdefghijKLMNOPQ";
 
 struct T {
     app: Router,
-    store: Arc<SqliteMetaStore>,
+    store: Arc<SqlMetaStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -80,9 +80,9 @@ fn basic(user_pass: &str) -> String {
 
 async fn setup() -> T {
     let s = common::server().await;
-    // A second handle on the same database, for what no API offers here
-    // (an IAM user with a key and inline policies).
-    let store = Arc::new(SqliteMetaStore::open(s.dir.path().join("meta.db")).await.unwrap());
+    // The store itself, for what no API offers here (an IAM user with a key
+    // and inline policies).
+    let store = s.store.clone();
     T {
         app: s.app,
         store,

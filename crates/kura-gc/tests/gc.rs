@@ -12,22 +12,24 @@ use kura_gc::{collect, GcOptions};
 use kura_oci::{Digest, ErrorCode, RepoName};
 use kura_registry::service::{Body, StartOutcome};
 use kura_registry::{Registry, RegistryConfig};
-use kura_store::{BlobStore, FsBlobStore, MaintenanceStore, MetaStore, SqliteMetaStore};
+use kura_store::{BlobStore, FsBlobStore, MaintenanceStore, MetaStore, SqlMetaStore};
 use rand::Rng;
 
 const ACCOUNT: &str = "000000000000";
 
 struct Env {
     _dir: tempfile::TempDir,
-    store: Arc<SqliteMetaStore>,
+    store: Arc<SqlMetaStore>,
     blobs: Arc<FsBlobStore>,
     reg: Arc<Registry>,
     root: std::path::PathBuf,
 }
 
+/// The stores for one test: SQLite, or a fresh PostgreSQL database when
+/// `KURA_TEST_DATABASE_URL` is set (CI runs this file both ways).
 async fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap());
+    let store = Arc::new(kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await);
     let blobs = Arc::new(
         FsBlobStore::open(dir.path().join("blobs"))
             .await

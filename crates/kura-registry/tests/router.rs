@@ -10,7 +10,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use kura_oci::{Algorithm, Digest};
 use kura_registry::{app, Registry, RegistryConfig};
-use kura_store::{FsBlobStore, SqliteMetaStore};
+use kura_store::FsBlobStore;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -48,7 +48,7 @@ impl Resp {
 
 async fn setup() -> T {
     let dir = tempfile::tempdir().unwrap();
-    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    let meta = kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await;
     let blobs = FsBlobStore::open(dir.path().join("blobs"))
         .await
         .unwrap()

@@ -45,3 +45,13 @@ pub async fn fresh(admin: &str) -> Result<SqlMetaStore> {
         .ok_or_else(|| StoreError::Invalid(format!("not a database URL: {admin}")))?;
     SqlMetaStore::connect(&format!("{server}/{name}{query}"), 8).await
 }
+
+/// The store a test harness should use: a fresh PostgreSQL database when
+/// `KURA_TEST_DATABASE_URL` is set (so whole test files run on both engines),
+/// else SQLite at `sqlite_path`.
+pub async fn from_env_or_sqlite(sqlite_path: impl AsRef<std::path::Path>) -> SqlMetaStore {
+    match std::env::var("KURA_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+        Some(url) => fresh(&url).await.expect("creating a test database"),
+        None => SqlMetaStore::open(sqlite_path).await.expect("opening SQLite"),
+    }
+}

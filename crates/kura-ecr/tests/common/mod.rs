@@ -8,7 +8,7 @@ use kura_ecr::auth::{bootstrap, BootstrapEnv};
 use kura_ecr::templates::TemplateProvisioner;
 use kura_ecr::{Ecr, EcrConfig};
 use kura_registry::{Registry, RegistryConfig};
-use kura_store::{FsBlobStore, SqliteMetaStore};
+use kura_store::{FsBlobStore, SqlMetaStore};
 
 pub const ACCOUNT: &str = "123456789012";
 pub const KEY_ID: &str = "AKIAKURATESTROOTKEY1";
@@ -28,7 +28,7 @@ pub struct Server {
     pub ecr: Arc<Ecr>,
     /// The store behind it.
     #[allow(dead_code)]
-    pub store: Arc<SqliteMetaStore>,
+    pub store: Arc<SqlMetaStore>,
 }
 
 /// `X-Amz-Date` (`YYYYMMDD'T'HHMMSS'Z'`, UTC) for a time.
@@ -77,7 +77,7 @@ pub async fn server() -> Server {
 /// The server with its ECR configuration adjusted first.
 pub async fn server_with(configure: impl FnOnce(&mut EcrConfig)) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    let meta = kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await;
     meta.clear_upload_leases().await.unwrap();
     let blobs = FsBlobStore::open(dir.path().join("blobs")).await.unwrap();
     let meta = Arc::new(meta);
