@@ -647,6 +647,16 @@ impl Registry {
         }
         let key = match self.blobs.commit(&row.handle, size, &expected).await {
             Ok(k) => k,
+            Err(e) if is_not_found(&e) => {
+                // The upload's bytes are gone from the blob store: the session
+                // cannot finish, and the client starts over.
+                tracing::warn!(upload = %id, error = %e, "upload lost by the blob store");
+                self.meta.upload_release(id, &lease).await?;
+                if self.meta.upload_delete(id).await? {
+                    let _ = self.blobs.abort(&row.handle).await;
+                }
+                return Err(upload_unknown(id));
+            }
             Err(e) => {
                 self.meta.upload_release(id, &lease).await?;
                 return Err(e.into());

@@ -170,6 +170,16 @@ fn s3_error(e: object_store::Error) -> StoreError {
     }
 }
 
+/// Map a failure of a call on an existing multipart upload. An unknown upload
+/// id is `NotFound` (S3 answers 404; some compatible servers answer 403, and
+/// IAM grants parts with the same `s3:PutObject` that created the upload).
+fn mpu_error(e: object_store::Error) -> StoreError {
+    match e {
+        object_store::Error::PermissionDenied { .. } => StoreError::Io(io::Error::new(io::ErrorKind::NotFound, e)),
+        other => s3_error(other),
+    }
+}
+
 fn is_not_found(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
 }
@@ -316,7 +326,7 @@ impl S3BlobStore {
                 PutPayload::from(data),
             )
             .await
-            .map_err(s3_error)?;
+            .map_err(mpu_error)?;
         h.parts.push(part.content_id);
         h.parted += len;
         Ok(())
@@ -491,18 +501,20 @@ impl BlobStore for S3BlobStore {
                     .s3
                     .put_part(&path, &h.mpu, parts.len(), PutPayload::from(last))
                     .await
-                    .map_err(s3_error)?;
+                    .map_err(mpu_error)?;
                 parts.push(p);
             }
             self.s3
                 .complete_multipart(&path, &h.mpu, parts)
                 .await
-                .map_err(s3_error)?;
+                .map_err(mpu_error)?;
             Ok::<(), StoreError>(())
         }
         .await;
         if let Err(e) = done {
             // A retried commit finds the multipart upload already completed.
+            // Otherwise a `NotFound` means the upload is lost for good (a
+            // server that dropped it when a completion was cut off).
             match self.s3.head(&path).await {
                 Ok(meta) if meta.size == size => return Ok(key),
                 _ => return Err(e),
