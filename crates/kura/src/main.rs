@@ -135,7 +135,7 @@ struct BlobArgs {
     #[arg(long, env = "KURA_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     s3_secret_access_key: Option<String>,
     /// Virtual-hosted-style requests (default: path style with a custom endpoint, virtual-hosted on AWS).
-    #[arg(long, env = "KURA_S3_VIRTUAL_HOSTED")]
+    #[arg(long, env = "KURA_S3_VIRTUAL_HOSTED", value_parser = clap::builder::BoolishValueParser::new())]
     s3_virtual_hosted: Option<bool>,
     /// MiB of upload part buffers all S3 uploads may hold at once.
     #[arg(long, env = "KURA_S3_BUFFER_MIB", default_value_t = 256)]
@@ -189,7 +189,7 @@ struct ServeArgs {
     sts_max_session: Duration,
     /// Answer blob GETs with a 307 redirect to a presigned URL of the blob
     /// store (S3 only), so layer bytes skip Kura; HEAD is still answered here.
-    #[arg(long, env = "KURA_BLOB_REDIRECT")]
+    #[arg(long, env = "KURA_BLOB_REDIRECT", value_parser = clap::builder::BoolishValueParser::new())]
     blob_redirect: bool,
     /// How long a redirect's presigned URL stays valid.
     #[arg(long, env = "KURA_BLOB_REDIRECT_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
