@@ -920,3 +920,131 @@ async fn concurrent_pushes_of_one_tag_leave_one_complete_winner() {
         Digest::sha256(&r.body).to_string()
     );
 }
+
+/// A filesystem store that presigns like S3 and, like S3 past one part,
+/// cannot read back an unfinished upload.
+struct Presigning(FsBlobStore);
+
+#[async_trait::async_trait]
+impl kura_store::BlobStore for Presigning {
+    async fn begin(&self, id: &str) -> kura_store::error::Result<String> {
+        self.0.begin(id).await
+    }
+    async fn append(
+        &self,
+        h: &str,
+        offset: u64,
+        data: kura_store::blob::BodyStream<'_>,
+    ) -> kura_store::error::Result<(String, u64)> {
+        self.0.append(h, offset, data).await
+    }
+    async fn read_upload(&self, _h: &str, _len: u64) -> kura_store::error::Result<kura_store::ByteStream> {
+        Err(kura_store::StoreError::Unsupported("cannot read back parts".into()))
+    }
+    async fn commit(&self, h: &str, size: u64, d: &Digest) -> kura_store::error::Result<String> {
+        self.0.commit(h, size, d).await
+    }
+    async fn abort(&self, h: &str) -> kura_store::error::Result<()> {
+        self.0.abort(h).await
+    }
+    async fn read(&self, key: &str, range: Option<(u64, u64)>) -> kura_store::error::Result<kura_store::ByteStream> {
+        self.0.read(key, range).await
+    }
+    async fn stat(&self, key: &str) -> kura_store::error::Result<Option<u64>> {
+        self.0.stat(key).await
+    }
+    async fn delete(&self, key: &str) -> kura_store::error::Result<()> {
+        self.0.delete(key).await
+    }
+    async fn presign_get(&self, key: &str, expires: std::time::Duration) -> kura_store::error::Result<Option<String>> {
+        Ok(Some(format!(
+            "https://blobs.example/{key}?expires={}",
+            expires.as_secs()
+        )))
+    }
+}
+
+async fn setup_presigning(redirect: bool) -> T {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    let fs = FsBlobStore::open(dir.path().join("blobs"))
+        .await
+        .unwrap()
+        .without_fsync();
+    let config = RegistryConfig {
+        blob_redirect: redirect.then_some(std::time::Duration::from_secs(90)),
+        ..RegistryConfig::default()
+    };
+    let reg = Registry::new(Arc::new(meta), Arc::new(Presigning(fs)), config);
+    T {
+        app: app(Arc::new(reg)),
+        dir: dir.path().to_path_buf(),
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn blob_gets_redirect_to_presigned_urls_when_enabled() {
+    let t = setup_presigning(true).await;
+    let d = t.push_blob("r/app", b"redirected bytes").await;
+    let r = t.get(&format!("/v2/r/app/blobs/{d}")).await;
+    assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT);
+    let loc = r.h("location").unwrap();
+    assert!(
+        loc.starts_with("https://blobs.example/") && loc.ends_with("?expires=90"),
+        "{loc}"
+    );
+    assert_eq!(r.h("docker-content-digest"), Some(d.as_str()));
+    // With a range too: the Range header travels to the store.
+    let r = t
+        .req(
+            Method::GET,
+            &format!("/v2/r/app/blobs/{d}"),
+            &[("range", "bytes=0-3")],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT);
+    // HEAD is answered here; unknown blobs are still 404.
+    let r = t
+        .req(Method::HEAD, &format!("/v2/r/app/blobs/{d}"), &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.h("content-length"), Some("16"));
+    let absent = Digest::sha256(b"absent");
+    t.get(&format!("/v2/r/app/blobs/{absent}"))
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
+
+    // Without the setting, Kura serves the bytes even if the store could presign.
+    let t = setup_presigning(false).await;
+    let d = t.push_blob("r/app", b"served bytes").await;
+    let r = t.get(&format!("/v2/r/app/blobs/{d}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, b"served bytes");
+}
+
+#[tokio::test]
+async fn a_store_that_cannot_reread_an_upload_answers_unsupported() {
+    let t = setup_presigning(false).await;
+    let data = b"chunked, then sha512 at the end";
+    let r = t
+        .req(Method::POST, "/v2/r/app/blobs/uploads/", &[], Body::empty())
+        .await;
+    let loc = r.h("location").unwrap().to_string();
+    let r = t.req(Method::PATCH, &loc, &[], data.to_vec()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let loc = r.h("location").unwrap().to_string();
+    let d = Digest::of(Algorithm::Sha512, data);
+    let r = t
+        .req(Method::PUT, &format!("{loc}?digest={d}"), &[], Body::empty())
+        .await;
+    r.assert_error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED");
+    assert!(r.json()["errors"][0]["message"].as_str().unwrap().contains("sha256"));
+    // The same content named as sha256 still finishes.
+    let d = Digest::sha256(data);
+    let r = t
+        .req(Method::PUT, &format!("{loc}?digest={d}"), &[], Body::empty())
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+}
