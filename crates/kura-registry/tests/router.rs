@@ -966,7 +966,7 @@ impl kura_store::BlobStore for Presigning {
 
 async fn setup_presigning(redirect: bool) -> T {
     let dir = tempfile::tempdir().unwrap();
-    let meta = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    let meta = kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await;
     let fs = FsBlobStore::open(dir.path().join("blobs"))
         .await
         .unwrap()
