@@ -18,9 +18,10 @@ pub mod gc;
 pub mod iam;
 pub mod meta;
 pub mod scan;
-pub mod sqlite;
-mod sqlite_iam;
-mod sqlite_scan;
+pub mod sql;
+mod sql_iam;
+mod sql_scan;
+pub mod testdb;
 
 pub use blob::{BlobStore, ByteStream};
 pub use control::ControlStore;
@@ -30,7 +31,7 @@ pub use gc::MaintenanceStore;
 pub use iam::IamStore;
 pub use meta::MetaStore;
 pub use scan::ScanStore;
-pub use sqlite::SqliteMetaStore;
+pub use sql::{Dialect, SqlMetaStore, SqliteMetaStore};
 
 /// Milliseconds since the Unix epoch, the time unit of every stored timestamp.
 pub fn now_millis() -> i64 {

@@ -1,5 +1,5 @@
 //! The metadata store interface: the source of truth for everything a request
-//! decides. [`crate::sqlite::SqliteMetaStore`] implements it; the SQL is kept to
+//! decides. [`crate::sql::SqlMetaStore`] implements it; the SQL is kept to
 //! the dialect SQLite and PostgreSQL share (ON CONFLICT upserts, keyset
 //! paging, `$N` placeholders) so a PostgreSQL implementation can reuse it.
 //!

@@ -1,5 +1,6 @@
-//! The shared metadata-store suite. Every `MetaStore` implementation runs
-//! [`suite`]; today that is SQLite (PostgreSQL joins later).
+//! The shared metadata-store suites. Every suite runs against both engines:
+//! SQLite, and PostgreSQL when `KURA_TEST_DATABASE_URL` names a server (a fresh
+//! database per test; see `kura_store::testdb`).
 
 use kura_store::control::*;
 use kura_store::meta::*;
@@ -814,4 +815,39 @@ async fn sqlite_iam_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
     let m = SqliteMetaStore::open(&dir.path().join("meta.db")).await.unwrap();
     iam_suite(&m).await;
+}
+
+#[tokio::test]
+async fn postgres_control_store_conforms() {
+    if let Some(m) = kura_store::testdb::postgres("postgres_control_store_conforms").await {
+        control_suite(&m).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_public_store_conforms() {
+    if let Some(m) = kura_store::testdb::postgres("postgres_public_store_conforms").await {
+        public_suite(&m).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_store_conforms() {
+    if let Some(m) = kura_store::testdb::postgres("postgres_store_conforms").await {
+        suite(&m).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_scan_store_conforms() {
+    if let Some(m) = kura_store::testdb::postgres("postgres_scan_store_conforms").await {
+        scan_suite(&m).await;
+    }
+}
+
+#[tokio::test]
+async fn postgres_iam_store_conforms() {
+    if let Some(m) = kura_store::testdb::postgres("postgres_iam_store_conforms").await {
+        iam_suite(&m).await;
+    }
 }

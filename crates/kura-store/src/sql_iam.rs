@@ -6,7 +6,7 @@ use sqlx::{FromRow, Row};
 use crate::error::Result;
 use crate::iam::{AccessKeyInfo, IamEntity, IamStore, ResourcePolicyRow};
 use crate::now_millis;
-use crate::sqlite::SqliteMetaStore;
+use crate::sql::{retry_write, SqlMetaStore, MAX_RETRIES};
 
 const ENTITY_COLS: &str = "account, kind, name, id, path, arn, body, created_at";
 
@@ -14,36 +14,40 @@ fn key(name: &str) -> String {
     name.to_lowercase()
 }
 
-impl SqliteMetaStore {
+impl SqlMetaStore {
     /// Bump the access-control generation (after the change it covers).
     pub(crate) async fn bump_iam_generation(&self) -> Result<()> {
-        sqlx::query("UPDATE iam_generation SET gen = gen + 1 WHERE id = 1")
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        retry_write!(async {
+            sqlx::query("UPDATE iam_generation SET gen = gen + 1 WHERE id = 1")
+                .execute(&self.write)
+                .await?;
+            Ok(())
+        })
     }
 }
 
 #[async_trait]
-impl IamStore for SqliteMetaStore {
+impl IamStore for SqlMetaStore {
     async fn iam_entity_create(&self, e: &IamEntity) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO iam_entities (account, kind, name_key, name, id, path, arn, body, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (account, kind, name_key) DO NOTHING",
-        )
-        .bind(&e.account)
-        .bind(&e.kind)
-        .bind(key(&e.name))
-        .bind(&e.name)
-        .bind(&e.id)
-        .bind(&e.path)
-        .bind(&e.arn)
-        .bind(&e.body)
-        .bind(e.created_at)
-        .execute(&self.write)
-        .await?;
-        self.bump_iam_generation().await?;
-        Ok(done.rows_affected() == 1)
+        retry_write!(async {
+            let done = sqlx::query(
+                "INSERT INTO iam_entities (account, kind, name_key, name, id, path, arn, body, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (account, kind, name_key) DO NOTHING",
+            )
+            .bind(&e.account)
+            .bind(&e.kind)
+            .bind(key(&e.name))
+            .bind(&e.name)
+            .bind(&e.id)
+            .bind(&e.path)
+            .bind(&e.arn)
+            .bind(&e.body)
+            .bind(e.created_at)
+            .execute(&self.write)
+            .await?;
+            self.bump_iam_generation().await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     async fn iam_entity_get(&self, account: &str, kind: &str, name: &str) -> Result<Option<IamEntity>> {
@@ -66,18 +70,20 @@ impl IamStore for SqliteMetaStore {
         expected: &str,
         body: &str,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE iam_entities SET body = $1 WHERE account = $2 AND kind = $3 AND name_key = $4 AND body = $5",
-        )
-        .bind(body)
-        .bind(account)
-        .bind(kind)
-        .bind(key(name))
-        .bind(expected)
-        .execute(&self.write)
-        .await?;
-        self.bump_iam_generation().await?;
-        Ok(done.rows_affected() == 1)
+        retry_write!(async {
+            let done = sqlx::query(
+                "UPDATE iam_entities SET body = $1 WHERE account = $2 AND kind = $3 AND name_key = $4 AND body = $5",
+            )
+            .bind(body)
+            .bind(account)
+            .bind(kind)
+            .bind(key(name))
+            .bind(expected)
+            .execute(&self.write)
+            .await?;
+            self.bump_iam_generation().await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     async fn iam_entity_list(
@@ -104,30 +110,34 @@ impl IamStore for SqliteMetaStore {
     }
 
     async fn iam_entity_delete(&self, account: &str, kind: &str, name: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM iam_entities WHERE account = $1 AND kind = $2 AND name_key = $3")
-            .bind(account)
-            .bind(kind)
-            .bind(key(name))
-            .execute(&self.write)
-            .await?;
-        self.bump_iam_generation().await?;
-        Ok(done.rows_affected() == 1)
+        retry_write!(async {
+            let done = sqlx::query("DELETE FROM iam_entities WHERE account = $1 AND kind = $2 AND name_key = $3")
+                .bind(account)
+                .bind(kind)
+                .bind(key(name))
+                .execute(&self.write)
+                .await?;
+            self.bump_iam_generation().await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     async fn iam_inline_put(&self, account: &str, kind: &str, owner: &str, policy: &str, document: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO iam_inline_policies (account, kind, owner_key, name, document) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (account, kind, owner_key, name) DO UPDATE SET document = excluded.document",
-        )
-        .bind(account)
-        .bind(kind)
-        .bind(key(owner))
-        .bind(policy)
-        .bind(document)
-        .execute(&self.write)
-        .await?;
-        self.bump_iam_generation().await?;
-        Ok(())
+        retry_write!(async {
+            sqlx::query(
+                "INSERT INTO iam_inline_policies (account, kind, owner_key, name, document) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (account, kind, owner_key, name) DO UPDATE SET document = excluded.document",
+            )
+            .bind(account)
+            .bind(kind)
+            .bind(key(owner))
+            .bind(policy)
+            .bind(document)
+            .execute(&self.write)
+            .await?;
+            self.bump_iam_generation().await?;
+            Ok(())
+        })
     }
 
     async fn iam_inline_get(&self, account: &str, kind: &str, owner: &str, policy: &str) -> Result<Option<String>> {
@@ -156,49 +166,55 @@ impl IamStore for SqliteMetaStore {
     }
 
     async fn iam_inline_delete(&self, account: &str, kind: &str, owner: &str, policy: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM iam_inline_policies WHERE account = $1 AND kind = $2 AND owner_key = $3 AND name = $4",
-        )
-        .bind(account)
-        .bind(kind)
-        .bind(key(owner))
-        .bind(policy)
-        .execute(&self.write)
-        .await?;
-        self.bump_iam_generation().await?;
-        Ok(done.rows_affected() == 1)
+        retry_write!(async {
+            let done = sqlx::query(
+                "DELETE FROM iam_inline_policies WHERE account = $1 AND kind = $2 AND owner_key = $3 AND name = $4",
+            )
+            .bind(account)
+            .bind(kind)
+            .bind(key(owner))
+            .bind(policy)
+            .execute(&self.write)
+            .await?;
+            self.bump_iam_generation().await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     async fn iam_link_add(&self, account: &str, rel: &str, from_kind: &str, from: &str, to: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "INSERT INTO iam_links (account, rel, from_kind, from_key, from_name, target) VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (account, rel, from_kind, from_key, target) DO NOTHING",
-        )
-        .bind(account)
-        .bind(rel)
-        .bind(from_kind)
-        .bind(key(from))
-        .bind(from)
-        .bind(to)
-        .execute(&self.write)
-        .await?;
-        self.bump_iam_generation().await?;
-        Ok(done.rows_affected() == 1)
+        retry_write!(async {
+            let done = sqlx::query(
+                "INSERT INTO iam_links (account, rel, from_kind, from_key, from_name, target) VALUES ($1, $2, $3, $4, $5, $6) \
+                 ON CONFLICT (account, rel, from_kind, from_key, target) DO NOTHING",
+            )
+            .bind(account)
+            .bind(rel)
+            .bind(from_kind)
+            .bind(key(from))
+            .bind(from)
+            .bind(to)
+            .execute(&self.write)
+            .await?;
+            self.bump_iam_generation().await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     async fn iam_link_remove(&self, account: &str, rel: &str, from_kind: &str, from: &str, to: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "DELETE FROM iam_links WHERE account = $1 AND rel = $2 AND from_kind = $3 AND from_key = $4 AND target = $5",
-        )
-        .bind(account)
-        .bind(rel)
-        .bind(from_kind)
-        .bind(key(from))
-        .bind(to)
-        .execute(&self.write)
-        .await?;
-        self.bump_iam_generation().await?;
-        Ok(done.rows_affected() == 1)
+        retry_write!(async {
+            let done = sqlx::query(
+                "DELETE FROM iam_links WHERE account = $1 AND rel = $2 AND from_kind = $3 AND from_key = $4 AND target = $5",
+            )
+            .bind(account)
+            .bind(rel)
+            .bind(from_kind)
+            .bind(key(from))
+            .bind(to)
+            .execute(&self.write)
+            .await?;
+            self.bump_iam_generation().await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     async fn iam_links_from(&self, account: &str, rel: &str, from_kind: &str, from: &str) -> Result<Vec<String>> {
@@ -242,28 +258,34 @@ impl IamStore for SqliteMetaStore {
     }
 
     async fn access_key_set_status(&self, access_key_id: &str, status: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE access_keys SET status = $1 WHERE access_key_id = $2")
-            .bind(status)
-            .bind(access_key_id)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        retry_write!(async {
+            let done = sqlx::query("UPDATE access_keys SET status = $1 WHERE access_key_id = $2")
+                .bind(status)
+                .bind(access_key_id)
+                .execute(&self.write)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     async fn access_key_delete(&self, access_key_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
-            .bind(access_key_id)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        retry_write!(async {
+            let done = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
+                .bind(access_key_id)
+                .execute(&self.write)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     async fn access_keys_purge_expired(&self, before: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM access_keys WHERE expires_at IS NOT NULL AND expires_at < $1")
-            .bind(before)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected())
+        retry_write!(async {
+            let done = sqlx::query("DELETE FROM access_keys WHERE expires_at IS NOT NULL AND expires_at < $1")
+                .bind(before)
+                .execute(&self.write)
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     async fn iam_generation(&self) -> Result<i64> {
@@ -273,17 +295,19 @@ impl IamStore for SqliteMetaStore {
     }
 
     async fn resource_policy_put(&self, arn: &str, policy: &str) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO resource_policies (arn, policy, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (arn) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
-        )
-        .bind(arn)
-        .bind(policy)
-        .bind(now_millis())
-        .execute(&self.write)
-        .await?;
-        self.bump_iam_generation().await?;
-        Ok(())
+        retry_write!(async {
+            sqlx::query(
+                "INSERT INTO resource_policies (arn, policy, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (arn) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
+            )
+            .bind(arn)
+            .bind(policy)
+            .bind(now_millis())
+            .execute(&self.write)
+            .await?;
+            self.bump_iam_generation().await?;
+            Ok(())
+        })
     }
 
     async fn resource_policy_get(&self, arn: &str) -> Result<Option<ResourcePolicyRow>> {
@@ -295,11 +319,13 @@ impl IamStore for SqliteMetaStore {
     }
 
     async fn resource_policy_delete(&self, arn: &str) -> Result<Option<ResourcePolicyRow>> {
-        let row = sqlx::query("DELETE FROM resource_policies WHERE arn = $1 RETURNING arn, policy, updated_at")
-            .bind(arn)
-            .fetch_optional(&self.write)
-            .await?;
-        self.bump_iam_generation().await?;
-        Ok(row.as_ref().map(ResourcePolicyRow::from_row).transpose()?)
+        retry_write!(async {
+            let row = sqlx::query("DELETE FROM resource_policies WHERE arn = $1 RETURNING arn, policy, updated_at")
+                .bind(arn)
+                .fetch_optional(&self.write)
+                .await?;
+            self.bump_iam_generation().await?;
+            Ok(row.as_ref().map(ResourcePolicyRow::from_row).transpose()?)
+        })
     }
 }

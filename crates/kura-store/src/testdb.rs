@@ -1,0 +1,47 @@
+//! Throwaway databases for the shared store suites (tests only, but public so
+//! every crate's tests can run on PostgreSQL too).
+//!
+//! `KURA_TEST_DATABASE_URL` names a PostgreSQL server (an admin URL such as
+//! `postgres://postgres@127.0.0.1:5433/postgres`, as `scripts/with-postgres-s3`
+//! exports); each call creates a fresh database on it. Without the variable
+//! the PostgreSQL runs are skipped, unless `KURA_REQUIRE_PG=1` makes that an
+//! error (CI sets it).
+
+use sqlx::Connection;
+
+use crate::error::{Result, StoreError};
+use crate::sql::SqlMetaStore;
+
+/// A store on a new, empty PostgreSQL database, or `None` (with a note on
+/// stderr) when no test server is configured.
+pub async fn postgres(test: &str) -> Option<SqlMetaStore> {
+    let Some(admin) = std::env::var("KURA_TEST_DATABASE_URL").ok().filter(|v| !v.is_empty()) else {
+        assert!(
+            std::env::var("KURA_REQUIRE_PG").as_deref() != Ok("1"),
+            "KURA_REQUIRE_PG=1 but KURA_TEST_DATABASE_URL is not set"
+        );
+        eprintln!("{test}: PostgreSQL run skipped: set KURA_TEST_DATABASE_URL (scripts/with-postgres-s3 does)");
+        return None;
+    };
+    Some(fresh(&admin).await.expect("creating a test database"))
+}
+
+/// Create a database named after a new UUID on the server `admin` points at,
+/// and open a store on it.
+pub async fn fresh(admin: &str) -> Result<SqlMetaStore> {
+    let name = format!("kura_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::postgres::PgConnection::connect(admin).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (admin, String::new()),
+    };
+    let (server, _db) = base
+        .rsplit_once('/')
+        .filter(|(s, _)| s.contains("://"))
+        .ok_or_else(|| StoreError::Invalid(format!("not a database URL: {admin}")))?;
+    SqlMetaStore::connect(&format!("{server}/{name}{query}"), 8).await
+}
