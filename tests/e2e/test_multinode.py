@@ -13,7 +13,6 @@ prefix in the bucket, so it does not see what other suites left behind.
 """
 import base64
 import concurrent.futures
-import json
 import os
 import re
 import shutil
