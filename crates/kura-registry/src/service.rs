@@ -479,7 +479,9 @@ impl Registry {
                 chunk
             })
             .boxed();
-        let result = self.blobs.append(&row.handle, offset, stream).await;
+        let result = self
+            .renewing(id, &lease, self.blobs.append(&row.handle, offset, stream))
+            .await;
         let (handle, new_offset) = match result {
             Ok(v) => v,
             Err(e) => {
@@ -512,6 +514,27 @@ impl Registry {
         }
         let row = UploadRow { handle, ..row };
         Ok((row, lease, new_offset, hasher))
+    }
+
+    /// Run `work` (a blob-store write under the upload's lease) while renewing
+    /// the lease every third of its length: a long body keeps its upload, and
+    /// the lease of a node that died mid-write lapses soon, so the client can
+    /// resume through another node.
+    async fn renewing<T>(&self, id: &str, lease: &str, work: impl std::future::Future<Output = T>) -> T {
+        let every = std::time::Duration::from_millis((kura_store::sql::LEASE_MS / 3) as u64);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tokio::time::sleep(every) => {
+                    match self.meta.upload_renew(id, lease).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(upload = id, "upload lease lost while writing"),
+                        Err(e) => tracing::warn!(upload = id, error = %e, "renewing an upload lease failed"),
+                    }
+                }
+            }
+        }
     }
 
     /// PATCH: append a chunk (`range` from Content-Range) or a streamed body.
@@ -604,7 +627,10 @@ impl Registry {
             )
             .detail(serde_json::json!({ "expected": expected.as_str(), "actual": actual.as_str(), "size": size })));
         }
-        let key = match self.blobs.commit(&row.handle, size, &expected).await {
+        let key = match self
+            .renewing(id, &lease, self.blobs.commit(&row.handle, size, &expected))
+            .await
+        {
             Ok(k) => k,
             Err(e) => {
                 self.meta.upload_release(id, &lease).await?;

@@ -364,6 +364,9 @@ pub trait MetaStore: Send + Sync + 'static {
         -> Result<bool>;
     /// Release a lease without moving the offset.
     async fn upload_release(&self, id: &str, lease: &str) -> Result<()>;
+    /// Extend a held lease (the writer calls this while it streams). False if
+    /// the lease was lost.
+    async fn upload_renew(&self, id: &str, lease: &str) -> Result<bool>;
     /// Delete an upload session. False if unknown.
     async fn upload_delete(&self, id: &str) -> Result<bool>;
 

@@ -697,6 +697,18 @@ impl MetaStore for SqlMetaStore {
         })
     }
 
+    async fn upload_renew(&self, id: &str, lease: &str) -> Result<bool> {
+        retry_write!(async {
+            let res = sqlx::query("UPDATE uploads SET lease_until = $3 WHERE id = $1 AND lease = $2")
+                .bind(id)
+                .bind(lease)
+                .bind(now_millis() + LEASE_MS)
+                .execute(&self.write)
+                .await?;
+            Ok(res.rows_affected() > 0)
+        })
+    }
+
     async fn upload_delete(&self, id: &str) -> Result<bool> {
         retry_write!(async {
             let res = sqlx::query("DELETE FROM uploads WHERE id = $1")

@@ -105,6 +105,8 @@ async fn suite(m: &dyn MetaStore) {
         !m.upload_advance("up1", "l2", "h", 10, &[3]).await.unwrap(),
         "wrong lease"
     );
+    assert!(m.upload_renew("up1", "l1").await.unwrap(), "the holder renews");
+    assert!(!m.upload_renew("up1", "l2").await.unwrap(), "another cannot");
     assert!(m.upload_advance("up1", "l1", "h2", 10, &[3]).await.unwrap());
     let got = m.upload_get("up1").await.unwrap().unwrap();
     assert_eq!(
@@ -849,5 +851,123 @@ async fn postgres_scan_store_conforms() {
 async fn postgres_iam_store_conforms() {
     if let Some(m) = kura_store::testdb::postgres("postgres_iam_store_conforms").await {
         iam_suite(&m).await;
+    }
+}
+
+/// Races the database must decide (several nodes share one PostgreSQL; on
+/// SQLite the single writer decides): concurrent pushes of one immutable tag,
+/// GC collecting a link while a manifest that references it is put, racing
+/// claims of one upload; and byte-order (C collation) tag listing.
+async fn concurrency_suite<S: MetaStore + kura_store::MaintenanceStore + Clone + 'static>(s: &S) {
+    let repo = s.repo_get_or_create("111111111111", "race").await.unwrap();
+    s.blob_commit(repo, &blob("layer"), None).await.unwrap();
+
+    // 50 different manifests pushed at once under one immutable tag: one wins.
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let m = manifest(&format!("m{i}"), &["layer"], &[], None, None);
+            let tag = TagWrite {
+                name: "v1".into(),
+                immutable: true,
+            };
+            (i, s.manifest_put(repo, &m, &[tag]).await)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (i, Ok(())) => winners.push(i),
+            (_, Err(PutManifestError::TagImmutable(t))) => assert_eq!(t, "v1"),
+            (_, Err(e)) => panic!("unexpected error: {e:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one push of an immutable tag succeeds");
+    assert_eq!(
+        s.tag_get(repo, "v1").await.unwrap(),
+        Some(d(&format!("m{}", winners[0])))
+    );
+
+    // GC against a manifest PUT: whichever commits first, the link of a blob
+    // that a stored manifest references is never collected.
+    for round in 0..10 {
+        let name = format!("gc-race-{round}");
+        s.blob_commit(repo, &blob(&name), None).await.unwrap();
+        let (a, b) = (s.clone(), s.clone());
+        let m = manifest(&format!("gc-m-{round}"), &[&name], &[], None, None);
+        let put = tokio::spawn(async move { a.manifest_put(repo, &m, &[]).await });
+        let digest = d(&name);
+        let gc = tokio::spawn(async move { b.link_collect(repo, &digest, i64::MAX).await.unwrap() });
+        let (put, collected) = (put.await.unwrap(), gc.await.unwrap());
+        match put {
+            Ok(()) => {
+                assert!(!collected, "round {round}: a referenced link was collected");
+                assert!(s.blob_get(repo, &d(&name)).await.unwrap().is_some());
+            }
+            Err(PutManifestError::MissingReferences { blobs, .. }) => {
+                assert!(collected, "round {round}: refused without a collection");
+                assert_eq!(blobs, vec![d(&name)]);
+            }
+            Err(e) => panic!("round {round}: {e:?}"),
+        }
+    }
+
+    // Racing claims of one upload: exactly one writer at a time.
+    let u = UploadRow {
+        id: "race-upload".into(),
+        repo_id: repo,
+        handle: "h".into(),
+        offset: 0,
+        hash_state: vec![1],
+        started_at: 1,
+    };
+    s.upload_create(&u).await.unwrap();
+    let mut claims = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        claims.push(tokio::spawn(async move {
+            s.upload_claim("race-upload", Some(0), &format!("lease-{i}"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut taken = 0;
+    for c in claims {
+        match c.await.unwrap() {
+            Claim::Taken(_) => taken += 1,
+            Claim::Conflict(0) => {}
+            other => panic!("unexpected claim result {other:?}"),
+        }
+    }
+    assert_eq!(taken, 1, "one claim wins");
+
+    // Tags list in byte order (C collation), whatever the server's locale.
+    let mut names = vec!["b", "B", "a", "A", "_x", "a-b", "a.b", "a_b", "Z9", "z"];
+    for n in &names {
+        let m = manifest(&format!("order-{n}"), &["layer"], &[], None, None);
+        let t = TagWrite {
+            name: n.to_string(),
+            immutable: false,
+        };
+        s.manifest_put(repo, &m, &[t]).await.unwrap();
+    }
+    names.push("v1");
+    names.sort();
+    assert_eq!(s.tag_list(repo, None, 100).await.unwrap(), names);
+    assert_eq!(s.tag_list(repo, Some("a"), 3).await.unwrap(), vec!["a-b", "a.b", "a_b"]);
+}
+
+#[tokio::test]
+async fn sqlite_concurrency_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    concurrency_suite(&m).await;
+}
+
+#[tokio::test]
+async fn postgres_concurrency_conforms() {
+    if let Some(m) = kura_store::testdb::postgres("postgres_concurrency_conforms").await {
+        concurrency_suite(&m).await;
     }
 }

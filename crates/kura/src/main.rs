@@ -3,7 +3,7 @@
 //! jobs on demand (also while the server is up, on the same data directory).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use kura_ecr::templates::TemplateProvisioner;
 use kura_ecr::{Ecr, EcrConfig};
 use kura_gc::GcOptions;
 use kura_registry::{Registry, RegistryConfig};
-use kura_store::{FsBlobStore, SqliteMetaStore};
+use kura_store::{Dialect, FsBlobStore, SqlMetaStore};
 
 #[derive(Parser)]
 #[command(
@@ -106,6 +106,13 @@ struct StoreArgs {
     /// Directory for the metadata database and blobs.
     #[arg(long, env = "KURA_DATA_DIR", default_value = "./kura-data")]
     data_dir: PathBuf,
+    /// Metadata in PostgreSQL (`postgres://user@host:5432/db`), shared by any
+    /// number of nodes, instead of SQLite at `<data-dir>/meta.db`.
+    #[arg(long, env = "KURA_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Connections per pool to PostgreSQL (each node has a read and a write pool).
+    #[arg(long, env = "KURA_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    database_max_connections: u32,
     /// Log format: text or json.
     #[arg(long, env = "KURA_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -183,13 +190,19 @@ fn init_logging(format: &str) {
     }
 }
 
-async fn open_stores(data_dir: &Path) -> anyhow::Result<(Arc<SqliteMetaStore>, Arc<FsBlobStore>)> {
+async fn open_stores(store: &StoreArgs) -> anyhow::Result<(Arc<SqlMetaStore>, Arc<FsBlobStore>)> {
+    let data_dir = store.data_dir.as_path();
     tokio::fs::create_dir_all(data_dir)
         .await
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let meta = SqliteMetaStore::open(data_dir.join("meta.db"))
-        .await
-        .context("opening the metadata database")?;
+    let meta = match store.database_url.as_deref().filter(|u| !u.is_empty()) {
+        Some(url) => SqlMetaStore::connect(url, store.database_max_connections)
+            .await
+            .context("connecting to the PostgreSQL metadata database")?,
+        None => SqlMetaStore::open(data_dir.join("meta.db"))
+            .await
+            .context("opening the metadata database")?,
+    };
     let blobs = FsBlobStore::open(data_dir.join("blobs"))
         .await
         .context("opening the blob store")?;
@@ -207,9 +220,13 @@ fn gc_options(t: &GcTuning, dry_run: bool) -> GcOptions {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
-    let (meta, blobs) = open_stores(&args.store.data_dir).await?;
-    // Embedded mode is one serving process: no upload can be mid-write at start-up.
-    meta.clear_upload_leases().await?;
+    let (meta, blobs) = open_stores(&args.store).await?;
+    // Embedded mode is one serving process: no upload can be mid-write at
+    // start-up. With a shared database other nodes may be writing: their
+    // leases lapse on their own if they die.
+    if meta.dialect() == Dialect::Sqlite {
+        meta.clear_upload_leases().await?;
+    }
     let key_file = args
         .master_key_file
         .clone()
@@ -324,7 +341,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn gc(args: GcArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
-    let (meta, blobs) = open_stores(&args.store.data_dir).await?;
+    let (meta, blobs) = open_stores(&args.store).await?;
     let report = kura_gc::collect(
         meta.as_ref(),
         meta.as_ref(),
@@ -339,7 +356,7 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
 
 async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
-    let (meta, _) = open_stores(&args.data_dir).await?;
+    let (meta, _) = open_stores(&args).await?;
     let report = kura_ecr::lifecycle::run_all(meta.clone(), meta)
         .await
         .context("lifecycle run")?;
@@ -349,7 +366,7 @@ async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
 
 async fn vulndb_import(store: StoreArgs, path: PathBuf) -> anyhow::Result<()> {
     init_logging(&store.log_format);
-    let (meta, _) = open_stores(&store.data_dir).await?;
+    let (meta, _) = open_stores(&store).await?;
     let row = kura_ecr::scanning::import_vulndb(meta.as_ref(), &path)
         .await
         .with_context(|| format!("importing {}", path.display()))?;
@@ -362,7 +379,7 @@ async fn vulndb_import(store: StoreArgs, path: PathBuf) -> anyhow::Result<()> {
 
 async fn vulndb_list(store: StoreArgs) -> anyhow::Result<()> {
     init_logging(&store.log_format);
-    let (meta, _) = open_stores(&store.data_dir).await?;
+    let (meta, _) = open_stores(&store).await?;
     for row in kura_store::ScanStore::vuln_imports(meta.as_ref()).await? {
         println!(
             "{}",
@@ -382,7 +399,7 @@ fn seconds_or_duration(v: &str) -> Result<Duration, String> {
 
 async fn account_create(store: StoreArgs, id: Option<String>, key_file: Option<PathBuf>) -> anyhow::Result<()> {
     init_logging(&store.log_format);
-    let (meta, _) = open_stores(&store.data_dir).await?;
+    let (meta, _) = open_stores(&store).await?;
     let key_file = key_file.unwrap_or_else(|| store.data_dir.join("master.key"));
     let master = MasterKey::load_or_create(&key_file)
         .with_context(|| format!("loading the master key {}", key_file.display()))?;
@@ -396,7 +413,7 @@ async fn account_create(store: StoreArgs, id: Option<String>, key_file: Option<P
 
 async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
-    let (meta, _) = open_stores(&args.store.data_dir).await?;
+    let (meta, _) = open_stores(&args.store).await?;
     let account = match args.account {
         Some(a) => a,
         None => match kura_store::ControlStore::server_secret_get(meta.as_ref(), "default-account").await? {
