@@ -794,11 +794,19 @@ impl Ecr {
     async fn get_download_url_for_layer(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
         let (account, name, repo) = self.target(ctx, v).await?;
         let digest = s(v, "layerDigest").unwrap_or_default();
-        if self.meta.blob_get(repo.id, digest).await?.is_none() {
+        let Some(blob) = self.meta.blob_get(repo.id, digest).await? else {
             return Err(EcrError::new(
                 "LayersNotFoundException",
                 format!("The layer with digest '{digest}' does not exist in the repository with name '{name}' in the registry with id '{account}'"),
             ));
+        };
+        // With redirects on, hand out the blob store's own URL (S3 presigned),
+        // as ECR does; otherwise a URL Kura serves, signed with its token key.
+        if self.registry.config().blob_redirect.is_some() {
+            let ttl = std::time::Duration::from_secs(crate::auth::DOWNLOAD_URL_SECS);
+            if let Some(url) = self.registry.blobs().presign_get(&blob.storage_key, ttl).await? {
+                return Ok(json!({"downloadUrl": url, "layerDigest": digest}));
+            }
         }
         let q = self.sign_download(&account, name.as_str(), digest);
         let url = format!(

@@ -204,6 +204,14 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
         (Endpoint::Blob(name, digest), m @ (Method::GET | Method::HEAD)) => {
             let head = m == Method::HEAD;
             let read = reg.get_blob(account, &name, &digest, header(h, "range"), head).await?;
+            if let Some(url) = &read.redirect {
+                // The bytes come from the blob store (a Range header travels along).
+                let mut r = empty(StatusCode::TEMPORARY_REDIRECT);
+                let hd = r.headers_mut();
+                set(hd, "location", url);
+                set(hd, "docker-content-digest", &read.blob.digest);
+                return Ok(r);
+            }
             let size = read.blob.size as u64;
             let (status, len) = match read.range {
                 Some((a, b)) => (StatusCode::PARTIAL_CONTENT, b - a + 1),

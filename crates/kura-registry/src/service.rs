@@ -6,6 +6,7 @@
 
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
@@ -30,6 +31,9 @@ pub struct RegistryConfig {
     pub default_account: String,
     /// Create a repository on its first push (until ECR creation templates exist).
     pub create_on_push: bool,
+    /// Answer blob GETs with a redirect to a URL of the blob store valid this
+    /// long, when the store can presign (`None`: Kura serves the bytes).
+    pub blob_redirect: Option<Duration>,
 }
 
 impl Default for RegistryConfig {
@@ -37,6 +41,7 @@ impl Default for RegistryConfig {
         RegistryConfig {
             default_account: "000000000000".into(),
             create_on_push: true,
+            blob_redirect: None,
         }
     }
 }
@@ -127,6 +132,8 @@ pub struct BlobRead {
     pub body: Option<ByteStream>,
     /// The inclusive byte range served, if a Range was asked for.
     pub range: Option<(u64, u64)>,
+    /// A URL of the blob store to redirect the GET to (then `body` is `None`).
+    pub redirect: Option<String>,
 }
 
 impl std::fmt::Debug for BlobRead {
@@ -312,6 +319,13 @@ impl Registry {
                 self.meta.blob_touch(repo, digest.as_str(), now).await?;
             }
             None
+        } else if let Some(url) = self.presigned(&blob.storage_key).await? {
+            return Ok(BlobRead {
+                blob,
+                body: None,
+                range,
+                redirect: Some(url),
+            });
         } else {
             match self.blobs.read(&blob.storage_key, range).await {
                 Ok(s) => Some(s),
@@ -325,7 +339,21 @@ impl Registry {
                 Err(e) => return Err(e.into()),
             }
         };
-        Ok(BlobRead { blob, body, range })
+        Ok(BlobRead {
+            blob,
+            body,
+            range,
+            redirect: None,
+        })
+    }
+
+    /// A presigned URL of the blob store for a blob GET, when redirects are on
+    /// and the store can presign.
+    async fn presigned(&self, key: &str) -> ApiResult<Option<String>> {
+        match self.config.blob_redirect {
+            Some(ttl) => Ok(self.blobs.presign_get(key, ttl).await?),
+            None => Ok(None),
+        }
     }
 
     /// Remove a blob from a repository (the bytes go when nothing references them).
@@ -601,6 +629,19 @@ impl Registry {
             let mut h = Hasher::new(expected.algorithm());
             let mut s = match self.blobs.read_upload(&row.handle, size).await {
                 Ok(s) => s,
+                Err(StoreError::Unsupported(m)) => {
+                    // S3 cannot read back a multipart upload: say so plainly.
+                    self.meta.upload_release(id, &lease).await?;
+                    return Err(ApiError::new(
+                        ErrorCode::Unsupported,
+                        format!(
+                            "cannot verify a {} digest of a chunked upload streamed as {} ({m}); \
+                             name the digest when the upload starts, or use sha256",
+                            expected.algorithm().as_str(),
+                            hasher.algorithm().as_str()
+                        ),
+                    ));
+                }
                 Err(e) => {
                     self.meta.upload_release(id, &lease).await?;
                     return Err(e.into());

@@ -1,13 +1,14 @@
 //! The blob store interface: bytes only, addressed by a storage key that the
-//! metadata store records. Implementations: [`crate::fs::FsBlobStore`] (S3 to
-//! follow). Every implementation runs the shared conformance suite in
-//! `tests/blobstore.rs`.
+//! metadata store records. Implementations: [`crate::fs::FsBlobStore`] and
+//! [`crate::s3::S3BlobStore`]. Every implementation runs the shared
+//! conformance suite in `tests/blobstore.rs`.
 //!
 //! An upload is an opaque, serialisable *handle* string that lives in the
 //! metadata store's upload row, so any node can continue the upload. Hashing is
 //! the caller's job (it wraps the byte stream), which keeps backends simple.
 
 use std::io;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -54,4 +55,11 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Delete a blob. Missing blobs are not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// A URL anyone may GET the blob from for `expires`, served by the backend
+    /// itself (an S3 presigned URL), or `None` if the backend cannot hand out
+    /// such URLs (then Kura serves the bytes, with its own signed URLs).
+    async fn presign_get(&self, _key: &str, _expires: Duration) -> Result<Option<String>> {
+        Ok(None)
+    }
 }

@@ -16,6 +16,12 @@ pub enum StoreError {
     /// The caller's input cannot be stored (e.g. a bad storage key).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The blob store's backend (e.g. S3) failed.
+    #[error("blob store backend: {0}")]
+    Backend(String),
+    /// The blob store cannot do this (e.g. S3 cannot read back a multipart upload).
+    #[error("unsupported by the blob store: {0}")]
+    Unsupported(String),
 }
 
 /// Result alias for the storage layer.

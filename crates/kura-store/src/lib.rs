@@ -6,7 +6,7 @@
 //!   blob visibility per repository, and upload sessions with their resumable
 //!   hash state.
 //! * [`blob::BlobStore`] — bytes only, content-addressed, shared across
-//!   repositories (local filesystem now; S3 later). It never decides races.
+//!   repositories (local filesystem or S3). It never decides races.
 //!
 //! Layering: services call stores; stores never call services.
 
@@ -17,6 +17,7 @@ pub mod fs;
 pub mod gc;
 pub mod iam;
 pub mod meta;
+pub mod s3;
 pub mod scan;
 pub mod sql;
 mod sql_iam;
@@ -30,6 +31,7 @@ pub use fs::FsBlobStore;
 pub use gc::MaintenanceStore;
 pub use iam::IamStore;
 pub use meta::MetaStore;
+pub use s3::{S3BlobStore, S3Config};
 pub use scan::ScanStore;
 pub use sql::{Dialect, SqlMetaStore, SqliteMetaStore};
 

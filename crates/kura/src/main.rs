@@ -15,7 +15,7 @@ use kura_ecr::templates::TemplateProvisioner;
 use kura_ecr::{Ecr, EcrConfig};
 use kura_gc::GcOptions;
 use kura_registry::{Registry, RegistryConfig};
-use kura_store::{Dialect, FsBlobStore, SqlMetaStore};
+use kura_store::{BlobStore, Dialect, FsBlobStore, S3BlobStore, S3Config, SqlMetaStore};
 
 #[derive(Parser)]
 #[command(
@@ -116,6 +116,37 @@ struct StoreArgs {
     /// Log format: text or json.
     #[arg(long, env = "KURA_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    #[command(flatten)]
+    blob: BlobArgs,
+}
+
+/// Where blobs live: `<data-dir>/blobs`, or an S3 bucket when one is named.
+#[derive(clap::Args, Clone)]
+struct BlobArgs {
+    /// Keep blobs in this S3 bucket instead of `<data-dir>/blobs`.
+    #[arg(long, env = "KURA_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// Prefix for every object Kura writes in the bucket.
+    #[arg(long, env = "KURA_S3_PREFIX", default_value = "")]
+    s3_prefix: String,
+    /// S3 endpoint URL for S3-compatible services (default: AWS); http:// is allowed.
+    #[arg(long, env = "KURA_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// The bucket's region.
+    #[arg(long, env = "KURA_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// S3 access key id (default: the instance's credentials).
+    #[arg(long, env = "KURA_S3_ACCESS_KEY_ID")]
+    s3_access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "KURA_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    s3_secret_access_key: Option<String>,
+    /// Virtual-hosted-style requests (default: path style with a custom endpoint, virtual-hosted on AWS).
+    #[arg(long, env = "KURA_S3_VIRTUAL_HOSTED")]
+    s3_virtual_hosted: Option<bool>,
+    /// MiB of upload part buffers all S3 uploads may hold at once.
+    #[arg(long, env = "KURA_S3_BUFFER_MIB", default_value_t = 256)]
+    s3_buffer_mib: usize,
 }
 
 #[derive(clap::Args, Clone)]
@@ -163,6 +194,13 @@ struct ServeArgs {
     /// The longest session `sts:AssumeRole` hands out (IAM's ceiling is 12h).
     #[arg(long, env = "KURA_STS_MAX_SESSION", default_value = "12h", value_parser = seconds_or_duration)]
     sts_max_session: Duration,
+    /// Answer blob GETs with a 307 redirect to a presigned URL of the blob
+    /// store (S3 only), so layer bytes skip Kura; HEAD is still answered here.
+    #[arg(long, env = "KURA_BLOB_REDIRECT")]
+    blob_redirect: bool,
+    /// How long a redirect's presigned URL stays valid.
+    #[arg(long, env = "KURA_BLOB_REDIRECT_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    blob_redirect_ttl: Duration,
     /// Image scans running at once.
     #[arg(long, env = "KURA_SCAN_WORKERS", default_value_t = 2)]
     scan_workers: usize,
@@ -190,7 +228,7 @@ fn init_logging(format: &str) {
     }
 }
 
-async fn open_stores(store: &StoreArgs) -> anyhow::Result<(Arc<SqlMetaStore>, Arc<FsBlobStore>)> {
+async fn open_stores(store: &StoreArgs) -> anyhow::Result<(Arc<SqlMetaStore>, Arc<dyn BlobStore>)> {
     let data_dir = store.data_dir.as_path();
     tokio::fs::create_dir_all(data_dir)
         .await
@@ -203,10 +241,30 @@ async fn open_stores(store: &StoreArgs) -> anyhow::Result<(Arc<SqlMetaStore>, Ar
             .await
             .context("opening the metadata database")?,
     };
-    let blobs = FsBlobStore::open(data_dir.join("blobs"))
-        .await
-        .context("opening the blob store")?;
-    Ok((Arc::new(meta), Arc::new(blobs)))
+    let blobs = open_blob_store(store).await?;
+    Ok((Arc::new(meta), blobs))
+}
+
+async fn open_blob_store(store: &StoreArgs) -> anyhow::Result<Arc<dyn BlobStore>> {
+    let b = &store.blob;
+    let Some(bucket) = b.s3_bucket.clone().filter(|s| !s.is_empty()) else {
+        let fs = FsBlobStore::open(store.data_dir.join("blobs"))
+            .await
+            .context("opening the blob store")?;
+        return Ok(Arc::new(fs));
+    };
+    let config = S3Config {
+        bucket,
+        prefix: b.s3_prefix.clone(),
+        endpoint: b.s3_endpoint.clone().filter(|s| !s.is_empty()),
+        region: b.s3_region.clone(),
+        access_key_id: b.s3_access_key_id.clone().filter(|s| !s.is_empty()),
+        secret_access_key: b.s3_secret_access_key.clone().filter(|s| !s.is_empty()),
+        virtual_hosted: b.s3_virtual_hosted,
+        buffer_budget: b.s3_buffer_mib.saturating_mul(1 << 20),
+    };
+    let s3 = S3BlobStore::new(&config).context("configuring the S3 blob store")?;
+    Ok(Arc::new(s3))
 }
 
 fn gc_options(t: &GcTuning, dry_run: bool) -> GcOptions {
@@ -251,6 +309,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = RegistryConfig {
         default_account: boot.default_account.clone(),
         create_on_push: false,
+        blob_redirect: args.blob_redirect.then_some(args.blob_redirect_ttl),
     };
     let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), config).with_provisioner(provisioner));
     let ecr = Arc::new(Ecr::new(

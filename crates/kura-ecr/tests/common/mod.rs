@@ -98,6 +98,7 @@ pub async fn server_with(configure: impl FnOnce(&mut EcrConfig)) -> Server {
     let config = RegistryConfig {
         default_account: boot.default_account.clone(),
         create_on_push: false,
+        ..RegistryConfig::default()
     };
     let registry = Arc::new(Registry::new(meta.clone(), Arc::new(blobs), config).with_provisioner(provisioner));
     let token_key = boot.token_key.clone();
