@@ -116,6 +116,8 @@ class Cluster:
             if e is not None:
                 self.stop()
                 pytest.fail("node %s did not start: %s" % (n.host, e), pytrace=False)
+        # Pushes create their repositories (a template made through one node).
+        self.nodes[0].allow_create_on_push()
         for n in self.nodes:
             n.login()  # each node's own registry token (test_token_* mixes them)
         return self
