@@ -80,3 +80,25 @@ helm version --short
 for tool in skopeo podman buildah umoci ctr containerd docker; do
     printf '%-12s %s\n' "$tool" "$(command -v "$tool")"
 done
+
+# --- PostgreSQL: the server binaries for scripts/with-postgres-s3 ---------------
+# Only the binaries (/usr/lib/postgresql/<ver>/bin) are used: the wrapper runs a
+# throwaway cluster of its own. policy-rc.d (above) keeps the package from
+# starting Debian's default cluster.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v psql >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends postgresql postgresql-client
+fi
+printf '%-12s %s\n' postgres "$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
+
+# --- s3s-fs: an S3-compatible server over a directory, for scripts/with-postgres-s3
+# Pinned: newer releases need a newer rustc. Built once into the cache (a few
+# minutes) and linked into /usr/local/bin.
+S3S_FS_VERSION=0.14.1
+S3S_FS_ROOT="$CACHE_DIR/s3s-fs"
+if ! "$S3S_FS_ROOT/bin/s3s-fs" --version 2>/dev/null | grep -qx "s3s-fs $S3S_FS_VERSION"; then
+    CARGO_TARGET_DIR="$CACHE_DIR/s3s-fs-build" \
+        cargo install --locked --force "s3s-fs@$S3S_FS_VERSION" --features binary --root "$S3S_FS_ROOT"
+    rm -rf "$CACHE_DIR/s3s-fs-build"
+fi
+ln -sf "$S3S_FS_ROOT/bin/s3s-fs" /usr/local/bin/s3s-fs
+printf '%-12s %s\n' s3s-fs "$(command -v s3s-fs) ($(s3s-fs --version))"

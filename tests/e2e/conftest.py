@@ -126,6 +126,12 @@ class Registry:
 
     def start(self, extra_env=None):
         env = dict(os.environ)
+        # Embedded storage unless the caller passes the shared stores itself
+        # (test_multinode.py): the variables scripts/with-postgres-s3 exports
+        # must not turn every other test into a PostgreSQL/S3 test.
+        for var in list(env):
+            if var == "KURA_DATABASE_URL" or var.startswith("KURA_S3_"):
+                del env[var]
         env.setdefault("RUST_LOG", "info")
         env.update({
             "KURA_ACCOUNT_ID": self.account_id,
