@@ -33,10 +33,13 @@ echo "== cargo test"
 cargo test --release --workspace
 # The metadata and blob store suites again, against a throwaway PostgreSQL and
 # S3 server (scripts/with-postgres-s3 starts and stops both); KURA_REQUIRE_*
-# makes a suite fail instead of skipping when it cannot reach them.
-echo "== cargo test: store suites on PostgreSQL and S3"
+# makes a suite fail instead of skipping when it cannot reach them. The
+# router, ECR API, IAM, public and GC tests run again too, each test on a fresh
+# PostgreSQL database (KURA_TEST_DATABASE_URL).
+echo "== cargo test: store suites on PostgreSQL and S3; registry, ECR and GC tests on PostgreSQL"
 scripts/with-postgres-s3 env KURA_REQUIRE_PG=1 KURA_REQUIRE_S3=1 \
-    cargo test --release -p kura-store --test meta --test blobstore
+    cargo test --release -p kura-store --test meta --test blobstore \
+    -p kura-registry --test router -p kura-ecr --tests -p kura-gc --test gc
 echo "== cargo build (binary and benchmarks)"
 cargo build --release -p kura
 cargo bench --workspace --no-run
@@ -49,10 +52,11 @@ if [ "$(id -u)" = 0 ] && [ -w /etc/hosts ] && ! grep -q "123456789012.dkr.localh
 fi
 export KURA_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/kura"
 # Three nodes sharing one PostgreSQL database and one S3 bucket.
-echo "== end-to-end: three nodes on PostgreSQL and S3"
-scripts/with-postgres-s3 env KURA_REQUIRE_MULTINODE=1 \
-    python3 -m pytest tests/e2e/test_multinode.py -v -p no:cacheprovider
+echo "== end-to-end: three nodes on PostgreSQL and S3; one node on S3"
+scripts/with-postgres-s3 env KURA_REQUIRE_MULTINODE=1 KURA_REQUIRE_S3=1 \
+    python3 -m pytest tests/e2e/test_multinode.py tests/e2e/test_s3.py -v -p no:cacheprovider
 # Everything else runs embedded (SQLite and the filesystem): conftest.py drops
 # KURA_DATABASE_URL and KURA_S3_* from the servers it starts.
 echo "== end-to-end: embedded"
-python3 -m pytest tests/e2e -v -p no:cacheprovider --ignore=tests/e2e/test_multinode.py "$@"
+python3 -m pytest tests/e2e -v -p no:cacheprovider --ignore=tests/e2e/test_multinode.py \
+    --ignore=tests/e2e/test_s3.py "$@"
