@@ -185,16 +185,6 @@ impl SqlMetaStore {
         Ok(store)
     }
 
-    /// Open the store a URL names: `postgres://…` (or `postgresql://…`) is
-    /// PostgreSQL; anything else is a SQLite file path (`sqlite://` optional).
-    pub async fn open_url(url: &str) -> Result<Self> {
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Self::connect(url, 16).await
-        } else {
-            Self::open(url.strip_prefix("sqlite://").unwrap_or(url)).await
-        }
-    }
-
     /// Which engine this store runs on.
     pub fn dialect(&self) -> Dialect {
         self.dialect
