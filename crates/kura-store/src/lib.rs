@@ -1,7 +1,7 @@
 //! Kura's storage layer: two stores, one source of truth.
 //!
-//! * [`meta::MetaStore`] — the metadata store (SQLite by default; the trait is
-//!   shaped so a PostgreSQL implementation can share its SQL). Everything a
+//! * [`meta::MetaStore`] — the metadata store ([`sql::SqlMetaStore`]: SQLite by
+//!   default, PostgreSQL for several nodes, one SQL text). Everything a
 //!   request must decide lives here: repositories, manifests, tags, references,
 //!   blob visibility per repository, and upload sessions with their resumable
 //!   hash state.

@@ -1,7 +1,7 @@
 //! The metadata store interface: the source of truth for everything a request
-//! decides. [`crate::sql::SqlMetaStore`] implements it; the SQL is kept to
-//! the dialect SQLite and PostgreSQL share (ON CONFLICT upserts, keyset
-//! paging, `$N` placeholders) so a PostgreSQL implementation can reuse it.
+//! decides. [`crate::sql::SqlMetaStore`] implements it on SQLite and on
+//! PostgreSQL with one SQL text (ON CONFLICT upserts, keyset paging, `$N`
+//! placeholders).
 //!
 //! Invariants the implementations keep:
 //! * a manifest row is inserted in the same transaction that checks every
