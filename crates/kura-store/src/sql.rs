@@ -16,7 +16,7 @@
 //!   SERIALIZABLE, so the read-then-write decisions that SQLite serializes with
 //!   its single writer are checked by the database across nodes. A write the
 //!   database aborts (40001 serialization failure, 40P01 deadlock) is run again
-//!   from the start ([`retry_write!`]). Text keys use the C collation, so tag
+//!   from the start (`retry_write!`). Text keys use the C collation, so tag
 //!   and repository order is byte order, as on SQLite and in the OCI spec.
 //!
 //! Transactions are short and never wait on blob I/O.
