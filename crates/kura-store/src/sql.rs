@@ -342,6 +342,15 @@ fn image_from_row(r: &AnyRow) -> Result<ImageRow> {
     })
 }
 
+/// A blob row from a `SELECT digest, size, storage_key …`.
+fn blob_from_row(r: &AnyRow) -> Result<BlobRow> {
+    Ok(BlobRow {
+        digest: r.try_get(0)?,
+        size: r.try_get(1)?,
+        storage_key: r.try_get(2)?,
+    })
+}
+
 const UPLOAD_COLS: &str = "id, repo_id, handle, received, hash_state, started_at";
 
 #[async_trait]
@@ -473,14 +482,7 @@ impl MetaStore for SqlMetaStore {
         .bind(digest)
         .fetch_optional(&self.read)
         .await?;
-        row.map(|r| {
-            Ok(BlobRow {
-                digest: r.try_get(0)?,
-                size: r.try_get(1)?,
-                storage_key: r.try_get(2)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(blob_from_row).transpose()
     }
 
     async fn blob_lookup(&self, digest: &str) -> Result<Option<BlobRow>> {
@@ -488,14 +490,7 @@ impl MetaStore for SqlMetaStore {
             .bind(digest)
             .fetch_optional(&self.read)
             .await?;
-        row.map(|r| {
-            Ok(BlobRow {
-                digest: r.try_get(0)?,
-                size: r.try_get(1)?,
-                storage_key: r.try_get(2)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(blob_from_row).transpose()
     }
 
     async fn blob_commit(&self, repo: RepoId, blob: &BlobRow, upload: Option<(&str, &str)>) -> Result<BlobCommitted> {
@@ -1405,15 +1400,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(BlobRow {
-                    digest: r.try_get(0)?,
-                    size: r.try_get(1)?,
-                    storage_key: r.try_get(2)?,
-                })
-            })
-            .collect()
+        rows.iter().map(blob_from_row).collect()
     }
 
     async fn blob_collect(&self, digest: &str, cutoff: i64) -> Result<Option<crate::meta::PendingDelete>> {

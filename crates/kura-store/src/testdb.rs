@@ -12,10 +12,15 @@ use sqlx::Connection;
 use crate::error::{Result, StoreError};
 use crate::sql::SqlMetaStore;
 
+/// The test server's admin URL, if one is configured.
+fn server_url() -> Option<String> {
+    std::env::var("KURA_TEST_DATABASE_URL").ok().filter(|v| !v.is_empty())
+}
+
 /// A store on a new, empty PostgreSQL database, or `None` (with a note on
 /// stderr) when no test server is configured.
 pub async fn postgres(test: &str) -> Option<SqlMetaStore> {
-    let Some(admin) = std::env::var("KURA_TEST_DATABASE_URL").ok().filter(|v| !v.is_empty()) else {
+    let Some(admin) = server_url() else {
         assert!(
             std::env::var("KURA_REQUIRE_PG").as_deref() != Ok("1"),
             "KURA_REQUIRE_PG=1 but KURA_TEST_DATABASE_URL is not set"
@@ -50,7 +55,7 @@ pub async fn fresh(admin: &str) -> Result<SqlMetaStore> {
 /// `KURA_TEST_DATABASE_URL` is set (so whole test files run on both engines),
 /// else SQLite at `sqlite_path`.
 pub async fn from_env_or_sqlite(sqlite_path: impl AsRef<std::path::Path>) -> SqlMetaStore {
-    match std::env::var("KURA_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+    match server_url() {
         Some(url) => fresh(&url).await.expect("creating a test database"),
         None => SqlMetaStore::open(sqlite_path).await.expect("opening SQLite"),
     }
