@@ -45,7 +45,8 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send
 }
 
 async fn join<T>(task: JoinHandle<io::Result<T>>) -> io::Result<T> {
-    task.await.map_err(|e| io::Error::other(format!("file task failed: {e}")))?
+    task.await
+        .map_err(|e| io::Error::other(format!("file task failed: {e}")))?
 }
 
 /// Write every byte of `bufs`, in order, with vectored writes.
@@ -86,7 +87,10 @@ fn read_stream(file: File, len: u64) -> ByteStream {
             Err(e) => return Some((Err(e), None)),
         };
         if chunk.is_empty() {
-            let e = io::Error::new(io::ErrorKind::UnexpectedEof, format!("blob file ended {left} bytes early"));
+            let e = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("blob file ended {left} bytes early"),
+            );
             return Some((Err(e), None));
         }
         let left = left - chunk.len() as u64;

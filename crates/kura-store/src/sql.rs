@@ -12,6 +12,10 @@
 //!   one writer at a time anyway. Write transactions start with
 //!   `BEGIN IMMEDIATE`, so another process on the same file (`kura gc`) waits
 //!   for the lock (busy timeout) instead of failing a read-then-write upgrade.
+//!   Writes that need not survive a power cut (upload leases, a new upload
+//!   session, access times, done outbox rows) commit without their own WAL
+//!   fsync ([`Relaxed`]); the next durable commit's fsync covers them, since
+//!   the WAL is one ordered log.
 //! * PostgreSQL: the write pool runs every statement and transaction
 //!   SERIALIZABLE, so the read-then-write decisions that SQLite serializes with
 //!   its single writer are checked by the database across nodes. A write the
@@ -75,6 +79,52 @@ pub struct SqlMetaStore {
 
 /// The embedded store's historical name.
 pub type SqliteMetaStore = SqlMetaStore;
+
+/// The writer connection, taken for a write that need not be durable on its
+/// own: on SQLite it runs with `synchronous = NORMAL` (no fsync at commit), so
+/// a power cut may lose it, but never a durable commit made after it (they
+/// share one ordered WAL) and never the database's consistency. Leases, the
+/// row of a just-begun upload session (the client has been acknowledged no
+/// bytes yet), access times and finished outbox rows are such writes; blobs,
+/// manifests, tags, upload progress and every API change are not.
+///
+/// The connection goes back to the pool only after `synchronous = FULL` is
+/// restored ([`Relaxed::done`]); dropped any other way (an error, a cancelled
+/// request) it is closed instead, so a durable write can never run relaxed.
+/// On PostgreSQL this is just a pooled write connection (its commits are
+/// durable either way).
+pub(crate) struct Relaxed {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+    sqlite: bool,
+}
+
+impl Relaxed {
+    /// The connection to run the write on.
+    pub(crate) fn conn(&mut self) -> &mut sqlx::AnyConnection {
+        self.conn.as_mut().expect("a relaxed writer is used before done()")
+    }
+
+    /// Restore durable commits and give the connection back.
+    pub(crate) async fn done(mut self) -> Result<()> {
+        if self.sqlite {
+            self.conn().execute("PRAGMA synchronous = FULL").await?;
+        }
+        drop(self.conn.take());
+        Ok(())
+    }
+}
+
+impl Drop for Relaxed {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            if self.sqlite {
+                // Possibly still relaxed: close it; the pool opens a new
+                // writer (synchronous = FULL) when next asked.
+                drop(conn.detach());
+            }
+        }
+    }
+}
 
 /// A write failure worth running the whole write again for.
 pub(crate) trait Retryable {
@@ -248,6 +298,19 @@ impl SqlMetaStore {
             Dialect::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.write.begin().await?,
         })
+    }
+
+    /// The writer for one write that need not be durable on its own (see
+    /// [`Relaxed`]).
+    pub(crate) async fn relaxed(&self) -> Result<Relaxed> {
+        let mut w = Relaxed {
+            conn: Some(self.write.acquire().await?),
+            sqlite: self.dialect == Dialect::Sqlite,
+        };
+        if w.sqlite {
+            w.conn().execute("PRAGMA synchronous = NORMAL").await?;
+        }
+        Ok(w)
     }
 
     /// Drop every upload lease. Only for the embedded single-process setup,
@@ -538,24 +601,26 @@ impl MetaStore for SqlMetaStore {
 
     async fn pending_done(&self, id: i64) -> Result<()> {
         retry_write!(async {
+            let mut w = self.relaxed().await?;
             sqlx::query("DELETE FROM pending_deletes WHERE id = $1")
                 .bind(id)
-                .execute(&self.write)
+                .execute(w.conn())
                 .await?;
-            Ok(())
+            w.done().await
         })
     }
 
     async fn blob_touch(&self, repo: RepoId, digest: &str, now: i64) -> Result<()> {
         retry_write!(async {
+            let mut w = self.relaxed().await?;
             sqlx::query("UPDATE repo_blobs SET touched_at = $3 WHERE repo_id = $1 AND digest = $2 AND touched_at < $4")
                 .bind(repo)
                 .bind(digest)
                 .bind(now)
                 .bind(now - TOUCH_EVERY_MS)
-                .execute(&self.write)
+                .execute(w.conn())
                 .await?;
-            Ok(())
+            w.done().await
         })
     }
 
@@ -591,6 +656,7 @@ impl MetaStore for SqlMetaStore {
 
     async fn upload_create(&self, u: &UploadRow) -> Result<()> {
         retry_write!(async {
+            let mut w = self.relaxed().await?;
             sqlx::query(
                 "INSERT INTO uploads (id, repo_id, handle, received, hash_state, started_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -601,9 +667,9 @@ impl MetaStore for SqlMetaStore {
             .bind(u.offset)
             .bind(&u.hash_state)
             .bind(u.started_at)
-            .execute(&self.write)
+            .execute(w.conn())
             .await?;
-            Ok(())
+            w.done().await
         })
     }
 
@@ -617,6 +683,7 @@ impl MetaStore for SqlMetaStore {
 
     async fn upload_claim(&self, id: &str, expected: Option<i64>, lease: &str) -> Result<Claim> {
         retry_write!(async {
+            let mut w = self.relaxed().await?;
             let now = now_millis();
             let sql = match expected {
                 Some(_) => format!(
@@ -632,13 +699,15 @@ impl MetaStore for SqlMetaStore {
             if let Some(e) = expected {
                 q = q.bind(e);
             }
-            if let Some(row) = q.fetch_optional(&self.write).await? {
+            if let Some(row) = q.fetch_optional(w.conn()).await? {
+                w.done().await?;
                 return Ok(Claim::Taken(UploadRow::from_row(&row)?));
             }
             let cur: Option<i64> = sqlx::query_scalar("SELECT received FROM uploads WHERE id = $1")
                 .bind(id)
-                .fetch_optional(&self.write)
+                .fetch_optional(w.conn())
                 .await?;
+            w.done().await?;
             Ok(match cur {
                 Some(off) => Claim::Conflict(off),
                 None => Claim::Unknown,
@@ -673,23 +742,26 @@ impl MetaStore for SqlMetaStore {
 
     async fn upload_release(&self, id: &str, lease: &str) -> Result<()> {
         retry_write!(async {
+            let mut w = self.relaxed().await?;
             sqlx::query("UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2")
                 .bind(id)
                 .bind(lease)
-                .execute(&self.write)
+                .execute(w.conn())
                 .await?;
-            Ok(())
+            w.done().await
         })
     }
 
     async fn upload_renew(&self, id: &str, lease: &str) -> Result<bool> {
         retry_write!(async {
+            let mut w = self.relaxed().await?;
             let res = sqlx::query("UPDATE uploads SET lease_until = $3 WHERE id = $1 AND lease = $2")
                 .bind(id)
                 .bind(lease)
                 .bind(now_millis() + LEASE_MS)
-                .execute(&self.write)
+                .execute(w.conn())
                 .await?;
+            w.done().await?;
             Ok(res.rows_affected() > 0)
         })
     }
@@ -805,6 +877,7 @@ impl MetaStore for SqlMetaStore {
 
     async fn manifest_touch_pull(&self, repo: RepoId, digest: &str, now: i64) -> Result<()> {
         retry_write!(async {
+            let mut w = self.relaxed().await?;
             sqlx::query(
                 "UPDATE manifests SET last_pulled_at = $3 WHERE repo_id = $1 AND digest = $2 \
                  AND (last_pulled_at IS NULL OR last_pulled_at < $4)",
@@ -813,9 +886,9 @@ impl MetaStore for SqlMetaStore {
             .bind(digest)
             .bind(now)
             .bind(now - 60_000)
-            .execute(&self.write)
+            .execute(w.conn())
             .await?;
-            Ok(())
+            w.done().await
         })
     }
 
@@ -1568,5 +1641,73 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
             .iter()
             .map(crate::gc::AuditEvent::from_row)
             .collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn writer_synchronous(store: &SqlMetaStore) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.write)
+            .await
+            .unwrap()
+    }
+
+    /// A relaxed write never leaves the writer relaxed: `done()` restores
+    /// FULL (2), and a writer dropped or cancelled mid-write is closed, so the
+    /// next durable commit fsyncs.
+    #[tokio::test]
+    async fn relaxed_writes_leave_the_writer_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+        assert_eq!(writer_synchronous(&store).await, 2);
+
+        let mut w = store.relaxed().await.unwrap();
+        let mode: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(w.conn())
+            .await
+            .unwrap();
+        assert_eq!(mode, 1, "NORMAL while relaxed");
+        w.done().await.unwrap();
+        assert_eq!(writer_synchronous(&store).await, 2);
+
+        // Dropped without done() (an error path).
+        let w = store.relaxed().await.unwrap();
+        drop(w);
+        assert_eq!(writer_synchronous(&store).await, 2);
+
+        // Cancelled while relaxed: a future that never finishes its write.
+        let stalled = async {
+            let mut w = store.relaxed().await.unwrap();
+            let _ = sqlx::query("SELECT 1").execute(w.conn()).await;
+            std::future::pending::<()>().await;
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(50), stalled).await;
+        assert_eq!(writer_synchronous(&store).await, 2);
+
+        // The store's relaxed writes themselves.
+        let repo = store.repo_get_or_create("123456789012", "relaxed/test").await.unwrap();
+        let u = UploadRow {
+            id: "u1".into(),
+            repo_id: repo,
+            handle: "u1".into(),
+            offset: 0,
+            hash_state: vec![],
+            started_at: 0,
+        };
+        store.upload_create(&u).await.unwrap();
+        assert!(matches!(
+            store.upload_claim("u1", Some(0), "l1").await.unwrap(),
+            Claim::Taken(_)
+        ));
+        assert!(store.upload_renew("u1", "l1").await.unwrap());
+        assert!(matches!(
+            store.upload_claim("u1", Some(0), "l2").await.unwrap(),
+            Claim::Conflict(0)
+        ));
+        store.upload_release("u1", "l1").await.unwrap();
+        assert_eq!(writer_synchronous(&store).await, 2);
     }
 }
