@@ -280,6 +280,8 @@ async fn transfer(
         PerKind::default(),
     );
     let (mut small_push, mut small_pull) = (PerKind::default(), PerKind::default());
+    let (mut raw_pull_mib_s, mut raw_pull_cpu) = (PerKind::default(), PerKind::default());
+    let (mut raw_pull_client, mut raw_pull_gib) = (PerKind::default(), PerKind::default());
     let (mut push_client, mut pull_client) = (PerKind::default(), PerKind::default());
     let (mut small_push_cpu, mut small_pull_cpu) = (PerKind::default(), PerKind::default());
     let (mut small_push_client, mut small_pull_client) = (PerKind::default(), PerKind::default());
@@ -298,6 +300,13 @@ async fn transfer(
             settle();
             let p = transfer::push(&client, s, &r, &img).await?;
             let gib = img.bytes as f64 / GIB;
+            let img_blobs: Vec<_> = img
+                .manifest
+                .layers
+                .iter()
+                .chain([&img.manifest.config])
+                .cloned()
+                .collect();
             push_mib_s.push(kind, img.bytes as f64 / MIB / p.secs);
             push_cpu.push(kind, p.cpu);
             push_client.push(kind, p.client_cpu);
@@ -309,6 +318,12 @@ async fn transfer(
             pull_cpu.push(kind, q.cpu);
             pull_client.push(kind, q.client_cpu);
             pull_gib.push(kind, got as f64 / GIB);
+            settle();
+            let (q, got) = transfer::pull_raw(s, &format!("bench/big-{round}"), &img_blobs).await?;
+            raw_pull_mib_s.push(kind, got as f64 / MIB / q.secs);
+            raw_pull_cpu.push(kind, q.cpu);
+            raw_pull_client.push(kind, q.client_cpu);
+            raw_pull_gib.push(kind, got as f64 / GIB);
 
             progress(&format!(
                 "transfer round {}/{}: {kind}: {} small layers",
@@ -365,6 +380,14 @@ async fn transfer(
     }
     let (k, r) = pull_mib_s.take();
     report.rounds(&format!("pull {big_label} (4 layers)"), "MiB/s", k, r, faster);
+    let (k, r) = raw_pull_mib_s.take();
+    report.rounds(
+        &format!("pull {big_label}, plain GETs, no client-side digest check"),
+        "MiB/s",
+        k,
+        r,
+        Target::None,
+    );
     let n = plan.small_layers;
     let label = format!("{n} layers, {} MiB", (small_bytes as f64 / MIB).round());
     let (k, r) = small_push.take();
@@ -388,6 +411,20 @@ async fn transfer(
         "CPU-s/GiB",
         per_round(&pull_cpu, &pull_gib, Kind::Kura),
         per_round(&pull_cpu, &pull_gib, Kind::Reference),
+        Target::None,
+    );
+    report.rounds(
+        &format!("server CPU per GiB pulled by plain GETs ({big_label} image)"),
+        "CPU-s/GiB",
+        per_round(&raw_pull_cpu, &raw_pull_gib, Kind::Kura),
+        per_round(&raw_pull_cpu, &raw_pull_gib, Kind::Reference),
+        Target::None,
+    );
+    report.rounds(
+        "client CPU per GiB pulled by plain GETs",
+        "CPU-s/GiB",
+        per_round(&raw_pull_client, &raw_pull_gib, Kind::Kura),
+        per_round(&raw_pull_client, &raw_pull_gib, Kind::Reference),
         Target::None,
     );
     report.row(

@@ -109,3 +109,47 @@ pub async fn pull(client: &Client, server: &Server, r: &Reference) -> anyhow::Re
         sizes.iter().sum(),
     ))
 }
+
+/// Pulls the same blobs with plain `GET`s (reqwest, 16 at a time) and counts
+/// the bytes without hashing them: what the server and the loopback allow
+/// when the client does no digest work. Returns the bytes received.
+pub async fn pull_raw(server: &Server, repo: &str, blobs: &[OciDescriptor]) -> anyhow::Result<(Sample, u64)> {
+    let http = reqwest::Client::new();
+    let auth = server.authorization();
+    let cpu0 = server.cpu();
+    let client0 = procstat::self_cpu_seconds();
+    let t0 = Instant::now();
+    let sizes: Vec<u64> = futures::stream::iter(blobs.iter().cloned())
+        .map(|d| {
+            let (http, auth) = (http.clone(), auth.clone());
+            async move {
+                let mut rb = http.get(format!("{}/v2/{repo}/blobs/{}", server.url(), d.digest));
+                if let Some(a) = &auth {
+                    rb = rb.header("authorization", a);
+                }
+                let resp = rb.send().await?.error_for_status()?;
+                let mut body = resp.bytes_stream();
+                let mut n = 0u64;
+                while let Some(chunk) = body.try_next().await? {
+                    n += chunk.len() as u64;
+                }
+                if n != d.size as u64 {
+                    anyhow::bail!("{}: got {n} bytes, expected {}", d.digest, d.size);
+                }
+                Ok(n)
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect()
+        .await
+        .with_context(|| format!("raw pull of {repo} from {}", server.kind))?;
+    let secs = t0.elapsed().as_secs_f64();
+    Ok((
+        Sample {
+            secs,
+            cpu: server.cpu() - cpu0,
+            client_cpu: procstat::self_cpu_seconds() - client0,
+        },
+        sizes.iter().sum(),
+    ))
+}
