@@ -72,7 +72,7 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (repo_id, name),
     FOREIGN KEY (repo_id, digest) REFERENCES manifests(repo_id, digest) ON DELETE CASCADE
 );
-CREATE INDEX IF NOT EXISTS tags_digest ON tags(repo_id, digest);
+CREATE INDEX IF NOT EXISTS tags_digest_name ON tags(repo_id, digest, name);
 
 CREATE TABLE IF NOT EXISTS uploads (
     id           TEXT PRIMARY KEY,
