@@ -50,9 +50,7 @@ pub async fn push(client: &Client, server: &Server, r: &Reference, image: &Image
     let auth = server.oci_auth();
     // Authenticate (the /v2/ probe) before the clock starts.
     client.auth(r, &auth, RegistryOperation::Push).await?;
-    let cpu0 = server.cpu();
-    let client0 = procstat::self_cpu_seconds();
-    let t0 = Instant::now();
+    let meter = Meter::start(server);
     client
         .push(
             r,
@@ -63,12 +61,49 @@ pub async fn push(client: &Client, server: &Server, r: &Reference, image: &Image
         )
         .await
         .with_context(|| format!("pushing {r} to {}", server.kind))?;
-    let secs = t0.elapsed().as_secs_f64();
-    Ok(Sample {
-        secs,
-        cpu: server.cpu() - cpu0,
-        client_cpu: procstat::self_cpu_seconds() - client0,
-    })
+    Ok(meter.stop(server))
+}
+
+/// The clock and the CPU counters of one timed operation.
+struct Meter {
+    cpu0: f64,
+    client0: f64,
+    t0: Instant,
+}
+
+impl Meter {
+    fn start(server: &Server) -> Meter {
+        Meter {
+            cpu0: server.cpu(),
+            client0: procstat::self_cpu_seconds(),
+            t0: Instant::now(),
+        }
+    }
+
+    fn stop(self, server: &Server) -> Sample {
+        Sample {
+            secs: self.t0.elapsed().as_secs_f64(),
+            cpu: server.cpu() - self.cpu0,
+            client_cpu: procstat::self_cpu_seconds() - self.client0,
+        }
+    }
+}
+
+/// Read a blob's body to the end, counting bytes, and check its size.
+async fn drain<S, B, E>(mut body: S, d: &OciDescriptor) -> anyhow::Result<u64>
+where
+    S: futures::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+    E: Into<anyhow::Error>,
+{
+    let mut n = 0u64;
+    while let Some(chunk) = body.try_next().await.map_err(Into::into)? {
+        n += chunk.as_ref().len() as u64;
+    }
+    if n != d.size as u64 {
+        anyhow::bail!("{}: got {n} bytes, expected {}", d.digest, d.size);
+    }
+    Ok(n)
 }
 
 /// Pulls the manifest, the config and every layer (16 at a time, as
@@ -77,37 +112,17 @@ pub async fn push(client: &Client, server: &Server, r: &Reference, image: &Image
 pub async fn pull(client: &Client, server: &Server, r: &Reference) -> anyhow::Result<(Sample, u64)> {
     let auth = server.oci_auth();
     client.auth(r, &auth, RegistryOperation::Pull).await?;
-    let cpu0 = server.cpu();
-    let client0 = procstat::self_cpu_seconds();
-    let t0 = Instant::now();
+    let meter = Meter::start(server);
     let (manifest, _digest) = client.pull_image_manifest(r, &auth).await?;
     let mut blobs: Vec<OciDescriptor> = manifest.layers.clone();
     blobs.push(manifest.config.clone());
     let sizes: Vec<u64> = futures::stream::iter(blobs)
-        .map(|d| async move {
-            let mut s = client.pull_blob_stream(r, &d).await?;
-            let mut n = 0u64;
-            while let Some(chunk) = s.try_next().await? {
-                n += chunk.len() as u64;
-            }
-            if n != d.size as u64 {
-                anyhow::bail!("{}: got {n} bytes, expected {}", d.digest, d.size);
-            }
-            Ok(n)
-        })
+        .map(|d| async move { drain(client.pull_blob_stream(r, &d).await?, &d).await })
         .buffer_unordered(16)
         .try_collect()
         .await
         .with_context(|| format!("pulling {r} from {}", server.kind))?;
-    let secs = t0.elapsed().as_secs_f64();
-    Ok((
-        Sample {
-            secs,
-            cpu: server.cpu() - cpu0,
-            client_cpu: procstat::self_cpu_seconds() - client0,
-        },
-        sizes.iter().sum(),
-    ))
+    Ok((meter.stop(server), sizes.iter().sum()))
 }
 
 /// Pulls the same blobs with plain `GET`s (reqwest, 16 at a time) and counts
@@ -116,9 +131,7 @@ pub async fn pull(client: &Client, server: &Server, r: &Reference) -> anyhow::Re
 pub async fn pull_raw(server: &Server, repo: &str, blobs: &[OciDescriptor]) -> anyhow::Result<(Sample, u64)> {
     let http = reqwest::Client::new();
     let auth = server.authorization();
-    let cpu0 = server.cpu();
-    let client0 = procstat::self_cpu_seconds();
-    let t0 = Instant::now();
+    let meter = Meter::start(server);
     let sizes: Vec<u64> = futures::stream::iter(blobs.iter().cloned())
         .map(|d| {
             let (http, auth) = (http.clone(), auth.clone());
@@ -128,28 +141,12 @@ pub async fn pull_raw(server: &Server, repo: &str, blobs: &[OciDescriptor]) -> a
                     rb = rb.header("authorization", a);
                 }
                 let resp = rb.send().await?.error_for_status()?;
-                let mut body = resp.bytes_stream();
-                let mut n = 0u64;
-                while let Some(chunk) = body.try_next().await? {
-                    n += chunk.len() as u64;
-                }
-                if n != d.size as u64 {
-                    anyhow::bail!("{}: got {n} bytes, expected {}", d.digest, d.size);
-                }
-                Ok(n)
+                drain(resp.bytes_stream(), &d).await
             }
         })
         .buffer_unordered(16)
         .try_collect()
         .await
         .with_context(|| format!("raw pull of {repo} from {}", server.kind))?;
-    let secs = t0.elapsed().as_secs_f64();
-    Ok((
-        Sample {
-            secs,
-            cpu: server.cpu() - cpu0,
-            client_cpu: procstat::self_cpu_seconds() - client0,
-        },
-        sizes.iter().sum(),
-    ))
+    Ok((meter.stop(server), sizes.iter().sum()))
 }
