@@ -47,7 +47,8 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> io::Result<T> + Send
     join(tokio::task::spawn_blocking(work)).await
 }
 
-async fn join<T>(task: JoinHandle<io::Result<T>>) -> io::Result<T> {
+/// Wait for a blocking-pool task; a task that panicked is an I/O error.
+async fn join<T, E: From<io::Error>>(task: JoinHandle<std::result::Result<T, E>>) -> std::result::Result<T, E> {
     task.await
         .map_err(|e| io::Error::other(format!("file task failed: {e}")))?
 }
@@ -385,9 +386,10 @@ impl BlobStore for FsBlobStore {
         let key = Self::key_for(digest, handle);
         let dst = self.blob_path(&key)?;
         let (handle_owned, sync) = (handle.to_string(), self.sync);
-        tokio::task::spawn_blocking(move || commit_file(&src, &dst, &handle_owned, size, sync))
-            .await
-            .map_err(|e| io::Error::other(format!("file task failed: {e}")))??;
+        join(tokio::task::spawn_blocking(move || {
+            commit_file(&src, &dst, &handle_owned, size, sync)
+        }))
+        .await?;
         Ok(key)
     }
 

@@ -327,6 +327,17 @@ impl SqlMetaStore {
         Ok(w)
     }
 
+    /// Run one statement as a relaxed write; returns the rows it affected.
+    pub(crate) async fn execute_relaxed<'q>(
+        &self,
+        query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+    ) -> Result<u64> {
+        let mut w = self.relaxed().await?;
+        let affected = query.execute(w.conn()).await?.rows_affected();
+        w.done().await?;
+        Ok(affected)
+    }
+
     /// Drop every upload lease. Only for the embedded single-process setup,
     /// at start-up: no other process can be writing an upload then.
     pub async fn clear_upload_leases(&self) -> Result<()> {
@@ -615,26 +626,25 @@ impl MetaStore for SqlMetaStore {
 
     async fn pending_done(&self, id: i64) -> Result<()> {
         retry_write!(async {
-            let mut w = self.relaxed().await?;
-            sqlx::query("DELETE FROM pending_deletes WHERE id = $1")
-                .bind(id)
-                .execute(w.conn())
+            self.execute_relaxed(sqlx::query("DELETE FROM pending_deletes WHERE id = $1").bind(id))
                 .await?;
-            w.done().await
+            Ok(())
         })
     }
 
     async fn blob_touch(&self, repo: RepoId, digest: &str, now: i64) -> Result<()> {
         retry_write!(async {
-            let mut w = self.relaxed().await?;
-            sqlx::query("UPDATE repo_blobs SET touched_at = $3 WHERE repo_id = $1 AND digest = $2 AND touched_at < $4")
+            self.execute_relaxed(
+                sqlx::query(
+                    "UPDATE repo_blobs SET touched_at = $3 WHERE repo_id = $1 AND digest = $2 AND touched_at < $4",
+                )
                 .bind(repo)
                 .bind(digest)
                 .bind(now)
-                .bind(now - TOUCH_EVERY_MS)
-                .execute(w.conn())
-                .await?;
-            w.done().await
+                .bind(now - TOUCH_EVERY_MS),
+            )
+            .await?;
+            Ok(())
         })
     }
 
@@ -670,20 +680,20 @@ impl MetaStore for SqlMetaStore {
 
     async fn upload_create(&self, u: &UploadRow) -> Result<()> {
         retry_write!(async {
-            let mut w = self.relaxed().await?;
-            sqlx::query(
-                "INSERT INTO uploads (id, repo_id, handle, received, hash_state, started_at, updated_at) \
+            self.execute_relaxed(
+                sqlx::query(
+                    "INSERT INTO uploads (id, repo_id, handle, received, hash_state, started_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                )
+                .bind(&u.id)
+                .bind(u.repo_id)
+                .bind(&u.handle)
+                .bind(u.offset)
+                .bind(&u.hash_state)
+                .bind(u.started_at),
             )
-            .bind(&u.id)
-            .bind(u.repo_id)
-            .bind(&u.handle)
-            .bind(u.offset)
-            .bind(&u.hash_state)
-            .bind(u.started_at)
-            .execute(w.conn())
             .await?;
-            w.done().await
+            Ok(())
         })
     }
 
@@ -756,27 +766,27 @@ impl MetaStore for SqlMetaStore {
 
     async fn upload_release(&self, id: &str, lease: &str) -> Result<()> {
         retry_write!(async {
-            let mut w = self.relaxed().await?;
-            sqlx::query("UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2")
-                .bind(id)
-                .bind(lease)
-                .execute(w.conn())
-                .await?;
-            w.done().await
+            self.execute_relaxed(
+                sqlx::query("UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2")
+                    .bind(id)
+                    .bind(lease),
+            )
+            .await?;
+            Ok(())
         })
     }
 
     async fn upload_renew(&self, id: &str, lease: &str) -> Result<bool> {
         retry_write!(async {
-            let mut w = self.relaxed().await?;
-            let res = sqlx::query("UPDATE uploads SET lease_until = $3 WHERE id = $1 AND lease = $2")
-                .bind(id)
-                .bind(lease)
-                .bind(now_millis() + LEASE_MS)
-                .execute(w.conn())
+            let affected = self
+                .execute_relaxed(
+                    sqlx::query("UPDATE uploads SET lease_until = $3 WHERE id = $1 AND lease = $2")
+                        .bind(id)
+                        .bind(lease)
+                        .bind(now_millis() + LEASE_MS),
+                )
                 .await?;
-            w.done().await?;
-            Ok(res.rows_affected() > 0)
+            Ok(affected > 0)
         })
     }
 
@@ -891,18 +901,18 @@ impl MetaStore for SqlMetaStore {
 
     async fn manifest_touch_pull(&self, repo: RepoId, digest: &str, now: i64) -> Result<()> {
         retry_write!(async {
-            let mut w = self.relaxed().await?;
-            sqlx::query(
-                "UPDATE manifests SET last_pulled_at = $3 WHERE repo_id = $1 AND digest = $2 \
+            self.execute_relaxed(
+                sqlx::query(
+                    "UPDATE manifests SET last_pulled_at = $3 WHERE repo_id = $1 AND digest = $2 \
                  AND (last_pulled_at IS NULL OR last_pulled_at < $4)",
+                )
+                .bind(repo)
+                .bind(digest)
+                .bind(now)
+                .bind(now - 60_000),
             )
-            .bind(repo)
-            .bind(digest)
-            .bind(now)
-            .bind(now - 60_000)
-            .execute(w.conn())
             .await?;
-            w.done().await
+            Ok(())
         })
     }
 
