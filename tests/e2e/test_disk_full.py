@@ -99,34 +99,30 @@ def test_a_full_disk_and_a_restart_do_not_wedge_the_registry(tmp_path, tmpfs):
         reg.login()
         c = Client(reg.url, auth=reg.auth)
         assert os.path.getsize(os.path.join(reg.data_dir, "space.reserve")) == 8 * MIB
+        pushed = 6
+        for i in range(pushed):
+            r = push_image(c, "fill/app", f"t{i}", f"seed-{i}", 4 * MIB)
+            assert r is None, describe(r)
 
-        # Push 4 MiB images until the disk is full.
-        refused = None
-        pushed = 0
-        for i in range(60):
-            refused = push_image(c, "fill/app", f"t{i}", f"seed-{i}", 4 * MIB)
-            if refused is not None:
-                break
-            pushed += 1
-        assert refused is not None, "the 96 MiB disk never filled"
-        assert pushed > 5, f"only {pushed} images fit"
-        # A server condition the client retries, not the client's fault.
-        assert refused.status_code == 503, describe(refused)
-        assert refused.json()["errors"][0]["code"] == "UNAVAILABLE", describe(refused)
-        assert int(refused.headers["Retry-After"]) > 0, describe(refused)
-        # The failed upload's partial file is gone at once.
-        uploads = os.path.join(reg.data_dir, "blobs", "uploads")
-        assert os.listdir(uploads) == [], os.listdir(uploads)
-        assert "disk_full" in reg.log()
-
-        # Whatever room is left, something else takes it: the disk is full.
+        # The disk fills up (here: another file takes every byte left).
         fill(str(tmpfs / "someone-elses-file"))
 
-        # Crash and restart on the full disk.
+        # Crash and restart on the full disk: it must start.
         reg.kill9()
         reg.start(extra_env=env)
         reg.login()
         c = Client(reg.url, auth=reg.auth)
+
+        # A push meets the full disk: a server condition the client retries,
+        # not the client's fault, and no partial file stays behind.
+        refused = push_image(c, "fill/app", "late", "late", 4 * MIB)
+        assert refused is not None, "a push fit on a full disk"
+        assert refused.status_code == 503, describe(refused)
+        assert refused.json()["errors"][0]["code"] == "UNAVAILABLE", describe(refused)
+        assert int(refused.headers["Retry-After"]) > 0, describe(refused)
+        uploads = os.path.join(reg.data_dir, "blobs", "uploads")
+        assert os.listdir(uploads) == [], os.listdir(uploads)
+        assert "disk_full" in reg.log()
 
         # Delete every image through the API.
         ecr = reg.ecr()
@@ -169,7 +165,9 @@ def test_a_full_disk_and_a_restart_do_not_wedge_the_registry(tmp_path, tmpfs):
 
 
 def test_online_gc_frees_a_full_disk_after_a_restart(tmp_path, tmpfs):
-    """The same with the background GC instead of `kura gc`."""
+    """Pushes fill the disk (the reserve is released by then), kill -9,
+    restart, delete everything: the background GC frees the space and pushes
+    resume by themselves."""
     reg = Registry(str(tmp_path))
     reg.data_dir = str(tmpfs / "data")
     env = {"KURA_DISK_RESERVE_MIB": "8", "KURA_GC_INTERVAL": "0s", "KURA_LIFECYCLE_INTERVAL": "0s"}
@@ -178,10 +176,13 @@ def test_online_gc_frees_a_full_disk_after_a_restart(tmp_path, tmpfs):
         reg.allow_create_on_push()
         reg.login()
         c = Client(reg.url, auth=reg.auth)
+        # Push until the disk is full: the reserve is released, uploads get 503.
+        refused = None
         for i in range(60):
-            if push_image(c, "fill/app", f"t{i}", f"seed-{i}", 4 * MIB) is not None:
+            refused = push_image(c, "fill/app", f"t{i}", f"seed-{i}", 4 * MIB)
+            if refused is not None:
                 break
-        fill(str(tmpfs / "someone-elses-file"))
+        assert refused is not None and refused.status_code == 503, describe(refused)
         reg.kill9()
         # Back with GC every second and no grace.
         env2 = dict(env, KURA_GC_INTERVAL="1s", KURA_GC_GRACE="0s")

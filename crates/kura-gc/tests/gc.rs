@@ -527,10 +527,7 @@ async fn orphan_files_older_than_the_grace_period_are_swept() {
     std::fs::write(&old_upload, vec![5u8; 4096]).unwrap();
     set_age(&old_upload, old);
 
-    let opts = GcOptions {
-        grace,
-        ..opts(0)
-    };
+    let opts = GcOptions { grace, ..opts(0) };
     let dry = collect(
         e.store.as_ref(),
         e.store.as_ref(),
@@ -553,10 +550,13 @@ async fn orphan_files_older_than_the_grace_period_are_swept() {
     assert!(!old_orphan.exists(), "the old orphan blob file is gone");
     assert!(!old_upload.exists(), "the old orphan upload file is gone");
     assert!(fresh_orphan.exists(), "a fresh orphan is within its grace period");
-    assert!(e.root.join("uploads").join(&live.id).exists(), "a live upload keeps its file");
+    assert!(
+        e.root.join("uploads").join(&live.id).exists(),
+        "a live upload keeps its file"
+    );
     assert_eq!(read_all(&e.reg, "app", &kept).await, b"recorded");
     // The live upload still finishes.
-    let d = Digest::sha256([3u8; 100]);
+    let d = Digest::sha256(&[3u8; 100]);
     e.reg
         .finish_upload(ACCOUNT, &name("app"), &live.id, d.as_str(), None, None)
         .await
@@ -579,7 +579,10 @@ async fn a_dead_runs_gc_lease_is_short_and_cleared_at_start_up() {
     let kura_store::gc::Leased::Ran((holder, until)) = during else {
         panic!("the lease was free")
     };
-    assert!(until - kura_store::now_millis() <= kura_store::gc::JOB_LEASE_MS, "{until}");
+    assert!(
+        until - kura_store::now_millis() <= kura_store::gc::JOB_LEASE_MS,
+        "{until}"
+    );
     assert!(holder.starts_with(&format!("{}:{}:", kura_store::gc::host_name(), std::process::id())));
     assert_eq!(e.store.lease_get("gc").await.unwrap(), None, "released after the run");
 

@@ -60,11 +60,8 @@ impl ApiError {
     /// 503 `UNAVAILABLE` with `Retry-After`: the registry's storage is full.
     /// A server condition the client retries, never the client's fault.
     pub fn storage_full() -> Self {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "the registry's storage is full; retry later",
-        )
-        .header("retry-after", DISK_FULL_RETRY_AFTER)
+        ApiError::new(ErrorCode::Unavailable, "the registry's storage is full; retry later")
+            .header("retry-after", DISK_FULL_RETRY_AFTER)
     }
 }
 

@@ -76,7 +76,11 @@ struct Resp {
 }
 
 async fn req(app: &Router, method: Method, uri: &str, body: Vec<u8>) -> Resp {
-    let r = Request::builder().method(method).uri(uri).body(Body::from(body)).unwrap();
+    let r = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(Body::from(body))
+        .unwrap();
     let resp = app.clone().oneshot(r).await.unwrap();
     let status = resp.status();
     let retry_after = resp
@@ -125,13 +129,16 @@ fn assert_unavailable(r: &Resp) {
 async fn enospc_during_an_upload_is_a_retryable_503_and_frees_the_partial_file() {
     let dir = tempfile::tempdir().unwrap();
     let meta = kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await;
-    let fs = FsBlobStore::open(dir.path().join("blobs")).await.unwrap().without_fsync();
+    let fs = FsBlobStore::open(dir.path().join("blobs"))
+        .await
+        .unwrap()
+        .without_fsync();
     let store = Arc::new(FillingUp {
         fs,
         full: AtomicBool::new(true),
     });
     let reg = Registry::new(Arc::new(meta), store.clone(), RegistryConfig::default());
-    let app = app(Arc::new(reg));
+    let app = kura_registry::app(Arc::new(reg));
     let uploads = dir.path().join("blobs/uploads");
     let before = kura_store::space::disk_full_events();
 
@@ -139,7 +146,11 @@ async fn enospc_during_an_upload_is_a_retryable_503_and_frees_the_partial_file()
     let loc = start(&app).await;
     let r = req(&app, Method::PATCH, &loc, vec![7u8; 100_000]).await;
     assert_unavailable(&r);
-    assert!(files_in(&uploads).is_empty(), "partial file left: {:?}", files_in(&uploads));
+    assert!(
+        files_in(&uploads).is_empty(),
+        "partial file left: {:?}",
+        files_in(&uploads)
+    );
     let r = req(&app, Method::GET, &loc, Vec::new()).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "the session ended: {}", r.body);
 
@@ -174,9 +185,9 @@ async fn uploads_wait_while_the_space_reserve_cannot_be_held() {
         .without_fsync()
         .with_reserve(reserve);
     let reg = Registry::new(Arc::new(meta), Arc::new(fs), RegistryConfig::default());
-    let app = app(Arc::new(reg));
-    let loc = start(&app).await;
-    let r = req(&app, Method::PATCH, &loc, vec![1u8; 1000]).await;
+    let router = app(Arc::new(reg));
+    let loc = start(&router).await;
+    let r = req(&router, Method::PATCH, &loc, vec![1u8; 1000]).await;
     assert_unavailable(&r);
     assert!(files_in(&dir.path().join("blobs/uploads")).is_empty());
 
@@ -192,11 +203,11 @@ async fn uploads_wait_while_the_space_reserve_cannot_be_held() {
         .without_fsync()
         .with_reserve(reserve.clone());
     let reg = Registry::new(Arc::new(meta), Arc::new(fs), RegistryConfig::default());
-    let app = app(Arc::new(reg));
+    let router = app(Arc::new(reg));
     let data = b"fits".to_vec();
     let d = Digest::sha256(&data);
-    let loc = start(&app).await;
-    let r = req(&app, Method::PUT, &format!("{loc}?digest={d}"), data).await;
+    let loc = start(&router).await;
+    let r = req(&router, Method::PUT, &format!("{loc}?digest={d}"), data).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     assert!(reserve.held(), "the released reserve was allocated again first");
 }

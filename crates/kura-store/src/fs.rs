@@ -543,7 +543,8 @@ fn names(dir: &Path) -> io::Result<Vec<String>> {
 
 fn send(tx: &ListSender, o: StoredObject) -> io::Result<()> {
     // The reader went away: stop walking.
-    tx.blocking_send(Ok(o)).map_err(|_| io::Error::other("listing abandoned"))
+    tx.blocking_send(Ok(o))
+        .map_err(|_| io::Error::other("listing abandoned"))
 }
 
 /// `uploads/<id>`: the key is the handle (the upload id).

@@ -130,7 +130,12 @@ pub const JOB_LEASE_RENEW: Duration = Duration::from_secs(10);
 /// ([`crate::SqlMetaStore::clear_dead_job_leases`]) and a skipped run can
 /// say who holds the lease.
 pub fn lease_holder() -> String {
-    format!("{}:{}:{}", host_name(), std::process::id(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}:{}:{}",
+        host_name(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// This machine's name (for lease holders).

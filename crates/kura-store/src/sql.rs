@@ -399,7 +399,9 @@ impl SqlMetaStore {
     /// running beside the server keeps its lease. Returns the leases dropped.
     pub async fn clear_dead_job_leases(&self) -> Result<Vec<String>> {
         let host = crate::gc::host_name();
-        let rows = sqlx::query("SELECT name, holder FROM leases").fetch_all(&self.read).await?;
+        let rows = sqlx::query("SELECT name, holder FROM leases")
+            .fetch_all(&self.read)
+            .await?;
         let mut cleared = Vec::new();
         for r in rows {
             let (name, holder): (String, String) = (r.try_get(0)?, r.try_get(1)?);
@@ -1501,7 +1503,8 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn blob_keys_known(&self, keys: &[String]) -> Result<Vec<String>> {
-        self.known("SELECT storage_key FROM blobs WHERE storage_key IN", keys).await
+        self.known("SELECT storage_key FROM blobs WHERE storage_key IN", keys)
+            .await
     }
 
     async fn stale_uploads(&self, cutoff: i64, after: Option<&str>, limit: i64) -> Result<Vec<UploadRow>> {

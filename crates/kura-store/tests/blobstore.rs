@@ -109,7 +109,10 @@ async fn listing(store: &dyn BlobStore, deleted: &str, key2: &str) {
         assert!((o.modified_ms - now).abs() < 600_000, "{o:?}");
     }
     let blobs: Vec<StoredObject> = store.list_stored(StoredKind::Blob).try_collect().await.unwrap();
-    let b2 = blobs.iter().find(|o| o.key == key2).unwrap_or_else(|| panic!("{key2} in {blobs:?}"));
+    let b2 = blobs
+        .iter()
+        .find(|o| o.key == key2)
+        .unwrap_or_else(|| panic!("{key2} in {blobs:?}"));
     assert_eq!((b2.kind, b2.upload_id.as_str(), b2.size), (StoredKind::Blob, "u2", 11));
     assert!((b2.modified_ms - now).abs() < 600_000, "{b2:?}");
     assert!(blobs.iter().all(|o| o.key != deleted), "a deleted blob is not listed");

@@ -45,7 +45,12 @@ pub fn prepare(dir: &Path, sqlite: bool) -> anyhow::Result<()> {
     }
     if sqlite {
         let db = dir.join("meta.db");
-        match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&db) {
+        match fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&db)
+        {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e).with_context(|| format!("creating {}", db.display())),
