@@ -1241,6 +1241,9 @@ fn map_registry_error(e: ApiError, account: &str, repo: &str) -> EcrError {
         ErrorCode::DigestInvalid => EcrError::new("InvalidLayerException", e.error.message.clone()),
         ErrorCode::ManifestUnknown => EcrError::new("ImageNotFoundException", e.error.message.clone()),
         ErrorCode::Internal => EcrError::server(),
+        // Storage full: ServerException with 503, which the AWS SDKs retry.
+        ErrorCode::Unavailable => EcrError::new("ServerException", e.error.message.clone())
+            .with_status(axum::http::StatusCode::SERVICE_UNAVAILABLE),
         _ => EcrError::invalid_parameter(e.error.message.clone()),
     }
 }

@@ -17,7 +17,7 @@ fn key(name: &str) -> String {
 impl SqlMetaStore {
     /// Bump the access-control generation (after the change it covers).
     pub(crate) async fn bump_iam_generation(&self) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query("UPDATE iam_generation SET gen = gen + 1 WHERE id = 1")
                 .execute(&self.write)
                 .await?;
@@ -29,7 +29,7 @@ impl SqlMetaStore {
 #[async_trait]
 impl IamStore for SqlMetaStore {
     async fn iam_entity_create(&self, e: &IamEntity) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query(
                 "INSERT INTO iam_entities (account, kind, name_key, name, id, path, arn, body, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (account, kind, name_key) DO NOTHING",
@@ -70,7 +70,7 @@ impl IamStore for SqlMetaStore {
         expected: &str,
         body: &str,
     ) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query(
                 "UPDATE iam_entities SET body = $1 WHERE account = $2 AND kind = $3 AND name_key = $4 AND body = $5",
             )
@@ -110,7 +110,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn iam_entity_delete(&self, account: &str, kind: &str, name: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query("DELETE FROM iam_entities WHERE account = $1 AND kind = $2 AND name_key = $3")
                 .bind(account)
                 .bind(kind)
@@ -123,7 +123,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn iam_inline_put(&self, account: &str, kind: &str, owner: &str, policy: &str, document: &str) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query(
                 "INSERT INTO iam_inline_policies (account, kind, owner_key, name, document) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (account, kind, owner_key, name) DO UPDATE SET document = excluded.document",
@@ -166,7 +166,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn iam_inline_delete(&self, account: &str, kind: &str, owner: &str, policy: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query(
                 "DELETE FROM iam_inline_policies WHERE account = $1 AND kind = $2 AND owner_key = $3 AND name = $4",
             )
@@ -182,7 +182,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn iam_link_add(&self, account: &str, rel: &str, from_kind: &str, from: &str, to: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query(
                 "INSERT INTO iam_links (account, rel, from_kind, from_key, from_name, target) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (account, rel, from_kind, from_key, target) DO NOTHING",
@@ -201,7 +201,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn iam_link_remove(&self, account: &str, rel: &str, from_kind: &str, from: &str, to: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query(
                 "DELETE FROM iam_links WHERE account = $1 AND rel = $2 AND from_kind = $3 AND from_key = $4 AND target = $5",
             )
@@ -258,7 +258,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn access_key_set_status(&self, access_key_id: &str, status: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query("UPDATE access_keys SET status = $1 WHERE access_key_id = $2")
                 .bind(status)
                 .bind(access_key_id)
@@ -269,7 +269,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn access_key_delete(&self, access_key_id: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
                 .bind(access_key_id)
                 .execute(&self.write)
@@ -279,7 +279,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn access_keys_purge_expired(&self, before: i64) -> Result<u64> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query("DELETE FROM access_keys WHERE expires_at IS NOT NULL AND expires_at < $1")
                 .bind(before)
                 .execute(&self.write)
@@ -295,7 +295,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn resource_policy_put(&self, arn: &str, policy: &str) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query(
                 "INSERT INTO resource_policies (arn, policy, updated_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (arn) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
@@ -319,7 +319,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn resource_policy_delete(&self, arn: &str) -> Result<Option<ResourcePolicyRow>> {
-        retry_write!(async {
+        retry_write!(self, async {
             let row = sqlx::query("DELETE FROM resource_policies WHERE arn = $1 RETURNING arn, policy, updated_at")
                 .bind(arn)
                 .fetch_optional(&self.write)
