@@ -112,6 +112,12 @@ fn form_encode(params: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// ISO 8601 with milliseconds, e.g. `2024-05-01T12:00:00.250Z`.
+fn iso_millis(ms: i64) -> String {
+    let secs = kura_iam::format_rfc3339(ms.div_euclid(1000));
+    format!("{}.{:03}Z", secs.trim_end_matches('Z'), ms.rem_euclid(1000))
+}
+
 fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
@@ -639,7 +645,7 @@ async fn token_issue_time_revokes_older_sessions() {
     let cut = now_millis() + 5;
     let revoke = policy(json!([{
         "Effect": "Deny", "Action": ["*"], "Resource": ["*"],
-        "Condition": {"DateLessThan": {"aws:TokenIssueTime": kura_iam::format_rfc3339_millis(cut)}}
+        "Condition": {"DateLessThan": {"aws:TokenIssueTime": iso_millis(cut)}}
     }]));
     t.iam(
         &root(),
