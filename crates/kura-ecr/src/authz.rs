@@ -183,7 +183,12 @@ impl Ecr {
 
     /// A principal and its parsed identity policies, from the cache or the
     /// store; keyed by account and unique id.
-    async fn principal_snapshot(&self, gen: i64, account: &str, principal_id: &str) -> EcrResult<Arc<PrincipalSnapshot>> {
+    async fn principal_snapshot(
+        &self,
+        gen: i64,
+        account: &str,
+        principal_id: &str,
+    ) -> EcrResult<Arc<PrincipalSnapshot>> {
         let key = format!("{account}|{principal_id}");
         if let Some(hit) = self.authz_cache.get(gen, |c| c.principals.get(&key).cloned()) {
             return Ok(hit);

@@ -202,7 +202,10 @@ impl T {
     async fn registry_login(&self, c: &Creds) -> String {
         let r = self.ecr(c, "GetAuthorizationToken", json!({})).await;
         r.ok();
-        format!("Basic {}", r.json()["authorizationData"][0]["authorizationToken"].as_str().unwrap())
+        format!(
+            "Basic {}",
+            r.json()["authorizationData"][0]["authorizationToken"].as_str().unwrap()
+        )
     }
 
     /// A user with an access key (made by the root).
@@ -238,23 +241,35 @@ impl T {
             )
             .await;
         r.ok();
-        self.iam(&root(), "AttachRolePolicy", &[("RoleName", name), ("PolicyArn", POWER_USER)])
-            .await
-            .ok();
+        self.iam(
+            &root(),
+            "AttachRolePolicy",
+            &[("RoleName", name), ("PolicyArn", POWER_USER)],
+        )
+        .await
+        .ok();
         r.xml("Arn").unwrap()
     }
 
     async fn delete_role(&self, name: &str) {
-        self.iam(&root(), "DetachRolePolicy", &[("RoleName", name), ("PolicyArn", POWER_USER)])
-            .await
-            .ok();
+        self.iam(
+            &root(),
+            "DetachRolePolicy",
+            &[("RoleName", name), ("PolicyArn", POWER_USER)],
+        )
+        .await
+        .ok();
         self.iam(&root(), "DeleteRole", &[("RoleName", name)]).await.ok();
     }
 
     /// The root assumes `role_arn` as session `session`.
     async fn assume(&self, role_arn: &str, session: &str) -> Creds {
         let r = self
-            .sts(&root(), "AssumeRole", &[("RoleArn", role_arn), ("RoleSessionName", session)])
+            .sts(
+                &root(),
+                "AssumeRole",
+                &[("RoleArn", role_arn), ("RoleSessionName", session)],
+            )
             .await;
         r.ok();
         Creds {
@@ -282,9 +297,13 @@ async fn mallory_with_a_colon_in_her_path_is_not_boss() {
     let r = root();
     // boss may push and pull, and manage his own keys.
     t.iam(&r, "CreateUser", &[("UserName", "boss")]).await.ok();
-    t.iam(&r, "AttachUserPolicy", &[("UserName", "boss"), ("PolicyArn", POWER_USER)])
-        .await
-        .ok();
+    t.iam(
+        &r,
+        "AttachUserPolicy",
+        &[("UserName", "boss"), ("PolicyArn", POWER_USER)],
+    )
+    .await
+    .ok();
     let self_service = policy(json!([{
         "Effect": "Allow",
         "Action": ["iam:CreateAccessKey", "iam:ListAccessKeys", "iam:GetUser"],
@@ -293,7 +312,11 @@ async fn mallory_with_a_colon_in_her_path_is_not_boss() {
     t.iam(
         &r,
         "PutUserPolicy",
-        &[("UserName", "boss"), ("PolicyName", "self"), ("PolicyDocument", &self_service)],
+        &[
+            ("UserName", "boss"),
+            ("PolicyName", "self"),
+            ("PolicyDocument", &self_service),
+        ],
     )
     .await
     .ok();
@@ -308,7 +331,11 @@ async fn mallory_with_a_colon_in_her_path_is_not_boss() {
     t.iam(
         &r,
         "PutUserPolicy",
-        &[("UserName", "creator"), ("PolicyName", "create"), ("PolicyDocument", &create_only)],
+        &[
+            ("UserName", "creator"),
+            ("PolicyName", "create"),
+            ("PolicyDocument", &create_only),
+        ],
     )
     .await
     .ok();
@@ -355,7 +382,9 @@ async fn mallory_with_a_colon_in_her_path_is_not_boss() {
         let pull = t.dp(Method::GET, "/v2/team/app/tags/list", Some(&auth), vec![]).await;
         assert_eq!(pull.status, StatusCode::FORBIDDEN, "{}", pull.body);
         assert!(pull.body.contains("boss:/mallory"), "{}", pull.body);
-        let push = t.dp(Method::POST, "/v2/team/app/blobs/uploads/", Some(&auth), vec![]).await;
+        let push = t
+            .dp(Method::POST, "/v2/team/app/blobs/uploads/", Some(&auth), vec![])
+            .await;
         assert_eq!(push.status, StatusCode::FORBIDDEN, "{}", push.body);
     }
 
@@ -381,7 +410,11 @@ async fn mallory_with_a_colon_in_her_path_is_not_boss() {
     t.iam(
         &r,
         "PutUserPolicy",
-        &[("UserName", "mallory"), ("PolicyName", "self"), ("PolicyDocument", &read_self)],
+        &[
+            ("UserName", "mallory"),
+            ("PolicyName", "self"),
+            ("PolicyDocument", &read_self),
+        ],
     )
     .await
     .ok();
@@ -436,16 +469,22 @@ async fn a_recreated_user_does_not_inherit_old_keys() {
     let old = t.user_with_key("alice", "/").await;
     let login = t.registry_login(&r).await;
     assert_eq!(
-        t.dp(Method::GET, "/v2/team/app/tags/list", Some(&login), vec![]).await.status,
+        t.dp(Method::GET, "/v2/team/app/tags/list", Some(&login), vec![])
+            .await
+            .status,
         StatusCode::OK
     );
     // alice disappears with her key still stored (what the race leaves).
     assert!(t.s.store.iam_entity_delete(ACCOUNT, "user", "alice").await.unwrap());
     // A new alice, with pull and push rights.
     t.iam(&r, "CreateUser", &[("UserName", "alice")]).await.ok();
-    t.iam(&r, "AttachUserPolicy", &[("UserName", "alice"), ("PolicyArn", POWER_USER)])
-        .await
-        .ok();
+    t.iam(
+        &r,
+        "AttachUserPolicy",
+        &[("UserName", "alice"), ("PolicyArn", POWER_USER)],
+    )
+    .await
+    .ok();
     let fresh = t.key_for(&r, "alice").await;
     t.can_describe(&fresh).await.ok();
 
@@ -462,9 +501,13 @@ async fn a_recreated_user_does_not_inherit_old_keys() {
     keys.ok();
     assert!(!keys.body.contains(&old.id), "{}", keys.body);
     assert!(keys.body.contains(&fresh.id), "{}", keys.body);
-    t.iam(&r, "DeleteAccessKey", &[("UserName", "alice"), ("AccessKeyId", &old.id)])
-        .await
-        .query_error(StatusCode::NOT_FOUND, "NoSuchEntity");
+    t.iam(
+        &r,
+        "DeleteAccessKey",
+        &[("UserName", "alice"), ("AccessKeyId", &old.id)],
+    )
+    .await
+    .query_error(StatusCode::NOT_FOUND, "NoSuchEntity");
     // A registry token of the old key: refused (401 with a challenge).
     let now = now_millis() as u64 / 1000;
     let claims = TokenClaims {
@@ -504,9 +547,13 @@ async fn a_deactivated_key_stops_with_its_tokens_and_download_urls() {
     assert_eq!(put.status, StatusCode::CREATED, "{}", put.body);
 
     let dev = t.user_with_key("dev", "/").await;
-    t.iam(&r, "AttachUserPolicy", &[("UserName", "dev"), ("PolicyArn", POWER_USER)])
-        .await
-        .ok();
+    t.iam(
+        &r,
+        "AttachUserPolicy",
+        &[("UserName", "dev"), ("PolicyArn", POWER_USER)],
+    )
+    .await
+    .ok();
     let login = t.registry_login(&dev).await;
     let url = t
         .ecr(
@@ -621,9 +668,13 @@ async fn a_recreated_role_does_not_grant_old_sessions() {
     t.sts(&s1, "GetCallerIdentity", &[])
         .await
         .query_error(StatusCode::FORBIDDEN, "InvalidClientTokenId");
-    t.sts(&s1, "AssumeRole", &[("RoleArn", &role_arn), ("RoleSessionName", "chain")])
-        .await
-        .query_error(StatusCode::FORBIDDEN, "InvalidClientTokenId");
+    t.sts(
+        &s1,
+        "AssumeRole",
+        &[("RoleArn", &role_arn), ("RoleSessionName", "chain")],
+    )
+    .await
+    .query_error(StatusCode::FORBIDDEN, "InvalidClientTokenId");
     let r = t.dp(Method::GET, "/v2/team/app/tags/list", Some(&login), vec![]).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
     // A new session of the new role works.
@@ -650,7 +701,11 @@ async fn token_issue_time_revokes_older_sessions() {
     t.iam(
         &root(),
         "PutRolePolicy",
-        &[("RoleName", "ci"), ("PolicyName", "AWSRevokeOlderSessions"), ("PolicyDocument", &revoke)],
+        &[
+            ("RoleName", "ci"),
+            ("PolicyName", "AWSRevokeOlderSessions"),
+            ("PolicyDocument", &revoke),
+        ],
     )
     .await
     .ok();
@@ -666,7 +721,9 @@ async fn token_issue_time_revokes_older_sessions() {
     t.ecr(&old, "GetAuthorizationToken", json!({}))
         .await
         .ecr_error("AccessDeniedException");
-    let pull = t.dp(Method::GET, "/v2/team/app/tags/list", Some(&old_login), vec![]).await;
+    let pull = t
+        .dp(Method::GET, "/v2/team/app/tags/list", Some(&old_login), vec![])
+        .await;
     assert_eq!(pull.status, StatusCode::FORBIDDEN, "{}", pull.body);
 
     t.can_describe(&new).await.ok();

@@ -407,7 +407,9 @@ async fn expired_temporary_credentials_lose_their_tokens() {
     let t = T::new().await;
     t.entity(ACCOUNT, kind::ROLE, "ci").await;
     t.attach(ACCOUNT, kind::ROLE, "ci", POWER_USER).await;
-    let live = t.session("ci", "s", "ASIALIVE", kura_store::now_millis() + 60_000).await;
+    let live = t
+        .session("ci", "s", "ASIALIVE", kura_store::now_millis() + 60_000)
+        .await;
     let dead = t.session("ci", "s", "ASIADEAD", kura_store::now_millis() - 1).await;
     assert_eq!(
         t.dp(&live, Method::GET, "localhost", "/v2/team/app/tags/list").await.0,

@@ -67,7 +67,11 @@ pub(crate) fn classify(entry: &str) -> Option<AwsEntry<'_>> {
         "sts" => {
             if let Some((role, session)) = arn.assumed_role() {
                 Some(AwsEntry::Session { account, role, session })
-            } else if arn.resource.strip_prefix("federated-user/").is_some_and(|n| !n.is_empty()) {
+            } else if arn
+                .resource
+                .strip_prefix("federated-user/")
+                .is_some_and(|n| !n.is_empty())
+            {
                 Some(AwsEntry::FederatedUser(entry))
             } else {
                 None

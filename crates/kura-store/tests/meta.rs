@@ -768,7 +768,10 @@ async fn iam_suite<S: ControlStore + kura_store::IamStore>(s: &S) {
     let alice = s.iam_entity_by_id(a, "AIDA5").await.unwrap().unwrap();
     assert_eq!((alice.kind.as_str(), alice.name.as_str()), (kind::USER, "alice"));
     assert!(s.iam_entity_by_id("999999999999", "AIDA5").await.unwrap().is_none());
-    assert!(s.iam_entity_by_id(a, "AIDA1").await.unwrap().is_none(), "the deleted alice");
+    assert!(
+        s.iam_entity_by_id(a, "AIDA1").await.unwrap().is_none(),
+        "the deleted alice"
+    );
     assert!(s.iam_entity_by_id(a, "aida5").await.unwrap().is_none(), "ids are exact");
 
     // Access keys by owner id; temporary credentials are not listed.
@@ -796,7 +799,10 @@ async fn iam_suite<S: ControlStore + kura_store::IamStore>(s: &S) {
     let mut ids: Vec<_> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["AKIAONE", "AKIATWO"]);
-    assert_eq!(s.access_key_get("AKIAONE").await.unwrap().unwrap().principal_id, "AIDA5");
+    assert_eq!(
+        s.access_key_get("AKIAONE").await.unwrap().unwrap().principal_id,
+        "AIDA5"
+    );
 
     // Deleting a role's sessions takes only that role's temporary keys.
     put("ASIAR1", "AROAROLE1:s1", true).await;
