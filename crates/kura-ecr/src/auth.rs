@@ -279,13 +279,14 @@ pub const ANONYMOUS_TOKEN: &str = "anonymous";
 /// (`docker login` with `AWS` and a registry password) fetch a bearer token
 /// with them; clients without fetch an anonymous one, which reads public
 /// repositories. Basic `AWS:<token>` sent up front is accepted too, as ECR
-/// accepts it.
-fn challenge(host: &str, message: &str) -> Response {
+/// accepts it. The realm's scheme is the one the client used (`https` when a
+/// trusted proxy says it terminated TLS), never a cleartext URL behind TLS.
+fn challenge(scheme: &str, host: &str, message: &str) -> Response {
     let body = serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": message, "detail": null}]});
     let mut r = (StatusCode::UNAUTHORIZED, serde_json::to_vec(&body).unwrap_or_default()).into_response();
     let h = r.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"http://{host}/token\",service=\"{host}\"")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{scheme}://{host}/token\",service=\"{host}\"")) {
         h.insert("www-authenticate", v);
     }
     h.insert(
@@ -434,7 +435,11 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         .filter(|_| !crate::public::anonymous(req.headers()))
         .map(String::from)
     else {
-        return challenge(&host, "authentication required");
+        return challenge(
+            crate::client::scheme(req.extensions()),
+            &host,
+            "authentication required",
+        );
     };
     match ecr.check_basic(&value).await {
         Ok((claims, caller)) => {
@@ -462,7 +467,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
                 }
             }
         }
-        Err(msg) => challenge(&host, msg),
+        Err(msg) => challenge(crate::client::scheme(req.extensions()), &host, msg),
     }
 }
 

@@ -352,10 +352,7 @@ impl Ecr {
             // `/v2/` and paths the registry will refuse itself.
             return Ok(Ok(()));
         };
-        let source_ip = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let source_ip = crate::client::source_ip(req.extensions());
         let decider = self.caller_decider(caller, source_ip).await?;
         let region = &self.config.region;
         let access = match &repo {
