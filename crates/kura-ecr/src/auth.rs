@@ -453,13 +453,11 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
                 }
                 Ok(Err(denial)) => denied(&denial.message),
                 // The key's owner no longer exists.
-                Err(e) if e.kind == "UnrecognizedClientException" => {
-                    challenge(
-                        crate::client::scheme(req.extensions()),
-                        &host,
-                        "Your authorization token is no longer valid.",
-                    )
-                }
+                Err(e) if e.kind == "UnrecognizedClientException" => challenge(
+                    crate::client::scheme(req.extensions()),
+                    &host,
+                    "Your authorization token is no longer valid.",
+                ),
                 Err(e) => {
                     tracing::error!(error = %e, "authorization failed");
                     kura_registry::error::ApiError::new(
