@@ -355,9 +355,7 @@ impl Ecr {
         let mut rows = self.meta.repo_list_rows(&account, after.as_deref(), limit + 1).await?;
         let next = page(&mut rows, limit, |x| &x.name);
         // Listing shows the repositories the caller may describe.
-        let decider = self
-            .decider(&ctx.caller.account, &ctx.caller.principal_arn, ctx.source_ip)
-            .await?;
+        let decider = self.caller_decider(&ctx.caller, ctx.source_ip).await?;
         let mut visible = Vec::with_capacity(rows.len());
         for r in rows {
             let access = Access::repository("ecr:DescribeRepositories", &self.config.region, &account, &r.name);
@@ -808,7 +806,7 @@ impl Ecr {
                 return Ok(json!({"downloadUrl": url, "layerDigest": digest}));
             }
         }
-        let q = self.sign_download(&account, name.as_str(), digest);
+        let q = self.sign_download(&ctx.caller, &account, name.as_str(), digest);
         let url = format!(
             "http://{}/v2/{name}/blobs/{digest}?{q}",
             self.registry_host(ctx, &account)

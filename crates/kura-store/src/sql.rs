@@ -39,19 +39,21 @@ use crate::now_millis;
 
 /// SQLite migrations, applied in order: (version, SQL). Version 1 is re-run
 /// on every open (it is all `IF NOT EXISTS`).
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_scan.sql")),
     (3, include_str!("../migrations/sqlite/0003_iam.sql")),
     (4, include_str!("../migrations/sqlite/0004_public.sql")),
     (5, include_str!("../migrations/sqlite/0005_listing.sql")),
+    (6, include_str!("../migrations/sqlite/0006_key_owner.sql")),
     (8, include_str!("../migrations/sqlite/0008_orphans.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
 /// its first migration creates that schema at once.
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_schema.sql")),
     (5, include_str!("../migrations/postgres/0005_listing.sql")),
+    (6, include_str!("../migrations/postgres/0006_key_owner.sql")),
     (8, include_str!("../migrations/postgres/0008_orphans.sql")),
 ];
 /// The schema version this build writes.
@@ -297,7 +299,7 @@ impl SqlMetaStore {
     /// Apply the migrations this database has not seen, each in its own
     /// transaction. On PostgreSQL an advisory lock keeps nodes that start
     /// together from migrating at once.
-    async fn migrate(&self, migrations: &[(i64, &str)]) -> Result<()> {
+    pub(crate) async fn migrate(&self, migrations: &[(i64, &str)]) -> Result<()> {
         let mut conn = self.write.acquire().await?;
         if self.dialect == Dialect::Postgres {
             conn.execute("SELECT pg_advisory_lock(7403062651)").await?;
@@ -1215,17 +1217,18 @@ impl ControlStore for SqlMetaStore {
     async fn access_key_put(&self, k: &AccessKeyRow) -> Result<()> {
         retry_write!(self, async {
             sqlx::query(
-                "INSERT INTO access_keys (access_key_id, account, principal_arn, secret_sealed, status, session_token_hash, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (access_key_id) DO NOTHING",
+                "INSERT INTO access_keys (access_key_id, account, principal_arn, principal_id, secret_sealed, status, session_token_hash, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (access_key_id) DO NOTHING",
             )
             .bind(&k.access_key_id)
             .bind(&k.account)
             .bind(&k.principal_arn)
+            .bind(&k.principal_id)
             .bind(&k.secret_sealed)
             .bind(&k.status)
             .bind(&k.session_token_hash)
             .bind(k.expires_at)
-            .bind(now_millis())
+            .bind(k.created_at)
             .execute(&self.write)
             .await?;
             Ok(())
@@ -1234,8 +1237,8 @@ impl ControlStore for SqlMetaStore {
 
     async fn access_key_get(&self, access_key_id: &str) -> Result<Option<AccessKeyRow>> {
         let row = sqlx::query(
-            "SELECT access_key_id, account, principal_arn, secret_sealed, status, session_token_hash, expires_at \
-             FROM access_keys WHERE access_key_id = $1",
+            "SELECT access_key_id, account, principal_arn, COALESCE(principal_id, '') AS principal_id, secret_sealed, \
+             status, session_token_hash, expires_at, created_at FROM access_keys WHERE access_key_id = $1",
         )
         .bind(access_key_id)
         .fetch_optional(&self.read)
@@ -1864,7 +1867,9 @@ mod tests {
         // Make it look like a version-4 database.
         sqlx::raw_sql(
             "DROP INDEX manifests_listing; DROP INDEX tags_digest_name; \
-             CREATE INDEX tags_digest ON tags(repo_id, digest); UPDATE schema_version SET version = 4;",
+             CREATE INDEX tags_digest ON tags(repo_id, digest); \
+             DROP INDEX access_keys_by_principal_id; ALTER TABLE access_keys DROP COLUMN principal_id; \
+             UPDATE schema_version SET version = 4;",
         )
         .execute(&store.write)
         .await
