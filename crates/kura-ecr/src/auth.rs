@@ -13,7 +13,9 @@ use base64::Engine;
 use kura_auth::seal::MasterKey;
 use kura_auth::sigv4::{self, RequestParts, SigV4Error};
 use kura_auth::token::{self, TokenClaims, TokenError};
-use kura_registry::http::AccountId;
+use kura_registry::http::{AccountId, CallerPrincipal};
+use kura_registry::service::CatalogFilter;
+use kura_registry::DataRequest;
 use kura_store::control::AccessKeyRow;
 use kura_store::{ControlStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -179,13 +181,20 @@ impl Ecr {
             e: now_secs() + DOWNLOAD_URL_SECS,
         };
         let t = token::issue_raw(&self.token_key, &serde_json::to_vec(&claims).unwrap_or_default());
-        format!("X-Kura-Download={t}")
+        format!("{}={t}", kura_registry::request::DOWNLOAD_PARAM)
     }
 
-    fn check_download(&self, token: &str, path: &str) -> Option<String> {
+    /// The account a presigned download token lets `data` read, if the
+    /// token is valid, unexpired, and made for exactly this request: a GET
+    /// or HEAD of the blob it names (compared as the parsed endpoint, never
+    /// as the raw path).
+    fn check_download(&self, token: &str, data: &DataRequest) -> Option<String> {
         let payload = token::verify_raw(&self.token_key, token).ok()?;
         let c: DownloadClaims = serde_json::from_slice(&payload).ok()?;
-        (c.e > now_secs() && path == format!("/v2/{}/blobs/{}", c.r, c.d)).then_some(c.a)
+        let kura_registry::endpoint::Endpoint::Blob(name, digest) = &data.endpoint else {
+            return None;
+        };
+        (c.e > now_secs() && data.is_read() && name.as_str() == c.r && *digest == c.d).then_some(c.a)
     }
 
     /// Check an `Authorization` header: Basic `AWS:<token>` (what
@@ -363,60 +372,83 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".into());
     let account = account_from_host(&host).unwrap_or_else(|| ecr.config.default_account.clone());
-    let download = req.uri().query().and_then(|q| {
-        form_pairs(q)
-            .into_iter()
-            .find(|(k, _)| k == "X-Kura-Download")
-            .map(|(_, v)| v)
-    });
-    if let Some(t) = download {
-        let head_or_get = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
-        return match ecr.check_download(&t, req.uri().path()) {
-            Some(a) if head_or_get && a == account => {
-                req.extensions_mut().insert(AccountId(account));
-                next.run(req).await
-            }
-            _ => denied("The download URL is invalid or has expired."),
-        };
-    }
+    let source_ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    // The one parse of this request: authorization decides on this value
+    // and the handler serves this value (never the raw URI again).
+    let parsed = DataRequest::parse(req.method(), req.uri(), req.headers());
+    let parsed = match parsed {
+        Ok(data) if data.params.download.is_some() => {
+            let t = data.params.download.as_deref().unwrap_or_default();
+            return match ecr.check_download(t, &data) {
+                Some(a) if a == account => pass(req, next, account, data).await,
+                _ => denied("The download URL is invalid or has expired."),
+            };
+        }
+        other => other,
+    };
     // Anyone may read a public repository (ECR Public).
-    if crate::public::anonymous(req.headers()) && crate::public::anonymous_read_allowed(&ecr, &account, &req).await {
-        req.extensions_mut().insert(AccountId(account));
-        return next.run(req).await;
+    if crate::public::anonymous(req.headers()) {
+        if let Ok(data) = parsed {
+            if crate::public::anonymous_read_allowed(&ecr, &account, &data).await {
+                return pass(req, next, account, data).await;
+            }
+        }
+        return challenge(&host, "authentication required");
     }
     let Some(value) = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .filter(|_| !crate::public::anonymous(req.headers()))
         .map(String::from)
     else {
         return challenge(&host, "authentication required");
     };
-    match ecr.check_basic(&value).await {
-        Ok(claims) => {
-            // The host picks the registry; the caller may be of another
-            // account when policies on both sides allow it.
-            match ecr.authorize_data(&claims, &account, &mut req).await {
-                Ok(Ok(())) => {
-                    req.extensions_mut().insert(AccountId(account));
-                    req.extensions_mut().insert(DataCaller { claims });
-                    next.run(req).await
-                }
-                Ok(Err(denial)) => denied(&denial.message),
-                Err(e) => {
-                    tracing::error!(error = %e, "authorization failed");
-                    kura_registry::error::ApiError::new(
-                        kura_oci::ErrorCode::Internal,
-                        "authorization could not be decided",
-                    )
-                    .status(StatusCode::INTERNAL_SERVER_ERROR)
-                    .into_response()
-                }
+    let claims = match ecr.check_basic(&value).await {
+        Ok(claims) => claims,
+        Err(msg) => return challenge(&host, msg),
+    };
+    // Authenticated: a request that does not parse gets the registry's
+    // answer (a bad name or path, a method the endpoint lacks, ...).
+    let mut data = match parsed {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    // The host picks the registry; the caller may be of another account
+    // when policies on both sides allow it.
+    match ecr.authorize_data(&claims, &account, &mut data, source_ip).await {
+        Ok(Ok(())) => {
+            if data.endpoint == kura_registry::endpoint::Endpoint::Catalog {
+                let filter = crate::authz::DataCatalogFilter {
+                    ecr: ecr.clone(),
+                    claims: claims.clone(),
+                    source_ip,
+                };
+                req.extensions_mut().insert(CatalogFilter(Arc::new(filter)));
             }
+            req.extensions_mut()
+                .insert(CallerPrincipal(claims.principal_arn.clone()));
+            req.extensions_mut().insert(DataCaller { claims });
+            pass(req, next, account, data).await
         }
-        Err(msg) => challenge(&host, msg),
+        Ok(Err(denial)) => denied(&denial.message),
+        Err(e) => {
+            tracing::error!(error = %e, "authorization failed");
+            kura_registry::error::ApiError::new(kura_oci::ErrorCode::Internal, "authorization could not be decided")
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response()
+        }
     }
+}
+
+/// Hand the request, with the account it addresses and its parsed (and
+/// authorized) form, to the registry.
+async fn pass(mut req: Request, next: Next, account: String, data: DataRequest) -> Response {
+    req.extensions_mut().insert(AccountId(account));
+    req.extensions_mut().insert(data);
+    next.run(req).await
 }
 
 fn form_pairs(q: &str) -> Vec<(String, String)> {
