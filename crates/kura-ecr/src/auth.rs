@@ -377,24 +377,24 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
     // The one parse of this request: authorization decides on this value
-    // and the handler serves this value (never the raw URI again).
-    let parsed = DataRequest::parse(req.method(), req.uri(), req.headers());
-    let parsed = match parsed {
-        Ok(data) if data.params.download.is_some() => {
-            let t = data.params.download.as_deref().unwrap_or_default();
-            return match ecr.check_download(t, &data) {
-                Some(a) if a == account => pass(req, next, account, data).await,
-                _ => denied("The download URL is invalid or has expired."),
-            };
-        }
-        other => other,
+    // and the handler serves this value (never the raw URI again). What
+    // does not parse gets the registry's answer at once (a bad name or
+    // path, a method the endpoint lacks, a repeated parameter): it depends
+    // on the request's text alone, like a router's 404.
+    let mut data = match DataRequest::parse(req.method(), req.uri(), req.headers()) {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
     };
+    if let Some(t) = &data.params.download {
+        return match ecr.check_download(t, &data) {
+            Some(a) if a == account => pass(req, next, account, data).await,
+            _ => denied("The download URL is invalid or has expired."),
+        };
+    }
     // Anyone may read a public repository (ECR Public).
     if crate::public::anonymous(req.headers()) {
-        if let Ok(data) = parsed {
-            if crate::public::anonymous_read_allowed(&ecr, &account, &data).await {
-                return pass(req, next, account, data).await;
-            }
+        if crate::public::anonymous_read_allowed(&ecr, &account, &data).await {
+            return pass(req, next, account, data).await;
         }
         return challenge(&host, "authentication required");
     }
@@ -409,12 +409,6 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
     let claims = match ecr.check_basic(&value).await {
         Ok(claims) => claims,
         Err(msg) => return challenge(&host, msg),
-    };
-    // Authenticated: a request that does not parse gets the registry's
-    // answer (a bad name or path, a method the endpoint lacks, ...).
-    let mut data = match parsed {
-        Ok(d) => d,
-        Err(e) => return e.into_response(),
     };
     // The host picks the registry; the caller may be of another account
     // when policies on both sides allow it.
