@@ -1778,7 +1778,9 @@ mod tests {
         // Make it look like a version-4 database.
         sqlx::raw_sql(
             "DROP INDEX manifests_listing; DROP INDEX tags_digest_name; \
-             CREATE INDEX tags_digest ON tags(repo_id, digest); UPDATE schema_version SET version = 4;",
+             CREATE INDEX tags_digest ON tags(repo_id, digest); \
+             DROP INDEX uploads_repo; DROP INDEX uploads_principal; ALTER TABLE uploads DROP COLUMN principal; \
+             UPDATE schema_version SET version = 4;",
         )
         .execute(&store.write)
         .await
