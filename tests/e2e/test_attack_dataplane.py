@@ -186,24 +186,24 @@ def test_open_upload_sessions_are_capped(tmp_path):
     reg.start(extra_env={"KURA_MAX_UPLOADS_PER_REPO": "2", "KURA_MAX_UPLOADS_PER_PRINCIPAL": "3"})
     try:
         ecr = client(reg, "ecr")
-        for name in ("a", "b"):
+        for name in ("ca", "cb"):
             ecr.create_repository(repositoryName=name)
         reg.login()
         c = Client(reg.url, auth=reg.auth)
-        opened = [expect(c.request("POST", "/v2/a/blobs/uploads/"), 202) for _ in range(2)]
-        r = c.request("POST", "/v2/a/blobs/uploads/")
+        opened = [expect(c.request("POST", "/v2/ca/blobs/uploads/"), 202) for _ in range(2)]
+        r = c.request("POST", "/v2/ca/blobs/uploads/")
         assert_error(r, 429, "TOOMANYREQUESTS")
         assert "max-uploads-per-repo" in r.text, describe(r)
-        expect(c.request("POST", "/v2/b/blobs/uploads/"), 202)
-        r = c.request("POST", "/v2/b/blobs/uploads/")
+        expect(c.request("POST", "/v2/cb/blobs/uploads/"), 202)
+        r = c.request("POST", "/v2/cb/blobs/uploads/")
         assert_error(r, 429, "TOOMANYREQUESTS")
         assert "max-uploads-per-principal" in r.text, describe(r)
         # The ECR API's InitiateLayerUpload counts against the same caps.
         with pytest.raises(ecr.exceptions.LimitExceededException):
-            ecr.initiate_layer_upload(repositoryName="b")
+            ecr.initiate_layer_upload(repositoryName="cb")
         # Cancelling one makes room.
         expect(c.request("DELETE", opened[0].headers["Location"]), 204)
-        expect(c.request("POST", "/v2/b/blobs/uploads/"), 202)
+        expect(c.request("POST", "/v2/cb/blobs/uploads/"), 202)
     finally:
         reg.stop()
 
