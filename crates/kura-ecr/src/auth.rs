@@ -245,13 +245,14 @@ pub const ANONYMOUS_TOKEN: &str = "anonymous";
 /// (`docker login` with `AWS` and a registry password) fetch a bearer token
 /// with them; clients without fetch an anonymous one, which reads public
 /// repositories. Basic `AWS:<token>` sent up front is accepted too, as ECR
-/// accepts it.
-fn challenge(host: &str, message: &str) -> Response {
+/// accepts it. The realm's scheme is the one the client used (`https` when a
+/// trusted proxy says it terminated TLS), never a cleartext URL behind TLS.
+fn challenge(scheme: &str, host: &str, message: &str) -> Response {
     let body = serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": message, "detail": null}]});
     let mut r = (StatusCode::UNAUTHORIZED, serde_json::to_vec(&body).unwrap_or_default()).into_response();
     let h = r.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"http://{host}/token\",service=\"{host}\"")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{scheme}://{host}/token\",service=\"{host}\"")) {
         h.insert("www-authenticate", v);
     }
     h.insert(
@@ -372,10 +373,8 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".into());
     let account = account_from_host(&host).unwrap_or_else(|| ecr.config.default_account.clone());
-    let source_ip = req
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip());
+    let source_ip = crate::client::source_ip(req.extensions());
+    let scheme = crate::client::scheme(req.extensions());
     // The one parse of this request: authorization decides on this value
     // and the handler serves this value (never the raw URI again). What
     // does not parse gets the registry's answer at once (a bad name or
@@ -396,7 +395,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         if crate::public::anonymous_read_allowed(&ecr, &account, &data).await {
             return pass(req, next, account, data).await;
         }
-        return challenge(&host, "authentication required");
+        return challenge(scheme, &host, "authentication required");
     }
     let Some(value) = req
         .headers()
@@ -404,11 +403,11 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .map(String::from)
     else {
-        return challenge(&host, "authentication required");
+        return challenge(scheme, &host, "authentication required");
     };
     let claims = match ecr.check_basic(&value).await {
         Ok(claims) => claims,
-        Err(msg) => return challenge(&host, msg),
+        Err(msg) => return challenge(scheme, &host, msg),
     };
     // The host picks the registry; the caller may be of another account
     // when policies on both sides allow it.

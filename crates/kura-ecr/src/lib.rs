@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod client;
 pub mod error;
 pub mod iamapi;
 pub mod lifecycle;
@@ -55,6 +56,9 @@ pub struct EcrConfig {
     /// The longest session STS hands out, in seconds (`KURA_STS_MAX_SESSION`;
     /// IAM's own ceiling is 12 hours).
     pub max_session_secs: u64,
+    /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed
+    /// (`KURA_TRUSTED_PROXIES`); nobody by default.
+    pub trusted_proxies: client::TrustedProxies,
 }
 
 impl EcrConfig {
@@ -64,6 +68,7 @@ impl EcrConfig {
             region: region.to_string(),
             default_account: default_account.to_string(),
             max_session_secs: 12 * 3600,
+            trusted_proxies: client::TrustedProxies::default(),
         }
     }
 }
@@ -171,8 +176,10 @@ pub fn app(ecr: Arc<Ecr>, registry: Arc<Registry>) -> Router {
             "/token",
             axum::routing::get(auth::token_service).post(auth::token_service),
         )
-        .with_state(ecr)
+        .with_state(ecr.clone())
         .merge(data)
+        // First of all: who the client is (peer, or a trusted proxy's word).
+        .layer(axum::middleware::from_fn_with_state(ecr, client::layer))
 }
 
 fn request_id() -> String {
@@ -303,12 +310,10 @@ async fn handle(ecr: &Ecr, parts: &http::request::Parts, target: Option<&str>, b
     ops::dispatch(ecr, &ctx, &op, input).await
 }
 
-/// The client address, when the server recorded it.
+/// The client address, when the server recorded it: the peer, or what a
+/// trusted proxy reported ([`client`]).
 pub(crate) fn source_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
+    client::source_ip(&parts.extensions)
 }
 
 fn too_large() -> EcrError {
