@@ -13,7 +13,9 @@ use base64::Engine;
 use kura_auth::seal::MasterKey;
 use kura_auth::sigv4::{self, RequestParts, SigV4Error};
 use kura_auth::token::{self, TokenClaims, TokenError};
-use kura_registry::http::AccountId;
+use kura_registry::http::{AccountId, CallerPrincipal};
+use kura_registry::service::CatalogFilter;
+use kura_registry::DataRequest;
 use kura_store::control::AccessKeyRow;
 use kura_store::{ControlStore, StoreError};
 use serde::{Deserialize, Serialize};
@@ -208,13 +210,20 @@ impl Ecr {
             k: caller.access_key_id.clone(),
         };
         let t = token::issue_raw(&self.token_key, &serde_json::to_vec(&claims).unwrap_or_default());
-        format!("X-Kura-Download={t}")
+        format!("{}={t}", kura_registry::request::DOWNLOAD_PARAM)
     }
 
-    async fn check_download(&self, token: &str, path: &str) -> Option<String> {
+    /// The account a presigned download token lets `data` read, if the
+    /// token is valid, unexpired, made for exactly this request (a GET or
+    /// HEAD of the blob it names, compared as the parsed endpoint, never as
+    /// the raw path), and the access key that asked for it is still usable.
+    async fn check_download(&self, token: &str, data: &DataRequest) -> Option<String> {
         let payload = token::verify_raw(&self.token_key, token).ok()?;
         let c: DownloadClaims = serde_json::from_slice(&payload).ok()?;
-        if c.e <= now_secs() || path != format!("/v2/{}/blobs/{}", c.r, c.d) {
+        let kura_registry::endpoint::Endpoint::Blob(name, digest) = &data.endpoint else {
+            return None;
+        };
+        if !(c.e > now_secs() && data.is_read() && name.as_str() == c.r && *digest == c.d) {
             return None;
         }
         self.key_caller(&c.k).await.ok().map(|_| c.a)
@@ -407,70 +416,80 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_else(|| "localhost".into());
     let account = account_from_host(&host).unwrap_or_else(|| ecr.config.default_account.clone());
-    let download = req.uri().query().and_then(|q| {
-        form_pairs(q)
-            .into_iter()
-            .find(|(k, _)| k == "X-Kura-Download")
-            .map(|(_, v)| v)
-    });
-    if let Some(t) = download {
-        let head_or_get = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
-        return match ecr.check_download(&t, req.uri().path()).await {
-            Some(a) if head_or_get && a == account => {
-                req.extensions_mut().insert(AccountId(account));
-                next.run(req).await
-            }
+    let source_ip = crate::client::source_ip(req.extensions());
+    let scheme = crate::client::scheme(req.extensions());
+    // The one parse of this request: authorization decides on this value
+    // and the handler serves this value (never the raw URI again). What
+    // does not parse gets the registry's answer at once (a bad name or
+    // path, a method the endpoint lacks, a repeated parameter): it depends
+    // on the request's text alone, like a router's 404.
+    let mut data = match DataRequest::parse(req.method(), req.uri(), req.headers()) {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(t) = &data.params.download {
+        return match ecr.check_download(t, &data).await {
+            Some(a) if a == account => pass(req, next, account, data).await,
             _ => denied("The download URL is invalid or has expired."),
         };
     }
     // Anyone may read a public repository (ECR Public).
-    if crate::public::anonymous(req.headers()) && crate::public::anonymous_read_allowed(&ecr, &account, &req).await {
-        req.extensions_mut().insert(AccountId(account));
-        return next.run(req).await;
+    if crate::public::anonymous(req.headers()) {
+        if crate::public::anonymous_read_allowed(&ecr, &account, &data).await {
+            return pass(req, next, account, data).await;
+        }
+        return challenge(scheme, &host, "authentication required");
     }
     let Some(value) = req
         .headers()
         .get("authorization")
         .and_then(|v| v.to_str().ok())
-        .filter(|_| !crate::public::anonymous(req.headers()))
         .map(String::from)
     else {
-        return challenge(
-            crate::client::scheme(req.extensions()),
-            &host,
-            "authentication required",
-        );
+        return challenge(scheme, &host, "authentication required");
     };
-    match ecr.check_basic(&value).await {
-        Ok((claims, caller)) => {
-            // The host picks the registry; the caller may be of another
-            // account when policies on both sides allow it.
-            match ecr.authorize_data(&caller, &account, &mut req).await {
-                Ok(Ok(())) => {
-                    req.extensions_mut().insert(AccountId(account));
-                    req.extensions_mut().insert(DataCaller { claims });
-                    next.run(req).await
-                }
-                Ok(Err(denial)) => denied(&denial.message),
-                // The key's owner no longer exists.
-                Err(e) if e.kind == "UnrecognizedClientException" => challenge(
-                    crate::client::scheme(req.extensions()),
-                    &host,
-                    "Your authorization token is no longer valid.",
-                ),
-                Err(e) => {
-                    tracing::error!(error = %e, "authorization failed");
-                    kura_registry::error::ApiError::new(
-                        kura_oci::ErrorCode::Internal,
-                        "authorization could not be decided",
-                    )
-                    .status(StatusCode::INTERNAL_SERVER_ERROR)
-                    .into_response()
-                }
+    let (claims, caller) = match ecr.check_basic(&value).await {
+        Ok(found) => found,
+        Err(msg) => return challenge(scheme, &host, msg),
+    };
+    // The host picks the registry; the caller may be of another account
+    // when policies on both sides allow it.
+    match ecr.authorize_data(&caller, &account, &mut data, source_ip).await {
+        Ok(Ok(())) => {
+            if data.endpoint == kura_registry::endpoint::Endpoint::Catalog {
+                let filter = crate::authz::DataCatalogFilter {
+                    ecr: ecr.clone(),
+                    caller: caller.clone(),
+                    source_ip,
+                };
+                req.extensions_mut().insert(CatalogFilter(Arc::new(filter)));
             }
+            // Upload caps count per principal: its unique id, never its ARN.
+            req.extensions_mut()
+                .insert(CallerPrincipal(caller.principal_id.clone()));
+            req.extensions_mut().insert(DataCaller { claims });
+            pass(req, next, account, data).await
         }
-        Err(msg) => challenge(crate::client::scheme(req.extensions()), &host, msg),
+        Ok(Err(denial)) => denied(&denial.message),
+        // The key's owner no longer exists.
+        Err(e) if e.kind == "UnrecognizedClientException" => {
+            challenge(scheme, &host, "Your authorization token is no longer valid.")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "authorization failed");
+            kura_registry::error::ApiError::new(kura_oci::ErrorCode::Internal, "authorization could not be decided")
+                .status(StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response()
+        }
     }
+}
+
+/// Hand the request, with the account it addresses and its parsed (and
+/// authorized) form, to the registry.
+async fn pass(mut req: Request, next: Next, account: String, data: DataRequest) -> Response {
+    req.extensions_mut().insert(AccountId(account));
+    req.extensions_mut().insert(data);
+    next.run(req).await
 }
 
 fn form_pairs(q: &str) -> Vec<(String, String)> {

@@ -25,6 +25,13 @@ use std::sync::{Arc, Mutex};
 use kura_iam::{Decision, Evaluation, Policy, PolicySource, Principal, PrincipalKind, RequestContext, RequestEnv};
 use kura_store::iam::{kind, rel};
 
+use http::Method;
+use kura_oci::RepoName;
+use kura_registry::endpoint::Endpoint;
+use kura_registry::error::ApiResult;
+use kura_registry::service::RepoFilter;
+use kura_registry::DataRequest;
+
 use crate::auth::Caller;
 use crate::error::{EcrError, EcrResult};
 pub use crate::templates::repository_arn;
@@ -337,50 +344,40 @@ impl Ecr {
             .await
     }
 
-    /// Authorize a data-plane request (already authenticated by its registry
-    /// token, whose caller is the owner of the token's access key) against
-    /// the registry `account` its host names. A denied
-    /// cross-repository mount is not refused: the mount is dropped from the
-    /// request, which then starts an ordinary upload.
+    /// Authorize a data-plane request, parsed once into `data` (already
+    /// authenticated by its registry token, whose caller is the owner of the
+    /// token's access key), against the registry `account`
+    /// its host names. A cross-repository mount also reads its source, so
+    /// the caller needs `ecr:GetDownloadUrlForLayer` there too; a denied
+    /// mount is not refused: it is removed from `data`, which then starts an
+    /// ordinary upload. The catalog is filtered per repository when listed
+    /// (see [`DataCatalogFilter`]), so it needs no permission here.
     pub async fn authorize_data(
         &self,
         caller: &Caller,
         account: &str,
-        req: &mut axum::extract::Request,
+        data: &mut DataRequest,
+        source_ip: Option<IpAddr>,
     ) -> EcrResult<Result<(), Denial>> {
-        let Some((action, repo)) = data_action(req.method(), req.uri().path()) else {
-            // `/v2/` and paths the registry will refuse itself.
+        // The caller's owner is resolved first, so a token whose owner is
+        // gone is refused even where no action is needed (`/v2/`).
+        let decider = self.caller_decider(caller, source_ip).await?;
+        let Some((action, repo)) = data_action(&data.endpoint, &data.method) else {
+            // `/v2/` and the catalog.
             return Ok(Ok(()));
         };
-        let source_ip = crate::client::source_ip(req.extensions());
-        let decider = self.caller_decider(caller, source_ip).await?;
         let region = &self.config.region;
-        let access = match &repo {
-            Some(name) => Access::repository(action, region, account, name),
-            None => Access::registry(action, region, account),
-        };
-        if let Err(d) = decider.check(&access).await? {
+        if let Err(d) = decider
+            .check(&Access::repository(action, region, account, repo.as_str()))
+            .await?
+        {
             return Ok(Err(d));
         }
         // A mount also reads the source repository.
-        let query = req.uri().query().unwrap_or_default().to_string();
-        if action == "ecr:InitiateLayerUpload" && query.contains("mount=") {
-            let from = query
-                .split('&')
-                .find_map(|kv| kv.strip_prefix("from="))
-                .map(|f| percent_encoding::percent_decode_str(f).decode_utf8_lossy().into_owned());
-            let allowed = match from {
-                Some(from) => {
-                    let src = Access::repository("ecr:GetDownloadUrlForLayer", region, account, &from);
-                    decider.check(&src).await?.is_ok()
-                }
-                None => true,
-            };
-            if !allowed {
-                let path = req.uri().path().to_string();
-                if let Ok(uri) = path.parse() {
-                    *req.uri_mut() = uri;
-                }
+        if let Some(m) = &data.params.mount {
+            let src = Access::repository("ecr:GetDownloadUrlForLayer", region, account, m.from.as_str());
+            if decider.check(&src).await?.is_err() {
+                data.params.mount = None;
             }
         }
         Ok(Ok(()))
@@ -484,14 +481,11 @@ impl Decider<'_> {
 }
 
 /// The `ecr:` action a data-plane request performs, and the repository it
-/// addresses (`None` for the catalog). `None` for `/v2/` and unroutable paths.
-pub fn data_action(method: &http::Method, path: &str) -> Option<(&'static str, Option<String>)> {
-    use http::Method;
-    use kura_registry::endpoint::Endpoint;
-    let ep = kura_registry::endpoint::parse(path).ok()?;
-    let (action, name) = match (&ep, method) {
-        (Endpoint::Base, _) => return None,
-        (Endpoint::Catalog, _) => return Some(("ecr:DescribeRepositories", None)),
+/// addresses. `None` for `/v2/` and the catalog (filtered per repository).
+/// `method` is one the endpoint supports ([`DataRequest::parse`] checks).
+pub fn data_action<'a>(endpoint: &'a Endpoint, method: &Method) -> Option<(&'static str, &'a RepoName)> {
+    Some(match (endpoint, method) {
+        (Endpoint::Base | Endpoint::Catalog, _) => return None,
         (Endpoint::Tags(n), _) => ("ecr:ListImages", n),
         (Endpoint::Manifest(n, _), &Method::PUT) => ("ecr:PutImage", n),
         (Endpoint::Manifest(n, _), &Method::DELETE) => ("ecr:BatchDeleteImage", n),
@@ -503,8 +497,41 @@ pub fn data_action(method: &http::Method, path: &str) -> Option<(&'static str, O
         (Endpoint::UploadStart(n), _) => ("ecr:InitiateLayerUpload", n),
         (Endpoint::Upload(n, _), &Method::PUT) => ("ecr:CompleteLayerUpload", n),
         (Endpoint::Upload(n, _), _) => ("ecr:UploadLayerPart", n),
-    };
-    Some((action, Some(name.as_str().to_string())))
+    })
+}
+
+/// The catalog filter of a data-plane caller: a repository is listed when
+/// the caller may `ecr:DescribeRepositories` it (identity and repository
+/// policies, as `DescribeRepositories` decides on the API).
+pub struct DataCatalogFilter {
+    /// The service.
+    pub ecr: Arc<Ecr>,
+    /// The caller (the owner of its registry token's access key).
+    pub caller: Caller,
+    /// The caller's address.
+    pub source_ip: Option<IpAddr>,
+}
+
+#[async_trait::async_trait]
+impl RepoFilter for DataCatalogFilter {
+    async fn visible(&self, account: &str, names: &[String]) -> ApiResult<Vec<bool>> {
+        let internal = |e: EcrError| {
+            tracing::error!(error = %e, "catalog authorization failed");
+            kura_registry::ApiError::new(kura_oci::ErrorCode::Internal, "authorization could not be decided")
+        };
+        let decider = self
+            .ecr
+            .caller_decider(&self.caller, self.source_ip)
+            .await
+            .map_err(internal)?;
+        let region = &self.ecr.config.region;
+        let mut out = Vec::with_capacity(names.len());
+        for n in names {
+            let access = Access::repository("ecr:DescribeRepositories", region, account, n);
+            out.push(decider.evaluate(&access).await.map_err(internal)?.is_allowed());
+        }
+        Ok(out)
+    }
 }
 
 fn parse_all(texts: Vec<String>) -> Vec<Policy> {

@@ -713,7 +713,14 @@ impl Ecr {
         let (account, name, _) = self.target(ctx, v).await?;
         let out = self
             .registry
-            .start_upload(&account, &name, None, None, Box::pin(stream::empty()))
+            .start_upload(
+                &account,
+                &name,
+                None,
+                None,
+                Some(&ctx.caller.principal_id),
+                Box::pin(stream::empty()),
+            )
             .await
             .map_err(|e| map_registry_error(e, &account, name.as_str()))?;
         match out {
@@ -1238,6 +1245,7 @@ fn map_registry_error(e: ApiError, account: &str, repo: &str) -> EcrError {
         }
         ErrorCode::DigestInvalid => EcrError::new("InvalidLayerException", e.error.message.clone()),
         ErrorCode::ManifestUnknown => EcrError::new("ImageNotFoundException", e.error.message.clone()),
+        ErrorCode::TooManyRequests => EcrError::new("LimitExceededException", e.error.message.clone()),
         ErrorCode::Internal => EcrError::server(),
         // Storage full: ServerException with 503, which the AWS SDKs retry.
         ErrorCode::Unavailable => EcrError::new("ServerException", e.error.message.clone())

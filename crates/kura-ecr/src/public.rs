@@ -24,11 +24,11 @@
 //! HEAD of its manifests, blobs, tags and referrers. Pushing still needs a
 //! registry token (from either API's GetAuthorizationToken).
 
-use axum::extract::Request;
 use base64::Engine;
-use http::{HeaderMap, Method};
+use http::HeaderMap;
 use kura_oci::RepoName;
-use kura_registry::endpoint::{self, Endpoint};
+use kura_registry::endpoint::Endpoint;
+use kura_registry::DataRequest;
 use kura_store::control::PublicRepoRow;
 use kura_store::meta::{DeleteRepo, RepoSettings};
 use serde_json::{json, Map, Value};
@@ -452,32 +452,20 @@ pub fn anonymous(headers: &HeaderMap) -> bool {
 /// manifest, blob, tag list or referrers list of a public repository of
 /// `account`. Nothing else is anonymous (uploads, deletes, `/v2/` itself,
 /// the catalog, private repositories).
-///
-/// An `async fn` in effect; written as a function returning a future so
-/// the future does not hold the request (whose body is not `Sync`) and stays
-/// `Send` for the middleware.
-pub fn anonymous_read_allowed<'a>(
-    ecr: &'a Ecr,
-    account: &'a str,
-    req: &Request,
-) -> impl std::future::Future<Output = bool> + Send + 'a {
-    let read = req.method() == Method::GET || req.method() == Method::HEAD;
-    let name = match endpoint::parse(req.uri().path()) {
-        Ok(Endpoint::Manifest(n, _) | Endpoint::Blob(n, _) | Endpoint::Tags(n) | Endpoint::Referrers(n, _)) if read => {
-            Some(n)
+pub async fn anonymous_read_allowed(ecr: &Ecr, account: &str, data: &DataRequest) -> bool {
+    let name = match &data.endpoint {
+        Endpoint::Manifest(n, _) | Endpoint::Blob(n, _) | Endpoint::Tags(n) | Endpoint::Referrers(n, _)
+            if data.is_read() =>
+        {
+            n
         }
-        _ => None,
+        _ => return false,
     };
-    async move {
-        let Some(name) = name else {
-            return false;
-        };
-        match ecr.control.public_repo_get(account, name.as_str()).await {
-            Ok(mark) => mark.is_some(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot tell whether a repository is public; refusing anonymous access");
-                false
-            }
+    match ecr.control.public_repo_get(account, name.as_str()).await {
+        Ok(mark) => mark.is_some(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot tell whether a repository is public; refusing anonymous access");
+            false
         }
     }
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use kura_gc::{collect, GcOptions};
 use kura_oci::{Digest, ErrorCode, RepoName};
+use kura_registry::request::Mount;
 use kura_registry::service::{Body, StartOutcome};
 use kura_registry::{Registry, RegistryConfig};
 use kura_store::sql::TOUCH_SLACK_MS;
@@ -58,7 +59,7 @@ fn name(s: &str) -> RepoName {
 async fn push_blob(reg: &Registry, repo: &str, data: &[u8]) -> String {
     let d = Digest::sha256(data);
     let out = reg
-        .start_upload(ACCOUNT, &name(repo), None, Some(d.as_str()), body(data.to_vec()))
+        .start_upload(ACCOUNT, &name(repo), None, Some(d.as_str()), None, body(data.to_vec()))
         .await
         .unwrap();
     assert_eq!(out, StartOutcome::Created(d.clone()));
@@ -261,7 +262,7 @@ async fn abandoned_uploads_are_purged_after_their_age() {
     let e = env().await;
     let StartOutcome::Started(st) = e
         .reg
-        .start_upload(ACCOUNT, &name("app"), None, None, body(vec![]))
+        .start_upload(ACCOUNT, &name("app"), None, None, None, body(vec![]))
         .await
         .unwrap()
     else {
@@ -342,7 +343,11 @@ async fn gc_races_pushes_heads_and_deletes_without_losing_a_tagged_image() {
                     .start_upload(
                         ACCOUNT,
                         &name(&repo),
-                        Some((sd.as_str(), Some("seed"))),
+                        Some(&Mount {
+                            digest: sd.clone(),
+                            from: name("seed"),
+                        }),
+                        None,
                         None,
                         body(vec![]),
                     )

@@ -15,14 +15,20 @@ use futures::StreamExt;
 use kura_oci::manifest::MAX_MANIFEST_BYTES;
 use kura_oci::{ErrorCode, MediaType, RepoName};
 
-use crate::endpoint::{self, Endpoint};
+use crate::endpoint::Endpoint;
 use crate::error::{ApiError, ApiResult};
-use crate::service::{self, Registry, StartOutcome, UploadStatus};
+use crate::request::DataRequest;
+use crate::service::{self, CatalogFilter, Registry, StartOutcome, UploadStatus};
 
 /// The account a request addresses, set by an outer layer (host-based
 /// addressing arrives with the ECR API); absent means the default account.
 #[derive(Clone, Debug)]
 pub struct AccountId(pub String);
+
+/// The principal (its unique id) an outer layer authenticated the request as;
+/// recorded with the upload sessions it opens.
+#[derive(Clone, Debug)]
+pub struct CallerPrincipal(pub String);
 
 /// The data-plane router.
 pub fn router(registry: Arc<Registry>) -> Router {
@@ -32,10 +38,28 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .layer(axum::middleware::map_response(api_version_header))
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
-                .make_span_with(tower_http::trace::DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .make_span_with(RedactedSpan)
                 .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .with_state(registry)
+}
+
+/// The span of a request: method, path and the query with bearer material
+/// (presigned download tokens, SigV4 query signatures and credentials)
+/// redacted. Headers are never logged (they carry `Authorization`).
+#[derive(Clone, Copy, Debug)]
+pub struct RedactedSpan;
+
+impl<B> tower_http::trace::MakeSpan<B> for RedactedSpan {
+    fn make_span(&mut self, req: &axum::http::Request<B>) -> tracing::Span {
+        tracing::info_span!(
+            "request",
+            method = %req.method(),
+            path = %req.uri().path(),
+            query = %crate::request::redact_query(req.uri().query()),
+            version = ?req.version(),
+        )
+    }
 }
 
 async fn api_version_header(mut resp: Response) -> Response {
@@ -44,36 +68,6 @@ async fn api_version_header(mut resp: Response) -> Response {
         HeaderValue::from_static("registry/2.0"),
     );
     resp
-}
-
-struct Query(Vec<(String, String)>);
-
-impl Query {
-    fn parse(q: Option<&str>) -> Self {
-        Query(
-            form_urlencoded::parse(q.unwrap_or("").as_bytes())
-                .into_owned()
-                .collect(),
-        )
-    }
-    fn get(&self, k: &str) -> Option<&str> {
-        self.0.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str())
-    }
-    fn all(&self, k: &str) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-            .collect()
-    }
-}
-
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn content_length(h: &HeaderMap) -> Option<u64> {
-    header(h, "content-length").and_then(|v| v.trim().parse().ok())
 }
 
 fn body_stream(body: Body) -> service::Body {
@@ -106,24 +100,36 @@ async fn dispatch(State(reg): State<Arc<Registry>>, req: Request) -> Response {
 }
 
 async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
-    let account = req
-        .extensions()
-        .get::<AccountId>()
-        .map(|a| a.0.clone())
+    let (mut parts, body) = req.into_parts();
+    let account = parts
+        .extensions
+        .remove::<AccountId>()
+        .map(|a| a.0)
         .unwrap_or_else(|| reg.config().default_account.clone());
     let account = account.as_str();
-    let endpoint = endpoint::parse(req.uri().path())?;
-    let query = Query::parse(req.uri().query());
-    let method = req.method().clone();
-    let (parts, body) = req.into_parts();
-    let h = &parts.headers;
+    // The guard in front parsed (and authorized) the request: use that very
+    // value. Without a guard, parse it here.
+    let data = match parts.extensions.remove::<DataRequest>() {
+        Some(d) => d,
+        None => DataRequest::parse(&parts.method, &parts.uri, &parts.headers)?,
+    };
+    let principal = parts.extensions.remove::<CallerPrincipal>().map(|p| p.0);
+    let filter = parts.extensions.remove::<CatalogFilter>();
+    let DataRequest {
+        method,
+        endpoint,
+        params: query,
+        headers: h,
+    } = data;
     match (endpoint, method) {
         (Endpoint::Base, Method::GET | Method::HEAD) => {
             Ok(json_response(StatusCode::OK, b"{}".to_vec(), "application/json"))
         }
         (Endpoint::Catalog, Method::GET) => {
-            let n = parse_n(&query)?;
-            let (repos, more) = reg.catalog(account, n, query.get("last")).await?;
+            let n = query.n;
+            let (repos, more) = reg
+                .catalog(account, n, query.last.as_deref(), filter.as_ref().map(|f| &*f.0))
+                .await?;
             let mut r = json_response(
                 StatusCode::OK,
                 serde_json::to_vec(&serde_json::json!({ "repositories": repos })).unwrap(),
@@ -142,8 +148,8 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
             Ok(r)
         }
         (Endpoint::Tags(name), Method::GET) => {
-            let n = parse_n(&query)?;
-            let (tags, more) = reg.list_tags(account, &name, n, query.get("last")).await?;
+            let n = query.n;
+            let (tags, more) = reg.list_tags(account, &name, n, query.last.as_deref()).await?;
             let body = serde_json::json!({ "name": name.as_str(), "tags": tags });
             let mut r = json_response(StatusCode::OK, serde_json::to_vec(&body).unwrap(), "application/json");
             if more {
@@ -174,8 +180,8 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
             Ok(r)
         }
         (Endpoint::Manifest(name, reference), Method::PUT) => {
-            if content_length(h).is_some_and(|l| l > MAX_MANIFEST_BYTES as u64) {
-                return Err(service::too_large(content_length(h).unwrap() as usize));
+            if let Some(l) = h.content_length.filter(|l| *l > MAX_MANIFEST_BYTES as u64) {
+                return Err(service::too_large(l as usize));
             }
             let bytes = read_limited(body, MAX_MANIFEST_BYTES).await?;
             let out = reg
@@ -183,8 +189,8 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
                     account,
                     &name,
                     &reference,
-                    &query.all("tag"),
-                    header(h, "content-type"),
+                    &query.tags,
+                    h.content_type.as_deref(),
                     bytes,
                 )
                 .await?;
@@ -203,7 +209,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
         }
         (Endpoint::Blob(name, digest), m @ (Method::GET | Method::HEAD)) => {
             let head = m == Method::HEAD;
-            let read = reg.get_blob(account, &name, &digest, header(h, "range"), head).await?;
+            let read = reg.get_blob(account, &name, &digest, h.range.as_deref(), head).await?;
             if let Some(url) = &read.redirect {
                 // The bytes come from the blob store (a Range header travels along).
                 let mut r = empty(StatusCode::TEMPORARY_REDIRECT);
@@ -238,9 +244,15 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
             Ok(empty(StatusCode::ACCEPTED))
         }
         (Endpoint::UploadStart(name), Method::POST) => {
-            let mount = query.get("mount").map(|m| (m, query.get("from")));
             let out = reg
-                .start_upload(account, &name, mount, query.get("digest"), body_stream(body))
+                .start_upload(
+                    account,
+                    &name,
+                    query.mount.as_ref(),
+                    query.digest.as_deref(),
+                    principal.as_deref(),
+                    body_stream(body),
+                )
                 .await?;
             Ok(match out {
                 StartOutcome::Created(d) => created_blob(&name, d.as_str()),
@@ -252,21 +264,27 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
             Ok(upload_response(StatusCode::NO_CONTENT, &name, &st))
         }
         (Endpoint::Upload(name, id), Method::PATCH) => {
-            let range = parse_content_range(h)?;
             let st = reg
-                .patch_upload(account, &name, &id, range, content_length(h), body_stream(body))
+                .patch_upload(
+                    account,
+                    &name,
+                    &id,
+                    h.content_range,
+                    h.content_length,
+                    body_stream(body),
+                )
                 .await?;
             Ok(upload_response(StatusCode::ACCEPTED, &name, &st))
         }
         (Endpoint::Upload(name, id), Method::PUT) => {
-            let digest = query.get("digest").ok_or_else(|| {
+            let digest = query.digest.as_deref().ok_or_else(|| {
                 ApiError::new(
                     ErrorCode::DigestInvalid,
                     "the digest query parameter is required to finish an upload",
                 )
             })?;
-            let range = parse_content_range(h)?;
-            let body = if content_length(h) == Some(0) {
+            let range = h.content_range;
+            let body = if h.content_length == Some(0) {
                 None
             } else {
                 Some(body_stream(body))
@@ -279,7 +297,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
             Ok(empty(StatusCode::NO_CONTENT))
         }
         (Endpoint::Referrers(name, digest), Method::GET) => {
-            let filter = query.get("artifactType");
+            let filter = query.artifact_type.as_deref();
             let refs = reg.referrers(account, &name, &digest, filter).await?;
             let manifests: Vec<serde_json::Value> = refs
                 .into_iter()
@@ -307,42 +325,6 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
         }
         (_, m) => Err(unsupported(&m)),
     }
-}
-
-fn parse_n(q: &Query) -> ApiResult<Option<u32>> {
-    match q.get("n") {
-        None | Some("") => Ok(None),
-        Some(v) => v.parse::<u32>().map(Some).map_err(|_| {
-            ApiError::new(
-                ErrorCode::Unsupported,
-                format!("n must be a non-negative integer, not {v:?}"),
-            )
-            .status(StatusCode::BAD_REQUEST)
-        }),
-    }
-}
-
-/// Parse `Content-Range: <start>-<end>` (a `bytes ` prefix and `/total` suffix are tolerated).
-fn parse_content_range(h: &HeaderMap) -> ApiResult<Option<(u64, u64)>> {
-    let Some(v) = header(h, "content-range") else {
-        return Ok(None);
-    };
-    let bad = || ApiError::new(ErrorCode::RangeInvalid, format!("invalid Content-Range {v:?}"));
-    let s = v.trim();
-    let s = s
-        .strip_prefix("bytes=")
-        .or_else(|| s.strip_prefix("bytes "))
-        .unwrap_or(s);
-    let s = s.split('/').next().unwrap_or(s);
-    let (a, b) = s.split_once('-').ok_or_else(bad)?;
-    let (a, b): (u64, u64) = (
-        a.trim().parse().map_err(|_| bad())?,
-        b.trim().parse().map_err(|_| bad())?,
-    );
-    if b < a {
-        return Err(bad());
-    }
-    Ok(Some((a, b)))
 }
 
 async fn read_limited(body: Body, limit: usize) -> ApiResult<Vec<u8>> {

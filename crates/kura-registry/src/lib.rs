@@ -1,7 +1,9 @@
 //! Kura's OCI distribution API (the data plane).
 //!
-//! Layering: [`http`] handlers parse a request into an [`endpoint::Endpoint`]
-//! and call one [`service::Registry`] method; the service calls the stores
+//! Layering: [`http`] handlers take a request parsed once into a
+//! [`request::DataRequest`] (an [`endpoint::Endpoint`], typed query
+//! parameters and headers; by the guard in front, or by the handler when no
+//! guard ran) and call one [`service::Registry`] method; the service calls the stores
 //! ([`kura_store::MetaStore`], [`kura_store::BlobStore`]); stores never call
 //! back. Every failure is an [`error::ApiError`], rendered in the spec's
 //! `{"errors":[...]}` format with its status.
@@ -12,11 +14,13 @@
 pub mod endpoint;
 pub mod error;
 pub mod http;
+pub mod request;
 pub mod service;
 
 use std::sync::Arc;
 
 pub use error::ApiError;
+pub use request::DataRequest;
 pub use service::{PushObserver, Registry, RegistryConfig};
 
 /// Build the HTTP application for a registry.

@@ -15,11 +15,14 @@ use kura_oci::{Algorithm, Digest, ErrorCode, Hasher, Reference, RepoName, Tag};
 use kura_store::blob::ByteStream;
 use kura_store::meta::{
     BlobRow, Claim, DeleteManifest, ManifestKey, ManifestRow, NewManifest, PutManifestError, Referrer, RepoId, RepoRow,
-    TagWrite, UploadRow,
+    TagWrite, UploadLimits, UploadOpen, UploadRow,
 };
 use kura_store::{BlobStore, MetaStore, StoreError};
 
 use crate::error::{ApiError, ApiResult};
+
+mod catalog;
+pub use catalog::{CatalogFilter, RepoFilter};
 
 /// A request body as a stream of chunks.
 pub type Body = BoxStream<'static, io::Result<Bytes>>;
@@ -34,6 +37,10 @@ pub struct RegistryConfig {
     /// Answer blob GETs with a redirect to a URL of the blob store valid this
     /// long, when the store can presign (`None`: Kura serves the bytes).
     pub blob_redirect: Option<Duration>,
+    /// Open upload sessions a repository may have at once (0: no cap).
+    pub max_uploads_per_repo: u64,
+    /// Open upload sessions one principal may have at once (0: no cap).
+    pub max_uploads_per_principal: u64,
 }
 
 impl Default for RegistryConfig {
@@ -42,6 +49,8 @@ impl Default for RegistryConfig {
             default_account: "000000000000".into(),
             create_on_push: true,
             blob_redirect: None,
+            max_uploads_per_repo: 1000,
+            max_uploads_per_principal: 1000,
         }
     }
 }
@@ -373,22 +382,23 @@ impl Registry {
     // ----- uploads -----------------------------------------------------------
 
     /// POST `/blobs/uploads/`: mount, single-POST upload, or open a session.
+    /// `principal` (the caller's ARN, when known) is recorded with the
+    /// session and counted against the per-principal cap.
     pub async fn start_upload(
         &self,
         account: &str,
         name: &RepoName,
-        mount: Option<(&str, Option<&str>)>,
+        mount: Option<&crate::request::Mount>,
         digest: Option<&str>,
+        principal: Option<&str>,
         body: Body,
     ) -> ApiResult<StartOutcome> {
         let repo = self.repo_for_push(account, name).await?.id;
-        if let Some((mount_digest, from)) = mount {
-            let d = digest_param(mount_digest)?;
-            if let Some(from) = from.and_then(|f| f.parse::<RepoName>().ok()) {
-                if let Some(from_repo) = self.meta.repo_get(account, from.as_str()).await? {
-                    if self.meta.blob_mount(repo, from_repo.id, d.as_str()).await? {
-                        return Ok(StartOutcome::Created(d));
-                    }
+        if let Some(m) = mount {
+            let d = digest_param(&m.digest)?;
+            if let Some(from_repo) = self.meta.repo_get(account, m.from.as_str()).await? {
+                if self.meta.blob_mount(repo, from_repo.id, d.as_str()).await? {
+                    return Ok(StartOutcome::Created(d));
                 }
             }
             // Cannot mount: fall through to an ordinary upload session (202).
@@ -408,7 +418,28 @@ impl Registry {
             hash_state: Hasher::new(algorithm).save(),
             started_at: kura_store::now_millis(),
         };
-        self.meta.upload_create(&row).await?;
+        let limits = UploadLimits {
+            per_repository: self.config.max_uploads_per_repo,
+            per_principal: self.config.max_uploads_per_principal,
+        };
+        let refused = match self.meta.upload_open(&row, principal, limits).await? {
+            UploadOpen::Opened => None,
+            UploadOpen::RepositoryFull(n) => Some(format!(
+                "repository {name} has {n} open upload sessions, the most allowed (max-uploads-per-repo); \
+                 finish or cancel some, or wait until abandoned ones expire"
+            )),
+            UploadOpen::PrincipalFull(n) => Some(format!(
+                "{} has {n} open upload sessions, the most allowed (max-uploads-per-principal); \
+                 finish or cancel some, or wait until abandoned ones expire",
+                principal.unwrap_or("the caller")
+            )),
+        };
+        if let Some(msg) = refused {
+            if let Err(e) = self.blobs.abort(&row.handle).await {
+                tracing::warn!(error = %e, upload = %id, "could not remove a refused upload's file");
+            }
+            return Err(ApiError::new(ErrorCode::TooManyRequests, msg).header("retry-after", "60"));
+        }
         match expected {
             Some(d) => {
                 self.finish_upload(account, name, &id, d.as_str(), None, Some(body))
@@ -919,18 +950,6 @@ impl Registry {
         let more = tags.len() as i64 > limit;
         tags.truncate(limit as usize);
         Ok((tags, more))
-    }
-
-    /// Repositories of the account: up to `n` after `last`; the bool says whether more follow.
-    pub async fn catalog(&self, account: &str, n: Option<u32>, last: Option<&str>) -> ApiResult<(Vec<String>, bool)> {
-        let limit = n.map(|n| n as i64).unwrap_or(1000);
-        if limit == 0 {
-            return Ok((Vec::new(), false));
-        }
-        let mut repos = self.meta.repo_list(account, last, limit + 1).await?;
-        let more = repos.len() as i64 > limit;
-        repos.truncate(limit as usize);
-        Ok((repos, more))
     }
 
     /// Manifests whose subject is `digest`, optionally filtered by artifact type.

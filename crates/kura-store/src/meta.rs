@@ -193,6 +193,26 @@ pub struct UploadRow {
     pub started_at: i64,
 }
 
+/// Caps on open upload sessions (0: no cap).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UploadLimits {
+    /// Open sessions per repository.
+    pub per_repository: u64,
+    /// Open sessions per principal.
+    pub per_principal: u64,
+}
+
+/// The result of opening an upload session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UploadOpen {
+    /// The session exists.
+    Opened,
+    /// The repository has this many open sessions, the cap: nothing written.
+    RepositoryFull(i64),
+    /// The principal has this many open sessions, the cap: nothing written.
+    PrincipalFull(i64),
+}
+
 /// The result of trying to take an upload for writing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -352,8 +372,20 @@ pub trait MetaStore: Send + Sync + 'static {
     /// Remove a repository's access to a blob. False if it had none.
     async fn blob_unlink(&self, repo: RepoId, digest: &str) -> Result<bool>;
 
-    /// Create an upload session.
-    async fn upload_create(&self, upload: &UploadRow) -> Result<()>;
+    /// Create an upload session (no caps, no recorded principal).
+    async fn upload_create(&self, upload: &UploadRow) -> Result<()> {
+        self.upload_open(upload, None, UploadLimits::default())
+            .await
+            .map(|_| ())
+    }
+    /// Create an upload session opened by `principal` unless the repository
+    /// or the principal already has as many open sessions as `limits` allow.
+    async fn upload_open(
+        &self,
+        upload: &UploadRow,
+        principal: Option<&str>,
+        limits: UploadLimits,
+    ) -> Result<UploadOpen>;
     /// Read an upload session.
     async fn upload_get(&self, id: &str) -> Result<Option<UploadRow>>;
     /// Take an upload for writing if its offset is `expected` (any offset when

@@ -46,6 +46,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/sqlite/0004_public.sql")),
     (5, include_str!("../migrations/sqlite/0005_listing.sql")),
     (6, include_str!("../migrations/sqlite/0006_key_owner.sql")),
+    (7, include_str!("../migrations/sqlite/0007_upload_owner.sql")),
     (8, include_str!("../migrations/sqlite/0008_orphans.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
@@ -54,6 +55,7 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_schema.sql")),
     (5, include_str!("../migrations/postgres/0005_listing.sql")),
     (6, include_str!("../migrations/postgres/0006_key_owner.sql")),
+    (7, include_str!("../migrations/postgres/0007_upload_owner.sql")),
     (8, include_str!("../migrations/postgres/0008_orphans.sql")),
 ];
 /// The schema version this build writes.
@@ -779,22 +781,53 @@ impl MetaStore for SqlMetaStore {
         })
     }
 
-    async fn upload_create(&self, u: &UploadRow) -> Result<()> {
-        retry_write!(self, async {
+    async fn upload_open(&self, u: &UploadRow, principal: Option<&str>, limits: UploadLimits) -> Result<UploadOpen> {
+        let cap = |n: u64| {
+            if n == 0 {
+                i64::MAX
+            } else {
+                i64::try_from(n).unwrap_or(i64::MAX)
+            }
+        };
+        let (per_repo, per_principal) = (cap(limits.per_repository), cap(limits.per_principal));
+        // One statement counts and inserts, so concurrent opens cannot pass
+        // the cap together (SQLite has one writer; PostgreSQL runs it
+        // SERIALIZABLE and retries a conflict).
+        let inserted = retry_write!(self, async {
             self.execute_relaxed(
                 sqlx::query(
-                    "INSERT INTO uploads (id, repo_id, handle, received, hash_state, started_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                    "INSERT INTO uploads (id, repo_id, handle, received, hash_state, started_at, updated_at, principal) \
+                     SELECT $1, $2, $3, $4, $5, $6, $6, $7 \
+                     WHERE (SELECT COUNT(*) FROM uploads WHERE repo_id = $2) < $8 \
+                     AND (SELECT COUNT(*) FROM uploads WHERE principal = $7) < $9",
                 )
                 .bind(&u.id)
                 .bind(u.repo_id)
                 .bind(&u.handle)
                 .bind(u.offset)
                 .bind(&u.hash_state)
-                .bind(u.started_at),
+                .bind(u.started_at)
+                .bind(principal)
+                .bind(per_repo)
+                .bind(per_principal),
             )
+            .await
+        })?;
+        if inserted == 1 {
+            return Ok(UploadOpen::Opened);
+        }
+        let in_repo: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads WHERE repo_id = $1")
+            .bind(u.repo_id)
+            .fetch_one(&self.read)
             .await?;
-            Ok(())
+        Ok(if in_repo >= per_repo {
+            UploadOpen::RepositoryFull(in_repo)
+        } else {
+            let by_principal: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM uploads WHERE principal = $1")
+                .bind(principal)
+                .fetch_one(&self.read)
+                .await?;
+            UploadOpen::PrincipalFull(by_principal)
         })
     }
 
@@ -1869,6 +1902,7 @@ mod tests {
             "DROP INDEX manifests_listing; DROP INDEX tags_digest_name; \
              CREATE INDEX tags_digest ON tags(repo_id, digest); \
              DROP INDEX access_keys_by_principal_id; ALTER TABLE access_keys DROP COLUMN principal_id; \
+             DROP INDEX uploads_repo; DROP INDEX uploads_principal; ALTER TABLE uploads DROP COLUMN principal; \
              UPDATE schema_version SET version = 4;",
         )
         .execute(&store.write)

@@ -1008,3 +1008,57 @@ async fn postgres_concurrency_conforms() {
         concurrency_suite(&m).await;
     }
 }
+
+/// Open upload sessions are capped per repository and per principal, by the
+/// store in the statement that opens one; a refused open writes nothing.
+async fn upload_caps_suite(m: &dyn MetaStore) {
+    let a = m.repo_get_or_create("123456789012", "caps/a").await.unwrap();
+    let b = m.repo_get_or_create("123456789012", "caps/b").await.unwrap();
+    let row = |id: &str, repo| UploadRow {
+        id: id.into(),
+        repo_id: repo,
+        handle: id.into(),
+        offset: 0,
+        hash_state: vec![],
+        started_at: 1,
+    };
+    let limits = UploadLimits {
+        per_repository: 2,
+        per_principal: 3,
+    };
+    let open = |id: &'static str, repo, who: &'static str| {
+        let r = row(id, repo);
+        async move { m.upload_open(&r, Some(who), limits).await.unwrap() }
+    };
+    assert_eq!(open("1", a, "alice").await, UploadOpen::Opened);
+    assert_eq!(open("2", a, "bob").await, UploadOpen::Opened);
+    assert_eq!(open("3", a, "bob").await, UploadOpen::RepositoryFull(2));
+    assert!(m.upload_get("3").await.unwrap().is_none());
+    assert_eq!(open("4", b, "alice").await, UploadOpen::Opened);
+    assert_eq!(open("5", b, "alice").await, UploadOpen::Opened);
+    assert_eq!(
+        m.upload_open(&row("6", a), Some("carol"), limits).await.unwrap(),
+        UploadOpen::RepositoryFull(2)
+    );
+    let c = m.repo_get_or_create("123456789012", "caps/c").await.unwrap();
+    assert_eq!(open("7", c, "alice").await, UploadOpen::PrincipalFull(3));
+    assert!(m.upload_delete("4").await.unwrap());
+    assert_eq!(open("8", c, "alice").await, UploadOpen::Opened);
+    // No caps, no principal: always opens.
+    m.upload_create(&row("9", a)).await.unwrap();
+    assert!(m.upload_get("9").await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn sqlite_upload_caps_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    upload_caps_suite(&m).await;
+}
+
+#[tokio::test]
+async fn postgres_upload_caps_conform() {
+    if let Some(m) = kura_store::testdb::postgres("postgres_upload_caps_conform").await {
+        upload_caps_suite(&m).await;
+    }
+}

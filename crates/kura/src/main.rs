@@ -213,6 +213,14 @@ struct ServeArgs {
     /// How long a redirect's presigned URL stays valid.
     #[arg(long, env = "KURA_BLOB_REDIRECT_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
     blob_redirect_ttl: Duration,
+    /// Open upload sessions one repository may have at once ("0": no cap);
+    /// more answer 429 TOOMANYREQUESTS.
+    #[arg(long, env = "KURA_MAX_UPLOADS_PER_REPO", default_value_t = 1000)]
+    max_uploads_per_repo: u64,
+    /// Open upload sessions one principal (user, role session, root) may
+    /// have at once ("0": no cap); more answer 429 TOOMANYREQUESTS.
+    #[arg(long, env = "KURA_MAX_UPLOADS_PER_PRINCIPAL", default_value_t = 1000)]
+    max_uploads_per_principal: u64,
     /// Image scans running at once.
     #[arg(long, env = "KURA_SCAN_WORKERS", default_value_t = 2)]
     scan_workers: usize,
@@ -361,6 +369,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_account: boot.default_account.clone(),
         create_on_push: false,
         blob_redirect: args.blob_redirect.then_some(args.blob_redirect_ttl),
+        max_uploads_per_repo: args.max_uploads_per_repo,
+        max_uploads_per_principal: args.max_uploads_per_principal,
     };
     let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), config).with_provisioner(provisioner));
     let ecr = Arc::new(Ecr::new(

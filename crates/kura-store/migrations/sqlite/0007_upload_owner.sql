@@ -1,0 +1,6 @@
+-- Who opened an upload session (the principal's ARN; NULL for sessions
+-- opened without a known caller), so open sessions can be capped per
+-- repository and per principal.
+ALTER TABLE uploads ADD COLUMN principal TEXT;
+CREATE INDEX IF NOT EXISTS uploads_repo ON uploads(repo_id);
+CREATE INDEX IF NOT EXISTS uploads_principal ON uploads(principal);
