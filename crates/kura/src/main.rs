@@ -210,6 +210,10 @@ struct ServeArgs {
     /// How often the scanner looks for new vulnerability data (continuous scanning).
     #[arg(long, env = "KURA_SCAN_POLL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     scan_poll_interval: Duration,
+    /// MiB of API request bodies (`POST /`) held in memory at once, across
+    /// all requests; a request that finds no room waits, then gets 503.
+    #[arg(long, env = "KURA_API_BODY_BUDGET_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    api_body_budget_mib: u64,
 }
 
 fn init_logging(format: &str) {
@@ -319,6 +323,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         boot.token_key,
         EcrConfig {
             max_session_secs: args.sts_max_session.as_secs().max(1),
+            api_body_budget: usize::try_from(args.api_body_budget_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             ..EcrConfig::new(&args.region, &boot.default_account)
         },
         kura_ecr::scanning::ScanSettings {
