@@ -59,7 +59,10 @@ impl BodyBudget {
         if n == 0 {
             return Ok(None);
         }
-        let count = u32::try_from(n).ok().filter(|_| n <= self.total).ok_or_else(|| busy(self.total))?;
+        let count = u32::try_from(n)
+            .ok()
+            .filter(|_| n <= self.total)
+            .ok_or_else(|| busy(self.total))?;
         match tokio::time::timeout(BUDGET_WAIT, self.bytes.clone().acquire_many_owned(count)).await {
             Ok(Ok(permit)) => Ok(Some(permit)),
             _ => Err(busy(self.total)),

@@ -291,9 +291,7 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: &str, v: Value) -> EcrResult<Val
         "TagResource" => ecr.tag_resource(&v, true).await,
         "UntagResource" => ecr.tag_resource(&v, false).await,
         "ListTagsForResource" => ecr.list_tags_for_resource(&v).await,
-        "DescribeRegistry" => {
-            Ok(json!({"registryId": ctx.account, "replicationConfiguration": {"rules": []}}))
-        }
+        "DescribeRegistry" => Ok(json!({"registryId": ctx.account, "replicationConfiguration": {"rules": []}})),
         "SetRepositoryPolicy" => ecr.set_repository_policy(ctx, &v).await,
         "GetRepositoryPolicy" => ecr.get_repository_policy(ctx, &v, false).await,
         "DeleteRepositoryPolicy" => ecr.get_repository_policy(ctx, &v, true).await,

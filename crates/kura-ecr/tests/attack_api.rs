@@ -91,7 +91,13 @@ impl Resp {
 /// A `POST /` with the given headers (`host` added), signed with `creds`
 /// (all headers present at signing time are signed), then `after` headers
 /// added unsigned.
-fn post(headers: &[(&str, &str)], body: &[u8], creds: Option<&Creds>, service: &str, after: &[(&str, &str)]) -> Request<Body> {
+fn post(
+    headers: &[(&str, &str)],
+    body: &[u8],
+    creds: Option<&Creds>,
+    service: &str,
+    after: &[(&str, &str)],
+) -> Request<Body> {
     let mut h = HeaderMap::new();
     h.insert("host", HOST.parse().unwrap());
     for (k, v) in headers {
@@ -111,7 +117,10 @@ fn post(headers: &[(&str, &str)], body: &[u8], creds: Option<&Creds>, service: &
 fn ecr_request(op: &str, input: &Value, creds: Option<&Creds>) -> Request<Body> {
     let target = format!("{TARGET}.{op}");
     post(
-        &[("content-type", "application/x-amz-json-1.1"), ("x-amz-target", &target)],
+        &[
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", &target),
+        ],
         &serde_json::to_vec(input).unwrap(),
         creds,
         "ecr",
@@ -120,7 +129,9 @@ fn ecr_request(op: &str, input: &Value, creds: Option<&Creds>) -> Request<Body> 
 }
 
 fn form(params: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish()
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
 }
 
 fn iam_request(params: &[(&str, &str)], creds: Option<&Creds>) -> Request<Body> {
@@ -219,7 +230,8 @@ impl T {
     /// mallory controls) allows mallory everything in its registry policy.
     async fn mallory(&self) -> Creds {
         self.iam("CreateUser", &[("UserName", "mallory")]).await;
-        let allow = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]});
+        let allow =
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ecr:*", "Resource": "*"}]});
         self.iam(
             "PutUserPolicy",
             &[
@@ -230,8 +242,12 @@ impl T {
         )
         .await;
         let k = self.iam("CreateAccessKey", &[("UserName", "mallory")]).await;
-        self.ecr_ok(&root(), "PutRegistryPolicy", json!({"policyText": policy("Deny", &mallory_arn())}))
-            .await;
+        self.ecr_ok(
+            &root(),
+            "PutRegistryPolicy",
+            json!({"policyText": policy("Deny", &mallory_arn())}),
+        )
+        .await;
         self.ecr_ok(
             &other_root(),
             "PutRegistryPolicy",
@@ -293,7 +309,10 @@ fn registry_op_inputs() -> Vec<(&'static str, Value)> {
                 "repositoryFilters": [{"filter": "*", "filterType": "WILDCARD"}]}]}),
         ),
         ("GetRegistryScanningConfiguration", json!({})),
-        ("PutRegistryPolicy", json!({"policyText": policy("Allow", &mallory_arn())})),
+        (
+            "PutRegistryPolicy",
+            json!({"policyText": policy("Allow", &mallory_arn())}),
+        ),
         ("GetRegistryPolicy", json!({})),
         ("DeleteRegistryPolicy", json!({})),
         (
@@ -304,7 +323,10 @@ fn registry_op_inputs() -> Vec<(&'static str, Value)> {
         ("DescribeRepositoryCreationTemplates", json!({})),
         ("DeleteRepositoryCreationTemplate", json!({"prefix": "smuggled"})),
         ("GetAccountSetting", json!({"name": "BLOB_MOUNTING"})),
-        ("PutAccountSetting", json!({"name": "BLOB_MOUNTING", "value": "DISABLED"})),
+        (
+            "PutAccountSetting",
+            json!({"name": "BLOB_MOUNTING", "value": "DISABLED"}),
+        ),
         (
             "PutReplicationConfiguration",
             json!({"replicationConfiguration": {"rules": [{"destinations": [{"region": "us-west-2", "registryId": OTHER}]}]}}),
@@ -314,7 +336,10 @@ fn registry_op_inputs() -> Vec<(&'static str, Value)> {
             json!({"destination": {"region": "us-west-2", "registryId": OTHER}}),
         ),
         ("StopReplicationBackfill", json!({"replicationBackfillId": backfill})),
-        ("DescribeReplicationBackfillResults", json!({"replicationBackfillId": backfill})),
+        (
+            "DescribeReplicationBackfillResults",
+            json!({"replicationBackfillId": backfill}),
+        ),
         ("ListReplicationBackfills", json!({})),
         (
             "CreatePullThroughCacheRule",
@@ -340,7 +365,10 @@ fn registry_op_inputs() -> Vec<(&'static str, Value)> {
             json!({"principalArn": format!("arn:aws:iam::{ACCOUNT}:role/ci")}),
         ),
         ("ListPullTimeUpdateExclusions", json!({})),
-        ("BatchGetRepositoryScanningConfiguration", json!({"repositoryNames": ["team/app"]})),
+        (
+            "BatchGetRepositoryScanningConfiguration",
+            json!({"repositoryNames": ["team/app"]}),
+        ),
     ]
 }
 
@@ -377,7 +405,11 @@ async fn every_registry_level_operation_acts_where_it_is_authorized() {
         if model.input_has(op, "registryId") {
             // Authorized against OTHER (allowed there), acting on OTHER.
             assert_ne!(r.status, StatusCode::FORBIDDEN, "{op}: {}", r.text());
-            assert!(!r.text().contains(ACCOUNT), "{op} acted on the caller's registry: {}", r.text());
+            assert!(
+                !r.text().contains(ACCOUNT),
+                "{op} acted on the caller's registry: {}",
+                r.text()
+            );
         } else {
             let msg = r.ecr_error(StatusCode::BAD_REQUEST, "SerializationException");
             assert!(msg.contains("registryId"), "{op}: {msg}");
@@ -425,7 +457,10 @@ async fn repository_operations_use_the_one_registry_and_unknown_members_are_refu
 
     for (op, input) in [
         ("DescribeRepositories", json!({"accountId": OTHER})),
-        ("CreateRepository", json!({"repositoryName": "x/y", "registryID": OTHER})),
+        (
+            "CreateRepository",
+            json!({"repositoryName": "x/y", "registryID": OTHER}),
+        ),
         (
             "CreateRepository",
             json!({"repositoryName": "x/y", "encryptionConfiguration": {"encryptionType": "AES256", "registryId": OTHER}}),
@@ -447,7 +482,10 @@ async fn ecr_public_registry_ids_are_the_callers_own() {
     let call = |op: &str, input: Value| {
         let target = format!("{PUBLIC}.{op}");
         post(
-            &[("content-type", "application/x-amz-json-1.1"), ("x-amz-target", &target)],
+            &[
+                ("content-type", "application/x-amz-json-1.1"),
+                ("x-amz-target", &target),
+            ],
             &serde_json::to_vec(&input).unwrap(),
             Some(&root()),
             "ecr-public",
@@ -457,10 +495,15 @@ async fn ecr_public_registry_ids_are_the_callers_own() {
     t.send(call("DescribeRepositories", json!({"registryId": OTHER})))
         .await
         .ecr_error(StatusCode::FORBIDDEN, "AccessDeniedException");
-    t.send(call("PutRegistryCatalogData", json!({"registryId": OTHER, "displayName": "x"})))
-        .await
-        .ecr_error(StatusCode::BAD_REQUEST, "SerializationException");
-    let r = t.send(call("DescribeRepositories", json!({"registryId": ACCOUNT}))).await;
+    t.send(call(
+        "PutRegistryCatalogData",
+        json!({"registryId": OTHER, "displayName": "x"}),
+    ))
+    .await
+    .ecr_error(StatusCode::BAD_REQUEST, "SerializationException");
+    let r = t
+        .send(call("DescribeRepositories", json!({"registryId": ACCOUNT})))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
 
@@ -502,7 +545,10 @@ fn unauthenticated_requests() -> Vec<(&'static str, Request<Body>)> {
     let ecr = json_headers(&format!("{TARGET}.DescribeRepositories"));
     let public = json_headers(&format!("{PUBLIC}.DescribeRepositories"));
     let query = vec![
-        ("content-type".to_string(), "application/x-www-form-urlencoded".to_string()),
+        (
+            "content-type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        ),
         ("content-length".to_string(), len.clone()),
     ];
     let unknown: Creds = ("AKIANOSUCHKEY0000000".into(), SECRET.into());
@@ -578,7 +624,11 @@ async fn an_inactive_key_is_refused_before_the_body() {
     let mallory = t.mallory().await;
     t.iam(
         "UpdateAccessKey",
-        &[("UserName", "mallory"), ("AccessKeyId", &mallory.0), ("Status", "Inactive")],
+        &[
+            ("UserName", "mallory"),
+            ("AccessKeyId", &mallory.0),
+            ("Status", "Inactive"),
+        ],
     )
     .await;
     let pulled = Arc::new(AtomicUsize::new(0));
@@ -608,7 +658,14 @@ async fn streamed_bodies_are_hashed_while_read() {
     let body = format!("{{\"repositoryName\":\"streamed/repo\"}}{}", " ".repeat(3 << 20));
     let mut req = ecr_request("CreateRepository", &json!({}), None);
     let mut h = req.headers().clone();
-    common::sign_post(&mut h, body.as_bytes(), (KEY_ID, SECRET), REGION, "ecr", SystemTime::now());
+    common::sign_post(
+        &mut h,
+        body.as_bytes(),
+        (KEY_ID, SECRET),
+        REGION,
+        "ecr",
+        SystemTime::now(),
+    );
     *req.headers_mut() = h.clone();
     let chunks: Vec<Result<Bytes, std::io::Error>> = body
         .as_bytes()
@@ -686,12 +743,11 @@ async fn the_body_budget_bounds_bytes_in_flight() {
     );
     let head = Bytes::copy_from_slice(&first_body.as_bytes()[..1024]);
     let tail = Bytes::copy_from_slice(&first_body.as_bytes()[1024..]);
-    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(head) }).chain(futures::stream::once(
-        async move {
+    let stream =
+        futures::stream::once(async move { Ok::<_, std::io::Error>(head) }).chain(futures::stream::once(async move {
             let _ = released.await;
             Ok::<_, std::io::Error>(tail)
-        },
-    ));
+        }));
     *first.body_mut() = Body::from_stream(stream);
     let first = tokio::spawn(t.s.app.clone().oneshot(first));
     // Wait until the first request holds its share.
@@ -702,7 +758,11 @@ async fn the_body_budget_bounds_bytes_in_flight() {
         tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert_eq!(budget.available(), (1 << 20) - size, "the first body holds its declared length");
+    assert_eq!(
+        budget.available(),
+        (1 << 20) - size,
+        "the first body holds its declared length"
+    );
     let second_body = format!("{{}}{}", " ".repeat(size - 2));
     let mut second_req = post(
         &[
@@ -741,8 +801,14 @@ async fn target_and_content_type_must_be_signed() {
     let target = format!("{TARGET}.CreateRepository");
     let body = br#"{"repositoryName":"unsigned/target"}"#;
     for (signed, after) in [
-        (vec![("content-type", "application/x-amz-json-1.1")], vec![("x-amz-target", target.as_str())]),
-        (vec![("x-amz-target", target.as_str())], vec![("content-type", "application/x-amz-json-1.1")]),
+        (
+            vec![("content-type", "application/x-amz-json-1.1")],
+            vec![("x-amz-target", target.as_str())],
+        ),
+        (
+            vec![("x-amz-target", target.as_str())],
+            vec![("content-type", "application/x-amz-json-1.1")],
+        ),
         (vec![("x-amz-target", target.as_str())], vec![]),
     ] {
         let r = t.send(post(&signed, body, Some(&root()), "ecr", &after)).await;
@@ -785,8 +851,16 @@ async fn presigned_api_calls_are_refused() {
         "0".repeat(64)
     );
     for (ct, target, service) in [
-        ("application/x-amz-json-1.1", Some(format!("{TARGET}.DeleteRegistryPolicy")), "ecr"),
-        ("application/x-amz-json-1.1", Some(format!("{PUBLIC}.DescribeRegistries")), "ecr-public"),
+        (
+            "application/x-amz-json-1.1",
+            Some(format!("{TARGET}.DeleteRegistryPolicy")),
+            "ecr",
+        ),
+        (
+            "application/x-amz-json-1.1",
+            Some(format!("{PUBLIC}.DescribeRegistries")),
+            "ecr-public",
+        ),
         ("application/x-www-form-urlencoded", None, "iam"),
     ] {
         let mut b = Request::builder()
@@ -797,7 +871,9 @@ async fn presigned_api_calls_are_refused() {
         if let Some(target) = &target {
             b = b.header("x-amz-target", target);
         }
-        let r = t.send(b.body(Body::from("Action=ListUsers&Version=2010-05-08")).unwrap()).await;
+        let r = t
+            .send(b.body(Body::from("Action=ListUsers&Version=2010-05-08")).unwrap())
+            .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
         assert!(r.text().contains("IncompleteSignature"), "{}", r.text());
         assert!(r.text().contains("Presigned"), "{}", r.text());

@@ -35,8 +35,8 @@ use kura_store::iam::{kind, IamEntity};
 use serde_json::Value;
 
 use crate::auth::{Caller, SignedRequest};
-use crate::body::RequestBody;
 use crate::authz::Access;
+use crate::body::RequestBody;
 use crate::error::{EcrError, EcrResult};
 use crate::Ecr;
 
