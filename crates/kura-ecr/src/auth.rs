@@ -404,13 +404,14 @@ pub const ANONYMOUS_TOKEN: &str = "anonymous";
 /// (`docker login` with `AWS` and a registry password) fetch a bearer token
 /// with them; clients without fetch an anonymous one, which reads public
 /// repositories. Basic `AWS:<token>` sent up front is accepted too, as ECR
-/// accepts it.
-fn challenge(host: &str, message: &str) -> Response {
+/// accepts it. The realm's scheme is the one the client used (`https` when a
+/// trusted proxy says it terminated TLS), never a cleartext URL behind TLS.
+fn challenge(scheme: &str, host: &str, message: &str) -> Response {
     let body = serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": message, "detail": null}]});
     let mut r = (StatusCode::UNAUTHORIZED, serde_json::to_vec(&body).unwrap_or_default()).into_response();
     let h = r.headers_mut();
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"http://{host}/token\",service=\"{host}\"")) {
+    if let Ok(v) = HeaderValue::from_str(&format!("Bearer realm=\"{scheme}://{host}/token\",service=\"{host}\"")) {
         h.insert("www-authenticate", v);
     }
     h.insert(
@@ -549,10 +550,8 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
                 next.run(req).await
             }
             _ => {
-                let source = req
-                    .extensions()
-                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+                let source = crate::client::source_ip(req.extensions())
+                    .map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
                 tracing::warn!(source = %source, path = %req.uri().path(), "refused a download URL: invalid or expired");
                 denied("The download URL is invalid or has expired.")
             }
@@ -570,7 +569,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         .filter(|_| !crate::public::anonymous(req.headers()))
         .map(String::from)
     else {
-        return challenge(&host, "authentication required");
+        return challenge(crate::client::scheme(req.extensions()), &host, "authentication required");
     };
     match ecr.check_basic(&value).await {
         Ok(claims) => {
@@ -596,7 +595,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         }
         Err(msg) => {
             log_token_failure(req.extensions(), &value, msg);
-            challenge(&host, msg)
+            challenge(crate::client::scheme(req.extensions()), &host, msg)
         }
     }
 }
@@ -605,9 +604,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
 /// token) at warn: the client's address and the principal and access key
 /// the token claims (read without trusting it), never the token itself.
 fn log_token_failure(ext: &http::Extensions, credential: &str, reason: &str) {
-    let source = ext
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+    let source = crate::client::source_ip(ext).map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     let token = credential
         .strip_prefix("Bearer ")
         .or_else(|| credential.strip_prefix("bearer "))

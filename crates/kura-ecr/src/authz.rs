@@ -313,10 +313,7 @@ impl Ecr {
             return Ok(Ok(()));
         };
         let caller_account = claims.principal_arn.split(':').nth(4).unwrap_or_default();
-        let source_ip = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0.ip());
+        let source_ip = crate::client::source_ip(req.extensions());
         let decider = self.decider(caller_account, &claims.principal_arn, source_ip).await?;
         let region = &self.config.region;
         let access = match &repo {

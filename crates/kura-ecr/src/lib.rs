@@ -19,6 +19,7 @@
 pub mod auth;
 pub mod authz;
 pub mod body;
+pub mod client;
 pub mod error;
 pub mod iamapi;
 pub mod lifecycle;
@@ -58,6 +59,9 @@ pub struct EcrConfig {
     /// Bytes of API request bodies held in memory at once, across all
     /// requests (`KURA_API_BODY_BUDGET_MIB`; see [`body::BodyBudget`]).
     pub api_body_budget: usize,
+    /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed
+    /// (`KURA_TRUSTED_PROXIES`); nobody by default.
+    pub trusted_proxies: client::TrustedProxies,
 }
 
 impl EcrConfig {
@@ -68,6 +72,7 @@ impl EcrConfig {
             default_account: default_account.to_string(),
             max_session_secs: 12 * 3600,
             api_body_budget: body::DEFAULT_BODY_BUDGET,
+            trusted_proxies: client::TrustedProxies::default(),
         }
     }
 }
@@ -182,8 +187,10 @@ pub fn app(ecr: Arc<Ecr>, registry: Arc<Registry>) -> Router {
             "/token",
             axum::routing::get(auth::token_service).post(auth::token_service),
         )
-        .with_state(ecr)
+        .with_state(ecr.clone())
         .merge(data)
+        // First of all: who the client is (peer, or a trusted proxy's word).
+        .layer(axum::middleware::from_fn_with_state(ecr, client::layer))
 }
 
 fn request_id() -> String {
@@ -307,10 +314,8 @@ async fn handle(
     result
 }
 
-/// The client address, when the server recorded it.
+/// The client address, when the server recorded it: the peer, or what a
+/// trusted proxy reported ([`client`]).
 pub(crate) fn source_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
+    client::source_ip(&parts.extensions)
 }

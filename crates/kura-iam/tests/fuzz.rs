@@ -1,5 +1,14 @@
-//! Property tests: the parser and the evaluator never panic, whatever the
-//! input.
+//! Fuzz target `iam-policy`: the parser and the evaluator never panic,
+//! whatever the input (arbitrary text, arbitrary JSON, policies from the
+//! grammar).
+//!
+//! `cargo test --release -p kura-iam --test fuzz` runs the quick CI cases;
+//! `KURA_FUZZ_SECS=600` runs each target for that many seconds.
+
+#[path = "../../kura-oci/tests/support/fuzz_runner.rs"]
+mod fuzz_runner;
+
+use fuzz_runner::fuzz;
 
 use kura_iam::{
     evaluate, parse_date, wildcard_match, ParseOptions, Policy, PolicyKind, Principal, RequestContext, RequestEnv,
@@ -247,19 +256,20 @@ fn all_kinds(text: &str) -> Vec<Policy> {
     out
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
-
-    #[test]
-    fn arbitrary_strings_never_panic(text in ".{0,200}") {
+#[test]
+fn arbitrary_strings_never_panic() {
+    fuzz("iam-policy/strings", 256, ".{0,200}", |text| {
         let _ = all_kinds(&text);
         let _ = parse_date(&text);
         let _ = wildcard_match(&text, &text, true);
         let _ = wildcard_match(&text, "arn:aws:ecr:us-east-1:111122223333:repository/app", false);
-    }
+        Ok(())
+    });
+}
 
-    #[test]
-    fn arbitrary_json_never_panics(tree in json_tree(), ctx in context()) {
+#[test]
+fn arbitrary_json_never_panics() {
+    fuzz("iam-policy/json", 256, (json_tree(), context()), |(tree, ctx)| {
         let text = tree.to_string();
         for p in all_kinds(&text) {
             let _ = evaluate(&ctx, &[&p], Some(&p));
@@ -269,29 +279,45 @@ proptest! {
         for p in all_kinds(&wrapped) {
             let _ = evaluate(&ctx, &[&p], Some(&p));
         }
-    }
+        Ok(())
+    });
+}
 
-    #[test]
-    fn grammar_policies_never_panic(doc in policy_doc(), other in policy_doc(), ctx in context()) {
-        let mine = all_kinds(&doc);
-        let theirs = all_kinds(&other);
-        for p in &mine {
-            let identity: Vec<&Policy> = theirs.iter().chain(std::iter::once(p)).collect();
-            let e = evaluate(&ctx, &identity, Some(p));
-            // An explicit deny always names its statement.
-            if e.decision == kura_iam::Decision::ExplicitDeny {
-                prop_assert!(e.statement.is_some());
+#[test]
+fn grammar_policies_never_panic() {
+    fuzz(
+        "iam-policy/grammar",
+        256,
+        (policy_doc(), policy_doc(), context()),
+        |(doc, other, ctx)| {
+            let mine = all_kinds(&doc);
+            let theirs = all_kinds(&other);
+            for p in &mine {
+                let identity: Vec<&Policy> = theirs.iter().chain(std::iter::once(p)).collect();
+                let e = evaluate(&ctx, &identity, Some(p));
+                // An explicit deny always names its statement.
+                if e.decision == kura_iam::Decision::ExplicitDeny {
+                    prop_assert!(e.statement.is_some());
+                }
             }
-        }
-    }
+            Ok(())
+        },
+    );
+}
 
-    #[test]
-    fn wildcards_never_panic(p in "[a-c*?]{0,16}", t in "[a-c]{0,24}") {
+#[test]
+fn wildcards_never_panic() {
+    fuzz("iam-policy/wildcards", 256, ("[a-c*?]{0,16}", "[a-c]{0,24}"), |(p, t)| {
         let m = wildcard_match(&p, &t, false);
         // `*` alone matches everything; a pattern without wildcards only itself.
-        if p == "*" { prop_assert!(m); }
-        if !p.contains(['*', '?']) { prop_assert_eq!(m, p == t); }
-    }
+        if p == "*" {
+            prop_assert!(m);
+        }
+        if !p.contains(['*', '?']) {
+            prop_assert_eq!(m, p == t);
+        }
+        Ok(())
+    });
 }
 
 #[test]

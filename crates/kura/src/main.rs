@@ -17,6 +17,8 @@ use kura_gc::GcOptions;
 use kura_registry::{Registry, RegistryConfig};
 use kura_store::{BlobStore, Dialect, FsBlobStore, S3BlobStore, S3Config, SqlMetaStore};
 
+mod transport;
+
 #[derive(Parser)]
 #[command(
     name = "kura",
@@ -210,10 +212,37 @@ struct ServeArgs {
     /// How often the scanner looks for new vulnerability data (continuous scanning).
     #[arg(long, env = "KURA_SCAN_POLL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     scan_poll_interval: Duration,
+    /// The longest a client may take to send a request's headers (on HTTP/1.1
+    /// also the longest a keep-alive connection waits for its next request).
+    #[arg(long, env = "KURA_HEADER_TIMEOUT", default_value = "30s", value_parser = nonzero_duration)]
+    header_timeout: Duration,
+    /// A connection with no request in flight for this long is closed.
+    #[arg(long, env = "KURA_IDLE_TIMEOUT", default_value = "90s", value_parser = nonzero_duration)]
+    idle_timeout: Duration,
+    /// A request body that sends no byte for this long fails (an upload
+    /// answers BLOB_UPLOAD_INVALID and can be resumed at once).
+    #[arg(long, env = "KURA_BODY_IDLE_TIMEOUT", default_value = "60s", value_parser = nonzero_duration)]
+    body_idle_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "KURA_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: a
+    /// comma-separated list of CIDRs or addresses (default: none).
+    #[arg(long, env = "KURA_TRUSTED_PROXIES", default_value = "", value_parser = |s: &str| s.parse::<kura_ecr::client::TrustedProxies>())]
+    trusted_proxies: kura_ecr::client::TrustedProxies,
     /// MiB of API request bodies (`POST /`) held in memory at once, across
     /// all requests; a request that finds no room waits, then gets 503.
     #[arg(long, env = "KURA_API_BODY_BUDGET_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     api_body_budget_mib: u64,
+}
+
+/// A duration (humantime, e.g. `30s`) that is not zero.
+fn nonzero_duration(v: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(v) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn init_logging(format: &str) {
@@ -324,6 +353,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         EcrConfig {
             max_session_secs: args.sts_max_session.as_secs().max(1),
             api_body_budget: usize::try_from(args.api_body_budget_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            trusted_proxies: args.trusted_proxies.clone(),
             ..EcrConfig::new(&args.region, &boot.default_account)
         },
         kura_ecr::scanning::ScanSettings {
@@ -387,18 +417,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         region = %args.region,
         "kura is serving the registry and the ECR API"
     );
-    // Small responses (manifests, small blobs) must not wait on Nagle's algorithm.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let limits = transport::Limits {
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        body_idle_timeout: args.body_idle_timeout,
+        max_connections: args.max_connections as usize,
+    };
+    transport::serve(listener, app, limits, shutdown_signal()).await?;
     tracing::info!("kura stopped");
     Ok(())
 }
