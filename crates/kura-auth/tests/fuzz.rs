@@ -55,7 +55,14 @@ fn parse_and_verify(method: &str, path: &str, query: Option<&str>, headers: &Hea
         payload_sha256: EMPTY_SHA256,
     };
     let parsed = sigv4::parse(&req).ok()?;
-    let _ = sigv4::verify(&req, &parsed, SECRET, "us-east-1", "ecr", UNIX_EPOCH + Duration::from_secs(1_440_938_160));
+    let _ = sigv4::verify(
+        &req,
+        &parsed,
+        SECRET,
+        "us-east-1",
+        "ecr",
+        UNIX_EPOCH + Duration::from_secs(1_440_938_160),
+    );
     Some(parsed)
 }
 
@@ -89,16 +96,18 @@ fn fields() -> impl Strategy<Value = Fields> {
         proptest::option::of("[A-Za-z0-9+/=]{1,80}"),
         0u64..1_000_000,
     )
-        .prop_map(|(akid, amz_date, region, service, signed, signature, token, expires)| Fields {
-            akid,
-            amz_date,
-            region,
-            service,
-            signed,
-            signature,
-            token,
-            expires,
-        })
+        .prop_map(
+            |(akid, amz_date, region, service, signed, signature, token, expires)| Fields {
+                akid,
+                amz_date,
+                region,
+                service,
+                signed,
+                signature,
+                token,
+                expires,
+            },
+        )
 }
 
 impl Fields {
@@ -231,7 +240,10 @@ fn sigv4_arbitrary_input_never_panics() {
             proptest::option::of(".{0,40}"),
         ),
         |(authorization, query, path, date, http_date)| {
-            let mut h = vec![("host".to_string(), "h".to_string()), ("authorization".to_string(), authorization)];
+            let mut h = vec![
+                ("host".to_string(), "h".to_string()),
+                ("authorization".to_string(), authorization),
+            ];
             if let Some(d) = date {
                 h.push(("x-amz-date".to_string(), d));
             }
@@ -372,15 +384,15 @@ fn httpdate_secs(s: &str) -> Option<u64> {
 }
 
 fn claims() -> impl Strategy<Value = TokenClaims> {
-    ("[0-9]{12}", ".{0,60}", "[A-Z0-9]{0,24}", any::<u32>(), any::<u32>()).prop_map(|(account, principal_arn, access_key_id, a, b)| {
-        TokenClaims {
+    ("[0-9]{12}", ".{0,60}", "[A-Z0-9]{0,24}", any::<u32>(), any::<u32>()).prop_map(
+        |(account, principal_arn, access_key_id, a, b)| TokenClaims {
             account,
             principal_arn,
             access_key_id,
             issued_at: u64::from(a),
             expires_at: u64::from(a) + u64::from(b) + 1,
-        }
-    })
+        },
+    )
 }
 
 #[test]

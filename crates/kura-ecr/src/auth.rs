@@ -569,7 +569,11 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         .filter(|_| !crate::public::anonymous(req.headers()))
         .map(String::from)
     else {
-        return challenge(crate::client::scheme(req.extensions()), &host, "authentication required");
+        return challenge(
+            crate::client::scheme(req.extensions()),
+            &host,
+            "authentication required",
+        );
     };
     match ecr.check_basic(&value).await {
         Ok(claims) => {

@@ -139,7 +139,10 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 
 /// The middleware that puts the [`Client`] into every request.
 pub async fn layer(State(ecr): State<Arc<Ecr>>, mut req: Request, next: Next) -> Response {
-    let peer = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
     let client = resolve(peer, req.headers(), &ecr.config.trusted_proxies);
     req.extensions_mut().insert(client);
     // Every log line of the request names the client.
@@ -194,7 +197,13 @@ mod tests {
         let t: TrustedProxies = "10.0.0.0/8".parse().unwrap();
         let h = headers(&[("x-forwarded-for", "203.0.113.9"), ("x-forwarded-proto", "https")]);
         let c = resolve(Some(ip("198.51.100.1")), &h, &t);
-        assert_eq!(c, Client { ip: Some(ip("198.51.100.1")), https: false });
+        assert_eq!(
+            c,
+            Client {
+                ip: Some(ip("198.51.100.1")),
+                https: false
+            }
+        );
         // No proxies configured: nobody is trusted, loopback included.
         let c = resolve(Some(ip("127.0.0.1")), &h, &TrustedProxies::default());
         assert_eq!(c.ip, Some(ip("127.0.0.1")));
@@ -205,9 +214,18 @@ mod tests {
     fn trusted_proxies_are_believed_from_the_right() {
         let t: TrustedProxies = "10.0.0.0/8".parse().unwrap();
         // The client wrote a forged first entry; the proxies appended the rest.
-        let h = headers(&[("x-forwarded-for", "1.1.1.1, 203.0.113.9, 10.0.0.5"), ("x-forwarded-proto", "https")]);
+        let h = headers(&[
+            ("x-forwarded-for", "1.1.1.1, 203.0.113.9, 10.0.0.5"),
+            ("x-forwarded-proto", "https"),
+        ]);
         let c = resolve(Some(ip("10.0.0.2")), &h, &t);
-        assert_eq!(c, Client { ip: Some(ip("203.0.113.9")), https: true });
+        assert_eq!(
+            c,
+            Client {
+                ip: Some(ip("203.0.113.9")),
+                https: true
+            }
+        );
         // Several header lines are one list; ports are dropped.
         let h = headers(&[("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "[2001:db8::1]:443")]);
         assert_eq!(resolve(Some(ip("10.0.0.2")), &h, &t).ip, Some(ip("2001:db8::1")));
@@ -215,7 +233,10 @@ mod tests {
         let h = headers(&[("x-forwarded-for", "1.1.1.1, junk, 10.0.0.7")]);
         assert_eq!(resolve(Some(ip("10.0.0.2")), &h, &t).ip, Some(ip("10.0.0.7")));
         // No header: the proxy itself.
-        assert_eq!(resolve(Some(ip("10.0.0.2")), &HeaderMap::new(), &t).ip, Some(ip("10.0.0.2")));
+        assert_eq!(
+            resolve(Some(ip("10.0.0.2")), &HeaderMap::new(), &t).ip,
+            Some(ip("10.0.0.2"))
+        );
         // Any hop saying https means the client used TLS somewhere in front.
         let h = headers(&[("x-forwarded-proto", "http, HTTPS")]);
         assert!(resolve(Some(ip("10.0.0.2")), &h, &t).https);

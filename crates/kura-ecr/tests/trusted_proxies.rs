@@ -50,7 +50,8 @@ fn dp(path: &str, peer: Option<&str>, auth: Option<&str>, extra: &[(&str, &str)]
     }
     let mut req = b.body(Body::empty()).unwrap();
     if let Some(p) = peer {
-        req.extensions_mut().insert(ConnectInfo(p.parse::<SocketAddr>().unwrap()));
+        req.extensions_mut()
+            .insert(ConnectInfo(p.parse::<SocketAddr>().unwrap()));
     }
     req
 }
@@ -91,9 +92,22 @@ async fn the_realm_follows_the_scheme_only_a_trusted_proxy_reports() {
     );
     // A forged header from anyone else is ignored.
     let (_, h, _) = send(&s.app, dp("/v2/", Some(STRANGER), None, &https)).await;
-    assert!(realm(&h).starts_with(&format!("Bearer realm=\"http://{HOST}/token\"")), "{}", realm(&h));
+    assert!(
+        realm(&h).starts_with(&format!("Bearer realm=\"http://{HOST}/token\"")),
+        "{}",
+        realm(&h)
+    );
     // A trusted proxy that says http gets http; a bad token's challenge too.
-    let (_, h, _) = send(&s.app, dp("/v2/", Some(PROXY), Some("Bearer forged"), &[("x-forwarded-proto", "http")])).await;
+    let (_, h, _) = send(
+        &s.app,
+        dp(
+            "/v2/",
+            Some(PROXY),
+            Some("Bearer forged"),
+            &[("x-forwarded-proto", "http")],
+        ),
+    )
+    .await;
     assert!(realm(&h).contains("realm=\"http://"), "{}", realm(&h));
     let (_, h, _) = send(&s.app, dp("/v2/", Some(PROXY), Some("Bearer forged"), &https)).await;
     assert!(realm(&h).contains("realm=\"https://"), "{}", realm(&h));
@@ -127,7 +141,11 @@ async fn forwarded_for_counts_for_source_ip_only_from_trusted_proxies() {
     let status = |peer: &'static str, xff: &'static str| {
         let (app, basic) = (s.app.clone(), basic.clone());
         async move {
-            let extra: Vec<(&str, &str)> = if xff.is_empty() { vec![] } else { vec![("x-forwarded-for", xff)] };
+            let extra: Vec<(&str, &str)> = if xff.is_empty() {
+                vec![]
+            } else {
+                vec![("x-forwarded-for", xff)]
+            };
             send(&app, dp(tags, Some(peer), Some(&basic), &extra)).await.0
         }
     };

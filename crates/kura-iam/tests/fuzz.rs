@@ -307,17 +307,22 @@ fn grammar_policies_never_panic() {
 
 #[test]
 fn wildcards_never_panic() {
-    fuzz("iam-policy/wildcards", 256, ("[a-c*?]{0,16}", "[a-c]{0,24}"), |(p, t)| {
-        let m = wildcard_match(&p, &t, false);
-        // `*` alone matches everything; a pattern without wildcards only itself.
-        if p == "*" {
-            prop_assert!(m);
-        }
-        if !p.contains(['*', '?']) {
-            prop_assert_eq!(m, p == t);
-        }
-        Ok(())
-    });
+    fuzz(
+        "iam-policy/wildcards",
+        256,
+        ("[a-c*?]{0,16}", "[a-c]{0,24}"),
+        |(p, t)| {
+            let m = wildcard_match(&p, &t, false);
+            // `*` alone matches everything; a pattern without wildcards only itself.
+            if p == "*" {
+                prop_assert!(m);
+            }
+            if !p.contains(['*', '?']) {
+                prop_assert_eq!(m, p == t);
+            }
+            Ok(())
+        },
+    );
 }
 
 #[test]

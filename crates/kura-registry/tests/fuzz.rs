@@ -31,8 +31,32 @@ use proptest::prelude::*;
 use tower::ServiceExt;
 
 const WORDS: &[&str] = &[
-    "v2", "blobs", "uploads", "manifests", "tags", "list", "referrers", "_catalog", "..", ".", "", "%2F", "%2f", "%2e",
-    "%2E%2E", "%00", "%", "%zz", "a", "b-c", "x.y", "sha256:", "%3A", "latest", "\u{e9}", "A",
+    "v2",
+    "blobs",
+    "uploads",
+    "manifests",
+    "tags",
+    "list",
+    "referrers",
+    "_catalog",
+    "..",
+    ".",
+    "",
+    "%2F",
+    "%2f",
+    "%2e",
+    "%2E%2E",
+    "%00",
+    "%",
+    "%zz",
+    "a",
+    "b-c",
+    "x.y",
+    "sha256:",
+    "%3A",
+    "latest",
+    "\u{e9}",
+    "A",
 ];
 
 fn arbitrary_path() -> impl Strategy<Value = String> {
@@ -54,20 +78,37 @@ fn digest() -> impl Strategy<Value = String> {
 
 /// A valid endpoint and its path.
 fn valid() -> impl Strategy<Value = (Endpoint, String)> {
-    (repo_name(), 0u8..7, "[A-Za-z0-9_][A-Za-z0-9._-]{0,20}", digest(), "[A-Za-z0-9-]{1,30}").prop_map(
-        |(name, kind, tag, digest, id)| {
+    (
+        repo_name(),
+        0u8..7,
+        "[A-Za-z0-9_][A-Za-z0-9._-]{0,20}",
+        digest(),
+        "[A-Za-z0-9-]{1,30}",
+    )
+        .prop_map(|(name, kind, tag, digest, id)| {
             let n: RepoName = name.parse().expect("generated names are valid");
             match kind {
                 0 => (Endpoint::Tags(n), format!("/v2/{name}/tags/list")),
-                1 => (Endpoint::Manifest(n, tag.clone()), format!("/v2/{name}/manifests/{tag}")),
-                2 => (Endpoint::Manifest(n, digest.clone()), format!("/v2/{name}/manifests/{digest}")),
+                1 => (
+                    Endpoint::Manifest(n, tag.clone()),
+                    format!("/v2/{name}/manifests/{tag}"),
+                ),
+                2 => (
+                    Endpoint::Manifest(n, digest.clone()),
+                    format!("/v2/{name}/manifests/{digest}"),
+                ),
                 3 => (Endpoint::Blob(n, digest.clone()), format!("/v2/{name}/blobs/{digest}")),
                 4 => (Endpoint::UploadStart(n), format!("/v2/{name}/blobs/uploads/")),
-                5 => (Endpoint::Upload(n, id.clone()), format!("/v2/{name}/blobs/uploads/{id}")),
-                _ => (Endpoint::Referrers(n, digest.clone()), format!("/v2/{name}/referrers/{digest}")),
+                5 => (
+                    Endpoint::Upload(n, id.clone()),
+                    format!("/v2/{name}/blobs/uploads/{id}"),
+                ),
+                _ => (
+                    Endpoint::Referrers(n, digest.clone()),
+                    format!("/v2/{name}/referrers/{digest}"),
+                ),
             }
-        },
-    )
+        })
 }
 
 /// Percent-encode the characters `mask` picks (never a `/`), in upper- or
@@ -143,12 +184,22 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         let dir = tempfile::tempdir().unwrap();
         let app = rt.block_on(async {
             let meta = kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await;
-            let blobs = FsBlobStore::open(dir.path().join("blobs")).await.unwrap().without_fsync();
-            app(Arc::new(Registry::new(Arc::new(meta), Arc::new(blobs), RegistryConfig::default())))
+            let blobs = FsBlobStore::open(dir.path().join("blobs"))
+                .await
+                .unwrap()
+                .without_fsync();
+            app(Arc::new(Registry::new(
+                Arc::new(meta),
+                Arc::new(blobs),
+                RegistryConfig::default(),
+            )))
         });
         let mut f = Fixture {
             rt,
@@ -168,7 +219,11 @@ impl Fixture {
 
     fn call(&self, method: Method, uri: &str, body: Vec<u8>) -> (StatusCode, Option<String>, Vec<u8>) {
         self.rt.block_on(async {
-            let req = Request::builder().method(method).uri(uri).body(Body::from(body)).unwrap();
+            let req = Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::from(body))
+                .unwrap();
             let resp = self.app.clone().oneshot(req).await.unwrap();
             let status = resp.status();
             let location = resp
@@ -258,7 +313,11 @@ fn query_router_never_fails_and_decodes_once() {
                     continue;
                 }
                 let (status, _, body) = f.call(method.clone(), &uri, Vec::new());
-                prop_assert!(!status.is_server_error(), "{method} {uri}: {status} {}", String::from_utf8_lossy(&body));
+                prop_assert!(
+                    !status.is_server_error(),
+                    "{method} {uri}: {status} {}",
+                    String::from_utf8_lossy(&body)
+                );
                 if status.is_client_error() {
                     let v: serde_json::Value = serde_json::from_slice(&body)
                         .map_err(|_| TestCaseError::fail(format!("{method} {uri}: not JSON: {body:?}")))?;
