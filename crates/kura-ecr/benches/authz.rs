@@ -114,19 +114,17 @@ async fn main() {
             access_key_id: "AKIABENCHDEV".into(),
             account: ACCOUNT.into(),
             principal_arn: user_arn.clone(),
+            principal_id: "AIDADEV".into(),
             secret_sealed: vec![0],
             status: "Active".into(),
             session_token_hash: None,
             expires_at: None,
+            created_at: 0,
         })
         .await
         .unwrap();
-    let root = s
-        .ecr
-        .principal_from_arn(ACCOUNT, &format!("arn:aws:iam::{ACCOUNT}:root"))
-        .await
-        .unwrap();
-    let user = s.ecr.principal_from_arn(ACCOUNT, &user_arn).await.unwrap();
+    let root = s.ecr.principal_by_id(ACCOUNT, ACCOUNT).await.unwrap();
+    let user = s.ecr.principal_by_id(ACCOUNT, "AIDADEV").await.unwrap();
 
     println!("authorization cost, {ITERS} iterations each (median / p99, microseconds)");
     let access = Access::repository("ecr:BatchGetImage", REGION, ACCOUNT, "team/app");

@@ -27,15 +27,40 @@ pub const TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
 /// How long a download URL lives.
 pub const DOWNLOAD_URL_SECS: u64 = 3600;
 
-/// The authenticated caller of an API request.
+/// The authenticated caller of a request: the owner of the access key it
+/// authenticated with (directly, or through a registry token of that key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     /// Account (registry) of the principal.
     pub account: String,
-    /// ARN of the principal (`arn:aws:iam::<account>:root` for the root key).
+    /// ARN of the principal (`arn:aws:iam::<account>:root` for the root
+    /// key), for messages and logs. Authorization never parses it.
     pub principal_arn: String,
+    /// The principal's unique id, as recorded on the key (see
+    /// [`AccessKeyRow::principal_id`]): what authorization resolves.
+    pub principal_id: String,
     /// The access key used.
     pub access_key_id: String,
+    /// For temporary credentials: when they were issued (ms since the
+    /// epoch), the request's `aws:TokenIssueTime`.
+    pub token_issued_at: Option<i64>,
+}
+
+impl Caller {
+    /// The caller an access key authenticates; `None` for a key without a
+    /// recorded owner (it authenticates nobody).
+    pub fn from_key(key: AccessKeyRow) -> Option<Caller> {
+        if key.principal_id.is_empty() {
+            return None;
+        }
+        Some(Caller {
+            token_issued_at: key.session_token_hash.is_some().then_some(key.created_at),
+            account: key.account,
+            principal_arn: key.principal_arn,
+            principal_id: key.principal_id,
+            access_key_id: key.access_key_id,
+        })
+    }
 }
 
 /// An API request whose headers passed [`Ecr::authenticate_headers`]: what
@@ -128,7 +153,8 @@ fn sigv4_error(e: SigV4Error) -> EcrError {
     EcrError::new(e.aws_error_type(), e.message()).with_status(status)
 }
 
-fn unrecognized() -> EcrError {
+/// What an unknown access key (or one whose owner is gone) gets.
+pub(crate) fn unrecognized() -> EcrError {
     EcrError::new(
         "UnrecognizedClientException",
         "The security token included in the request is invalid.",
@@ -156,12 +182,17 @@ pub fn session_token_hash(token: &str) -> String {
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
+/// What a download URL grants: one blob (`d`) of one repository (`r`) of
+/// one account (`a`) until `e`, for as long as the access key `k` that
+/// asked for it stays usable (deleting or deactivating the key, or deleting
+/// the role whose session it is, ends its URLs too).
 #[derive(Serialize, Deserialize)]
 struct DownloadClaims {
     a: String,
     r: String,
     d: String,
     e: u64,
+    k: String,
 }
 
 impl Ecr {
@@ -275,11 +306,7 @@ impl Ecr {
             parsed,
             headers,
             secret,
-            caller: Caller {
-                account: key.account,
-                principal_arn: key.principal_arn,
-                access_key_id: key.access_key_id,
-            },
+            caller: Caller::from_key(key).ok_or_else(unrecognized)?,
         })
     }
 
@@ -338,27 +365,48 @@ impl Ecr {
         (token::issue(&self.token_key, &claims), claims.expires_at)
     }
 
-    /// A query string that lets anyone GET one blob of one repository for a while.
-    pub fn sign_download(&self, account: &str, repo: &str, digest: &str) -> String {
+    /// A query string that lets anyone GET one blob of one repository for a
+    /// while, as long as the caller's access key stays usable.
+    pub fn sign_download(&self, caller: &Caller, account: &str, repo: &str, digest: &str) -> String {
         let claims = DownloadClaims {
             a: account.into(),
             r: repo.into(),
             d: digest.into(),
             e: now_secs() + DOWNLOAD_URL_SECS,
+            k: caller.access_key_id.clone(),
         };
         let t = token::issue_raw(&self.token_key, &serde_json::to_vec(&claims).unwrap_or_default());
         format!("X-Kura-Download={t}")
     }
 
-    fn check_download(&self, token: &str, path: &str) -> Option<String> {
+    async fn check_download(&self, token: &str, path: &str) -> Option<String> {
         let payload = token::verify_raw(&self.token_key, token).ok()?;
         let c: DownloadClaims = serde_json::from_slice(&payload).ok()?;
-        (c.e > now_secs() && path == format!("/v2/{}/blobs/{}", c.r, c.d)).then_some(c.a)
+        if c.e <= now_secs() || path != format!("/v2/{}/blobs/{}", c.r, c.d) {
+            return None;
+        }
+        self.key_caller(&c.k).await.ok().map(|_| c.a)
+    }
+
+    /// The caller an access key stands for, if the key is still usable:
+    /// present, active, unexpired and with a recorded owner. Registry tokens
+    /// and download URLs live only as long as the key they came from.
+    async fn key_caller(&self, access_key_id: &str) -> Result<Caller, &'static str> {
+        match self.control.access_key_get(access_key_id).await {
+            Ok(Some(k)) if k.expires_at.is_some_and(|exp| exp <= kura_store::now_millis()) => {
+                Err("Your authorization token has expired. Reauthenticate and try again.")
+            }
+            Ok(Some(k)) if k.status == "Active" => {
+                Caller::from_key(k).ok_or("Your authorization token is no longer valid.")
+            }
+            Ok(_) => Err("Your authorization token is no longer valid."),
+            Err(_) => Err("Your authorization token could not be checked."),
+        }
     }
 
     /// Check an `Authorization` header: Basic `AWS:<token>` (what
     /// `docker login` stores) or `Bearer <token>` (from the token service).
-    async fn check_basic(&self, value: &str) -> Result<TokenClaims, &'static str> {
+    async fn check_basic(&self, value: &str) -> Result<(TokenClaims, Caller), &'static str> {
         if let Some(t) = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")) {
             return self.check_token(t.trim()).await;
         }
@@ -378,21 +426,16 @@ impl Ecr {
     }
 
     /// Check a registry token: signature, expiry, and that its access key is
-    /// still active and unexpired.
-    async fn check_token(&self, pass: &str) -> Result<TokenClaims, &'static str> {
+    /// still active and unexpired. The caller is the key's recorded owner
+    /// (by unique id), not the ARN the token names.
+    async fn check_token(&self, pass: &str) -> Result<(TokenClaims, Caller), &'static str> {
         let claims = token::verify(&self.token_key, pass, now_secs()).map_err(|e| match e {
             TokenError::Expired => "Your authorization token has expired. Reauthenticate and try again.",
             _ => "Your authorization token is invalid.",
         })?;
         // Revoking (or deactivating) the key revokes its tokens.
-        match self.control.access_key_get(&claims.access_key_id).await {
-            Ok(Some(k)) if k.expires_at.is_some_and(|exp| exp <= kura_store::now_millis()) => {
-                Err("Your authorization token has expired. Reauthenticate and try again.")
-            }
-            Ok(Some(k)) if k.status == "Active" => Ok(claims),
-            Ok(_) => Err("Your authorization token is no longer valid."),
-            Err(_) => Err("Your authorization token could not be checked."),
-        }
+        let caller = self.key_caller(&claims.access_key_id).await?;
+        Ok((claims, caller))
     }
 }
 
@@ -468,7 +511,7 @@ pub async fn token_service(State(ecr): State<Arc<Ecr>>, req: Request) -> Respons
     };
     let (token, expires_in) = match password {
         Some(pass) => match ecr.check_token(&pass).await {
-            Ok(claims) => (pass, claims.expires_at.saturating_sub(now_secs())),
+            Ok((claims, _)) => (pass, claims.expires_at.saturating_sub(now_secs())),
             Err(msg) => {
                 log_token_failure(&extensions, &format!("Bearer {pass}"), msg);
                 return token_error(StatusCode::UNAUTHORIZED, msg);
@@ -544,7 +587,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
     });
     if let Some(t) = download {
         let head_or_get = req.method() == http::Method::GET || req.method() == http::Method::HEAD;
-        return match ecr.check_download(&t, req.uri().path()) {
+        return match ecr.check_download(&t, req.uri().path()).await {
             Some(a) if head_or_get && a == account => {
                 req.extensions_mut().insert(AccountId(account));
                 next.run(req).await
@@ -576,16 +619,22 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         );
     };
     match ecr.check_basic(&value).await {
-        Ok(claims) => {
+        Ok((claims, caller)) => {
             // The host picks the registry; the caller may be of another
             // account when policies on both sides allow it.
-            match ecr.authorize_data(&claims, &account, &mut req).await {
+            match ecr.authorize_data(&caller, &account, &mut req).await {
                 Ok(Ok(())) => {
                     req.extensions_mut().insert(AccountId(account));
                     req.extensions_mut().insert(DataCaller { claims });
                     next.run(req).await
                 }
                 Ok(Err(denial)) => denied(&denial.message),
+                // The key's owner no longer exists.
+                Err(e) if e.kind == "UnrecognizedClientException" => challenge(
+                    crate::client::scheme(req.extensions()),
+                    &host,
+                    "Your authorization token is no longer valid.",
+                ),
                 Err(e) => {
                     tracing::error!(error = %e, "authorization failed");
                     kura_registry::error::ApiError::new(
@@ -710,10 +759,12 @@ pub async fn create_account(
             access_key_id: id.clone(),
             account: account.clone(),
             principal_arn: format!("arn:aws:iam::{account}:root"),
+            principal_id: account.clone(),
             secret_sealed: seal_secret(master, &id, &secret),
             status: "Active".into(),
             session_token_hash: None,
             expires_at: None,
+            created_at: kura_store::now_millis(),
         })
         .await?;
     Ok((account, id, secret))
@@ -776,10 +827,12 @@ pub async fn bootstrap(
                 access_key_id: id.clone(),
                 account: account.clone(),
                 principal_arn: root_arn,
+                principal_id: account.clone(),
                 secret_sealed: seal_secret(master, id, secret),
                 status: "Active".into(),
                 session_token_hash: None,
                 expires_at: None,
+                created_at: kura_store::now_millis(),
             };
             control.access_key_put(&row).await?;
             let stored = control
@@ -804,10 +857,12 @@ pub async fn bootstrap(
                     access_key_id: id.clone(),
                     account: account.clone(),
                     principal_arn: root_arn,
+                    principal_id: account.clone(),
                     secret_sealed: seal_secret(master, &id, &secret),
                     status: "Active".into(),
                     session_token_hash: None,
                     expires_at: None,
+                    created_at: kura_store::now_millis(),
                 };
                 control.access_key_put(&row).await?;
                 created = Some((id, secret));

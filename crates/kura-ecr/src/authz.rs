@@ -25,8 +25,6 @@ use std::sync::{Arc, Mutex};
 use kura_iam::{Decision, Evaluation, Policy, PolicySource, Principal, PrincipalKind, RequestContext, RequestEnv};
 use kura_store::iam::{kind, rel};
 
-use kura_auth::token::TokenClaims;
-
 use crate::auth::Caller;
 use crate::error::{EcrError, EcrResult};
 pub use crate::templates::repository_arn;
@@ -138,37 +136,67 @@ impl Denial {
 impl Ecr {
     /// The principal a caller authenticated as, with its unique id and tags.
     pub async fn principal_of(&self, caller: &Caller) -> EcrResult<Principal> {
-        self.principal_from_arn(&caller.account, &caller.principal_arn).await
+        Ok(self.caller_decider(caller, None).await?.principal().clone())
     }
 
-    /// The principal an ARN names in `account` (cached while the
-    /// access-control generation is unchanged).
-    pub async fn principal_from_arn(&self, account: &str, arn: &str) -> EcrResult<Principal> {
-        Ok(self.decider(account, arn, None).await?.principal().clone())
+    /// The principal with unique id `principal_id` (its `aws:userid`: the
+    /// account id for the root, `AIDA…` for a user, `AROA…:session` for a
+    /// role session) in `account` (cached while the access-control
+    /// generation is unchanged).
+    pub async fn principal_by_id(&self, account: &str, principal_id: &str) -> EcrResult<Principal> {
+        Ok(self.decider(account, principal_id, None).await?.principal().clone())
     }
 
-    /// The decisions of the principal `arn` of `account`: reads the
-    /// access-control generation once and loads the principal and its
-    /// identity policies once, however many accesses are then decided.
-    pub async fn decider(&self, account: &str, arn: &str, source_ip: Option<IpAddr>) -> EcrResult<Decider<'_>> {
+    /// The decisions of an authenticated caller: its principal is the owner
+    /// recorded on its access key (by unique id, never by its ARN), and for
+    /// temporary credentials `aws:TokenIssueTime` is when they were issued.
+    pub async fn caller_decider(&self, caller: &Caller, source_ip: Option<IpAddr>) -> EcrResult<Decider<'_>> {
+        let mut d = self.decider(&caller.account, &caller.principal_id, source_ip).await?;
+        d.token_issue_time = caller.token_issued_at;
+        Ok(d)
+    }
+
+    /// The decisions of the principal `principal_id` (see
+    /// [`Ecr::principal_by_id`]) of `account`: reads the access-control
+    /// generation once and loads the principal and its identity policies
+    /// once, however many accesses are then decided. A principal that no
+    /// longer exists (a deleted user or role, or one re-created under the
+    /// same name, which has a new id) is `UnrecognizedClientException`, as
+    /// an unknown access key is.
+    pub async fn decider(
+        &self,
+        account: &str,
+        principal_id: &str,
+        source_ip: Option<IpAddr>,
+    ) -> EcrResult<Decider<'_>> {
         // The generation is read before anything it covers.
         let gen = self.iam.iam_generation().await?;
-        let snap = self.principal_snapshot(gen, account, arn).await?;
+        let snap = self.principal_snapshot(gen, account, principal_id).await?;
         Ok(Decider {
             ecr: self,
             gen,
             snap,
             source_ip,
+            token_issue_time: None,
         })
     }
 
-    /// A principal and its parsed identity policies, from the cache or the store.
-    async fn principal_snapshot(&self, gen: i64, account: &str, arn: &str) -> EcrResult<Arc<PrincipalSnapshot>> {
-        let key = format!("{account}|{arn}");
+    /// A principal and its parsed identity policies, from the cache or the
+    /// store; keyed by account and unique id.
+    async fn principal_snapshot(
+        &self,
+        gen: i64,
+        account: &str,
+        principal_id: &str,
+    ) -> EcrResult<Arc<PrincipalSnapshot>> {
+        let key = format!("{account}|{principal_id}");
         if let Some(hit) = self.authz_cache.get(gen, |c| c.principals.get(&key).cloned()) {
             return Ok(hit);
         }
-        let principal = self.load_principal(account, arn).await?;
+        let Some(principal) = self.load_principal(account, principal_id).await? else {
+            tracing::info!(account = %account, principal_id = %principal_id, "credentials of a principal that no longer exists");
+            return Err(crate::auth::unrecognized());
+        };
         let texts = self.identity_policy_texts(&principal).await?;
         let snap = Arc::new(PrincipalSnapshot {
             wants_tags: texts.iter().any(|t| mentions_resource_tags(t)),
@@ -206,31 +234,38 @@ impl Ecr {
         Ok(tags)
     }
 
-    async fn load_principal(&self, account: &str, arn: &str) -> EcrResult<Principal> {
-        let rest = arn.split(':').nth(5).unwrap_or_default();
-        if rest == "root" {
-            return Ok(Principal::root(account));
+    /// The principal a unique id names in `account`, from the IAM entity
+    /// with that id (so its name, path, ARN and tags are the entity's own),
+    /// or `None` if there is none: the account id is the root; `AIDA…` a
+    /// user; `AROA…:<session>` a session of a role.
+    async fn load_principal(&self, account: &str, principal_id: &str) -> EcrResult<Option<Principal>> {
+        if principal_id == account && kura_iam::is_account_id(account) {
+            return Ok(Some(Principal::root(account)));
         }
-        if let Some(session) = rest.strip_prefix("assumed-role/") {
-            let (role, name) = session.split_once('/').unwrap_or((session, ""));
-            let mut p = Principal::assumed_role(account, role, name);
-            if let Some(e) = self.iam.iam_entity_get(account, kind::ROLE, role).await? {
-                p.userid = format!("{}:{name}", e.id);
-                p.tags = entity_tags(&e.body);
-            }
-            return Ok(p);
+        let (entity_id, session) = match principal_id.split_once(':') {
+            Some((id, session)) => (id, Some(session)),
+            None => (principal_id, None),
+        };
+        if entity_id.is_empty() {
+            return Ok(None);
         }
-        if let Some(path_name) = rest.strip_prefix("user/") {
-            let name = path_name.rsplit('/').next().unwrap_or(path_name);
-            let mut p = Principal::user(account, name);
-            p.arn = arn.to_string();
-            if let Some(e) = self.iam.iam_entity_get(account, kind::USER, name).await? {
-                p.userid = e.id;
-                p.tags = entity_tags(&e.body);
-            }
-            return Ok(p);
-        }
-        Err(EcrError::server())
+        let Some(e) = self.iam.iam_entity_by_id(account, entity_id).await? else {
+            return Ok(None);
+        };
+        let mut p = match (e.kind.as_str(), session) {
+            (kind::USER, None) => Principal {
+                arn: e.arn.clone(),
+                userid: e.id.clone(),
+                ..Principal::user(account, &e.name)
+            },
+            (kind::ROLE, Some(session)) if !session.is_empty() && !session.contains('/') => Principal {
+                userid: principal_id.to_string(),
+                ..Principal::assumed_role(account, &e.name, session)
+            },
+            _ => return Ok(None),
+        };
+        p.tags = entity_tags(&e.body);
+        Ok(Some(p))
     }
 
     /// The identity-based policies of a principal, as stored: for a user
@@ -273,9 +308,13 @@ impl Ecr {
         if arn.starts_with("arn:aws:iam::aws:policy/") {
             return Ok(kura_iam::managed_policy_text(arn));
         }
-        let mut parts = arn.splitn(6, ':');
-        let account = parts.nth(4).unwrap_or_default();
-        let name = arn.rsplit('/').next().unwrap_or_default();
+        let Some((account, name)) = kura_iam::Arn::parse(arn)
+            .ok()
+            .filter(|a| a.service == "iam" && a.has_account_id())
+            .and_then(|a| Some((a.account, a.iam_path_name("policy")?.1)))
+        else {
+            return Ok(None);
+        };
         let Some(e) = self.iam.iam_entity_get(account, kind::POLICY, name).await? else {
             return Ok(None);
         };
@@ -292,19 +331,20 @@ impl Ecr {
         access: &Access,
         source_ip: Option<IpAddr>,
     ) -> EcrResult<Evaluation> {
-        self.decider(&principal.account, &principal.arn, source_ip)
+        self.decider(&principal.account, &principal.userid, source_ip)
             .await?
             .evaluate(access)
             .await
     }
 
     /// Authorize a data-plane request (already authenticated by its registry
-    /// token) against the registry `account` its host names. A denied
+    /// token, whose caller is the owner of the token's access key) against
+    /// the registry `account` its host names. A denied
     /// cross-repository mount is not refused: the mount is dropped from the
     /// request, which then starts an ordinary upload.
     pub async fn authorize_data(
         &self,
-        claims: &TokenClaims,
+        caller: &Caller,
         account: &str,
         req: &mut axum::extract::Request,
     ) -> EcrResult<Result<(), Denial>> {
@@ -312,9 +352,8 @@ impl Ecr {
             // `/v2/` and paths the registry will refuse itself.
             return Ok(Ok(()));
         };
-        let caller_account = claims.principal_arn.split(':').nth(4).unwrap_or_default();
         let source_ip = crate::client::source_ip(req.extensions());
-        let decider = self.decider(caller_account, &claims.principal_arn, source_ip).await?;
+        let decider = self.caller_decider(caller, source_ip).await?;
         let region = &self.config.region;
         let access = match &repo {
             Some(name) => Access::repository(action, region, account, name),
@@ -354,7 +393,7 @@ impl Ecr {
         access: &Access,
         source_ip: Option<IpAddr>,
     ) -> EcrResult<Result<(), Denial>> {
-        self.decider(&principal.account, &principal.arn, source_ip)
+        self.decider(&principal.account, &principal.userid, source_ip)
             .await?
             .check(access)
             .await
@@ -362,7 +401,7 @@ impl Ecr {
 
     /// Authorize an API caller: `AccessDeniedException` (403) when the policies do not allow the request.
     pub async fn authorize(&self, caller: &Caller, access: &Access, source_ip: Option<IpAddr>) -> EcrResult<()> {
-        let decider = self.decider(&caller.account, &caller.principal_arn, source_ip).await?;
+        let decider = self.caller_decider(caller, source_ip).await?;
         match decider.check(access).await? {
             Ok(()) => Ok(()),
             Err(d) => Err(EcrError::new("AccessDeniedException", d.message).with_status(http::StatusCode::FORBIDDEN)),
@@ -377,12 +416,19 @@ pub struct Decider<'a> {
     gen: i64,
     snap: Arc<PrincipalSnapshot>,
     source_ip: Option<IpAddr>,
+    /// When the caller's temporary credentials were issued (ms).
+    token_issue_time: Option<i64>,
 }
 
 impl Decider<'_> {
     /// The principal, with its unique id and tags.
     pub fn principal(&self) -> &Principal {
         &self.snap.principal
+    }
+
+    /// When the caller's temporary credentials were issued (ms), if they are.
+    pub fn token_issue_time(&self) -> Option<i64> {
+        self.token_issue_time
     }
 
     /// The principal's identity-based policies.
@@ -404,6 +450,7 @@ impl Decider<'_> {
             source_ip: self.source_ip,
             secure_transport: Some(false),
             request_tags: access.request_tags.clone(),
+            token_issue_time: self.token_issue_time,
             ..Default::default()
         };
         if let (Some(arn), true) = (&access.tags_arn, wants_tags) {

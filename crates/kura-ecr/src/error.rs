@@ -78,6 +78,12 @@ impl EcrError {
 
 impl From<StoreError> for EcrError {
     fn from(e: StoreError) -> Self {
+        if e.is_disk_full() {
+            kura_store::space::note_disk_full("an ECR API request", &e);
+            // 503 ServerException: the AWS SDKs retry it.
+            return EcrError::new("ServerException", "the registry's storage is full; retry later")
+                .with_status(StatusCode::SERVICE_UNAVAILABLE);
+        }
         tracing::error!(error = %e, "storage failure in the ECR API");
         EcrError::server()
     }

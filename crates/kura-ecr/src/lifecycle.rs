@@ -130,13 +130,8 @@ pub async fn run_all(
     meta: Arc<dyn MetaStore>,
     maint: Arc<dyn MaintenanceStore>,
 ) -> Result<LifecycleReport, StoreError> {
-    let holder = uuid::Uuid::new_v4().to_string();
     let mut report = LifecycleReport::default();
-    if !maint.lease_acquire("lifecycle", &holder, 30 * 60 * 1000).await? {
-        report.skipped = true;
-        return Ok(report);
-    }
-    let result = async {
+    let job = async {
         let mut after = None;
         loop {
             let page = maint.lifecycle_list(after, 200).await?;
@@ -158,10 +153,21 @@ pub async fn run_all(
             }
         }
         Ok::<(), StoreError>(())
-    }
-    .await;
-    maint.lease_release("lifecycle", &holder).await?;
-    result?;
+    };
+    // A 30 s lease renewed every 10 s: a run killed mid-way blocks the next
+    // one for at most 30 s.
+    let outcome = kura_store::gc::with_job_lease(maint.as_ref(), "lifecycle", job).await?;
+    let report = match outcome {
+        kura_store::gc::Leased::Ran(()) => report,
+        kura_store::gc::Leased::Held(by, until) => {
+            let until = kura_store::gc::format_ms(until);
+            tracing::info!(holder = %by, until = %until, "lifecycle run skipped: lease held by {by} until {until}");
+            return Ok(LifecycleReport {
+                skipped: true,
+                ..Default::default()
+            });
+        }
+    };
     tracing::info!(
         repositories = report.repositories,
         expired = report.expired,

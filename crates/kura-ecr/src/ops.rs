@@ -366,9 +366,7 @@ impl Ecr {
         let mut rows = self.meta.repo_list_rows(&account, after.as_deref(), limit + 1).await?;
         let next = page(&mut rows, limit, |x| &x.name);
         // Listing shows the repositories the caller may describe.
-        let decider = self
-            .decider(&ctx.caller.account, &ctx.caller.principal_arn, ctx.source_ip)
-            .await?;
+        let decider = self.caller_decider(&ctx.caller, ctx.source_ip).await?;
         let mut visible = Vec::with_capacity(rows.len());
         for r in rows {
             let access = Access::repository("ecr:DescribeRepositories", &self.config.region, &account, &r.name);
@@ -819,7 +817,7 @@ impl Ecr {
                 return Ok(json!({"downloadUrl": url, "layerDigest": digest}));
             }
         }
-        let q = self.sign_download(&account, name.as_str(), digest);
+        let q = self.sign_download(&ctx.caller, &account, name.as_str(), digest);
         let url = format!(
             "http://{}/v2/{name}/blobs/{digest}?{q}",
             self.registry_host(ctx, &account)
@@ -1251,6 +1249,9 @@ fn map_registry_error(e: ApiError, account: &str, repo: &str) -> EcrError {
         ErrorCode::DigestInvalid => EcrError::new("InvalidLayerException", e.error.message.clone()),
         ErrorCode::ManifestUnknown => EcrError::new("ImageNotFoundException", e.error.message.clone()),
         ErrorCode::Internal => EcrError::server(),
+        // Storage full: ServerException with 503, which the AWS SDKs retry.
+        ErrorCode::Unavailable => EcrError::new("ServerException", e.error.message.clone())
+            .with_status(axum::http::StatusCode::SERVICE_UNAVAILABLE),
         _ => EcrError::invalid_parameter(e.error.message.clone()),
     }
 }

@@ -68,29 +68,32 @@ impl T {
     async fn user(&self, account: &str, name: &str) -> Caller {
         self.entity(account, kind::USER, name).await;
         let arn = format!("arn:aws:iam::{account}:user/{name}");
-        self.key(account, &arn, &format!("AKIA{}", name.to_uppercase()), None)
+        let owner = format!("AID4{}", name.to_uppercase());
+        self.key(account, &arn, &owner, &format!("AKIA{}", name.to_uppercase()), None)
             .await
     }
 
-    async fn key(&self, account: &str, arn: &str, id: &str, expires_at: Option<i64>) -> Caller {
-        self.s
-            .store
-            .access_key_put(&AccessKeyRow {
-                access_key_id: id.into(),
-                account: account.into(),
-                principal_arn: arn.into(),
-                secret_sealed: vec![0],
-                status: "Active".into(),
-                session_token_hash: expires_at.map(|_| "x".to_string()),
-                expires_at,
-            })
-            .await
-            .unwrap();
-        Caller {
+    /// A session `session` of role `role` (created with [`T::entity`]).
+    async fn session(&self, role: &str, session: &str, id: &str, expires_at: i64) -> Caller {
+        let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{session}");
+        let owner = format!("AID4{}:{session}", role.to_uppercase());
+        self.key(ACCOUNT, &arn, &owner, id, Some(expires_at)).await
+    }
+
+    async fn key(&self, account: &str, arn: &str, owner: &str, id: &str, expires_at: Option<i64>) -> Caller {
+        let row = AccessKeyRow {
+            access_key_id: id.into(),
             account: account.into(),
             principal_arn: arn.into(),
-            access_key_id: id.into(),
-        }
+            principal_id: owner.into(),
+            secret_sealed: vec![0],
+            status: "Active".into(),
+            session_token_hash: expires_at.map(|_| "x".to_string()),
+            expires_at,
+            created_at: kura_store::now_millis(),
+        };
+        self.s.store.access_key_put(&row).await.unwrap();
+        Caller::from_key(row).unwrap()
     }
 
     async fn inline(&self, account: &str, k: &str, owner: &str, doc: serde_json::Value) {
@@ -185,7 +188,9 @@ async fn identity_policies_decide_within_the_account() {
     let root = Caller {
         account: ACCOUNT.into(),
         principal_arn: format!("arn:aws:iam::{ACCOUNT}:root"),
+        principal_id: ACCOUNT.into(),
         access_key_id: common::KEY_ID.into(),
+        token_issued_at: None,
     };
     assert!(t.allowed(&root, "ecr:DeleteRepository", ACCOUNT, "team/app").await);
 
@@ -240,12 +245,7 @@ async fn identity_policies_decide_within_the_account() {
     t.entity(ACCOUNT, kind::ROLE, "ci").await;
     t.attach(ACCOUNT, kind::ROLE, "ci", POWER_USER).await;
     let session = t
-        .key(
-            ACCOUNT,
-            &format!("arn:aws:sts::{ACCOUNT}:assumed-role/ci/build-1"),
-            "ASIASESSION",
-            Some(kura_store::now_millis() + 60_000),
-        )
+        .session("ci", "build-1", "ASIASESSION", kura_store::now_millis() + 60_000)
         .await;
     assert!(t.allowed(&session, "ecr:PutImage", ACCOUNT, "team/app").await);
     assert!(!t.allowed(&session, "ecr:DeleteRepository", ACCOUNT, "team/app").await);
@@ -407,13 +407,10 @@ async fn expired_temporary_credentials_lose_their_tokens() {
     let t = T::new().await;
     t.entity(ACCOUNT, kind::ROLE, "ci").await;
     t.attach(ACCOUNT, kind::ROLE, "ci", POWER_USER).await;
-    let arn = format!("arn:aws:sts::{ACCOUNT}:assumed-role/ci/s");
     let live = t
-        .key(ACCOUNT, &arn, "ASIALIVE", Some(kura_store::now_millis() + 60_000))
+        .session("ci", "s", "ASIALIVE", kura_store::now_millis() + 60_000)
         .await;
-    let dead = t
-        .key(ACCOUNT, &arn, "ASIADEAD", Some(kura_store::now_millis() - 1))
-        .await;
+    let dead = t.session("ci", "s", "ASIADEAD", kura_store::now_millis() - 1).await;
     assert_eq!(
         t.dp(&live, Method::GET, "localhost", "/v2/team/app/tags/list").await.0,
         StatusCode::OK
@@ -429,7 +426,9 @@ async fn a_mount_from_a_repository_the_caller_cannot_read_is_an_ordinary_upload(
     let root = Caller {
         account: ACCOUNT.into(),
         principal_arn: format!("arn:aws:iam::{ACCOUNT}:root"),
+        principal_id: ACCOUNT.into(),
         access_key_id: common::KEY_ID.into(),
+        token_issued_at: None,
     };
     let data = b"a layer only other/svc has".to_vec();
     let digest = kura_oci::Digest::sha256(&data).to_string();

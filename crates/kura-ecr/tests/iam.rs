@@ -163,10 +163,12 @@ async fn setup_with(max_session_secs: Option<u64>) -> T {
             access_key_id: OTHER_KEY_ID.into(),
             account: OTHER.into(),
             principal_arn: format!("arn:aws:iam::{OTHER}:root"),
+            principal_id: OTHER.into(),
             secret_sealed: seal_secret(&master, OTHER_KEY_ID, OTHER_SECRET),
             status: "Active".into(),
             session_token_hash: None,
             expires_at: None,
+            created_at: kura_store::now_millis(),
         })
         .await
         .unwrap();

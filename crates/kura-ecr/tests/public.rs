@@ -217,10 +217,12 @@ impl T {
                 access_key_id: BOB_KEY.into(),
                 account: ACCOUNT.into(),
                 principal_arn: format!("arn:aws:iam::{ACCOUNT}:user/bob"),
+                principal_id: "AIDAKURATESTBOB00001".into(),
                 secret_sealed: kura_ecr::auth::seal_secret(&master, BOB_KEY, BOB_SECRET),
                 status: "Active".into(),
                 session_token_hash: None,
                 expires_at: None,
+                created_at: kura_store::now_millis(),
             })
             .await
             .unwrap();

@@ -4,13 +4,31 @@
 //! runs while the registry serves pushes and pulls: no global lock, no
 //! read-only mode. One run, under the `gc` lease so one node at a time:
 //!
-//! 1. finish blob-store deletes left in the outbox by an earlier crash;
-//! 2. purge uploads untouched for `upload_max_age` (row and bytes);
-//! 3. drop repository links to blobs that no manifest of the repository
+//! 1. delete upload files no `uploads` row names (older than `grace`): they
+//!    free space without a database write, so they come first (a full disk);
+//! 2. finish blob-store deletes left in the outbox by an earlier crash;
+//! 3. purge uploads untouched for `upload_max_age` (row and bytes);
+//! 4. drop repository links to blobs that no manifest of the repository
 //!    references and that nobody uploaded, mounted or HEADed within `grace`;
-//! 4. delete blobs that no link and no manifest references (created before
+//! 5. delete blobs that no link and no manifest references (created before
 //!    `grace`): the row goes first, with an outbox entry, in one transaction;
-//!    the bytes go after the commit.
+//!    the bytes go after the commit;
+//! 6. delete blob files no `blobs` row names (older than `grace`): what a
+//!    crash between writing a blob and recording it leaves.
+//!
+//! The lease lasts 30 s and is renewed every 10 s while the run goes on, so a
+//! run killed mid-way blocks the next one (on any node) for at most 30 s; a
+//! skipped run logs who holds the lease.
+//!
+//! A HEAD refreshes a link's `touched_at` at most once a second (in the
+//! registry and again in the store), so the last HEAD may be up to
+//! [`kura_store::sql::TOUCH_SLACK_MS`] later than the recorded touch: GC keeps
+//! a link for `grace` plus that slack, at least `grace` after the last HEAD.
+//!
+//! An orphan file is deleted only when no `uploads` row names its upload and
+//! then no `blobs` row names its key, read in that order: an upload being
+//! finished keeps its `uploads` row until the transaction that inserts the
+//! `blobs` row, so a file is never taken between the two.
 //!
 //! Why it is safe against "GC decides X is garbage while a client HEADs X,
 //! skips the upload and PUTs a manifest that references X": the HEAD refreshes
@@ -24,10 +42,14 @@
 //! to the upload that wrote them, so deleting a collected blob's bytes can
 //! never remove a newer upload of the same content.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
+use futures::StreamExt;
+use kura_store::gc::{format_ms, with_job_lease, Leased};
 use kura_store::meta::PendingDelete;
-use kura_store::{BlobStore, MaintenanceStore, MetaStore, StoreError};
+use kura_store::sql::TOUCH_SLACK_MS;
+use kura_store::{BlobStore, MaintenanceStore, MetaStore, StoreError, StoredKind, StoredObject};
 use serde::Serialize;
 
 /// GC settings.
@@ -42,6 +64,8 @@ pub struct GcOptions {
     pub dry_run: bool,
     /// Rows per batch.
     pub batch: i64,
+    /// The run's "now" in ms (tests; `None`: the clock). Leases use the clock.
+    pub now_ms: Option<i64>,
 }
 
 impl Default for GcOptions {
@@ -51,6 +75,7 @@ impl Default for GcOptions {
             upload_max_age: Duration::from_secs(24 * 3600),
             dry_run: false,
             batch: 500,
+            now_ms: None,
         }
     }
 }
@@ -74,14 +99,13 @@ pub struct GcReport {
     pub store_deletes: u64,
     /// Outbox deletes that failed (left for the next run).
     pub store_delete_failures: u64,
-}
-
-fn now_ms() -> i64 {
-    kura_store::now_millis()
+    /// Files no row names that were deleted (upload data and blobs).
+    pub orphans_deleted: u64,
+    /// Bytes of those files.
+    pub orphan_bytes_freed: u64,
 }
 
 const LEASE: &str = "gc";
-const LEASE_MS: i64 = 10 * 60 * 1000;
 
 /// One GC run over the stores.
 pub async fn collect(
@@ -90,20 +114,25 @@ pub async fn collect(
     blobs: &dyn BlobStore,
     opts: &GcOptions,
 ) -> Result<GcReport, StoreError> {
-    let holder = uuid::Uuid::new_v4().to_string();
     let mut report = GcReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
-    if !opts.dry_run && !maint.lease_acquire(LEASE, &holder, LEASE_MS).await? {
-        report.skipped = true;
-        return Ok(report);
+    if opts.dry_run {
+        run(meta, maint, blobs, opts, &mut report).await?;
+    } else {
+        let outcome = with_job_lease(maint, LEASE, run(meta, maint, blobs, opts, &mut report)).await?;
+        match outcome {
+            Leased::Ran(()) => {}
+            Leased::Held(by, until) => {
+                tracing::info!(holder = %by, until = %format_ms(until), "GC skipped: lease held by {by} until {}", format_ms(until));
+                return Ok(GcReport {
+                    skipped: true,
+                    ..Default::default()
+                });
+            }
+        }
     }
-    let result = run(meta, maint, blobs, opts, &holder, &mut report).await;
-    if !opts.dry_run {
-        maint.lease_release(LEASE, &holder).await?;
-    }
-    result?;
     tracing::info!(
         dry_run = report.dry_run,
         uploads_purged = report.uploads_purged,
@@ -112,6 +141,8 @@ pub async fn collect(
         bytes_freed = report.bytes_freed,
         store_deletes = report.store_deletes,
         store_delete_failures = report.store_delete_failures,
+        orphans_deleted = report.orphans_deleted,
+        orphan_bytes_freed = report.orphan_bytes_freed,
         "garbage collection finished"
     );
     Ok(report)
@@ -142,9 +173,53 @@ async fn drain(
     Ok(())
 }
 
-async fn renew(maint: &dyn MaintenanceStore, holder: &str, dry_run: bool) -> Result<(), StoreError> {
-    if !dry_run && !maint.lease_acquire(LEASE, holder, LEASE_MS).await? {
-        return Err(StoreError::Invalid("lost the GC lease".into()));
+/// Delete the listed objects of `kind` older than `cutoff` that no row
+/// names (see the module docs for the order of the checks).
+async fn sweep(
+    maint: &dyn MaintenanceStore,
+    blobs: &dyn BlobStore,
+    kind: StoredKind,
+    cutoff: i64,
+    opts: &GcOptions,
+    report: &mut GcReport,
+) -> Result<(), StoreError> {
+    let mut listing = blobs.list_stored(kind);
+    let mut done = false;
+    while !done {
+        let mut batch: Vec<StoredObject> = Vec::new();
+        while batch.len() < opts.batch.max(1) as usize {
+            match listing.next().await {
+                Some(o) => {
+                    let o = o?;
+                    if o.modified_ms < cutoff {
+                        batch.push(o);
+                    }
+                }
+                None => {
+                    done = true;
+                    break;
+                }
+            }
+        }
+        let ids: Vec<String> = batch.iter().map(|o| o.upload_id.clone()).collect();
+        let live: HashSet<String> = maint.uploads_known(&ids).await?.into_iter().collect();
+        batch.retain(|o| !live.contains(&o.upload_id));
+        if kind == StoredKind::Blob {
+            let keys: Vec<String> = batch.iter().map(|o| o.key.clone()).collect();
+            let named: HashSet<String> = maint.blob_keys_known(&keys).await?.into_iter().collect();
+            batch.retain(|o| !named.contains(&o.key));
+        }
+        for o in &batch {
+            if !opts.dry_run {
+                if let Err(e) = blobs.delete_stored(o).await {
+                    tracing::warn!(key = %o.key, error = %e, "deleting an orphan file failed; left for the next run");
+                    continue;
+                }
+                tracing::info!(key = %o.key, bytes = o.size, "deleted a file no row names");
+            }
+            report.orphans_deleted += 1;
+            report.orphan_bytes_freed += o.size;
+        }
     }
     Ok(())
 }
@@ -154,10 +229,17 @@ async fn run(
     maint: &dyn MaintenanceStore,
     blobs: &dyn BlobStore,
     opts: &GcOptions,
-    holder: &str,
     report: &mut GcReport,
 ) -> Result<(), StoreError> {
-    // 1. The outbox: deletes an earlier run or upload did not finish.
+    let now = opts.now_ms.unwrap_or_else(kura_store::now_millis);
+    let cutoff = now - opts.grace.as_millis() as i64;
+    // A link's last HEAD may be up to TOUCH_SLACK_MS later than its touch.
+    let link_cutoff = cutoff - TOUCH_SLACK_MS;
+
+    // 1. Upload files no session names: space back without a database write.
+    sweep(maint, blobs, StoredKind::Upload, cutoff, opts, report).await?;
+
+    // 2. The outbox: deletes an earlier run or upload did not finish.
     if !opts.dry_run {
         loop {
             let pending = maint.pending_deletes(opts.batch).await?;
@@ -169,8 +251,8 @@ async fn run(
         }
     }
 
-    // 2. Abandoned uploads.
-    let upload_cutoff = now_ms() - opts.upload_max_age.as_millis() as i64;
+    // 3. Abandoned uploads.
+    let upload_cutoff = now - opts.upload_max_age.as_millis() as i64;
     let mut after: Option<String> = None;
     loop {
         let stale = maint.stale_uploads(upload_cutoff, after.as_deref(), opts.batch).await?;
@@ -186,22 +268,20 @@ async fn run(
             Some(l) if stale.len() == opts.batch as usize => after = Some(l.id.clone()),
             _ => break,
         }
-        renew(maint, holder, opts.dry_run).await?;
     }
 
-    // 3. Links no manifest uses and nobody touched within the grace period.
-    let cutoff = now_ms() - opts.grace.as_millis() as i64;
+    // 4. Links no manifest uses and nobody touched within the grace period.
     let mut after: Option<(i64, String)> = None;
     let mut dry_links: Vec<String> = Vec::new();
     loop {
         let links = maint
-            .unreferenced_links(cutoff, after.as_ref().map(|(r, d)| (*r, d.as_str())), opts.batch)
+            .unreferenced_links(link_cutoff, after.as_ref().map(|(r, d)| (*r, d.as_str())), opts.batch)
             .await?;
         for (repo, digest, _) in &links {
             if opts.dry_run {
                 report.links_removed += 1;
                 dry_links.push(digest.clone());
-            } else if maint.link_collect(*repo, digest, cutoff).await? {
+            } else if maint.link_collect(*repo, digest, link_cutoff).await? {
                 report.links_removed += 1;
             }
         }
@@ -209,10 +289,9 @@ async fn run(
             Some((r, d, _)) if links.len() == opts.batch as usize => after = Some((*r, d.clone())),
             _ => break,
         }
-        renew(maint, holder, opts.dry_run).await?;
     }
 
-    // 4. Blobs nothing references.
+    // 5. Blobs nothing references.
     let mut after: Option<String> = None;
     loop {
         let candidates = maint.unreferenced_blobs(cutoff, after.as_deref(), opts.batch).await?;
@@ -230,8 +309,9 @@ async fn run(
             Some(l) if candidates.len() == opts.batch as usize => after = Some(l.digest.clone()),
             _ => break,
         }
-        renew(maint, holder, opts.dry_run).await?;
     }
+    // 6. Blob files no row names (a crash between writing and recording).
+    sweep(maint, blobs, StoredKind::Blob, cutoff, opts, report).await?;
     if opts.dry_run {
         // Blobs whose every link the dry run would drop, and no manifest uses.
         dry_links.sort();
@@ -239,7 +319,7 @@ async fn run(
         for d in dry_links {
             let (links, manifests) = maint.blob_refs(&d).await?;
             if manifests == 0 && links > 0 {
-                let candidate_links = maint.unreferenced_link_count(&d, cutoff).await?;
+                let candidate_links = maint.unreferenced_link_count(&d, link_cutoff).await?;
                 if candidate_links == links {
                     if let Some(b) = meta.blob_lookup(&d).await? {
                         report.blobs_deleted += 1;

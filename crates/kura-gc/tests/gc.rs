@@ -12,6 +12,7 @@ use kura_gc::{collect, GcOptions};
 use kura_oci::{Digest, ErrorCode, RepoName};
 use kura_registry::service::{Body, StartOutcome};
 use kura_registry::{Registry, RegistryConfig};
+use kura_store::sql::TOUCH_SLACK_MS;
 use kura_store::{BlobStore, FsBlobStore, MaintenanceStore, MetaStore, SqlMetaStore};
 use rand::Rng;
 
@@ -114,6 +115,7 @@ fn opts(grace_ms: u64) -> GcOptions {
         upload_max_age: Duration::from_secs(3600),
         dry_run: false,
         batch: 7,
+        now_ms: None,
     }
 }
 
@@ -130,7 +132,8 @@ async fn collects_only_unreferenced_blobs_and_reports_it() {
     let orphan = push_blob(&e.reg, "app", &[2u8; 5000]).await;
     // The same layer, pushed to a second repository and never referenced there.
     push_blob(&e.reg, "other", &[1u8; 1000]).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Links are kept for the grace period plus the HEAD-touch slack.
+    tokio::time::sleep(Duration::from_millis(20 + TOUCH_SLACK_MS as u64)).await;
 
     // Within the grace period nothing goes.
     let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &opts(60_000))
@@ -188,7 +191,7 @@ async fn collects_only_unreferenced_blobs_and_reports_it() {
     // Deleting the image releases its blobs.
     let row = e.reg.get_manifest(ACCOUNT, &name("app"), "v1", false).await.unwrap();
     e.reg.delete_manifest(ACCOUNT, &name("app"), &row.digest).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    tokio::time::sleep(Duration::from_millis(5 + TOUCH_SLACK_MS as u64)).await;
     let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &opts(0))
         .await
         .unwrap();
@@ -435,4 +438,174 @@ async fn gc_races_pushes_heads_and_deletes_without_losing_a_tagged_image() {
         collected.load(Ordering::Relaxed),
         retries.load(Ordering::Relaxed)
     );
+}
+
+/// A throttled HEAD still protects its link for the whole grace period: the
+/// first HEAD records a touch, a second HEAD half a second later is skipped
+/// by the once-a-second throttle, and GC just inside the grace period after
+/// the second HEAD must keep the link. (Before, GC measured the grace from
+/// the recorded touch and dropped the link up to a second early.)
+#[tokio::test]
+async fn a_throttled_head_protects_a_link_for_at_least_the_grace_period() {
+    let e = env().await;
+    let d = push_blob(&e.reg, "app", b"layer").await;
+    // Make the upload's own touch old, so only the HEADs protect the link.
+    let repo = e.store.repo_get(ACCOUNT, "app").await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    e.reg.get_blob(ACCOUNT, &name("app"), &d, None, true).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let last_head = kura_store::now_millis();
+    e.reg.get_blob(ACCOUNT, &name("app"), &d, None, true).await.unwrap();
+    let grace = 60_000u64;
+    // GC running 1 ms before the grace period after the last HEAD ends.
+    let inside = GcOptions {
+        now_ms: Some(last_head + grace as i64 - 1),
+        ..opts(grace)
+    };
+    let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &inside)
+        .await
+        .unwrap();
+    assert_eq!(r.links_removed, 0, "the last HEAD's grace period is not over: {r:?}");
+    assert!(e.store.blob_get(repo.id, &d).await.unwrap().is_some());
+    // Well past it (grace plus the slack), the link goes.
+    let past = GcOptions {
+        now_ms: Some(last_head + grace as i64 + TOUCH_SLACK_MS + 1),
+        ..opts(grace)
+    };
+    let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &past)
+        .await
+        .unwrap();
+    assert_eq!(r.links_removed, 1, "{r:?}");
+}
+
+fn set_age(path: &std::path::Path, age: Duration) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - age).unwrap();
+}
+
+/// Files no row names (a crash between writing a blob file and recording
+/// it, or an upload file whose session row is gone) are deleted once older
+/// than the grace period; a fresh orphan, a live upload's file and a recorded
+/// blob's file stay, however old. (Before, GC never listed the blob store
+/// and such files stayed forever.)
+#[tokio::test]
+async fn orphan_files_older_than_the_grace_period_are_swept() {
+    let e = env().await;
+    let grace = Duration::from_secs(3600);
+    let old = grace + Duration::from_secs(60);
+    // A recorded blob, its file made old.
+    let kept = push_blob(&e.reg, "app", b"recorded").await;
+    let kept_row = e.store.blob_lookup(&kept).await.unwrap().unwrap();
+    set_age(&e.root.join("blobs").join(&kept_row.storage_key), old);
+    // A live upload session with bytes, its file made old.
+    let StartOutcome::Started(live) = e
+        .reg
+        .start_upload(ACCOUNT, &name("app"), None, None, body(vec![]))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a session")
+    };
+    e.reg
+        .patch_upload(ACCOUNT, &name("app"), &live.id, None, None, body(vec![3u8; 100]))
+        .await
+        .unwrap();
+    set_age(&e.root.join("uploads").join(&live.id), old);
+    // Orphans: blob files with no row (as a crash after commit leaves them), one old, one fresh.
+    let plant = |data: &[u8], id: &str| {
+        let key = FsBlobStore::key_for(&Digest::sha256(data), id);
+        let path = e.root.join("blobs").join(&key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data).unwrap();
+        path
+    };
+    let old_orphan = plant(b"crashed before its row", "00000000-dead-4000-8000-000000000001");
+    set_age(&old_orphan, old);
+    let fresh_orphan = plant(b"being recorded right now", "00000000-dead-4000-8000-000000000002");
+    // An upload file whose session row is gone, old.
+    let old_upload = e.root.join("uploads").join("00000000-dead-4000-8000-000000000003");
+    std::fs::write(&old_upload, vec![5u8; 4096]).unwrap();
+    set_age(&old_upload, old);
+
+    let opts = GcOptions { grace, ..opts(0) };
+    let dry = collect(
+        e.store.as_ref(),
+        e.store.as_ref(),
+        e.blobs.as_ref(),
+        &GcOptions {
+            dry_run: true,
+            ..opts.clone()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.orphans_deleted, 2, "{dry:?}");
+    assert!(old_orphan.exists() && old_upload.exists(), "a dry run deletes nothing");
+
+    let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &opts)
+        .await
+        .unwrap();
+    assert_eq!(r.orphans_deleted, 2, "{r:?}");
+    assert_eq!(r.orphan_bytes_freed, 4096 + b"crashed before its row".len() as u64);
+    assert!(!old_orphan.exists(), "the old orphan blob file is gone");
+    assert!(!old_upload.exists(), "the old orphan upload file is gone");
+    assert!(fresh_orphan.exists(), "a fresh orphan is within its grace period");
+    assert!(
+        e.root.join("uploads").join(&live.id).exists(),
+        "a live upload keeps its file"
+    );
+    assert_eq!(read_all(&e.reg, "app", &kept).await, b"recorded");
+    // The live upload still finishes.
+    let d = Digest::sha256(&[3u8; 100]);
+    e.reg
+        .finish_upload(ACCOUNT, &name("app"), &live.id, d.as_str(), None, None)
+        .await
+        .unwrap();
+}
+
+/// A GC killed mid-run must not stop GC for long: the lease it held lasts
+/// 30 s (it was 10 minutes), an embedded start-up clears the leases of its
+/// own dead processes at once, and a run that finds the lease held is
+/// skipped (and logs who holds it until when).
+#[tokio::test]
+async fn a_dead_runs_gc_lease_is_short_and_cleared_at_start_up() {
+    let e = env().await;
+    // The lease a running GC holds is short.
+    let during = kura_store::gc::with_job_lease(e.store.as_ref(), "gc", async {
+        Ok(e.store.lease_get("gc").await.unwrap().unwrap())
+    })
+    .await
+    .unwrap();
+    let kura_store::gc::Leased::Ran((holder, until)) = during else {
+        panic!("the lease was free")
+    };
+    assert!(
+        until - kura_store::now_millis() <= kura_store::gc::JOB_LEASE_MS,
+        "{until}"
+    );
+    assert!(holder.starts_with(&format!("{}:{}:", kura_store::gc::host_name(), std::process::id())));
+    assert_eq!(e.store.lease_get("gc").await.unwrap(), None, "released after the run");
+
+    // A run killed with kill -9: its lease stays behind, and other runs skip.
+    let dead = format!("{}:{}:x", kura_store::gc::host_name(), u32::MAX - 7);
+    assert!(e
+        .store
+        .lease_acquire("gc", &dead, kura_store::gc::JOB_LEASE_MS)
+        .await
+        .unwrap());
+    let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &opts(0))
+        .await
+        .unwrap();
+    assert!(r.skipped);
+    // A live process's lease (a `kura gc` running beside the server) is kept.
+    let live = format!("{}:1:y", kura_store::gc::host_name());
+    assert!(e.store.lease_acquire("lifecycle", &live, 60_000).await.unwrap());
+    // The embedded start-up clears the dead process's lease; GC runs at once.
+    let cleared = e.store.clear_dead_job_leases().await.unwrap();
+    assert_eq!(cleared, vec!["gc".to_string()]);
+    assert!(e.store.lease_get("lifecycle").await.unwrap().is_some());
+    let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &opts(0))
+        .await
+        .unwrap();
+    assert!(!r.skipped);
 }

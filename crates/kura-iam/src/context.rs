@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::time::format_rfc3339;
+use crate::arn::Arn;
+use crate::time::{format_rfc3339, format_rfc3339_millis};
 
 /// What kind of identity made the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -122,12 +123,10 @@ impl Principal {
     /// For a role session, the role's name (from the session ARN); for a
     /// role, its name (the last path segment).
     pub fn role_name(&self) -> Option<&str> {
+        let arn = Arn::parse(&self.arn).ok()?;
         match self.kind {
-            PrincipalKind::AssumedRole => {
-                let rest = self.arn.split_once(":assumed-role/")?.1;
-                Some(rest.split_once('/').map_or(rest, |(role, _)| role))
-            }
-            PrincipalKind::Role => self.arn.rsplit('/').next(),
+            PrincipalKind::AssumedRole => arn.assumed_role().map(|(role, _)| role),
+            PrincipalKind::Role => arn.iam_path_name("role").map(|(_, name)| name),
             _ => None,
         }
     }
@@ -137,7 +136,7 @@ impl Principal {
     pub fn principal_arn(&self) -> String {
         match (self.kind, self.role_name()) {
             (PrincipalKind::AssumedRole, Some(role)) => {
-                let partition = self.arn.split(':').nth(1).unwrap_or("aws");
+                let partition = Arn::parse(&self.arn).map_or("aws", |a| a.partition);
                 format!("arn:{partition}:iam::{}:role/{role}", self.account)
             }
             _ => self.arn.clone(),
@@ -160,6 +159,10 @@ pub struct RequestEnv {
     pub resource_tags: BTreeMap<String, String>,
     /// Tags the request sets (`aws:RequestTag/KEY`, `aws:TagKeys`).
     pub request_tags: BTreeMap<String, String>,
+    /// For temporary credentials (a role session): when they were issued, in
+    /// milliseconds since the epoch (`aws:TokenIssueTime`). `None` for
+    /// long-term keys, which have no such key.
+    pub token_issue_time: Option<i64>,
 }
 
 /// One request to authorize.
@@ -255,8 +258,11 @@ impl RequestContext {
     /// `aws:username`), `aws:ResourceAccount`, and from `env` the time
     /// (`aws:CurrentTime`, `aws:EpochTime`), `aws:SourceIp`,
     /// `aws:SecureTransport`, the resource's tags (`aws:ResourceTag/KEY` and
-    /// `ecr:ResourceTag/KEY`) and the request's tags (`aws:RequestTag/KEY`,
-    /// `aws:TagKeys`). An anonymous principal gets only `aws:PrincipalType`.
+    /// `ecr:ResourceTag/KEY`), the request's tags (`aws:RequestTag/KEY`,
+    /// `aws:TagKeys`) and, for temporary credentials, `aws:TokenIssueTime`
+    /// (ISO 8601 with milliseconds, for the `Date*` operators: AWS's "revoke
+    /// older sessions" policy denies `DateLessThan` a time). An anonymous
+    /// principal gets only `aws:PrincipalType`.
     pub fn fill_standard_keys(&mut self, env: &RequestEnv) {
         let p = self.principal.clone();
         if p.kind != PrincipalKind::Anonymous {
@@ -281,6 +287,9 @@ impl RequestContext {
         if let Some(ip) = env.source_ip {
             self.set_key("aws:SourceIp", vec![ip.to_string()]);
         }
+        if let (Some(t), false) = (env.token_issue_time, p.kind == PrincipalKind::Anonymous) {
+            self.set_key("aws:TokenIssueTime", vec![format_rfc3339_millis(t)]);
+        }
         if let Some(secure) = env.secure_transport {
             self.set_key("aws:SecureTransport", vec![secure.to_string()]);
         }
@@ -294,5 +303,85 @@ impl RequestContext {
         if !env.request_tags.is_empty() {
             self.set_key("aws:TagKeys", env.request_tags.keys().cloned().collect());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{evaluate, Decision, Policy};
+
+    fn session_ctx(issued_ms: Option<i64>) -> RequestContext {
+        let mut ctx = RequestContext::new(
+            Principal::assumed_role("111122223333", "ci", "build"),
+            "ecr:BatchGetImage",
+            "arn:aws:ecr:us-east-1:111122223333:repository/app",
+            "111122223333",
+        );
+        ctx.fill_standard_keys(&RequestEnv {
+            current_time: Some(1_700_000_100),
+            token_issue_time: issued_ms,
+            ..Default::default()
+        });
+        ctx
+    }
+
+    #[test]
+    fn token_issue_time_is_iso_8601_with_milliseconds() {
+        let ctx = session_ctx(Some(1_700_000_000_250));
+        assert_eq!(
+            ctx.key_values("aws:TokenIssueTime"),
+            Some(vec!["2023-11-14T22:13:20.250Z".to_string()])
+        );
+        // Key names compare case-insensitively.
+        assert!(ctx.key_values("AWS:tokenissuetime").is_some());
+        // Long-term keys carry none.
+        assert_eq!(session_ctx(None).key_values("aws:TokenIssueTime"), None);
+    }
+
+    /// AWS's "revoke older sessions" policy: a Deny on everything for
+    /// credentials issued before a time, with every `Date*` operator family
+    /// reading the key.
+    #[test]
+    fn revoke_older_sessions() {
+        let allow = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:*","Resource":"*"}]}"#,
+        )
+        .unwrap();
+        let revoke = |op: &str, at: &str| {
+            Policy::parse(&format!(
+                r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Action":["*"],"Resource":["*"],
+                    "Condition":{{"{op}":{{"aws:TokenIssueTime":"{at}"}}}}}}]}}"#
+            ))
+            .unwrap()
+        };
+        let decide = |issued: Option<i64>, p: &Policy| evaluate(&session_ctx(issued), &[&allow, p], None).decision;
+        let cut = revoke("DateLessThan", "2023-11-14T22:13:20.500Z");
+        // Issued before the cut: denied; at or after it: allowed.
+        assert_eq!(decide(Some(1_700_000_000_250), &cut), Decision::ExplicitDeny);
+        assert_eq!(decide(Some(1_700_000_000_500), &cut), Decision::Allow);
+        assert_eq!(decide(Some(1_700_000_000_750), &cut), Decision::Allow);
+        // Second precision, as the console writes it.
+        let cut = revoke("DateLessThan", "2023-11-14T22:13:21Z");
+        assert_eq!(decide(Some(1_700_000_000_999), &cut), Decision::ExplicitDeny);
+        assert_eq!(decide(Some(1_700_000_001_000), &cut), Decision::Allow);
+        // Epoch seconds work too, and the other operators.
+        let cut = revoke("DateLessThanEquals", "1700000001");
+        assert_eq!(decide(Some(1_700_000_001_000), &cut), Decision::ExplicitDeny);
+        let after = revoke("DateGreaterThan", "2023-11-14T22:13:20Z");
+        assert_eq!(decide(Some(1_700_000_000_250), &after), Decision::ExplicitDeny);
+        assert_eq!(decide(Some(1_699_999_999_000), &after), Decision::Allow);
+        // A long-term key has no issue time: the condition does not match.
+        let cut = revoke("DateLessThan", "2023-11-14T22:13:21Z");
+        assert_eq!(decide(None, &cut), Decision::Allow);
+        // ...unless the policy says what to do when the key is absent.
+        let strict = Policy::parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Action":"*","Resource":"*",
+                "Condition":{"DateLessThanIfExists":{"aws:TokenIssueTime":"2023-11-14T22:13:21Z"},
+                             "Null":{"aws:TokenIssueTime":"true"}}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(decide(None, &strict), Decision::ExplicitDeny);
+        assert_eq!(decide(Some(1_700_000_000_000), &strict), Decision::Allow);
     }
 }

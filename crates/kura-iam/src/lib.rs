@@ -49,6 +49,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod arn;
 mod condition;
 mod context;
 mod eval;
@@ -59,6 +60,7 @@ mod principal;
 mod time;
 mod vars;
 
+pub use arn::{is_account_id, Arn, ArnError};
 pub use condition::{Condition, ConditionOperator, Operator, SetQualifier};
 pub use context::{Principal, PrincipalKind, RequestContext, RequestEnv};
 pub use eval::{evaluate, Decision, Evaluation, PolicySource, StatementRef};
@@ -71,7 +73,7 @@ pub use parse::{
     IAM_INLINE_ROLE_POLICY_MAX_CHARS, IAM_INLINE_USER_POLICY_MAX_CHARS, IAM_MANAGED_POLICY_MAX_CHARS,
 };
 pub use pattern::wildcard_match;
-pub use time::{format_rfc3339, parse_date};
+pub use time::{format_rfc3339, format_rfc3339_millis, parse_date};
 
 /// A parsed and validated policy document.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -330,7 +330,7 @@ fn statement(v: &Value, path: &str, kind: Option<PolicyKind>) -> Result<Statemen
             let field = if positive { "Resource" } else { "NotResource" };
             let list = string_list(v, &format!("{path}: {field}"))?;
             for r in &list {
-                if r != "*" && !(r.starts_with("arn:") && r.splitn(6, ':').count() == 6) {
+                if r != "*" && crate::arn::Arn::parse(r).is_err() {
                     return Err(PolicyError::new(format!(
                         "{path}: {field} {r:?} must be \"*\" or an ARN (arn:partition:service:region:account:resource)"
                     )));

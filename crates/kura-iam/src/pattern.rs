@@ -95,10 +95,10 @@ pub fn wildcard_match(pattern: &str, text: &str, ignore_case: bool) -> bool {
 /// matched component by component, so a wildcard never spans a `:` of the
 /// first five. A text that is not ARN-shaped matches nothing.
 pub(crate) fn arn_match(pat: &[Tok], text: &str) -> bool {
-    let text_parts: Vec<&str> = text.splitn(6, ':').collect();
-    if text_parts.len() != 6 {
+    let Ok(arn) = crate::arn::Arn::parse(text) else {
         return false;
-    }
+    };
+    let text_parts = ["arn", arn.partition, arn.service, arn.region, arn.account, arn.resource];
     let mut pat_parts: Vec<&[Tok]> = Vec::with_capacity(6);
     let mut rest = pat;
     while pat_parts.len() < 5 {

@@ -1,5 +1,6 @@
 //! Matching the `Principal`/`NotPrincipal` element against the caller.
 
+use crate::arn::{is_account_id, Arn};
 use crate::context::{Principal, PrincipalKind};
 use crate::Principals;
 
@@ -33,10 +34,6 @@ pub(crate) enum AwsEntry<'a> {
     UniqueId(&'a str),
 }
 
-fn is_account_id(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
-}
-
 /// Classify an `AWS` principal entry; `None` if it is not one IAM accepts.
 /// Wildcards other than a lone `*` are refused, as IAM does.
 pub(crate) fn classify(entry: &str) -> Option<AwsEntry<'_>> {
@@ -55,28 +52,26 @@ pub(crate) fn classify(entry: &str) -> Option<AwsEntry<'_>> {
     {
         return Some(AwsEntry::UniqueId(entry));
     }
-    let parts: Vec<&str> = entry.splitn(6, ':').collect();
-    let [arn, partition, service, region, account, resource] = parts.as_slice() else {
-        return None;
-    };
-    if *arn != "arn" || partition.is_empty() || !region.is_empty() || !is_account_id(account) {
+    let arn = Arn::parse(entry).ok()?;
+    if !arn.region.is_empty() || !arn.has_account_id() {
         return None;
     }
-    match *service {
-        "iam" if *resource == "root" => Some(AwsEntry::Account(account)),
-        "iam" if resource.starts_with("user/") && resource.len() > 5 => Some(AwsEntry::User(entry)),
-        "iam" if resource.starts_with("role/") && resource.len() > 5 => {
-            let name = resource.rsplit('/').next().filter(|n| !n.is_empty())?;
+    let account = arn.account;
+    match arn.service {
+        "iam" if arn.is_root() => Some(AwsEntry::Account(account)),
+        "iam" if arn.iam_path_name("user").is_some() => Some(AwsEntry::User(entry)),
+        "iam" => {
+            let (_, name) = arn.iam_path_name("role")?;
             Some(AwsEntry::Role { account, name })
         }
         "sts" => {
-            if let Some(rest) = resource.strip_prefix("assumed-role/") {
-                let (role, session) = rest.split_once('/')?;
-                if role.is_empty() || session.is_empty() || session.contains('/') {
-                    return None;
-                }
+            if let Some((role, session)) = arn.assumed_role() {
                 Some(AwsEntry::Session { account, role, session })
-            } else if resource.strip_prefix("federated-user/").is_some_and(|n| !n.is_empty()) {
+            } else if arn
+                .resource
+                .strip_prefix("federated-user/")
+                .is_some_and(|n| !n.is_empty())
+            {
                 Some(AwsEntry::FederatedUser(entry))
             } else {
                 None
@@ -115,7 +110,7 @@ fn entry_names(entry: &AwsEntry<'_>, p: &Principal) -> Option<Naming> {
         AwsEntry::Session { account, role, session } => {
             p.kind == PrincipalKind::AssumedRole
                 && *account == p.account
-                && p.arn.ends_with(&format!(":assumed-role/{role}/{session}"))
+                && Arn::parse(&p.arn).ok().and_then(|a| a.assumed_role()) == Some((*role, *session))
         }
         AwsEntry::FederatedUser(arn) => *arn == p.arn,
         AwsEntry::UniqueId(id) => p.userid == *id || p.userid.split_once(':').is_some_and(|(head, _)| head == *id),
@@ -163,5 +158,38 @@ mod tests {
         assert_eq!(classify("11112222333"), None);
         assert_eq!(classify("arn:aws:ecr:us-east-1:111122223333:repository/x"), None);
         assert_eq!(classify("alice"), None);
+        // A path may hold `:`; the name is the last segment.
+        assert_eq!(
+            classify("arn:aws:iam::111122223333:user/boss:/mallory"),
+            Some(AwsEntry::User("arn:aws:iam::111122223333:user/boss:/mallory"))
+        );
+        assert_eq!(
+            classify("arn:aws:iam::111122223333:role/a:b/ci"),
+            Some(AwsEntry::Role {
+                account: "111122223333",
+                name: "ci"
+            })
+        );
+        assert_eq!(classify("arn:aws:iam::111122223333:user/team/"), None);
+    }
+
+    #[test]
+    fn a_user_arn_names_only_that_user() {
+        // mallory (path `/boss:/`) is not boss, and boss is not mallory.
+        let boss = Principal::user("111122223333", "boss");
+        let mut mallory = Principal::user("111122223333", "mallory");
+        mallory.arn = "arn:aws:iam::111122223333:user/boss:/mallory".into();
+        let names_boss = Principals {
+            aws: vec!["arn:aws:iam::111122223333:user/boss".into()],
+            ..Default::default()
+        };
+        assert_eq!(names(&names_boss, &boss), Some(Naming::Direct));
+        assert_eq!(names(&names_boss, &mallory), None);
+        let names_mallory = Principals {
+            aws: vec![mallory.arn.clone()],
+            ..Default::default()
+        };
+        assert_eq!(names(&names_mallory, &mallory), Some(Naming::Direct));
+        assert_eq!(names(&names_mallory, &boss), None);
     }
 }

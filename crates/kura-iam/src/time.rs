@@ -47,6 +47,17 @@ pub fn format_rfc3339(epoch_secs: i64) -> String {
     )
 }
 
+/// `UTC` milliseconds since the epoch as RFC 3339 text with milliseconds,
+/// e.g. `2024-05-01T12:00:00.250Z` (the form of `aws:TokenIssueTime`).
+pub fn format_rfc3339_millis(epoch_millis: i64) -> String {
+    let secs = format_rfc3339(epoch_millis.div_euclid(1000));
+    format!(
+        "{}.{:03}Z",
+        secs.strip_suffix('Z').unwrap_or(&secs),
+        epoch_millis.rem_euclid(1000)
+    )
+}
+
 /// Parse a `Date*` condition value into milliseconds since the epoch.
 ///
 /// Accepted: epoch seconds (`1700000000`, `1700000000.25`, negative too) and

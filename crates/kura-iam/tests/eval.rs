@@ -1442,8 +1442,10 @@ fn standard_keys() {
         secure_transport: Some(true),
         resource_tags: [("env".to_string(), "prod".to_string())].into(),
         request_tags: [("a".to_string(), "1".to_string()), ("b".to_string(), "2".to_string())].into(),
+        token_issue_time: Some(NOW * 1000 - 60_500),
     });
     let one = |k: &str| ctx.key_values(k).map(|v| v.join(","));
+    assert_eq!(one("aws:TokenIssueTime").as_deref(), Some("2023-11-14T22:12:19.500Z"));
     assert_eq!(one("aws:CurrentTime").as_deref(), Some("2023-11-14T22:13:20Z"));
     assert_eq!(one("aws:epochtime").as_deref(), Some("1700000000"));
     assert_eq!(one("aws:SourceIp").as_deref(), Some("203.0.113.9"));

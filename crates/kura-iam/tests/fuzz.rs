@@ -233,6 +233,7 @@ fn context() -> impl Strategy<Value = RequestContext> {
                 secure_transport: Some(true),
                 resource_tags: [("team".to_string(), "blue".to_string())].into(),
                 request_tags: Default::default(),
+                token_issue_time: time.map(|t| t * 1000 - 1),
             });
             for (k, v) in keys {
                 ctx.set_key(&k, v);

@@ -44,6 +44,9 @@ pub enum ErrorCode {
     TooLarge,
     /// An unexpected server-side failure (500); details go to the log only.
     Internal,
+    /// The registry cannot take this now (503, e.g. its storage is full);
+    /// clients retry after `Retry-After`. Distribution's `UNAVAILABLE`.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -68,6 +71,7 @@ impl ErrorCode {
             ErrorCode::RangeInvalid => "BLOB_UPLOAD_INVALID",
             ErrorCode::TooLarge => "SIZE_INVALID",
             ErrorCode::Internal => "UNKNOWN",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
     }
 
@@ -92,6 +96,7 @@ impl ErrorCode {
             ErrorCode::RangeInvalid => StatusCode::RANGE_NOT_SATISFIABLE,
             ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -53,8 +53,24 @@ impl From<OciError> for ApiError {
     }
 }
 
+/// Seconds a client is asked to wait before retrying when storage is full.
+pub const DISK_FULL_RETRY_AFTER: &str = "60";
+
+impl ApiError {
+    /// 503 `UNAVAILABLE` with `Retry-After`: the registry's storage is full.
+    /// A server condition the client retries, never the client's fault.
+    pub fn storage_full() -> Self {
+        ApiError::new(ErrorCode::Unavailable, "the registry's storage is full; retry later")
+            .header("retry-after", DISK_FULL_RETRY_AFTER)
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
+        if e.is_disk_full() {
+            kura_store::space::note_disk_full("a registry request", &e);
+            return ApiError::storage_full();
+        }
         // The detail stays in the log; the client gets a generic message.
         tracing::error!(error = %e, "storage failure");
         ApiError::new(ErrorCode::Internal, "internal storage error")

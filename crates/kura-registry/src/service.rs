@@ -223,7 +223,7 @@ impl Registry {
             provisioner: None,
             observer: Default::default(),
             pulls: Throttle::new(60_000),
-            touches: Throttle::new(1_000),
+            touches: Throttle::new(kura_store::sql::TOUCH_EVERY_MS),
         }
     }
 
@@ -512,6 +512,19 @@ impl Registry {
             .await;
         let (handle, new_offset) = match result {
             Ok(v) => v,
+            Err(e) if e.is_disk_full() => {
+                // A server condition: 503 (retried by clients), counted and
+                // logged; the session ends and its partial file goes now, so
+                // the space is free at once.
+                kura_store::space::note_disk_full("an upload", &e);
+                if let Err(e) = self.blobs.abort(&row.handle).await {
+                    tracing::warn!(upload = %id, error = %e, "could not remove a failed upload's file");
+                }
+                if let Err(e) = self.meta.upload_delete(id).await {
+                    tracing::warn!(upload = %id, error = %e, "could not end a failed upload; GC will");
+                }
+                return Err(ApiError::storage_full());
+            }
             Err(e) => {
                 self.meta.upload_release(id, &lease).await?;
                 if is_not_found(&e) {

@@ -956,6 +956,12 @@ impl kura_store::BlobStore for Presigning {
     async fn delete(&self, key: &str) -> kura_store::error::Result<()> {
         self.0.delete(key).await
     }
+    fn list_stored(&self, kind: kura_store::StoredKind) -> kura_store::blob::StoredStream<'_> {
+        self.0.list_stored(kind)
+    }
+    async fn delete_stored(&self, o: &kura_store::StoredObject) -> kura_store::error::Result<()> {
+        self.0.delete_stored(o).await
+    }
     async fn presign_get(&self, key: &str, expires: std::time::Duration) -> kura_store::error::Result<Option<String>> {
         Ok(Some(format!(
             "https://blobs.example/{key}?expires={}",

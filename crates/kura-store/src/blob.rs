@@ -23,6 +23,33 @@ pub type ByteStream = BoxStream<'static, io::Result<Bytes>>;
 /// A borrowed stream of request body bytes.
 pub type BodyStream<'a> = BoxStream<'a, io::Result<Bytes>>;
 
+/// What a [`BlobStore::list_stored`] lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredKind {
+    /// Finished blobs (each named by its storage key).
+    Blob,
+    /// The data of unfinished uploads.
+    Upload,
+}
+
+/// An object found in a blob store, for GC's sweep of files no row names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    /// Which listing it came from.
+    pub kind: StoredKind,
+    /// The upload that wrote it (every key carries its upload id).
+    pub upload_id: String,
+    /// A blob's storage key; for upload data, the backend's object name.
+    pub key: String,
+    /// Last modification, ms since the epoch.
+    pub modified_ms: i64,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// A stream of listed objects.
+pub type StoredStream<'a> = BoxStream<'a, Result<StoredObject>>;
+
 /// Where a blob store can be asked for content.
 #[async_trait]
 pub trait BlobStore: Send + Sync + 'static {
@@ -55,6 +82,14 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Delete a blob. Missing blobs are not an error.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Every stored object of `kind`, in no particular order (GC's orphan
+    /// sweep: objects no `blobs` or `uploads` row names). The listing may
+    /// miss objects written while it runs.
+    fn list_stored(&self, kind: StoredKind) -> StoredStream<'_>;
+
+    /// Delete one listed object. Missing objects are not an error.
+    async fn delete_stored(&self, object: &StoredObject) -> Result<()>;
 
     /// A URL anyone may GET the blob from for `expires`, served by the backend
     /// itself (an S3 presigned URL), or `None` if the backend cannot hand out

@@ -14,8 +14,17 @@ pub struct AccessKeyRow {
     pub access_key_id: String,
     /// Owning account.
     pub account: String,
-    /// The principal it authenticates (root, user or assumed role ARN).
+    /// The ARN of the principal it authenticates (root, user or assumed
+    /// role), as it was when the key was issued: for display and messages.
+    /// Never parsed to find the principal; that is `principal_id`.
     pub principal_arn: String,
+    /// The unique id of the principal it authenticates, its `aws:userid`:
+    /// the account id for the account root, the user's id (`AIDA…`) for an
+    /// IAM user, `<role id>:<session name>` (`AROA…:name`) for a role
+    /// session. A deleted and re-created user or role has a new id, so the
+    /// key no longer resolves. Empty for a key whose owner was not found
+    /// when the id was introduced (schema 6): it authenticates nobody.
+    pub principal_id: String,
     /// The secret, sealed with the master key.
     pub secret_sealed: Vec<u8>,
     /// `Active` or `Inactive`.
@@ -24,6 +33,9 @@ pub struct AccessKeyRow {
     pub session_token_hash: Option<String>,
     /// For temporary credentials: expiry (ms).
     pub expires_at: Option<i64>,
+    /// When the key was issued (ms); for temporary credentials, the
+    /// session's `aws:TokenIssueTime`.
+    pub created_at: i64,
 }
 
 /// A repository creation template, kept as the API's JSON.

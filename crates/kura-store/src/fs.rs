@@ -29,8 +29,9 @@ use futures::StreamExt;
 use kura_oci::Digest;
 use tokio::task::JoinHandle;
 
-use crate::blob::{BlobStore, BodyStream, ByteStream};
+use crate::blob::{BlobStore, BodyStream, ByteStream, StoredKind, StoredObject, StoredStream};
 use crate::error::{Result, StoreError};
+use crate::space::DiskReserve;
 
 /// Request bytes gathered before one (vectored) write: large enough to keep
 /// syscalls and pool hand-offs rare, small enough to bound memory per upload
@@ -183,10 +184,29 @@ fn read_stream_in(file: File, start: u64, len: u64, disk: bool) -> ByteStream {
 /// Open an upload file for writing at `offset`, discarding anything past it
 /// (left by a failed write).
 fn open_upload_at(path: &Path, offset: u64) -> io::Result<File> {
-    let mut file = OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+    let mut file = private(OpenOptions::new().write(true).create(true).truncate(false)).open(path)?;
     file.set_len(offset)?;
     file.seek(SeekFrom::Start(offset))?;
     Ok(file)
+}
+
+/// Files Kura creates are readable by its own user only (0600).
+fn private(opts: &mut OpenOptions) -> &mut OpenOptions {
+    std::os::unix::fs::OpenOptionsExt::mode(opts, 0o600)
+}
+
+/// Create `dir` and its missing parents with mode 0700.
+fn create_private_dirs(dir: &Path) -> io::Result<()> {
+    std::os::unix::fs::DirBuilderExt::mode(stdfs::DirBuilder::new().recursive(true), 0o700).create(dir)
+}
+
+/// The error of a write refused because the disk is full (the space reserve
+/// is released and cannot be allocated again yet).
+fn disk_full() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::StorageFull,
+        "the disk is full: uploads wait until garbage collection frees space",
+    )
 }
 
 /// fsync a directory, so the names in it are durable.
@@ -200,15 +220,33 @@ pub struct FsBlobStore {
     root: PathBuf,
     /// fsync files and directories before acknowledging (on by default).
     sync: bool,
+    /// New upload bytes are refused while this reserve is released (see
+    /// [`crate::space`]).
+    reserve: Option<Arc<DiskReserve>>,
 }
 
 impl FsBlobStore {
     /// Open (creating directories as needed) a store rooted at `root`.
     pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
-        tokio::fs::create_dir_all(root.join("uploads")).await?;
-        tokio::fs::create_dir_all(root.join("blobs")).await?;
-        Ok(FsBlobStore { root, sync: true })
+        let r = root.clone();
+        blocking(move || {
+            create_private_dirs(&r.join("uploads"))?;
+            create_private_dirs(&r.join("blobs"))
+        })
+        .await?;
+        Ok(FsBlobStore {
+            root,
+            sync: true,
+            reserve: None,
+        })
+    }
+
+    /// Refuse new upload bytes (a full-disk error) while `reserve` is
+    /// released and cannot be allocated again.
+    pub fn with_reserve(mut self, reserve: Arc<DiskReserve>) -> Self {
+        self.reserve = Some(reserve);
+        self
     }
 
     /// Turn fsync off (tests and benchmarks that measure without durability).
@@ -226,22 +264,25 @@ impl FsBlobStore {
     }
 
     fn blob_path(&self, key: &str) -> Result<PathBuf> {
+        if !Self::valid_key(key) {
+            return Err(StoreError::Invalid(format!("bad storage key {key:?}")));
+        }
+        Ok(self.root.join("blobs").join(key))
+    }
+
+    fn valid_key(key: &str) -> bool {
         // `<alg>/<2 hex>/<hex>/<upload handle>`: one file per upload, so a
         // delete of one copy can never hit a newer upload of the same content.
         let parts: Vec<&str> = key.split('/').collect();
         let hexish = |h: &str| h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let ok = parts.len() == 4
+        parts.len() == 4
             && matches!(parts[0], "sha256" | "sha512")
             && parts[1].len() == 2
             && hexish(parts[1])
             && parts[2].len() >= 64
             && hexish(parts[2])
             && parts[2].starts_with(parts[1])
-            && Self::valid_handle(parts[3]);
-        if !ok {
-            return Err(StoreError::Invalid(format!("bad storage key {key:?}")));
-        }
-        Ok(self.root.join("blobs").join(key))
+            && Self::valid_handle(parts[3])
     }
 
     fn valid_handle(handle: &str) -> bool {
@@ -259,7 +300,7 @@ impl FsBlobStore {
 fn commit_file(src: &Path, dst: &Path, handle: &str, size: u64, sync: bool) -> Result<()> {
     if size == 0 {
         // An empty blob may have had no write at all.
-        OpenOptions::new().write(true).create(true).truncate(false).open(src)?;
+        private(OpenOptions::new().write(true).create(true).truncate(false)).open(src)?;
     }
     let len = stdfs::metadata(src)?.len();
     if len < size {
@@ -275,7 +316,7 @@ fn commit_file(src: &Path, dst: &Path, handle: &str, size: u64, sync: bool) -> R
         }
     }
     let dir = dst.parent().expect("blob path has a parent");
-    stdfs::create_dir_all(dir)?;
+    create_private_dirs(dir)?;
     // Link rather than rename: the upload file stays until the caller has
     // committed the metadata and calls `abort`, so a crash in between
     // leaves a session that can still be finished. Same digest, same
@@ -287,6 +328,7 @@ fn commit_file(src: &Path, dst: &Path, handle: &str, size: u64, sync: bool) -> R
             // No hard links here (or another device): copy then rename.
             let tmp = dir.join(format!(".{handle}.tmp"));
             stdfs::copy(src, &tmp)?;
+            stdfs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
             if sync {
                 File::open(&tmp)?.sync_all()?;
             }
@@ -310,6 +352,11 @@ impl BlobStore for FsBlobStore {
 
     async fn append(&self, handle: &str, offset: u64, mut data: BodyStream<'_>) -> Result<(String, u64)> {
         let path = self.upload_path(handle)?;
+        if let Some(r) = self.reserve.clone() {
+            if !blocking(move || Ok(r.ensure())).await? {
+                return Err(disk_full().into());
+            }
+        }
         let sync = self.sync;
         // The file travels into each write task and back; at most one write
         // is in flight while the next batch is gathered from the body.
@@ -426,6 +473,28 @@ impl BlobStore for FsBlobStore {
         }
     }
 
+    fn list_stored(&self, kind: StoredKind) -> StoredStream<'_> {
+        let root = self.root.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<StoredObject>>(256);
+        tokio::task::spawn_blocking(move || {
+            let sent = match kind {
+                StoredKind::Upload => list_uploads(&root, &tx),
+                StoredKind::Blob => list_blobs(&root, &tx),
+            };
+            if let Err(e) = sent {
+                let _ = tx.blocking_send(Err(e.into()));
+            }
+        });
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) }).boxed()
+    }
+
+    async fn delete_stored(&self, object: &StoredObject) -> Result<()> {
+        match object.kind {
+            StoredKind::Blob => self.delete(&object.key).await,
+            StoredKind::Upload => self.abort(&object.key).await,
+        }
+    }
+
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.blob_path(key)?;
         blocking(move || {
@@ -443,6 +512,91 @@ impl BlobStore for FsBlobStore {
         .await?;
         Ok(())
     }
+}
+
+type ListSender = tokio::sync::mpsc::Sender<Result<StoredObject>>;
+
+/// A listed file: its modification time (ms) and size; `None` if it is gone
+/// or not a plain file.
+fn file_info(path: &Path) -> Option<(i64, u64)> {
+    let m = stdfs::symlink_metadata(path).ok().filter(|m| m.is_file())?;
+    let modified = m
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    Some((modified, m.len()))
+}
+
+/// The names in `dir` (none if it is gone: a concurrent delete).
+fn names(dir: &Path) -> io::Result<Vec<String>> {
+    match stdfs::read_dir(dir) {
+        Ok(it) => Ok(it
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn send(tx: &ListSender, o: StoredObject) -> io::Result<()> {
+    // The reader went away: stop walking.
+    tx.blocking_send(Ok(o))
+        .map_err(|_| io::Error::other("listing abandoned"))
+}
+
+/// `uploads/<id>`: the key is the handle (the upload id).
+fn list_uploads(root: &Path, tx: &ListSender) -> io::Result<()> {
+    for id in names(&root.join("uploads"))? {
+        if !FsBlobStore::valid_handle(&id) {
+            continue;
+        }
+        if let Some((modified_ms, size)) = file_info(&root.join("uploads").join(&id)) {
+            let o = StoredObject {
+                kind: StoredKind::Upload,
+                upload_id: id.clone(),
+                key: id,
+                modified_ms,
+                size,
+            };
+            if send(tx, o).is_err() {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `blobs/<alg>/<2 hex>/<hex>/<upload id>`: the key is the path under `blobs/`.
+fn list_blobs(root: &Path, tx: &ListSender) -> io::Result<()> {
+    let blobs = root.join("blobs");
+    for alg in names(&blobs)? {
+        for pre in names(&blobs.join(&alg))? {
+            for hex in names(&blobs.join(&alg).join(&pre))? {
+                let dir = blobs.join(&alg).join(&pre).join(&hex);
+                for upload in names(&dir)? {
+                    let key = format!("{alg}/{pre}/{hex}/{upload}");
+                    let valid = FsBlobStore::valid_key(&key);
+                    let Some((modified_ms, size)) = file_info(&dir.join(&upload)).filter(|_| valid) else {
+                        continue;
+                    };
+                    let o = StoredObject {
+                        kind: StoredKind::Blob,
+                        upload_id: upload,
+                        key,
+                        modified_ms,
+                        size,
+                    };
+                    if send(tx, o).is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

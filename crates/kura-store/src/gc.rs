@@ -3,6 +3,9 @@
 //! transaction; candidates are re-checked inside the statement that deletes
 //! them, so concurrent pushes always win over GC.
 
+use std::future::Future;
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 use crate::error::Result;
@@ -60,6 +63,8 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     async fn lease_acquire(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool>;
     /// Give a lease back.
     async fn lease_release(&self, name: &str, holder: &str) -> Result<()>;
+    /// Who holds the named lease, and until when (ms), if anyone.
+    async fn lease_get(&self, name: &str) -> Result<Option<(String, i64)>>;
 
     /// Uploads not written to since `cutoff` (ms), after `after` (id).
     async fn stale_uploads(&self, cutoff: i64, after: Option<&str>, limit: i64) -> Result<Vec<UploadRow>>;
@@ -84,6 +89,10 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     async fn unreferenced_blobs(&self, cutoff: i64, after: Option<&str>, limit: i64) -> Result<Vec<BlobRow>>;
     /// Delete such a blob row if it still qualifies, queueing its bytes.
     async fn blob_collect(&self, digest: &str, cutoff: i64) -> Result<Option<PendingDelete>>;
+    /// Which of these upload ids have an `uploads` row.
+    async fn uploads_known(&self, ids: &[String]) -> Result<Vec<String>>;
+    /// Which of these storage keys a `blobs` row names.
+    async fn blob_keys_known(&self, keys: &[String]) -> Result<Vec<String>>;
     /// Queued blob-store deletes, oldest first.
     async fn pending_deletes(&self, limit: i64) -> Result<Vec<PendingDelete>>;
 
@@ -108,4 +117,106 @@ pub trait MaintenanceStore: Send + Sync + 'static {
     async fn audit_append(&self, e: &AuditEvent) -> Result<()>;
     /// Audit records of an account after id `after`.
     async fn audit_list(&self, account: &str, after: i64, limit: i64) -> Result<Vec<AuditEvent>>;
+}
+
+/// How long a deployment-wide job's lease lasts without renewal: a job whose
+/// process dies stops blocking the others after at most this long.
+pub const JOB_LEASE_MS: i64 = 30 * 1000;
+/// How often a running job renews its lease.
+pub const JOB_LEASE_RENEW: Duration = Duration::from_secs(10);
+
+/// A lease holder name that says who holds it: `<host>:<pid>:<random>`, so an
+/// embedded start-up can tell its own dead predecessors' leases
+/// ([`crate::SqlMetaStore::clear_dead_job_leases`]) and a skipped run can
+/// say who holds the lease.
+pub fn lease_holder() -> String {
+    format!(
+        "{}:{}:{}",
+        host_name(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// This machine's name (for lease holders).
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty() && !h.contains(':'))
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// What [`with_job_lease`] did.
+#[derive(Debug)]
+pub enum Leased<T> {
+    /// The job ran (to this result).
+    Ran(T),
+    /// Another holder has the lease: who, and until when (ms).
+    Held(String, i64),
+}
+
+/// Run `job` under the named lease, renewing it every [`JOB_LEASE_RENEW`]
+/// while the job runs, and release it after. If another holder has the
+/// lease, the job does not run; a job that loses its lease (its process
+/// stalled past the lease) is stopped.
+pub async fn with_job_lease<T>(
+    maint: &dyn MaintenanceStore,
+    name: &str,
+    job: impl Future<Output = Result<T>>,
+) -> Result<Leased<T>> {
+    let holder = lease_holder();
+    if !maint.lease_acquire(name, &holder, JOB_LEASE_MS).await? {
+        let (by, until) = maint.lease_get(name).await?.unwrap_or_default();
+        return Ok(Leased::Held(by, until));
+    }
+    tokio::pin!(job);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + JOB_LEASE_RENEW, JOB_LEASE_RENEW);
+    let out = loop {
+        tokio::select! {
+            out = &mut job => break out,
+            _ = tick.tick() => match maint.lease_acquire(name, &holder, JOB_LEASE_MS).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    tracing::warn!(lease = name, "lost the lease mid-run (stalled past it?); stopping the run");
+                    return Err(crate::StoreError::Invalid(format!("lost the {name} lease")));
+                }
+                Err(e) => tracing::warn!(lease = name, error = %e, "renewing a job lease failed"),
+            },
+        }
+    };
+    maint.lease_release(name, &holder).await?;
+    Ok(Leased::Ran(out?))
+}
+
+/// A lease time (ms since the epoch) as RFC 3339, for log lines.
+pub fn format_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_times() {
+        assert_eq!(super::format_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_ms(1_700_000_000_000), "2023-11-14T22:13:20Z");
+    }
 }

@@ -87,6 +87,9 @@ pub trait IamStore: Send + Sync + 'static {
     async fn iam_entity_create(&self, e: &IamEntity) -> Result<bool>;
     /// One entity by kind and name (any case).
     async fn iam_entity_get(&self, account: &str, kind: &str, name: &str) -> Result<Option<IamEntity>>;
+    /// One entity of `account` by its unique id (`AIDA…`, `AROA…`, …): how a
+    /// principal is found from the access key it authenticated with.
+    async fn iam_entity_by_id(&self, account: &str, id: &str) -> Result<Option<IamEntity>>;
     /// Replace an entity's body if it is still `expected` (compare and swap);
     /// false if the entity is gone or its body changed.
     async fn iam_entity_update(
@@ -128,8 +131,13 @@ pub trait IamStore: Send + Sync + 'static {
     /// The `(from_kind, from)` holders of links of a relation to `to`, sorted.
     async fn iam_links_to(&self, account: &str, rel: &str, to: &str) -> Result<Vec<(String, String)>>;
 
-    /// Access keys of a principal, oldest first (temporary credentials excluded).
-    async fn access_keys_of(&self, principal_arn: &str) -> Result<Vec<AccessKeyInfo>>;
+    /// Long-term access keys of a principal, by its unique id (see
+    /// [`crate::control::AccessKeyRow::principal_id`]), oldest first.
+    async fn access_keys_of(&self, principal_id: &str) -> Result<Vec<AccessKeyInfo>>;
+    /// Delete the temporary credentials of every session of the role with
+    /// unique id `role_id` (keys whose `principal_id` is `<role_id>:…`); how
+    /// many.
+    async fn access_keys_delete_sessions(&self, role_id: &str) -> Result<u64>;
     /// Set a key's status (`Active`/`Inactive`); false if missing.
     async fn access_key_set_status(&self, access_key_id: &str, status: &str) -> Result<bool>;
     /// Delete a key; false if missing.

@@ -19,12 +19,13 @@ pub mod iam;
 pub mod meta;
 pub mod s3;
 pub mod scan;
+pub mod space;
 pub mod sql;
 mod sql_iam;
 mod sql_scan;
 pub mod testdb;
 
-pub use blob::{BlobStore, ByteStream};
+pub use blob::{BlobStore, ByteStream, StoredKind, StoredObject};
 pub use control::ControlStore;
 pub use error::StoreError;
 pub use fs::FsBlobStore;
@@ -33,6 +34,7 @@ pub use iam::IamStore;
 pub use meta::MetaStore;
 pub use s3::{S3BlobStore, S3Config};
 pub use scan::ScanStore;
+pub use space::DiskReserve;
 pub use sql::{Dialect, SqlMetaStore, SqliteMetaStore};
 
 /// Milliseconds since the Unix epoch, the time unit of every stored timestamp.

@@ -50,7 +50,7 @@ use object_store::{ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStore
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::blob::{BlobStore, BodyStream, ByteStream};
+use crate::blob::{BlobStore, BodyStream, ByteStream, StoredKind, StoredObject, StoredStream};
 use crate::error::{Result, StoreError};
 
 /// Bytes per multipart part (all parts but the last have exactly this size,
@@ -579,6 +579,54 @@ impl BlobStore for S3BlobStore {
 
     async fn delete(&self, key: &str) -> Result<()> {
         match self.s3.delete(&self.blob_path(key)?).await {
+            Err(e) if !is_not_found(&e) => Err(s3_error(e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn list_stored(&self, kind: StoredKind) -> StoredStream<'_> {
+        let (dir, base) = match kind {
+            StoredKind::Blob => ("blobs", self.path("blobs")),
+            StoredKind::Upload => ("uploads", self.path("uploads")),
+        };
+        let strip = format!("{base}/");
+        self.s3
+            .list(Some(&base))
+            .map_err(s3_error)
+            .try_filter_map(move |m| {
+                // `blobs/<upload id>` or `uploads/<upload id>/<tail name>`.
+                let name = m.location.to_string();
+                let rest = name.strip_prefix(&strip).unwrap_or_default().to_string();
+                let upload_id = rest.split('/').next().unwrap_or_default().to_string();
+                let ok = valid_name(&upload_id) && (kind == StoredKind::Upload || rest == upload_id);
+                let object = ok.then(|| StoredObject {
+                    kind,
+                    key: match kind {
+                        StoredKind::Blob => format!("{dir}/{upload_id}"),
+                        StoredKind::Upload => name,
+                    },
+                    upload_id,
+                    modified_ms: m.last_modified.timestamp_millis(),
+                    size: m.size,
+                });
+                futures::future::ready(Ok(object))
+            })
+            .boxed()
+    }
+
+    async fn delete_stored(&self, object: &StoredObject) -> Result<()> {
+        let path = match object.kind {
+            StoredKind::Blob => self.blob_path(&object.key)?,
+            StoredKind::Upload => {
+                // Only objects under this store's upload prefix.
+                let dir = format!("{}/", self.upload_dir(&object.upload_id));
+                if !valid_name(&object.upload_id) || !object.key.starts_with(&dir) {
+                    return Err(StoreError::Invalid(format!("bad upload object {:?}", object.key)));
+                }
+                Path::parse(&object.key).map_err(|e| StoreError::Invalid(e.to_string()))?
+            }
+        };
+        match self.s3.delete(&path).await {
             Err(e) if !is_not_found(&e) => Err(s3_error(e)),
             _ => Ok(()),
         }

@@ -39,21 +39,25 @@ use crate::now_millis;
 
 /// SQLite migrations, applied in order: (version, SQL). Version 1 is re-run
 /// on every open (it is all `IF NOT EXISTS`).
-const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_scan.sql")),
     (3, include_str!("../migrations/sqlite/0003_iam.sql")),
     (4, include_str!("../migrations/sqlite/0004_public.sql")),
     (5, include_str!("../migrations/sqlite/0005_listing.sql")),
+    (6, include_str!("../migrations/sqlite/0006_key_owner.sql")),
+    (8, include_str!("../migrations/sqlite/0008_orphans.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
 /// its first migration creates that schema at once.
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (4, include_str!("../migrations/postgres/0004_schema.sql")),
     (5, include_str!("../migrations/postgres/0005_listing.sql")),
+    (6, include_str!("../migrations/postgres/0006_key_owner.sql")),
+    (8, include_str!("../migrations/postgres/0008_orphans.sql")),
 ];
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// How long a writer may hold an upload before another request may take it.
 /// The holder renews it while it streams ([`MetaStore::upload_renew`]), so a
@@ -79,6 +83,8 @@ pub struct SqlMetaStore {
     pub(crate) read: AnyPool,
     pub(crate) write: AnyPool,
     pub(crate) dialect: Dialect,
+    /// Space released when a write finds the disk full (SQLite in the data directory).
+    pub(crate) reserve: Option<std::sync::Arc<crate::space::DiskReserve>>,
 }
 
 /// The embedded store's historical name.
@@ -131,8 +137,10 @@ impl Drop for Relaxed {
 }
 
 /// A write failure worth running the whole write again for.
-pub(crate) trait Retryable {
+pub(crate) trait Retryable: std::fmt::Display {
     fn retryable(&self) -> bool;
+    /// The disk is full (worth one more try once the reserve is released).
+    fn disk_full(&self) -> bool;
 }
 
 impl Retryable for StoreError {
@@ -142,11 +150,19 @@ impl Retryable for StoreError {
             _ => false,
         }
     }
+
+    fn disk_full(&self) -> bool {
+        self.is_disk_full()
+    }
 }
 
 impl Retryable for PutManifestError {
     fn retryable(&self) -> bool {
         matches!(self, PutManifestError::Store(e) if e.retryable())
+    }
+
+    fn disk_full(&self) -> bool {
+        matches!(self, PutManifestError::Store(e) if e.is_disk_full())
     }
 }
 
@@ -159,14 +175,24 @@ pub(crate) async fn backoff(attempt: u32) {
 
 /// Run a write (an `async` block, re-created for each attempt) until it
 /// succeeds, fails for good, or has been aborted by the database too often.
+/// A write that finds the disk full releases the store's space reserve (see
+/// [`crate::space`]) and runs again, once: so deletes and GC can always
+/// record what they free.
 macro_rules! retry_write {
-    ($body:expr) => {{
+    ($store:expr, $body:expr) => {{
         let mut attempt = 0u32;
+        let mut freed = false;
         loop {
             match $body.await {
                 Err(e) if attempt < MAX_RETRIES && crate::sql::Retryable::retryable(&e) => {
                     attempt += 1;
                     crate::sql::backoff(attempt).await;
+                }
+                Err(e) if !freed && crate::sql::Retryable::disk_full(&e) => {
+                    freed = true;
+                    if !$store.free_reserve(&e) {
+                        break Err(e);
+                    }
                 }
                 r => break r,
             }
@@ -198,6 +224,7 @@ impl SqlMetaStore {
             read: write.clone(),
             write,
             dialect: Dialect::Sqlite,
+            reserve: None,
         };
         store.migrate(SQLITE_MIGRATIONS).await?;
         // Statistics for the query planner, gathered where they are missing
@@ -244,6 +271,7 @@ impl SqlMetaStore {
             read,
             write,
             dialect: Dialect::Postgres,
+            reserve: None,
         };
         store.migrate(POSTGRES_MIGRATIONS).await?;
         Ok(store)
@@ -254,10 +282,24 @@ impl SqlMetaStore {
         self.dialect
     }
 
+    /// Release `reserve` when a write finds the disk full, and run the write
+    /// again (see [`crate::space`]).
+    pub fn with_reserve(mut self, reserve: std::sync::Arc<crate::space::DiskReserve>) -> Self {
+        self.reserve = Some(reserve);
+        self
+    }
+
+    /// A write failed with a full disk: count it, and release the reserve.
+    /// True if that freed space (worth running the write again).
+    pub(crate) fn free_reserve(&self, e: &dyn std::fmt::Display) -> bool {
+        crate::space::note_disk_full("a metadata write", e);
+        self.reserve.as_ref().is_some_and(|r| r.release())
+    }
+
     /// Apply the migrations this database has not seen, each in its own
     /// transaction. On PostgreSQL an advisory lock keeps nodes that start
     /// together from migrating at once.
-    async fn migrate(&self, migrations: &[(i64, &str)]) -> Result<()> {
+    pub(crate) async fn migrate(&self, migrations: &[(i64, &str)]) -> Result<()> {
         let mut conn = self.write.acquire().await?;
         if self.dialect == Dialect::Postgres {
             conn.execute("SELECT pg_advisory_lock(7403062651)").await?;
@@ -338,6 +380,59 @@ impl SqlMetaStore {
         Ok(affected)
     }
 
+    /// The values of `values` that `select` (`SELECT col FROM t WHERE col IN`) finds.
+    async fn known(&self, select: &str, values: &[String]) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for chunk in values.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!("{select} ({})", marks.join(", "));
+            let mut q = sqlx::query_scalar::<_, String>(&sql);
+            for v in chunk {
+                q = q.bind(v);
+            }
+            found.extend(q.fetch_all(&self.read).await?);
+        }
+        Ok(found)
+    }
+
+    /// Drop the job leases (`gc`, `lifecycle`) held by processes of this host
+    /// that are no longer running: for the embedded setup at start-up, so a
+    /// job killed mid-run does not block the next one. A `kura gc` still
+    /// running beside the server keeps its lease. Returns the leases dropped.
+    pub async fn clear_dead_job_leases(&self) -> Result<Vec<String>> {
+        let host = crate::gc::host_name();
+        let rows = sqlx::query("SELECT name, holder FROM leases")
+            .fetch_all(&self.read)
+            .await?;
+        let mut cleared = Vec::new();
+        for r in rows {
+            let (name, holder): (String, String) = (r.try_get(0)?, r.try_get(1)?);
+            let mut parts = holder.splitn(3, ':');
+            let (Some(h), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else {
+                // A holder from before holders named their process: no
+                // process of this version holds it.
+                self.drop_lease(&name, &holder).await?;
+                cleared.push(name);
+                continue;
+            };
+            let alive = pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists();
+            if h == host && !alive {
+                self.drop_lease(&name, &holder).await?;
+                cleared.push(name);
+            }
+        }
+        Ok(cleared)
+    }
+
+    async fn drop_lease(&self, name: &str, holder: &str) -> Result<()> {
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
     /// Drop every upload lease. Only for the embedded single-process setup,
     /// at start-up: no other process can be writing an upload then.
     pub async fn clear_upload_leases(&self) -> Result<()> {
@@ -350,7 +445,13 @@ impl SqlMetaStore {
 
 /// A HEAD refreshes a link's `touched_at` at most this often (GC grace periods
 /// are far longer).
-const TOUCH_EVERY_MS: i64 = 1_000;
+pub const TOUCH_EVERY_MS: i64 = 1_000;
+/// How much later than a link's recorded `touched_at` its last HEAD may have
+/// been: the registry skips a touch it made within [`TOUCH_EVERY_MS`] (per
+/// node, in memory) and the store skips one within [`TOUCH_EVERY_MS`] of the
+/// recorded time, so up to twice that. GC adds it to the grace period, so a
+/// HEAD protects a link for at least the grace period.
+pub const TOUCH_SLACK_MS: i64 = 2 * TOUCH_EVERY_MS;
 
 /// Record a blob-store delete to do after the transaction commits.
 async fn outbox(tx: &mut sqlx::Transaction<'_, sqlx::Any>, kind: &str, key: &str, now: i64) -> Result<PendingDelete> {
@@ -455,7 +556,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn repo_create(&self, account: &str, name: &str, settings: &RepoSettings) -> Result<Option<RepoRow>> {
-        retry_write!(async {
+        retry_write!(self, async {
             let json = serde_json::to_string(settings).map_err(|e| StoreError::Invalid(e.to_string()))?;
             let row = sqlx::query(&format!(
                 "INSERT INTO repositories (account, name, created_at, settings) VALUES ($1, $2, $3, $4) \
@@ -480,7 +581,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn repo_get_or_create(&self, account: &str, name: &str) -> Result<RepoId> {
-        retry_write!(async {
+        retry_write!(self, async {
             if let Some(r) = self.repo_get(account, name).await? {
                 return Ok(r.id);
             }
@@ -510,7 +611,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn repo_update_settings(&self, repo: RepoId, settings: &RepoSettings) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             let json = serde_json::to_string(settings).map_err(|e| StoreError::Invalid(e.to_string()))?;
             sqlx::query("UPDATE repositories SET settings = $2 WHERE id = $1")
                 .bind(repo)
@@ -522,7 +623,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn repo_delete(&self, repo: RepoId, force: bool) -> Result<DeleteRepo> {
-        retry_write!(async {
+        retry_write!(self, async {
             let mut tx = self.begin_write().await?;
             if !force {
                 let any: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 LIMIT 1")
@@ -582,7 +683,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn blob_commit(&self, repo: RepoId, blob: &BlobRow, upload: Option<(&str, &str)>) -> Result<BlobCommitted> {
-        retry_write!(async {
+        retry_write!(self, async {
             let now = now_millis();
             let mut tx = self.begin_write().await?;
             sqlx::query(
@@ -625,7 +726,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn pending_done(&self, id: i64) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             self.execute_relaxed(sqlx::query("DELETE FROM pending_deletes WHERE id = $1").bind(id))
                 .await?;
             Ok(())
@@ -633,7 +734,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn blob_touch(&self, repo: RepoId, digest: &str, now: i64) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             self.execute_relaxed(
                 sqlx::query(
                     "UPDATE repo_blobs SET touched_at = $3 WHERE repo_id = $1 AND digest = $2 AND touched_at < $4",
@@ -649,7 +750,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn blob_mount(&self, to: RepoId, from: RepoId, digest: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             // One statement: the source link is read and the target link written
             // atomically, so GC cannot slip in between.
             let res = sqlx::query(
@@ -668,7 +769,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn blob_unlink(&self, repo: RepoId, digest: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let res = sqlx::query("DELETE FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
                 .bind(repo)
                 .bind(digest)
@@ -679,7 +780,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn upload_create(&self, u: &UploadRow) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             self.execute_relaxed(
                 sqlx::query(
                     "INSERT INTO uploads (id, repo_id, handle, received, hash_state, started_at, updated_at) \
@@ -706,7 +807,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn upload_claim(&self, id: &str, expected: Option<i64>, lease: &str) -> Result<Claim> {
-        retry_write!(async {
+        retry_write!(self, async {
             let mut w = self.relaxed().await?;
             let now = now_millis();
             let sql = match expected {
@@ -747,7 +848,7 @@ impl MetaStore for SqlMetaStore {
         offset: i64,
         hash_state: &[u8],
     ) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let res = sqlx::query(
                 "UPDATE uploads SET handle = $3, received = $4, hash_state = $5, lease = NULL, lease_until = NULL, updated_at = $6 \
                  WHERE id = $1 AND lease = $2",
@@ -765,7 +866,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn upload_release(&self, id: &str, lease: &str) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             self.execute_relaxed(
                 sqlx::query("UPDATE uploads SET lease = NULL, lease_until = NULL WHERE id = $1 AND lease = $2")
                     .bind(id)
@@ -777,7 +878,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn upload_renew(&self, id: &str, lease: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let affected = self
                 .execute_relaxed(
                     sqlx::query("UPDATE uploads SET lease_until = $3 WHERE id = $1 AND lease = $2")
@@ -791,7 +892,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn upload_delete(&self, id: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let res = sqlx::query("DELETE FROM uploads WHERE id = $1")
                 .bind(id)
                 .execute(&self.write)
@@ -801,7 +902,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn manifest_put(&self, repo: RepoId, m: &NewManifest, tags: &[TagWrite]) -> Result<(), PutManifestError> {
-        retry_write!(async {
+        retry_write!(self, async {
             let now = now_millis();
             let mut tx = self.begin_write().await?;
             let mut missing_blobs = Vec::new();
@@ -900,7 +1001,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn manifest_touch_pull(&self, repo: RepoId, digest: &str, now: i64) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             self.execute_relaxed(
                 sqlx::query(
                     "UPDATE manifests SET last_pulled_at = $3 WHERE repo_id = $1 AND digest = $2 \
@@ -1006,7 +1107,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn manifest_delete(&self, repo: RepoId, digest: &str) -> Result<DeleteManifest> {
-        retry_write!(async {
+        retry_write!(self, async {
             let mut tx = self.begin_write().await?;
             let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
                 .bind(repo)
@@ -1041,7 +1142,7 @@ impl MetaStore for SqlMetaStore {
     }
 
     async fn tag_delete(&self, repo: RepoId, tag: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let res = sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND name = $2")
                 .bind(repo)
                 .bind(tag)
@@ -1103,7 +1204,7 @@ impl MetaStore for SqlMetaStore {
 #[async_trait]
 impl ControlStore for SqlMetaStore {
     async fn account_ensure(&self, account: &str) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query("INSERT INTO accounts (id, created_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                 .bind(account)
                 .bind(now_millis())
@@ -1114,19 +1215,20 @@ impl ControlStore for SqlMetaStore {
     }
 
     async fn access_key_put(&self, k: &AccessKeyRow) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query(
-                "INSERT INTO access_keys (access_key_id, account, principal_arn, secret_sealed, status, session_token_hash, expires_at, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (access_key_id) DO NOTHING",
+                "INSERT INTO access_keys (access_key_id, account, principal_arn, principal_id, secret_sealed, status, session_token_hash, expires_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (access_key_id) DO NOTHING",
             )
             .bind(&k.access_key_id)
             .bind(&k.account)
             .bind(&k.principal_arn)
+            .bind(&k.principal_id)
             .bind(&k.secret_sealed)
             .bind(&k.status)
             .bind(&k.session_token_hash)
             .bind(k.expires_at)
-            .bind(now_millis())
+            .bind(k.created_at)
             .execute(&self.write)
             .await?;
             Ok(())
@@ -1135,8 +1237,8 @@ impl ControlStore for SqlMetaStore {
 
     async fn access_key_get(&self, access_key_id: &str) -> Result<Option<AccessKeyRow>> {
         let row = sqlx::query(
-            "SELECT access_key_id, account, principal_arn, secret_sealed, status, session_token_hash, expires_at \
-             FROM access_keys WHERE access_key_id = $1",
+            "SELECT access_key_id, account, principal_arn, COALESCE(principal_id, '') AS principal_id, secret_sealed, \
+             status, session_token_hash, expires_at, created_at FROM access_keys WHERE access_key_id = $1",
         )
         .bind(access_key_id)
         .fetch_optional(&self.read)
@@ -1152,7 +1254,7 @@ impl ControlStore for SqlMetaStore {
     }
 
     async fn server_secret_get_or_put(&self, name: &str, value: &[u8]) -> Result<Vec<u8>> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query("INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
                 .bind(name)
                 .bind(value)
@@ -1174,7 +1276,7 @@ impl ControlStore for SqlMetaStore {
     }
 
     async fn resource_tags_put(&self, arn: &str, tags: &[(String, String)]) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             let mut tx = self.begin_write().await?;
             for (k, v) in tags {
                 sqlx::query(
@@ -1194,7 +1296,7 @@ impl ControlStore for SqlMetaStore {
     }
 
     async fn resource_tags_remove(&self, arn: &str, keys: &[String]) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             let mut tx = self.begin_write().await?;
             for k in keys {
                 sqlx::query("DELETE FROM resource_tags WHERE arn = $1 AND key = $2")
@@ -1210,7 +1312,7 @@ impl ControlStore for SqlMetaStore {
     }
 
     async fn template_put(&self, account: &str, prefix: &str, body: &str, create: bool) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let now = now_millis();
             let res = if create {
                 sqlx::query(
@@ -1263,7 +1365,7 @@ impl ControlStore for SqlMetaStore {
     }
 
     async fn template_delete(&self, account: &str, prefix: &str) -> Result<Option<TemplateRow>> {
-        retry_write!(async {
+        retry_write!(self, async {
             let row = sqlx::query(
                 "DELETE FROM creation_templates WHERE account = $1 AND prefix = $2 RETURNING prefix, body, created_at, updated_at",
             )
@@ -1286,7 +1388,7 @@ impl ControlStore for SqlMetaStore {
     }
 
     async fn setting_put(&self, account: &str, name: &str, value: &str) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query(
                 "INSERT INTO account_settings (account, name, value) VALUES ($1, $2, $3) \
                  ON CONFLICT (account, name) DO UPDATE SET value = excluded.value",
@@ -1301,7 +1403,7 @@ impl ControlStore for SqlMetaStore {
     }
 
     async fn public_repo_put(&self, repo: RepoId, catalog_data: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let now = now_millis();
             // INSERT ... SELECT with a WHERE: nothing is written for a repository
             // that does not exist (or was just deleted).
@@ -1347,7 +1449,7 @@ impl ControlStore for SqlMetaStore {
     }
 
     async fn public_repo_remove(&self, repo: RepoId) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let res = sqlx::query("DELETE FROM public_repositories WHERE repo_id = $1")
                 .bind(repo)
                 .execute(&self.write)
@@ -1360,7 +1462,7 @@ impl ControlStore for SqlMetaStore {
 #[async_trait]
 impl crate::gc::MaintenanceStore for SqlMetaStore {
     async fn lease_acquire(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let now = now_millis();
             let res = sqlx::query(
                 "INSERT INTO leases (name, holder, until_ms) VALUES ($1, $2, $3) \
@@ -1378,7 +1480,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
                 .bind(name)
                 .bind(holder)
@@ -1386,6 +1488,26 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
                 .await?;
             Ok(())
         })
+    }
+
+    async fn lease_get(&self, name: &str) -> Result<Option<(String, i64)>> {
+        let row = sqlx::query("SELECT holder, until_ms FROM leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(match row {
+            Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
+            None => None,
+        })
+    }
+
+    async fn uploads_known(&self, ids: &[String]) -> Result<Vec<String>> {
+        self.known("SELECT id FROM uploads WHERE id IN", ids).await
+    }
+
+    async fn blob_keys_known(&self, keys: &[String]) -> Result<Vec<String>> {
+        self.known("SELECT storage_key FROM blobs WHERE storage_key IN", keys)
+            .await
     }
 
     async fn stale_uploads(&self, cutoff: i64, after: Option<&str>, limit: i64) -> Result<Vec<UploadRow>> {
@@ -1401,7 +1523,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn upload_purge(&self, id: &str, cutoff: i64) -> Result<Option<crate::meta::PendingDelete>> {
-        retry_write!(async {
+        retry_write!(self, async {
             let mut tx = self.begin_write().await?;
             let handle: Option<String> = sqlx::query_scalar(
                 "DELETE FROM uploads WHERE id = $1 AND updated_at < $2 \
@@ -1446,7 +1568,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn link_collect(&self, repo: RepoId, digest: &str, cutoff: i64) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             // The conditions are re-checked in the DELETE itself: a manifest PUT
             // or a HEAD that committed since the scan keeps the link.
             let res = sqlx::query(
@@ -1501,7 +1623,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn blob_collect(&self, digest: &str, cutoff: i64) -> Result<Option<crate::meta::PendingDelete>> {
-        retry_write!(async {
+        retry_write!(self, async {
             let mut tx = self.begin_write().await?;
             let key: Option<String> = sqlx::query_scalar(
                 "DELETE FROM blobs WHERE digest = $1 AND created_at < $2 \
@@ -1543,7 +1665,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn lifecycle_put(&self, repo: RepoId, policy: &str) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query(
                 "INSERT INTO lifecycle_policies (repo_id, policy, updated_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (repo_id) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
@@ -1558,7 +1680,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn lifecycle_delete(&self, repo: RepoId) -> Result<Option<crate::gc::LifecyclePolicyRow>> {
-        retry_write!(async {
+        retry_write!(self, async {
             let row = sqlx::query(
                 "DELETE FROM lifecycle_policies WHERE repo_id = $1 RETURNING repo_id, policy, updated_at, last_evaluated_at",
             )
@@ -1584,7 +1706,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn lifecycle_evaluated(&self, repo: RepoId, at: i64) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query("UPDATE lifecycle_policies SET last_evaluated_at = $2 WHERE repo_id = $1")
                 .bind(repo)
                 .bind(at)
@@ -1595,7 +1717,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn preview_start(&self, repo: RepoId, policy: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let now = now_millis();
             // A preview stuck IN_PROGRESS for ten minutes (a crashed node) may be replaced.
             let res = sqlx::query(
@@ -1615,7 +1737,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn preview_finish(&self, repo: RepoId, status: &str, results: Option<&str>) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query("UPDATE lifecycle_previews SET status = $2, results = $3 WHERE repo_id = $1")
                 .bind(repo)
                 .bind(status)
@@ -1637,7 +1759,7 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn audit_append(&self, e: &crate::gc::AuditEvent) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query(
                 "INSERT INTO audit_events (at, account, event_name, source, detail) VALUES ($1, $2, $3, $4, $5)",
             )
@@ -1745,7 +1867,9 @@ mod tests {
         // Make it look like a version-4 database.
         sqlx::raw_sql(
             "DROP INDEX manifests_listing; DROP INDEX tags_digest_name; \
-             CREATE INDEX tags_digest ON tags(repo_id, digest); UPDATE schema_version SET version = 4;",
+             CREATE INDEX tags_digest ON tags(repo_id, digest); \
+             DROP INDEX access_keys_by_principal_id; ALTER TABLE access_keys DROP COLUMN principal_id; \
+             UPDATE schema_version SET version = 4;",
         )
         .execute(&store.write)
         .await

@@ -17,7 +17,7 @@ fn key(name: &str) -> String {
 impl SqlMetaStore {
     /// Bump the access-control generation (after the change it covers).
     pub(crate) async fn bump_iam_generation(&self) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query("UPDATE iam_generation SET gen = gen + 1 WHERE id = 1")
                 .execute(&self.write)
                 .await?;
@@ -29,7 +29,7 @@ impl SqlMetaStore {
 #[async_trait]
 impl IamStore for SqlMetaStore {
     async fn iam_entity_create(&self, e: &IamEntity) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query(
                 "INSERT INTO iam_entities (account, kind, name_key, name, id, path, arn, body, created_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (account, kind, name_key) DO NOTHING",
@@ -62,6 +62,17 @@ impl IamStore for SqlMetaStore {
         Ok(row.as_ref().map(IamEntity::from_row).transpose()?)
     }
 
+    async fn iam_entity_by_id(&self, account: &str, id: &str) -> Result<Option<IamEntity>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ENTITY_COLS} FROM iam_entities WHERE id = $1 AND account = $2"
+        ))
+        .bind(id)
+        .bind(account)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.as_ref().map(IamEntity::from_row).transpose()?)
+    }
+
     async fn iam_entity_update(
         &self,
         account: &str,
@@ -70,7 +81,7 @@ impl IamStore for SqlMetaStore {
         expected: &str,
         body: &str,
     ) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query(
                 "UPDATE iam_entities SET body = $1 WHERE account = $2 AND kind = $3 AND name_key = $4 AND body = $5",
             )
@@ -110,7 +121,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn iam_entity_delete(&self, account: &str, kind: &str, name: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query("DELETE FROM iam_entities WHERE account = $1 AND kind = $2 AND name_key = $3")
                 .bind(account)
                 .bind(kind)
@@ -123,7 +134,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn iam_inline_put(&self, account: &str, kind: &str, owner: &str, policy: &str, document: &str) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query(
                 "INSERT INTO iam_inline_policies (account, kind, owner_key, name, document) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (account, kind, owner_key, name) DO UPDATE SET document = excluded.document",
@@ -166,7 +177,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn iam_inline_delete(&self, account: &str, kind: &str, owner: &str, policy: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query(
                 "DELETE FROM iam_inline_policies WHERE account = $1 AND kind = $2 AND owner_key = $3 AND name = $4",
             )
@@ -182,7 +193,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn iam_link_add(&self, account: &str, rel: &str, from_kind: &str, from: &str, to: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query(
                 "INSERT INTO iam_links (account, rel, from_kind, from_key, from_name, target) VALUES ($1, $2, $3, $4, $5, $6) \
                  ON CONFLICT (account, rel, from_kind, from_key, target) DO NOTHING",
@@ -201,7 +212,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn iam_link_remove(&self, account: &str, rel: &str, from_kind: &str, from: &str, to: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query(
                 "DELETE FROM iam_links WHERE account = $1 AND rel = $2 AND from_kind = $3 AND from_key = $4 AND target = $5",
             )
@@ -243,12 +254,12 @@ impl IamStore for SqlMetaStore {
         rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
     }
 
-    async fn access_keys_of(&self, principal_arn: &str) -> Result<Vec<AccessKeyInfo>> {
+    async fn access_keys_of(&self, principal_id: &str) -> Result<Vec<AccessKeyInfo>> {
         let rows = sqlx::query(
             "SELECT access_key_id, status, created_at FROM access_keys \
-             WHERE principal_arn = $1 AND session_token_hash IS NULL ORDER BY created_at, access_key_id",
+             WHERE principal_id = $1 AND session_token_hash IS NULL ORDER BY created_at, access_key_id",
         )
-        .bind(principal_arn)
+        .bind(principal_id)
         .fetch_all(&self.read)
         .await?;
         Ok(rows
@@ -258,7 +269,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn access_key_set_status(&self, access_key_id: &str, status: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query("UPDATE access_keys SET status = $1 WHERE access_key_id = $2")
                 .bind(status)
                 .bind(access_key_id)
@@ -269,7 +280,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn access_key_delete(&self, access_key_id: &str) -> Result<bool> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query("DELETE FROM access_keys WHERE access_key_id = $1")
                 .bind(access_key_id)
                 .execute(&self.write)
@@ -278,8 +289,24 @@ impl IamStore for SqlMetaStore {
         })
     }
 
+    async fn access_keys_delete_sessions(&self, role_id: &str) -> Result<u64> {
+        // `<role_id>:` up to (not including) `<role_id>;`, `;` being the
+        // byte after `:`: every session id of the role, from the index.
+        retry_write!(self, async {
+            let done = sqlx::query(
+                "DELETE FROM access_keys WHERE principal_id >= $1 AND principal_id < $2 \
+                 AND session_token_hash IS NOT NULL",
+            )
+            .bind(format!("{role_id}:"))
+            .bind(format!("{role_id};"))
+            .execute(&self.write)
+            .await?;
+            Ok(done.rows_affected())
+        })
+    }
+
     async fn access_keys_purge_expired(&self, before: i64) -> Result<u64> {
-        retry_write!(async {
+        retry_write!(self, async {
             let done = sqlx::query("DELETE FROM access_keys WHERE expires_at IS NOT NULL AND expires_at < $1")
                 .bind(before)
                 .execute(&self.write)
@@ -295,7 +322,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn resource_policy_put(&self, arn: &str, policy: &str) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query(
                 "INSERT INTO resource_policies (arn, policy, updated_at) VALUES ($1, $2, $3) \
                  ON CONFLICT (arn) DO UPDATE SET policy = excluded.policy, updated_at = excluded.updated_at",
@@ -319,7 +346,7 @@ impl IamStore for SqlMetaStore {
     }
 
     async fn resource_policy_delete(&self, arn: &str) -> Result<Option<ResourcePolicyRow>> {
-        retry_write!(async {
+        retry_write!(self, async {
             let row = sqlx::query("DELETE FROM resource_policies WHERE arn = $1 RETURNING arn, policy, updated_at")
                 .bind(arn)
                 .fetch_optional(&self.write)
@@ -327,5 +354,103 @@ impl IamStore for SqlMetaStore {
             self.bump_iam_generation().await?;
             Ok(row.as_ref().map(ResourcePolicyRow::from_row).transpose()?)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::ControlStore;
+    use crate::sql::{Dialect, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
+
+    /// Schema 6 gives every access key its owner's unique id, found by exact
+    /// ARN against the IAM entities (root by its ARN, a session by its
+    /// role's name); a key whose owner is gone gets none.
+    async fn backfill(s: &SqlMetaStore) {
+        let a = "111111111111";
+        s.account_ensure(a).await.unwrap();
+        let ent = |kind: &str, name: &str, path: &str, id: &str| IamEntity {
+            account: a.into(),
+            kind: kind.into(),
+            name: name.into(),
+            id: id.into(),
+            path: path.into(),
+            arn: format!("arn:aws:iam::{a}:{kind}{path}{name}"),
+            body: "{}".into(),
+            created_at: 1,
+        };
+        for e in [
+            ent("user", "boss", "/", "AIDABOSS"),
+            ent("user", "mallory", "/boss:/", "AIDAMALLORY"),
+            ent("role", "ci", "/", "AROACI"),
+            ent("role", "c", "/", "AROAC"),
+        ] {
+            assert!(s.iam_entity_create(&e).await.unwrap());
+        }
+        // Back to schema 5: no owner column.
+        sqlx::raw_sql(
+            "DROP INDEX access_keys_by_principal_id; ALTER TABLE access_keys DROP COLUMN principal_id; \
+             UPDATE schema_version SET version = 5;",
+        )
+        .execute(&s.write)
+        .await
+        .unwrap();
+        let keys = [
+            ("AKIAROOT", format!("arn:aws:iam::{a}:root"), false),
+            ("AKIABOSS", format!("arn:aws:iam::{a}:user/boss"), false),
+            ("AKIAMAL", format!("arn:aws:iam::{a}:user/boss:/mallory"), false),
+            ("AKIAGONE", format!("arn:aws:iam::{a}:user/gone"), false),
+            ("ASIACI", format!("arn:aws:sts::{a}:assumed-role/ci/build-1"), true),
+            ("ASIAGONE", format!("arn:aws:sts::{a}:assumed-role/deleted/x"), true),
+        ];
+        for (id, arn, temp) in &keys {
+            sqlx::query(
+                "INSERT INTO access_keys (access_key_id, account, principal_arn, secret_sealed, status, \
+                 session_token_hash, expires_at, created_at) VALUES ($1, $2, $3, $4, 'Active', $5, $6, 7)",
+            )
+            .bind(*id)
+            .bind(a)
+            .bind(arn.as_str())
+            .bind(vec![1u8])
+            .bind(temp.then(|| "h".to_string()))
+            .bind(temp.then_some(i64::MAX))
+            .execute(&s.write)
+            .await
+            .unwrap();
+        }
+        let migrations = match s.dialect() {
+            Dialect::Sqlite => SQLITE_MIGRATIONS,
+            Dialect::Postgres => POSTGRES_MIGRATIONS,
+        };
+        s.migrate(migrations).await.unwrap();
+        let owner = |id: &'static str| async move { s.access_key_get(id).await.unwrap().unwrap().principal_id };
+        assert_eq!(owner("AKIAROOT").await, a);
+        assert_eq!(owner("AKIABOSS").await, "AIDABOSS");
+        assert_eq!(owner("AKIAMAL").await, "AIDAMALLORY", "mallory is not boss");
+        assert_eq!(owner("AKIAGONE").await, "");
+        assert_eq!(owner("ASIACI").await, "AROACI:build-1");
+        assert_eq!(owner("ASIAGONE").await, "");
+        assert_eq!(s.access_key_get("ASIACI").await.unwrap().unwrap().created_at, 7);
+        let listed: Vec<_> = s
+            .access_keys_of("AIDAMALLORY")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| k.access_key_id)
+            .collect();
+        assert_eq!(listed, ["AKIAMAL"]);
+    }
+
+    #[tokio::test]
+    async fn schema_6_backfills_key_owners_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        backfill(&SqlMetaStore::open(dir.path().join("meta.db")).await.unwrap()).await;
+    }
+
+    #[tokio::test]
+    async fn schema_6_backfills_key_owners_postgres() {
+        if let Some(s) = crate::testdb::postgres("schema_6_backfills_key_owners_postgres").await {
+            backfill(&s).await;
+        }
     }
 }

@@ -15,7 +15,7 @@ const SUMMARY_COLS: &str = "repo_id, digest, status, description, scan_type, req
 #[async_trait]
 impl ScanStore for SqlMetaStore {
     async fn vuln_import_begin(&self, origin: &str, now: i64) -> Result<i64> {
-        retry_write!(async {
+        retry_write!(self, async {
             Ok(
                 sqlx::query_scalar("INSERT INTO vuln_imports (origin, started_at) VALUES ($1, $2) RETURNING id")
                     .bind(origin)
@@ -27,7 +27,7 @@ impl ScanStore for SqlMetaStore {
     }
 
     async fn vuln_import_add(&self, import: i64, rows: &[AdvisoryRow]) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             let mut tx = self.write.begin().await?;
             for r in rows {
                 sqlx::query(
@@ -47,7 +47,7 @@ impl ScanStore for SqlMetaStore {
     }
 
     async fn vuln_import_finish(&self, import: i64, summary: &VulnImportRow, now: i64) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             let ecosystems: Vec<String> = serde_json::from_str(&summary.ecosystems).unwrap_or_default();
             let mut tx = self.write.begin().await?;
             for eco in &ecosystems {
@@ -98,7 +98,7 @@ impl ScanStore for SqlMetaStore {
     }
 
     async fn vuln_import_purge_incomplete(&self, before: i64) -> Result<u64> {
-        retry_write!(async {
+        retry_write!(self, async {
             let r = sqlx::query("DELETE FROM vuln_imports WHERE completed_at IS NULL AND started_at < $1")
                 .bind(before)
                 .execute(&self.write)
@@ -118,7 +118,7 @@ impl ScanStore for SqlMetaStore {
     }
 
     async fn layer_index_put(&self, digest: &str, format: i64, data: &[u8], now: i64) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query(
                 "INSERT INTO scan_layers (digest, format, data, created_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (digest, format) DO NOTHING",
@@ -141,7 +141,7 @@ impl ScanStore for SqlMetaStore {
         now: i64,
         quota_ms: Option<i64>,
     ) -> Result<ScanStart> {
-        retry_write!(async {
+        retry_write!(self, async {
             // One statement decides: insert, or take over the row unless the quota forbids it.
             let limit = quota_ms.map(|q| now - q).unwrap_or(i64::MAX);
             let r = sqlx::query(
@@ -168,7 +168,7 @@ impl ScanStore for SqlMetaStore {
     }
 
     async fn scan_finish(&self, row: &ScanRow) -> Result<()> {
-        retry_write!(async {
+        retry_write!(self, async {
             sqlx::query(
                 "UPDATE image_scans SET status = $3, description = $4, scan_type = $5, completed_at = $6, \
                  vuln_import_id = $7, vuln_updated_at = $8, inventory = COALESCE($9, inventory), findings = $10, counts = $11 \

@@ -86,6 +86,62 @@ async fn suite(store: &dyn BlobStore) {
         assert!(store.read(bad, None).await.is_err(), "{bad}");
     }
     assert!(store.read("sha256/ab/../../../etc/passwd", None).await.is_err());
+
+    listing(store, &key, &key2).await;
+}
+
+/// `list_stored` names every blob and every upload's data, with the upload
+/// that wrote it, a modification time and a size; `delete_stored` removes
+/// exactly what was listed and refuses names outside the store (GC's orphan
+/// sweep relies on all of it).
+async fn listing(store: &dyn BlobStore, deleted: &str, key2: &str) {
+    use futures::TryStreamExt;
+    use kura_store::{StoredKind, StoredObject};
+    let now = kura_store::now_millis();
+    let h = store.begin("l1").await.unwrap();
+    store.append(&h, 0, body(&[b"abc"])).await.unwrap();
+
+    let uploads: Vec<StoredObject> = store.list_stored(StoredKind::Upload).try_collect().await.unwrap();
+    let mine: Vec<&StoredObject> = uploads.iter().filter(|o| o.upload_id == "l1").collect();
+    assert!(!mine.is_empty(), "the upload's data is listed: {uploads:?}");
+    for o in &mine {
+        assert_eq!(o.kind, StoredKind::Upload);
+        assert!((o.modified_ms - now).abs() < 600_000, "{o:?}");
+    }
+    let blobs: Vec<StoredObject> = store.list_stored(StoredKind::Blob).try_collect().await.unwrap();
+    let b2 = blobs
+        .iter()
+        .find(|o| o.key == key2)
+        .unwrap_or_else(|| panic!("{key2} in {blobs:?}"));
+    assert_eq!((b2.kind, b2.upload_id.as_str(), b2.size), (StoredKind::Blob, "u2", 11));
+    assert!((b2.modified_ms - now).abs() < 600_000, "{b2:?}");
+    assert!(blobs.iter().all(|o| o.key != deleted), "a deleted blob is not listed");
+
+    for o in mine {
+        store.delete_stored(o).await.unwrap();
+    }
+    let uploads: Vec<StoredObject> = store.list_stored(StoredKind::Upload).try_collect().await.unwrap();
+    assert!(uploads.iter().all(|o| o.upload_id != "l1"), "{uploads:?}");
+    store.delete_stored(b2).await.unwrap();
+    store.delete_stored(b2).await.unwrap();
+    assert_eq!(store.stat(key2).await.unwrap(), None);
+    store.abort(&h).await.unwrap();
+
+    for (kind, key) in [
+        (StoredKind::Upload, "../../etc/passwd"),
+        (StoredKind::Upload, "uploads/x/../../blobs/u2"),
+        (StoredKind::Blob, "sha256/ab/../../x"),
+        (StoredKind::Blob, "../x"),
+    ] {
+        let o = StoredObject {
+            kind,
+            upload_id: "x".into(),
+            key: key.into(),
+            modified_ms: 0,
+            size: 0,
+        };
+        assert!(store.delete_stored(&o).await.is_err(), "{key}");
+    }
 }
 
 #[tokio::test]

@@ -296,10 +296,12 @@ async fn control_suite(c: &dyn ControlStore) {
         access_key_id: "AKIATEST".into(),
         account: "123456789012".into(),
         principal_arn: "arn:aws:iam::123456789012:root".into(),
+        principal_id: "123456789012".into(),
         secret_sealed: vec![1, 2, 3],
         status: "Active".into(),
         session_token_hash: None,
         expires_at: None,
+        created_at: 1_700_000_000_123,
     };
     c.access_key_put(&key).await.unwrap();
     assert_eq!(c.access_key_get("AKIATEST").await.unwrap(), Some(key));
@@ -762,25 +764,60 @@ async fn iam_suite<S: ControlStore + kura_store::IamStore>(s: &S) {
         .unwrap());
     assert!(s.iam_inline_get(a, kind::USER, "alice", "p1").await.unwrap().is_none());
 
-    // Access keys by owner; temporary credentials are not listed.
+    // Entities by unique id, within their account only.
+    let alice = s.iam_entity_by_id(a, "AIDA5").await.unwrap().unwrap();
+    assert_eq!((alice.kind.as_str(), alice.name.as_str()), (kind::USER, "alice"));
+    assert!(s.iam_entity_by_id("999999999999", "AIDA5").await.unwrap().is_none());
+    assert!(
+        s.iam_entity_by_id(a, "AIDA1").await.unwrap().is_none(),
+        "the deleted alice"
+    );
+    assert!(s.iam_entity_by_id(a, "aida5").await.unwrap().is_none(), "ids are exact");
+
+    // Access keys by owner id; temporary credentials are not listed.
     let user_arn = format!("arn:aws:iam::{a}:user/alice");
-    for (id, temp) in [("AKIAONE", false), ("AKIATWO", false), ("ASIATEMP", true)] {
-        s.access_key_put(&AccessKeyRow {
+    let put = |id: &'static str, owner: &'static str, temp: bool| {
+        let row = AccessKeyRow {
             access_key_id: id.into(),
             account: a.into(),
             principal_arn: user_arn.clone(),
+            principal_id: owner.into(),
             secret_sealed: vec![1],
             status: "Active".into(),
             session_token_hash: temp.then(|| "h".to_string()),
             expires_at: temp.then_some(5),
-        })
-        .await
-        .unwrap();
-    }
-    let keys = s.access_keys_of(&user_arn).await.unwrap();
+            created_at: 1,
+        };
+        async move { s.access_key_put(&row).await.unwrap() }
+    };
+    put("AKIAONE", "AIDA5", false).await;
+    put("AKIATWO", "AIDA5", false).await;
+    put("ASIATEMP", "AIDA5", true).await;
+    // The same ARN with another owner (an earlier alice) is not alice's.
+    put("AKIAOLD", "AIDA1", false).await;
+    let keys = s.access_keys_of("AIDA5").await.unwrap();
     let mut ids: Vec<_> = keys.iter().map(|k| k.access_key_id.as_str()).collect();
     ids.sort();
     assert_eq!(ids, ["AKIAONE", "AKIATWO"]);
+    assert_eq!(
+        s.access_key_get("AKIAONE").await.unwrap().unwrap().principal_id,
+        "AIDA5"
+    );
+
+    // Deleting a role's sessions takes only that role's temporary keys.
+    put("ASIAR1", "AROAROLE1:s1", true).await;
+    put("ASIAR2", "AROAROLE1:other", true).await;
+    put("ASIAR10", "AROAROLE10:s1", true).await;
+    put("AKIAR1", "AROAROLE1", false).await;
+    assert_eq!(s.access_keys_delete_sessions("AROAROLE1").await.unwrap(), 2);
+    assert!(s.access_key_get("ASIAR1").await.unwrap().is_none());
+    assert!(s.access_key_get("ASIAR2").await.unwrap().is_none());
+    assert!(s.access_key_get("ASIAR10").await.unwrap().is_some());
+    assert!(s.access_key_get("AKIAR1").await.unwrap().is_some());
+    assert_eq!(s.access_keys_delete_sessions("AROAROLE1").await.unwrap(), 0);
+    for id in ["ASIAR10", "AKIAR1", "AKIAOLD"] {
+        assert!(s.access_key_delete(id).await.unwrap());
+    }
     assert!(s.access_key_set_status("AKIAONE", "Inactive").await.unwrap());
     assert_eq!(s.access_key_get("AKIAONE").await.unwrap().unwrap().status, "Inactive");
     assert!(!s.access_key_set_status("AKIANONE", "Inactive").await.unwrap());

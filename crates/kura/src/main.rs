@@ -2,6 +2,8 @@
 //! embedded storage; `kura gc` and `kura lifecycle run` run the maintenance
 //! jobs on demand (also while the server is up, on the same data directory).
 
+mod datadir;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +32,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the `serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 // Parsed once at start-up: the size of `serve`'s flags does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -120,6 +124,10 @@ struct StoreArgs {
     /// Log format: text or json.
     #[arg(long, env = "KURA_LOG_FORMAT", default_value = "text")]
     log_format: String,
+    /// MiB of disk space kept in reserve in the data directory (a file Kura
+    /// releases when the disk is full, so deletes and GC can still run; 0: off).
+    #[arg(long, env = "KURA_DISK_RESERVE_MIB", default_value_t = 64)]
+    disk_reserve_mib: u64,
     #[command(flatten)]
     blob: BlobArgs,
 }
@@ -265,16 +273,22 @@ fn init_logging(format: &str) {
 
 async fn open_stores(store: &StoreArgs) -> anyhow::Result<(Arc<SqlMetaStore>, Arc<dyn BlobStore>)> {
     let data_dir = store.data_dir.as_path();
-    tokio::fs::create_dir_all(data_dir)
-        .await
-        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
-    let meta = match store.database_url.as_deref().filter(|u| !u.is_empty()) {
+    let url = store.database_url.as_deref().filter(|u| !u.is_empty());
+    datadir::prepare(data_dir, url.is_none())?;
+    let meta = match url {
         Some(url) => SqlMetaStore::connect(url, store.database_max_connections)
             .await
             .context("connecting to the PostgreSQL metadata database")?,
-        None => SqlMetaStore::open(data_dir.join("meta.db"))
-            .await
-            .context("opening the metadata database")?,
+        None => {
+            let reserve = datadir::reserve(data_dir, store.disk_reserve_mib);
+            let path = data_dir.join("meta.db");
+            let meta = match SqlMetaStore::open(&path).await {
+                // Opening writes (migrations): on a full disk, free the reserve.
+                Err(e) if e.is_disk_full() && reserve.release() => SqlMetaStore::open(&path).await,
+                other => other,
+            };
+            meta.context("opening the metadata database")?.with_reserve(reserve)
+        }
     };
     let blobs = open_blob_store(store).await?;
     Ok((Arc::new(meta), blobs))
@@ -285,7 +299,8 @@ async fn open_blob_store(store: &StoreArgs) -> anyhow::Result<Arc<dyn BlobStore>
     let Some(bucket) = b.s3_bucket.clone().filter(|s| !s.is_empty()) else {
         let fs = FsBlobStore::open(store.data_dir.join("blobs"))
             .await
-            .context("opening the blob store")?;
+            .context("opening the blob store")?
+            .with_reserve(datadir::reserve(&store.data_dir, store.disk_reserve_mib));
         return Ok(Arc::new(fs));
     };
     let config = S3Config {
@@ -319,6 +334,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // leases lapse on their own if they die.
     if meta.dialect() == Dialect::Sqlite {
         meta.clear_upload_leases().await?;
+        // A GC or lifecycle run of a process that died must not hold its
+        // lease until it lapses (a `kura gc` still running keeps its own).
+        for lease in meta.clear_dead_job_leases().await? {
+            tracing::info!(lease = %lease, "cleared the lease of a process that is no longer running");
+        }
     }
     let key_file = args
         .master_key_file
@@ -392,6 +412,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 if let Err(e) = kura_gc::collect(meta.as_ref(), meta.as_ref(), blobs.as_ref(), &opts).await {
                     tracing::error!(error = %e, "garbage collection failed");
                 }
+                datadir::restore_reserve().await;
             }
         });
     }
@@ -441,6 +462,7 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
     )
     .await
     .context("garbage collection")?;
+    datadir::restore_reserve().await;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }

@@ -164,10 +164,14 @@ async fn run(
         source_ip: crate::source_ip(parts),
     };
     tracing::info!(action = %action, principal = %ctx.caller.principal_arn, "IAM/STS API call");
-    match service {
+    let result = match service {
         Service::Sts => sts::dispatch(&ctx, action, input).await,
         Service::Iam => dispatch_iam(&ctx, action, input).await,
-    }
+    };
+    // Credentials whose owner is gone (a deleted user or role) are found
+    // out when the operation resolves the caller: the same answer as an
+    // unknown key.
+    result.map_err(|e| auth_error(e, service))
 }
 
 async fn dispatch_iam(ctx: &Ctx<'_>, action: &str, input: &Input) -> EcrResult<Option<String>> {

@@ -228,21 +228,13 @@ async fn find_policy(ctx: &Ctx<'_>, arn: &str) -> EcrResult<Option<Managed>> {
             text,
         }));
     }
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_), Some("iam"), Some(""), Some(account), Some(resource)) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(err::invalid_input(format!("ARN {arn} is not valid.")));
-    };
-    if account != ctx.account || !resource.starts_with("policy/") {
+    let parsed = kura_iam::Arn::parse(arn)
+        .ok()
+        .filter(|a| a.service == "iam" && a.region.is_empty())
+        .ok_or_else(|| err::invalid_input(format!("ARN {arn} is not valid.")))?;
+    let Some((_, name)) = parsed.iam_path_name("policy").filter(|_| parsed.account == ctx.account) else {
         return Ok(None);
-    }
-    let name = resource.rsplit('/').next().unwrap_or_default();
+    };
     Ok(ctx
         .ecr
         .iam
@@ -271,12 +263,10 @@ async fn local_policy_for(ctx: &Ctx<'_>, action: &str, arn: &str) -> EcrResult<I
 
 /// The name in a policy ARN (its last segment) and its path.
 fn arn_name_path(arn: &str) -> (&str, String) {
-    let resource = arn.splitn(6, ':').nth(5).unwrap_or_default();
-    let inner = resource.strip_prefix("policy").unwrap_or(resource);
-    match inner.rfind('/') {
-        Some(i) => (&inner[i + 1..], inner[..=i].to_string()),
-        None => (inner, "/".to_string()),
-    }
+    kura_iam::Arn::parse(arn)
+        .ok()
+        .and_then(|a| a.iam_path_name("policy"))
+        .map_or(("", "/".to_string()), |(path, name)| (name, path.to_string()))
 }
 
 async fn attach(ctx: &Ctx<'_>, h: &Holder, input: &Input) -> Out {

@@ -179,6 +179,13 @@ async fn delete_role(ctx: &Ctx<'_>, input: &Input) -> Out {
     if !iam.iam_entity_delete(&ctx.account, kind::ROLE, &e.name).await? {
         return Err(no_such(kind::ROLE, name));
     }
+    // Its sessions end with it: their keys (and so the registry tokens and
+    // download URLs issued with them) are gone. Keys are bound to the role's
+    // id, so even one that escaped this would resolve to nobody.
+    let ended = iam.access_keys_delete_sessions(&e.id).await?;
+    if ended > 0 {
+        tracing::info!(role = %e.arn, sessions = ended, "role deleted; its sessions ended");
+    }
     Ok(None)
 }
 

@@ -56,7 +56,7 @@ async fn caller_identity(ctx: &Ctx<'_>) -> Out {
         Xml::new()
             .text("UserId", &p.userid)
             .text("Account", &ctx.account)
-            .text("Arn", &ctx.caller.principal_arn)
+            .text("Arn", &p.arn)
             .done(),
     ))
 }
@@ -64,22 +64,12 @@ async fn caller_identity(ctx: &Ctx<'_>) -> Out {
 /// `arn:aws:iam::ACCT:role/PATH/NAME` → (account, name).
 fn parse_role_arn(arn: &str) -> EcrResult<(String, String)> {
     let invalid = || err::validation(format!("{arn} is invalid"));
-    let parts: Vec<&str> = arn.splitn(6, ':').collect();
-    let [a, partition, service, region, account, resource] = parts.as_slice() else {
-        return Err(invalid());
-    };
-    if *a != "arn" || partition.is_empty() || *service != "iam" || !region.is_empty() {
+    let a = kura_iam::Arn::parse(arn).map_err(|_| invalid())?;
+    if a.service != "iam" || !a.region.is_empty() || !a.has_account_id() {
         return Err(invalid());
     }
-    if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid());
-    }
-    let name = resource
-        .strip_prefix("role/")
-        .and_then(|r| r.rsplit('/').next())
-        .filter(|n| !n.is_empty())
-        .ok_or_else(invalid)?;
-    Ok((account.to_string(), name.to_string()))
+    let (_, name) = a.iam_path_name("role").ok_or_else(invalid)?;
+    Ok((a.account.to_string(), name.to_string()))
 }
 
 fn denied(who: &str, role_arn: &str) -> EcrError {
@@ -128,10 +118,7 @@ async fn assume_role(ctx: &Ctx<'_>, input: &Input) -> Out {
         }
     }
     let (role_account, role_name) = parse_role_arn(role_arn)?;
-    let decider = ctx
-        .ecr
-        .decider(&ctx.caller.account, &ctx.caller.principal_arn, ctx.source_ip)
-        .await?;
+    let decider = ctx.ecr.caller_decider(&ctx.caller, ctx.source_ip).await?;
     let principal = decider.principal();
     let role = ctx
         .ecr
@@ -158,6 +145,7 @@ async fn assume_role(ctx: &Ctx<'_>, input: &Input) -> Out {
         current_time: Some(kura_store::now_millis() / 1000),
         source_ip: ctx.source_ip,
         secure_transport: Some(false),
+        token_issue_time: decider.token_issue_time(),
         ..Default::default()
     });
     rctx.set_key("sts:RoleSessionName", vec![session.to_string()]);
@@ -201,16 +189,26 @@ async fn assume_role(ctx: &Ctx<'_>, input: &Input) -> Out {
     let (id, secret) = generate_key_pair("ASIA");
     let token = random_token();
     let arn = format!("arn:aws:sts::{role_account}:assumed-role/{}/{session}", role.name);
+    // The session is bound to the role's unique id: deleting the role ends
+    // it, and a role re-created under the same name is another role.
     let row = AccessKeyRow {
         access_key_id: id.clone(),
         account: role_account.clone(),
         principal_arn: arn.clone(),
+        principal_id: format!("{}:{session}", role.id),
         secret_sealed: seal_secret(&ctx.ecr.master, &id, &secret),
         status: "Active".into(),
         session_token_hash: Some(session_token_hash(&token)),
         expires_at: Some(expires_at),
+        created_at: now,
     };
     ctx.ecr.control.access_key_put(&row).await?;
+    // DeleteRole deletes the role, then its sessions' keys: a role deleted
+    // meanwhile either took this key along or is seen gone here.
+    if ctx.ecr.iam.iam_entity_by_id(&role_account, &role.id).await?.is_none() {
+        ctx.ecr.iam.access_key_delete(&id).await?;
+        return Err(denied(&principal.arn, role_arn));
+    }
     // Forget sessions that ended more than a day ago.
     if let Err(e) = ctx.ecr.iam.access_keys_purge_expired(now - 86_400_000).await {
         tracing::warn!(error = %e, "cannot purge expired temporary credentials");
@@ -247,5 +245,12 @@ mod tests {
         assert!(parse_role_arn("arn:aws:iam::123456789012:user/x").is_err());
         assert!(parse_role_arn("arn:aws:iam::1234:role/x").is_err());
         assert!(parse_role_arn("nonsense").is_err());
+        // A path may hold `:`; the name is its last segment.
+        assert_eq!(
+            parse_role_arn("arn:aws:iam::123456789012:role/a:b/deploy").unwrap(),
+            ("123456789012".to_string(), "deploy".to_string())
+        );
+        assert!(parse_role_arn("arn:aws:iam::123456789012:role/team/").is_err());
+        assert!(parse_role_arn("arn:aws:sts::123456789012:role/x").is_err());
     }
 }

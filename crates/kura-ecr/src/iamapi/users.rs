@@ -90,15 +90,24 @@ async fn create_user(ctx: &Ctx<'_>, input: &Input) -> Out {
     Ok(Some(Xml::new().wrap("User", &user_xml(&e, true)).done()))
 }
 
-/// The IAM user name of a caller, if it is a user.
-fn caller_user_name(ctx: &Ctx<'_>) -> Option<String> {
-    let rest = ctx.caller.principal_arn.split(':').nth(5)?;
-    let path_name = rest.strip_prefix("user/")?;
-    Some(path_name.rsplit('/').next().unwrap_or(path_name).to_string())
+/// The IAM user a caller is, found by the unique id its access key
+/// records (never by its ARN, whose path may hold anything); `None` if the
+/// caller is not a user (the root, a role session).
+async fn caller_user(ctx: &Ctx<'_>) -> EcrResult<Option<IamEntity>> {
+    let id = &ctx.caller.principal_id;
+    if is_root(ctx) || id.contains(':') {
+        return Ok(None);
+    }
+    match ctx.ecr.iam.iam_entity_by_id(&ctx.account, id).await? {
+        Some(e) if e.kind == kind::USER => Ok(Some(e)),
+        // Deleted since the request was authenticated.
+        _ => Err(crate::auth::unrecognized()),
+    }
 }
 
+/// Whether the caller is the account root (its key's owner is the account).
 fn is_root(ctx: &Ctx<'_>) -> bool {
-    ctx.caller.principal_arn.ends_with(":root")
+    ctx.caller.principal_id == ctx.caller.account
 }
 
 fn non_user() -> EcrError {
@@ -118,7 +127,11 @@ async fn get_user(ctx: &Ctx<'_>, input: &Input) -> Out {
                 .done();
             return Ok(Some(Xml::new().wrap("User", &x).done()));
         }
-        None => caller_user_name(ctx).ok_or_else(non_user)?,
+        None => {
+            let e = caller_user(ctx).await?.ok_or_else(non_user)?;
+            ctx.allow("iam:GetUser", &e.arn).await?;
+            return Ok(Some(Xml::new().wrap("User", &user_xml(&e, true)).done()));
+        }
     };
     let e = ctx.entity("iam:GetUser", kind::USER, &name, None).await?;
     Ok(Some(Xml::new().wrap("User", &user_xml(&e, true)).done()))
@@ -146,7 +159,7 @@ async fn delete_user(ctx: &Ctx<'_>, input: &Input) -> Out {
     let name = input.req("UserName")?;
     let e = ctx.entity("iam:DeleteUser", kind::USER, name, None).await?;
     let iam = &ctx.ecr.iam;
-    if !iam.access_keys_of(&e.arn).await?.is_empty() {
+    if !iam.access_keys_of(&e.id).await?.is_empty() {
         return Err(err::delete_conflict(
             "Cannot delete entity, must delete access keys first.",
         ));
@@ -273,28 +286,43 @@ pub(super) async fn list_entity_tags(ctx: &Ctx<'_>, input: &Input, k: &'static s
 }
 
 /// Whose keys a key operation manages: the named user, or the caller (a
-/// user or the root). `(principal ARN, user name if a user)`.
-async fn key_owner(ctx: &Ctx<'_>, input: &Input, action: &str) -> EcrResult<(String, Option<String>)> {
+/// user, by the id its key records, or the root).
+struct KeyOwner {
+    /// The owner's unique id (the account id for the root).
+    id: String,
+    /// Its ARN.
+    arn: String,
+    /// Its user name, if it is a user.
+    user: Option<String>,
+}
+
+async fn key_owner(ctx: &Ctx<'_>, input: &Input, action: &str) -> EcrResult<KeyOwner> {
+    let user = |e: IamEntity| KeyOwner {
+        id: e.id,
+        arn: e.arn,
+        user: Some(e.name),
+    };
     match input.opt("UserName") {
-        Some(name) => {
-            let e = ctx.entity(action, kind::USER, name, None).await?;
-            Ok((e.arn, Some(e.name)))
-        }
+        Some(name) => Ok(user(ctx.entity(action, kind::USER, name, None).await?)),
         None if is_root(ctx) => {
             ctx.allow(action, &ctx.caller.principal_arn).await?;
-            Ok((ctx.caller.principal_arn.clone(), None))
+            Ok(KeyOwner {
+                id: ctx.caller.principal_id.clone(),
+                arn: ctx.caller.principal_arn.clone(),
+                user: None,
+            })
         }
         None => {
-            let name = caller_user_name(ctx).ok_or_else(non_user)?;
-            let e = ctx.entity(action, kind::USER, &name, None).await?;
-            Ok((e.arn, Some(e.name)))
+            let e = caller_user(ctx).await?.ok_or_else(non_user)?;
+            ctx.allow(action, &e.arn).await?;
+            Ok(user(e))
         }
     }
 }
 
 async fn create_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
-    let (owner, user) = key_owner(ctx, input, "iam:CreateAccessKey").await?;
-    if ctx.ecr.iam.access_keys_of(&owner).await?.len() >= KEYS_PER_USER {
+    let owner = key_owner(ctx, input, "iam:CreateAccessKey").await?;
+    if ctx.ecr.iam.access_keys_of(&owner.id).await?.len() >= KEYS_PER_USER {
         return Err(err::limit_exceeded(format!(
             "Cannot exceed quota for AccessKeysPerUser: {KEYS_PER_USER}"
         )));
@@ -303,15 +331,23 @@ async fn create_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
     let row = AccessKeyRow {
         access_key_id: id.clone(),
         account: ctx.account.clone(),
-        principal_arn: owner,
+        principal_arn: owner.arn,
+        principal_id: owner.id.clone(),
         secret_sealed: seal_secret(&ctx.ecr.master, &id, &secret),
         status: "Active".into(),
         session_token_hash: None,
         expires_at: None,
+        created_at: kura_store::now_millis(),
     };
     ctx.ecr.control.access_key_put(&row).await?;
+    // A user deleted meanwhile (DeleteUser saw no keys yet) must not keep
+    // one: the key is bound to its id, which nothing has any more.
+    if owner.user.is_some() && ctx.ecr.iam.iam_entity_by_id(&ctx.account, &owner.id).await?.is_none() {
+        ctx.ecr.iam.access_key_delete(&id).await?;
+        return Err(no_such(kind::USER, owner.user.as_deref().unwrap_or_default()));
+    }
     let key = Xml::new()
-        .opt("UserName", user)
+        .opt("UserName", owner.user)
         .text("AccessKeyId", &id)
         .text("Status", "Active")
         .text("SecretAccessKey", &secret)
@@ -322,7 +358,7 @@ async fn create_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
 
 async fn list_access_keys(ctx: &Ctx<'_>, input: &Input) -> Out {
     let paging = input.paging()?;
-    let (owner, user) = key_owner(ctx, input, "iam:ListAccessKeys").await?;
+    let KeyOwner { id: owner, user, .. } = key_owner(ctx, input, "iam:ListAccessKeys").await?;
     let keys = ctx.ecr.iam.access_keys_of(&owner).await?;
     let (page, next) = paging.page(keys, |k| format!("{:016}/{}", k.created_at, k.access_key_id));
     Ok(Some(
@@ -343,10 +379,11 @@ async fn list_access_keys(ctx: &Ctx<'_>, input: &Input) -> Out {
     ))
 }
 
-/// The long-term key `id` of `owner`, or `NoSuchEntity`.
+/// The long-term key `id` of the principal with unique id `owner`, or
+/// `NoSuchEntity`.
 async fn owned_key(ctx: &Ctx<'_>, owner: &str, id: &str) -> EcrResult<AccessKeyRow> {
     match ctx.ecr.control.access_key_get(id).await? {
-        Some(k) if k.principal_arn == owner && k.account == ctx.account && k.session_token_hash.is_none() => Ok(k),
+        Some(k) if k.principal_id == owner && k.account == ctx.account && k.session_token_hash.is_none() => Ok(k),
         _ => Err(err::no_such_entity(format!(
             "The Access Key with id {id} cannot be found"
         ))),
@@ -361,16 +398,16 @@ async fn update_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
             "1 validation error detected: Value '{status}' at 'status' failed to satisfy constraint: Member must satisfy enum value set: [Active, Inactive]"
         )));
     }
-    let (owner, _) = key_owner(ctx, input, "iam:UpdateAccessKey").await?;
-    owned_key(ctx, &owner, id).await?;
+    let owner = key_owner(ctx, input, "iam:UpdateAccessKey").await?;
+    owned_key(ctx, &owner.id, id).await?;
     ctx.ecr.iam.access_key_set_status(id, status).await?;
     Ok(None)
 }
 
 async fn delete_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
     let id = input.req("AccessKeyId")?;
-    let (owner, _) = key_owner(ctx, input, "iam:DeleteAccessKey").await?;
-    owned_key(ctx, &owner, id).await?;
+    let owner = key_owner(ctx, input, "iam:DeleteAccessKey").await?;
+    owned_key(ctx, &owner.id, id).await?;
     ctx.ecr.iam.access_key_delete(id).await?;
     Ok(None)
 }

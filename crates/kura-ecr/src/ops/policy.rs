@@ -175,11 +175,10 @@ impl Ecr {
 
 /// `(account, name)` of a repository ARN in `region`.
 pub(crate) fn parse_repository_arn(region: &str, arn: &str) -> Option<(String, String)> {
-    let rest = arn.strip_prefix("arn:aws:ecr:")?;
-    let mut parts = rest.splitn(3, ':');
-    let (r, account, res) = (parts.next()?, parts.next()?, parts.next()?);
-    let name = res.strip_prefix("repository/")?;
-    (r == region && !account.is_empty()).then(|| (account.to_string(), name.to_string()))
+    let a = kura_iam::Arn::parse(arn).ok()?;
+    let name = a.resource.strip_prefix("repository/")?;
+    (a.partition == "aws" && a.service == "ecr" && a.region == region && a.has_account_id())
+        .then(|| (a.account.to_string(), name.to_string()))
 }
 
 /// Validate a resource policy the way ECR does when it is put: ECR answers
