@@ -65,6 +65,77 @@ impl Caller {
     }
 }
 
+/// An API request whose headers passed [`Ecr::authenticate_headers`]: what
+/// its signature claims and the secret to check it with, until
+/// [`Ecr::authenticate_body`] has the body's hash. Not `Debug`: it holds the
+/// secret.
+pub struct SignedRequest {
+    parsed: sigv4::ParsedAuth,
+    /// The request's headers, with `host` filled in from the URI if needed.
+    headers: http::HeaderMap,
+    secret: String,
+    caller: Caller,
+}
+
+impl SignedRequest {
+    /// The signing name the credential scope claims (`ecr`, `iam`, `sts`, …).
+    pub fn service(&self) -> &str {
+        &self.parsed.service
+    }
+}
+
+/// The headers an API request must sign, because they pick what it does:
+/// `Content-Type` (JSON or a Query form) always, `X-Amz-Target` (the
+/// operation) when the request has one. Every AWS SDK and the CLI sign both
+/// (they sign every header but a few hop-by-hop ones).
+fn required_signed_headers(headers: &http::HeaderMap) -> Vec<&'static str> {
+    let mut names = vec!["content-type"];
+    if headers.contains_key("x-amz-target") {
+        names.push("x-amz-target");
+    }
+    names
+}
+
+/// Log a refused authentication: where it came from and who it claimed to
+/// be (the access key id, and its principal when the key exists), at warn.
+/// Never the secret, the signature or a token. A request without any
+/// credentials is not a failed authentication and is left to debug.
+fn log_auth_failure(parts: &http::request::Parts, claimed: Option<&(String, Option<String>)>, e: &EcrError) {
+    let source = crate::source_ip(parts).map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    if e.kind == "MissingAuthenticationTokenException" {
+        tracing::debug!(source = %source, "API request without credentials");
+        return;
+    }
+    let (key, principal) = match claimed {
+        Some((k, p)) => (printable(k), p.as_deref().unwrap_or("-").to_string()),
+        None => ("-".to_string(), "-".to_string()),
+    };
+    // An incomplete signature's message may quote the Authorization
+    // header, signature included: only the error type is logged then.
+    let reason = if e.kind == "IncompleteSignatureException" {
+        "malformed or incomplete signature"
+    } else {
+        e.message.as_str()
+    };
+    tracing::warn!(
+        source = %source,
+        access_key = %key,
+        principal = %principal,
+        error = e.kind,
+        reason = %reason,
+        "API authentication failed"
+    );
+}
+
+/// A claimed identifier as it may be logged: printable ASCII, at most 128
+/// characters (it comes from the client).
+fn printable(s: &str) -> String {
+    s.chars()
+        .take(128)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect()
+}
+
 /// The caller of a data-plane request, from its registry token.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DataCaller {
@@ -127,12 +198,47 @@ struct DownloadClaims {
 }
 
 impl Ecr {
-    /// Verify an API request's SigV4 signature and find its principal.
-    /// `service` is the SigV4 signing name (`ecr`, `ecr-public`, `iam`, `sts`);
-    /// IAM, STS and ECR Public are global services, so their requests may be
-    /// signed for any region.
+    /// Verify an API request's SigV4 signature over a body already in
+    /// memory and find its principal: [`Self::authenticate_headers`] then
+    /// [`Self::authenticate_body`]. `service` is the SigV4 signing name (`ecr`,
+    /// `ecr-public`, `iam`, `sts`).
     pub async fn authenticate(&self, parts: &http::request::Parts, body: &[u8], service: &str) -> EcrResult<Caller> {
+        let signed = self.authenticate_headers(parts, &[service]).await?;
         let payload = hex::encode(sha2::Sha256::digest(body));
+        self.authenticate_body(parts, signed, &payload, service)
+    }
+
+    /// The first phase of authenticating an API request, from its headers
+    /// alone, before any byte of its body is read: the `Authorization`
+    /// header parses, signs the headers that pick the operation
+    /// (`Content-Type` always, `X-Amz-Target` when sent), claims a scope for
+    /// one of `services`, and names an active access key (with its session
+    /// token, unexpired, for temporary credentials) whose secret unseals.
+    /// Presigned (query-string) requests are refused: `POST /` has no use
+    /// for them, and their signature need not cover the body.
+    ///
+    /// A failure is logged (warn) with the client's address and the access
+    /// key (and principal) the request claimed; never the secret, the
+    /// signature or the session token.
+    pub async fn authenticate_headers(
+        &self,
+        parts: &http::request::Parts,
+        services: &[&str],
+    ) -> EcrResult<SignedRequest> {
+        let mut claimed = None;
+        let result = self.check_headers(parts, services, &mut claimed).await;
+        if let Err(e) = &result {
+            log_auth_failure(parts, claimed.as_ref(), e);
+        }
+        result
+    }
+
+    async fn check_headers(
+        &self,
+        parts: &http::request::Parts,
+        services: &[&str],
+        claimed: &mut Option<(String, Option<String>)>,
+    ) -> EcrResult<SignedRequest> {
         let mut headers = parts.headers.clone();
         if !headers.contains_key("host") {
             if let Some(a) = parts.uri.authority() {
@@ -146,14 +252,35 @@ impl Ecr {
             path: parts.uri.path(),
             query: parts.uri.query(),
             headers: &headers,
-            payload_sha256: &payload,
+            payload_sha256: "",
         };
         let parsed = sigv4::parse(&req).map_err(sigv4_error)?;
+        *claimed = Some((parsed.access_key_id.clone(), None));
+        if parsed.is_presigned() {
+            return Err(sigv4_error(SigV4Error::IncompleteSignature(
+                "Presigned (query-string) signatures are not accepted for API calls:                  sign the request with the Authorization header."
+                    .into(),
+            )));
+        }
+        for name in required_signed_headers(&headers) {
+            if !parsed.signed_headers.iter().any(|h| h == name) {
+                return Err(sigv4_error(SigV4Error::IncompleteSignature(format!(
+                    "'{name}' must be present and among the SignedHeaders of the Authorization header."
+                ))));
+            }
+        }
+        if !services.contains(&parsed.service.as_str()) {
+            return Err(sigv4_error(SigV4Error::WrongService {
+                expected: services.first().copied().unwrap_or_default().to_string(),
+                found: parsed.service.clone(),
+            }));
+        }
         let key = self
             .control
             .access_key_get(&parsed.access_key_id)
             .await?
             .ok_or_else(unrecognized)?;
+        *claimed = Some((key.access_key_id.clone(), Some(key.principal_arn.clone())));
         if key.status != "Active" {
             return Err(unrecognized());
         }
@@ -177,13 +304,54 @@ impl Ecr {
                 EcrError::server()
             })?;
         let secret = String::from_utf8(secret).map_err(|_| EcrError::server())?;
+        Ok(SignedRequest {
+            parsed,
+            headers,
+            secret,
+            caller: Caller::from_key(key).ok_or_else(unrecognized)?,
+        })
+    }
+
+    /// The second phase: check the signature of a request that passed
+    /// [`Self::authenticate_headers`] against the SHA-256 of the body it
+    /// carried (`payload_sha256`, lowercase hex, computed while the body was
+    /// read), for the signing name `service` (the scope must name it; IAM,
+    /// STS and ECR Public are global services, so their requests may be
+    /// signed for any region). Failures are logged like the first phase's.
+    pub fn authenticate_body(
+        &self,
+        parts: &http::request::Parts,
+        signed: SignedRequest,
+        payload_sha256: &str,
+        service: &str,
+    ) -> EcrResult<Caller> {
+        let SignedRequest {
+            parsed,
+            headers,
+            secret,
+            caller,
+        } = signed;
+        let req = RequestParts {
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query(),
+            headers: &headers,
+            payload_sha256,
+        };
         let region = if matches!(service, "iam" | "sts" | "ecr-public") {
             parsed.region.as_str()
         } else {
             self.config.region.as_str()
         };
-        sigv4::verify(&req, &parsed, &secret, region, service, SystemTime::now()).map_err(sigv4_error)?;
-        Caller::from_key(key).ok_or_else(unrecognized)
+        match sigv4::verify(&req, &parsed, &secret, region, service, SystemTime::now()) {
+            Ok(()) => Ok(caller),
+            Err(e) => {
+                let e = sigv4_error(e);
+                let claimed = (caller.access_key_id, Some(caller.principal_arn));
+                log_auth_failure(parts, Some(&claimed), &e);
+                Err(e)
+            }
+        }
     }
 
     /// Issue a registry token for a caller: the password docker uses with user `AWS`.
@@ -310,6 +478,7 @@ fn challenge(scheme: &str, host: &str, message: &str) -> Response {
 /// `grant_type=password` with the same), it answers that registry token as
 /// the bearer token; without credentials, the anonymous token.
 pub async fn token_service(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
+    let extensions = req.extensions().clone();
     let basic = req
         .headers()
         .get("authorization")
@@ -352,7 +521,10 @@ pub async fn token_service(State(ecr): State<Arc<Ecr>>, req: Request) -> Respons
     let (token, expires_in) = match password {
         Some(pass) => match ecr.check_token(&pass).await {
             Ok((claims, _)) => (pass, claims.expires_at.saturating_sub(now_secs())),
-            Err(msg) => return token_error(StatusCode::UNAUTHORIZED, msg),
+            Err(msg) => {
+                log_token_failure(&extensions, &format!("Bearer {pass}"), msg);
+                return token_error(StatusCode::UNAUTHORIZED, msg);
+            }
         },
         None => (ANONYMOUS_TOKEN.to_string(), TOKEN_LIFETIME_SECS),
     };
@@ -430,7 +602,11 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
     if let Some(t) = &data.params.download {
         return match ecr.check_download(t, &data).await {
             Some(a) if a == account => pass(req, next, account, data).await,
-            _ => denied("The download URL is invalid or has expired."),
+            _ => {
+                let source = source_ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+                tracing::warn!(source = %source, path = %req.uri().path(), "refused a download URL: invalid or expired");
+                denied("The download URL is invalid or has expired.")
+            }
         };
     }
     // Anyone may read a public repository (ECR Public).
@@ -450,7 +626,10 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
     };
     let (claims, caller) = match ecr.check_basic(&value).await {
         Ok(found) => found,
-        Err(msg) => return challenge(scheme, &host, msg),
+        Err(msg) => {
+            log_token_failure(req.extensions(), &value, msg);
+            return challenge(scheme, &host, msg);
+        }
     };
     // The host picks the registry; the caller may be of another account
     // when policies on both sides allow it.
@@ -473,7 +652,9 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         Ok(Err(denial)) => denied(&denial.message),
         // The key's owner no longer exists.
         Err(e) if e.kind == "UnrecognizedClientException" => {
-            challenge(scheme, &host, "Your authorization token is no longer valid.")
+            let msg = "Your authorization token is no longer valid.";
+            log_token_failure(req.extensions(), &value, msg);
+            challenge(scheme, &host, msg)
         }
         Err(e) => {
             tracing::error!(error = %e, "authorization failed");
@@ -490,6 +671,37 @@ async fn pass(mut req: Request, next: Next, account: String, data: DataRequest) 
     req.extensions_mut().insert(AccountId(account));
     req.extensions_mut().insert(data);
     next.run(req).await
+}
+
+/// Log a refused registry credential (Basic `AWS:<token>` or a bearer
+/// token) at warn: the client's address and the principal and access key
+/// the token claims (read without trusting it), never the token itself.
+fn log_token_failure(ext: &http::Extensions, credential: &str, reason: &str) {
+    let source = crate::client::source_ip(ext).map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+    let token = credential
+        .strip_prefix("Bearer ")
+        .or_else(|| credential.strip_prefix("bearer "))
+        .map(|t| t.trim().to_string())
+        .or_else(|| {
+            let b64 = credential
+                .strip_prefix("Basic ")
+                .or_else(|| credential.strip_prefix("basic "))?;
+            let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+            let raw = String::from_utf8(raw).ok()?;
+            raw.split_once(':').map(|(_, p)| p.to_string())
+        });
+    let claims = token.as_deref().and_then(token::unverified_claims);
+    let (principal, key) = claims.map_or_else(
+        || ("-".to_string(), "-".to_string()),
+        |c| (printable(&c.principal_arn), printable(&c.access_key_id)),
+    );
+    tracing::warn!(
+        source = %source,
+        principal = %principal,
+        access_key = %key,
+        reason = %reason,
+        "registry authentication failed"
+    );
 }
 
 fn form_pairs(q: &str) -> Vec<(String, String)> {
@@ -551,6 +763,10 @@ pub async fn create_account(
     master: &MasterKey,
     account: Option<&str>,
 ) -> Result<(String, String, String), StoreError> {
+    // A key sealed with another master key would never authenticate.
+    if let Some(sealed) = control.server_secret_get("token-key").await? {
+        master.open(&sealed, b"token-key").map_err(|_| master_key_differs())?;
+    }
     let account = match account {
         Some(a) if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) => a.to_string(),
         Some(a) => return Err(StoreError::Invalid(format!("an account id is 12 digits, not {a:?}"))),
@@ -574,12 +790,34 @@ pub async fn create_account(
     Ok((account, id, secret))
 }
 
-/// Make sure the default account, its root key and the token key exist.
+/// The start-up error when the master key cannot unseal what the
+/// deployment already sealed.
+fn master_key_differs() -> StoreError {
+    StoreError::Invalid(
+        "the master key differs from the one that sealed this deployment's data (its secrets do not \
+         unseal with it). Every node of a deployment must use the same master key: give them all \
+         the same key file with KURA_MASTER_KEY_FILE (or --master-key-file), a copy of the first \
+         node's"
+            .into(),
+    )
+}
+
+/// Make sure the token key, the default account and its root key exist,
+/// after checking `master` is the key that sealed the deployment's data.
 pub async fn bootstrap(
     control: &dyn ControlStore,
     master: &MasterKey,
     env: &BootstrapEnv,
 ) -> Result<Bootstrap, StoreError> {
+    // The master key must be the one that sealed this deployment's data:
+    // checked first, before anything is sealed with it. The token key is
+    // the first secret any start seals, so whoever started first decides.
+    let mut fresh = [0u8; 32];
+    getrandom::fill(&mut fresh).expect("the OS random generator works");
+    let sealed = control
+        .server_secret_get_or_put("token-key", &master.seal(&fresh, b"token-key"))
+        .await?;
+    let token_key = master.open(&sealed, b"token-key").map_err(|_| master_key_differs())?;
     let account = match &env.account_id {
         Some(a) => {
             if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
@@ -621,8 +859,10 @@ pub async fn bootstrap(
                 .access_key_get(id)
                 .await?
                 .ok_or_else(|| StoreError::Corrupt("root key".into()))?;
-            let same = master.open(&stored.secret_sealed, &key_context(id)).ok().as_deref() == Some(secret.as_bytes());
-            if !same || stored.account != account {
+            let opened = master
+                .open(&stored.secret_sealed, &key_context(id))
+                .map_err(|_| master_key_differs())?;
+            if opened != secret.as_bytes() || stored.account != account {
                 return Err(StoreError::Invalid(format!(
                     "access key {id} already exists with another secret or account; KURA_ROOT_SECRET_ACCESS_KEY cannot change it"
                 )));
@@ -654,14 +894,6 @@ pub async fn bootstrap(
             ))
         }
     }
-    let mut fresh = [0u8; 32];
-    getrandom::fill(&mut fresh).expect("the OS random generator works");
-    let sealed = control
-        .server_secret_get_or_put("token-key", &master.seal(&fresh, b"token-key"))
-        .await?;
-    let token_key = master
-        .open(&sealed, b"token-key")
-        .map_err(|_| StoreError::Corrupt("the token key cannot be unsealed: is this the right master key?".into()))?;
     Ok(Bootstrap {
         default_account: account,
         token_key,

@@ -18,6 +18,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod body;
 pub mod client;
 pub mod error;
 pub mod iamapi;
@@ -35,7 +36,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use futures::StreamExt;
 use kura_auth::seal::MasterKey;
 use kura_registry::Registry;
 use kura_store::{ControlStore, IamStore, MaintenanceStore, MetaStore, ScanStore};
@@ -56,6 +56,9 @@ pub struct EcrConfig {
     /// The longest session STS hands out, in seconds (`KURA_STS_MAX_SESSION`;
     /// IAM's own ceiling is 12 hours).
     pub max_session_secs: u64,
+    /// Bytes of API request bodies held in memory at once, across all
+    /// requests (`KURA_API_BODY_BUDGET_MIB`; see [`body::BodyBudget`]).
+    pub api_body_budget: usize,
     /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed
     /// (`KURA_TRUSTED_PROXIES`); nobody by default.
     pub trusted_proxies: client::TrustedProxies,
@@ -68,6 +71,7 @@ impl EcrConfig {
             region: region.to_string(),
             default_account: default_account.to_string(),
             max_session_secs: 12 * 3600,
+            api_body_budget: body::DEFAULT_BODY_BUDGET,
             trusted_proxies: client::TrustedProxies::default(),
         }
     }
@@ -117,6 +121,7 @@ pub struct Ecr {
     scanner: scanning::Scanner,
     master: MasterKey,
     token_key: Vec<u8>,
+    body_budget: body::BodyBudget,
     config: EcrConfig,
 }
 
@@ -150,8 +155,14 @@ impl Ecr {
             scanner,
             master,
             token_key,
+            body_budget: body::BodyBudget::new(config.api_body_budget),
             config,
         }
+    }
+
+    /// The byte budget of API request bodies.
+    pub fn body_budget(&self) -> &body::BodyBudget {
+        &self.body_budget
     }
 
     /// The image scanner.
@@ -189,10 +200,14 @@ fn request_id() -> String {
 /// `POST /`: one API call. The protocol picks the service: AWS JSON 1.1 with
 /// `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.*` is ECR,
 /// `SpencerFrontendService.*` is ECR Public ([`public`]), and an AWS Query
-/// form (`Action=...`) is IAM or STS ([`iamapi`]).
+/// form (`Action=...`) is IAM or STS ([`iamapi`]). Each authenticates the
+/// headers first, then reads the body ([`body`]) and checks the signature
+/// over it; a request refused before its body was read closes the
+/// connection instead of draining it.
 pub async fn api(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
     let rid = request_id();
     let (parts, body) = req.into_parts();
+    let mut body = body::RequestBody::new(body);
     let target = parts
         .headers
         .get("x-amz-target")
@@ -203,23 +218,22 @@ pub async fn api(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let bytes = read_body(&parts, body).await;
-    let mut resp = match (target, bytes) {
-        (None, Ok(bytes)) if form => iamapi::handle(&ecr, &parts, &bytes, &rid).await,
-        (None, Err(e)) if form => iamapi::error_response(&e, &rid),
-        (Some(t), Ok(bytes)) if t.starts_with(public::TARGET_PREFIX) => {
-            json_response(public::handle(&ecr, &parts, &t, &bytes).await, &rid)
+    let mut resp = match target {
+        None if form => iamapi::handle(&ecr, &parts, &mut body, &rid).await,
+        Some(t) if t.starts_with(public::TARGET_PREFIX) => {
+            json_response(public::handle(&ecr, &parts, &t, &mut body).await, &rid)
         }
-        (target, bytes) => json_response(
-            match bytes {
-                Ok(bytes) => handle(&ecr, &parts, target.as_deref(), &bytes).await,
-                Err(e) => Err(e),
-            },
-            &rid,
-        ),
+        target => json_response(handle(&ecr, &parts, target.as_deref(), &mut body).await, &rid),
     };
+    let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&rid) {
-        resp.headers_mut().insert("x-amzn-requestid", v);
+        h.insert("x-amzn-requestid", v);
+    }
+    if body.unread() {
+        h.insert("connection", HeaderValue::from_static("close"));
+    }
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
     }
     resp
 }
@@ -240,29 +254,6 @@ fn json_response(result: EcrResult<Value>, rid: &str) -> Response {
             e.into_response()
         }
     }
-}
-
-/// The request body, up to [`MAX_API_BODY`] bytes.
-async fn read_body(parts: &http::request::Parts, body: axum::body::Body) -> EcrResult<Vec<u8>> {
-    if parts
-        .headers
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        > Some(MAX_API_BODY)
-    {
-        return Err(too_large());
-    }
-    let mut bytes = Vec::new();
-    let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| EcrError::serialization(format!("request body was not received: {e}")))?;
-        if bytes.len() + chunk.len() > MAX_API_BODY {
-            return Err(too_large());
-        }
-        bytes.extend_from_slice(&chunk);
-    }
-    Ok(bytes)
 }
 
 /// Parse a JSON 1.1 body: an object, or empty.
@@ -289,37 +280,42 @@ pub(crate) fn request_host(parts: &http::request::Parts) -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-async fn handle(ecr: &Ecr, parts: &http::request::Parts, target: Option<&str>, bytes: &[u8]) -> EcrResult<Value> {
-    let prefix = &model::model().target_prefix;
+async fn handle(
+    ecr: &Ecr,
+    parts: &http::request::Parts,
+    target: Option<&str>,
+    body: &mut body::RequestBody,
+) -> EcrResult<Value> {
+    let model = model::model();
+    let prefix = &model.target_prefix;
     let target = target.ok_or_else(|| EcrError::unknown_operation("(no X-Amz-Target header)"))?;
     let op = target
         .strip_prefix(prefix.as_str())
         .and_then(|s| s.strip_prefix('.'))
-        .filter(|op| model::model().operations.contains_key(*op))
+        .filter(|op| model.operations.contains_key(*op))
         .ok_or_else(|| EcrError::unknown_operation(target))?
         .to_string();
-    let caller = ecr.authenticate(parts, bytes, "ecr").await?;
-    let input = json_input(bytes)?;
-    model::model().validate(&op, &input)?;
+    body::declared_length(parts)?;
+    let signed = ecr.authenticate_headers(parts, &["ecr"]).await?;
+    let body = ecr.read_body(parts, body).await?;
+    let caller = ecr.authenticate_body(parts, signed, &body.sha256, "ecr")?;
+    let input = json_input(&body.bytes)?;
+    model.validate(&op, &input)?;
     let ctx = ops::Ctx {
+        account: ops::Ctx::registry_of(model, &op, &input, &caller),
         caller,
         host: request_host(parts),
         source_ip: source_ip(parts),
     };
-    tracing::info!(operation = %op, principal = %ctx.caller.principal_arn, "ECR API call");
-    ops::dispatch(ecr, &ctx, &op, input).await
+    tracing::info!(operation = %op, principal = %ctx.caller.principal_arn, registry = %ctx.account, "ECR API call");
+    // The body's share of the byte budget is held until the call is answered.
+    let result = ops::dispatch(ecr, &ctx, &op, input).await;
+    drop(body);
+    result
 }
 
 /// The client address, when the server recorded it: the peer, or what a
 /// trusted proxy reported ([`client`]).
 pub(crate) fn source_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
     client::source_ip(&parts.extensions)
-}
-
-fn too_large() -> EcrError {
-    EcrError::new(
-        "RequestEntityTooLargeException",
-        format!("The request body exceeds the {MAX_API_BODY}-byte limit"),
-    )
-    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }

@@ -7,7 +7,12 @@
 //! operation's input shape before any handler runs: required members, JSON
 //! types, lengths and ranges, enums and patterns. Failures answer
 //! `InvalidParameterException` (400) naming the member, the way ECR does; a
-//! JSON type mismatch is a `SerializationException`. [`model`] is ECR's model,
+//! JSON type mismatch is a `SerializationException`, and so is a member the
+//! shape does not define (at any depth): what the model does not define
+//! never reaches a handler or an authorization decision, so no member can
+//! mean one thing to one and another to the other (a `registryId` sent to an
+//! operation without one once picked the account authorization looked at
+//! while the operation acted on the caller's). [`model`] is ECR's model,
 //! [`public_model`] ECR Public's; both are loaded by [`Model::from_json`].
 
 use std::collections::HashMap;
@@ -116,6 +121,15 @@ impl Model {
         Ok(m)
     }
 
+    /// Whether `operation`'s input shape defines the top-level `member`.
+    pub fn input_has(&self, operation: &str, member: &str) -> bool {
+        self.operations
+            .get(operation)
+            .and_then(|op| op.input.as_ref())
+            .and_then(|shape| self.shapes.get(shape))
+            .is_some_and(|shape| shape.members.contains_key(member))
+    }
+
     /// Validate `input` for `operation`.
     pub fn validate(&self, operation: &str, input: &Value) -> Result<(), EcrError> {
         let Some(op) = self.operations.get(operation) else {
@@ -123,7 +137,11 @@ impl Model {
         };
         match &op.input {
             Some(shape) => self.check(shape, input, ""),
-            None => Ok(()),
+            // No input shape: only an empty object is an input.
+            None => match input.as_object().and_then(|o| o.keys().next()) {
+                Some(k) => Err(unknown_member(k, "", operation)),
+                None => Ok(()),
+            },
         }
     }
 
@@ -138,6 +156,10 @@ impl Model {
         match shape.kind.as_str() {
             "structure" => {
                 let obj = v.as_object().ok_or_else(|| type_err("an object"))?;
+                // What does not deserialize into the shape first, as ECR does.
+                if let Some(k) = obj.keys().find(|k| !shape.members.contains_key(*k)) {
+                    return Err(unknown_member(k, path, shape_name));
+                }
                 for r in &shape.required {
                     if obj.get(r).is_none_or(Value::is_null) {
                         let p = join(path, r);
@@ -146,14 +168,8 @@ impl Model {
                         )));
                     }
                 }
-                for (k, val) in obj {
-                    if val.is_null() {
-                        continue;
-                    }
-                    // Unknown members are ignored, as AWS JSON services do.
-                    if let Some(member_shape) = shape.members.get(k) {
-                        self.check(member_shape, val, &join(path, k))?;
-                    }
+                for (k, val) in obj.iter().filter(|(_, val)| !val.is_null()) {
+                    self.check(&shape.members[k], val, &join(path, k))?;
                 }
                 Ok(())
             }
@@ -238,6 +254,16 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// A member the shape does not define: refused like any other input that
+/// does not deserialize into the shape (botocore refuses it on the client
+/// side, "Unknown parameter in input").
+fn unknown_member(member: &str, path: &str, shape: &str) -> EcrError {
+    EcrError::serialization(format!(
+        "Unknown member '{}': {shape} does not define it",
+        join(path, member)
+    ))
 }
 
 fn range_text(shape: &Shape) -> String {
@@ -388,9 +414,30 @@ mod tests {
             code(m.validate("DescribeRepositories", &json!({"maxResults": 1001}))),
             "InvalidParameterException"
         );
-        assert!(m
-            .validate("DescribeRepositories", &json!({"maxResults": 1000, "unknownField": 1}))
-            .is_ok());
+        assert!(m.validate("DescribeRepositories", &json!({"maxResults": 1000})).is_ok());
+        // Members the shape does not define are refused, at any depth.
+        assert_eq!(
+            code(m.validate("DescribeRepositories", &json!({"maxResults": 1000, "unknownField": 1}))),
+            "SerializationException"
+        );
+        assert_eq!(
+            code(m.validate("DeleteRegistryPolicy", &json!({"registryId": "210987654321"}))),
+            "SerializationException"
+        );
+        assert_eq!(
+            code(m.validate("DeleteRegistryPolicy", &json!({"registryId": null}))),
+            "SerializationException"
+        );
+        assert_eq!(
+            code(m.validate(
+                "CreateRepository",
+                &json!({"repositoryName": "ok", "encryptionConfiguration": {"encryptionType": "AES256", "x": 1}})
+            )),
+            "SerializationException"
+        );
+        assert!(m.input_has("DeleteRepository", "registryId"));
+        assert!(!m.input_has("DeleteRegistryPolicy", "registryId"));
+        assert!(!m.input_has("NoSuchOperation", "registryId"));
         assert_eq!(
             code(m.validate("DescribeRepositories", &json!({"registryId": "12"}))),
             "InvalidParameterException"

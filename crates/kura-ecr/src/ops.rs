@@ -19,10 +19,30 @@ use crate::Ecr;
 pub struct Ctx {
     /// Who is calling.
     pub caller: Caller,
+    /// The registry (account) the call acts on and is authorized against:
+    /// one value, computed once from the validated input by
+    /// [`Ctx::registry_of`], so an operation can never be authorized against
+    /// one account and act on another.
+    pub account: String,
     /// The Host the request was sent to (for URIs handed back).
     pub host: String,
     /// The client's address, if known (`aws:SourceIp`).
     pub source_ip: Option<std::net::IpAddr>,
+}
+
+impl Ctx {
+    /// The registry an operation addresses: its input's `registryId` when
+    /// the operation's input shape defines one (default: the caller's
+    /// account), else the caller's account. Inputs are validated before, so
+    /// a `registryId` the shape does not define has already been refused;
+    /// the shape is asked again here so that this stays the only place the
+    /// account comes from.
+    pub fn registry_of(model: &crate::model::Model, op: &str, input: &Value, caller: &Caller) -> String {
+        match input.get("registryId").and_then(Value::as_str) {
+            Some(r) if model.input_has(op, "registryId") => r.to_string(),
+            _ => caller.account.clone(),
+        }
+    }
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
@@ -74,13 +94,6 @@ fn max_results(v: &Value, default: i64) -> i64 {
     v.get("maxResults").and_then(Value::as_i64).unwrap_or(default)
 }
 
-/// The registry a request addresses: its `registryId`, or the caller's own.
-/// Another account's registry is reachable when policies on both sides
-/// allow it (decided by [`Ecr::authorize_op`]).
-fn registry_id(ctx: &Ctx, v: &Value) -> EcrResult<String> {
-    Ok(s(v, "registryId").unwrap_or(&ctx.caller.account).to_string())
-}
-
 fn repo_name(v: &Value) -> EcrResult<RepoName> {
     let n = s(v, "repositoryName").unwrap_or_default();
     n.parse().map_err(|m: String| {
@@ -102,7 +115,7 @@ impl Ecr {
 
     /// The registry, repository name and repository an input addresses.
     async fn target(&self, ctx: &Ctx, v: &Value) -> EcrResult<(String, RepoName, RepoRow)> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let name = repo_name(v)?;
         let repo = self.require_repo(&account, &name).await?;
         Ok((account, name, repo))
@@ -273,14 +286,12 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: &str, v: Value) -> EcrResult<Val
         "StartImageScan" => ecr.start_image_scan(ctx, &v).await,
         "DescribeImageScanFindings" => ecr.describe_image_scan_findings(ctx, &v).await,
         "PutRegistryScanningConfiguration" => ecr.put_registry_scanning_configuration(ctx, &v).await,
-        "GetRegistryScanningConfiguration" => ecr.get_registry_scanning_configuration(ctx, &v).await,
+        "GetRegistryScanningConfiguration" => ecr.get_registry_scanning_configuration(ctx).await,
         "BatchGetRepositoryScanningConfiguration" => ecr.batch_get_repository_scanning_configuration(ctx, &v).await,
         "TagResource" => ecr.tag_resource(&v, true).await,
         "UntagResource" => ecr.tag_resource(&v, false).await,
         "ListTagsForResource" => ecr.list_tags_for_resource(&v).await,
-        "DescribeRegistry" => {
-            Ok(json!({"registryId": registry_id(ctx, &v)?, "replicationConfiguration": {"rules": []}}))
-        }
+        "DescribeRegistry" => Ok(json!({"registryId": ctx.account, "replicationConfiguration": {"rules": []}})),
         "SetRepositoryPolicy" => ecr.set_repository_policy(ctx, &v).await,
         "GetRepositoryPolicy" => ecr.get_repository_policy(ctx, &v, false).await,
         "DeleteRepositoryPolicy" => ecr.get_repository_policy(ctx, &v, true).await,
@@ -305,7 +316,7 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: &str, v: Value) -> EcrResult<Val
 
 impl Ecr {
     async fn create_repository(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let name = repo_name(v)?;
         check_mutability(v)?;
         check_encryption(v)?;
@@ -331,7 +342,7 @@ impl Ecr {
     }
 
     async fn describe_repositories(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         if let Some(names) = v.get("repositoryNames").and_then(Value::as_array) {
             if v.get("nextToken").is_some() || v.get("maxResults").is_some() {
                 return Err(EcrError::invalid_parameter(
@@ -370,7 +381,7 @@ impl Ecr {
     }
 
     async fn delete_repository(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let name = repo_name(v)?;
         let row = self.require_repo(&account, &name).await?;
         let force = v.get("force").and_then(Value::as_bool).unwrap_or(false);
@@ -824,11 +835,10 @@ impl Ecr {
     async fn get_authorization_token(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
         let ids: Vec<String> = match v.get("registryIds").and_then(Value::as_array) {
             Some(a) => a.iter().filter_map(Value::as_str).map(String::from).collect(),
-            None => vec![ctx.caller.account.clone()],
+            None => vec![ctx.account.clone()],
         };
         let mut data = Vec::new();
-        for id in ids {
-            let account = registry_id(ctx, &json!({"registryId": id}))?;
+        for account in ids {
             let (token, expires) = self.issue_token(&ctx.caller, &account);
             let encoded = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{token}"));
             data.push(json!({
@@ -841,7 +851,7 @@ impl Ecr {
     }
 
     async fn put_image_tag_mutability(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let name = repo_name(v)?;
         check_mutability(v)?;
         let repo = self.require_repo(&account, &name).await?;
@@ -931,7 +941,7 @@ impl Ecr {
     }
 
     async fn put_template(&self, ctx: &Ctx, v: &Value, create: bool) -> EcrResult<Value> {
-        let account = ctx.caller.account.clone();
+        let account = ctx.account.clone();
         let prefix = s(v, "prefix").unwrap_or_default();
         check_mutability(v)?;
         let tags = tags_from(v.get("resourceTags"));
@@ -985,7 +995,7 @@ impl Ecr {
     }
 
     async fn describe_templates(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = ctx.caller.account.clone();
+        let account = ctx.account.clone();
         if let Some(prefixes) = v.get("prefixes").and_then(Value::as_array) {
             let mut out = Vec::new();
             for p in prefixes.iter().filter_map(Value::as_str) {
@@ -1008,7 +1018,7 @@ impl Ecr {
     }
 
     async fn delete_template(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = ctx.caller.account.clone();
+        let account = ctx.account.clone();
         let prefix = s(v, "prefix").unwrap_or_default();
         let row = self
             .control
@@ -1031,7 +1041,7 @@ impl Ecr {
                 ))
             }
         };
-        let account = &ctx.caller.account;
+        let account = &ctx.account;
         if put {
             let value = s(v, "value").unwrap_or_default();
             if !allowed.contains(&value) {

@@ -76,8 +76,14 @@ pub fn registry_arn(account: &str) -> String {
     format!("arn:aws:ecr-public::{account}:registry/{account}")
 }
 
-/// Answer one ECR Public call.
-pub async fn handle(ecr: &Ecr, parts: &http::request::Parts, target: &str, body: &[u8]) -> EcrResult<Value> {
+/// Answer one ECR Public call: the headers authenticate, then the body is
+/// read and the signature checked over it (as for ECR, [`crate::api`]).
+pub async fn handle(
+    ecr: &Ecr,
+    parts: &http::request::Parts,
+    target: &str,
+    body: &mut crate::body::RequestBody,
+) -> EcrResult<Value> {
     let m = model::public_model();
     let op = target
         .strip_prefix(m.target_prefix.as_str())
@@ -85,27 +91,50 @@ pub async fn handle(ecr: &Ecr, parts: &http::request::Parts, target: &str, body:
         .filter(|op| m.operations.contains_key(*op))
         .ok_or_else(|| EcrError::unknown_operation(target))?
         .to_string();
-    let caller = ecr.authenticate(parts, body, "ecr-public").await?;
-    let input = crate::json_input(body)?;
+    crate::body::declared_length(parts)?;
+    let signed = ecr.authenticate_headers(parts, &["ecr-public"]).await?;
+    let body = ecr.read_body(parts, body).await?;
+    let caller = ecr.authenticate_body(parts, signed, &body.sha256, "ecr-public")?;
+    let input = crate::json_input(&body.bytes)?;
     m.validate(&op, &input)?;
+    // One account for authorization and action, as for ECR; ECR Public
+    // registries are managed by their own account only.
+    let account = Ctx::registry_of(m, &op, &input, &caller);
+    if account != caller.account {
+        return Err(EcrError::new(
+            "AccessDeniedException",
+            format!(
+                "User: {} is not authorized to access registry {account}",
+                caller.principal_arn
+            ),
+        )
+        .with_status(http::StatusCode::FORBIDDEN));
+    }
     let ctx = Ctx {
+        account,
         caller,
         host: crate::request_host(parts),
         source_ip: crate::source_ip(parts),
     };
     tracing::info!(operation = %op, principal = %ctx.caller.principal_arn, "ECR Public API call");
-    match op.as_str() {
-        "CreateRepository" => ecr.public_create_repository(&ctx, &input).await,
-        "DescribeRepositories" => ecr.public_describe_repositories(&ctx, &input).await,
-        "DeleteRepository" => ecr.public_delete_repository(&ctx, &input).await,
-        "PutRepositoryCatalogData" => ecr.public_put_catalog_data(&ctx, &input).await,
-        "GetRepositoryCatalogData" => ecr.public_get_catalog_data(&ctx, &input).await,
-        "GetAuthorizationToken" => ecr.public_get_authorization_token(&ctx).await,
-        "DescribeRegistries" => ecr.public_describe_registries(&ctx).await,
-        "GetRegistryCatalogData" => ecr.public_registry_catalog_data(&ctx, None).await,
+    let result = run(ecr, &ctx, &op, &input).await;
+    drop(body);
+    result
+}
+
+async fn run(ecr: &Ecr, ctx: &Ctx, op: &str, input: &Value) -> EcrResult<Value> {
+    match op {
+        "CreateRepository" => ecr.public_create_repository(ctx, input).await,
+        "DescribeRepositories" => ecr.public_describe_repositories(ctx, input).await,
+        "DeleteRepository" => ecr.public_delete_repository(ctx, input).await,
+        "PutRepositoryCatalogData" => ecr.public_put_catalog_data(ctx, input).await,
+        "GetRepositoryCatalogData" => ecr.public_get_catalog_data(ctx, input).await,
+        "GetAuthorizationToken" => ecr.public_get_authorization_token(ctx).await,
+        "DescribeRegistries" => ecr.public_describe_registries(ctx).await,
+        "GetRegistryCatalogData" => ecr.public_registry_catalog_data(ctx, None).await,
         "PutRegistryCatalogData" => {
             let name = input.get("displayName").and_then(Value::as_str).unwrap_or_default();
-            ecr.public_registry_catalog_data(&ctx, Some(name)).await
+            ecr.public_registry_catalog_data(ctx, Some(name)).await
         }
         other => Err(EcrError::new(
             "UnsupportedCommandException",
@@ -116,22 +145,6 @@ pub async fn handle(ecr: &Ecr, parts: &http::request::Parts, target: &str, body:
 
 fn str_of<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
     v.get(k).and_then(Value::as_str)
-}
-
-/// The registry an input addresses: the caller's own (ECR Public registries
-/// are managed by their account only).
-fn registry_id(ctx: &Ctx, v: &Value) -> EcrResult<String> {
-    match str_of(v, "registryId") {
-        Some(r) if r != ctx.caller.account => Err(EcrError::new(
-            "AccessDeniedException",
-            format!(
-                "User: {} is not authorized to access registry {r}",
-                ctx.caller.principal_arn
-            ),
-        )
-        .with_status(http::StatusCode::FORBIDDEN)),
-        _ => Ok(ctx.caller.account.clone()),
-    }
 }
 
 fn repo_name(v: &Value) -> EcrResult<RepoName> {
@@ -249,7 +262,7 @@ impl Ecr {
     }
 
     async fn public_create_repository(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = ctx.caller.account.clone();
+        let account = ctx.account.clone();
         let name = repo_name(v)?;
         let tags = crate::templates::tags_from(v.get("tags"));
         check_tags(&tags)?;
@@ -293,7 +306,7 @@ impl Ecr {
     }
 
     async fn public_describe_repositories(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         if let Some(names) = v.get("repositoryNames").and_then(Value::as_array) {
             if v.get("nextToken").is_some() || v.get("maxResults").is_some() {
                 return Err(EcrError::invalid_parameter(
@@ -333,7 +346,7 @@ impl Ecr {
     }
 
     async fn public_delete_repository(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let name = repo_name(v)?;
         let arn = repository_arn(&account, name.as_str());
         self.authorize_public(ctx, "DeleteRepository", &arn, &account).await?;
@@ -354,7 +367,7 @@ impl Ecr {
     }
 
     async fn public_put_catalog_data(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let name = repo_name(v)?;
         let arn = repository_arn(&account, name.as_str());
         self.authorize_public(ctx, "PutRepositoryCatalogData", &arn, &account)
@@ -368,7 +381,7 @@ impl Ecr {
     }
 
     async fn public_get_catalog_data(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let name = repo_name(v)?;
         let arn = repository_arn(&account, name.as_str());
         self.authorize_public(ctx, "GetRepositoryCatalogData", &arn, &account)
@@ -378,7 +391,7 @@ impl Ecr {
     }
 
     async fn public_get_authorization_token(&self, ctx: &Ctx) -> EcrResult<Value> {
-        let account = ctx.caller.account.clone();
+        let account = ctx.account.clone();
         self.authorize_public(ctx, "GetAuthorizationToken", "*", &account)
             .await?;
         // As on AWS, the token is a service bearer token: STS must allow it too.
@@ -390,7 +403,7 @@ impl Ecr {
     }
 
     async fn public_describe_registries(&self, ctx: &Ctx) -> EcrResult<Value> {
-        let account = ctx.caller.account.clone();
+        let account = ctx.account.clone();
         self.authorize_public(ctx, "DescribeRegistries", "*", &account).await?;
         Ok(json!({"registries": [{
             "registryId": account,
@@ -403,7 +416,7 @@ impl Ecr {
 
     /// GetRegistryCatalogData (`put` None) or PutRegistryCatalogData.
     async fn public_registry_catalog_data(&self, ctx: &Ctx, put: Option<&str>) -> EcrResult<Value> {
-        let account = ctx.caller.account.clone();
+        let account = ctx.account.clone();
         let action = if put.is_some() {
             "PutRegistryCatalogData"
         } else {

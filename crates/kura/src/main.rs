@@ -248,6 +248,10 @@ struct ServeArgs {
     /// comma-separated list of CIDRs or addresses (default: none).
     #[arg(long, env = "KURA_TRUSTED_PROXIES", default_value = "", value_parser = |s: &str| s.parse::<kura_ecr::client::TrustedProxies>())]
     trusted_proxies: kura_ecr::client::TrustedProxies,
+    /// MiB of API request bodies (`POST /`) held in memory at once, across
+    /// all requests; a request that finds no room waits, then gets 503.
+    #[arg(long, env = "KURA_API_BODY_BUDGET_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    api_body_budget_mib: u64,
 }
 
 /// A duration (humantime, e.g. `30s`) that is not zero.
@@ -380,6 +384,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         boot.token_key,
         EcrConfig {
             max_session_secs: args.sts_max_session.as_secs().max(1),
+            api_body_budget: usize::try_from(args.api_body_budget_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             trusted_proxies: args.trusted_proxies.clone(),
             ..EcrConfig::new(&args.region, &boot.default_account)
         },

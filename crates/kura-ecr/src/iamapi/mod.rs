@@ -34,8 +34,9 @@ use axum::response::{IntoResponse, Response};
 use kura_store::iam::{kind, IamEntity};
 use serde_json::Value;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, SignedRequest};
 use crate::authz::Access;
+use crate::body::RequestBody;
 use crate::error::{EcrError, EcrResult};
 use crate::Ecr;
 
@@ -60,6 +61,14 @@ impl Service {
         }
     }
 
+    fn of_signing_name(name: &str) -> Service {
+        if name == "sts" {
+            Service::Sts
+        } else {
+            Service::Iam
+        }
+    }
+
     fn signing_name(self) -> &'static str {
         match self {
             Service::Iam => "iam",
@@ -75,12 +84,28 @@ impl Service {
     }
 }
 
-/// Answer one IAM or STS Query call.
-pub async fn handle(ecr: &Ecr, parts: &http::request::Parts, body: &[u8], rid: &str) -> Response {
-    let input = Input::parse(body);
+/// Answer one IAM or STS Query call: the headers authenticate first (for
+/// `iam` or `sts`), then the form is read and the signature checked over it
+/// for the service its `Action` belongs to.
+pub async fn handle(ecr: &Ecr, parts: &http::request::Parts, body: &mut RequestBody, rid: &str) -> Response {
+    let signed = match ecr.authenticate_headers(parts, &["iam", "sts"]).await {
+        Ok(s) => s,
+        Err(e) => {
+            let service = claimed_service(parts);
+            return error_in(service.namespace(), &auth_error(e, service), rid);
+        }
+    };
+    let claimed = Service::of_signing_name(signed.service());
+    let body = match ecr.read_body(parts, body).await {
+        Ok(b) => b,
+        Err(e) => return error_in(claimed.namespace(), &query_error(e), rid),
+    };
+    let input = Input::parse(&body.bytes);
     let action = input.opt("Action").unwrap_or_default().to_string();
     let service = Service::of(&action);
-    match run(ecr, parts, body, &input, &action, service).await {
+    let result = run(ecr, parts, signed, &body.sha256, &input, &action, service).await;
+    drop(body);
+    match result {
         Ok(result) => success_response(service, &action, result.as_deref(), rid),
         Err(e) => {
             if e.status.is_server_error() {
@@ -91,21 +116,47 @@ pub async fn handle(ecr: &Ecr, parts: &http::request::Parts, body: &[u8], rid: &
     }
 }
 
+/// The service a request's credential scope names, for answering a
+/// refusal before its `Action` is known (IAM unless it says `sts`).
+fn claimed_service(parts: &http::request::Parts) -> Service {
+    let req = kura_auth::sigv4::RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        headers: &parts.headers,
+        payload_sha256: "",
+    };
+    kura_auth::sigv4::parse(&req)
+        .map(|p| Service::of_signing_name(&p.service))
+        .unwrap_or(Service::Iam)
+}
+
+/// Body read failures with the Query protocol's codes.
+fn query_error(e: EcrError) -> EcrError {
+    match e.kind {
+        "ServiceUnavailableException" => EcrError {
+            kind: "ServiceUnavailable",
+            ..e
+        },
+        _ => e,
+    }
+}
+
 async fn run(
     ecr: &Ecr,
     parts: &http::request::Parts,
-    body: &[u8],
+    signed: SignedRequest,
+    payload_sha256: &str,
     input: &Input,
     action: &str,
     service: Service,
 ) -> EcrResult<Option<String>> {
+    let caller = ecr
+        .authenticate_body(parts, signed, payload_sha256, service.signing_name())
+        .map_err(|e| auth_error(e, service))?;
     if action.is_empty() {
         return Err(err::invalid_action("The request must name an Action"));
     }
-    let caller = ecr
-        .authenticate(parts, body, service.signing_name())
-        .await
-        .map_err(|e| auth_error(e, service))?;
     let ctx = Ctx {
         ecr,
         account: caller.account.clone(),

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 
-use super::{image_id, registry_id, repo_name, s, Ctx};
+use super::{image_id, repo_name, s, Ctx};
 use crate::error::{EcrError, EcrResult};
 use crate::Ecr;
 
@@ -51,7 +51,7 @@ fn not_found(kind: &'static str, what: &str) -> EcrError {
 
 /// Answer an operation of a later feature.
 pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Value> {
-    let account = registry_id(ctx, v)?;
+    let account = ctx.account.clone();
     // Repository-scoped operations first check the repository exists.
     let repo = if v.get("repositoryName").is_some() {
         let name = repo_name(v)?;

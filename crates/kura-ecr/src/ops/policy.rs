@@ -4,14 +4,14 @@
 use kura_iam::{ParseOptions, Policy};
 use serde_json::{json, Value};
 
-use super::{registry_id, repo_name, s, Ctx};
+use super::{repo_name, s, Ctx};
 use crate::authz::{registry_arn, repository_arn, Access};
 use crate::error::{EcrError, EcrResult};
 use crate::Ecr;
 
 /// Operations that act on the registry as a whole (no resource-level
 /// permissions: the resource is `*`, guarded by the registry policy).
-const REGISTRY_OPS: &[&str] = &[
+pub const REGISTRY_OPS: &[&str] = &[
     "GetAuthorizationToken",
     "DescribeRegistry",
     "PutRegistryScanningConfiguration",
@@ -54,26 +54,28 @@ fn tags_of(v: &Value) -> Vec<(String, String)> {
 
 impl Ecr {
     /// Authorize one ECR operation as its `ecr:` action: on the repository
-    /// it names, or on the registry. `DescribeRepositories` without names is
-    /// authorized per repository when it lists them.
+    /// it names, or on the registry. The account is `ctx.account`, the one
+    /// the operation then acts on (see [`Ctx::registry_of`]); only the tag
+    /// operations take theirs from the repository ARN they name, which the
+    /// operation parses the same way. `DescribeRepositories` without names
+    /// is authorized per repository when it lists them.
     pub(crate) async fn authorize_op(&self, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<()> {
         let action = format!("ecr:{op}");
         let region = &self.config.region;
+        let account = ctx.account.as_str();
         let access = if op == "DescribeRepositories" && v.get("repositoryNames").is_none() {
             // Listing is filtered per repository; listing another account's
             // registry needs a grant on all of its repositories.
-            let account = registry_id(ctx, v)?;
             if account == ctx.caller.account {
                 return Ok(());
             }
-            let mut access = Access::repository(&action, region, &account, "*");
-            access.policy_arn = Some(registry_arn(region, &account));
+            let mut access = Access::repository(&action, region, account, "*");
+            access.policy_arn = Some(registry_arn(region, account));
             access.tags_arn = None;
             access
         } else if op == "DescribeRepositories" {
-            let account = registry_id(ctx, v)?;
             for n in v["repositoryNames"].as_array().into_iter().flatten() {
-                let access = Access::repository(&action, region, &account, n.as_str().unwrap_or_default());
+                let access = Access::repository(&action, region, account, n.as_str().unwrap_or_default());
                 self.authorize(&ctx.caller, &access, ctx.source_ip).await?;
             }
             return Ok(());
@@ -92,30 +94,26 @@ impl Ecr {
             }
             access
         } else if REGISTRY_OPS.contains(&op) {
-            // The caller's own registry unless it names another.
-            let account = registry_id(ctx, v)?;
-            Access::registry(&action, region, &account)
+            Access::registry(&action, region, account)
         } else if let Some(name) = s(v, "repositoryName") {
-            let account = registry_id(ctx, v)?;
-            let mut access = Access::repository(&action, region, &account, name);
+            let mut access = Access::repository(&action, region, account, name);
             if op == "CreateRepository" {
                 // The repository does not exist yet: the registry policy
                 // guards its creation (as for replication and pull-through).
-                access.policy_arn = Some(registry_arn(region, &account));
+                access.policy_arn = Some(registry_arn(region, account));
                 access.tags_arn = None;
                 access = access.with_request_tags(&tags_of(v));
             }
             access
         } else {
-            let account = registry_id(ctx, v)?;
-            Access::registry(&action, region, &account)
+            Access::registry(&action, region, account)
         };
         self.authorize(&ctx.caller, &access, ctx.source_ip).await
     }
 
     /// `SetRepositoryPolicy`.
     pub(crate) async fn set_repository_policy(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let name = repo_name(v)?;
         self.require_repo(&account, &name).await?;
         let text = s(v, "policyText").unwrap_or_default();
@@ -127,7 +125,7 @@ impl Ecr {
 
     /// `GetRepositoryPolicy` and `DeleteRepositoryPolicy`.
     pub(crate) async fn get_repository_policy(&self, ctx: &Ctx, v: &Value, delete: bool) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let name = repo_name(v)?;
         self.require_repo(&account, &name).await?;
         let arn = repository_arn(&self.config.region, &account, name.as_str());
@@ -147,7 +145,7 @@ impl Ecr {
 
     /// `PutRegistryPolicy`.
     pub(crate) async fn put_registry_policy(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = ctx.caller.account.clone();
+        let account = ctx.account.clone();
         let text = s(v, "policyText").unwrap_or_default();
         check_policy(text, &ParseOptions::ecr_repository_policy(), "registry")?;
         self.iam
@@ -158,7 +156,7 @@ impl Ecr {
 
     /// `GetRegistryPolicy` and `DeleteRegistryPolicy`.
     pub(crate) async fn get_registry_policy(&self, ctx: &Ctx, delete: bool) -> EcrResult<Value> {
-        let account = ctx.caller.account.clone();
+        let account = ctx.account.clone();
         let arn = registry_arn(&self.config.region, &account);
         let row = if delete {
             self.iam.resource_policy_delete(&arn).await?

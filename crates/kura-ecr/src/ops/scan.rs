@@ -6,7 +6,7 @@ use kura_store::meta::ManifestKey;
 use kura_store::scan::ScanStart;
 use serde_json::{json, Value};
 
-use super::{decode_token, encode_token, image_id, image_not_found, max_results, registry_id, s, Ctx};
+use super::{decode_token, encode_token, image_id, image_not_found, max_results, s, Ctx};
 use crate::error::{EcrError, EcrResult};
 use crate::scanning::{self, ImageContext, MANUAL_SCAN_QUOTA_MS, REGISTRY_SCANNING_SETTING};
 use crate::templates::repository_arn;
@@ -144,7 +144,7 @@ impl Ecr {
     }
 
     pub(super) async fn put_registry_scanning_configuration(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let scan_type = s(v, "scanType").unwrap_or("BASIC");
         let rules = v.get("rules").cloned().unwrap_or(json!([]));
         for (i, rule) in rules.as_array().into_iter().flatten().enumerate() {
@@ -170,14 +170,14 @@ impl Ecr {
         Ok(json!({"registryScanningConfiguration": config}))
     }
 
-    pub(super) async fn get_registry_scanning_configuration(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+    pub(super) async fn get_registry_scanning_configuration(&self, ctx: &Ctx) -> EcrResult<Value> {
+        let account = ctx.account.clone();
         let config = scanning::registry_config(self.control.as_ref(), &account).await?;
         Ok(json!({"registryId": account, "scanningConfiguration": config}))
     }
 
     pub(super) async fn batch_get_repository_scanning_configuration(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let account = registry_id(ctx, v)?;
+        let account = ctx.account.clone();
         let config = scanning::registry_config(self.control.as_ref(), &account).await?;
         let mut configs = Vec::new();
         let mut failures = Vec::new();
