@@ -505,7 +505,7 @@ async fn orphan_files_older_than_the_grace_period_are_swept() {
     // A live upload session with bytes, its file made old.
     let StartOutcome::Started(live) = e
         .reg
-        .start_upload(ACCOUNT, &name("app"), None, None, body(vec![]))
+        .start_upload(ACCOUNT, &name("app"), None, None, None, body(vec![]))
         .await
         .unwrap()
     else {

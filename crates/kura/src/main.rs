@@ -35,8 +35,6 @@ struct Cli {
 // Parsed once per process: the size of the `serve` variant does not matter.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
-// Parsed once at start-up: the size of `serve`'s flags does not matter.
-#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Run the registry and the ECR API.
     Serve(ServeArgs),
