@@ -1,4 +1,4 @@
--- Who opened an upload session (the principal's ARN; NULL for sessions
+-- Who opened an upload session (the principal's unique id; NULL for sessions
 -- opened without a known caller), so open sessions can be capped per
 -- repository and per principal.
 ALTER TABLE uploads ADD COLUMN principal TEXT;
