@@ -84,6 +84,9 @@ impl From<StoreError> for EcrError {
             return EcrError::new("ServerException", "the registry's storage is full; retry later")
                 .with_status(StatusCode::SERVICE_UNAVAILABLE);
         }
+        if e.is_unstorable_text() {
+            return EcrError::invalid_parameter("A request value holds a character that cannot be stored (e.g. NUL)");
+        }
         tracing::error!(error = %e, "storage failure in the ECR API");
         EcrError::server()
     }

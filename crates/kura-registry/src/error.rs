@@ -71,6 +71,13 @@ impl From<StoreError> for ApiError {
             kura_store::space::note_disk_full("a registry request", &e);
             return ApiError::storage_full();
         }
+        if e.is_unstorable_text() {
+            return ApiError::new(
+                ErrorCode::Unsupported,
+                "a request value holds a character the registry cannot store (e.g. NUL)",
+            )
+            .status(StatusCode::BAD_REQUEST);
+        }
         // The detail stays in the log; the client gets a generic message.
         tracing::error!(error = %e, "storage failure");
         ApiError::new(ErrorCode::Internal, "internal storage error")

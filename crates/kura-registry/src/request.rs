@@ -182,7 +182,13 @@ impl Params {
                 .map(|(_, v)| v.clone())
                 .collect(),
             n,
-            last: single("last")?,
+            // Names and tags never hold a NUL, so every name after `a\0…`
+            // is a name after `a`: cutting `last` there lists the same page
+            // on every engine (PostgreSQL cannot take a NUL in a text value).
+            last: single("last")?.map(|l| match l.find('\0') {
+                Some(i) => l[..i].to_string(),
+                None => l,
+            }),
             artifact_type: single("artifactType")?,
             download: single(DOWNLOAD_PARAM)?,
         })

@@ -832,6 +832,21 @@ async fn tag_and_catalog_pagination() {
     assert_eq!(r.h("link"), Some("</v2/_catalog?n=2&last=b>; rel=\"next\""));
     let r = t.get("/v2/_catalog?n=2&last=b").await;
     assert_eq!(r.json()["repositories"], json!(["c", "p"]));
+    // A NUL in `last` (found by fuzzing: PostgreSQL refused the value and
+    // the registry answered 500) pages as if `last` ended there, on every
+    // engine: no name or tag holds a NUL.
+    assert_eq!(
+        t.get("/v2/p/tags/list?last=t2%00zz").await.json()["tags"],
+        json!(["t3", "t4"])
+    );
+    assert_eq!(
+        t.get("/v2/p/tags/list?last=%00").await.json()["tags"]
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
+    let r = t.get("/v2/_catalog?last=b%00").await;
+    assert_eq!(r.json()["repositories"], json!(["c", "p"]));
 }
 
 #[tokio::test]

@@ -24,5 +24,18 @@ pub enum StoreError {
     Unsupported(String),
 }
 
+impl StoreError {
+    /// Whether the database refused a text value it cannot hold (PostgreSQL
+    /// takes no NUL character: SQLSTATE 22021, or 22P05 for other
+    /// untranslatable characters). The value came from the request, so this
+    /// is the client's error, never a server fault.
+    pub fn is_unstorable_text(&self) -> bool {
+        match self {
+            StoreError::Db(sqlx::Error::Database(e)) => matches!(e.code().as_deref(), Some("22021" | "22P05")),
+            _ => false,
+        }
+    }
+}
+
 /// Result alias for the storage layer.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
