@@ -21,7 +21,10 @@ pub mod s3;
 pub mod scan;
 pub mod space;
 pub mod sql;
+mod sql_control;
 mod sql_iam;
+mod sql_maint;
+mod sql_meta;
 mod sql_scan;
 pub mod testdb;
 
