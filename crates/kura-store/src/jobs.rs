@@ -134,6 +134,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Extend a running job's lease to `now + lease_ms`; false if `owner`
     /// no longer holds it (lapsed and claimed by another, or finished).
     async fn job_heartbeat(&self, id: i64, owner: &str, lease_ms: i64) -> Result<bool>;
+    /// Let go of a running job without finishing it (its runner is stopping,
+    /// or died): its lease lapses now, so any runner may claim it; the
+    /// attempt still counts. False if `owner` does not hold it.
+    async fn job_release(&self, id: i64, owner: &str) -> Result<bool>;
     /// Mark a job done; false if `owner` no longer holds it.
     async fn job_complete(&self, id: i64, owner: &str) -> Result<bool>;
     /// Record a failure: queue it again or make it dead (also when its

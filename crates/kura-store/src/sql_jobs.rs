@@ -161,6 +161,20 @@ impl crate::jobs::JobStore for SqlMetaStore {
         })
     }
 
+    async fn job_release(&self, id: i64, owner: &str) -> Result<bool> {
+        retry_write!(self, async {
+            let res = sqlx::query(
+                "UPDATE jobs SET lease_until = 0, updated_at = $3 WHERE id = $1 AND lease_owner = $2 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(now_millis())
+            .execute(&self.write)
+            .await?;
+            Ok(res.rows_affected() > 0)
+        })
+    }
+
     async fn job_complete(&self, id: i64, owner: &str) -> Result<bool> {
         retry_write!(self, async {
             let now = now_millis();

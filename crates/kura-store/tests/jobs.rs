@@ -60,6 +60,11 @@ async fn suite(s: &dyn JobStore) {
     assert!(s.job_heartbeat(a1, "n1", 60_000).await.unwrap());
     assert!(!s.job_heartbeat(a1, "n2", 60_000).await.unwrap());
     assert!(s.job_get(a1).await.unwrap().unwrap().lease_until.unwrap() > now_millis() + 50_000);
+    // Release: only the owner; the job is claimable at once (the attempt counts).
+    assert!(!s.job_release(a1, "n2").await.unwrap());
+    assert!(s.job_release(a1, "n1").await.unwrap());
+    let got = s.job_claim(&kinds(&["a"]), "n1", 30_000, 10).await.unwrap();
+    assert_eq!((got[0].id, got[0].attempts), (a1, 2), "a released job is claimable again");
 
     // Complete: only by the owner; done is final.
     assert!(!s.job_complete(a1, "n2").await.unwrap());
@@ -104,6 +109,7 @@ async fn suite(s: &dyn JobStore) {
         "the last attempt failed: dead"
     );
     let dead = s.job_get(c).await.unwrap().unwrap();
+    assert!(s.job_claim(&kinds(&["c"]), "n1", 30_000, 10).await.unwrap().is_empty(), "dead is final");
     assert_eq!((dead.state.as_str(), dead.attempts, dead.last_error.as_deref()), ("dead", 2, Some("e2")));
     assert!(dead.finished_at.is_some());
     // A fatal error is dead at once.
