@@ -246,6 +246,72 @@ pub fn owner_name() -> String {
     kura_store::gc::lease_holder()
 }
 
+/// The job kind that deletes old finished jobs.
+pub const PURGE_JOB: &str = "jobs-purge";
+
+/// Deletes done jobs older than `keep_done` and dead letters older than
+/// `keep_dead` (`jobs-purge`, scheduled by the binary).
+pub struct PurgeJob {
+    /// The job table.
+    pub store: Arc<dyn JobStore>,
+    /// How long done jobs stay listable.
+    pub keep_done: Duration,
+    /// How long dead letters stay listable (and retryable).
+    pub keep_dead: Duration,
+}
+
+#[async_trait::async_trait]
+impl JobHandler for PurgeJob {
+    fn kind(&self) -> &str {
+        PURGE_JOB
+    }
+
+    async fn run(&self, _job: &Job) -> Result<(), JobError> {
+        let now = kura_store::now_millis();
+        let done = self
+            .store
+            .job_purge(JobState::Done, now - self.keep_done.as_millis() as i64)
+            .await?;
+        let dead = self
+            .store
+            .job_purge(JobState::Dead, now - self.keep_dead.as_millis() as i64)
+            .await?;
+        if done + dead > 0 {
+            tracing::info!(done, dead, "purged old jobs");
+        }
+        Ok(())
+    }
+}
+
+/// Release the running jobs of processes of this host that are gone: for
+/// the embedded (SQLite) setup at start-up, so a job cut off by a crash is
+/// taken again at once instead of when its lease lapses. Returns their ids.
+pub async fn release_orphans(store: &dyn JobStore) -> Result<Vec<i64>, StoreError> {
+    let host = kura_store::gc::host_name();
+    let mut released = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.job_list(Some(JobState::Running), None, after, 500).await?;
+        for job in &page {
+            let owner = job.lease_owner.as_deref().unwrap_or_default();
+            let mut parts = owner.splitn(3, ':');
+            let (Some(h), Some(pid)) = (parts.next(), parts.next().and_then(|p| p.parse::<u32>().ok())) else {
+                continue;
+            };
+            // Our own pid is a predecessor's (a container's pid 1): call this
+            // before this process's runner starts.
+            let alive = pid != std::process::id() && std::path::Path::new(&format!("/proc/{pid}")).exists();
+            if h == host && !alive && store.job_release(job.id, owner).await? {
+                released.push(job.id);
+            }
+        }
+        match page.last() {
+            Some(l) if page.len() == 500 => after = l.id,
+            _ => return Ok(released),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
