@@ -13,6 +13,7 @@
 
 pub mod endpoint;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod request;
 pub mod service;
@@ -20,6 +21,7 @@ pub mod service;
 use std::sync::Arc;
 
 pub use error::ApiError;
+pub use events::{Actor, EventKind, EventListener, EventType, ImageEvent};
 pub use request::DataRequest;
 pub use service::{PushObserver, Registry, RegistryConfig};
 

@@ -20,6 +20,7 @@ use kura_store::meta::{
 use kura_store::{BlobStore, MetaStore, StoreError};
 
 use crate::error::{ApiError, ApiResult};
+use crate::events::{Actor, EventKind, EventListener, EventType, ImageEvent};
 
 mod catalog;
 mod manifests;
@@ -75,6 +76,7 @@ pub trait PushObserver: Send + Sync + 'static {
 /// The data-plane service.
 pub struct Registry {
     observer: std::sync::OnceLock<Arc<dyn PushObserver>>,
+    listeners: crate::events::Listeners,
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     config: RegistryConfig,
@@ -232,6 +234,7 @@ impl Registry {
             config,
             provisioner: None,
             observer: Default::default(),
+            listeners: Default::default(),
             pulls: Throttle::new(60_000),
             touches: Throttle::new(kura_store::sql::TOUCH_EVERY_MS),
         }
@@ -240,6 +243,25 @@ impl Registry {
     /// Install the push observer (once; later calls are ignored).
     pub fn set_push_observer(&self, o: Arc<dyn PushObserver>) {
         let _ = self.observer.set(o);
+    }
+
+    /// Add an event listener (any number; each gets the events of the
+    /// types its [`EventListener::wants`] asks for, in subscription order).
+    pub fn subscribe(&self, listener: Arc<dyn EventListener>) {
+        self.listeners.subscribe(listener);
+    }
+
+    /// Whether some listener wants events of type `ty`.
+    pub fn wants(&self, ty: EventType) -> bool {
+        self.listeners.wants(ty)
+    }
+
+    /// Emit one event to the listeners that want it (after the change committed).
+    pub(crate) async fn emit(&self, account: &str, repository: &str, actor: &Actor, kind: EventKind) {
+        if self.listeners.wants(kind.event_type()) {
+            let event = ImageEvent::new(account, repository, actor, kind);
+            self.listeners.emit(&event).await;
+        }
     }
 
     /// Let a push create missing repositories through `p`.
