@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use kura_oci::manifest::{self, MAX_MANIFEST_BYTES};
-use kura_oci::{Algorithm, Digest, ErrorCode, Hasher, Reference, RepoName, Tag};
+use kura_oci::{Algorithm, Digest, Hasher, Reference, RepoName, Tag};
 use kura_store::blob::ByteStream;
 use kura_store::meta::{
     BlobRow, Claim, DeleteManifest, ManifestKey, ManifestRow, NewManifest, PutManifestError, Referrer, RepoId, RepoRow,
@@ -19,12 +19,13 @@ use kura_store::meta::{
 };
 use kura_store::{BlobStore, MetaStore, StoreError};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Invalid, RegistryError, RegistryResult};
 use crate::events::{Actor, EventKind, EventListener, EventType, ImageEvent};
 
 mod catalog;
 mod manifests;
 pub use catalog::{CatalogFilter, RepoFilter};
+pub use manifests::{DeleteCause, Untagged};
 
 /// A request body as a stream of chunks.
 pub type Body = BoxStream<'static, io::Result<Bytes>>;
@@ -166,30 +167,21 @@ pub struct PutManifestOutcome {
     pub subject: Option<Digest>,
 }
 
-fn digest_param(s: &str) -> ApiResult<Digest> {
-    s.parse::<Digest>().map_err(|e| {
-        let code = match e {
-            kura_oci::DigestError::Unsupported(_) => ErrorCode::DigestInvalid,
-            _ => ErrorCode::DigestInvalid,
-        };
-        ApiError::new(code, format!("invalid digest {s:?}: {e}"))
-    })
+fn digest_param(s: &str) -> RegistryResult<Digest> {
+    s.parse::<Digest>()
+        .map_err(|e| RegistryError::invalid(Invalid::Digest, format!("invalid digest {s:?}: {e}")))
 }
 
 /// ECR's answer for a repository that does not exist.
-pub fn name_unknown(account: &str, name: &RepoName) -> ApiError {
-    ApiError::new(
-        ErrorCode::NameUnknown,
-        format!("The repository with name '{name}' does not exist in the registry with id '{account}'"),
-    )
-    .detail(serde_json::json!({ "name": name.as_str() }))
+pub fn name_unknown(account: &str, name: &RepoName) -> RegistryError {
+    RegistryError::RepositoryUnknown {
+        account: account.to_string(),
+        name: name.to_string(),
+    }
 }
 
-fn upload_unknown(id: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::BlobUploadUnknown,
-        format!("upload {id:?} is unknown or finished"),
-    )
+fn upload_unknown(id: &str) -> RegistryError {
+    RegistryError::UploadUnknown { id: id.to_string() }
 }
 
 fn is_not_found(e: &StoreError) -> bool {
@@ -285,18 +277,18 @@ impl Registry {
         &self.config
     }
 
-    async fn repo(&self, account: &str, name: &RepoName) -> ApiResult<RepoId> {
+    async fn repo(&self, account: &str, name: &RepoName) -> RegistryResult<RepoId> {
         Ok(self.repo_row(account, name).await?.id)
     }
 
-    async fn repo_row(&self, account: &str, name: &RepoName) -> ApiResult<RepoRow> {
+    async fn repo_row(&self, account: &str, name: &RepoName) -> RegistryResult<RepoRow> {
         self.meta
             .repo_get(account, name.as_str())
             .await?
             .ok_or_else(|| name_unknown(account, name))
     }
 
-    async fn repo_for_push(&self, account: &str, name: &RepoName) -> ApiResult<RepoRow> {
+    async fn repo_for_push(&self, account: &str, name: &RepoName) -> RegistryResult<RepoRow> {
         if let Some(r) = self.meta.repo_get(account, name.as_str()).await? {
             return Ok(r);
         }
@@ -323,24 +315,23 @@ impl Registry {
         digest: &str,
         range: Option<&str>,
         head: bool,
-    ) -> ApiResult<BlobRead> {
+    ) -> RegistryResult<BlobRead> {
         let digest = digest_param(digest)?;
         let repo = self.repo(account, name).await?;
         let blob = self.meta.blob_get(repo, digest.as_str()).await?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::BlobUnknown,
-                format!("blob {digest} is not in repository {name}"),
-            )
+            RegistryError::BlobUnknown {
+                digest: digest.to_string(),
+                message: format!("blob {digest} is not in repository {name}"),
+            }
         })?;
         let size = blob.size as u64;
         let range = match range {
             None => None,
             Some(h) => Some(parse_range(h, size).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::RangeInvalid,
-                    format!("range {h:?} cannot be satisfied for a blob of {size} bytes"),
-                )
-                .header("content-range", format!("bytes */{size}"))
+                RegistryError::RangeUnsatisfiable {
+                    range: h.to_string(),
+                    size,
+                }
             })?),
         };
         let body = if head {
@@ -363,10 +354,10 @@ impl Registry {
                 Ok(s) => Some(s),
                 Err(e) if is_not_found(&e) => {
                     tracing::error!(digest = %digest, key = %blob.storage_key, "blob row has no bytes");
-                    return Err(ApiError::new(
-                        ErrorCode::BlobUnknown,
-                        format!("blob {digest} content is missing"),
-                    ));
+                    return Err(RegistryError::BlobUnknown {
+                        digest: digest.to_string(),
+                        message: format!("blob {digest} content is missing"),
+                    });
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -381,7 +372,7 @@ impl Registry {
 
     /// A presigned URL of the blob store for a blob GET, when redirects are on
     /// and the store can presign.
-    async fn presigned(&self, key: &str) -> ApiResult<Option<String>> {
+    async fn presigned(&self, key: &str) -> RegistryResult<Option<String>> {
         match self.config.blob_redirect {
             Some(ttl) => Ok(self.blobs.presign_get(key, ttl).await?),
             None => Ok(None),
@@ -389,38 +380,45 @@ impl Registry {
     }
 
     /// Remove a blob from a repository (the bytes go when nothing references them).
-    pub async fn delete_blob(&self, account: &str, name: &RepoName, digest: &str) -> ApiResult<()> {
+    pub async fn delete_blob(&self, account: &str, name: &RepoName, digest: &str) -> RegistryResult<()> {
         let digest = digest_param(digest)?;
         let repo = self.repo(account, name).await?;
         if self.meta.blob_unlink(repo, digest.as_str()).await? {
             Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorCode::BlobUnknown,
-                format!("blob {digest} is not in repository {name}"),
-            ))
+            Err(RegistryError::BlobUnknown {
+                digest: digest.to_string(),
+                message: format!("blob {digest} is not in repository {name}"),
+            })
         }
     }
 
     // ----- uploads -----------------------------------------------------------
 
     /// POST `/blobs/uploads/`: mount, single-POST upload, or open a session.
-    /// `principal` (the caller's ARN, when known) is recorded with the
-    /// session and counted against the per-principal cap.
+    /// The `actor`'s principal (its unique id; none when anonymous) is
+    /// recorded with the session and counted against the per-principal cap.
+    /// A mount emits [`EventKind::BlobMounted`].
     pub async fn start_upload(
         &self,
         account: &str,
         name: &RepoName,
         mount: Option<&crate::request::Mount>,
         digest: Option<&str>,
-        principal: Option<&str>,
+        actor: &Actor,
         body: Body,
-    ) -> ApiResult<StartOutcome> {
+    ) -> RegistryResult<StartOutcome> {
+        let principal = (!actor.is_anonymous()).then_some(actor.principal_id.as_str());
         let repo = self.repo_for_push(account, name).await?.id;
         if let Some(m) = mount {
             let d = digest_param(&m.digest)?;
             if let Some(from_repo) = self.meta.repo_get(account, m.from.as_str()).await? {
                 if self.meta.blob_mount(repo, from_repo.id, d.as_str()).await? {
+                    let mounted = EventKind::BlobMounted {
+                        digest: d.to_string(),
+                        from_repository: from_repo.name,
+                    };
+                    self.emit(account, name.as_str(), actor, mounted).await;
                     return Ok(StartOutcome::Created(d));
                 }
             }
@@ -461,7 +459,7 @@ impl Registry {
             if let Err(e) = self.blobs.abort(&row.handle).await {
                 tracing::warn!(error = %e, upload = %id, "could not remove a refused upload's file");
             }
-            return Err(ApiError::new(ErrorCode::TooManyRequests, msg).header("retry-after", "60"));
+            return Err(RegistryError::LimitExceeded { message: msg });
         }
         match expected {
             Some(d) => {
@@ -473,7 +471,7 @@ impl Registry {
         }
     }
 
-    async fn upload_in_repo(&self, account: &str, name: &RepoName, id: &str) -> ApiResult<UploadRow> {
+    async fn upload_in_repo(&self, account: &str, name: &RepoName, id: &str) -> RegistryResult<UploadRow> {
         let repo = self
             .meta
             .repo_get(account, name.as_str())
@@ -487,7 +485,7 @@ impl Registry {
     }
 
     /// GET on an upload: its progress.
-    pub async fn upload_status(&self, account: &str, name: &RepoName, id: &str) -> ApiResult<UploadStatus> {
+    pub async fn upload_status(&self, account: &str, name: &RepoName, id: &str) -> RegistryResult<UploadStatus> {
         let u = self.upload_in_repo(account, name, id).await?;
         Ok(UploadStatus {
             id: u.id,
@@ -496,7 +494,7 @@ impl Registry {
     }
 
     /// DELETE on an upload: cancel it.
-    pub async fn cancel_upload(&self, account: &str, name: &RepoName, id: &str) -> ApiResult<()> {
+    pub async fn cancel_upload(&self, account: &str, name: &RepoName, id: &str) -> RegistryResult<()> {
         let u = self.upload_in_repo(account, name, id).await?;
         if self.meta.upload_delete(&u.id).await? {
             self.blobs.abort(&u.handle).await?;
@@ -515,7 +513,7 @@ impl Registry {
         start: Option<u64>,
         declared_len: Option<u64>,
         body: Option<Body>,
-    ) -> ApiResult<(UploadRow, String, u64, Hasher)> {
+    ) -> RegistryResult<(UploadRow, String, u64, Hasher)> {
         let repo = self
             .meta
             .repo_get(account, name.as_str())
@@ -577,7 +575,7 @@ impl Registry {
                 if let Err(e) = self.meta.upload_delete(id).await {
                     tracing::warn!(upload = %id, error = %e, "could not end a failed upload; GC will");
                 }
-                return Err(ApiError::storage_full());
+                return Err(RegistryError::Unavailable);
             }
             Err(e) => {
                 self.meta.upload_release(id, &lease).await?;
@@ -589,8 +587,8 @@ impl Registry {
                 }
                 if let StoreError::Io(io) = &e {
                     // A client that hangs up mid-body: nothing was accepted.
-                    return Err(ApiError::new(
-                        ErrorCode::BlobUploadInvalid,
+                    return Err(RegistryError::invalid(
+                        Invalid::BlobUpload,
                         format!("upload body was not received: {io}"),
                     ));
                 }
@@ -601,8 +599,8 @@ impl Registry {
         if let Some(len) = declared_len {
             if len != received {
                 self.meta.upload_release(id, &lease).await?;
-                return Err(ApiError::new(
-                    ErrorCode::SizeInvalid,
+                return Err(RegistryError::invalid(
+                    Invalid::Size,
                     format!("chunk declared {len} bytes but {received} were received"),
                 ));
             }
@@ -641,11 +639,11 @@ impl Registry {
         range: Option<(u64, u64)>,
         content_length: Option<u64>,
         body: Body,
-    ) -> ApiResult<UploadStatus> {
+    ) -> RegistryResult<UploadStatus> {
         let declared = match (range, content_length) {
             (Some((a, b)), Some(len)) if b - a + 1 != len => {
-                return Err(ApiError::new(
-                    ErrorCode::SizeInvalid,
+                return Err(RegistryError::invalid(
+                    Invalid::Size,
                     format!("Content-Range {a}-{b} does not match Content-Length {len}"),
                 ))
             }
@@ -682,7 +680,7 @@ impl Registry {
         digest: &str,
         range: Option<(u64, u64)>,
         body: Option<Body>,
-    ) -> ApiResult<Digest> {
+    ) -> RegistryResult<Digest> {
         let expected = digest_param(digest)?;
         let declared = range.map(|(a, b)| b - a + 1);
         let (row, lease, size, hasher) = self
@@ -699,8 +697,8 @@ impl Registry {
                 Err(StoreError::Unsupported(m)) => {
                     // S3 cannot read back a multipart upload: say so plainly.
                     self.meta.upload_release(id, &lease).await?;
-                    return Err(ApiError::new(
-                        ErrorCode::Unsupported,
+                    return Err(RegistryError::invalid(
+                        Invalid::Unsupported,
                         format!(
                             "cannot verify a {} digest of a chunked upload streamed as {} ({m}); \
                              name the digest when the upload starts, or use sha256",
@@ -729,11 +727,11 @@ impl Registry {
             // Nothing is stored: the session ends and its bytes are dropped.
             self.meta.upload_delete(id).await?;
             self.blobs.abort(&row.handle).await?;
-            return Err(ApiError::new(
-                ErrorCode::DigestInvalid,
-                format!("uploaded content has digest {actual}, not {expected}"),
-            )
-            .detail(serde_json::json!({ "expected": expected.as_str(), "actual": actual.as_str(), "size": size })));
+            return Err(RegistryError::DigestMismatch {
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+                size,
+            });
         }
         let key = match self
             .renewing(id, &lease, self.blobs.commit(&row.handle, size, &expected))
@@ -792,18 +790,17 @@ impl Registry {
 }
 
 /// A 413 for a manifest body over the limit.
-pub fn too_large(len: usize) -> ApiError {
-    ApiError::new(
-        ErrorCode::TooLarge,
-        format!("manifest of {len} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
-    )
+pub fn too_large(len: usize) -> RegistryError {
+    RegistryError::ManifestTooLarge { len }
 }
 
-fn range_error(name: &RepoName, id: &str, offset: u64, why: &str) -> ApiError {
-    ApiError::new(ErrorCode::RangeInvalid, format!("{why}; the upload has {offset} bytes"))
-        .header("location", format!("/v2/{name}/blobs/uploads/{id}"))
-        .header("range", format!("0-{}", offset.saturating_sub(1)))
-        .header("docker-upload-uuid", id)
+fn range_error(name: &RepoName, id: &str, offset: u64, why: &str) -> RegistryError {
+    RegistryError::UploadOffset {
+        repository: name.to_string(),
+        id: id.to_string(),
+        offset,
+        why: why.to_string(),
+    }
 }
 
 #[cfg(test)]
