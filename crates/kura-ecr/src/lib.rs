@@ -127,7 +127,7 @@ pub struct Ecr {
 
 impl Ecr {
     /// Assemble the service. `token_key` signs registry tokens and download URLs.
-    /// The scanner is installed as the registry's push observer (scan on push).
+    /// The scanner subscribes to the registry's `ImagePushed` events (scan on push).
     pub fn new(
         stores: Stores,
         registry: Arc<Registry>,
@@ -144,7 +144,7 @@ impl Ecr {
             registry.clone(),
             scan_settings,
         );
-        registry.set_push_observer(Arc::new(scanner.clone()));
+        registry.subscribe(Arc::new(scanner.clone()));
         Ecr {
             meta: stores.meta,
             control: stores.control,

@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use kura_registry::service::PushObserver;
-use kura_registry::Registry;
+use kura_registry::{Actor, EventKind, EventListener, EventType, ImageEvent, Registry};
 use kura_scan::inventory::{self, LayerIndex, Limits};
 use kura_scan::matcher::{self, Finding};
 use kura_scan::vulndb::{self, Advisory};
@@ -471,6 +470,12 @@ impl Scanner {
                     .to_string(),
                 })
                 .await?;
+            let counts = counts.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let actor = Actor::scanner(repo_row.account.clone());
+            self.inner
+                .registry
+                .scan_completed(&repo_row.account, &repo_row.name, digest, status, counts, &actor)
+                .await;
         }
         Ok(())
     }
@@ -503,18 +508,32 @@ fn is_tar_layer(media_type: &str) -> bool {
     )
 }
 
-impl PushObserver for Scanner {
-    fn manifest_pushed(&self, repo: &RepoRow, digest: &str, media_type: &str) {
+/// Scan on push: the scanner listens for `ImagePushed` (and only that) and
+/// starts the scan in the background.
+#[async_trait::async_trait]
+impl EventListener for Scanner {
+    async fn on_event(&self, event: &ImageEvent) {
+        let EventKind::ImagePushed { digest, media_type, .. } = &event.kind else {
+            return;
+        };
         if !matches!(
-            media_type,
+            media_type.as_str(),
             "application/vnd.docker.distribution.manifest.v2+json" | "application/vnd.oci.image.manifest.v1+json"
         ) {
             return;
         }
         let this = self.clone();
-        let repo = repo.clone();
-        let digest = digest.to_string();
+        let (account, name) = (event.account.clone(), event.repository.clone());
+        let digest = digest.clone();
         tokio::spawn(async move {
+            let repo = match this.inner.meta.repo_get(&account, &name).await {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "scan on push: repository unreadable");
+                    return;
+                }
+            };
             let config = match registry_config(this.inner.control.as_ref(), &repo.account).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -538,6 +557,10 @@ impl PushObserver for Scanner {
                 Err(e) => tracing::warn!(error = %e, "scan on push could not start"),
             }
         });
+    }
+
+    fn wants(&self, ty: EventType) -> bool {
+        ty == EventType::ImagePushed
     }
 }
 

@@ -193,7 +193,10 @@ pub enum RegistryError {
         size: u64,
     },
     /// A manifest body over the size limit.
-    #[error("manifest of {len} bytes exceeds the {}-byte limit", kura_oci::manifest::MAX_MANIFEST_BYTES)]
+    #[error(
+        "manifest of {len} bytes exceeds the {}-byte limit",
+        kura_oci::manifest::MAX_MANIFEST_BYTES
+    )]
     ManifestTooLarge {
         /// Its length.
         len: usize,
@@ -277,8 +280,10 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(ErrorCode::ManifestBlobUnknown, message)
                     .detail(serde_json::json!({ "blobs": blobs, "manifests": manifests }))
             }
-            RegistryError::DigestMismatch { expected, actual, size } => ApiError::new(ErrorCode::DigestInvalid, message)
-                .detail(serde_json::json!({ "expected": expected, "actual": actual, "size": size })),
+            RegistryError::DigestMismatch { expected, actual, size } => {
+                ApiError::new(ErrorCode::DigestInvalid, message)
+                    .detail(serde_json::json!({ "expected": expected, "actual": actual, "size": size }))
+            }
             RegistryError::UploadOffset {
                 repository, id, offset, ..
             } => ApiError::new(ErrorCode::RangeInvalid, message)

@@ -26,7 +26,6 @@ use crate::service::{self, CatalogFilter, Registry, StartOutcome, UploadStatus};
 #[derive(Clone, Debug)]
 pub struct AccountId(pub String);
 
-
 /// The data-plane router.
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()

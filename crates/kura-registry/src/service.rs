@@ -66,17 +66,8 @@ pub trait RepoProvisioner: Send + Sync + 'static {
     async fn provision(&self, account: &str, name: &str) -> Result<Option<RepoRow>, StoreError>;
 }
 
-/// Told about every manifest a push stored (the scanner's scan-on-push plugs in here).
-/// Called on the request path after the commit: implementations must return at once and do
-/// their work in the background.
-pub trait PushObserver: Send + Sync + 'static {
-    /// `digest` (of `media_type`) was stored in `repo`.
-    fn manifest_pushed(&self, repo: &RepoRow, digest: &str, media_type: &str);
-}
-
 /// The data-plane service.
 pub struct Registry {
-    observer: std::sync::OnceLock<Arc<dyn PushObserver>>,
     listeners: crate::events::Listeners,
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
@@ -225,16 +216,10 @@ impl Registry {
             blobs,
             config,
             provisioner: None,
-            observer: Default::default(),
             listeners: Default::default(),
             pulls: Throttle::new(60_000),
             touches: Throttle::new(kura_store::sql::TOUCH_EVERY_MS),
         }
-    }
-
-    /// Install the push observer (once; later calls are ignored).
-    pub fn set_push_observer(&self, o: Arc<dyn PushObserver>) {
-        let _ = self.observer.set(o);
     }
 
     /// Add an event listener (any number; each gets the events of the
@@ -318,20 +303,20 @@ impl Registry {
     ) -> RegistryResult<BlobRead> {
         let digest = digest_param(digest)?;
         let repo = self.repo(account, name).await?;
-        let blob = self.meta.blob_get(repo, digest.as_str()).await?.ok_or_else(|| {
-            RegistryError::BlobUnknown {
+        let blob = self
+            .meta
+            .blob_get(repo, digest.as_str())
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown {
                 digest: digest.to_string(),
                 message: format!("blob {digest} is not in repository {name}"),
-            }
-        })?;
+            })?;
         let size = blob.size as u64;
         let range = match range {
             None => None,
-            Some(h) => Some(parse_range(h, size).ok_or_else(|| {
-                RegistryError::RangeUnsatisfiable {
-                    range: h.to_string(),
-                    size,
-                }
+            Some(h) => Some(parse_range(h, size).ok_or_else(|| RegistryError::RangeUnsatisfiable {
+                range: h.to_string(),
+                size,
             })?),
         };
         let body = if head {

@@ -394,7 +394,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     ));
     ecr.scanner().spawn_background();
-    let app = kura_ecr::app(ecr, registry);
+    let app = kura_ecr::app(ecr, registry.clone());
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
             &boot.default_account,
@@ -425,13 +425,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     if !args.lifecycle_interval.is_zero() {
-        let (meta, every) = (meta.clone(), args.lifecycle_interval);
+        let (meta, registry, every) = (meta.clone(), registry.clone(), args.lifecycle_interval);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.tick().await;
             loop {
                 tick.tick().await;
-                if let Err(e) = kura_ecr::lifecycle::run_all(meta.clone(), meta.clone()).await {
+                if let Err(e) = kura_ecr::lifecycle::run_all(registry.clone(), meta.clone()).await {
                     tracing::error!(error = %e, "lifecycle run failed");
                 }
             }
@@ -477,8 +477,11 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
 
 async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
-    let (meta, _) = open_stores(&args).await?;
-    let report = kura_ecr::lifecycle::run_all(meta.clone(), meta)
+    let (meta, blobs) = open_stores(&args).await?;
+    // No listeners here: expiries by `kura lifecycle run` reach the audit
+    // record below, not the event listeners of a running server.
+    let registry = Arc::new(Registry::new(meta.clone(), blobs, Default::default()));
+    let report = kura_ecr::lifecycle::run_all(registry, meta)
         .await
         .context("lifecycle run")?;
     println!("{}", serde_json::to_string_pretty(&report)?);
