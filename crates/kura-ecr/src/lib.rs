@@ -165,6 +165,11 @@ impl Ecr {
         &self.body_budget
     }
 
+    /// The data plane's service (subscribe event listeners here).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// The image scanner.
     pub fn scanner(&self) -> &scanning::Scanner {
         &self.scanner

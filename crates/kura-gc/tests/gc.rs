@@ -10,9 +10,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use kura_gc::{collect, GcOptions};
 use kura_oci::{Digest, RepoName};
+use kura_registry::error::RegistryError;
 use kura_registry::request::Mount;
 use kura_registry::service::{Body, StartOutcome};
-use kura_registry::error::RegistryError;
 use kura_registry::{Actor, Registry, RegistryConfig};
 use kura_store::sql::TOUCH_SLACK_MS;
 use kura_store::{BlobStore, FsBlobStore, MaintenanceStore, MetaStore, SqlMetaStore};
@@ -64,7 +64,14 @@ fn name(s: &str) -> RepoName {
 async fn push_blob(reg: &Registry, repo: &str, data: &[u8]) -> String {
     let d = Digest::sha256(data);
     let out = reg
-        .start_upload(ACCOUNT, &name(repo), None, Some(d.as_str()), &actor(), body(data.to_vec()))
+        .start_upload(
+            ACCOUNT,
+            &name(repo),
+            None,
+            Some(d.as_str()),
+            &actor(),
+            body(data.to_vec()),
+        )
         .await
         .unwrap();
     assert_eq!(out, StartOutcome::Created(d.clone()));
@@ -196,7 +203,10 @@ async fn collects_only_unreferenced_blobs_and_reports_it() {
 
     // Deleting the image releases its blobs.
     let row = e.reg.get_manifest(ACCOUNT, &name("app"), "v1", None).await.unwrap();
-    e.reg.delete_manifest(ACCOUNT, &name("app"), &row.digest, &actor()).await.unwrap();
+    e.reg
+        .delete_manifest(ACCOUNT, &name("app"), &row.digest, &actor())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(5 + TOUCH_SLACK_MS as u64)).await;
     let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &opts(0))
         .await
