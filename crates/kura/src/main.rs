@@ -503,8 +503,11 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
 
 async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
-    let (meta, _) = open_stores(&args).await?;
-    let report = kura_ecr::lifecycle::run_all(meta.clone(), meta)
+    let (meta, blobs) = open_stores(&args).await?;
+    // No listeners here: expiries by `kura lifecycle run` reach the audit
+    // record below, not the event listeners of a running server.
+    let registry = Arc::new(Registry::new(meta.clone(), blobs, Default::default()));
+    let report = kura_ecr::lifecycle::run_all(registry, meta)
         .await
         .context("lifecycle run")?;
     println!("{}", serde_json::to_string_pretty(&report)?);
