@@ -180,3 +180,29 @@ def test_lifecycle_preview_is_a_job(tmp_path):
         assert [j["state"] for j in previews] == ["done"], previews
     finally:
         reg.stop()
+
+
+def test_periodic_lifecycle_runs_as_one_job_per_slot(tmp_path):
+    """Guards: `--lifecycle-interval` schedules `lifecycle` jobs (one per interval slot, each
+    with its slot's key) that apply the policies: untagged images beyond the newest expire."""
+    reg = Registry(str(tmp_path))
+    reg.start(extra_env={"KURA_LIFECYCLE_INTERVAL": "1s", "KURA_GC_INTERVAL": "0s"})
+    try:
+        c = reg.ecr()
+        c.create_repository(repositoryName="jobs/expire")
+        for i in range(3):
+            ecr_util.push_image(c, "jobs/expire", None, seed="e%d" % i)
+            time.sleep(0.01)
+        c.put_lifecycle_policy(repositoryName="jobs/expire", lifecyclePolicyText=json.dumps({"rules": [{
+            "rulePriority": 1, "selection": {"tagStatus": "untagged", "countType": "imageCountMoreThan",
+                                             "countNumber": 1}, "action": {"type": "expire"}}]}))
+        wait_for("the background run to expire two images",
+                 lambda: len(c.describe_images(repositoryName="jobs/expire")["imageDetails"]) == 1)
+        runs = wait_for("two scheduled runs", lambda: (lambda d: d if len(d) >= 2 else None)(
+            [j for j in jobs(reg, "--kind", "lifecycle") if j["state"] == "done"]))
+        keys = [j["uniqueKey"] for j in runs]
+        assert len(set(keys)) == len(keys), "a slot ran twice: %s" % keys
+        assert all(k.startswith("every:lifecycle:1000:") for k in keys), keys
+        assert all(j["lane"] == "every:lifecycle" for j in runs)
+    finally:
+        reg.stop()
