@@ -24,8 +24,13 @@
 //! HEAD of its manifests, blobs, tags and referrers. Pushing still needs a
 //! registry token (from either API's GetAuthorizationToken).
 
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
 use base64::Engine;
 use http::HeaderMap;
+use kura_aws::service::OpTable;
+use kura_aws::{AwsService, Call, OpSpec, Protocol, Scope};
 use kura_oci::RepoName;
 use kura_registry::endpoint::Endpoint;
 use kura_registry::DataRequest;
@@ -76,50 +81,109 @@ pub fn registry_arn(account: &str) -> String {
     format!("arn:aws:ecr-public::{account}:registry/{account}")
 }
 
-/// Answer one ECR Public call: the headers authenticate, then the body is
-/// read and the signature checked over it (as for ECR, [`crate::api`]).
-pub async fn handle(
-    ecr: &Ecr,
-    parts: &http::request::Parts,
-    target: &str,
-    body: &mut crate::body::RequestBody,
-) -> EcrResult<Value> {
-    let m = model::public_model();
-    let op = target
-        .strip_prefix(m.target_prefix.as_str())
-        .and_then(|s| s.strip_prefix('.'))
-        .filter(|op| m.operations.contains_key(*op))
-        .ok_or_else(|| EcrError::unknown_operation(target))?
-        .to_string();
-    crate::body::declared_length(parts)?;
-    let signed = ecr.authenticate_headers(parts, &["ecr-public"]).await?;
-    let body = ecr.read_body(parts, body).await?;
-    let caller = ecr.authenticate_body(parts, signed, &body.sha256, "ecr-public")?;
-    let input = crate::json_input(&body.bytes)?;
-    m.validate(&op, &input)?;
-    // One account for authorization and action, as for ECR; ECR Public
-    // registries are managed by their own account only.
-    let account = Ctx::registry_of(m, &op, &input, &caller);
-    if account != caller.account {
-        return Err(EcrError::new(
-            "AccessDeniedException",
-            format!(
-                "User: {} is not authorized to access registry {account}",
-                caller.principal_arn
-            ),
+/// ECR Public's operations (every operation of its model). Each operation
+/// authorizes itself (`ecr-public:<Operation>` on the repository or
+/// registry ARN it resolves, or `*`).
+pub fn operations() -> &'static OpTable {
+    static T: OnceLock<OpTable> = OnceLock::new();
+    T.get_or_init(|| {
+        OpTable::build(
+            "ecr-public",
+            model::public_model().operations.keys().map(|name| {
+                let name: &'static str = name.as_str();
+                let built = BUILT.contains(&name);
+                (name, Scope::Other, built)
+            }),
         )
-        .with_status(http::StatusCode::FORBIDDEN));
+    })
+}
+
+/// The operations Kura implements; the model's others answer
+/// `UnsupportedCommandException`.
+const BUILT: [&str; 9] = [
+    "CreateRepository",
+    "DescribeRepositories",
+    "DeleteRepository",
+    "PutRepositoryCatalogData",
+    "GetRepositoryCatalogData",
+    "GetAuthorizationToken",
+    "DescribeRegistries",
+    "GetRegistryCatalogData",
+    "PutRegistryCatalogData",
+];
+
+/// ECR Public on the AWS pipeline: SigV4-signed for `ecr-public` (any
+/// region), validated against its model.
+pub struct PublicService {
+    ecr: Arc<Ecr>,
+}
+
+impl PublicService {
+    /// ECR Public over `ecr`.
+    pub fn new(ecr: Arc<Ecr>) -> Self {
+        PublicService { ecr }
     }
-    let ctx = Ctx {
-        account,
-        caller,
-        host: crate::request_host(parts),
-        source_ip: crate::source_ip(parts),
-    };
-    tracing::info!(operation = %op, principal = %ctx.caller.principal_arn, "ECR Public API call");
-    let result = run(ecr, &ctx, &op, &input).await;
-    drop(body);
-    result
+}
+
+/// The context of one call: one account for authorization and action, as
+/// for ECR.
+fn ctx(call: &Call, op: &OpSpec, input: &Value) -> Ctx {
+    Ctx {
+        account: Ctx::registry_of(model::public_model(), op.name, input, &call.caller),
+        caller: call.caller.clone(),
+        host: call.host.clone(),
+        source_ip: call.source_ip,
+    }
+}
+
+#[async_trait]
+impl AwsService for PublicService {
+    fn protocol(&self) -> Protocol {
+        Protocol::Json11 {
+            target_prefix: TARGET_PREFIX,
+        }
+    }
+
+    fn signing_name(&self) -> &'static str {
+        "ecr-public"
+    }
+
+    fn global(&self) -> bool {
+        true
+    }
+
+    fn event_source(&self) -> &'static str {
+        "ecr-public.amazonaws.com"
+    }
+
+    fn operation(&self, name: &str) -> Option<OpSpec> {
+        operations().get(name)
+    }
+
+    fn validate(&self, op: &OpSpec, input: &Value) -> Result<(), EcrError> {
+        model::public_model().validate(op.name, input)
+    }
+
+    /// ECR Public registries are managed by their own account only; each
+    /// operation then authorizes its `ecr-public:` action itself.
+    async fn authorize(&self, call: &Call, op: &OpSpec, input: &Value) -> Result<(), EcrError> {
+        let account = ctx(call, op, input).account;
+        if account != call.caller.account {
+            return Err(EcrError::new(
+                "AccessDeniedException",
+                format!(
+                    "User: {} is not authorized to access registry {account}",
+                    call.caller.principal_arn
+                ),
+            )
+            .with_status(http::StatusCode::FORBIDDEN));
+        }
+        Ok(())
+    }
+
+    async fn run(&self, call: &Call, op: &OpSpec, input: Value) -> Result<Value, EcrError> {
+        run(&self.ecr, &ctx(call, op, &input), op.name, &input).await
+    }
 }
 
 async fn run(ecr: &Ecr, ctx: &Ctx, op: &str, input: &Value) -> EcrResult<Value> {

@@ -28,15 +28,19 @@ mod users;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
 
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use kura_aws::service::OpTable;
+use kura_aws::{AwsService, Call, OpSpec, Protocol, Scope};
 use kura_store::iam::{kind, IamEntity};
 use serde_json::Value;
 
-use crate::auth::{Caller, SignedRequest};
+pub use kura_aws::query::xml_escape;
+
+use crate::auth::Caller;
 use crate::authz::Access;
-use crate::body::RequestBody;
 use crate::error::{EcrError, EcrResult};
 use crate::Ecr;
 
@@ -45,6 +49,91 @@ pub const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 /// STS's XML namespace.
 pub const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
 
+/// IAM's actions Kura implements (the dispatchers of the submodules
+/// answer them); an action nobody has answers `InvalidAction`.
+const IAM_ACTIONS: &[&str] = &[
+    "CreateUser",
+    "GetUser",
+    "ListUsers",
+    "DeleteUser",
+    "TagUser",
+    "UntagUser",
+    "ListUserTags",
+    "CreateAccessKey",
+    "ListAccessKeys",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
+    "CreateGroup",
+    "GetGroup",
+    "ListGroups",
+    "DeleteGroup",
+    "AddUserToGroup",
+    "RemoveUserFromGroup",
+    "ListGroupsForUser",
+    "CreateRole",
+    "GetRole",
+    "ListRoles",
+    "DeleteRole",
+    "UpdateRole",
+    "UpdateAssumeRolePolicy",
+    "TagRole",
+    "UntagRole",
+    "ListRoleTags",
+    "CreatePolicy",
+    "GetPolicy",
+    "ListPolicies",
+    "DeletePolicy",
+    "CreatePolicyVersion",
+    "GetPolicyVersion",
+    "ListPolicyVersions",
+    "DeletePolicyVersion",
+    "SetDefaultPolicyVersion",
+    "ListEntitiesForPolicy",
+    "PutUserPolicy",
+    "GetUserPolicy",
+    "DeleteUserPolicy",
+    "ListUserPolicies",
+    "AttachUserPolicy",
+    "DetachUserPolicy",
+    "ListAttachedUserPolicies",
+    "PutGroupPolicy",
+    "GetGroupPolicy",
+    "DeleteGroupPolicy",
+    "ListGroupPolicies",
+    "AttachGroupPolicy",
+    "DetachGroupPolicy",
+    "ListAttachedGroupPolicies",
+    "PutRolePolicy",
+    "GetRolePolicy",
+    "DeleteRolePolicy",
+    "ListRolePolicies",
+    "AttachRolePolicy",
+    "DetachRolePolicy",
+    "ListAttachedRolePolicies",
+];
+
+/// The STS actions Kura implements (the others of [`sts::ACTIONS`] answer
+/// that they are not implemented).
+const STS_BUILT: &[&str] = &["GetCallerIdentity", "AssumeRole"];
+
+/// IAM's operations. Each authorizes itself (`iam:<Action>` on the entity
+/// it resolves, or `*`).
+pub fn iam_operations() -> &'static OpTable {
+    static T: OnceLock<OpTable> = OnceLock::new();
+    T.get_or_init(|| OpTable::build("iam", IAM_ACTIONS.iter().map(|a| (*a, Scope::Other, true))))
+}
+
+/// STS's operations.
+pub fn sts_operations() -> &'static OpTable {
+    static T: OnceLock<OpTable> = OnceLock::new();
+    T.get_or_init(|| {
+        OpTable::build(
+            "sts",
+            sts::ACTIONS.iter().map(|a| (*a, Scope::Other, STS_BUILT.contains(a))),
+        )
+    })
+}
+
 /// Which service a Query action belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Service {
@@ -52,126 +141,122 @@ enum Service {
     Sts,
 }
 
-impl Service {
-    fn of(action: &str) -> Service {
-        if sts::ACTIONS.contains(&action) {
-            Service::Sts
-        } else {
-            Service::Iam
-        }
-    }
+/// IAM on the AWS pipeline (Query protocol, signing name `iam`, global).
+pub struct IamService {
+    ecr: Arc<Ecr>,
+}
 
-    fn of_signing_name(name: &str) -> Service {
-        if name == "sts" {
-            Service::Sts
-        } else {
-            Service::Iam
-        }
-    }
-
-    fn signing_name(self) -> &'static str {
-        match self {
-            Service::Iam => "iam",
-            Service::Sts => "sts",
-        }
-    }
-
-    fn namespace(self) -> &'static str {
-        match self {
-            Service::Iam => IAM_NS,
-            Service::Sts => STS_NS,
-        }
+impl IamService {
+    /// IAM over `ecr`'s stores.
+    pub fn new(ecr: Arc<Ecr>) -> Self {
+        IamService { ecr }
     }
 }
 
-/// Answer one IAM or STS Query call: the headers authenticate first (for
-/// `iam` or `sts`), then the form is read and the signature checked over it
-/// for the service its `Action` belongs to.
-pub async fn handle(ecr: &Ecr, parts: &http::request::Parts, body: &mut RequestBody, rid: &str) -> Response {
-    let signed = match ecr.authenticate_headers(parts, &["iam", "sts"]).await {
-        Ok(s) => s,
-        Err(e) => {
-            let service = claimed_service(parts);
-            return error_in(service.namespace(), &auth_error(e, service), rid);
-        }
-    };
-    let claimed = Service::of_signing_name(signed.service());
-    let body = match ecr.read_body(parts, body).await {
-        Ok(b) => b,
-        Err(e) => return error_in(claimed.namespace(), &query_error(e), rid),
-    };
-    let input = Input::parse(&body.bytes);
-    let action = input.opt("Action").unwrap_or_default().to_string();
-    let service = Service::of(&action);
-    let result = run(ecr, parts, signed, &body.sha256, &input, &action, service).await;
-    drop(body);
-    match result {
-        Ok(result) => success_response(service, &action, result.as_deref(), rid),
-        Err(e) => {
-            if e.status.is_server_error() {
-                tracing::error!(request_id = %rid, error = %e, "IAM/STS API failure");
-            }
-            error_in(service.namespace(), &e, rid)
-        }
+/// STS on the AWS pipeline (Query protocol, signing name `sts`, global).
+pub struct StsService {
+    ecr: Arc<Ecr>,
+}
+
+impl StsService {
+    /// STS over `ecr`'s stores.
+    pub fn new(ecr: Arc<Ecr>) -> Self {
+        StsService { ecr }
     }
 }
 
-/// The service a request's credential scope names, for answering a
-/// refusal before its `Action` is known (IAM unless it says `sts`).
-fn claimed_service(parts: &http::request::Parts) -> Service {
-    let req = kura_auth::sigv4::RequestParts {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &parts.headers,
-        payload_sha256: "",
-    };
-    kura_auth::sigv4::parse(&req)
-        .map(|p| Service::of_signing_name(&p.service))
-        .unwrap_or(Service::Iam)
-}
-
-/// Body read failures with the Query protocol's codes.
-fn query_error(e: EcrError) -> EcrError {
-    match e.kind {
-        "ServiceUnavailableException" => EcrError {
-            kind: "ServiceUnavailable",
-            ..e
-        },
-        _ => e,
-    }
-}
-
-async fn run(
-    ecr: &Ecr,
-    parts: &http::request::Parts,
-    signed: SignedRequest,
-    payload_sha256: &str,
-    input: &Input,
-    action: &str,
-    service: Service,
-) -> EcrResult<Option<String>> {
-    let caller = ecr
-        .authenticate_body(parts, signed, payload_sha256, service.signing_name())
-        .map_err(|e| auth_error(e, service))?;
-    if action.is_empty() {
-        return Err(err::invalid_action("The request must name an Action"));
-    }
+/// Run one authenticated IAM or STS call as its XML result.
+async fn run(ecr: &Ecr, call: &Call, input: &Value, service: Service) -> EcrResult<Value> {
+    let input = Input::from_value(input);
     let ctx = Ctx {
         ecr,
-        account: caller.account.clone(),
-        caller,
-        source_ip: crate::source_ip(parts),
+        account: call.caller.account.clone(),
+        caller: call.caller.clone(),
+        source_ip: call.source_ip,
     };
-    tracing::info!(action = %action, principal = %ctx.caller.principal_arn, "IAM/STS API call");
     let result = match service {
-        Service::Sts => sts::dispatch(&ctx, action, input).await,
-        Service::Iam => dispatch_iam(&ctx, action, input).await,
+        Service::Sts => sts::dispatch(&ctx, call.operation, &input).await,
+        Service::Iam => dispatch_iam(&ctx, call.operation, &input).await,
     };
-    // Credentials whose owner is gone (a deleted user or role) are found
-    // out when the operation resolves the caller: the same answer as an
-    // unknown key.
-    result.map_err(|e| auth_error(e, service))
+    Ok(result?.map_or(Value::Null, Value::String))
+}
+
+#[async_trait]
+impl AwsService for IamService {
+    fn protocol(&self) -> Protocol {
+        Protocol::Query { namespace: IAM_NS }
+    }
+
+    fn signing_name(&self) -> &'static str {
+        "iam"
+    }
+
+    fn global(&self) -> bool {
+        true
+    }
+
+    fn event_source(&self) -> &'static str {
+        "iam.amazonaws.com"
+    }
+
+    fn operation(&self, name: &str) -> Option<OpSpec> {
+        iam_operations().get(name)
+    }
+
+    fn unknown_operation(&self, name: &str) -> EcrError {
+        if name.is_empty() {
+            err::invalid_action("The request must name an Action")
+        } else {
+            err::invalid_action(&format!("Could not find operation {name} for version 2010-05-08"))
+        }
+    }
+
+    async fn authorize(&self, _call: &Call, _op: &OpSpec, _input: &Value) -> EcrResult<()> {
+        Ok(())
+    }
+
+    async fn run(&self, call: &Call, _op: &OpSpec, input: Value) -> EcrResult<Value> {
+        run(&self.ecr, call, &input, Service::Iam).await
+    }
+
+    fn map_error(&self, e: EcrError) -> EcrError {
+        auth_error(e, Service::Iam)
+    }
+}
+
+#[async_trait]
+impl AwsService for StsService {
+    fn protocol(&self) -> Protocol {
+        Protocol::Query { namespace: STS_NS }
+    }
+
+    fn signing_name(&self) -> &'static str {
+        "sts"
+    }
+
+    fn global(&self) -> bool {
+        true
+    }
+
+    fn event_source(&self) -> &'static str {
+        "sts.amazonaws.com"
+    }
+
+    fn operation(&self, name: &str) -> Option<OpSpec> {
+        sts_operations().get(name)
+    }
+
+    async fn authorize(&self, _call: &Call, _op: &OpSpec, _input: &Value) -> EcrResult<()> {
+        Ok(())
+    }
+
+    async fn run(&self, call: &Call, _op: &OpSpec, input: Value) -> EcrResult<Value> {
+        run(&self.ecr, call, &input, Service::Sts).await
+    }
+
+    fn map_error(&self, e: EcrError) -> EcrError {
+        auth_error(e, Service::Sts)
+    }
 }
 
 async fn dispatch_iam(ctx: &Ctx<'_>, action: &str, input: &Input) -> EcrResult<Option<String>> {
@@ -344,9 +429,20 @@ pub(crate) struct Input {
 
 impl Input {
     /// Decode a form body (`a=b&c=d`, `+` is a space, `%XX` escapes).
+    #[cfg(test)]
     pub fn parse(body: &[u8]) -> Input {
+        Input::from_value(&kura_aws::query::form_input(body))
+    }
+
+    /// The fields of a form as the pipeline parsed it (a JSON object of strings).
+    pub fn from_value(v: &Value) -> Input {
         Input {
-            fields: form_urlencoded::parse(body).into_owned().collect(),
+            fields: v
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect(),
         }
     }
 
@@ -665,67 +761,6 @@ impl Ecr {
         )
         .with_status(StatusCode::CONFLICT))
     }
-}
-
-fn success_response(service: Service, action: &str, result: Option<&str>, rid: &str) -> Response {
-    let mut body = format!("<{action}Response xmlns=\"{}\">", service.namespace());
-    if let Some(r) = result {
-        let _ = write!(body, "<{action}Result>{r}</{action}Result>");
-    }
-    let _ = write!(
-        body,
-        "<ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
-        xml_escape(rid)
-    );
-    xml_response(StatusCode::OK, body)
-}
-
-fn xml_response(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("text/xml"));
-    r
-}
-
-fn error_in(namespace: &str, e: &EcrError, rid: &str) -> Response {
-    let kind = if e.status.is_server_error() {
-        "Receiver"
-    } else {
-        "Sender"
-    };
-    let code = if e.kind == "ServerException" {
-        "ServiceFailure"
-    } else {
-        e.kind
-    };
-    let body = format!(
-        "<ErrorResponse xmlns=\"{namespace}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
-        xml_escape(code),
-        xml_escape(&e.message),
-        xml_escape(rid)
-    );
-    xml_response(e.status, body)
-}
-
-/// An error in the Query protocol's XML form.
-pub fn error_response(e: &EcrError, rid: &str) -> Response {
-    error_in(IAM_NS, e, rid)
-}
-
-/// Escape text for an XML element.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Results of the handlers: the inner XML of `<ActionResult>`, or `None` for
