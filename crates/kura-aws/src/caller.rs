@@ -1,6 +1,12 @@
 //! The authenticated caller of an API request.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kura_auth::token::{self, TokenClaims};
 use kura_store::control::AccessKeyRow;
+
+/// How long a registry token lives (ECR: 12 hours).
+pub const TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
 
 /// The authenticated caller of a request: the owner of the access key it
 /// authenticated with (directly, or through a registry token of that key).
@@ -35,5 +41,26 @@ impl Caller {
             principal_id: key.principal_id,
             access_key_id: key.access_key_id,
         })
+    }
+}
+
+impl Caller {
+    /// Issue a registry token for this caller on `account`'s registry,
+    /// signed with `token_key`: the password docker uses with user `AWS`
+    /// (from ECR's and ECR Public's `GetAuthorizationToken`). Returns the
+    /// token and when it expires (epoch seconds).
+    pub fn registry_token(&self, token_key: &[u8], account: &str) -> (String, u64) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let claims = TokenClaims {
+            account: account.to_string(),
+            principal_arn: self.principal_arn.clone(),
+            access_key_id: self.access_key_id.clone(),
+            issued_at: now,
+            expires_at: now + TOKEN_LIFETIME_SECS,
+        };
+        (token::issue(token_key, &claims), claims.expires_at)
     }
 }

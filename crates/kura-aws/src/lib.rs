@@ -18,6 +18,7 @@ pub mod body;
 pub mod caller;
 pub mod client;
 pub mod error;
+pub mod json;
 pub mod model;
 pub mod pipeline;
 pub mod query;

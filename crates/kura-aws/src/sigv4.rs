@@ -329,3 +329,25 @@ pub fn claimed_service(parts: &http::request::Parts) -> Option<String> {
 pub fn claimed_access_key(parts: &http::request::Parts) -> Option<String> {
     parse_unverified(parts).map(|p| p.access_key_id)
 }
+
+/// A random string of `len` characters from `alphabet`.
+pub fn random_string(len: usize, alphabet: &[u8]) -> String {
+    let mut bytes = vec![0u8; len];
+    getrandom::fill(&mut bytes).expect("the OS random generator works");
+    bytes
+        .iter()
+        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
+        .collect()
+}
+
+/// Generate an access key pair (`AKIA…`, 40-character secret).
+pub fn generate_key_pair(prefix: &str) -> (String, String) {
+    let id = format!("{prefix}{}", random_string(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"));
+    let secret = random_string(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
+    (id, secret)
+}
+
+/// Seal a secret for an access key row.
+pub fn seal_secret(master: &MasterKey, access_key_id: &str, secret: &str) -> Vec<u8> {
+    master.seal(secret.as_bytes(), &key_context(access_key_id))
+}

@@ -21,15 +21,14 @@ use kura_store::{ControlStore, StoreError};
 use serde::{Deserialize, Serialize};
 
 pub use kura_aws::caller::Caller;
-pub(crate) use kura_aws::sigv4::unrecognized;
-use kura_aws::sigv4::{key_context, printable};
+pub use kura_aws::sigv4::{generate_key_pair, seal_secret};
+use kura_aws::sigv4::{key_context, printable, random_string};
 pub use kura_aws::sigv4::{session_token_hash, SignedRequest};
 
 use crate::error::EcrResult;
 use crate::Ecr;
 
-/// How long a registry token lives (ECR: 12 hours).
-pub const TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
+pub use kura_aws::caller::TOKEN_LIFETIME_SECS;
 /// How long a download URL lives.
 pub const DOWNLOAD_URL_SECS: u64 = 3600;
 
@@ -102,15 +101,7 @@ impl Ecr {
 
     /// Issue a registry token for a caller: the password docker uses with user `AWS`.
     pub fn issue_token(&self, caller: &Caller, account: &str) -> (String, u64) {
-        let now = now_secs();
-        let claims = TokenClaims {
-            account: account.to_string(),
-            principal_arn: caller.principal_arn.clone(),
-            access_key_id: caller.access_key_id.clone(),
-            issued_at: now,
-            expires_at: now + TOKEN_LIFETIME_SECS,
-        };
-        (token::issue(&self.token_key, &claims), claims.expires_at)
+        caller.registry_token(&self.token_key, account)
     }
 
     /// A query string that lets anyone GET one blob of one repository for a
@@ -194,9 +185,7 @@ impl Ecr {
     }
 }
 
-/// The `Bearer` token that stands for "no credentials" (what the token
-/// service hands an anonymous client, for public repositories).
-pub const ANONYMOUS_TOKEN: &str = "anonymous";
+pub use kura_public::ANONYMOUS_TOKEN;
 
 /// A 401 with the token service's challenge. Clients with credentials
 /// (`docker login` with `AWS` and a registry password) fetch a bearer token
@@ -383,7 +372,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         Ok(Ok(())) => {
             if data.endpoint == kura_registry::endpoint::Endpoint::Catalog {
                 let filter = crate::authz::DataCatalogFilter {
-                    ecr: ecr.clone(),
+                    authz: ecr.authz.clone(),
                     caller: caller.clone(),
                     source_ip,
                 };
@@ -478,27 +467,6 @@ pub struct Bootstrap {
     pub token_key: Vec<u8>,
     /// A root key created now (id, secret): to be shown once, never logged.
     pub created_root_key: Option<(String, String)>,
-}
-
-fn random_string(len: usize, alphabet: &[u8]) -> String {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).expect("the OS random generator works");
-    bytes
-        .iter()
-        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
-        .collect()
-}
-
-/// Generate an access key pair (`AKIA…`, 40-character secret).
-pub fn generate_key_pair(prefix: &str) -> (String, String) {
-    let id = format!("{prefix}{}", random_string(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"));
-    let secret = random_string(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
-    (id, secret)
-}
-
-/// Seal a secret for an access key row.
-pub fn seal_secret(master: &MasterKey, access_key_id: &str, secret: &str) -> Vec<u8> {
-    master.seal(secret.as_bytes(), &key_context(access_key_id))
 }
 
 /// Create an account (a random 12-digit id unless `account` is given) with

@@ -20,7 +20,6 @@
 pub mod auth;
 pub mod authz;
 pub mod error;
-pub mod iamapi;
 pub mod lifecycle;
 pub mod model;
 pub mod ops;
@@ -30,6 +29,7 @@ pub mod service;
 pub mod templates;
 
 pub use kura_aws::{body, client};
+pub use kura_iamapi as iamapi;
 
 use std::sync::Arc;
 
@@ -113,7 +113,7 @@ pub struct Ecr {
     control: Arc<dyn ControlStore>,
     maint: Arc<dyn MaintenanceStore>,
     iam: Arc<dyn IamStore>,
-    authz_cache: authz::AuthzCache,
+    authz: Arc<authz::Authz>,
     registry: Arc<Registry>,
     scanner: scanning::Scanner,
     master: MasterKey,
@@ -144,12 +144,16 @@ impl Ecr {
         );
         registry.set_push_observer(Arc::new(scanner.clone()));
         Ecr {
+            authz: Arc::new(authz::Authz::new(
+                stores.iam.clone(),
+                stores.control.clone(),
+                &config.region,
+            )),
             auth: kura_aws::Authenticator::new(stores.control.clone(), master.clone(), &config.region),
             meta: stores.meta,
             control: stores.control,
             maint: stores.maint,
             iam: stores.iam,
-            authz_cache: Default::default(),
             registry,
             scanner,
             master,
@@ -189,12 +193,27 @@ pub struct AppOptions {
 /// `options`' services and recorder.
 pub fn aws_api(ecr: &Arc<Ecr>, options: &AppOptions) -> kura_aws::Api {
     let mut api = kura_aws::Api::new(ecr.auth.clone(), ecr.body_budget.clone());
+    let iam = Arc::new(iamapi::IamApi::new(
+        ecr.iam.clone(),
+        ecr.control.clone(),
+        ecr.master.clone(),
+        ecr.authz.clone(),
+        iamapi::IamConfig {
+            max_session_secs: ecr.config.max_session_secs,
+        },
+    ));
     // The first JSON service answers targets nobody has; the first Query
     // service answers actions nobody has.
     api.register(Arc::new(service::EcrService::new(ecr.clone())))
-        .register(Arc::new(public::PublicService::new(ecr.clone())))
-        .register(Arc::new(iamapi::IamService::new(ecr.clone())))
-        .register(Arc::new(iamapi::StsService::new(ecr.clone())));
+        .register(Arc::new(public::PublicService::new(Arc::new(public::Public::new(
+            ecr.meta.clone(),
+            ecr.control.clone(),
+            ecr.authz.clone(),
+            ecr.token_key.clone(),
+            &ecr.config.default_account,
+        )))))
+        .register(Arc::new(iamapi::IamService::new(iam.clone())))
+        .register(Arc::new(iamapi::StsService::new(iam)));
     for s in &options.services {
         api.register(s.clone());
     }

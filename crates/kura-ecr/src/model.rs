@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 pub use kura_aws::model::{Model, Operation, Shape};
 
 const ECR_MODEL_JSON: &str = include_str!("../model/ecr-shapes.json");
-const ECR_PUBLIC_MODEL_JSON: &str = include_str!("../model/ecr-public-shapes.json");
 
 /// ECR's model, parsed once.
 pub fn model() -> &'static Model {
@@ -15,11 +14,7 @@ pub fn model() -> &'static Model {
     M.get_or_init(|| Model::from_json(ECR_MODEL_JSON).expect("the embedded ECR model is valid"))
 }
 
-/// ECR Public's model, parsed once.
-pub fn public_model() -> &'static Model {
-    static M: OnceLock<Model> = OnceLock::new();
-    M.get_or_init(|| Model::from_json(ECR_PUBLIC_MODEL_JSON).expect("the embedded ECR Public model is valid"))
-}
+pub use kura_public::public_model;
 
 #[cfg(test)]
 mod tests {
@@ -36,79 +31,6 @@ mod tests {
         let m = model();
         assert_eq!(m.target_prefix, "AmazonEC2ContainerRegistry_V20150921");
         assert!(m.operations.len() >= 58, "{}", m.operations.len());
-    }
-
-    #[test]
-    fn public_model_loads() {
-        let m = public_model();
-        assert_eq!(m.target_prefix, "SpencerFrontendService");
-        for op in [
-            "CreateRepository",
-            "DescribeRepositories",
-            "DeleteRepository",
-            "PutRepositoryCatalogData",
-            "GetRepositoryCatalogData",
-            "GetAuthorizationToken",
-            "DescribeRegistries",
-            "GetRegistryCatalogData",
-        ] {
-            assert!(m.operations.contains_key(op), "{op}");
-        }
-    }
-
-    #[test]
-    fn validates_like_ecr_public() {
-        let m = public_model();
-        let catalog = json!({"description": "d", "architectures": ["x86-64"], "operatingSystems": ["Linux"]});
-        assert!(m
-            .validate(
-                "CreateRepository",
-                &json!({"repositoryName": "team/app", "catalogData": catalog})
-            )
-            .is_ok());
-        assert_eq!(
-            code(m.validate("CreateRepository", &json!({"catalogData": {}}))),
-            "InvalidParameterException"
-        );
-        assert_eq!(
-            code(m.validate(
-                "CreateRepository",
-                &json!({"repositoryName": "ok", "catalogData": {"description": "x".repeat(1025)}})
-            )),
-            "InvalidParameterException"
-        );
-        assert_eq!(
-            code(m.validate(
-                "CreateRepository",
-                &json!({"repositoryName": "ok", "catalogData": {"architectures": [""]}})
-            )),
-            "InvalidParameterException"
-        );
-        assert_eq!(
-            code(m.validate(
-                "CreateRepository",
-                &json!({"repositoryName": "ok", "catalogData": {"architectures": "x86-64"}})
-            )),
-            "SerializationException"
-        );
-        use base64::Engine;
-        let big = base64::engine::general_purpose::STANDARD.encode(vec![0u8; 512_001]);
-        assert_eq!(
-            code(m.validate(
-                "PutRepositoryCatalogData",
-                &json!({"repositoryName": "ok", "catalogData": {"logoImageBlob": big}})
-            )),
-            "InvalidParameterException"
-        );
-        assert_eq!(
-            code(m.validate("PutRepositoryCatalogData", &json!({"repositoryName": "ok"}))),
-            "InvalidParameterException"
-        );
-        assert_eq!(
-            code(m.validate("DescribeRepositories", &json!({"maxResults": 1001}))),
-            "InvalidParameterException"
-        );
-        assert!(m.validate("GetAuthorizationToken", &json!({})).is_ok());
     }
 
     #[test]

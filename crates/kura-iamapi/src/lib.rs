@@ -39,10 +39,65 @@ use serde_json::Value;
 
 pub use kura_aws::query::xml_escape;
 
-use crate::auth::Caller;
-use crate::authz::Access;
-use crate::error::{EcrError, EcrResult};
-use crate::Ecr;
+use kura_auth::seal::MasterKey;
+use kura_authz::{Access, Authz};
+use kura_aws::{AwsError, AwsResult, Caller};
+use kura_iam::Principal;
+use kura_store::{ControlStore, IamStore};
+
+/// IAM and STS over Kura's stores: what their actions read and write.
+pub struct IamApi {
+    /// Principals, policies and their links.
+    pub(crate) iam: Arc<dyn IamStore>,
+    /// Access keys.
+    pub(crate) control: Arc<dyn ControlStore>,
+    /// Seals the secrets of the keys it creates.
+    pub(crate) master: MasterKey,
+    authz: Arc<Authz>,
+    pub(crate) config: IamConfig,
+}
+
+/// Settings of IAM and STS.
+#[derive(Clone, Debug)]
+pub struct IamConfig {
+    /// The longest session STS hands out, in seconds (`KURA_STS_MAX_SESSION`).
+    pub max_session_secs: u64,
+}
+
+impl IamApi {
+    /// IAM and STS over these stores.
+    pub fn new(
+        iam: Arc<dyn IamStore>,
+        control: Arc<dyn ControlStore>,
+        master: MasterKey,
+        authz: Arc<Authz>,
+        config: IamConfig,
+    ) -> Self {
+        IamApi {
+            iam,
+            control,
+            master,
+            authz,
+            config,
+        }
+    }
+
+    async fn authorize(&self, caller: &Caller, access: &Access, source_ip: Option<std::net::IpAddr>) -> AwsResult<()> {
+        self.authz.authorize(caller, access, source_ip).await
+    }
+
+    async fn principal_of(&self, caller: &Caller) -> AwsResult<Principal> {
+        self.authz.principal_of(caller).await
+    }
+
+    async fn caller_decider(
+        &self,
+        caller: &Caller,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> AwsResult<kura_authz::Decider<'_>> {
+        self.authz.caller_decider(caller, source_ip).await
+    }
+}
 
 /// IAM's XML namespace.
 pub const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
@@ -143,33 +198,33 @@ enum Service {
 
 /// IAM on the AWS pipeline (Query protocol, signing name `iam`, global).
 pub struct IamService {
-    ecr: Arc<Ecr>,
+    api: Arc<IamApi>,
 }
 
 impl IamService {
-    /// IAM over `ecr`'s stores.
-    pub fn new(ecr: Arc<Ecr>) -> Self {
-        IamService { ecr }
+    /// IAM over `api`.
+    pub fn new(api: Arc<IamApi>) -> Self {
+        IamService { api }
     }
 }
 
 /// STS on the AWS pipeline (Query protocol, signing name `sts`, global).
 pub struct StsService {
-    ecr: Arc<Ecr>,
+    api: Arc<IamApi>,
 }
 
 impl StsService {
-    /// STS over `ecr`'s stores.
-    pub fn new(ecr: Arc<Ecr>) -> Self {
-        StsService { ecr }
+    /// STS over `api`.
+    pub fn new(api: Arc<IamApi>) -> Self {
+        StsService { api }
     }
 }
 
 /// Run one authenticated IAM or STS call as its XML result.
-async fn run(ecr: &Ecr, call: &Call, input: &Value, service: Service) -> EcrResult<Value> {
+async fn run(api: &IamApi, call: &Call, input: &Value, service: Service) -> AwsResult<Value> {
     let input = Input::from_value(input);
     let ctx = Ctx {
-        ecr,
+        api,
         account: call.caller.account.clone(),
         caller: call.caller.clone(),
         source_ip: call.source_ip,
@@ -203,7 +258,7 @@ impl AwsService for IamService {
         iam_operations().get(name)
     }
 
-    fn unknown_operation(&self, name: &str) -> EcrError {
+    fn unknown_operation(&self, name: &str) -> AwsError {
         if name.is_empty() {
             err::invalid_action("The request must name an Action")
         } else {
@@ -211,15 +266,15 @@ impl AwsService for IamService {
         }
     }
 
-    async fn authorize(&self, _call: &Call, _op: &OpSpec, _input: &Value) -> EcrResult<()> {
+    async fn authorize(&self, _call: &Call, _op: &OpSpec, _input: &Value) -> AwsResult<()> {
         Ok(())
     }
 
-    async fn run(&self, call: &Call, _op: &OpSpec, input: Value) -> EcrResult<Value> {
-        run(&self.ecr, call, &input, Service::Iam).await
+    async fn run(&self, call: &Call, _op: &OpSpec, input: Value) -> AwsResult<Value> {
+        run(&self.api, call, &input, Service::Iam).await
     }
 
-    fn map_error(&self, e: EcrError) -> EcrError {
+    fn map_error(&self, e: AwsError) -> AwsError {
         auth_error(e, Service::Iam)
     }
 }
@@ -246,20 +301,20 @@ impl AwsService for StsService {
         sts_operations().get(name)
     }
 
-    async fn authorize(&self, _call: &Call, _op: &OpSpec, _input: &Value) -> EcrResult<()> {
+    async fn authorize(&self, _call: &Call, _op: &OpSpec, _input: &Value) -> AwsResult<()> {
         Ok(())
     }
 
-    async fn run(&self, call: &Call, _op: &OpSpec, input: Value) -> EcrResult<Value> {
-        run(&self.ecr, call, &input, Service::Sts).await
+    async fn run(&self, call: &Call, _op: &OpSpec, input: Value) -> AwsResult<Value> {
+        run(&self.api, call, &input, Service::Sts).await
     }
 
-    fn map_error(&self, e: EcrError) -> EcrError {
+    fn map_error(&self, e: AwsError) -> AwsError {
         auth_error(e, Service::Sts)
     }
 }
 
-async fn dispatch_iam(ctx: &Ctx<'_>, action: &str, input: &Input) -> EcrResult<Option<String>> {
+async fn dispatch_iam(ctx: &Ctx<'_>, action: &str, input: &Input) -> AwsResult<Option<String>> {
     if let Some(r) = users::dispatch(ctx, action, input).await {
         return r;
     }
@@ -278,7 +333,7 @@ async fn dispatch_iam(ctx: &Ctx<'_>, action: &str, input: &Input) -> EcrResult<O
 }
 
 /// Authentication failures with the Query protocol's codes.
-fn auth_error(e: EcrError, service: Service) -> EcrError {
+fn auth_error(e: AwsError, service: Service) -> AwsError {
     let (kind, status) = match e.kind {
         "MissingAuthenticationTokenException" => ("MissingAuthenticationToken", StatusCode::FORBIDDEN),
         "IncompleteSignatureException" => ("IncompleteSignature", StatusCode::BAD_REQUEST),
@@ -288,7 +343,7 @@ fn auth_error(e: EcrError, service: Service) -> EcrError {
         "ExpiredTokenException" => ("ExpiredToken", StatusCode::FORBIDDEN),
         _ => return e,
     };
-    EcrError {
+    AwsError {
         kind,
         message: e.message,
         status,
@@ -297,7 +352,7 @@ fn auth_error(e: EcrError, service: Service) -> EcrError {
 
 /// The context of one IAM or STS call.
 pub(crate) struct Ctx<'a> {
-    ecr: &'a Ecr,
+    api: &'a IamApi,
     caller: Caller,
     /// The caller's account: every entity the call touches lives here.
     account: String,
@@ -306,14 +361,14 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Authorize `action` on `resource` (an ARN in the caller's account, or `*`).
-    async fn allow(&self, action: &str, resource: &str) -> EcrResult<()> {
+    async fn allow(&self, action: &str, resource: &str) -> AwsResult<()> {
         self.allow_access(Access::resource(action, resource, &self.account))
             .await
     }
 
     /// Authorize an access, with IAM's `AccessDenied` (403) on refusal.
-    async fn allow_access(&self, access: Access) -> EcrResult<()> {
-        self.ecr
+    async fn allow_access(&self, access: Access) -> AwsResult<()> {
+        self.api
             .authorize(&self.caller, &access, self.source_ip)
             .await
             .map_err(|e| {
@@ -333,27 +388,27 @@ impl Ctx<'_> {
     /// A user, group or role of the caller's account (its name checked
     /// first), and the ARN to authorize against: its own, or the path-less
     /// ARN it would have.
-    pub(super) async fn find(&self, k: &str, name: &str) -> EcrResult<(Option<IamEntity>, String)> {
+    pub(crate) async fn find(&self, k: &str, name: &str) -> AwsResult<(Option<IamEntity>, String)> {
         let (field, max) = match k {
             kind::USER => ("userName", 128),
             kind::GROUP => ("groupName", 128),
             _ => ("roleName", 64),
         };
         check_name(field, name, max)?;
-        let e = self.ecr.iam.iam_entity_get(&self.account, k, name).await?;
+        let e = self.api.iam.iam_entity_get(&self.account, k, name).await?;
         let arn = e.as_ref().map_or_else(|| self.arn(k, "/", name), |e| e.arn.clone());
         Ok((e, arn))
     }
 
     /// Authorize `action` on a user, group or role (with the tags the request
     /// sets, if any), then require it to exist (`NoSuchEntity`).
-    pub(super) async fn entity(
+    pub(crate) async fn entity(
         &self,
         action: &str,
         k: &str,
         name: &str,
         tags: Option<&[(String, String)]>,
-    ) -> EcrResult<IamEntity> {
+    ) -> AwsResult<IamEntity> {
         let (e, arn) = self.find(k, name).await?;
         let mut access = Access::resource(action, &arn, &self.account);
         if let Some(t) = tags {
@@ -365,59 +420,59 @@ impl Ctx<'_> {
 }
 
 /// `NoSuchEntity` for a user, group or role.
-pub(super) fn no_such(k: &str, name: &str) -> EcrError {
+pub(crate) fn no_such(k: &str, name: &str) -> AwsError {
     err::no_such_entity(format!("The {k} with name {name} cannot be found."))
 }
 
-/// The Query protocol's error codes, as [`EcrError`]s.
+/// The Query protocol's error codes, as [`AwsError`]s.
 pub(crate) mod err {
     use axum::http::StatusCode;
 
-    use crate::error::EcrError;
+    use kura_aws::AwsError;
 
     /// `NoSuchEntity` (404).
-    pub fn no_such_entity(message: impl Into<String>) -> EcrError {
-        EcrError::new("NoSuchEntity", message).with_status(StatusCode::NOT_FOUND)
+    pub fn no_such_entity(message: impl Into<String>) -> AwsError {
+        AwsError::new("NoSuchEntity", message).with_status(StatusCode::NOT_FOUND)
     }
 
     /// `EntityAlreadyExists` (409).
-    pub fn already_exists(message: impl Into<String>) -> EcrError {
-        EcrError::new("EntityAlreadyExists", message).with_status(StatusCode::CONFLICT)
+    pub fn already_exists(message: impl Into<String>) -> AwsError {
+        AwsError::new("EntityAlreadyExists", message).with_status(StatusCode::CONFLICT)
     }
 
     /// `MalformedPolicyDocument` (400).
-    pub fn malformed(message: impl Into<String>) -> EcrError {
-        EcrError::new("MalformedPolicyDocument", message)
+    pub fn malformed(message: impl Into<String>) -> AwsError {
+        AwsError::new("MalformedPolicyDocument", message)
     }
 
     /// `DeleteConflict` (409).
-    pub fn delete_conflict(message: impl Into<String>) -> EcrError {
-        EcrError::new("DeleteConflict", message).with_status(StatusCode::CONFLICT)
+    pub fn delete_conflict(message: impl Into<String>) -> AwsError {
+        AwsError::new("DeleteConflict", message).with_status(StatusCode::CONFLICT)
     }
 
     /// `LimitExceeded` (409).
-    pub fn limit_exceeded(message: impl Into<String>) -> EcrError {
-        EcrError::new("LimitExceeded", message).with_status(StatusCode::CONFLICT)
+    pub fn limit_exceeded(message: impl Into<String>) -> AwsError {
+        AwsError::new("LimitExceeded", message).with_status(StatusCode::CONFLICT)
     }
 
     /// `ValidationError` (400).
-    pub fn validation(message: impl Into<String>) -> EcrError {
-        EcrError::new("ValidationError", message)
+    pub fn validation(message: impl Into<String>) -> AwsError {
+        AwsError::new("ValidationError", message)
     }
 
     /// `InvalidInput` (400).
-    pub fn invalid_input(message: impl Into<String>) -> EcrError {
-        EcrError::new("InvalidInput", message)
+    pub fn invalid_input(message: impl Into<String>) -> AwsError {
+        AwsError::new("InvalidInput", message)
     }
 
     /// `AccessDenied` (403).
-    pub fn access_denied(message: impl Into<String>) -> EcrError {
-        EcrError::new("AccessDenied", message).with_status(StatusCode::FORBIDDEN)
+    pub fn access_denied(message: impl Into<String>) -> AwsError {
+        AwsError::new("AccessDenied", message).with_status(StatusCode::FORBIDDEN)
     }
 
     /// `InvalidAction` (400): no such operation.
-    pub fn invalid_action(message: &str) -> EcrError {
-        EcrError::new("InvalidAction", message.to_string())
+    pub fn invalid_action(message: &str) -> AwsError {
+        AwsError::new("InvalidAction", message.to_string())
     }
 }
 
@@ -452,7 +507,7 @@ impl Input {
     }
 
     /// A required parameter: `ValidationError` when it is missing.
-    pub fn req(&self, name: &str) -> EcrResult<&str> {
+    pub fn req(&self, name: &str) -> AwsResult<&str> {
         self.opt(name).ok_or_else(|| {
             err::validation(format!(
                 "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
@@ -462,7 +517,7 @@ impl Input {
     }
 
     /// An integer parameter.
-    pub fn int(&self, name: &str) -> EcrResult<Option<i64>> {
+    pub fn int(&self, name: &str) -> AwsResult<Option<i64>> {
         match self.opt(name) {
             None => Ok(None),
             Some(v) => v
@@ -473,7 +528,7 @@ impl Input {
     }
 
     /// A boolean parameter.
-    pub fn bool(&self, name: &str) -> EcrResult<Option<bool>> {
+    pub fn bool(&self, name: &str) -> AwsResult<Option<bool>> {
         match self.opt(name) {
             None => Ok(None),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
@@ -501,7 +556,7 @@ impl Input {
     }
 
     /// A tag list (`Tags.member.N.Key` / `.Value`), in index order.
-    pub fn tags(&self, name: &str) -> EcrResult<Vec<(String, String)>> {
+    pub fn tags(&self, name: &str) -> AwsResult<Vec<(String, String)>> {
         let prefix = format!("{name}.member.");
         let mut by_index: BTreeMap<u32, (Option<String>, Option<String>)> = BTreeMap::new();
         for (k, v) in &self.fields {
@@ -542,7 +597,7 @@ impl Input {
     }
 
     /// `Marker` and `MaxItems` (1..=1000, default 100).
-    pub fn paging(&self) -> EcrResult<Paging> {
+    pub fn paging(&self) -> AwsResult<Paging> {
         let max = self.int("MaxItems")?.unwrap_or(100);
         if !(1..=1000).contains(&max) {
             return Err(err::validation(format!(
@@ -671,7 +726,7 @@ pub(crate) fn unique_id(prefix: &str) -> String {
 }
 
 /// Check an entity or policy name: `[\w+=,.@-]+`, at most `max` characters.
-pub(crate) fn check_name(field: &str, value: &str, max: usize) -> EcrResult<()> {
+pub(crate) fn check_name(field: &str, value: &str, max: usize) -> AwsResult<()> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
     if value.is_empty() || value.chars().count() > max {
         return Err(err::validation(format!(
@@ -687,7 +742,7 @@ pub(crate) fn check_name(field: &str, value: &str, max: usize) -> EcrResult<()> 
 }
 
 /// Check an IAM path: `/` or `/a/b/`, printable ASCII, at most 512 characters.
-pub(crate) fn check_path(value: &str) -> EcrResult<()> {
+pub(crate) fn check_path(value: &str) -> AwsResult<()> {
     let ok = value.len() <= 512
         && value.starts_with('/')
         && value.ends_with('/')
@@ -727,7 +782,7 @@ pub(crate) fn tags_xml(x: &mut Xml, tags: &BTreeMap<String, String>) {
     }
 }
 
-impl Ecr {
+impl IamApi {
     /// Change an entity's JSON body (compare and swap, retried); `NoSuchEntity`
     /// with `missing` when it does not exist.
     pub(crate) async fn iam_update_body(
@@ -735,9 +790,9 @@ impl Ecr {
         account: &str,
         kind: &str,
         name: &str,
-        missing: impl Fn() -> EcrError,
-        change: impl Fn(&mut serde_json::Map<String, Value>) -> EcrResult<()>,
-    ) -> EcrResult<serde_json::Map<String, Value>> {
+        missing: impl Fn() -> AwsError,
+        change: impl Fn(&mut serde_json::Map<String, Value>) -> AwsResult<()>,
+    ) -> AwsResult<serde_json::Map<String, Value>> {
         for _ in 0..16 {
             let e = self
                 .iam
@@ -755,7 +810,7 @@ impl Ecr {
                 return Ok(body);
             }
         }
-        Err(EcrError::new(
+        Err(AwsError::new(
             "ConcurrentModification",
             "The entity was modified concurrently; try again",
         )
@@ -765,7 +820,7 @@ impl Ecr {
 
 /// Results of the handlers: the inner XML of `<ActionResult>`, or `None` for
 /// operations that answer only `ResponseMetadata`.
-pub(crate) type Out = EcrResult<Option<String>>;
+pub(crate) type Out = AwsResult<Option<String>>;
 
 #[cfg(test)]
 mod tests {
