@@ -240,7 +240,11 @@ impl kura_jobs::JobHandler for PreviewJob {
             })
             .collect();
         self.maint
-            .preview_finish(p.repo_id, "COMPLETE", Some(&serde_json::Value::Array(results).to_string()))
+            .preview_finish(
+                p.repo_id,
+                "COMPLETE",
+                Some(&serde_json::Value::Array(results).to_string()),
+            )
             .await?;
         Ok(())
     }

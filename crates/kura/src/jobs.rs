@@ -87,9 +87,10 @@ fn job_json(j: &Job) -> serde_json::Value {
 /// `kura jobs list`: jobs as JSON lines, by id.
 pub async fn list(store: &dyn JobStore, state: Option<&str>, kind: Option<&str>) -> anyhow::Result<()> {
     let state = match state {
-        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-            anyhow::anyhow!("unknown job state {s:?} (queued, running, done or dead)")
-        })?),
+        Some(s) => Some(
+            JobState::parse(s)
+                .ok_or_else(|| anyhow::anyhow!("unknown job state {s:?} (queued, running, done or dead)"))?,
+        ),
         None => None,
     };
     let mut after = 0;
