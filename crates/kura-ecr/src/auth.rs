@@ -11,9 +11,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use kura_auth::seal::MasterKey;
-
 use kura_auth::token::{self, TokenClaims, TokenError};
-use kura_registry::http::{AccountId, CallerPrincipal};
+use kura_registry::http::AccountId;
 use kura_registry::service::CatalogFilter;
 use kura_registry::DataRequest;
 use kura_store::control::AccessKeyRow;
@@ -31,13 +30,6 @@ use crate::Ecr;
 pub use kura_aws::caller::TOKEN_LIFETIME_SECS;
 /// How long a download URL lives.
 pub const DOWNLOAD_URL_SECS: u64 = 3600;
-
-/// The caller of a data-plane request, from its registry token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DataCaller {
-    /// The token's claims.
-    pub claims: TokenClaims,
-}
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -359,7 +351,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
     else {
         return challenge(scheme, &host, "authentication required");
     };
-    let (claims, caller) = match ecr.check_basic(&value).await {
+    let (_, caller) = match ecr.check_basic(&value).await {
         Ok(found) => found,
         Err(msg) => {
             log_token_failure(req.extensions(), &value, msg);
@@ -378,10 +370,17 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
                 };
                 req.extensions_mut().insert(CatalogFilter(Arc::new(filter)));
             }
-            // Upload caps count per principal: its unique id, never its ARN.
-            req.extensions_mut()
-                .insert(CallerPrincipal(caller.principal_id.clone()));
-            req.extensions_mut().insert(DataCaller { claims });
+            // The actor of the image events this request causes (upload
+            // caps count its unique id, never its ARN).
+            let actor = kura_registry::Actor {
+                account: caller.account.clone(),
+                principal_arn: caller.principal_arn.clone(),
+                principal_id: caller.principal_id.clone(),
+                access_key_id: Some(caller.access_key_id.clone()),
+                source_ip,
+                user_agent: user_agent(req.headers()),
+            };
+            req.extensions_mut().insert(actor);
             pass(req, next, account, data).await
         }
         Ok(Err(denial)) => denied(&denial.message),
@@ -400,9 +399,19 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
     }
 }
 
+fn user_agent(h: &http::HeaderMap) -> Option<String> {
+    h.get("user-agent").and_then(|v| v.to_str().ok()).map(String::from)
+}
+
 /// Hand the request, with the account it addresses and its parsed (and
-/// authorized) form, to the registry.
+/// authorized) form, to the registry. Unless an authenticated actor was
+/// inserted, the request's actor is anonymous (a public read, a download URL).
 async fn pass(mut req: Request, next: Next, account: String, data: DataRequest) -> Response {
+    if req.extensions().get::<kura_registry::Actor>().is_none() {
+        let actor = kura_registry::Actor::anonymous(account.clone())
+            .from_client(crate::client::source_ip(req.extensions()), user_agent(req.headers()));
+        req.extensions_mut().insert(actor);
+    }
     req.extensions_mut().insert(AccountId(account));
     req.extensions_mut().insert(data);
     next.run(req).await
