@@ -11,7 +11,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use kura_auth::seal::MasterKey;
-
 use kura_auth::token::{self, TokenClaims, TokenError};
 use kura_registry::http::AccountId;
 use kura_registry::service::CatalogFilter;

@@ -11,9 +11,9 @@ pub use kura_authz::{
     Denial,
 };
 
-use crate::auth::Caller;
 use crate::error::EcrResult;
 use crate::Ecr;
+use kura_aws::Caller;
 
 impl Ecr {
     /// The authorization of this service.

@@ -23,6 +23,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod model;
 pub mod ops;
+pub mod optable;
 pub mod public;
 pub mod scanning;
 pub mod service;
