@@ -321,6 +321,18 @@ async fn lifecycle_expiry_emits_lifecycle_expired() {
 #[tokio::test]
 async fn scan_completion_emits_scan_completed() {
     let t = setup().await;
+    // Scans are jobs: this node's runner, as `kura serve` starts it.
+    let mut runner = kura_jobs::Runner::new(
+        t.s.ecr.jobs().clone(),
+        kura_jobs::RunnerConfig {
+            poll: Duration::from_millis(50),
+            ..Default::default()
+        },
+    );
+    for h in t.s.ecr.job_handlers() {
+        runner.register(h);
+    }
+    let runner = runner.start();
     t.call(
         "CreateRepository",
         json!({"repositoryName": "scan", "imageScanningConfiguration": {"scanOnPush": true}}),
@@ -356,6 +368,7 @@ async fn scan_completion_emits_scan_completed() {
     let e = t.wait_for(EventType::ScanCompleted).await;
     assert_eq!(e.actor, Actor::scanner(ACCOUNT));
     assert_eq!(e.kind.digest(), Some(d2.as_str()));
+    runner.shutdown().await;
 }
 
 /// Guards: `BatchGetImage` is a pull by the API caller (ImagePulled).
