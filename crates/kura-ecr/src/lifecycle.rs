@@ -195,6 +195,9 @@ pub async fn run_all(registry: Arc<Registry>, maint: Arc<dyn MaintenanceStore>) 
 /// The job kind of lifecycle policy previews.
 pub const PREVIEW_JOB: &str = "lifecycle-preview";
 
+/// Tries a preview gets before it is FAILED.
+const PREVIEW_ATTEMPTS: u32 = 5;
+
 /// What a preview job carries.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct PreviewPayload {
@@ -214,7 +217,7 @@ pub async fn enqueue_preview(jobs: &kura_jobs::Queue, repo: i64, policy: &str) -
     jobs.enqueue(
         kura_jobs::NewJob::new(PREVIEW_JOB, payload)
             .unique_key(format!("{PREVIEW_JOB}:{repo}"))
-            .max_attempts(5),
+            .max_attempts(PREVIEW_ATTEMPTS),
     )
     .await
 }
@@ -235,32 +238,53 @@ impl kura_jobs::JobHandler for PreviewJob {
         PREVIEW_JOB
     }
 
+    fn retry(&self) -> kura_jobs::RetryPolicy {
+        // A person is waiting: retry soon, give up (FAILED) after the job's 5 tries.
+        kura_jobs::RetryPolicy {
+            base: std::time::Duration::from_secs(2),
+            cap: std::time::Duration::from_secs(30),
+            max_attempts: PREVIEW_ATTEMPTS,
+            max_age: None,
+        }
+    }
+
     async fn run(&self, job: &kura_jobs::Job) -> Result<(), kura_jobs::JobError> {
         let p: PreviewPayload = kura_jobs::payload(job)?;
         let Ok(policy) = kura_lifecycle::parse(&p.policy) else {
             self.maint.preview_finish(p.repo_id, "FAILED", None).await?;
             return Err(kura_jobs::JobError::Fatal("the previewed policy does not parse".into()));
         };
-        let (decisions, _) = decide(self.meta.as_ref(), p.repo_id, &policy).await?;
-        let results: Vec<serde_json::Value> = decisions
-            .iter()
-            .map(|d| {
-                json!({
-                    "imageDigest": d.digest,
-                    "imageTags": d.tags,
-                    "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
-                    "action": {"type": "EXPIRE"},
-                    "appliedRulePriority": d.applied_rule_priority,
+        let res = async {
+            let (decisions, _) = decide(self.meta.as_ref(), p.repo_id, &policy).await?;
+            let results: Vec<serde_json::Value> = decisions
+                .iter()
+                .map(|d| {
+                    json!({
+                        "imageDigest": d.digest,
+                        "imageTags": d.tags,
+                        "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
+                        "action": {"type": "EXPIRE"},
+                        "appliedRulePriority": d.applied_rule_priority,
+                    })
                 })
-            })
-            .collect();
-        self.maint
-            .preview_finish(
-                p.repo_id,
-                "COMPLETE",
-                Some(&serde_json::Value::Array(results).to_string()),
-            )
-            .await?;
+                .collect();
+            self.maint
+                .preview_finish(
+                    p.repo_id,
+                    "COMPLETE",
+                    Some(&serde_json::Value::Array(results).to_string()),
+                )
+                .await
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, attempt = job.attempts, "lifecycle preview failed");
+            if job.attempts >= job.max_attempts {
+                // The last try: the preview says FAILED rather than staying IN_PROGRESS.
+                let _ = self.maint.preview_finish(p.repo_id, "FAILED", None).await;
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 }
@@ -270,7 +294,7 @@ pub const RUN_JOB: &str = "lifecycle";
 
 /// Applies every repository's policy (`lifecycle` jobs; also `kura lifecycle run`).
 pub struct RunJob {
-    /// The data plane's service: expiry deletes through it.
+    /// The image service expiries go through.
     pub registry: Arc<Registry>,
     /// Policies, leases, audit.
     pub maint: Arc<dyn MaintenanceStore>,

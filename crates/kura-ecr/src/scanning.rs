@@ -515,7 +515,7 @@ fn is_tar_layer(media_type: &str) -> bool {
 }
 
 /// Scan on push: the scanner listens for `ImagePushed` (and only that) and
-/// starts the scan in the background.
+/// queues the scan as a durable job; the job runs it.
 #[async_trait::async_trait]
 impl EventListener for Scanner {
     async fn on_event(&self, event: &ImageEvent) {
@@ -528,46 +528,44 @@ impl EventListener for Scanner {
         ) {
             return;
         }
-        let this = self.clone();
-        let (account, name) = (event.account.clone(), event.repository.clone());
-        let digest = digest.clone();
-        tokio::spawn(async move {
-            let repo = match this.inner.meta.repo_get(&account, &name).await {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "scan on push: repository unreadable");
-                    return;
-                }
-            };
-            let config = match registry_config(this.inner.control.as_ref(), &repo.account).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "scan on push: no scanning configuration");
-                    return;
-                }
-            };
-            let eff = effective(&config, &repo);
-            if !eff.on_push() {
+        // Inline, before the push is answered: once the push is acknowledged
+        // its scan is a durable job (or a started scan the sweep restarts).
+        let (account, name) = (&event.account, &event.repository);
+        let repo = match self.inner.meta.repo_get(account, name).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "scan on push: repository unreadable");
                 return;
             }
-            let now = kura_store::now_millis();
-            match this
-                .inner
-                .scans
-                .scan_start(repo.id, &digest, &eff.scan_type, now, None)
-                .await
-            {
-                Ok(ScanStart::Started) => {
-                    if let Err(e) = this.queue_scan(repo.id, &digest, &eff.scan_type).await {
-                        // The stalled-scan sweep (poll_once) queues it later.
-                        tracing::warn!(error = %e, %digest, "scan on push could not be queued");
-                    }
-                }
-                Ok(ScanStart::QuotaExceeded) => {}
-                Err(e) => tracing::warn!(error = %e, "scan on push could not start"),
+        };
+        let config = match registry_config(self.inner.control.as_ref(), &repo.account).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "scan on push: no scanning configuration");
+                return;
             }
-        });
+        };
+        let eff = effective(&config, &repo);
+        if !eff.on_push() {
+            return;
+        }
+        let now = kura_store::now_millis();
+        match self
+            .inner
+            .scans
+            .scan_start(repo.id, digest, &eff.scan_type, now, None)
+            .await
+        {
+            Ok(ScanStart::Started) => {
+                if let Err(e) = self.queue_scan(repo.id, digest, &eff.scan_type).await {
+                    // The stalled-scan sweep queues it later.
+                    tracing::warn!(error = %e, %digest, "scan on push could not be queued");
+                }
+            }
+            Ok(ScanStart::QuotaExceeded) => {}
+            Err(e) => tracing::warn!(error = %e, "scan on push could not start"),
+        }
     }
 
     fn wants(&self, ty: EventType) -> bool {

@@ -321,14 +321,8 @@ async fn lifecycle_expiry_emits_lifecycle_expired() {
 #[tokio::test]
 async fn scan_completion_emits_scan_completed() {
     let t = setup().await;
-    // Scans are jobs: this node's runner, as `kura serve` starts it.
-    let mut runner = kura_jobs::Runner::new(
-        t.s.ecr.jobs().clone(),
-        kura_jobs::RunnerConfig {
-            poll: Duration::from_millis(50),
-            ..Default::default()
-        },
-    );
+    // Scans are durable jobs: this node's runner runs them.
+    let mut runner = kura_jobs::Runner::new(t.s.ecr.jobs().clone(), kura_jobs::RunnerConfig::default());
     for h in t.s.ecr.job_handlers() {
         runner.register(h);
     }

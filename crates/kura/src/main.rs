@@ -1,6 +1,8 @@
 //! The `kura` binary: `kura serve` runs the registry and the ECR API on
-//! embedded storage; `kura gc` and `kura lifecycle run` run the maintenance
-//! jobs on demand (also while the server is up, on the same data directory).
+//! embedded storage, and this node's background job runner (`jobs.rs`);
+//! `kura gc` and `kura lifecycle run` run the maintenance jobs on demand
+//! (also while the server is up, on the same data directory); `kura jobs`
+//! lists and retries background jobs.
 
 mod datadir;
 mod jobs;
