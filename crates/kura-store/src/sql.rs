@@ -214,8 +214,11 @@ impl SqlMetaStore {
             .acquire_timeout(Duration::from_secs(60))
             .after_connect(|c, _| {
                 Box::pin(async move {
-                    c.execute(sqlx::raw_sql("PRAGMA journal_mode = WAL;")).await?;
+                    // The busy timeout first: switching to WAL takes a lock,
+                    // and without a timeout a writer elsewhere (the server,
+                    // when a CLI opens the file) fails it at once.
                     c.execute(sqlx::raw_sql(PRAGMAS)).await?;
+                    c.execute(sqlx::raw_sql("PRAGMA journal_mode = WAL;")).await?;
                     Ok(())
                 })
             })

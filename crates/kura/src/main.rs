@@ -506,8 +506,8 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
 async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     let (meta, blobs) = open_stores(&args).await?;
-    // No listeners here: expiries by `kura lifecycle run` reach the audit
-    // record below, not the event listeners of a running server.
+    // A one-off process: its expiries are recorded in the audit log
+    // (PolicyExecutionEvent), but no event listeners are subscribed here.
     let registry = Arc::new(Registry::new(meta.clone(), blobs, Default::default()));
     let report = kura_ecr::lifecycle::run_all(registry, meta)
         .await
