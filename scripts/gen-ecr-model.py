@@ -7,7 +7,8 @@ usage: python3 -m pip download --no-deps botocore -d /tmp/bc && \
            > crates/kura-ecr/model/ecr-public-shapes.json
 
 The optional second argument names the botocore service directory: `ecr`
-(the default) or `ecr-public`.
+(the default), `ecr-public`, or `events` (EventBridge:
+`python3 scripts/gen-ecr-model.py /tmp/bc/botocore-*.whl events > crates/kura-events/model/events-shapes.json`).
 
 Keeps only what request validation needs (operation → input shape; each
 shape's type, required members, min/max, pattern, enum, member/list/map
@@ -24,7 +25,8 @@ KEEP = ("type", "required", "min", "max", "pattern", "enum")
 def load(path, service):
     with zipfile.ZipFile(path) as z:
         prefix = f"botocore/data/{service}/"
-        name = next(n for n in z.namelist() if n.startswith(prefix) and "service-2.json" in n)
+        # The newest API version when a service has several (events: 2014-02-03, 2015-10-07).
+        name = max(n for n in z.namelist() if n.startswith(prefix) and "service-2.json" in n)
         raw = z.read(name)
     if name.endswith(".gz"):
         raw = gzip.decompress(raw)
