@@ -3,9 +3,11 @@
 //! * [`pattern`] — the event pattern language as EventBridge documents it (pure).
 //! * [`ecr`] — ECR's events in the shapes EventBridge delivers them (pure).
 //! * [`api`] — the EventBridge API subset over the [`kura_store::EventsStore`].
+//! * [`deliver`] — sending one event to one target over HTTP (API destinations, webhooks).
 //! * [`target`] — what a target ARN names and the destination it resolves to.
 
 pub mod api;
+pub mod deliver;
 pub mod ecr;
 pub mod pattern;
 pub mod target;
