@@ -4,12 +4,14 @@
 //! * [`ecr`] — ECR's events in the shapes EventBridge delivers them (pure).
 //! * [`api`] — the EventBridge API subset over the [`kura_store::EventsStore`].
 //! * [`deliver`] — sending one event to one target over HTTP (API destinations, webhooks).
+//! * [`route`] — which targets an event goes to (enabled rules of its account, cached).
 //! * [`target`] — what a target ARN names and the destination it resolves to.
 
 pub mod api;
 pub mod deliver;
 pub mod ecr;
 pub mod pattern;
+pub mod route;
 pub mod target;
 
 pub use api::{Events, EventsError};

@@ -127,6 +127,7 @@ pub struct Events {
     pub(crate) store: Arc<dyn EventsStore>,
     pub(crate) master: MasterKey,
     pub(crate) region: String,
+    pub(crate) cache: Arc<crate::route::RuleCache>,
 }
 
 impl Events {
@@ -136,6 +137,7 @@ impl Events {
             store,
             master,
             region: region.into(),
+            cache: Arc::default(),
         }
     }
 
@@ -156,6 +158,14 @@ impl Events {
 
     /// Run operation `op` for `account` on validated `input`.
     pub async fn call(&self, op: &str, account: &str, input: &Value) -> EventsResult<Value> {
+        let out = self.dispatch(op, account, input).await;
+        if !read_only(op) {
+            self.cache.invalidate(account);
+        }
+        out
+    }
+
+    async fn dispatch(&self, op: &str, account: &str, input: &Value) -> EventsResult<Value> {
         match op {
             "PutRule" => self.put_rule(account, input).await,
             "DescribeRule" => self.describe_rule(account, input).await,
