@@ -39,6 +39,10 @@ pub struct DeliveryJob {
     pub http_parameters: Option<Value>,
     /// The event, EventBridge-shaped.
     pub event: Value,
+    /// Give up (dead letter) on a failure after this time (ms): the target's
+    /// `RetryPolicy.MaximumEventAgeInSeconds` after the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<i64>,
 }
 
 /// How one attempt ended.

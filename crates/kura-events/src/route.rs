@@ -68,8 +68,6 @@ pub struct Routed {
     pub job: DeliveryJob,
     /// The target's `RetryPolicy.MaximumRetryAttempts`, if set.
     pub max_retries: Option<u32>,
-    /// The target's `RetryPolicy.MaximumEventAgeInSeconds`, if set.
-    pub max_age_secs: Option<u64>,
 }
 
 impl Routed {
@@ -117,6 +115,10 @@ impl Events {
                         target_arn: t.arn.clone(),
                         http_parameters: t.http_parameters.clone(),
                         event: event.clone(),
+                        deadline_ms: policy
+                            .and_then(|p| p.get("MaximumEventAgeInSeconds"))
+                            .and_then(Value::as_i64)
+                            .map(|secs| kura_store::now_millis() + secs * 1000),
                     },
                     max_retries: policy
                         .and_then(|p| p.get("MaximumRetryAttempts"))
