@@ -124,9 +124,6 @@ impl Events {
                         .and_then(|p| p.get("MaximumRetryAttempts"))
                         .and_then(Value::as_u64)
                         .map(|n| n as u32),
-                    max_age_secs: policy
-                        .and_then(|p| p.get("MaximumEventAgeInSeconds"))
-                        .and_then(Value::as_u64),
                 });
             }
         }
