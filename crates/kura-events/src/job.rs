@@ -1,11 +1,14 @@
 //! The delivery job handler: one attempt per run, retried with backoff for 24 hours (or the
 //! target's `RetryPolicy`), then the dead letter (`kura jobs list --state dead`).
 
-use kura_jobs::{payload, Job, JobError, JobHandler, RetryPolicy};
+use kura_jobs::{payload, Job, JobError, JobHandler, NewJob, Queue, RetryPolicy};
+use serde_json::Value;
 
 use crate::api::Events;
 use crate::deliver::{DeliveryJob, Outcome, Sender};
-use crate::listener::DELIVERY_KIND;
+
+/// The job kind of one delivery.
+pub const DELIVERY_KIND: &str = "events.deliver";
 
 /// Runs `events.deliver` jobs.
 pub struct DeliveryHandler {
@@ -51,4 +54,29 @@ impl JobHandler for DeliveryHandler {
             }
         }
     }
+}
+
+/// Route an EventBridge-shaped event of `account` and enqueue one delivery job per matching
+/// target: unique key = event id + target (a re-emitted event is never sent twice), lane =
+/// target + repository (one repository's events reach a slow target in order). The number
+/// enqueued.
+pub async fn enqueue(
+    events: &Events,
+    queue: &Queue,
+    account: &str,
+    event: &Value,
+) -> Result<usize, kura_store::StoreError> {
+    let routed = events.route(account, event).await?;
+    for r in &routed {
+        let mut job = NewJob::new(DELIVERY_KIND, &r.job)
+            .unique_key(r.unique_key())
+            .once()
+            .lane(r.lane())
+            .max_attempts(u32::MAX);
+        if let Some(n) = r.max_retries {
+            job = job.max_attempts(n.saturating_add(1));
+        }
+        queue.enqueue(job).await?;
+    }
+    Ok(routed.len())
 }

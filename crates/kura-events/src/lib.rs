@@ -1,5 +1,6 @@
 //! EventBridge for Kura.
 //!
+//! * [`job`] — the delivery job handler (retries for 24 h, then the dead letter).
 //! * [`pattern`] — the event pattern language as EventBridge documents it (pure).
 //! * [`ecr`] — ECR's events in the shapes EventBridge delivers them (pure).
 //! * [`api`] — the EventBridge API subset over the [`kura_store::EventsStore`].
@@ -10,6 +11,7 @@
 pub mod api;
 pub mod deliver;
 pub mod ecr;
+pub mod job;
 pub mod pattern;
 pub mod route;
 pub mod target;

@@ -10,14 +10,11 @@
 
 use std::sync::Arc;
 
-use kura_jobs::{NewJob, Queue};
+use kura_jobs::Queue;
 use kura_registry::events::{Actor, EventKind, EventListener, EventType, ImageEvent};
 
 use crate::api::Events;
 use crate::ecr::{EcrDetail, EcrEvent};
-
-/// The job kind of one delivery.
-pub const DELIVERY_KIND: &str = "events.deliver";
 
 /// ECR's EventBridge event for a registry event, if ECR sends one.
 pub fn ecr_event(ev: &ImageEvent, region: &str) -> Option<EcrEvent> {
@@ -74,19 +71,7 @@ impl EventBridgeListener {
         let Some(ecr) = ecr_event(ev, self.events.region()) else {
             return Ok(0);
         };
-        let json = ecr.to_json();
-        let routed = self.events.route(&ev.account, &json).await?;
-        for r in &routed {
-            let mut job = NewJob::new(DELIVERY_KIND, &r.job)
-                .unique_key(r.unique_key())
-                .once()
-                .lane(r.lane());
-            if let Some(n) = r.max_retries {
-                job = job.max_attempts(n.saturating_add(1));
-            }
-            self.queue.enqueue(job).await?;
-        }
-        Ok(routed.len())
+        crate::job::enqueue(&self.events, &self.queue, &ev.account, &ecr.to_json()).await
     }
 }
 
