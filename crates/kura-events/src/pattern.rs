@@ -466,7 +466,7 @@ fn match_node(node: &Node, value: Option<&Value>) -> bool {
                 collect_leaves(v, &mut leaves);
             }
             if leaves.is_empty() {
-                return ms.iter().any(|m| *m == Matcher::Exists(false));
+                return ms.contains(&Matcher::Exists(false));
             }
             leaves.iter().any(|leaf| ms.iter().any(|m| match_leaf(m, leaf)))
         }
