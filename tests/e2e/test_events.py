@@ -124,8 +124,10 @@ def configure(reg, receiver):
                                                                          "ApiKeyValue": "e2e-secret"}}))
     described = ev("describe-connection", "--name", "recv")
     assert "e2e-secret" not in json.dumps(described)
-    dest = ev("create-api-destination", "--name", "recv", "--connection-arn", conn["ConnectionArn"],
-              "--invocation-endpoint", receiver.url, "--http-method", "POST")
+    # Through --cli-input-json: the CLI would fetch a parameter that starts with http://.
+    dest = ev("create-api-destination", "--cli-input-json", json.dumps({
+        "Name": "recv", "ConnectionArn": conn["ConnectionArn"], "InvocationEndpoint": receiver.url,
+        "HttpMethod": "POST"}))
     out = ev("put-targets", "--rule", "prod-push", "--targets",
              json.dumps([{"Id": "recv", "Arn": dest["ApiDestinationArn"]}]))
     assert out["FailedEntryCount"] == 0
