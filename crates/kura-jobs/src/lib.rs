@@ -357,7 +357,14 @@ mod tests {
         assert_eq!(tight.next_try(&job(3, 10, 0), 0), None, "the policy's limit");
         assert_eq!(p.next_try(&job(1, 10, 0), 3_600_000), None, "too old");
         let day = RetryPolicy::for_a_day();
-        assert!(day.next_try(&job(30, i64::MAX, 0), 3_600_000).is_some(), "retried within the day");
-        assert_eq!(day.next_try(&job(3, i64::MAX, 0), 25 * 3_600_000), None, "24 h then dead");
+        assert!(
+            day.next_try(&job(30, i64::MAX, 0), 3_600_000).is_some(),
+            "retried within the day"
+        );
+        assert_eq!(
+            day.next_try(&job(3, i64::MAX, 0), 25 * 3_600_000),
+            None,
+            "24 h then dead"
+        );
     }
 }

@@ -268,8 +268,12 @@ async fn run_one(
     };
     match settled {
         Ok(Some(state)) => tracing::debug!(id, kind = %job.kind, state, "job settled"),
-        Ok(None) => tracing::warn!(id, kind = %job.kind, "a job finished after losing its lease; its outcome was not recorded"),
-        Err(e) => tracing::warn!(id, kind = %job.kind, error = %e, "recording a job's outcome failed (it will run again)"),
+        Ok(None) => {
+            tracing::warn!(id, kind = %job.kind, "a job finished after losing its lease; its outcome was not recorded")
+        }
+        Err(e) => {
+            tracing::warn!(id, kind = %job.kind, error = %e, "recording a job's outcome failed (it will run again)")
+        }
     }
 }
 

@@ -82,7 +82,13 @@ async fn an_enqueued_job_starts_at_once() {
     let s = store(&dir).await;
     let q = Queue::new(s.clone());
     let ran = Arc::new(AtomicUsize::new(0));
-    let mut r = Runner::new(q.clone(), RunnerConfig { poll: Duration::from_secs(3600), ..config("a") });
+    let mut r = Runner::new(
+        q.clone(),
+        RunnerConfig {
+            poll: Duration::from_secs(3600),
+            ..config("a")
+        },
+    );
     let r2 = ran.clone();
     r.register(handler("k", move |_| {
         let r2 = r2.clone();
@@ -125,7 +131,10 @@ async fn a_dead_runners_job_is_taken_over_and_completes_once() {
         }
     }));
     let a = a.start();
-    let id = q.enqueue(NewJob::new("work", serde_json::json!({"n": 1}))).await.unwrap();
+    let id = q
+        .enqueue(NewJob::new("work", serde_json::json!({"n": 1})))
+        .await
+        .unwrap();
     until("A started the job", async || started.load(Ordering::SeqCst) == 1).await;
     a.abort(); // killed: no release, its lease lapses
     let row = s.job_get(id).await.unwrap().unwrap();
@@ -189,11 +198,19 @@ async fn two_runners_never_run_one_job_at_once() {
     let mut ids = Vec::new();
     for i in 0..300 {
         let q = &queues[i % 2];
-        ids.push(q.enqueue(NewJob::new("race", serde_json::json!({"i": i}))).await.unwrap());
+        ids.push(
+            q.enqueue(NewJob::new("race", serde_json::json!({"i": i})))
+                .await
+                .unwrap(),
+        );
     }
     until("every job ran", async || runs.lock().unwrap().len() == ids.len()).await;
     until("every job is done", async || {
-        s.job_list(Some(JobState::Done), Some("race"), 0, 1000).await.unwrap().len() == ids.len()
+        s.job_list(Some(JobState::Done), Some("race"), 0, 1000)
+            .await
+            .unwrap()
+            .len()
+            == ids.len()
     })
     .await;
     assert!(!overlap.load(Ordering::SeqCst), "a job ran in two places at once");
@@ -246,8 +263,14 @@ async fn a_failing_job_goes_dead_after_its_retries() {
     assert_eq!(tries.load(Ordering::SeqCst), 3);
     assert_eq!(s.job_list(Some(JobState::Dead), None, 0, 10).await.unwrap().len(), 1);
 
-    let fatal = q.enqueue(NewJob::new("flaky", serde_json::json!({"fatal": true}))).await.unwrap();
-    until("the fatal job is dead", async || state(s.as_ref(), fatal).await == "dead").await;
+    let fatal = q
+        .enqueue(NewJob::new("flaky", serde_json::json!({"fatal": true})))
+        .await
+        .unwrap();
+    until("the fatal job is dead", async || {
+        state(s.as_ref(), fatal).await == "dead"
+    })
+    .await;
     assert_eq!(s.job_get(fatal).await.unwrap().unwrap().attempts, 1, "fatal: no retry");
     h.shutdown().await;
 }
@@ -323,15 +346,28 @@ async fn a_lost_lease_cancels_and_shutdown_releases() {
     until("it started", async || started.load(Ordering::SeqCst) == 1).await;
     // Another runner takes the lease (as if A had stalled past it).
     assert!(s.job_release(id, "a").await.unwrap());
-    assert_eq!(s.job_claim(&["long".to_string()], "thief", 60_000, 1).await.unwrap().len(), 1);
+    assert_eq!(
+        s.job_claim(&["long".to_string()], "thief", 60_000, 1)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     until("A cancelled its copy", async || cancelled.load(Ordering::SeqCst) == 1).await;
     assert!(s.job_complete(id, "thief").await.unwrap());
 
     // Shutdown releases a running job.
-    let id2 = q.enqueue(NewJob::new("long", serde_json::json!({"n": 2}))).await.unwrap();
+    let id2 = q
+        .enqueue(NewJob::new("long", serde_json::json!({"n": 2})))
+        .await
+        .unwrap();
     until("it started", async || started.load(Ordering::SeqCst) == 2).await;
     h.shutdown().await;
     assert_eq!(cancelled.load(Ordering::SeqCst), 2);
     let got = s.job_claim(&["long".to_string()], "other", 60_000, 1).await.unwrap();
-    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![id2], "released: claimable at once");
+    assert_eq!(
+        got.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![id2],
+        "released: claimable at once"
+    );
 }

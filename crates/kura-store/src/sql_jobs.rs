@@ -25,7 +25,10 @@ const DUE: &str = "((j.state = 'queued' AND j.run_after <= $1) OR (j.state = 'ru
 
 /// `$first, $first+1, …` for `n` values.
 fn marks(first: usize, n: usize) -> String {
-    (first..first + n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn rows(rs: Vec<sqlx::any::AnyRow>) -> Result<Vec<JobRow>> {
@@ -68,13 +71,13 @@ impl crate::jobs::JobStore for SqlMetaStore {
             .await?;
             let id = match id {
                 Some(id) => id,
-                None => sqlx::query_scalar(
-                    "SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('queued', 'running')",
-                )
-                .bind(&job.unique_key)
-                .fetch_optional(&mut *tx)
-                .await?
-                .ok_or_else(|| StoreError::Corrupt("a job's unique key conflicts with no active job".into()))?,
+                None => {
+                    sqlx::query_scalar("SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('queued', 'running')")
+                        .bind(&job.unique_key)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| StoreError::Corrupt("a job's unique key conflicts with no active job".into()))?
+                }
             };
             tx.commit().await?;
             Ok(id)
@@ -88,7 +91,10 @@ impl crate::jobs::JobStore for SqlMetaStore {
         let in_kinds = marks(3, kinds.len());
         // A cheap look on the read pool first, so an idle poll never takes the
         // write lock.
-        let probe = format!("SELECT j.id FROM jobs j WHERE {DUE} AND j.kind IN ({}) LIMIT 1", marks(2, kinds.len()));
+        let probe = format!(
+            "SELECT j.id FROM jobs j WHERE {DUE} AND j.kind IN ({}) LIMIT 1",
+            marks(2, kinds.len())
+        );
         let mut q = sqlx::query_scalar::<_, i64>(&probe).bind(now_millis());
         for k in kinds {
             q = q.bind(k);

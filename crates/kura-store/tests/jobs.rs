@@ -46,9 +46,16 @@ async fn suite(s: &dyn JobStore) {
         .unwrap();
     assert!(a1 < b1 && b1 < later, "ids ascend in enqueue order");
     let got = s.job_claim(&kinds(&["a"]), "n1", 30_000, 10).await.unwrap();
-    assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![a1], "only due jobs of kind a");
+    assert_eq!(
+        got.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![a1],
+        "only due jobs of kind a"
+    );
     let j = &got[0];
-    assert_eq!((j.state.as_str(), j.attempts, j.lease_owner.as_deref()), ("running", 1, Some("n1")));
+    assert_eq!(
+        (j.state.as_str(), j.attempts, j.lease_owner.as_deref()),
+        ("running", 1, Some("n1"))
+    );
     assert_eq!(j.payload, r#"{"n":1}"#);
     assert!(j.lease_until.unwrap() > now_millis() + 20_000);
     assert!(
@@ -64,7 +71,11 @@ async fn suite(s: &dyn JobStore) {
     assert!(!s.job_release(a1, "n2").await.unwrap());
     assert!(s.job_release(a1, "n1").await.unwrap());
     let got = s.job_claim(&kinds(&["a"]), "n1", 30_000, 10).await.unwrap();
-    assert_eq!((got[0].id, got[0].attempts), (a1, 2), "a released job is claimable again");
+    assert_eq!(
+        (got[0].id, got[0].attempts),
+        (a1, 2),
+        "a released job is claimable again"
+    );
 
     // Complete: only by the owner; done is final.
     assert!(!s.job_complete(a1, "n2").await.unwrap());
@@ -73,7 +84,10 @@ async fn suite(s: &dyn JobStore) {
     assert_eq!(done.state, "done");
     assert!(done.finished_at.is_some());
     assert!(!s.job_complete(a1, "n1").await.unwrap(), "completing twice is refused");
-    assert!(!s.job_heartbeat(a1, "n1", 1000).await.unwrap(), "a finished job has no lease");
+    assert!(
+        !s.job_heartbeat(a1, "n1", 1000).await.unwrap(),
+        "a finished job has no lease"
+    );
 
     // A lapsed lease: another owner claims it; the first loses it.
     let got = s.job_claim(&kinds(&["b"]), "n1", 0, 10).await.unwrap();
@@ -82,9 +96,15 @@ async fn suite(s: &dyn JobStore) {
     let got = s.job_claim(&kinds(&["b"]), "n2", 30_000, 10).await.unwrap();
     assert_eq!(got.len(), 1, "a running job whose lease lapsed is claimable");
     assert_eq!((got[0].attempts, got[0].lease_owner.as_deref()), (2, Some("n2")));
-    assert!(!s.job_heartbeat(b1, "n1", 30_000).await.unwrap(), "the old owner lost it");
+    assert!(
+        !s.job_heartbeat(b1, "n1", 30_000).await.unwrap(),
+        "the old owner lost it"
+    );
     assert!(!s.job_complete(b1, "n1").await.unwrap());
-    assert_eq!(s.job_fail(b1, "n1", "late", FailAction::RetryAt(0)).await.unwrap(), None);
+    assert_eq!(
+        s.job_fail(b1, "n1", "late", FailAction::RetryAt(0)).await.unwrap(),
+        None
+    );
 
     // Fail: retry at a time (queued, not due before), then dead when attempts run out.
     assert_eq!(
@@ -94,9 +114,21 @@ async fn suite(s: &dyn JobStore) {
         Some(JobState::Queued)
     );
     let row = s.job_get(b1).await.unwrap().unwrap();
-    assert_eq!((row.state.as_str(), row.last_error.as_deref()), ("queued", Some("boom")));
-    assert!(s.job_claim(&kinds(&["b"]), "n1", 30_000, 10).await.unwrap().is_empty(), "not before run_after");
-    let c = s.job_enqueue(&NewJobRow { max_attempts: 2, ..job("c", "{}") }).await.unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.last_error.as_deref()),
+        ("queued", Some("boom"))
+    );
+    assert!(
+        s.job_claim(&kinds(&["b"]), "n1", 30_000, 10).await.unwrap().is_empty(),
+        "not before run_after"
+    );
+    let c = s
+        .job_enqueue(&NewJobRow {
+            max_attempts: 2,
+            ..job("c", "{}")
+        })
+        .await
+        .unwrap();
     s.job_claim(&kinds(&["c"]), "n1", 30_000, 10).await.unwrap();
     assert_eq!(
         s.job_fail(c, "n1", "e1", FailAction::RetryAt(0)).await.unwrap(),
@@ -109,8 +141,14 @@ async fn suite(s: &dyn JobStore) {
         "the last attempt failed: dead"
     );
     let dead = s.job_get(c).await.unwrap().unwrap();
-    assert!(s.job_claim(&kinds(&["c"]), "n1", 30_000, 10).await.unwrap().is_empty(), "dead is final");
-    assert_eq!((dead.state.as_str(), dead.attempts, dead.last_error.as_deref()), ("dead", 2, Some("e2")));
+    assert!(
+        s.job_claim(&kinds(&["c"]), "n1", 30_000, 10).await.unwrap().is_empty(),
+        "dead is final"
+    );
+    assert_eq!(
+        (dead.state.as_str(), dead.attempts, dead.last_error.as_deref()),
+        ("dead", 2, Some("e2"))
+    );
     assert!(dead.finished_at.is_some());
     // A fatal error is dead at once.
     let f = s.job_enqueue(&job("f", "{}")).await.unwrap();
@@ -120,7 +158,13 @@ async fn suite(s: &dyn JobStore) {
         Some(JobState::Dead)
     );
     // A runner that dies during the last attempt: dead, not claimed forever.
-    let z = s.job_enqueue(&NewJobRow { max_attempts: 1, ..job("z", "{}") }).await.unwrap();
+    let z = s
+        .job_enqueue(&NewJobRow {
+            max_attempts: 1,
+            ..job("z", "{}")
+        })
+        .await
+        .unwrap();
     s.job_claim(&kinds(&["z"]), "n1", 0, 10).await.unwrap();
     lapse().await;
     assert!(s.job_claim(&kinds(&["z"]), "n2", 30_000, 10).await.unwrap().is_empty());
@@ -135,9 +179,16 @@ async fn suite(s: &dyn JobStore) {
         .map(|j| j.id)
         .collect();
     assert_eq!(dead_ids, vec![c, f, z]);
-    assert_eq!(s.job_list(Some(JobState::Dead), Some("f"), 0, 10).await.unwrap()[0].id, f);
+    assert_eq!(
+        s.job_list(Some(JobState::Dead), Some("f"), 0, 10).await.unwrap()[0].id,
+        f
+    );
     assert_eq!(s.job_list(None, None, 0, 2).await.unwrap().len(), 2);
-    assert_eq!(s.job_list(None, None, c, 100).await.unwrap()[0].id, f, "paged after an id");
+    assert_eq!(
+        s.job_list(None, None, c, 100).await.unwrap()[0].id,
+        f,
+        "paged after an id"
+    );
 
     // Retry a dead job: queued again with fresh attempts; not a live one.
     assert!(!s.job_retry(b1).await.unwrap(), "only dead jobs are retried");
@@ -174,7 +225,13 @@ async fn suite(s: &dyn JobStore) {
     assert!(got.iter().any(|j| j.id == o1));
     assert_eq!(s.job_enqueue(&once).await.unwrap(), o1, "a once key runs once");
     // A dead keyed job is not retried while another job holds its key.
-    let k1 = s.job_enqueue(&NewJobRow { max_attempts: 1, ..keyed("k") }).await.unwrap();
+    let k1 = s
+        .job_enqueue(&NewJobRow {
+            max_attempts: 1,
+            ..keyed("k")
+        })
+        .await
+        .unwrap();
     s.job_claim(&kinds(&["u"]), "n1", 30_000, 10).await.unwrap();
     s.job_fail(k1, "n1", "x", FailAction::Dead).await.unwrap();
     let k2 = s.job_enqueue(&keyed("k")).await.unwrap();
@@ -229,7 +286,9 @@ async fn suite(s: &dyn JobStore) {
     };
     assert_eq!(got.iter().map(|j| j.id).collect::<Vec<_>>(), vec![l1]);
     assert_eq!(
-        s.job_fail(l1, "n2", "still down", FailAction::RetryAt(0)).await.unwrap(),
+        s.job_fail(l1, "n2", "still down", FailAction::RetryAt(0))
+            .await
+            .unwrap(),
         Some(JobState::Dead)
     );
     // Dead: its lane moves on to l2, then l3.
@@ -243,9 +302,20 @@ async fn suite(s: &dyn JobStore) {
     let before = s.job_list(Some(JobState::Done), None, 0, 1000).await.unwrap().len();
     assert!(before > 0);
     assert_eq!(s.job_purge(JobState::Done, 0).await.unwrap(), 0);
-    assert_eq!(s.job_purge(JobState::Done, now_millis() + 1).await.unwrap() as usize, before);
-    assert!(s.job_list(Some(JobState::Done), None, 0, 1000).await.unwrap().is_empty());
-    assert!(!s.job_list(Some(JobState::Dead), None, 0, 1000).await.unwrap().is_empty());
+    assert_eq!(
+        s.job_purge(JobState::Done, now_millis() + 1).await.unwrap() as usize,
+        before
+    );
+    assert!(s
+        .job_list(Some(JobState::Done), None, 0, 1000)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!s
+        .job_list(Some(JobState::Dead), None, 0, 1000)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(s.job_purge(JobState::Queued, now_millis()).await.is_err());
     assert!(s.job_get(l3).await.unwrap().is_some(), "a running job is never purged");
 }
@@ -311,5 +381,45 @@ async fn sqlite_claims_never_overlap() {
 async fn postgres_claims_never_overlap() {
     if let Some(s) = kura_store::testdb::postgres("postgres_claims_never_overlap").await {
         claim_race(&s).await;
+    }
+}
+
+/// A burst of identical enqueues from many connections at once (a push
+/// storm asking for one scan): one job, every caller gets its id (fails if
+/// the unique key let two in, or a caller saw the conflict as an error).
+async fn enqueue_burst<S: JobStore + Clone>(s: &S) {
+    for round in 0..5 {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.job_enqueue(&NewJobRow {
+                    unique_key: Some(format!("scan:1:sha256:{round}")),
+                    ..job("scan", "{}")
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        let mut ids = HashSet::new();
+        for t in tasks {
+            ids.insert(t.await.unwrap());
+        }
+        assert_eq!(ids.len(), 1, "one job per key: {ids:?}");
+    }
+    assert_eq!(s.job_list(None, Some("scan"), 0, 100).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn sqlite_enqueue_burst_makes_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    enqueue_burst(&s).await;
+}
+
+#[tokio::test]
+async fn postgres_enqueue_burst_makes_one_job() {
+    if let Some(s) = kura_store::testdb::postgres("postgres_enqueue_burst_makes_one_job").await {
+        enqueue_burst(&s).await;
     }
 }

@@ -64,9 +64,16 @@ pub async fn start(
     for h in plan.extra {
         runner.register(h);
     }
+    // A schedule's slot key must outlive its slot, or a node starting late in
+    // a long slot would run it again: done jobs are kept a day, or longer
+    // than the longest schedule.
+    let longest = [plan.gc_every, plan.lifecycle_every, plan.scan_sweep_every]
+        .into_iter()
+        .max()
+        .unwrap_or_default();
     runner.register(Arc::new(kura_jobs::PurgeJob {
         store: meta.clone(),
-        keep_done: Duration::from_secs(24 * 3600),
+        keep_done: Duration::from_secs(24 * 3600).max(longest * 2),
         keep_dead: Duration::from_secs(30 * 24 * 3600),
     }));
     let empty = serde_json::json!({});
@@ -92,9 +99,10 @@ fn job_json(j: &Job) -> serde_json::Value {
 /// `kura jobs list`: jobs as JSON lines, by id.
 pub async fn list(store: &dyn JobStore, state: Option<&str>, kind: Option<&str>) -> anyhow::Result<()> {
     let state = match state {
-        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
-            anyhow::anyhow!("unknown job state {s:?} (queued, running, done or dead)")
-        })?),
+        Some(s) => Some(
+            JobState::parse(s)
+                .ok_or_else(|| anyhow::anyhow!("unknown job state {s:?} (queued, running, done or dead)"))?,
+        ),
         None => None,
     };
     let mut after = 0;
