@@ -1,6 +1,7 @@
 //! EventBridge for Kura.
 //!
 //! * [`job`] — the delivery job handler (retries for 24 h, then the dead letter).
+//! * [`listener`] — the registry listener: image events → delivery jobs.
 //! * [`pattern`] — the event pattern language as EventBridge documents it (pure).
 //! * [`ecr`] — ECR's events in the shapes EventBridge delivers them (pure).
 //! * [`api`] — the EventBridge API subset over the [`kura_store::EventsStore`].
@@ -12,6 +13,7 @@ pub mod api;
 pub mod deliver;
 pub mod ecr;
 pub mod job;
+pub mod listener;
 pub mod pattern;
 pub mod route;
 pub mod target;

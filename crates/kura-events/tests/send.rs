@@ -179,6 +179,9 @@ async fn route_cost() {
         for _ in 0..n {
             assert!(ev.route(account, &event).await.unwrap().is_empty());
         }
-        println!("route, {label}: {:.0} ns/event", t0.elapsed().as_nanos() as f64 / n as f64);
+        println!(
+            "route, {label}: {:.0} ns/event",
+            t0.elapsed().as_nanos() as f64 / n as f64
+        );
     }
 }
