@@ -441,6 +441,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     ));
+    // ECR's events to EventBridge rules: one delivery job per matching target, enqueued before
+    // the change is answered.
+    registry.subscribe(kura_events::listener::EventBridgeListener::new(
+        events.clone(),
+        ecr.jobs().clone(),
+    ));
     let app = kura_ecr::app(ecr.clone(), registry);
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
