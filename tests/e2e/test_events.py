@@ -137,7 +137,7 @@ def configure(reg, receiver):
 def push(reg, tmp_path, ref, seed):
     src = Layout(tmp_path / ("src-" + seed))
     desc, _ = random_image(src, make_rng(seed), "t", nlayers=1)
-    run(["skopeo", "copy", "--dest-tls-verify=false", "--dest-creds", creds(reg),
+    run(["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", creds(reg),
          "oci:%s:t" % src.path, "docker://%s/%s" % (reg.host, ref)], registry=reg)
     return desc["digest"]
 
