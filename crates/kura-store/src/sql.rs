@@ -46,6 +46,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_upload_owner.sql")),
     (8, include_str!("../migrations/sqlite/0008_orphans.sql")),
     (9, include_str!("../migrations/sqlite/0009_jobs.sql")),
+    (10, include_str!("../migrations/sqlite/0010_events.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
 /// its first migration creates that schema at once.
@@ -56,9 +57,10 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/postgres/0007_upload_owner.sql")),
     (8, include_str!("../migrations/postgres/0008_orphans.sql")),
     (9, include_str!("../migrations/postgres/0009_jobs.sql")),
+    (10, include_str!("../migrations/postgres/0010_events.sql")),
 ];
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// How long a writer may hold an upload before another request may take it.
 /// The holder renews it while it streams ([`MetaStore::upload_renew`]), so a
