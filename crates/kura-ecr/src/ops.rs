@@ -30,6 +30,8 @@ pub struct Ctx {
     pub host: String,
     /// The client's address, if known (`aws:SourceIp`).
     pub source_ip: Option<std::net::IpAddr>,
+    /// The client's `User-Agent`, if it sent one (the events' actor).
+    pub user_agent: Option<String>,
 }
 
 impl Ctx {
@@ -41,7 +43,7 @@ impl Ctx {
             principal_id: self.caller.principal_id.clone(),
             access_key_id: Some(self.caller.access_key_id.clone()),
             source_ip: self.source_ip,
-            user_agent: None,
+            user_agent: self.user_agent.clone(),
         }
     }
 
