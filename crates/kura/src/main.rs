@@ -447,7 +447,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         events.clone(),
         ecr.jobs().clone(),
     ));
-    let app = kura_ecr::app(ecr.clone(), registry);
+    let events_api = kura_events::service::EventsService::new(events.clone(), ecr.authz().clone());
+    let app = kura_ecr::app_with(
+        ecr.clone(),
+        registry,
+        kura_ecr::AppOptions {
+            services: vec![Arc::new(events_api)],
+            ..Default::default()
+        },
+    );
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
             &boot.default_account,
