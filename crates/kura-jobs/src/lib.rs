@@ -20,6 +20,7 @@
 //! idempotent (or check their effect first). Two runners never hold one
 //! job's lease at once.
 
+mod enqueue;
 mod runner;
 
 use std::sync::Arc;
@@ -197,6 +198,7 @@ pub trait JobHandler: Send + Sync + 'static {
 pub struct Queue {
     store: Arc<dyn JobStore>,
     wake: Arc<tokio::sync::Notify>,
+    batcher: Arc<enqueue::Batcher>,
 }
 
 impl Queue {
@@ -205,10 +207,13 @@ impl Queue {
         Queue {
             store,
             wake: Arc::new(tokio::sync::Notify::new()),
+            batcher: Arc::default(),
         }
     }
 
-    /// Add a job (or find the one holding its unique key); its id.
+    /// Add a job (or find the one holding its unique key); its id, once the
+    /// job is durably stored. Concurrent enqueues through this queue (and its
+    /// clones) are written together in one transaction (group commit).
     pub async fn enqueue(&self, job: NewJob) -> Result<i64, StoreError> {
         let row = NewJobRow {
             payload: job.payload.to_string(),
@@ -219,9 +224,10 @@ impl Queue {
             run_after: job.run_after.unwrap_or(0),
             max_attempts: i64::from(job.max_attempts),
         };
-        let id = self.store.job_enqueue(&row).await?;
-        self.wake.notify_one();
-        Ok(id)
+        if row.kind.is_empty() {
+            return Err(StoreError::Invalid("a job needs a kind and a JSON payload".into()));
+        }
+        self.batcher.enqueue(&self.store, &self.wake, row).await
     }
 
     /// The job table.

@@ -371,3 +371,43 @@ async fn a_lost_lease_cancels_and_shutdown_releases() {
         "released: claimable at once"
     );
 }
+
+/// Concurrent enqueues (gathered into group commits): every caller gets its
+/// own job's id, and the job is stored when `enqueue` returns; a shared
+/// unique key still makes one job, lanes keep enqueue order, and a bad job
+/// fails alone (fails if batching lost, merged or mis-answered a job).
+#[tokio::test]
+async fn concurrent_enqueues_each_get_their_stored_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir).await;
+    let q = Queue::new(s.clone());
+    let mut tasks = Vec::new();
+    for i in 0..64 {
+        let q = q.clone();
+        tasks.push(tokio::spawn(async move {
+            let job = match i % 4 {
+                0 => NewJob::new("batch", serde_json::json!({ "i": i })).unique_key("shared"),
+                1 => NewJob::new("", serde_json::json!({ "i": i })),
+                _ => NewJob::new("batch", serde_json::json!({ "i": i })),
+            };
+            (i, q.enqueue(job).await)
+        }));
+    }
+    let mut shared = std::collections::HashSet::new();
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        if i % 4 == 1 {
+            assert!(r.is_err(), "a job without a kind is refused");
+            continue;
+        }
+        let id = r.unwrap();
+        let row = s.job_get(id).await.unwrap().expect("stored when enqueue returned");
+        if i % 4 == 0 {
+            shared.insert(id);
+        } else {
+            assert_eq!(row.payload, format!(r#"{{"i":{i}}}"#), "each caller gets its own job");
+        }
+    }
+    assert_eq!(shared.len(), 1, "one job per unique key: {shared:?}");
+    assert_eq!(s.job_list(None, Some("batch"), 0, 100).await.unwrap().len(), 33);
+}

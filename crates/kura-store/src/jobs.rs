@@ -126,6 +126,11 @@ pub trait JobStore: Send + Sync + 'static {
     /// Add a job; its id. With a unique key already taken (see [`NewJobRow`]),
     /// nothing is added and the existing job's id is returned.
     async fn job_enqueue(&self, job: &NewJobRow) -> Result<i64>;
+    /// Add these jobs in one transaction (one durable commit); their ids in
+    /// order. Each job is added as [`JobStore::job_enqueue`] would add it after
+    /// the ones before it, unique keys included. Nothing is added when any job
+    /// is invalid or the write fails.
+    async fn job_enqueue_many(&self, jobs: &[NewJobRow]) -> Result<Vec<i64>>;
     /// Claim up to `limit` due jobs of these kinds for `owner`, with a lease
     /// until `now + lease_ms`: queued jobs whose `run_after` has come, and
     /// running jobs whose lease lapsed. Each claim counts an attempt. Two

@@ -35,52 +35,81 @@ fn rows(rs: Vec<sqlx::any::AnyRow>) -> Result<Vec<JobRow>> {
     Ok(rs.iter().map(JobRow::from_row).collect::<Result<_, _>>()?)
 }
 
+/// A new job needs a kind and a JSON payload.
+fn check_new(job: &NewJobRow) -> Result<()> {
+    if job.kind.is_empty() || serde_json::from_str::<serde_json::Value>(&job.payload).is_err() {
+        return Err(StoreError::Invalid("a job needs a kind and a JSON payload".into()));
+    }
+    Ok(())
+}
+
+/// Add one job inside the write transaction `tx` (see
+/// [`JobStore::job_enqueue`](crate::jobs::JobStore::job_enqueue) for the
+/// unique-key rules); its id, or the id of the job holding its key.
+async fn enqueue_in(tx: &mut sqlx::Transaction<'static, sqlx::Any>, job: &NewJobRow, now: i64) -> Result<i64> {
+    if let (Some(key), true) = (&job.unique_key, job.once) {
+        let existing: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE unique_key = $1 ORDER BY id DESC LIMIT 1")
+                .bind(key)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+    }
+    let id: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO jobs (kind, payload, unique_key, lane, state, attempts, max_attempts, run_after, \
+         created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7) \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind(&job.kind)
+    .bind(&job.payload)
+    .bind(&job.unique_key)
+    .bind(&job.lane)
+    .bind(job.max_attempts.max(1))
+    .bind(job.run_after)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    match id {
+        Some(id) => Ok(id),
+        None => sqlx::query_scalar("SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('queued', 'running')")
+            .bind(&job.unique_key)
+            .fetch_optional(&mut **tx)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("a job's unique key conflicts with no active job".into())),
+    }
+}
+
 #[async_trait]
 impl crate::jobs::JobStore for SqlMetaStore {
     async fn job_enqueue(&self, job: &NewJobRow) -> Result<i64> {
-        if job.kind.is_empty() || serde_json::from_str::<serde_json::Value>(&job.payload).is_err() {
-            return Err(StoreError::Invalid("a job needs a kind and a JSON payload".into()));
+        check_new(job)?;
+        retry_write!(self, async {
+            let now = now_millis();
+            let mut tx = self.begin_write().await?;
+            let id = enqueue_in(&mut tx, job, now).await?;
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    async fn job_enqueue_many(&self, jobs: &[NewJobRow]) -> Result<Vec<i64>> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        for job in jobs {
+            check_new(job)?;
         }
         retry_write!(self, async {
             let now = now_millis();
             let mut tx = self.begin_write().await?;
-            if let (Some(key), true) = (&job.unique_key, job.once) {
-                let existing: Option<i64> =
-                    sqlx::query_scalar("SELECT id FROM jobs WHERE unique_key = $1 ORDER BY id DESC LIMIT 1")
-                        .bind(key)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if let Some(id) = existing {
-                    tx.commit().await?;
-                    return Ok(id);
-                }
+            let mut ids = Vec::with_capacity(jobs.len());
+            for job in jobs {
+                ids.push(enqueue_in(&mut tx, job, now).await?);
             }
-            let id: Option<i64> = sqlx::query_scalar(
-                "INSERT INTO jobs (kind, payload, unique_key, lane, state, attempts, max_attempts, run_after, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $7, $7) \
-                 ON CONFLICT DO NOTHING RETURNING id",
-            )
-            .bind(&job.kind)
-            .bind(&job.payload)
-            .bind(&job.unique_key)
-            .bind(&job.lane)
-            .bind(job.max_attempts.max(1))
-            .bind(job.run_after)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let id = match id {
-                Some(id) => id,
-                None => {
-                    sqlx::query_scalar("SELECT id FROM jobs WHERE unique_key = $1 AND state IN ('queued', 'running')")
-                        .bind(&job.unique_key)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .ok_or_else(|| StoreError::Corrupt("a job's unique key conflicts with no active job".into()))?
-                }
-            };
             tx.commit().await?;
-            Ok(id)
+            Ok(ids)
         })
     }
 

@@ -423,3 +423,64 @@ async fn postgres_enqueue_burst_makes_one_job() {
         enqueue_burst(&s).await;
     }
 }
+
+/// A batch enqueue: one transaction, ids in order, each job treated as
+/// `job_enqueue` treats it after the ones before it (fails if a key repeated
+/// inside the batch or held by an active job made a second job or an error,
+/// if a once key ran twice, or if an invalid job let part of a batch in).
+async fn enqueue_many(s: &dyn JobStore) {
+    assert!(s.job_enqueue_many(&[]).await.unwrap().is_empty());
+    let keyed = |k: &str| NewJobRow {
+        unique_key: Some(k.into()),
+        ..job("m", "{}")
+    };
+    let held = s.job_enqueue(&keyed("held")).await.unwrap();
+    let once = NewJobRow {
+        once: true,
+        ..keyed("once")
+    };
+    let ids = s
+        .job_enqueue_many(&[
+            job("m", r#"{"i":1}"#),
+            keyed("k"),
+            keyed("k"),
+            keyed("held"),
+            once.clone(),
+            once.clone(),
+            job("m", r#"{"i":2}"#),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 7);
+    assert!(
+        ids[0] < ids[1] && ids[1] < ids[4] && ids[4] < ids[6],
+        "ids in order: {ids:?}"
+    );
+    assert_eq!(ids[1], ids[2], "a key repeated in the batch is one job");
+    assert_eq!(ids[3], held, "a key held by an active job returns that job");
+    assert_eq!(ids[4], ids[5], "a once key is one job");
+    assert_eq!(s.job_get(ids[0]).await.unwrap().unwrap().payload, r#"{"i":1}"#);
+    assert_eq!(s.job_list(None, Some("m"), 0, 100).await.unwrap().len(), 5);
+    // A once key already used, even finished, is never enqueued again.
+    assert_eq!(s.job_enqueue_many(&[once]).await.unwrap(), vec![ids[4]]);
+    // One bad job refuses the whole batch.
+    assert!(s
+        .job_enqueue_many(&[job("m", "{}"), job("m", "not json")])
+        .await
+        .is_err());
+    assert_eq!(s.job_list(None, Some("m"), 0, 100).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn sqlite_enqueue_many() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    enqueue_many(&s).await;
+}
+
+#[tokio::test]
+async fn postgres_enqueue_many() {
+    if let Some(s) = kura_store::testdb::postgres("postgres_enqueue_many").await {
+        enqueue_many(&s).await;
+    }
+}
