@@ -11,6 +11,7 @@
 //! * [`target`] — what a target ARN names and the destination it resolves to.
 
 pub mod api;
+pub mod cache;
 pub mod deliver;
 pub mod ecr;
 pub mod job;

@@ -8,58 +8,16 @@
 //! lock and one map lookup when the account has no rules, and a rule change applies on
 //! other nodes within the window.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use kura_store::StoreError;
 use serde_json::Value;
 
 use crate::api::Events;
+use crate::cache::{CompiledRule, CompiledTarget, Entry};
 use crate::deliver::DeliveryJob;
 use crate::pattern::Pattern;
-
-/// How long a cached account's rules are used before the generation is read again.
-pub const FRESHNESS: Duration = Duration::from_secs(1);
-
-struct CompiledTarget {
-    id: String,
-    arn: String,
-    http_parameters: Option<Value>,
-    retry_policy: Option<Value>,
-}
-
-struct CompiledRule {
-    name: String,
-    pattern: Pattern,
-    targets: Vec<CompiledTarget>,
-}
-
-struct Entry {
-    checked: Instant,
-    generation: i64,
-    rules: Arc<Vec<CompiledRule>>,
-}
-
-/// The per-node cache of enabled rules.
-#[derive(Default)]
-pub struct RuleCache {
-    entries: Mutex<HashMap<String, Entry>>,
-}
-
-impl RuleCache {
-    /// Forget an account's rules (after a change through this node).
-    pub fn invalidate(&self, account: &str) {
-        self.entries.lock().expect("rule cache").remove(account);
-    }
-
-    fn fresh(&self, account: &str) -> Option<Arc<Vec<CompiledRule>>> {
-        let map = self.entries.lock().expect("rule cache");
-        map.get(account)
-            .filter(|e| e.checked.elapsed() < FRESHNESS)
-            .map(|e| e.rules.clone())
-    }
-}
 
 /// One delivery to enqueue: the job and its retry policy's overrides.
 #[derive(Clone, Debug, PartialEq)]

@@ -127,7 +127,7 @@ pub struct Events {
     pub(crate) store: Arc<dyn EventsStore>,
     pub(crate) master: MasterKey,
     pub(crate) region: String,
-    pub(crate) cache: Arc<crate::route::RuleCache>,
+    pub(crate) cache: Arc<crate::cache::RuleCache>,
 }
 
 impl Events {
