@@ -10,6 +10,7 @@
 //!
 //! Layering: services call stores; stores never call services.
 
+pub mod audit;
 pub mod blob;
 pub mod control;
 pub mod error;
@@ -21,6 +22,7 @@ pub mod s3;
 pub mod scan;
 pub mod space;
 pub mod sql;
+mod sql_audit;
 mod sql_control;
 mod sql_iam;
 mod sql_maint;
@@ -28,6 +30,7 @@ mod sql_meta;
 mod sql_scan;
 pub mod testdb;
 
+pub use audit::AuditStore;
 pub use blob::{BlobStore, ByteStream, StoredKind, StoredObject};
 pub use control::ControlStore;
 pub use error::StoreError;

@@ -45,6 +45,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_key_owner.sql")),
     (7, include_str!("../migrations/sqlite/0007_upload_owner.sql")),
     (8, include_str!("../migrations/sqlite/0008_orphans.sql")),
+    (11, include_str!("../migrations/sqlite/0011_audit.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
 /// its first migration creates that schema at once.
@@ -54,9 +55,10 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_key_owner.sql")),
     (7, include_str!("../migrations/postgres/0007_upload_owner.sql")),
     (8, include_str!("../migrations/postgres/0008_orphans.sql")),
+    (11, include_str!("../migrations/postgres/0011_audit.sql")),
 ];
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// How long a writer may hold an upload before another request may take it.
 /// The holder renews it while it streams ([`MetaStore::upload_renew`]), so a
@@ -352,6 +354,18 @@ impl SqlMetaStore {
         Ok(match self.dialect {
             Dialect::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.write.begin().await?,
+        })
+    }
+
+    /// Begin a write transaction on a connection already taken (a
+    /// [`Relaxed`] writer), the way this engine needs.
+    pub(crate) async fn begin_on<'c>(
+        &self,
+        conn: &'c mut sqlx::AnyConnection,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => sqlx::Connection::begin(conn).await?,
         })
     }
 

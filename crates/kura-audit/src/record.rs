@@ -1,0 +1,298 @@
+//! A call becomes CloudTrail's record.
+//!
+//! The record follows CloudTrail's record contents: `eventVersion`,
+//! `userIdentity` (`Root`, `IAMUser` or `AssumedRole` with its
+//! `sessionContext`; `Unknown` when authentication failed before anyone was
+//! identified), `eventTime`, `eventSource`, `eventName`, `awsRegion`,
+//! `sourceIPAddress`, `userAgent`, `errorCode`/`errorMessage`,
+//! `requestParameters` (secrets redacted, policy-sized blobs trimmed:
+//! [`crate::redact`]), `responseElements` (writes only, small, secrets
+//! redacted), `requestID`, `eventID`, `readOnly`, `resources`, `eventType`,
+//! `managementEvent`, `recipientAccountId`, `eventCategory`.
+
+use kura_store::audit::TrailRow;
+use serde_json::{json, Map, Value};
+
+use crate::redact;
+
+/// CloudTrail's record format version.
+pub const EVENT_VERSION: &str = "1.08";
+
+/// The authenticated caller of a call: the owner of the access key it was
+/// signed with (or of the registry token's key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// The principal's account.
+    pub account: String,
+    /// The principal's ARN (`…:root`, `…:user/<path><name>`,
+    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`).
+    pub principal_arn: String,
+    /// The principal's unique id (the account id for the root, `AIDA…` for
+    /// a user, `AROA…:<session>` for a role session).
+    pub principal_id: String,
+    /// The access key used.
+    pub access_key_id: String,
+    /// Temporary credentials: when they were issued (ms since the epoch).
+    pub token_issued_at: Option<i64>,
+}
+
+/// One call, as the protocol pipeline reports it once it is answered.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CallRecord {
+    /// When the call arrived (ms since the epoch).
+    pub time_ms: i64,
+    /// `ecr.amazonaws.com`, `ecr-public.amazonaws.com`, `iam.amazonaws.com`,
+    /// `sts.amazonaws.com`, `events.amazonaws.com`, `cloudtrail.amazonaws.com`.
+    pub event_source: String,
+    /// The operation, e.g. `CreateRepository`.
+    pub event_name: String,
+    /// The deployment's region.
+    pub aws_region: String,
+    /// Who made the call; `None` when authentication failed before a
+    /// principal was known.
+    pub caller: Option<Caller>,
+    /// The client's address.
+    pub source_ip: Option<String>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// The call's input (as the protocol decoded it).
+    pub request_parameters: Option<Value>,
+    /// The call's output, when it succeeded.
+    pub response_elements: Option<Value>,
+    /// The error's type, when it failed (e.g. `RepositoryNotFoundException`).
+    pub error_code: Option<String>,
+    /// The error's message.
+    pub error_message: Option<String>,
+    /// The `x-amzn-RequestId` the call was answered with.
+    pub request_id: String,
+    /// Whether the call only reads.
+    pub read_only: bool,
+    /// A data event (`eventCategory: Data`, e.g. a pull), rather than a
+    /// management event.
+    pub data_event: bool,
+}
+
+/// The kind of principal an ARN names (display only: authorization never
+/// parses ARNs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Principal<'a> {
+    Root,
+    User { name: &'a str },
+    Session { role: &'a str, session: &'a str },
+    Other,
+}
+
+fn principal_of(arn: &str) -> Principal<'_> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 {
+        return Principal::Other;
+    }
+    let resource = parts[5];
+    if resource == "root" {
+        return Principal::Root;
+    }
+    if let Some(rest) = resource.strip_prefix("user/") {
+        return Principal::User {
+            name: rest.rsplit('/').next().unwrap_or(rest),
+        };
+    }
+    if let Some(rest) = resource.strip_prefix("assumed-role/") {
+        if let Some((role, session)) = rest.rsplit_once('/') {
+            return Principal::Session {
+                role: role.rsplit('/').next().unwrap_or(role),
+                session,
+            };
+        }
+    }
+    Principal::Other
+}
+
+/// CloudTrail's `eventTime` for ms since the epoch.
+pub fn event_time(ms: i64) -> String {
+    kura_store::audit::rfc3339_secs(ms.div_euclid(1000))
+}
+
+/// The `userIdentity` element, and the name LookupEvents' `Username` matches
+/// (`root` for the root, the user's name, the role session's name).
+pub fn user_identity(caller: Option<&Caller>) -> (Value, Option<String>) {
+    let Some(c) = caller else {
+        return (json!({"type": "Unknown"}), None);
+    };
+    let mut id = Map::new();
+    let (kind, username) = match principal_of(&c.principal_arn) {
+        Principal::Root => ("Root", Some("root".to_string())),
+        Principal::User { name } => {
+            id.insert("userName".into(), json!(name));
+            ("IAMUser", Some(name.to_string()))
+        }
+        Principal::Session { role, session } => {
+            let role_id = c.principal_id.split(':').next().unwrap_or_default();
+            let mut attributes = json!({"mfaAuthenticated": "false"});
+            if let Some(at) = c.token_issued_at {
+                attributes["creationDate"] = json!(event_time(at));
+            }
+            id.insert(
+                "sessionContext".into(),
+                json!({
+                    "sessionIssuer": {
+                        "type": "Role",
+                        "principalId": role_id,
+                        "arn": format!("arn:aws:iam::{}:role/{role}", c.account),
+                        "accountId": c.account,
+                        "userName": role,
+                    },
+                    "attributes": attributes,
+                }),
+            );
+            ("AssumedRole", Some(session.to_string()))
+        }
+        Principal::Other => ("Unknown", None),
+    };
+    id.insert("type".into(), json!(kind));
+    id.insert("principalId".into(), json!(c.principal_id));
+    id.insert("arn".into(), json!(c.principal_arn));
+    id.insert("accountId".into(), json!(c.account));
+    id.insert("accessKeyId".into(), json!(c.access_key_id));
+    (Value::Object(id), username)
+}
+
+/// The resources a call names, from its input: (CloudTrail resource type,
+/// name).
+pub fn resources(source: &str, params: Option<&Value>) -> Vec<(String, String)> {
+    let Some(p) = params.and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut add = |kind: &str, key: &str| {
+        if let Some(v) = p.get(key).and_then(Value::as_str) {
+            if !v.is_empty() {
+                out.push((kind.to_string(), v.to_string()));
+            }
+        }
+    };
+    match source {
+        "ecr.amazonaws.com" => add("AWS::ECR::Repository", "repositoryName"),
+        "ecr-public.amazonaws.com" => add("AWS::ECR::PublicRepository", "repositoryName"),
+        "iam.amazonaws.com" | "sts.amazonaws.com" => {
+            add("AWS::IAM::User", "userName");
+            add("AWS::IAM::User", "UserName");
+            add("AWS::IAM::Role", "roleName");
+            add("AWS::IAM::Role", "RoleName");
+            add("AWS::IAM::Role", "roleArn");
+            add("AWS::IAM::Role", "RoleArn");
+            add("AWS::IAM::Group", "groupName");
+            add("AWS::IAM::Group", "GroupName");
+            add("AWS::IAM::Policy", "policyArn");
+            add("AWS::IAM::Policy", "PolicyArn");
+            add("AWS::IAM::AccessKey", "accessKeyId");
+            add("AWS::IAM::AccessKey", "AccessKeyId");
+        }
+        "events.amazonaws.com" => {
+            add("AWS::Events::Rule", "Name");
+            add("AWS::Events::Rule", "Rule");
+            add("AWS::Events::Connection", "ConnectionName");
+        }
+        _ => {}
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The account whose trail holds a call: the caller's, else (authentication
+/// failed) `fallback`.
+pub fn recipient(call: &CallRecord, fallback: &str) -> String {
+    call.caller
+        .as_ref()
+        .map_or_else(|| fallback.to_string(), |c| c.account.clone())
+}
+
+/// CloudTrail's record of `call` and the row that stores it.
+pub fn build(call: &CallRecord, fallback_account: &str) -> TrailRow {
+    let account = recipient(call, fallback_account);
+    let (identity, username) = user_identity(call.caller.as_ref());
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let resources = resources(&call.event_source, call.request_parameters.as_ref());
+    let request_parameters = call
+        .request_parameters
+        .as_ref()
+        .map(redact::request_parameters)
+        .unwrap_or(Value::Null);
+    // Read-only calls' answers are not recorded (CloudTrail leaves them
+    // null too); a write's only when small.
+    let response_elements = match (&call.response_elements, call.read_only) {
+        (Some(v), false) => redact::response_elements(v),
+        _ => Value::Null,
+    };
+    let mut r = Map::new();
+    r.insert("eventVersion".into(), json!(EVENT_VERSION));
+    r.insert("userIdentity".into(), identity);
+    r.insert("eventTime".into(), json!(event_time(call.time_ms)));
+    r.insert("eventSource".into(), json!(call.event_source));
+    r.insert("eventName".into(), json!(call.event_name));
+    r.insert("awsRegion".into(), json!(call.aws_region));
+    r.insert(
+        "sourceIPAddress".into(),
+        json!(call.source_ip.as_deref().unwrap_or("unknown")),
+    );
+    r.insert(
+        "userAgent".into(),
+        json!(redact::clip(call.user_agent.as_deref().unwrap_or(""), 1024)),
+    );
+    if let Some(code) = &call.error_code {
+        r.insert("errorCode".into(), json!(code));
+        r.insert(
+            "errorMessage".into(),
+            json!(redact::clip(call.error_message.as_deref().unwrap_or(""), 1024)),
+        );
+    }
+    r.insert("requestParameters".into(), request_parameters);
+    r.insert("responseElements".into(), response_elements);
+    r.insert("requestID".into(), json!(call.request_id));
+    r.insert("eventID".into(), json!(event_id));
+    r.insert("readOnly".into(), json!(call.read_only));
+    if !resources.is_empty() {
+        let list: Vec<Value> = resources
+            .iter()
+            .map(|(kind, name)| json!({"accountId": account, "type": kind, "ARN": resource_arn(call, &account, kind, name)}))
+            .collect();
+        r.insert("resources".into(), Value::Array(list));
+    }
+    r.insert("eventType".into(), json!("AwsApiCall"));
+    r.insert("managementEvent".into(), json!(!call.data_event));
+    r.insert("recipientAccountId".into(), json!(account));
+    r.insert(
+        "eventCategory".into(),
+        json!(if call.data_event { "Data" } else { "Management" }),
+    );
+    TrailRow {
+        event_id,
+        account,
+        event_time: call.time_ms,
+        event_name: call.event_name.clone(),
+        event_source: call.event_source.clone(),
+        username,
+        access_key_id: call.caller.as_ref().map(|c| c.access_key_id.clone()),
+        read_only: call.read_only,
+        resources,
+        record: Value::Object(r).to_string(),
+    }
+}
+
+/// The ARN of a resource a record names.
+fn resource_arn(call: &CallRecord, account: &str, kind: &str, name: &str) -> String {
+    if name.starts_with("arn:") {
+        return name.to_string();
+    }
+    let region = &call.aws_region;
+    match kind {
+        "AWS::ECR::Repository" => format!("arn:aws:ecr:{region}:{account}:repository/{name}"),
+        "AWS::ECR::PublicRepository" => format!("arn:aws:ecr-public::{account}:repository/{name}"),
+        "AWS::IAM::User" => format!("arn:aws:iam::{account}:user/{name}"),
+        "AWS::IAM::Role" => format!("arn:aws:iam::{account}:role/{name}"),
+        "AWS::IAM::Group" => format!("arn:aws:iam::{account}:group/{name}"),
+        "AWS::Events::Rule" => format!("arn:aws:events:{region}:{account}:rule/{name}"),
+        "AWS::Events::Connection" => format!("arn:aws:events:{region}:{account}:connection/{name}"),
+        _ => name.to_string(),
+    }
+}
