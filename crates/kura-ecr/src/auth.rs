@@ -82,6 +82,12 @@ impl SignedRequest {
     pub fn service(&self) -> &str {
         &self.parsed.service
     }
+
+    /// The owner of the access key the request claims (not yet proven: the
+    /// signature is checked with the body).
+    pub fn claimed(&self) -> &Caller {
+        &self.caller
+    }
 }
 
 /// The headers an API request must sign, because they pick what it does:
@@ -647,7 +653,19 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
             req.extensions_mut()
                 .insert(CallerPrincipal(caller.principal_id.clone()));
             req.extensions_mut().insert(DataCaller { claims });
-            pass(req, next, account, data).await
+            // The audit trail records writes (and, when asked, reads) once
+            // answered, before the answer leaves.
+            let Some(hook) = ecr.audit() else {
+                return pass(req, next, account, data).await;
+            };
+            let Some(call) = crate::calls::DataCall::of(&data, &account, hook.data_reads) else {
+                return pass(req, next, account, data).await;
+            };
+            let (started, agent) = (kura_store::now_millis(), crate::calls::user_agent(req.headers()));
+            let resp = pass(req, next, account, data).await;
+            let record = call.record(&ecr.config.region, started, &caller, source_ip, agent, resp.status());
+            hook.recorder.record(&record).await;
+            resp
         }
         Ok(Err(denial)) => denied(&denial.message),
         // The key's owner no longer exists.

@@ -19,7 +19,9 @@
 pub mod auth;
 pub mod authz;
 pub mod body;
+pub mod calls;
 pub mod client;
+pub mod cloudtrail;
 pub mod error;
 pub mod iamapi;
 pub mod lifecycle;
@@ -123,6 +125,7 @@ pub struct Ecr {
     token_key: Vec<u8>,
     body_budget: body::BodyBudget,
     config: EcrConfig,
+    audit: std::sync::OnceLock<calls::AuditHook>,
 }
 
 impl Ecr {
@@ -157,7 +160,20 @@ impl Ecr {
             token_key,
             body_budget: body::BodyBudget::new(config.api_body_budget),
             config,
+            audit: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Record every call in the audit trail (once, at start-up).
+    pub fn set_audit(&self, hook: calls::AuditHook) {
+        if self.audit.set(hook).is_err() {
+            tracing::warn!("the audit trail was already configured");
+        }
+    }
+
+    /// The audit trail, when enabled.
+    pub fn audit(&self) -> Option<&calls::AuditHook> {
+        self.audit.get()
     }
 
     /// The byte budget of API request bodies.
@@ -206,6 +222,7 @@ fn request_id() -> String {
 /// connection instead of draining it.
 pub async fn api(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
     let rid = request_id();
+    let started = kura_store::now_millis();
     let (parts, body) = req.into_parts();
     let mut body = body::RequestBody::new(body);
     let target = parts
@@ -218,13 +235,38 @@ pub async fn api(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let mut resp = match target {
-        None if form => iamapi::handle(&ecr, &parts, &mut body, &rid).await,
+    let mut info = calls::CallInfo::default();
+    let (mut resp, outcome) = match target {
+        None if form => (iamapi::handle(&ecr, &parts, &mut body, &rid, &mut info).await, None),
         Some(t) if t.starts_with(public::TARGET_PREFIX) => {
-            json_response(public::handle(&ecr, &parts, &t, &mut body).await, &rid)
+            info.source = "ecr-public.amazonaws.com";
+            let r = public::handle(&ecr, &parts, &t, &mut body, &mut info).await;
+            (json_response(&r, &rid), Some(r))
         }
-        target => json_response(handle(&ecr, &parts, target.as_deref(), &mut body).await, &rid),
+        Some(t) if t.starts_with(kura_audit::lookup::TARGET_PREFIX) => {
+            info.source = "cloudtrail.amazonaws.com";
+            let r = cloudtrail::handle(&ecr, &parts, &t, &mut body, &mut info).await;
+            (json_response(&r, &rid), Some(r))
+        }
+        target => {
+            info.source = "ecr.amazonaws.com";
+            let r = handle(&ecr, &parts, target.as_deref(), &mut body, &mut info).await;
+            (json_response(&r, &rid), Some(r))
+        }
     };
+    // The record is committed before the call is answered.
+    if let Some(hook) = ecr.audit() {
+        // A request that named no credentials at all is no one's call.
+        if info.caller.is_some() || info.claimed.is_some() || parts.headers.contains_key("authorization") {
+            let (response, error) = match outcome {
+                Some(Ok(v)) => (Some(v), None),
+                Some(Err(e)) => (None, Some((e.kind.to_string(), e.message))),
+                None => (None, None),
+            };
+            let record = info.record(&ecr.config.region, started, &parts, &rid, response, error);
+            hook.recorder.record(&record).await;
+        }
+    }
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&rid) {
         h.insert("x-amzn-requestid", v);
@@ -239,10 +281,10 @@ pub async fn api(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
 }
 
 /// An AWS JSON 1.1 answer.
-fn json_response(result: EcrResult<Value>, rid: &str) -> Response {
+fn json_response(result: &EcrResult<Value>, rid: &str) -> Response {
     match result {
         Ok(v) => {
-            let mut r = (StatusCode::OK, serde_json::to_vec(&v).unwrap_or_default()).into_response();
+            let mut r = (StatusCode::OK, serde_json::to_vec(v).unwrap_or_default()).into_response();
             r.headers_mut()
                 .insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
             r
@@ -251,7 +293,7 @@ fn json_response(result: EcrResult<Value>, rid: &str) -> Response {
             if e.status.is_server_error() {
                 tracing::error!(request_id = %rid, error = %e, "API failure");
             }
-            e.into_response()
+            e.clone().into_response()
         }
     }
 }
@@ -285,6 +327,7 @@ async fn handle(
     parts: &http::request::Parts,
     target: Option<&str>,
     body: &mut body::RequestBody,
+    info: &mut calls::CallInfo,
 ) -> EcrResult<Value> {
     let model = model::model();
     let prefix = &model.target_prefix;
@@ -295,11 +338,15 @@ async fn handle(
         .filter(|op| model.operations.contains_key(*op))
         .ok_or_else(|| EcrError::unknown_operation(target))?
         .to_string();
+    info.name = op.clone();
     body::declared_length(parts)?;
     let signed = ecr.authenticate_headers(parts, &["ecr"]).await?;
+    info.claimed = Some(signed.claimed().clone());
     let body = ecr.read_body(parts, body).await?;
     let caller = ecr.authenticate_body(parts, signed, &body.sha256, "ecr")?;
+    info.caller = Some(caller.clone());
     let input = json_input(&body.bytes)?;
+    info.capture(ecr, &input);
     model.validate(&op, &input)?;
     let ctx = ops::Ctx {
         account: ops::Ctx::registry_of(model, &op, &input, &caller),

@@ -83,6 +83,7 @@ pub async fn handle(
     parts: &http::request::Parts,
     target: &str,
     body: &mut crate::body::RequestBody,
+    info: &mut crate::calls::CallInfo,
 ) -> EcrResult<Value> {
     let m = model::public_model();
     let op = target
@@ -91,11 +92,15 @@ pub async fn handle(
         .filter(|op| m.operations.contains_key(*op))
         .ok_or_else(|| EcrError::unknown_operation(target))?
         .to_string();
+    info.name = op.clone();
     crate::body::declared_length(parts)?;
     let signed = ecr.authenticate_headers(parts, &["ecr-public"]).await?;
+    info.claimed = Some(signed.claimed().clone());
     let body = ecr.read_body(parts, body).await?;
     let caller = ecr.authenticate_body(parts, signed, &body.sha256, "ecr-public")?;
+    info.caller = Some(caller.clone());
     let input = crate::json_input(&body.bytes)?;
+    info.capture(ecr, &input);
     m.validate(&op, &input)?;
     // One account for authorization and action, as for ECR; ECR Public
     // registries are managed by their own account only.

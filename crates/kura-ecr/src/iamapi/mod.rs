@@ -76,6 +76,14 @@ impl Service {
         }
     }
 
+    /// CloudTrail's `eventSource`.
+    fn event_source(self) -> &'static str {
+        match self {
+            Service::Iam => "iam.amazonaws.com",
+            Service::Sts => "sts.amazonaws.com",
+        }
+    }
+
     fn namespace(self) -> &'static str {
         match self {
             Service::Iam => IAM_NS,
@@ -87,23 +95,44 @@ impl Service {
 /// Answer one IAM or STS Query call: the headers authenticate first (for
 /// `iam` or `sts`), then the form is read and the signature checked over it
 /// for the service its `Action` belongs to.
-pub async fn handle(ecr: &Ecr, parts: &http::request::Parts, body: &mut RequestBody, rid: &str) -> Response {
+pub async fn handle(
+    ecr: &Ecr,
+    parts: &http::request::Parts,
+    body: &mut RequestBody,
+    rid: &str,
+    info: &mut crate::calls::CallInfo,
+) -> Response {
+    info.source = "iam.amazonaws.com";
     let signed = match ecr.authenticate_headers(parts, &["iam", "sts"]).await {
         Ok(s) => s,
         Err(e) => {
             let service = claimed_service(parts);
-            return error_in(service.namespace(), &auth_error(e, service), rid);
+            info.source = service.event_source();
+            let e = auth_error(e, service);
+            info.error = Some((e.kind.to_string(), e.message.clone()));
+            return error_in(service.namespace(), &e, rid);
         }
     };
     let claimed = Service::of_signing_name(signed.service());
+    info.source = claimed.event_source();
+    info.claimed = Some(signed.claimed().clone());
     let body = match ecr.read_body(parts, body).await {
         Ok(b) => b,
-        Err(e) => return error_in(claimed.namespace(), &query_error(e), rid),
+        Err(e) => {
+            let e = query_error(e);
+            info.error = Some((e.kind.to_string(), e.message.clone()));
+            return error_in(claimed.namespace(), &e, rid);
+        }
     };
     let input = Input::parse(&body.bytes);
     let action = input.opt("Action").unwrap_or_default().to_string();
     let service = Service::of(&action);
-    let result = run(ecr, parts, signed, &body.sha256, &input, &action, service).await;
+    info.source = service.event_source();
+    info.name = action.clone();
+    if ecr.audit().is_some() {
+        info.params = Some(input.audit_params());
+    }
+    let result = run(ecr, parts, signed, &body.sha256, &input, &action, service, info).await;
     drop(body);
     match result {
         Ok(result) => success_response(service, &action, result.as_deref(), rid),
@@ -111,6 +140,7 @@ pub async fn handle(ecr: &Ecr, parts: &http::request::Parts, body: &mut RequestB
             if e.status.is_server_error() {
                 tracing::error!(request_id = %rid, error = %e, "IAM/STS API failure");
             }
+            info.error = Some((e.kind.to_string(), e.message.clone()));
             error_in(service.namespace(), &e, rid)
         }
     }
@@ -150,10 +180,12 @@ async fn run(
     input: &Input,
     action: &str,
     service: Service,
+    info: &mut crate::calls::CallInfo,
 ) -> EcrResult<Option<String>> {
     let caller = ecr
         .authenticate_body(parts, signed, payload_sha256, service.signing_name())
         .map_err(|e| auth_error(e, service))?;
+    info.caller = Some(caller.clone());
     if action.is_empty() {
         return Err(err::invalid_action("The request must name an Action"));
     }
@@ -348,6 +380,17 @@ impl Input {
         Input {
             fields: form_urlencoded::parse(body).into_owned().collect(),
         }
+    }
+
+    /// The parameters as the audit trail records them (all but `Action`
+    /// and `Version`; secrets are redacted by the trail).
+    pub fn audit_params(&self) -> serde_json::Value {
+        self.fields
+            .iter()
+            .filter(|(k, _)| k.as_str() != "Action" && k.as_str() != "Version")
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
     }
 
     /// A parameter, if present.
