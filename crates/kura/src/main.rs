@@ -2,6 +2,7 @@
 //! embedded storage; `kura gc` and `kura lifecycle run` run the maintenance
 //! jobs on demand (also while the server is up, on the same data directory).
 
+mod audit;
 mod datadir;
 
 use std::net::SocketAddr;
@@ -45,7 +46,8 @@ enum Command {
         #[command(subcommand)]
         command: LifecycleCommand,
     },
-    /// Audit records (e.g. lifecycle expiries), as JSON lines.
+    /// The audit trail (what `aws cloudtrail lookup-events` reads), newest
+    /// first, one CloudTrail record per line.
     Audit(AuditArgs),
     /// Vulnerability data for image scanning.
     Vulndb {
@@ -93,12 +95,8 @@ enum VulndbCommand {
 struct AuditArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// The account whose records to list (default: the deployment's default account).
-    #[arg(long, env = "KURA_ACCOUNT_ID")]
-    account: Option<String>,
-    /// Only records after this id.
-    #[arg(long, default_value_t = 0)]
-    after: i64,
+    #[command(flatten)]
+    query: audit::AuditQuery,
 }
 
 #[derive(Subcommand)]
@@ -250,6 +248,8 @@ struct ServeArgs {
     /// all requests; a request that finds no room waits, then gets 503.
     #[arg(long, env = "KURA_API_BODY_BUDGET_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     api_body_budget_mib: u64,
+    #[command(flatten)]
+    audit: audit::AuditFlags,
 }
 
 /// A duration (humantime, e.g. `30s`) that is not zero.
@@ -394,6 +394,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         },
     ));
     ecr.scanner().spawn_background();
+    audit::install(&ecr, meta.clone(), &args.audit, &boot.default_account);
     let app = kura_ecr::app(ecr, registry);
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
@@ -535,31 +536,7 @@ async fn account_create(store: StoreArgs, id: Option<String>, key_file: Option<P
 async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
     let (meta, _) = open_stores(&args.store).await?;
-    let account = match args.account {
-        Some(a) => a,
-        None => match kura_store::ControlStore::server_secret_get(meta.as_ref(), "default-account").await? {
-            Some(a) => String::from_utf8(a).context("the default account")?,
-            // Never started: no account, no records.
-            None => return Ok(()),
-        },
-    };
-    let mut after = args.after;
-    loop {
-        let page = kura_store::MaintenanceStore::audit_list(meta.as_ref(), &account, after, 500).await?;
-        for e in &page {
-            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null);
-            let line = serde_json::json!({
-                "id": e.id, "eventTime": e.at as f64 / 1000.0, "account": e.account,
-                "eventName": e.event_name, "eventSource": e.source, "detail": detail,
-            });
-            println!("{line}");
-        }
-        match page.last() {
-            Some(l) if page.len() == 500 => after = l.id,
-            _ => break,
-        }
-    }
-    Ok(())
+    audit::command(meta, args.query).await
 }
 
 /// Shown once, on the start that created the root key: the secret is never
