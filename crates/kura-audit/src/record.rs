@@ -158,7 +158,7 @@ pub fn user_identity(caller: Option<&Caller>) -> (Value, Option<String>) {
 
 /// The resources a call names, from its input: (CloudTrail resource type,
 /// name).
-pub fn resources(source: &str, params: Option<&Value>) -> Vec<(String, String)> {
+pub fn resources(source: &str, name: &str, params: Option<&Value>) -> Vec<(String, String)> {
     let Some(p) = params.and_then(Value::as_object) else {
         return Vec::new();
     };
@@ -188,9 +188,17 @@ pub fn resources(source: &str, params: Option<&Value>) -> Vec<(String, String)> 
             add("AWS::IAM::AccessKey", "AccessKeyId");
         }
         "events.amazonaws.com" => {
-            add("AWS::Events::Rule", "Name");
+            // `Name` names what the operation is about.
+            let named = if name.contains("Connection") {
+                "AWS::Events::Connection"
+            } else if name.contains("ApiDestination") {
+                "AWS::Events::ApiDestination"
+            } else {
+                "AWS::Events::Rule"
+            };
+            add(named, "Name");
             add("AWS::Events::Rule", "Rule");
-            add("AWS::Events::Connection", "ConnectionName");
+            add("AWS::Events::Connection", "ConnectionArn");
         }
         _ => {}
     }
@@ -212,7 +220,7 @@ pub fn build(call: &CallRecord, fallback_account: &str) -> TrailRow {
     let account = recipient(call, fallback_account);
     let (identity, username) = user_identity(call.caller.as_ref());
     let event_id = uuid::Uuid::new_v4().to_string();
-    let resources = resources(&call.event_source, call.request_parameters.as_ref());
+    let resources = resources(&call.event_source, &call.event_name, call.request_parameters.as_ref());
     let request_parameters = call
         .request_parameters
         .as_ref()
@@ -293,6 +301,7 @@ fn resource_arn(call: &CallRecord, account: &str, kind: &str, name: &str) -> Str
         "AWS::IAM::Group" => format!("arn:aws:iam::{account}:group/{name}"),
         "AWS::Events::Rule" => format!("arn:aws:events:{region}:{account}:rule/{name}"),
         "AWS::Events::Connection" => format!("arn:aws:events:{region}:{account}:connection/{name}"),
+        "AWS::Events::ApiDestination" => format!("arn:aws:events:{region}:{account}:api-destination/{name}"),
         _ => name.to_string(),
     }
 }
