@@ -65,6 +65,9 @@ pub struct LookupInput {
     pub start_ms: i64,
     /// Newest time (ms, inclusive).
     pub end_ms: i64,
+    /// Whether the input named `EndTime` (else it is "now" of the first
+    /// page, carried by the token to the next pages).
+    pub end_given: bool,
     /// Page size (1..=50).
     pub max_results: i64,
     /// Where the previous page ended.
@@ -95,7 +98,9 @@ pub fn parse_input(input: &Value, now_ms: i64) -> Result<LookupInput, LookupErro
     let obj = input
         .as_object()
         .ok_or_else(|| LookupError::new("SerializationException", "The request body must be a JSON object"))?;
-    let members = shape("LookupEventsRequest")["members"].as_object().expect("request members");
+    let members = shape("LookupEventsRequest")["members"]
+        .as_object()
+        .expect("request members");
     if let Some(k) = obj.keys().find(|k| !members.contains_key(*k)) {
         return Err(LookupError::new(
             "SerializationException",
@@ -118,8 +123,12 @@ pub fn parse_input(input: &Value, now_ms: i64) -> Result<LookupInput, LookupErro
             filter = attribute(a)?;
         }
     }
-    let end_ms = get("EndTime").map(|v| time_ms(v, "EndTime")).transpose()?.unwrap_or(now_ms);
-    let start_ms = get("StartTime").map(|v| time_ms(v, "StartTime")).transpose()?.unwrap_or(0);
+    let end = get("EndTime").map(|v| time_ms(v, "EndTime")).transpose()?;
+    let end_ms = end.unwrap_or(now_ms);
+    let start_ms = get("StartTime")
+        .map(|v| time_ms(v, "StartTime"))
+        .transpose()?
+        .unwrap_or(0);
     if start_ms > end_ms {
         return Err(LookupError::new(
             "InvalidTimeRangeException",
@@ -133,7 +142,10 @@ pub fn parse_input(input: &Value, now_ms: i64) -> Result<LookupInput, LookupErro
             let n = v
                 .as_i64()
                 .ok_or_else(|| LookupError::new("SerializationException", "Expected an integer at 'MaxResults'"))?;
-            let (lo, hi) = (max_shape["min"].as_i64().unwrap_or(1), max_shape["max"].as_i64().unwrap_or(50));
+            let (lo, hi) = (
+                max_shape["min"].as_i64().unwrap_or(1),
+                max_shape["max"].as_i64().unwrap_or(50),
+            );
             if n < lo || n > hi {
                 return Err(LookupError::new(
                     "InvalidMaxResultsException",
@@ -155,7 +167,10 @@ pub fn parse_input(input: &Value, now_ms: i64) -> Result<LookupInput, LookupErro
         None => false,
         Some(v) => {
             let allowed = shape("EventCategory")["enum"].as_array().expect("event categories");
-            if !v.as_str().is_some_and(|s| allowed.iter().any(|a| a.as_str() == Some(s))) {
+            if !v
+                .as_str()
+                .is_some_and(|s| allowed.iter().any(|a| a.as_str() == Some(s)))
+            {
                 return Err(LookupError::new(
                     "InvalidEventCategoryException",
                     "Event category is not valid.",
@@ -168,6 +183,7 @@ pub fn parse_input(input: &Value, now_ms: i64) -> Result<LookupInput, LookupErro
         filter,
         start_ms,
         end_ms,
+        end_given: end.is_some(),
         max_results,
         next_token,
         insights,
@@ -184,7 +200,10 @@ fn attribute(a: &Value) -> Result<TrailFilter, LookupError> {
         .get("AttributeValue")
         .and_then(Value::as_str)
         .ok_or_else(|| invalid("AttributeValue is required."))?;
-    if let Some(k) = a.as_object().and_then(|o| o.keys().find(|k| *k != "AttributeKey" && *k != "AttributeValue")) {
+    if let Some(k) = a
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "AttributeKey" && *k != "AttributeValue"))
+    {
         return Err(LookupError::new(
             "SerializationException",
             format!("Unknown member '{k}' for LookupAttribute"),
@@ -197,7 +216,10 @@ fn attribute(a: &Value) -> Result<TrailFilter, LookupError> {
     }
     let known = shape("LookupAttributeKey")["enum"].as_array().expect("attribute keys");
     if !known.iter().any(|k| k.as_str() == Some(key)) {
-        return Err(invalid(&format!("Invalid attribute key: {}", crate::redact::clip(key, 64))));
+        return Err(invalid(&format!(
+            "Invalid attribute key: {}",
+            crate::redact::clip(key, 64)
+        )));
     }
     let v = value.to_string();
     Ok(match key {
@@ -219,30 +241,42 @@ fn attribute(a: &Value) -> Result<TrailFilter, LookupError> {
 
 fn fingerprint(account: &str, q: &LookupInput) -> String {
     let mut h = Sha256::new();
-    h.update(format!("{account}\0{:?}\0{}\0{}", q.filter, q.start_ms, q.end_ms).as_bytes());
+    let end = if q.end_given {
+        q.end_ms.to_string()
+    } else {
+        "now".into()
+    };
+    h.update(format!("{account}\0{:?}\0{}\0{end}", q.filter, q.start_ms).as_bytes());
     hex::encode(&h.finalize()[..12])
 }
 
-fn encode_token(fp: &str, time: i64, seq: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("v1.{time}.{seq}.{fp}"))
+fn encode_token(fp: &str, time: i64, seq: i64, end: i64) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("v1.{time}.{seq}.{end}.{fp}"))
 }
 
-fn decode_token(token: &str, fp: &str) -> Result<(i64, i64), LookupError> {
+/// The token's cursor `(event_time, seq)` and the range's end it carries.
+fn decode_token(token: &str, fp: &str) -> Result<((i64, i64), i64), LookupError> {
     let bad = || LookupError::new("InvalidNextTokenException", "Invalid NextToken.");
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(token.as_bytes())
         .map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let mut parts = raw.split('.');
-    let (Some("v1"), Some(t), Some(s), Some(f), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let (Some("v1"), Some(t), Some(s), Some(e), Some(f), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
         return Err(bad());
     };
     if f != fp {
         return Err(bad());
     }
-    Ok((t.parse().map_err(|_| bad())?, s.parse().map_err(|_| bad())?))
+    let num = |v: &str| v.parse::<i64>().map_err(|_| bad());
+    Ok(((num(t)?, num(s)?), num(e)?))
 }
 
 /// One page: the records and the token of the next page (if the page was
@@ -253,13 +287,23 @@ pub async fn lookup(
     q: &LookupInput,
 ) -> Result<Result<(Vec<TrailEvent>, Option<String>), LookupError>, kura_store::StoreError> {
     let fp = fingerprint(account, q);
+    let mut end_ms = q.end_ms;
     let before = match &q.next_token {
         Some(t) => match decode_token(t, &fp) {
-            Ok(b) => Some(b),
+            Ok((b, end)) => {
+                // Without an EndTime, every page ends where the first did.
+                if !q.end_given {
+                    end_ms = end;
+                }
+                Some(b)
+            }
             Err(e) => return Ok(Err(e)),
         },
         None => None,
     };
+    if q.start_ms > end_ms {
+        return Ok(Err(LookupError::new("InvalidNextTokenException", "Invalid NextToken.")));
+    }
     if q.insights {
         return Ok(Ok((Vec::new(), None)));
     }
@@ -268,13 +312,17 @@ pub async fn lookup(
             account: account.to_string(),
             filter: q.filter.clone(),
             start_ms: q.start_ms,
-            end_ms: q.end_ms,
+            end_ms,
             before,
             limit: q.max_results,
         })
         .await?;
     let next = (events.len() as i64 == q.max_results)
-        .then(|| events.last().map(|e| encode_token(&fp, e.row.event_time, e.seq)))
+        .then(|| {
+            events
+                .last()
+                .map(|e| encode_token(&fp, e.row.event_time, e.seq, end_ms))
+        })
         .flatten();
     Ok(Ok((events, next)))
 }

@@ -100,7 +100,9 @@ fn walk(v: &Value, in_auth: bool) -> Value {
             let mut out = Map::new();
             for (k, val) in o {
                 let n = norm(k);
-                let kept = if SECRET.contains(&n.as_str()) || (in_auth && !AUTH_NAMES.contains(&n.as_str()) && is_scalar(val)) {
+                let kept = if SECRET.contains(&n.as_str())
+                    || (in_auth && !AUTH_NAMES.contains(&n.as_str()) && is_scalar(val))
+                {
                     if val.is_null() {
                         Value::Null
                     } else {

@@ -42,7 +42,12 @@ fn record(c: &CallRecord) -> Value {
 /// values (eventVersion … recipientAccountId).
 #[test]
 fn a_record_has_cloudtrails_fields() {
-    let c = call("ecr.amazonaws.com", "CreateRepository", json!({"repositoryName": "team/app"}), json!({"repository": {"repositoryName": "team/app"}}));
+    let c = call(
+        "ecr.amazonaws.com",
+        "CreateRepository",
+        json!({"repositoryName": "team/app"}),
+        json!({"repository": {"repositoryName": "team/app"}}),
+    );
     let row = build(&c, "999999999999");
     let r: Value = serde_json::from_str(&row.record).unwrap();
     assert_eq!(r["eventVersion"], "1.08");
@@ -62,19 +67,30 @@ fn a_record_has_cloudtrails_fields() {
     assert_eq!(r["eventCategory"], "Management");
     assert_eq!(r["recipientAccountId"], ACCOUNT);
     assert_eq!(r["resources"][0]["type"], "AWS::ECR::Repository");
-    assert_eq!(r["resources"][0]["ARN"], format!("arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/team/app"));
+    assert_eq!(
+        r["resources"][0]["ARN"],
+        format!("arn:aws:ecr:eu-west-1:{ACCOUNT}:repository/team/app")
+    );
     assert!(r.get("errorCode").is_none());
     assert_eq!(row.account, ACCOUNT);
     assert_eq!(row.username.as_deref(), Some("root"));
     assert_eq!(row.access_key_id.as_deref(), Some("AKIAROOT"));
-    assert_eq!(row.resources, vec![("AWS::ECR::Repository".to_string(), "team/app".to_string())]);
+    assert_eq!(
+        row.resources,
+        vec![("AWS::ECR::Repository".to_string(), "team/app".to_string())]
+    );
 }
 
 /// Guards: errors are recorded; a read's answer is not; a data event is
 /// marked as one.
 #[test]
 fn errors_reads_and_data_events() {
-    let mut c = call("ecr.amazonaws.com", "DescribeRepositories", json!({}), json!({"repositories": []}));
+    let mut c = call(
+        "ecr.amazonaws.com",
+        "DescribeRepositories",
+        json!({}),
+        json!({"repositories": []}),
+    );
     c.read_only = true;
     c.error_code = Some("RepositoryNotFoundException".into());
     c.error_message = Some("nope".into());
@@ -130,7 +146,10 @@ fn identity_types() {
     assert_eq!(issuer["principalId"], "AROADEPLOYER");
     assert_eq!(issuer["arn"], format!("arn:aws:iam::{ACCOUNT}:role/deployer"));
     assert_eq!(issuer["userName"], "deployer");
-    assert_eq!(id["sessionContext"]["attributes"]["creationDate"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        id["sessionContext"]["attributes"]["creationDate"],
+        "2023-11-14T22:13:20Z"
+    );
     assert_eq!(user.as_deref(), Some("ci-42"));
 
     let (id, user) = user_identity(None);
@@ -166,32 +185,83 @@ fn secrets_never_reach_the_record() {
         "https://x/v2/r/blobs/sha256:1?X-Kura-Download=signed",
     ];
     let calls = [
-        call("iam.amazonaws.com", "CreateAccessKey", json!({"UserName": "alice"}),
-             json!({"accessKey": {"accessKeyId": "AKIAX", "secretAccessKey": secrets[0], "status": "Active"}})),
-        call("sts.amazonaws.com", "AssumeRole", json!({"RoleArn": "arn:aws:iam::1:role/r", "RoleSessionName": "s"}),
-             json!({"credentials": {"accessKeyId": "ASIAX", "secretAccessKey": secrets[0], "sessionToken": secrets[1]}})),
-        call("sts.amazonaws.com", "GetCallerIdentity", json!({"SessionToken": secrets[1]}), json!({})),
-        call("ecr.amazonaws.com", "GetAuthorizationToken", json!({}),
-             json!({"authorizationData": [{"authorizationToken": secrets[2], "proxyEndpoint": "http://x"}]})),
-        call("ecr-public.amazonaws.com", "GetAuthorizationToken", json!({}),
-             json!({"authorizationData": {"authorizationToken": secrets[2]}})),
-        call("iam.amazonaws.com", "CreateLoginProfile", json!({"UserName": "alice", "Password": secrets[3]}), json!({})),
-        call("iam.amazonaws.com", "ChangePassword", json!({"OldPassword": secrets[3], "NewPassword": secrets[3]}), json!({})),
-        call("ecr.amazonaws.com", "UploadLayerPart", json!({"repositoryName": "r", "uploadId": "u", "partFirstByte": 0, "partLastByte": 10, "layerPartBlob": secrets[4]}), json!({})),
-        call("events.amazonaws.com", "CreateConnection", json!({
+        call(
+            "iam.amazonaws.com",
+            "CreateAccessKey",
+            json!({"UserName": "alice"}),
+            json!({"accessKey": {"accessKeyId": "AKIAX", "secretAccessKey": secrets[0], "status": "Active"}}),
+        ),
+        call(
+            "sts.amazonaws.com",
+            "AssumeRole",
+            json!({"RoleArn": "arn:aws:iam::1:role/r", "RoleSessionName": "s"}),
+            json!({"credentials": {"accessKeyId": "ASIAX", "secretAccessKey": secrets[0], "sessionToken": secrets[1]}}),
+        ),
+        call(
+            "sts.amazonaws.com",
+            "GetCallerIdentity",
+            json!({"SessionToken": secrets[1]}),
+            json!({}),
+        ),
+        call(
+            "ecr.amazonaws.com",
+            "GetAuthorizationToken",
+            json!({}),
+            json!({"authorizationData": [{"authorizationToken": secrets[2], "proxyEndpoint": "http://x"}]}),
+        ),
+        call(
+            "ecr-public.amazonaws.com",
+            "GetAuthorizationToken",
+            json!({}),
+            json!({"authorizationData": {"authorizationToken": secrets[2]}}),
+        ),
+        call(
+            "iam.amazonaws.com",
+            "CreateLoginProfile",
+            json!({"UserName": "alice", "Password": secrets[3]}),
+            json!({}),
+        ),
+        call(
+            "iam.amazonaws.com",
+            "ChangePassword",
+            json!({"OldPassword": secrets[3], "NewPassword": secrets[3]}),
+            json!({}),
+        ),
+        call(
+            "ecr.amazonaws.com",
+            "UploadLayerPart",
+            json!({"repositoryName": "r", "uploadId": "u", "partFirstByte": 0, "partLastByte": 10, "layerPartBlob": secrets[4]}),
+            json!({}),
+        ),
+        call(
+            "events.amazonaws.com",
+            "CreateConnection",
+            json!({
             "Name": "hook", "AuthorizationType": "API_KEY",
             "AuthParameters": {
                 "ApiKeyAuthParameters": {"ApiKeyName": "x-api-key", "ApiKeyValue": secrets[5]},
                 "BasicAuthParameters": {"Username": "bob", "Password": secrets[3]},
                 "OAuthParameters": {"ClientParameters": {"ClientID": "id", "ClientSecret": secrets[6]}, "AuthorizationEndpoint": "https://a", "HttpMethod": "POST"},
                 "InvocationHttpParameters": {"HeaderParameters": [{"Key": "X-Secret", "Value": secrets[7], "IsValueSecret": true}]}
-            }}), json!({"ConnectionArn": "arn:aws:events:eu-west-1:1:connection/hook"})),
-        call("ecr.amazonaws.com", "GetDownloadUrlForLayer", json!({"repositoryName": "r", "layerDigest": "sha256:1"}), json!({"downloadUrl": secrets[8]})),
+            }}),
+            json!({"ConnectionArn": "arn:aws:events:eu-west-1:1:connection/hook"}),
+        ),
+        call(
+            "ecr.amazonaws.com",
+            "GetDownloadUrlForLayer",
+            json!({"repositoryName": "r", "layerDigest": "sha256:1"}),
+            json!({"downloadUrl": secrets[8]}),
+        ),
     ];
     for c in &calls {
         let row = build(c, ACCOUNT);
         for s in secrets {
-            assert!(!row.record.contains(s), "{}: the record holds a secret: {}", c.event_name, row.record);
+            assert!(
+                !row.record.contains(s),
+                "{}: the record holds a secret: {}",
+                c.event_name,
+                row.record
+            );
         }
     }
     let r = record(&calls[0]);
@@ -202,7 +272,10 @@ fn secrets_never_reach_the_record() {
     assert_eq!(auth["ApiKeyAuthParameters"]["ApiKeyName"], "x-api-key");
     assert_eq!(auth["ApiKeyAuthParameters"]["ApiKeyValue"], HIDDEN);
     assert_eq!(auth["BasicAuthParameters"]["Username"], "bob");
-    assert_eq!(auth["InvocationHttpParameters"]["HeaderParameters"][0]["Key"], "X-Secret");
+    assert_eq!(
+        auth["InvocationHttpParameters"]["HeaderParameters"][0]["Key"],
+        "X-Secret"
+    );
     assert_eq!(r["resources"][0]["type"], "AWS::Events::Connection");
 }
 
@@ -211,7 +284,10 @@ fn secrets_never_reach_the_record() {
 /// ones stay; huge answers are left out.
 #[test]
 fn policy_sized_blobs_are_trimmed() {
-    let big = format!("{{\"Version\":\"2012-10-17\",\"Statement\":[{}]}}", "{\"Effect\":\"Allow\"},".repeat(200));
+    let big = format!(
+        "{{\"Version\":\"2012-10-17\",\"Statement\":[{}]}}",
+        "{\"Effect\":\"Allow\"},".repeat(200)
+    );
     for (name, key) in [
         ("SetRepositoryPolicy", "policyText"),
         ("PutLifecyclePolicy", "lifecyclePolicyText"),
@@ -219,12 +295,25 @@ fn policy_sized_blobs_are_trimmed() {
         ("PutRolePolicy", "PolicyDocument"),
         ("CreateRole", "AssumeRolePolicyDocument"),
     ] {
-        let r = record(&call("ecr.amazonaws.com", name, json!({"repositoryName": "r", key: big}), json!({})));
+        let r = record(&call(
+            "ecr.amazonaws.com",
+            name,
+            json!({"repositoryName": "r", key: big}),
+            json!({}),
+        ));
         let v = r["requestParameters"][key].as_str().unwrap();
-        assert!(v.starts_with(&format!("[trimmed: {} bytes, sha256:", big.len())), "{name}: {v}");
+        assert!(
+            v.starts_with(&format!("[trimmed: {} bytes, sha256:", big.len())),
+            "{name}: {v}"
+        );
     }
     let small = "{\"rules\":[]}";
-    let r = record(&call("ecr.amazonaws.com", "PutLifecyclePolicy", json!({"lifecyclePolicyText": small}), json!({})));
+    let r = record(&call(
+        "ecr.amazonaws.com",
+        "PutLifecyclePolicy",
+        json!({"lifecyclePolicyText": small}),
+        json!({}),
+    ));
     assert_eq!(r["requestParameters"]["lifecyclePolicyText"], small);
     let huge = json!({"images": vec![json!({"imageManifest": "x".repeat(200)}); 50]});
     let r = record(&call("ecr.amazonaws.com", "BatchDeleteImage", json!({}), huge));

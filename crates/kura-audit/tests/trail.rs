@@ -20,7 +20,10 @@ const T0: i64 = 1_750_000_000_000;
 
 async fn stores() -> (Vec<(&'static str, Arc<SqlMetaStore>)>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut out = vec![("sqlite", Arc::new(SqlMetaStore::open(dir.path().join("meta.db")).await.unwrap()))];
+    let mut out = vec![(
+        "sqlite",
+        Arc::new(SqlMetaStore::open(dir.path().join("meta.db")).await.unwrap()),
+    )];
     if let Some(pg) = kura_store::testdb::postgres("trail").await {
         out.push(("postgres", Arc::new(pg)));
     }
@@ -66,10 +69,23 @@ async fn fill(store: &dyn AuditStore) -> Vec<TrailRow> {
             1 => ("bob", "DescribeRepositories", "ecr.amazonaws.com", "team/web"),
             _ => ("root", "CreateUser", "iam.amazonaws.com", ""),
         };
-        rows.push(kura_audit::record::build(&call(A, user, name, source, repo, T0 + i * 1000), A));
+        rows.push(kura_audit::record::build(
+            &call(A, user, name, source, repo, T0 + i * 1000),
+            A,
+        ));
     }
     for i in 0..5 {
-        rows.push(kura_audit::record::build(&call(B, "carol", "CreateRepository", "ecr.amazonaws.com", "team/app", T0 + i * 1000), B));
+        rows.push(kura_audit::record::build(
+            &call(
+                B,
+                "carol",
+                "CreateRepository",
+                "ecr.amazonaws.com",
+                "team/app",
+                T0 + i * 1000,
+            ),
+            B,
+        ));
     }
     store.trail_append(&rows).await.unwrap();
     rows
@@ -83,7 +99,12 @@ async fn look(store: &dyn AuditStore, account: &str, input: Value) -> Result<Val
 }
 
 fn names(v: &Value, field: &str) -> Vec<String> {
-    v["Events"].as_array().unwrap().iter().map(|e| e[field].as_str().unwrap_or("-").to_string()).collect()
+    v["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[field].as_str().unwrap_or("-").to_string())
+        .collect()
 }
 
 fn attr(k: &str, v: &str) -> Value {
@@ -98,7 +119,9 @@ async fn lookup_by_each_attribute() {
     let (stores, _dir) = stores().await;
     for (engine, s) in stores {
         let rows = fill(s.as_ref()).await;
-        let v = look(s.as_ref(), A, attr("EventName", "CreateRepository")).await.unwrap();
+        let v = look(s.as_ref(), A, attr("EventName", "CreateRepository"))
+            .await
+            .unwrap();
         assert_eq!(v["Events"].as_array().unwrap().len(), 10, "{engine}");
         let e = &v["Events"][0];
         assert_eq!(e["EventName"], "CreateRepository");
@@ -106,26 +129,73 @@ async fn lookup_by_each_attribute() {
         assert_eq!(e["AccessKeyId"], "AKIAALICE");
         assert_eq!(e["ReadOnly"], "false");
         assert_eq!(e["EventSource"], "ecr.amazonaws.com");
-        assert_eq!(e["EventTime"].as_f64().unwrap(), (T0 + 27_000) as f64 / 1000.0, "newest first");
-        assert_eq!(e["Resources"], json!([{"ResourceType": "AWS::ECR::Repository", "ResourceName": "team/app"}]));
+        assert_eq!(
+            e["EventTime"].as_f64().unwrap(),
+            (T0 + 27_000) as f64 / 1000.0,
+            "newest first"
+        );
+        assert_eq!(
+            e["Resources"],
+            json!([{"ResourceType": "AWS::ECR::Repository", "ResourceName": "team/app"}])
+        );
         let inner: Value = serde_json::from_str(e["CloudTrailEvent"].as_str().unwrap()).unwrap();
         assert_eq!(inner["eventID"], e["EventId"]);
         assert_eq!(inner["userIdentity"]["userName"], "alice");
 
         let count = |v: &Value| v["Events"].as_array().unwrap().len();
-        assert_eq!(count(&look(s.as_ref(), A, attr("Username", "bob")).await.unwrap()), 10, "{engine}");
-        assert_eq!(count(&look(s.as_ref(), A, attr("Username", "root")).await.unwrap()), 10, "{engine}");
-        assert_eq!(count(&look(s.as_ref(), A, attr("ResourceName", "team/web")).await.unwrap()), 10, "{engine}");
-        assert_eq!(count(&look(s.as_ref(), A, attr("ResourceType", "AWS::ECR::Repository")).await.unwrap()), 20, "{engine}");
-        assert_eq!(count(&look(s.as_ref(), A, attr("EventSource", "iam.amazonaws.com")).await.unwrap()), 10, "{engine}");
-        assert_eq!(count(&look(s.as_ref(), A, attr("AccessKeyId", "AKIABOB")).await.unwrap()), 10, "{engine}");
+        assert_eq!(
+            count(&look(s.as_ref(), A, attr("Username", "bob")).await.unwrap()),
+            10,
+            "{engine}"
+        );
+        assert_eq!(
+            count(&look(s.as_ref(), A, attr("Username", "root")).await.unwrap()),
+            10,
+            "{engine}"
+        );
+        assert_eq!(
+            count(&look(s.as_ref(), A, attr("ResourceName", "team/web")).await.unwrap()),
+            10,
+            "{engine}"
+        );
+        assert_eq!(
+            count(
+                &look(s.as_ref(), A, attr("ResourceType", "AWS::ECR::Repository"))
+                    .await
+                    .unwrap()
+            ),
+            20,
+            "{engine}"
+        );
+        assert_eq!(
+            count(
+                &look(s.as_ref(), A, attr("EventSource", "iam.amazonaws.com"))
+                    .await
+                    .unwrap()
+            ),
+            10,
+            "{engine}"
+        );
+        assert_eq!(
+            count(&look(s.as_ref(), A, attr("AccessKeyId", "AKIABOB")).await.unwrap()),
+            10,
+            "{engine}"
+        );
         let ro = look(s.as_ref(), A, attr("ReadOnly", "true")).await.unwrap();
         assert_eq!(names(&ro, "EventName"), vec!["DescribeRepositories"; 10], "{engine}");
-        assert_eq!(count(&look(s.as_ref(), A, attr("ReadOnly", "false")).await.unwrap()), 20, "{engine}");
+        assert_eq!(
+            count(&look(s.as_ref(), A, attr("ReadOnly", "false")).await.unwrap()),
+            20,
+            "{engine}"
+        );
         let one = look(s.as_ref(), A, attr("EventId", &rows[4].event_id)).await.unwrap();
         assert_eq!(names(&one, "EventId"), vec![rows[4].event_id.clone()], "{engine}");
         assert_eq!(count(&look(s.as_ref(), A, json!({})).await.unwrap()), 30, "{engine}");
-        assert_eq!(count(&look(s.as_ref(), A, attr("EventName", "Nothing")).await.unwrap()), 0, "{engine}");
+        assert_eq!(
+            count(&look(s.as_ref(), A, attr("EventName", "Nothing")).await.unwrap()),
+            0,
+            "{engine}"
+        );
     }
 }
 
@@ -136,12 +206,25 @@ async fn time_range_and_paging() {
     let (stores, _dir) = stores().await;
     for (engine, s) in stores {
         fill(s.as_ref()).await;
-        let v = look(s.as_ref(), A, json!({"StartTime": (T0 + 10_000) as f64 / 1000.0, "EndTime": (T0 + 19_000) as f64 / 1000.0})).await.unwrap();
-        let times: Vec<f64> = v["Events"].as_array().unwrap().iter().map(|e| e["EventTime"].as_f64().unwrap()).collect();
+        let v = look(
+            s.as_ref(),
+            A,
+            json!({"StartTime": (T0 + 10_000) as f64 / 1000.0, "EndTime": (T0 + 19_000) as f64 / 1000.0}),
+        )
+        .await
+        .unwrap();
+        let times: Vec<f64> = v["Events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["EventTime"].as_f64().unwrap())
+            .collect();
         assert_eq!(times.len(), 10, "{engine}");
         assert_eq!(times[0], (T0 + 19_000) as f64 / 1000.0);
         assert_eq!(times[9], (T0 + 10_000) as f64 / 1000.0);
-        let start = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis((T0 + 25_000) as u64)).to_string();
+        let start =
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis((T0 + 25_000) as u64))
+                .to_string();
         let v = look(s.as_ref(), A, json!({"StartTime": start})).await.unwrap();
         assert_eq!(v["Events"].as_array().unwrap().len(), 5, "{engine}");
 
@@ -195,26 +278,46 @@ async fn bad_input_gets_cloudtrails_errors() {
     );
     assert_eq!(err(attr("Colour", "red")).await, "InvalidLookupAttributesException");
     assert_eq!(err(attr("EventName", "")).await, "InvalidLookupAttributesException");
-    assert_eq!(err(attr("EventName", &"x".repeat(2001))).await, "InvalidLookupAttributesException");
+    assert_eq!(
+        err(attr("EventName", &"x".repeat(2001))).await,
+        "InvalidLookupAttributesException"
+    );
     assert_eq!(err(attr("ReadOnly", "maybe")).await, "InvalidLookupAttributesException");
-    assert_eq!(err(json!({"StartTime": 20, "EndTime": 10})).await, "InvalidTimeRangeException");
+    assert_eq!(
+        err(json!({"StartTime": 20, "EndTime": 10})).await,
+        "InvalidTimeRangeException"
+    );
     assert_eq!(err(json!({"MaxResults": 0})).await, "InvalidMaxResultsException");
     assert_eq!(err(json!({"MaxResults": 51})).await, "InvalidMaxResultsException");
     assert_eq!(err(json!({"Colour": 1})).await, "SerializationException");
     assert_eq!(err(json!({"StartTime": {"a": 1}})).await, "SerializationException");
-    assert_eq!(err(json!({"EventCategory": "other"})).await, "InvalidEventCategoryException");
+    assert_eq!(
+        err(json!({"EventCategory": "other"})).await,
+        "InvalidEventCategoryException"
+    );
     assert_eq!(err(json!({"NextToken": "garbage!"})).await, "InvalidNextTokenException");
     assert_eq!(err(json!({"NextToken": 5})).await, "InvalidNextTokenException");
     // A real token used with another query, or altered.
     let v = look(s.as_ref(), A, json!({"MaxResults": 2})).await.unwrap();
     let token = v["NextToken"].as_str().unwrap().to_string();
-    assert_eq!(err(json!({"MaxResults": 2, "NextToken": token, "StartTime": 1})).await, "InvalidNextTokenException");
+    assert_eq!(
+        err(json!({"MaxResults": 2, "NextToken": token, "StartTime": 1})).await,
+        "InvalidNextTokenException"
+    );
     assert_eq!(err(json!({"MaxResults": 2, "NextToken": token.clone(), "LookupAttributes": [{"AttributeKey": "Username", "AttributeValue": "bob"}]})).await, "InvalidNextTokenException");
     let mut altered = token.clone().into_bytes();
     altered[3] ^= 1;
-    assert_eq!(err(json!({"NextToken": String::from_utf8_lossy(&altered)})).await, "InvalidNextTokenException");
+    assert_eq!(
+        err(json!({"NextToken": String::from_utf8_lossy(&altered)})).await,
+        "InvalidNextTokenException"
+    );
     // Account B cannot page with A's token.
-    assert_eq!(look(s.as_ref(), B, json!({"MaxResults": 2, "NextToken": token})).await.unwrap_err(), "InvalidNextTokenException");
+    assert_eq!(
+        look(s.as_ref(), B, json!({"MaxResults": 2, "NextToken": token}))
+            .await
+            .unwrap_err(),
+        "InvalidNextTokenException"
+    );
     // Insights: none recorded, an empty answer.
     let v = look(s.as_ref(), A, json!({"EventCategory": "insight"})).await.unwrap();
     assert_eq!(v["Events"], json!([]));
@@ -278,7 +381,10 @@ async fn concurrent_records_share_transactions() {
         // The first record takes the writer, which then waits at the gate.
         let first = {
             let rec = rec.clone();
-            tokio::spawn(async move { rec.record(&call(A, "alice", "CreateRepository", "ecr.amazonaws.com", "first", T0)).await })
+            tokio::spawn(async move {
+                rec.record(&call(A, "alice", "CreateRepository", "ecr.amazonaws.com", "first", T0))
+                    .await
+            })
         };
         // Held at the gate with that one record alone.
         for _ in 0..3000 {
@@ -287,26 +393,45 @@ async fn concurrent_records_share_transactions() {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(gated.appends.load(Ordering::SeqCst), 1, "{engine}: the writer holds the first batch");
+        assert_eq!(
+            gated.appends.load(Ordering::SeqCst),
+            1,
+            "{engine}: the writer holds the first batch"
+        );
         let mut tasks = Vec::new();
         for i in 0..199 {
             let (rec, s) = (rec.clone(), s.clone());
             tasks.push(tokio::spawn(async move {
                 let repo = format!("repo-{i}");
-                rec.record(&call(A, "alice", "CreateRepository", "ecr.amazonaws.com", &repo, T0 + i)).await;
+                rec.record(&call(
+                    A,
+                    "alice",
+                    "CreateRepository",
+                    "ecr.amazonaws.com",
+                    &repo,
+                    T0 + i,
+                ))
+                .await;
                 // Committed before record() returned.
                 let v = look(s.as_ref(), A, attr("ResourceName", &repo)).await.unwrap();
                 assert_eq!(v["Events"].as_array().unwrap().len(), 1);
             }));
         }
-        assert!(wait_queued(&rec, 199, Duration::from_secs(30)).await, "{engine}: the records queue");
+        assert!(
+            wait_queued(&rec, 199, Duration::from_secs(30)).await,
+            "{engine}: the records queue"
+        );
         gated.gate.add_permits(1);
         first.await.unwrap();
         for t in tasks {
             t.await.unwrap();
         }
         assert_eq!(rec.stats().records.load(Ordering::Relaxed), 200, "{engine}");
-        assert_eq!(rec.stats().batches.load(Ordering::Relaxed), 2, "{engine}: one for the first, one for the 199 queued");
+        assert_eq!(
+            rec.stats().batches.load(Ordering::Relaxed),
+            2,
+            "{engine}: one for the first, one for the 199 queued"
+        );
         assert_eq!(gated.appends.load(Ordering::SeqCst), 2);
     }
 }
@@ -333,7 +458,8 @@ impl AuditStore for Broken {
 async fn a_failing_store_does_not_fail_calls() {
     let rec = AuditRecorder::start(Arc::new(Broken), RecorderOptions::new(A));
     for _ in 0..3 {
-        rec.record(&call(A, "alice", "CreateRepository", "ecr.amazonaws.com", "r", T0)).await;
+        rec.record(&call(A, "alice", "CreateRepository", "ecr.amazonaws.com", "r", T0))
+            .await;
     }
     assert_eq!(rec.stats().lost.load(Ordering::Relaxed), 3);
     assert_eq!(rec.stats().records.load(Ordering::Relaxed), 0);
@@ -351,9 +477,13 @@ async fn retention_deletes_old_records_in_batches() {
         let now = T0 + 20_000 + 10 * 86_400_000;
         let retention = Duration::from_secs(10 * 86_400);
         // Batches of 4, at most 2 batches: 8 go first.
-        let n = kura_audit::retention::purge_expired(s.as_ref(), retention, now, 4, 2).await.unwrap();
+        let n = kura_audit::retention::purge_expired(s.as_ref(), retention, now, 4, 2)
+            .await
+            .unwrap();
         assert_eq!(n, 8, "{engine}");
-        let n = kura_audit::retention::purge_expired(s.as_ref(), retention, now, 4, 100).await.unwrap();
+        let n = kura_audit::retention::purge_expired(s.as_ref(), retention, now, 4, 100)
+            .await
+            .unwrap();
         assert_eq!(n, 20 + 5 - 8, "{engine}: A's first 20 and B's 5");
         let v = look(s.as_ref(), A, json!({})).await.unwrap();
         assert_eq!(v["Events"].as_array().unwrap().len(), 10, "{engine}");
@@ -361,6 +491,45 @@ async fn retention_deletes_old_records_in_batches() {
         // The deleted records' resources went with them.
         let v = look(s.as_ref(), A, attr("ResourceName", "team/app")).await.unwrap();
         assert_eq!(v["Events"].as_array().unwrap().len(), 3, "{engine}");
-        assert_eq!(kura_audit::retention::purge_expired(s.as_ref(), retention, now, 4, 100).await.unwrap(), 0);
+        assert_eq!(
+            kura_audit::retention::purge_expired(s.as_ref(), retention, now, 4, 100)
+                .await
+                .unwrap(),
+            0
+        );
     }
+}
+
+/// Guards: without an EndTime, the pages of one lookup share the first
+/// page's "now": the token stays valid as time moves, and a record newer
+/// than the first page does not slip into later pages.
+#[tokio::test]
+async fn paging_without_end_time_keeps_the_first_pages_now() {
+    let (stores, _dir) = stores().await;
+    let s = stores[0].1.clone();
+    fill(s.as_ref()).await;
+    let now = T0 + 3_600_000;
+    let first = lookup_events(s.as_ref(), A, "us-east-1", &json!({"MaxResults": 20}), now)
+        .await
+        .unwrap()
+        .unwrap();
+    let token = first["NextToken"].as_str().unwrap().to_string();
+    // A newer record arrives, and time moves on.
+    let late = kura_audit::record::build(
+        &call(A, "alice", "CreateRepository", "ecr.amazonaws.com", "late", now + 5),
+        A,
+    );
+    s.trail_append(&[late]).await.unwrap();
+    let second = lookup_events(
+        s.as_ref(),
+        A,
+        "us-east-1",
+        &json!({"MaxResults": 20, "NextToken": token}),
+        now + 60_000,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(second["Events"].as_array().unwrap().len(), 10);
+    assert!(second.get("NextToken").is_none());
 }

@@ -91,7 +91,11 @@ impl CallInfo {
         error: Option<(String, String)>,
     ) -> CallRecord {
         let error = error.or(self.error);
-        let name = if self.name.is_empty() { "Unknown".to_string() } else { self.name };
+        let name = if self.name.is_empty() {
+            "Unknown".to_string()
+        } else {
+            self.name
+        };
         CallRecord {
             time_ms,
             event_source: self.source.to_string(),

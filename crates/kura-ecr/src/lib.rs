@@ -94,20 +94,23 @@ pub struct Stores {
     pub scans: Arc<dyn ScanStore>,
     /// IAM principals and resource policies.
     pub iam: Arc<dyn IamStore>,
+    /// Durable background jobs (scans, lifecycle previews).
+    pub jobs: Arc<dyn kura_store::JobStore>,
 }
 
 impl Stores {
     /// Every store from one implementation.
     pub fn all<S>(store: Arc<S>) -> Self
     where
-        S: MetaStore + ControlStore + MaintenanceStore + ScanStore + IamStore,
+        S: MetaStore + ControlStore + MaintenanceStore + ScanStore + IamStore + kura_store::JobStore,
     {
         Stores {
             meta: store.clone(),
             control: store.clone(),
             maint: store.clone(),
             scans: store.clone(),
-            iam: store,
+            iam: store.clone(),
+            jobs: store,
         }
     }
 }
@@ -121,6 +124,7 @@ pub struct Ecr {
     authz_cache: authz::AuthzCache,
     registry: Arc<Registry>,
     scanner: scanning::Scanner,
+    jobs: kura_jobs::Queue,
     master: MasterKey,
     token_key: Vec<u8>,
     body_budget: body::BodyBudget,
@@ -139,7 +143,9 @@ impl Ecr {
         config: EcrConfig,
         scan_settings: scanning::ScanSettings,
     ) -> Self {
+        let jobs = kura_jobs::Queue::new(stores.jobs.clone());
         let scanner = scanning::Scanner::new(
+            jobs.clone(),
             stores.meta.clone(),
             stores.scans,
             stores.control.clone(),
@@ -156,6 +162,7 @@ impl Ecr {
             authz_cache: Default::default(),
             registry,
             scanner,
+            jobs,
             master,
             token_key,
             body_budget: body::BodyBudget::new(config.api_body_budget),
@@ -184,6 +191,29 @@ impl Ecr {
     /// The image scanner.
     pub fn scanner(&self) -> &scanning::Scanner {
         &self.scanner
+    }
+
+    /// The job queue scans and lifecycle previews go through: give it to
+    /// this node's [`kura_jobs::Runner`] so they start at once.
+    pub fn jobs(&self) -> &kura_jobs::Queue {
+        &self.jobs
+    }
+
+    /// The job handlers of the ECR service (scans and the scanner's sweep,
+    /// lifecycle runs and previews), for this node's runner.
+    pub fn job_handlers(&self) -> Vec<Arc<dyn kura_jobs::JobHandler>> {
+        vec![
+            Arc::new(scanning::ScanJob(self.scanner.clone())),
+            Arc::new(scanning::SweepJob(self.scanner.clone())),
+            Arc::new(lifecycle::RunJob {
+                meta: self.meta.clone(),
+                maint: self.maint.clone(),
+            }),
+            Arc::new(lifecycle::PreviewJob {
+                meta: self.meta.clone(),
+                maint: self.maint.clone(),
+            }),
+        ]
     }
 
     /// The configuration.

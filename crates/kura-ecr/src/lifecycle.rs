@@ -177,34 +177,98 @@ pub async fn run_all(
     Ok(report)
 }
 
-/// Compute a preview and store it (run in the background after
-/// `StartLifecyclePolicyPreview`).
-pub async fn preview(meta: Arc<dyn MetaStore>, maint: Arc<dyn MaintenanceStore>, repo: i64, policy: Policy) {
-    let outcome = decide(meta.as_ref(), repo, &policy).await;
-    let res = match outcome {
-        Ok((decisions, _)) => {
-            let results: Vec<serde_json::Value> = decisions
-                .iter()
-                .map(|d| {
-                    json!({
-                        "imageDigest": d.digest,
-                        "imageTags": d.tags,
-                        "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
-                        "action": {"type": "EXPIRE"},
-                        "appliedRulePriority": d.applied_rule_priority,
-                    })
-                })
-                .collect();
-            maint
-                .preview_finish(repo, "COMPLETE", Some(&serde_json::Value::Array(results).to_string()))
-                .await
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "lifecycle preview failed");
-            maint.preview_finish(repo, "FAILED", None).await
-        }
+/// The job kind of lifecycle policy previews.
+pub const PREVIEW_JOB: &str = "lifecycle-preview";
+
+/// What a preview job carries.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct PreviewPayload {
+    /// The repository's row id.
+    pub repo_id: i64,
+    /// The policy to preview (already validated).
+    pub policy: String,
+}
+
+/// Enqueue a repository's preview (after `StartLifecyclePolicyPreview` marked
+/// it IN_PROGRESS). One job per repository at a time.
+pub async fn enqueue_preview(jobs: &kura_jobs::Queue, repo: i64, policy: &str) -> Result<i64, StoreError> {
+    let payload = PreviewPayload {
+        repo_id: repo,
+        policy: policy.to_string(),
     };
-    if let Err(e) = res {
-        tracing::error!(error = %e, "could not store a lifecycle preview");
+    jobs.enqueue(
+        kura_jobs::NewJob::new(PREVIEW_JOB, payload)
+            .unique_key(format!("{PREVIEW_JOB}:{repo}"))
+            .max_attempts(5),
+    )
+    .await
+}
+
+/// Computes previews (`lifecycle-preview` jobs): evaluates the policy over
+/// the repository's images and stores the result. Idempotent: a run again
+/// after a crash stores the same preview.
+pub struct PreviewJob {
+    /// Images.
+    pub meta: Arc<dyn MetaStore>,
+    /// Where previews are kept.
+    pub maint: Arc<dyn MaintenanceStore>,
+}
+
+#[async_trait::async_trait]
+impl kura_jobs::JobHandler for PreviewJob {
+    fn kind(&self) -> &str {
+        PREVIEW_JOB
+    }
+
+    async fn run(&self, job: &kura_jobs::Job) -> Result<(), kura_jobs::JobError> {
+        let p: PreviewPayload = kura_jobs::payload(job)?;
+        let Ok(policy) = kura_lifecycle::parse(&p.policy) else {
+            self.maint.preview_finish(p.repo_id, "FAILED", None).await?;
+            return Err(kura_jobs::JobError::Fatal("the previewed policy does not parse".into()));
+        };
+        let (decisions, _) = decide(self.meta.as_ref(), p.repo_id, &policy).await?;
+        let results: Vec<serde_json::Value> = decisions
+            .iter()
+            .map(|d| {
+                json!({
+                    "imageDigest": d.digest,
+                    "imageTags": d.tags,
+                    "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
+                    "action": {"type": "EXPIRE"},
+                    "appliedRulePriority": d.applied_rule_priority,
+                })
+            })
+            .collect();
+        self.maint
+            .preview_finish(
+                p.repo_id,
+                "COMPLETE",
+                Some(&serde_json::Value::Array(results).to_string()),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The job kind of the periodic lifecycle run (`--lifecycle-interval`).
+pub const RUN_JOB: &str = "lifecycle";
+
+/// Applies every repository's policy (`lifecycle` jobs; also `kura lifecycle run`).
+pub struct RunJob {
+    /// Images.
+    pub meta: Arc<dyn MetaStore>,
+    /// Policies, leases, audit.
+    pub maint: Arc<dyn MaintenanceStore>,
+}
+
+#[async_trait::async_trait]
+impl kura_jobs::JobHandler for RunJob {
+    fn kind(&self) -> &str {
+        RUN_JOB
+    }
+
+    async fn run(&self, _job: &kura_jobs::Job) -> Result<(), kura_jobs::JobError> {
+        run_all(self.meta.clone(), self.maint.clone()).await?;
+        Ok(())
     }
 }

@@ -152,6 +152,7 @@ pub struct Scanner {
 }
 
 struct Inner {
+    jobs: kura_jobs::Queue,
     meta: Arc<dyn MetaStore>,
     scans: Arc<dyn ScanStore>,
     control: Arc<dyn ControlStore>,
@@ -171,8 +172,10 @@ struct Outcome {
 }
 
 impl Scanner {
-    /// A scanner over the stores and the data-plane service.
+    /// A scanner over the stores and the data-plane service; its scans run
+    /// as `scan` jobs on `jobs` ([`ScanJob`]).
     pub fn new(
+        jobs: kura_jobs::Queue,
         meta: Arc<dyn MetaStore>,
         scans: Arc<dyn ScanStore>,
         control: Arc<dyn ControlStore>,
@@ -182,6 +185,7 @@ impl Scanner {
     ) -> Self {
         Scanner {
             inner: Arc::new(Inner {
+                jobs,
                 meta,
                 scans,
                 control,
@@ -199,21 +203,9 @@ impl Scanner {
         &self.inner.scans
     }
 
-    /// Start the background loop: re-match images under CONTINUOUS_SCAN when a new import
-    /// completes, and retry scans a stopped node left `IN_PROGRESS`.
-    pub fn spawn_background(&self) -> tokio::task::JoinHandle<()> {
-        let this = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = this.poll_once().await {
-                    tracing::warn!(error = %e, "scanner poll failed");
-                }
-                tokio::time::sleep(this.inner.settings.poll_every).await;
-            }
-        })
-    }
-
-    /// One round of the background loop (public for tests).
+    /// One sweep (the periodic `scan-sweep` job): re-match images under
+    /// CONTINUOUS_SCAN when a new import completed, and queue again scans a
+    /// stopped node left `IN_PROGRESS` without a job.
     pub async fn poll_once(&self) -> Result<(), StoreError> {
         let now = kura_store::now_millis();
         let stale = now - self.inner.settings.timeout.as_millis() as i64 * 2;
@@ -225,7 +217,7 @@ impl Scanner {
                 .await?
                 == ScanStart::Started
             {
-                self.spawn_scan(row.repo_id, row.digest.clone(), row.scan_type.clone());
+                self.queue_scan(row.repo_id, &row.digest, &row.scan_type).await?;
             }
         }
         let Some(latest) = self.inner.scans.vuln_imports().await?.into_iter().next() else {
@@ -290,33 +282,47 @@ impl Scanner {
         Ok(())
     }
 
-    /// Queue a scan whose row is already `IN_PROGRESS`.
-    pub fn spawn_scan(&self, repo: RepoId, digest: String, scan_type: String) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let _permit = this.inner.permits.acquire().await;
-            let enhanced = scan_type == "ENHANCED";
-            let outcome =
-                match tokio::time::timeout(this.inner.settings.timeout, this.inventory_of(repo, &digest)).await {
-                    Ok(Ok(o)) => o,
-                    Ok(Err(reason)) => Outcome {
-                        status: "FAILED",
-                        description: reason,
-                        inventory: None,
-                    },
-                    Err(_) => Outcome {
-                        status: "FAILED",
-                        description: format!(
-                            "The scan did not finish within {} seconds",
-                            this.inner.settings.timeout.as_secs()
-                        ),
-                        inventory: None,
-                    },
-                };
-            if let Err(e) = this.finish(repo, &digest, &scan_type, outcome, enhanced, true).await {
-                tracing::error!(error = %e, %digest, "could not record a scan");
-            }
-        });
+    /// Queue a scan whose row is already `IN_PROGRESS`, as a `scan` job (one
+    /// queued or running job per image: a burst of requests scans once).
+    pub async fn queue_scan(&self, repo: RepoId, digest: &str, scan_type: &str) -> Result<i64, StoreError> {
+        let payload = ScanPayload {
+            repo_id: repo,
+            digest: digest.to_string(),
+            scan_type: scan_type.to_string(),
+        };
+        self.inner
+            .jobs
+            .enqueue(
+                kura_jobs::NewJob::new(SCAN_JOB, payload)
+                    .unique_key(format!("{SCAN_JOB}:{repo}:{digest}"))
+                    .max_attempts(3),
+            )
+            .await
+    }
+
+    /// Run one scan now and record it (the `scan` job's work). A scan that
+    /// fails (unreadable image, timeout) is recorded FAILED; `Err` is a store
+    /// failure, worth a retry.
+    pub async fn run_scan(&self, repo: RepoId, digest: &str, scan_type: &str) -> Result<(), StoreError> {
+        let _permit = self.inner.permits.acquire().await;
+        let enhanced = scan_type == "ENHANCED";
+        let outcome = match tokio::time::timeout(self.inner.settings.timeout, self.inventory_of(repo, digest)).await {
+            Ok(Ok(o)) => o,
+            Ok(Err(reason)) => Outcome {
+                status: "FAILED",
+                description: reason,
+                inventory: None,
+            },
+            Err(_) => Outcome {
+                status: "FAILED",
+                description: format!(
+                    "The scan did not finish within {} seconds",
+                    self.inner.settings.timeout.as_secs()
+                ),
+                inventory: None,
+            },
+        };
+        self.finish(repo, digest, scan_type, outcome, enhanced, true).await
     }
 
     /// Read the image and catalog it; `Err` is a FAILED scan's description.
@@ -533,11 +539,66 @@ impl PushObserver for Scanner {
                 .scan_start(repo.id, &digest, &eff.scan_type, now, None)
                 .await
             {
-                Ok(ScanStart::Started) => this.spawn_scan(repo.id, digest, eff.scan_type),
+                Ok(ScanStart::Started) => {
+                    if let Err(e) = this.queue_scan(repo.id, &digest, &eff.scan_type).await {
+                        // The stalled-scan sweep (poll_once) queues it later.
+                        tracing::warn!(error = %e, %digest, "scan on push could not be queued");
+                    }
+                }
                 Ok(ScanStart::QuotaExceeded) => {}
                 Err(e) => tracing::warn!(error = %e, "scan on push could not start"),
             }
         });
+    }
+}
+
+/// The job kind of image scans.
+pub const SCAN_JOB: &str = "scan";
+
+/// What a scan job carries.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub struct ScanPayload {
+    /// The repository's row id.
+    pub repo_id: RepoId,
+    /// The image.
+    pub digest: String,
+    /// `BASIC` or `ENHANCED`.
+    pub scan_type: String,
+}
+
+/// The job kind of the scanner's periodic sweep ([`Scanner::poll_once`],
+/// every `--scan-poll-interval`).
+pub const SWEEP_JOB: &str = "scan-sweep";
+
+/// Runs `scan-sweep` jobs.
+pub struct SweepJob(pub Scanner);
+
+#[async_trait::async_trait]
+impl kura_jobs::JobHandler for SweepJob {
+    fn kind(&self) -> &str {
+        SWEEP_JOB
+    }
+
+    async fn run(&self, _job: &kura_jobs::Job) -> Result<(), kura_jobs::JobError> {
+        self.0.poll_once().await?;
+        Ok(())
+    }
+}
+
+/// Runs `scan` jobs ([`Scanner::run_scan`]). At-least-once: a scan cut off
+/// by a crash runs again and records one result.
+pub struct ScanJob(pub Scanner);
+
+#[async_trait::async_trait]
+impl kura_jobs::JobHandler for ScanJob {
+    fn kind(&self) -> &str {
+        SCAN_JOB
+    }
+
+    async fn run(&self, job: &kura_jobs::Job) -> Result<(), kura_jobs::JobError> {
+        let p: ScanPayload = kura_jobs::payload(job)?;
+        self.0.run_scan(p.repo_id, &p.digest, &p.scan_type).await?;
+        Ok(())
     }
 }
 

@@ -46,7 +46,11 @@ impl Resp {
     }
     fn xml(&self, tag: &str) -> String {
         let open = format!("<{tag}>");
-        let start = self.body.find(&open).unwrap_or_else(|| panic!("no <{tag}> in {}", self.body)) + open.len();
+        let start = self
+            .body
+            .find(&open)
+            .unwrap_or_else(|| panic!("no <{tag}> in {}", self.body))
+            + open.len();
         let end = self.body[start..].find(&format!("</{tag}>")).unwrap() + start;
         self.body[start..end].to_string()
     }
@@ -87,15 +91,25 @@ struct Creds {
 }
 
 fn root() -> Creds {
-    Creds { id: KEY_ID.into(), secret: SECRET.into(), token: None }
+    Creds {
+        id: KEY_ID.into(),
+        secret: SECRET.into(),
+        token: None,
+    }
 }
 
 fn other_root() -> Creds {
-    Creds { id: OTHER_KEY_ID.into(), secret: OTHER_SECRET.into(), token: None }
+    Creds {
+        id: OTHER_KEY_ID.into(),
+        secret: OTHER_SECRET.into(),
+        token: None,
+    }
 }
 
 fn form(params: &[(&str, &str)]) -> String {
-    form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish()
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
 }
 
 impl T {
@@ -116,13 +130,23 @@ impl T {
                 headers.insert("x-amz-target", t.parse().unwrap());
             }
             None => {
-                headers.insert("content-type", "application/x-www-form-urlencoded; charset=utf-8".parse().unwrap());
+                headers.insert(
+                    "content-type",
+                    "application/x-www-form-urlencoded; charset=utf-8".parse().unwrap(),
+                );
             }
         }
         if let Some(t) = &creds.token {
             headers.insert("x-amz-security-token", t.parse().unwrap());
         }
-        common::sign_post(&mut headers, &body, (&creds.id, &creds.secret), REGION, service, SystemTime::now());
+        common::sign_post(
+            &mut headers,
+            &body,
+            (&creds.id, &creds.secret),
+            REGION,
+            service,
+            SystemTime::now(),
+        );
         let mut b = Request::builder().method(Method::POST).uri("/");
         *b.headers_mut().unwrap() = headers;
         self.send(b.body(Body::from(body)).unwrap()).await
@@ -130,7 +154,8 @@ impl T {
 
     async fn ecr(&self, creds: &Creds, op: &str, input: Value) -> Resp {
         let target = format!("AmazonEC2ContainerRegistry_V20150921.{op}");
-        self.post(creds, "ecr", Some(&target), serde_json::to_vec(&input).unwrap()).await
+        self.post(creds, "ecr", Some(&target), serde_json::to_vec(&input).unwrap())
+            .await
     }
 
     async fn query(&self, creds: &Creds, service: &str, action: &str, params: &[(&str, &str)]) -> Resp {
@@ -142,13 +167,17 @@ impl T {
     }
 
     async fn lookup(&self, creds: &Creds, input: Value) -> Resp {
-        self.post(creds, "cloudtrail", Some(CT), serde_json::to_vec(&input).unwrap()).await
+        self.post(creds, "cloudtrail", Some(CT), serde_json::to_vec(&input).unwrap())
+            .await
     }
 
     /// The records of an event name in `creds`' account (as the root of that account).
     async fn events(&self, creds: &Creds, name: &str) -> Vec<Value> {
         let r = self
-            .lookup(creds, json!({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": name}]}))
+            .lookup(
+                creds,
+                json!({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": name}]}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         r.json()["Events"].as_array().unwrap().clone()
@@ -169,15 +198,26 @@ impl T {
 
     async fn basic(&self) -> String {
         let v = self.ecr(&root(), "GetAuthorizationToken", json!({})).await.json();
-        format!("Basic {}", v["authorizationData"][0]["authorizationToken"].as_str().unwrap())
+        format!(
+            "Basic {}",
+            v["authorizationData"][0]["authorizationToken"].as_str().unwrap()
+        )
     }
 
     async fn push_blob(&self, auth: &str, repo: &str, data: &[u8]) -> String {
         let d = Digest::sha256(data).to_string();
-        let r = self.dp(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), auth, vec![], None).await;
+        let r = self
+            .dp(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), auth, vec![], None)
+            .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
         let r = self
-            .dp(Method::POST, &format!("/v2/{repo}/blobs/uploads/?digest={d}"), auth, data.to_vec(), None)
+            .dp(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={d}"),
+                auth,
+                data.to_vec(),
+                None,
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
         d
@@ -194,7 +234,9 @@ fn record(e: &Value) -> Value {
 #[tokio::test]
 async fn an_api_call_is_recorded_with_its_caller() {
     let t = setup(false).await;
-    let r = t.ecr(&root(), "CreateRepository", json!({"repositoryName": "team/app"})).await;
+    let r = t
+        .ecr(&root(), "CreateRepository", json!({"repositoryName": "team/app"}))
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let events = t.events(&root(), "CreateRepository").await;
     assert_eq!(events.len(), 1);
@@ -214,7 +256,8 @@ async fn an_api_call_is_recorded_with_its_caller() {
     assert_eq!(rec["responseElements"]["repository"]["repositoryName"], "team/app");
     assert_eq!(rec["recipientAccountId"], ACCOUNT);
     // An error is recorded with its code.
-    t.ecr(&root(), "DeleteRepository", json!({"repositoryName": "nope"})).await;
+    t.ecr(&root(), "DeleteRepository", json!({"repositoryName": "nope"}))
+        .await;
     let rec = record(&t.events(&root(), "DeleteRepository").await[0]);
     assert_eq!(rec["errorCode"], "RepositoryNotFoundException");
     // LookupEvents records itself (read-only, the CloudTrail source).
@@ -230,25 +273,77 @@ async fn an_api_call_is_recorded_with_its_caller() {
 #[tokio::test]
 async fn identities_and_no_secrets() {
     let t = setup(false).await;
-    assert_eq!(t.query(&root(), "iam", "CreateUser", &[("UserName", "alice")]).await.status, StatusCode::OK);
-    let k = t.query(&root(), "iam", "CreateAccessKey", &[("UserName", "alice")]).await;
-    let alice = Creds { id: k.xml("AccessKeyId"), secret: k.xml("SecretAccessKey"), token: None };
+    assert_eq!(
+        t.query(&root(), "iam", "CreateUser", &[("UserName", "alice")])
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let k = t
+        .query(&root(), "iam", "CreateAccessKey", &[("UserName", "alice")])
+        .await;
+    let alice = Creds {
+        id: k.xml("AccessKeyId"),
+        secret: k.xml("SecretAccessKey"),
+        token: None,
+    };
     let p = t
-        .query(&root(), "iam", "CreateLoginProfile", &[("UserName", "alice"), ("Password", "Hunter2-Passw0rd!")])
+        .query(
+            &root(),
+            "iam",
+            "CreateLoginProfile",
+            &[("UserName", "alice"), ("Password", "Hunter2-Passw0rd!")],
+        )
         .await;
     let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ecr:*","sts:AssumeRole"],"Resource":"*"}]}"#;
-    t.query(&root(), "iam", "PutUserPolicy", &[("UserName", "alice"), ("PolicyName", "p"), ("PolicyDocument", allow)]).await;
-    let trust = format!(r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:user/alice"}},"Action":"sts:AssumeRole"}}]}}"#);
-    let r = t.query(&root(), "iam", "CreateRole", &[("RoleName", "deployer"), ("AssumeRolePolicyDocument", &trust)]).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    t.query(&root(), "iam", "PutRolePolicy", &[("RoleName", "deployer"), ("PolicyName", "p"), ("PolicyDocument", allow)]).await;
+    t.query(
+        &root(),
+        "iam",
+        "PutUserPolicy",
+        &[("UserName", "alice"), ("PolicyName", "p"), ("PolicyDocument", allow)],
+    )
+    .await;
+    let trust = format!(
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{ACCOUNT}:user/alice"}},"Action":"sts:AssumeRole"}}]}}"#
+    );
     let r = t
-        .query(&alice, "sts", "AssumeRole", &[("RoleArn", &format!("arn:aws:iam::{ACCOUNT}:role/deployer")), ("RoleSessionName", "ci-42")])
+        .query(
+            &root(),
+            "iam",
+            "CreateRole",
+            &[("RoleName", "deployer"), ("AssumeRolePolicyDocument", &trust)],
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let session = Creds { id: r.xml("AccessKeyId"), secret: r.xml("SecretAccessKey"), token: Some(r.xml("SessionToken")) };
+    t.query(
+        &root(),
+        "iam",
+        "PutRolePolicy",
+        &[("RoleName", "deployer"), ("PolicyName", "p"), ("PolicyDocument", allow)],
+    )
+    .await;
+    let r = t
+        .query(
+            &alice,
+            "sts",
+            "AssumeRole",
+            &[
+                ("RoleArn", &format!("arn:aws:iam::{ACCOUNT}:role/deployer")),
+                ("RoleSessionName", "ci-42"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let session = Creds {
+        id: r.xml("AccessKeyId"),
+        secret: r.xml("SecretAccessKey"),
+        token: Some(r.xml("SessionToken")),
+    };
     let tok = t.ecr(&session, "GetAuthorizationToken", json!({})).await.json();
-    let token = tok["authorizationData"][0]["authorizationToken"].as_str().unwrap().to_string();
+    let token = tok["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
     t.ecr(&alice, "DescribeRepositories", json!({})).await;
 
     // Identities.
@@ -264,7 +359,10 @@ async fn identities_and_no_secrets() {
     let rec = record(e);
     assert_eq!(rec["userIdentity"]["type"], "AssumedRole");
     assert_eq!(rec["userIdentity"]["accessKeyId"], session.id.as_str());
-    assert_eq!(rec["userIdentity"]["sessionContext"]["sessionIssuer"]["userName"], "deployer");
+    assert_eq!(
+        rec["userIdentity"]["sessionContext"]["sessionIssuer"]["userName"],
+        "deployer"
+    );
     assert_eq!(rec["userIdentity"]["sessionContext"]["sessionIssuer"]["type"], "Role");
     assert!(rec["userIdentity"]["sessionContext"]["attributes"]["creationDate"].is_string());
 
@@ -286,7 +384,13 @@ async fn identities_and_no_secrets() {
         }
     }
     assert!(text.contains("CreateAccessKey") && text.contains("CreateLoginProfile"));
-    for secret in [&alice.secret, &session.secret, session.token.as_ref().unwrap(), &token, &"Hunter2-Passw0rd!".to_string()] {
+    for secret in [
+        &alice.secret,
+        &session.secret,
+        session.token.as_ref().unwrap(),
+        &token,
+        &"Hunter2-Passw0rd!".to_string(),
+    ] {
         assert!(!text.contains(secret.as_str()), "a secret is in the trail: {secret}");
     }
 }
@@ -297,7 +401,10 @@ async fn identities_and_no_secrets() {
 #[tokio::test]
 async fn failed_authentication_is_recorded() {
     let t = setup(false).await;
-    let bad = Creds { secret: "not-the-secret".into(), ..root() };
+    let bad = Creds {
+        secret: "not-the-secret".into(),
+        ..root()
+    };
     let r = t.ecr(&bad, "DescribeImages", json!({"repositoryName": "x"})).await;
     assert_eq!(r.json()["__type"], "InvalidSignatureException");
     let events = t.events(&root(), "DescribeImages").await;
@@ -306,7 +413,11 @@ async fn failed_authentication_is_recorded() {
     assert_eq!(rec["errorCode"], "InvalidSignatureException");
     assert_eq!(rec["userIdentity"]["accessKeyId"], KEY_ID);
     // An unknown key: recorded in the deployment's account, identity unknown.
-    let nobody = Creds { id: "AKIANOSUCHKEY0000000".into(), secret: "x".into(), token: None };
+    let nobody = Creds {
+        id: "AKIANOSUCHKEY0000000".into(),
+        secret: "x".into(),
+        token: None,
+    };
     t.ecr(&nobody, "ListImages", json!({"repositoryName": "x"})).await;
     let rec = record(&t.events(&root(), "ListImages").await[0]);
     assert_eq!(rec["userIdentity"]["type"], "Unknown");
@@ -318,19 +429,31 @@ async fn failed_authentication_is_recorded() {
 #[tokio::test]
 async fn lookup_is_authorized_and_per_account() {
     let t = setup(false).await;
-    t.ecr(&root(), "CreateRepository", json!({"repositoryName": "mine"})).await;
+    t.ecr(&root(), "CreateRepository", json!({"repositoryName": "mine"}))
+        .await;
     t.query(&root(), "iam", "CreateUser", &[("UserName", "bob")]).await;
     let k = t.query(&root(), "iam", "CreateAccessKey", &[("UserName", "bob")]).await;
-    let bob = Creds { id: k.xml("AccessKeyId"), secret: k.xml("SecretAccessKey"), token: None };
+    let bob = Creds {
+        id: k.xml("AccessKeyId"),
+        secret: k.xml("SecretAccessKey"),
+        token: None,
+    };
     let r = t.lookup(&bob, json!({})).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
     assert_eq!(r.json()["__type"], "AccessDeniedException");
     let allow = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"cloudtrail:LookupEvents","Resource":"*"}]}"#;
-    t.query(&root(), "iam", "PutUserPolicy", &[("UserName", "bob"), ("PolicyName", "ct"), ("PolicyDocument", allow)]).await;
+    t.query(
+        &root(),
+        "iam",
+        "PutUserPolicy",
+        &[("UserName", "bob"), ("PolicyName", "ct"), ("PolicyDocument", allow)],
+    )
+    .await;
     assert_eq!(t.events(&bob, "CreateRepository").await.len(), 1);
     // The other account sees none of it, and its own calls only.
     assert!(t.events(&other_root(), "CreateRepository").await.is_empty());
-    t.ecr(&other_root(), "CreateRepository", json!({"repositoryName": "theirs"})).await;
+    t.ecr(&other_root(), "CreateRepository", json!({"repositoryName": "theirs"}))
+        .await;
     let theirs = t.events(&other_root(), "CreateRepository").await;
     assert_eq!(theirs.len(), 1);
     assert_eq!(theirs[0]["Resources"][0]["ResourceName"], "theirs");
@@ -342,9 +465,21 @@ async fn lookup_is_authorized_and_per_account() {
     assert_eq!(r.json()["__type"], "InvalidNextTokenException");
     let r = t.lookup(&root(), json!({"StartTime": 10, "EndTime": 5})).await;
     assert_eq!(r.json()["__type"], "InvalidTimeRangeException");
-    let r = t.lookup(&root(), json!({"LookupAttributes": [{"AttributeKey": "Nope", "AttributeValue": "x"}]})).await;
+    let r = t
+        .lookup(
+            &root(),
+            json!({"LookupAttributes": [{"AttributeKey": "Nope", "AttributeValue": "x"}]}),
+        )
+        .await;
     assert_eq!(r.json()["__type"], "InvalidLookupAttributesException");
-    let r = t.post(&root(), "cloudtrail", Some("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.CreateTrail"), b"{}".to_vec()).await;
+    let r = t
+        .post(
+            &root(),
+            "cloudtrail",
+            Some("com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.CreateTrail"),
+            b"{}".to_vec(),
+        )
+        .await;
     assert_eq!(r.json()["__type"], "UnknownOperationException");
     let r = t.post(&root(), "cloudtrail", Some(CT), b"{not json".to_vec()).await;
     assert_eq!(r.json()["__type"], "SerializationException");
@@ -361,7 +496,8 @@ async fn lookup_is_authorized_and_per_account() {
 async fn data_plane_writes_are_recorded_reads_behind_the_switch() {
     for reads in [false, true] {
         let t = setup(reads).await;
-        t.ecr(&root(), "CreateRepository", json!({"repositoryName": "app"})).await;
+        t.ecr(&root(), "CreateRepository", json!({"repositoryName": "app"}))
+            .await;
         let auth = t.basic().await;
         let cfg = br#"{"architecture":"amd64","os":"linux"}"#;
         let c = t.push_blob(&auth, "app", cfg).await;
@@ -371,10 +507,21 @@ async fn data_plane_writes_are_recorded_reads_behind_the_switch() {
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": cfg.len()},
             "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}]});
         let r = t
-            .dp(Method::PUT, "/v2/app/manifests/v1", &auth, serde_json::to_vec(&m).unwrap(), Some("application/vnd.oci.image.manifest.v1+json"))
+            .dp(
+                Method::PUT,
+                "/v2/app/manifests/v1",
+                &auth,
+                serde_json::to_vec(&m).unwrap(),
+                Some("application/vnd.oci.image.manifest.v1+json"),
+            )
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
-        assert_eq!(t.dp(Method::GET, "/v2/app/manifests/v1", &auth, vec![], None).await.status, StatusCode::OK);
+        assert_eq!(
+            t.dp(Method::GET, "/v2/app/manifests/v1", &auth, vec![], None)
+                .await
+                .status,
+            StatusCode::OK
+        );
         let puts = t.events(&root(), "PutImage").await;
         assert_eq!(puts.len(), 1);
         let rec = record(&puts[0]);
@@ -393,10 +540,18 @@ async fn data_plane_writes_are_recorded_reads_behind_the_switch() {
             assert!(pulls.is_empty(), "pulls are not recorded without the switch");
         }
         let d = Digest::sha256(&serde_json::to_vec(&m).unwrap()).to_string();
-        assert_eq!(t.dp(Method::DELETE, &format!("/v2/app/manifests/{d}"), &auth, vec![], None).await.status, StatusCode::ACCEPTED);
+        assert_eq!(
+            t.dp(Method::DELETE, &format!("/v2/app/manifests/{d}"), &auth, vec![], None)
+                .await
+                .status,
+            StatusCode::ACCEPTED
+        );
         assert_eq!(t.events(&root(), "BatchDeleteImage").await.len(), 1);
         // A refused token is no one's write.
-        let bad = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("AWS:forged"));
+        let bad = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("AWS:forged")
+        );
         t.dp(Method::POST, "/v2/app/blobs/uploads/", &bad, vec![], None).await;
         assert_eq!(t.events(&root(), "InitiateLayerUpload").await.len(), 4);
     }

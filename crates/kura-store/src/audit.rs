@@ -112,7 +112,10 @@ pub fn service_event(e: &crate::gc::AuditEvent) -> Option<TrailRow> {
         return None;
     }
     let detail: serde_json::Value = serde_json::from_str(&e.detail).ok()?;
-    let repo = detail.get("repositoryName").and_then(|v| v.as_str()).map(str::to_string);
+    let repo = detail
+        .get("repositoryName")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
     let event_id = uuid::Uuid::new_v4().to_string();
     let secs = e.at.div_euclid(1000);
     let record = serde_json::json!({

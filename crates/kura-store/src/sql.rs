@@ -45,6 +45,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/sqlite/0006_key_owner.sql")),
     (7, include_str!("../migrations/sqlite/0007_upload_owner.sql")),
     (8, include_str!("../migrations/sqlite/0008_orphans.sql")),
+    (9, include_str!("../migrations/sqlite/0009_jobs.sql")),
     (11, include_str!("../migrations/sqlite/0011_audit.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
@@ -55,6 +56,7 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (6, include_str!("../migrations/postgres/0006_key_owner.sql")),
     (7, include_str!("../migrations/postgres/0007_upload_owner.sql")),
     (8, include_str!("../migrations/postgres/0008_orphans.sql")),
+    (9, include_str!("../migrations/postgres/0009_jobs.sql")),
     (11, include_str!("../migrations/postgres/0011_audit.sql")),
 ];
 /// The schema version this build writes.

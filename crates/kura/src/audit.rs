@@ -28,11 +28,10 @@ pub struct AuditFlags {
     pub audit_retention: Duration,
 }
 
-/// How often retention runs.
-const RETENTION_EVERY: Duration = Duration::from_secs(3600);
+/// How often retention runs (a job on `kura-jobs`).
+pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
-/// Turn the trail on for `ecr` (when enabled): start the recorder and the
-/// retention task.
+/// Turn the trail on for `ecr` (when enabled): start the recorder.
 pub fn install(ecr: &Ecr, store: Arc<SqlMetaStore>, flags: &AuditFlags, default_account: &str) {
     if !flags.enabled {
         tracing::info!("the audit trail is off");
@@ -42,29 +41,18 @@ pub fn install(ecr: &Ecr, store: Arc<SqlMetaStore>, flags: &AuditFlags, default_
     let recorder = AuditRecorder::start(trail.clone(), RecorderOptions::new(default_account));
     ecr.set_audit(AuditHook {
         recorder: Arc::new(recorder),
-        store: trail.clone(),
+        store: trail,
         data_reads: flags.audit_data_reads,
     });
-    if !flags.audit_retention.is_zero() {
-        let retention = flags.audit_retention;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(RETENTION_EVERY);
-            loop {
-                tick.tick().await;
-                if let Err(e) = kura_audit::retention::purge_expired(
-                    trail.as_ref(),
-                    retention,
-                    kura_store::now_millis(),
-                    kura_audit::retention::BATCH,
-                    1000,
-                )
-                .await
-                {
-                    tracing::error!(error = %e, "audit retention failed");
-                }
-            }
-        });
-    }
+}
+
+/// The retention job of this node's runner, when the trail is on and keeps
+/// records for a limited time.
+pub fn retention_job(store: Arc<SqlMetaStore>, flags: &AuditFlags) -> Option<kura_audit::retention::RetentionJob> {
+    (flags.enabled && !flags.audit_retention.is_zero()).then(|| kura_audit::retention::RetentionJob {
+        store,
+        retention: flags.audit_retention,
+    })
 }
 
 /// `kura audit`'s filters: LookupEvents' attributes and time range.
@@ -127,7 +115,10 @@ impl AuditQuery {
         .into_iter()
         .filter_map(|(k, v)| v.map(|v| (k, v)))
         .collect();
-        anyhow::ensure!(attrs.len() <= 1, "give at most one of the attribute filters (as LookupEvents)");
+        anyhow::ensure!(
+            attrs.len() <= 1,
+            "give at most one of the attribute filters (as LookupEvents)"
+        );
         let mut input = json!({});
         if let Some((k, v)) = attrs.first() {
             input["LookupAttributes"] = json!([{"AttributeKey": k, "AttributeValue": v}]);

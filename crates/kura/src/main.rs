@@ -4,6 +4,7 @@
 
 mod audit;
 mod datadir;
+mod jobs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -46,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: LifecycleCommand,
     },
+    /// Background jobs (GC, lifecycle, scans, previews): list them, retry dead ones.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
     /// The audit trail (what `aws cloudtrail lookup-events` reads), newest
     /// first, one CloudTrail record per line.
     Audit(AuditArgs),
@@ -74,6 +80,28 @@ enum AccountCommand {
         /// File holding the master key (default: `<data-dir>/master.key`).
         #[arg(long, env = "KURA_MASTER_KEY_FILE")]
         master_key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Jobs as JSON lines, by id.
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only jobs in this state: queued, running, done or dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only jobs of this kind (gc, lifecycle, lifecycle-preview, scan, …).
+        #[arg(long)]
+        kind: Option<String>,
+    },
+    /// Queue a dead job again with fresh attempts.
+    Retry {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The job's id.
+        id: i64,
     },
 }
 
@@ -193,10 +221,12 @@ struct ServeArgs {
     master_key_file: Option<PathBuf>,
     #[command(flatten)]
     gc: GcTuning,
-    /// How often garbage collection runs in the background ("0s" turns it off).
+    /// How often garbage collection runs in the background ("0s" turns it
+    /// off): one `gc` job per interval across all nodes.
     #[arg(long, env = "KURA_GC_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     gc_interval: Duration,
-    /// How often lifecycle policies are applied in the background ("0s" turns it off).
+    /// How often lifecycle policies are applied in the background ("0s"
+    /// turns it off): one `lifecycle` job per interval across all nodes.
     #[arg(long, env = "KURA_LIFECYCLE_INTERVAL", default_value = "1h", value_parser = humantime::parse_duration)]
     lifecycle_interval: Duration,
     /// The longest session `sts:AssumeRole` hands out (IAM's ceiling is 12h).
@@ -223,9 +253,16 @@ struct ServeArgs {
     /// A scan running longer than this fails.
     #[arg(long, env = "KURA_SCAN_TIMEOUT", default_value = "15m", value_parser = humantime::parse_duration)]
     scan_timeout: Duration,
-    /// How often the scanner looks for new vulnerability data (continuous scanning).
+    /// How often the scanner looks for new vulnerability data (continuous
+    /// scanning) and for scans left without a job (a `scan-sweep` job).
     #[arg(long, env = "KURA_SCAN_POLL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     scan_poll_interval: Duration,
+    /// Background jobs this node runs at once (GC, lifecycle, scans, previews, …).
+    #[arg(long, env = "KURA_JOB_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    job_workers: u32,
+    /// How often this node looks for due jobs (jobs it enqueues itself start at once).
+    #[arg(long, env = "KURA_JOB_POLL_INTERVAL", default_value = "1s", value_parser = nonzero_duration)]
+    job_poll_interval: Duration,
     /// The longest a client may take to send a request's headers (on HTTP/1.1
     /// also the longest a keep-alive connection waits for its next request).
     #[arg(long, env = "KURA_HEADER_TIMEOUT", default_value = "30s", value_parser = nonzero_duration)]
@@ -393,9 +430,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     ));
-    ecr.scanner().spawn_background();
     audit::install(&ecr, meta.clone(), &args.audit, &boot.default_account);
-    let app = kura_ecr::app(ecr, registry);
+    let app = kura_ecr::app(ecr.clone(), registry);
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
             &boot.default_account,
@@ -406,38 +442,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
 
-    if !args.gc_interval.is_zero() {
-        let (meta, blobs, opts, every) = (
-            meta.clone(),
-            blobs.clone(),
-            gc_options(&args.gc, false),
-            args.gc_interval,
-        );
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = kura_gc::collect(meta.as_ref(), meta.as_ref(), blobs.as_ref(), &opts).await {
-                    tracing::error!(error = %e, "garbage collection failed");
-                }
-                datadir::restore_reserve().await;
-            }
-        });
-    }
-    if !args.lifecycle_interval.is_zero() {
-        let (meta, every) = (meta.clone(), args.lifecycle_interval);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if let Err(e) = kura_ecr::lifecycle::run_all(meta.clone(), meta.clone()).await {
-                    tracing::error!(error = %e, "lifecycle run failed");
-                }
-            }
-        });
-    }
+    let runner = jobs::start(
+        meta.clone(),
+        &ecr,
+        jobs::GcJob {
+            meta: meta.clone(),
+            blobs: blobs.clone(),
+            opts: gc_options(&args.gc, false),
+        },
+        jobs::Background {
+            runner: kura_jobs::RunnerConfig {
+                workers: args.job_workers as usize,
+                poll: args.job_poll_interval,
+                ..Default::default()
+            },
+            gc_every: args.gc_interval,
+            lifecycle_every: args.lifecycle_interval,
+            scan_sweep_every: args.scan_poll_interval,
+            audit_retention: audit::retention_job(meta.clone(), &args.audit),
+        },
+    )
+    .await
+    .context("starting the job runner")?;
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -456,6 +482,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections as usize,
     };
     transport::serve(listener, app, limits, shutdown_signal()).await?;
+    runner.shutdown().await;
     tracing::info!("kura stopped");
     Ok(())
 }
@@ -533,6 +560,21 @@ async fn account_create(store: StoreArgs, id: Option<String>, key_file: Option<P
     Ok(())
 }
 
+async fn jobs_command(command: JobsCommand) -> anyhow::Result<()> {
+    match command {
+        JobsCommand::List { store, state, kind } => {
+            init_logging(&store.log_format);
+            let (meta, _) = open_stores(&store).await?;
+            jobs::list(meta.as_ref(), state.as_deref(), kind.as_deref()).await
+        }
+        JobsCommand::Retry { store, id } => {
+            init_logging(&store.log_format);
+            let (meta, _) = open_stores(&store).await?;
+            jobs::retry(meta.as_ref(), id).await
+        }
+    }
+}
+
 async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
     let (meta, _) = open_stores(&args.store).await?;
@@ -580,6 +622,7 @@ async fn main() -> anyhow::Result<()> {
             command: LifecycleCommand::Run(args),
         } => lifecycle_run(args).await,
         Command::Audit(args) => audit(args).await,
+        Command::Jobs { command } => jobs_command(command).await,
         Command::Vulndb {
             command: VulndbCommand::Import { store, path },
         } => vulndb_import(store, path).await,

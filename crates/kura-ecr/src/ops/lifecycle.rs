@@ -39,19 +39,18 @@ impl Ecr {
                     .policy
             }
         };
-        let policy = parse_policy(&text)?;
+        parse_policy(&text)?;
         if !self.maint.preview_start(repo.id, &text).await? {
             return Err(EcrError::new(
                 "LifecyclePolicyPreviewInProgressException",
                 format!("A lifecycle policy preview is already in progress for the repository with name '{name}'"),
             ));
         }
-        tokio::spawn(crate::lifecycle::preview(
-            self.meta.clone(),
-            self.maint.clone(),
-            repo.id,
-            policy,
-        ));
+        if let Err(e) = crate::lifecycle::enqueue_preview(&self.jobs, repo.id, &text).await {
+            // Not left IN_PROGRESS with no job to finish it.
+            let _ = self.maint.preview_finish(repo.id, "FAILED", None).await;
+            return Err(e.into());
+        }
         Ok(
             json!({"registryId": account, "repositoryName": name.as_str(), "lifecyclePolicyText": text, "status": "IN_PROGRESS"}),
         )

@@ -62,7 +62,9 @@ impl Ecr {
             .scan_start(repo_id, &digest, &eff.scan_type, now, Some(MANUAL_SCAN_QUOTA_MS))
             .await?
         {
-            ScanStart::Started => self.scanner.spawn_scan(repo_id, digest.clone(), eff.scan_type.clone()),
+            ScanStart::Started => {
+                self.scanner.queue_scan(repo_id, &digest, &eff.scan_type).await?;
+            }
             ScanStart::QuotaExceeded => {
                 return Err(EcrError::new(
                     "LimitExceededException",

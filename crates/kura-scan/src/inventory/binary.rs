@@ -4,7 +4,7 @@ use std::io::{Cursor, Read};
 
 use object::{Object, ObjectSection};
 
-use super::catalogers::maven_from_properties;
+use super::package::maven_from_properties;
 use super::Limits;
 use crate::types::{Package, PackageKind};
 

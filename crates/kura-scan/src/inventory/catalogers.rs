@@ -1,6 +1,7 @@
 //! The catalogers: distribution detection and package databases read from the merged view.
 
 use super::layer::{is_maven_meta, is_node_module_dir, Node};
+use super::package::{maven_from_properties, pkg};
 use super::path::{file_name, parent};
 use super::view::FsView;
 use crate::types::{Distro, Inventory, Package, PackageKind};
@@ -29,18 +30,6 @@ pub fn catalog(view: &FsView) -> Inventory {
     Inventory {
         distro: distro(view),
         packages,
-    }
-}
-
-fn pkg(kind: PackageKind, name: &str, version: &str, path: &str) -> Package {
-    Package {
-        kind,
-        name: name.to_string(),
-        version: version.to_string(),
-        source_name: None,
-        source_version: None,
-        arch: None,
-        path: path.to_string(),
     }
 }
 
@@ -326,33 +315,6 @@ pub(crate) fn npm_package(text: &str, path: &str) -> Option<Package> {
     Some(pkg(PackageKind::Npm, name, version, path))
 }
 
-/// `groupId`, `artifactId`, `version` from a `pom.properties` (Java properties syntax).
-pub(crate) fn maven_from_properties(text: &str, path: &str) -> Option<Package> {
-    let (mut group, mut artifact, mut version) = (None, None, None);
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-            continue;
-        }
-        let Some(i) = line.find(['=', ':']) else {
-            continue;
-        };
-        let (k, v) = (line[..i].trim(), line[i + 1..].trim());
-        match k {
-            "groupId" => group = Some(v),
-            "artifactId" => artifact = Some(v),
-            "version" => version = Some(v),
-            _ => {}
-        }
-    }
-    let (g, a, v) = (
-        group.filter(|s| !s.is_empty())?,
-        artifact.filter(|s| !s.is_empty())?,
-        version.filter(|s| !s.is_empty())?,
-    );
-    Some(pkg(PackageKind::Maven, &format!("{g}:{a}"), v, path))
-}
-
 fn language_file(path: &str, text: &str, out: &mut Vec<Package>) {
     let name = file_name(path);
     let dir = parent(path);
@@ -401,11 +363,5 @@ mod tests {
         assert_eq!(p[1].source_name.as_deref(), Some("csrc"));
         assert_eq!(p[1].source_version.as_deref(), Some("1:3-1"));
         assert_eq!(p[1].arch.as_deref(), Some("amd64"));
-    }
-
-    #[test]
-    fn maven_props() {
-        let p = maven_from_properties("#x\ngroupId=org.a\nartifactId=b\nversion=1.2\n", "p").unwrap();
-        assert_eq!((p.name.as_str(), p.version.as_str()), ("org.a:b", "1.2"));
     }
 }

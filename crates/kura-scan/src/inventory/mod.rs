@@ -21,6 +21,7 @@
 mod binary;
 mod catalogers;
 mod layer;
+mod package;
 mod path;
 mod rpm;
 mod view;
