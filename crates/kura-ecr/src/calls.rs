@@ -80,7 +80,6 @@ impl CallInfo {
     }
 
     /// The record of this call.
-    #[allow(clippy::too_many_arguments)]
     pub fn record(
         self,
         region: &str,

@@ -132,7 +132,7 @@ pub async fn handle(
     if ecr.audit().is_some() {
         info.params = Some(input.audit_params());
     }
-    let result = run(ecr, parts, signed, &body.sha256, &input, &action, service, info).await;
+    let result = run(ecr, parts, signed, &body.sha256, &input, &action, info).await;
     drop(body);
     match result {
         Ok(result) => success_response(service, &action, result.as_deref(), rid),
@@ -179,9 +179,9 @@ async fn run(
     payload_sha256: &str,
     input: &Input,
     action: &str,
-    service: Service,
     info: &mut crate::calls::CallInfo,
 ) -> EcrResult<Option<String>> {
+    let service = Service::of(action);
     let caller = ecr
         .authenticate_body(parts, signed, payload_sha256, service.signing_name())
         .map_err(|e| auth_error(e, service))?;
