@@ -133,7 +133,7 @@ pub fn service_event(e: &crate::gc::AuditEvent) -> Option<TrailRow> {
         "resources": repo.iter().map(|r| serde_json::json!({
             "accountId": e.account,
             "type": "AWS::ECR::Repository",
-            "ARN": format!("arn:aws:ecr:::repository/{r}"),
+            "ARN": format!("arn:aws:ecr::{}:repository/{r}", e.account),
         })).collect::<Vec<_>>(),
         "eventType": "AwsServiceEvent",
         "managementEvent": true,

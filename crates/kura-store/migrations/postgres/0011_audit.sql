@@ -54,7 +54,7 @@ SELECT 'migrated-' || id, account, at, event_name, source, NULL, NULL, 0,
            'resources', json_build_array(json_build_object(
                'accountId', account,
                'type', 'AWS::ECR::Repository',
-               'ARN', 'arn:aws:ecr:::repository/' || coalesce(detail::json->>'repositoryName', ''))),
+               'ARN', 'arn:aws:ecr::' || account || ':repository/' || coalesce(detail::json->>'repositoryName', ''))),
            'eventType', 'AwsServiceEvent',
            'managementEvent', true,
            'recipientAccountId', account,

@@ -56,7 +56,7 @@ SELECT 'migrated-' || id, account, at, event_name, source, NULL, NULL, 0,
            'resources', json_array(json_object(
                'accountId', account,
                'type', 'AWS::ECR::Repository',
-               'ARN', 'arn:aws:ecr:::repository/' || coalesce(json_extract(detail, '$.repositoryName'), ''))),
+               'ARN', 'arn:aws:ecr::' || account || ':repository/' || coalesce(json_extract(detail, '$.repositoryName'), ''))),
            'eventType', 'AwsServiceEvent',
            'managementEvent', json('true'),
            'recipientAccountId', account,
