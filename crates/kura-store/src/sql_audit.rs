@@ -8,6 +8,10 @@ use crate::audit::{AuditStore, TrailEvent, TrailFilter, TrailQuery, TrailRow};
 use crate::error::Result;
 use crate::sql::{retry_write, SqlMetaStore, MAX_RETRIES};
 
+/// Records (or resources) per INSERT statement (9 parameters each: well
+/// under both engines' parameter limits).
+const ROWS_PER_INSERT: usize = 200;
+
 const COLS: &str = "e.seq, e.event_id, e.account, e.event_time, e.event_name, e.event_source, e.username, \
      e.access_key_id, e.read_only, e.record";
 
@@ -38,40 +42,73 @@ impl AuditStore for SqlMetaStore {
         retry_write!(self, async {
             let mut w = self.relaxed().await?;
             let mut tx = self.begin_on(w.conn()).await?;
-            for r in rows {
-                let seq: i64 = sqlx::query_scalar(
+            // Few statements whatever the batch's size: one multi-row
+            // INSERT per chunk of records, one per chunk of their resources.
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let marks: Vec<String> = (0..chunk.len())
+                    .map(|i| {
+                        let b = i * 9;
+                        format!(
+                            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                            b + 1,
+                            b + 2,
+                            b + 3,
+                            b + 4,
+                            b + 5,
+                            b + 6,
+                            b + 7,
+                            b + 8,
+                            b + 9
+                        )
+                    })
+                    .collect();
+                let sql = format!(
                     "INSERT INTO trail_events (event_id, account, event_time, event_name, event_source, username, \
-                     access_key_id, read_only, record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (account, event_id) DO NOTHING RETURNING seq",
-                )
-                .bind(&r.event_id)
-                .bind(&r.account)
-                .bind(r.event_time)
-                .bind(&r.event_name)
-                .bind(&r.event_source)
-                .bind(&r.username)
-                .bind(&r.access_key_id)
-                .bind(r.read_only as i64)
-                .bind(&r.record)
-                .fetch_optional(&mut *tx)
-                .await?
-                .unwrap_or(0);
-                if seq == 0 {
-                    // Already recorded (a retried batch).
-                    continue;
+                     access_key_id, read_only, record) VALUES {} \
+                     ON CONFLICT (account, event_id) DO NOTHING RETURNING seq, account, event_id",
+                    marks.join(", ")
+                );
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    q = q
+                        .bind(&r.event_id)
+                        .bind(&r.account)
+                        .bind(r.event_time)
+                        .bind(&r.event_name)
+                        .bind(&r.event_source)
+                        .bind(&r.username)
+                        .bind(&r.access_key_id)
+                        .bind(r.read_only as i64)
+                        .bind(&r.record);
                 }
-                for (kind, name) in &r.resources {
-                    sqlx::query(
+                // Rows already recorded (a retried batch) are not returned.
+                let mut inserted = std::collections::HashMap::new();
+                for row in q.fetch_all(&mut *tx).await? {
+                    let (seq, account, id): (i64, String, String) = (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+                    inserted.insert((account, id), seq);
+                }
+                let resources: Vec<(i64, &TrailRow, &(String, String))> = chunk
+                    .iter()
+                    .filter_map(|r| inserted.get(&(r.account.clone(), r.event_id.clone())).map(|s| (*s, r)))
+                    .flat_map(|(seq, r)| r.resources.iter().map(move |x| (seq, r, x)))
+                    .collect();
+                for part in resources.chunks(ROWS_PER_INSERT) {
+                    let marks: Vec<String> = (0..part.len())
+                        .map(|i| {
+                            let b = i * 5;
+                            format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5)
+                        })
+                        .collect();
+                    let sql = format!(
                         "INSERT INTO trail_resources (seq, account, event_time, resource_type, resource_name) \
-                         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-                    )
-                    .bind(seq)
-                    .bind(&r.account)
-                    .bind(r.event_time)
-                    .bind(kind)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
+                         VALUES {} ON CONFLICT DO NOTHING",
+                        marks.join(", ")
+                    );
+                    let mut q = sqlx::query(&sql);
+                    for (seq, r, (kind, name)) in part {
+                        q = q.bind(*seq).bind(&r.account).bind(r.event_time).bind(kind).bind(name);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
             }
             tx.commit().await?;
