@@ -332,7 +332,11 @@ impl SqlMetaStore {
             for (to, sql) in migrations {
                 // SQLite's first schema is idempotent and re-applied on open.
                 if version < *to || *to == 1 {
-                    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                    // IMMEDIATE on SQLite: a deferred transaction that reads the
+                    // schema and then writes fails at once (SQLITE_BUSY, no busy
+                    // wait) when the server writes meanwhile (`kura vulndb
+                    // import` beside a serving process recording its calls).
+                    let mut tx = self.begin_on(&mut conn).await?;
                     sqlx::raw_sql(sql).execute(&mut *tx).await?;
                     sqlx::query("UPDATE schema_version SET version = $1")
                         .bind(version.max(*to))
