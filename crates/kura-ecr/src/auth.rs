@@ -13,7 +13,7 @@ use base64::Engine;
 use kura_auth::seal::MasterKey;
 use kura_auth::sigv4::{self, RequestParts, SigV4Error};
 use kura_auth::token::{self, TokenClaims, TokenError};
-use kura_registry::http::{AccountId, CallerPrincipal};
+use kura_registry::http::AccountId;
 use kura_registry::service::CatalogFilter;
 use kura_registry::DataRequest;
 use kura_store::control::AccessKeyRow;
@@ -140,13 +140,6 @@ fn printable(s: &str) -> String {
         .take(128)
         .map(|c| if c.is_ascii_graphic() { c } else { '?' })
         .collect()
-}
-
-/// The caller of a data-plane request, from its registry token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DataCaller {
-    /// The token's claims.
-    pub claims: TokenClaims,
 }
 
 fn now_secs() -> u64 {
@@ -630,7 +623,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
     else {
         return challenge(scheme, &host, "authentication required");
     };
-    let (claims, caller) = match ecr.check_basic(&value).await {
+    let (_, caller) = match ecr.check_basic(&value).await {
         Ok(found) => found,
         Err(msg) => {
             log_token_failure(req.extensions(), &value, msg);
@@ -649,10 +642,17 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
                 };
                 req.extensions_mut().insert(CatalogFilter(Arc::new(filter)));
             }
-            // Upload caps count per principal: its unique id, never its ARN.
-            req.extensions_mut()
-                .insert(CallerPrincipal(caller.principal_id.clone()));
-            req.extensions_mut().insert(DataCaller { claims });
+            // The actor of the image events this request causes (upload
+            // caps count its unique id, never its ARN).
+            let actor = kura_registry::Actor {
+                account: caller.account.clone(),
+                principal_arn: caller.principal_arn.clone(),
+                principal_id: caller.principal_id.clone(),
+                access_key_id: Some(caller.access_key_id.clone()),
+                source_ip,
+                user_agent: user_agent(req.headers()),
+            };
+            req.extensions_mut().insert(actor);
             // The audit trail records writes (and, when asked, reads) once
             // answered, before the answer leaves.
             let Some(hook) = ecr.audit() else {
@@ -661,7 +661,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
             let Some(call) = crate::calls::DataCall::of(&data, &account, hook.data_reads) else {
                 return pass(req, next, account, data).await;
             };
-            let (started, agent) = (kura_store::now_millis(), crate::calls::user_agent(req.headers()));
+            let (started, agent) = (kura_store::now_millis(), user_agent(req.headers()));
             let resp = pass(req, next, account, data).await;
             let record = call.record(&ecr.config.region, started, &caller, source_ip, agent, resp.status());
             hook.recorder.record(&record).await;
@@ -683,9 +683,19 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
     }
 }
 
+fn user_agent(h: &http::HeaderMap) -> Option<String> {
+    h.get("user-agent").and_then(|v| v.to_str().ok()).map(String::from)
+}
+
 /// Hand the request, with the account it addresses and its parsed (and
-/// authorized) form, to the registry.
+/// authorized) form, to the registry. Unless an authenticated actor was
+/// inserted, the request's actor is anonymous (a public read, a download URL).
 async fn pass(mut req: Request, next: Next, account: String, data: DataRequest) -> Response {
+    if req.extensions().get::<kura_registry::Actor>().is_none() {
+        let actor = kura_registry::Actor::anonymous(account.clone())
+            .from_client(crate::client::source_ip(req.extensions()), user_agent(req.headers()));
+        req.extensions_mut().insert(actor);
+    }
     req.extensions_mut().insert(AccountId(account));
     req.extensions_mut().insert(data);
     next.run(req).await

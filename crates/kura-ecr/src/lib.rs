@@ -134,7 +134,7 @@ pub struct Ecr {
 
 impl Ecr {
     /// Assemble the service. `token_key` signs registry tokens and download URLs.
-    /// The scanner is installed as the registry's push observer (scan on push).
+    /// The scanner subscribes to the registry's `ImagePushed` events (scan on push).
     pub fn new(
         stores: Stores,
         registry: Arc<Registry>,
@@ -153,7 +153,7 @@ impl Ecr {
             registry.clone(),
             scan_settings,
         );
-        registry.set_push_observer(Arc::new(scanner.clone()));
+        registry.subscribe(Arc::new(scanner.clone()));
         Ecr {
             meta: stores.meta,
             control: stores.control,
@@ -188,6 +188,11 @@ impl Ecr {
         &self.body_budget
     }
 
+    /// The data plane's service (subscribe event listeners here).
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
     /// The image scanner.
     pub fn scanner(&self) -> &scanning::Scanner {
         &self.scanner
@@ -206,7 +211,7 @@ impl Ecr {
             Arc::new(scanning::ScanJob(self.scanner.clone())),
             Arc::new(scanning::SweepJob(self.scanner.clone())),
             Arc::new(lifecycle::RunJob {
-                meta: self.meta.clone(),
+                registry: self.registry.clone(),
                 maint: self.maint.clone(),
             }),
             Arc::new(lifecycle::PreviewJob {

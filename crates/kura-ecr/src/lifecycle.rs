@@ -3,17 +3,22 @@
 //! `kura-lifecycle`; this module feeds it a repository's images and carries
 //! out its decisions.
 //!
-//! Expiry deletes the image and all its tags directly in the metadata store,
-//! so tag immutability never blocks it; an image that an index in the
-//! repository still lists is kept (as ECR does) and reported. Each expiry is
-//! recorded as a `PolicyExecutionEvent` audit record. Runs take the
+//! Expiry deletes the image and all its tags through the registry's one
+//! deletion path (`Registry::delete_image`, as the lifecycle service: its
+//! listeners get `ImageDeleted` and `LifecycleExpired`), so tag immutability
+//! never blocks it; an image that an index in the repository still lists is
+//! kept (as ECR does) and reported. Each expiry is recorded as a
+//! `PolicyExecutionEvent` audit record. Runs take the
 //! `lifecycle` lease, so one node at a time; re-running is idempotent.
 
 use std::sync::Arc;
 
 use kura_lifecycle::{Decision, Image, Policy};
+use kura_registry::error::RegistryError;
+use kura_registry::service::DeleteCause;
+use kura_registry::{Actor, Registry};
 use kura_store::gc::AuditEvent;
-use kura_store::meta::{DeleteManifest, RepoRow, TagStatus};
+use kura_store::meta::{RepoRow, TagStatus};
 use kura_store::{MaintenanceStore, MetaStore, StoreError};
 use serde::Serialize;
 use serde_json::json;
@@ -71,26 +76,38 @@ pub async fn decide(meta: &dyn MetaStore, repo: i64, policy: &Policy) -> Result<
 
 /// Apply a repository's policy now.
 pub async fn apply(
-    meta: &dyn MetaStore,
+    registry: &Registry,
     maint: &dyn MaintenanceStore,
     repo: &RepoRow,
     policy: &Policy,
     report: &mut LifecycleReport,
 ) -> Result<(), StoreError> {
-    let (decisions, kept) = decide(meta, repo.id, policy).await?;
+    let (decisions, kept) = decide(registry.meta().as_ref(), repo.id, policy).await?;
     report.kept_referenced += kept;
+    let Ok(name) = repo.name.parse::<kura_oci::RepoName>() else {
+        tracing::warn!(repository = %repo.name, "a stored repository name no longer parses; lifecycle skips it");
+        return Ok(());
+    };
+    let actor = Actor::lifecycle(repo.account.clone());
     for d in decisions {
-        let result = meta.manifest_delete(repo.id, &d.digest).await?;
+        let cause = DeleteCause::LifecycleExpiry {
+            rule_priority: d.applied_rule_priority as i64,
+        };
+        let result = registry
+            .delete_image(&repo.account, &name, &d.digest, cause, &actor)
+            .await;
         let outcome = match result {
-            DeleteManifest::Deleted => {
+            Ok(_) => {
                 report.expired += 1;
                 "SUCCESS"
             }
-            DeleteManifest::ReferencedBy(_) => {
+            Err(RegistryError::ReferencedBy { .. }) => {
                 report.kept_referenced += 1;
                 "SKIPPED_REFERENCED_BY_MANIFEST_LIST"
             }
-            DeleteManifest::Unknown => continue,
+            Err(RegistryError::ManifestUnknown { .. } | RegistryError::RepositoryUnknown { .. }) => continue,
+            Err(RegistryError::Store(e)) => return Err(e),
+            Err(e) => return Err(StoreError::Corrupt(format!("lifecycle expiry of {}: {e}", d.digest))),
         };
         tracing::info!(
             repository = %repo.name,
@@ -126,10 +143,8 @@ pub async fn apply(
 }
 
 /// Apply every repository's policy (the background job and `kura lifecycle run`).
-pub async fn run_all(
-    meta: Arc<dyn MetaStore>,
-    maint: Arc<dyn MaintenanceStore>,
-) -> Result<LifecycleReport, StoreError> {
+pub async fn run_all(registry: Arc<Registry>, maint: Arc<dyn MaintenanceStore>) -> Result<LifecycleReport, StoreError> {
+    let meta = registry.meta().clone();
     let mut report = LifecycleReport::default();
     let job = async {
         let mut after = None;
@@ -140,7 +155,7 @@ pub async fn run_all(
                     continue;
                 };
                 match kura_lifecycle::parse(&row.policy) {
-                    Ok(policy) => apply(meta.as_ref(), maint.as_ref(), &repo, &policy, &mut report).await?,
+                    Ok(policy) => apply(&registry, maint.as_ref(), &repo, &policy, &mut report).await?,
                     Err(e) => {
                         report.invalid_policies += 1;
                         tracing::warn!(repository = %repo.name, error = %e, "stored lifecycle policy no longer parses");
@@ -180,6 +195,9 @@ pub async fn run_all(
 /// The job kind of lifecycle policy previews.
 pub const PREVIEW_JOB: &str = "lifecycle-preview";
 
+/// Tries a preview gets before it is FAILED.
+const PREVIEW_ATTEMPTS: u32 = 5;
+
 /// What a preview job carries.
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct PreviewPayload {
@@ -199,7 +217,7 @@ pub async fn enqueue_preview(jobs: &kura_jobs::Queue, repo: i64, policy: &str) -
     jobs.enqueue(
         kura_jobs::NewJob::new(PREVIEW_JOB, payload)
             .unique_key(format!("{PREVIEW_JOB}:{repo}"))
-            .max_attempts(5),
+            .max_attempts(PREVIEW_ATTEMPTS),
     )
     .await
 }
@@ -220,32 +238,53 @@ impl kura_jobs::JobHandler for PreviewJob {
         PREVIEW_JOB
     }
 
+    fn retry(&self) -> kura_jobs::RetryPolicy {
+        // A person is waiting: retry soon, give up (FAILED) after the job's 5 tries.
+        kura_jobs::RetryPolicy {
+            base: std::time::Duration::from_secs(2),
+            cap: std::time::Duration::from_secs(30),
+            max_attempts: PREVIEW_ATTEMPTS,
+            max_age: None,
+        }
+    }
+
     async fn run(&self, job: &kura_jobs::Job) -> Result<(), kura_jobs::JobError> {
         let p: PreviewPayload = kura_jobs::payload(job)?;
         let Ok(policy) = kura_lifecycle::parse(&p.policy) else {
             self.maint.preview_finish(p.repo_id, "FAILED", None).await?;
             return Err(kura_jobs::JobError::Fatal("the previewed policy does not parse".into()));
         };
-        let (decisions, _) = decide(self.meta.as_ref(), p.repo_id, &policy).await?;
-        let results: Vec<serde_json::Value> = decisions
-            .iter()
-            .map(|d| {
-                json!({
-                    "imageDigest": d.digest,
-                    "imageTags": d.tags,
-                    "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
-                    "action": {"type": "EXPIRE"},
-                    "appliedRulePriority": d.applied_rule_priority,
+        let res = async {
+            let (decisions, _) = decide(self.meta.as_ref(), p.repo_id, &policy).await?;
+            let results: Vec<serde_json::Value> = decisions
+                .iter()
+                .map(|d| {
+                    json!({
+                        "imageDigest": d.digest,
+                        "imageTags": d.tags,
+                        "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
+                        "action": {"type": "EXPIRE"},
+                        "appliedRulePriority": d.applied_rule_priority,
+                    })
                 })
-            })
-            .collect();
-        self.maint
-            .preview_finish(
-                p.repo_id,
-                "COMPLETE",
-                Some(&serde_json::Value::Array(results).to_string()),
-            )
-            .await?;
+                .collect();
+            self.maint
+                .preview_finish(
+                    p.repo_id,
+                    "COMPLETE",
+                    Some(&serde_json::Value::Array(results).to_string()),
+                )
+                .await
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, attempt = job.attempts, "lifecycle preview failed");
+            if job.attempts >= job.max_attempts {
+                // The last try: the preview says FAILED rather than staying IN_PROGRESS.
+                let _ = self.maint.preview_finish(p.repo_id, "FAILED", None).await;
+            }
+            return Err(e.into());
+        }
         Ok(())
     }
 }
@@ -255,8 +294,8 @@ pub const RUN_JOB: &str = "lifecycle";
 
 /// Applies every repository's policy (`lifecycle` jobs; also `kura lifecycle run`).
 pub struct RunJob {
-    /// Images.
-    pub meta: Arc<dyn MetaStore>,
+    /// The image service expiries go through.
+    pub registry: Arc<Registry>,
     /// Policies, leases, audit.
     pub maint: Arc<dyn MaintenanceStore>,
 }
@@ -268,7 +307,7 @@ impl kura_jobs::JobHandler for RunJob {
     }
 
     async fn run(&self, _job: &kura_jobs::Job) -> Result<(), kura_jobs::JobError> {
-        run_all(self.meta.clone(), self.maint.clone()).await?;
+        run_all(self.registry.clone(), self.maint.clone()).await?;
         Ok(())
     }
 }

@@ -4,9 +4,10 @@
 
 use base64::Engine;
 use futures::stream;
-use kura_oci::{Digest, ErrorCode, RepoName};
-use kura_registry::ApiError;
-use kura_store::meta::{DeleteManifest, ImageRow, RepoRow, RepoSettings, TagStatus};
+use kura_oci::{Digest, RepoName};
+use kura_registry::error::{Invalid, RegistryError};
+use kura_registry::service::DeleteCause;
+use kura_store::meta::{ImageRow, RepoRow, RepoSettings, TagStatus};
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
@@ -31,6 +32,18 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The caller as the actor of the image events this call causes.
+    pub fn actor(&self) -> kura_registry::Actor {
+        kura_registry::Actor {
+            account: self.caller.account.clone(),
+            principal_arn: self.caller.principal_arn.clone(),
+            principal_id: self.caller.principal_id.clone(),
+            access_key_id: Some(self.caller.access_key_id.clone()),
+            source_ip: self.source_ip,
+            user_agent: None,
+        }
+    }
+
     /// The registry an operation addresses: its input's `registryId` when
     /// the operation's input shape defines one (default: the caller's
     /// account), else the caller's account. Inputs are validated before, so
@@ -547,7 +560,7 @@ impl Ecr {
             };
             let m = self
                 .registry
-                .get_manifest(&account, &name, &digest, true)
+                .get_manifest(&account, &name, &digest, Some(&ctx.actor()))
                 .await
                 .map_err(|e| map_registry_error(e, &account, name.as_str()))?;
             if let Some(acc) = &accepted {
@@ -621,9 +634,10 @@ impl Ecr {
                 &[],
                 s(v, "imageManifestMediaType"),
                 manifest.clone(),
+                &ctx.actor(),
             )
             .await
-            .map_err(|e| map_put_error(e, &account, name.as_str(), tag))?;
+            .map_err(|e| map_put_error(e, &account, name.as_str()))?;
         let media = self
             .meta
             .image_get(repo.id, out.digest.as_str())
@@ -640,7 +654,8 @@ impl Ecr {
     }
 
     async fn batch_delete_image(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
-        let (_, _, repo) = self.target(ctx, v).await?;
+        let (account, name, repo) = self.target(ctx, v).await?;
+        let actor = ctx.actor();
         let mut deleted = Vec::new();
         let mut failures = Vec::new();
         for id in v["imageIds"].as_array().into_iter().flatten() {
@@ -654,40 +669,37 @@ impl Ecr {
             match s(id, "imageTag") {
                 // By tag: untag; the image goes with its last tag.
                 Some(t) if s(id, "imageDigest").is_none() => {
-                    self.meta.tag_delete(repo.id, t).await?;
-                    let left = self
-                        .meta
-                        .image_get(repo.id, &digest)
-                        .await?
-                        .map(|i| i.tags.len())
-                        .unwrap_or(0);
-                    if left == 0 {
-                        if let DeleteManifest::ReferencedBy(_) = self.meta.manifest_delete(repo.id, &digest).await? {
-                            // Still a child of an index: keep the untagged manifest.
-                        }
-                    }
-                    deleted.push(image_id(Some(&digest), Some(t)));
-                }
-                _ => match self.meta.image_get(repo.id, &digest).await? {
-                    None => failures.push(image_failure(id, "ImageNotFound", "Requested image not found")),
-                    Some(img) => match self.meta.manifest_delete(repo.id, &digest).await? {
-                        DeleteManifest::Deleted => {
-                            if img.tags.is_empty() {
-                                deleted.push(image_id(Some(&digest), None));
-                            }
-                            for t in &img.tags {
-                                deleted.push(image_id(Some(&digest), Some(t)));
-                            }
-                        }
-                        DeleteManifest::Unknown => {
+                    match self.registry.untag(&account, &name, t, true, &actor).await {
+                        Ok(_) => deleted.push(image_id(Some(&digest), Some(t))),
+                        // Untagged in between: as if resolved to nothing.
+                        Err(RegistryError::ManifestUnknown { .. }) => {
                             failures.push(image_failure(id, "ImageNotFound", "Requested image not found"))
                         }
-                        DeleteManifest::ReferencedBy(parents) => failures.push(image_failure(
-                            id,
-                            "ImageReferencedByManifestList",
-                            format!("Requested image is referenced by manifest list {}", parents.join(", ")),
-                        )),
-                    },
+                        Err(e) => return Err(map_registry_error(e, &account, name.as_str())),
+                    }
+                }
+                _ => match self
+                    .registry
+                    .delete_image(&account, &name, &digest, DeleteCause::Request, &actor)
+                    .await
+                {
+                    Ok(tags) => {
+                        if tags.is_empty() {
+                            deleted.push(image_id(Some(&digest), None));
+                        }
+                        for t in &tags {
+                            deleted.push(image_id(Some(&digest), Some(t)));
+                        }
+                    }
+                    Err(RegistryError::ManifestUnknown { .. }) => {
+                        failures.push(image_failure(id, "ImageNotFound", "Requested image not found"))
+                    }
+                    Err(RegistryError::ReferencedBy { parents, .. }) => failures.push(image_failure(
+                        id,
+                        "ImageReferencedByManifestList",
+                        format!("Requested image is referenced by manifest list {}", parents.join(", ")),
+                    )),
+                    Err(e) => return Err(map_registry_error(e, &account, name.as_str())),
                 },
             }
         }
@@ -857,55 +869,65 @@ fn tag_status(s: Option<&str>) -> TagStatus {
     }
 }
 
-/// Map a data-plane error met by an API operation to ECR's error.
-fn map_registry_error(e: ApiError, account: &str, repo: &str) -> EcrError {
-    match e.error.code {
-        ErrorCode::NameUnknown => EcrError::repository_not_found(repo, account),
-        ErrorCode::BlobUploadUnknown => EcrError::new(
+/// ECR's error for a registry service error met by an API operation.
+fn map_registry_error(e: RegistryError, account: &str, repo: &str) -> EcrError {
+    let message = e.to_string();
+    match e {
+        RegistryError::RepositoryUnknown { .. } => EcrError::repository_not_found(repo, account),
+        RegistryError::UploadUnknown { .. } => EcrError::new(
             "UploadNotFoundException",
             format!("The upload could not be found in the repository with name '{repo}' in the registry with id '{account}'"),
         ),
-        ErrorCode::RangeInvalid | ErrorCode::SizeInvalid | ErrorCode::BlobUploadInvalid => {
-            EcrError::new("InvalidLayerPartException", e.error.message.clone())
-        }
-        ErrorCode::DigestInvalid => EcrError::new("InvalidLayerException", e.error.message.clone()),
-        ErrorCode::ManifestUnknown => EcrError::new("ImageNotFoundException", e.error.message.clone()),
-        ErrorCode::TooManyRequests => EcrError::new("LimitExceededException", e.error.message.clone()),
-        ErrorCode::Internal => EcrError::server(),
+        RegistryError::UploadOffset { .. }
+        | RegistryError::RangeUnsatisfiable { .. }
+        | RegistryError::Invalid {
+            what: Invalid::Size | Invalid::BlobUpload,
+            ..
+        } => EcrError::new("InvalidLayerPartException", message),
+        RegistryError::DigestMismatch { .. }
+        | RegistryError::Invalid {
+            what: Invalid::Digest, ..
+        } => EcrError::new("InvalidLayerException", message),
+        RegistryError::ManifestUnknown { .. } => EcrError::new("ImageNotFoundException", message),
+        RegistryError::LimitExceeded { .. } => EcrError::new("LimitExceededException", message),
+        RegistryError::Store(e) => EcrError::from(e),
         // Storage full: ServerException with 503, which the AWS SDKs retry.
-        ErrorCode::Unavailable => EcrError::new("ServerException", e.error.message.clone())
-            .with_status(axum::http::StatusCode::SERVICE_UNAVAILABLE),
-        _ => EcrError::invalid_parameter(e.error.message.clone()),
+        RegistryError::Unavailable => {
+            EcrError::new("ServerException", message).with_status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+        }
+        RegistryError::BlobUnknown { .. }
+        | RegistryError::TagImmutable { .. }
+        | RegistryError::ReferencedBy { .. }
+        | RegistryError::MissingReferences { .. }
+        | RegistryError::ManifestTooLarge { .. }
+        | RegistryError::Invalid { .. } => EcrError::invalid_parameter(message),
     }
 }
 
-fn map_put_error(e: ApiError, account: &str, repo: &str, tag: Option<&str>) -> EcrError {
-    match e.error.code {
-        ErrorCode::TagInvalid if e.error.detail.get("immutableTag").is_some() => EcrError::new(
+/// ECR's error for a failed `PutImage`.
+fn map_put_error(e: RegistryError, account: &str, repo: &str) -> EcrError {
+    match e {
+        RegistryError::TagImmutable { tag, .. } => EcrError::new(
             "ImageTagAlreadyExistsException",
             format!(
-                "The image tag '{}' already exists in the '{repo}' repository and cannot be overwritten because the repository is immutable.",
-                tag.unwrap_or_default()
+                "The image tag '{tag}' already exists in the '{repo}' repository and cannot be overwritten because the repository is immutable."
             ),
         ),
-        ErrorCode::ManifestBlobUnknown => {
-            let blobs = e.error.detail.get("blobs").and_then(Value::as_array).cloned().unwrap_or_default();
-            if !blobs.is_empty() {
-                let list: Vec<&str> = blobs.iter().filter_map(Value::as_str).collect();
-                EcrError::new(
-                    "LayersNotFoundException",
-                    format!("Layers with digests '{list:?}' required for pushing image into repository with name '{repo}' in the registry with id '{account}' do not exist"),
-                )
-            } else {
-                EcrError::new("ReferencedImagesNotFoundException", e.error.message.clone())
-            }
+        RegistryError::MissingReferences { blobs, .. } if !blobs.is_empty() => EcrError::new(
+            "LayersNotFoundException",
+            format!("Layers with digests '{blobs:?}' required for pushing image into repository with name '{repo}' in the registry with id '{account}' do not exist"),
+        ),
+        e @ RegistryError::MissingReferences { .. } => {
+            EcrError::new("ReferencedImagesNotFoundException", e.to_string())
         }
-        ErrorCode::ManifestInvalid | ErrorCode::TagInvalid | ErrorCode::DigestInvalid => EcrError::invalid_parameter(format!(
-            "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{}'",
-            e.error.message
+        e @ RegistryError::Invalid {
+            what: Invalid::Manifest | Invalid::Tag | Invalid::Digest,
+            ..
+        } => EcrError::invalid_parameter(format!(
+            "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{e}'"
         )),
-        ErrorCode::TooLarge => EcrError::invalid_parameter("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Member must have length less than or equal to 4194304'"),
-        _ => map_registry_error(e, account, repo),
+        RegistryError::ManifestTooLarge { .. } => EcrError::invalid_parameter("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Member must have length less than or equal to 4194304'"),
+        e => map_registry_error(e, account, repo),
     }
 }
 

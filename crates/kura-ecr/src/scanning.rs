@@ -14,8 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use kura_registry::service::PushObserver;
-use kura_registry::Registry;
+use kura_registry::{Actor, EventKind, EventListener, EventType, ImageEvent, Registry};
 use kura_scan::inventory::{self, LayerIndex, Limits};
 use kura_scan::matcher::{self, Finding};
 use kura_scan::vulndb::{self, Advisory};
@@ -477,6 +476,12 @@ impl Scanner {
                     .to_string(),
                 })
                 .await?;
+            let counts = counts.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let actor = Actor::scanner(repo_row.account.clone());
+            self.inner
+                .registry
+                .scan_completed(&repo_row.account, &repo_row.name, digest, status, counts, &actor)
+                .await;
         }
         Ok(())
     }
@@ -509,46 +514,62 @@ fn is_tar_layer(media_type: &str) -> bool {
     )
 }
 
-impl PushObserver for Scanner {
-    fn manifest_pushed(&self, repo: &RepoRow, digest: &str, media_type: &str) {
+/// Scan on push: the scanner listens for `ImagePushed` (and only that) and
+/// queues the scan as a durable job; the job runs it.
+#[async_trait::async_trait]
+impl EventListener for Scanner {
+    async fn on_event(&self, event: &ImageEvent) {
+        let EventKind::ImagePushed { digest, media_type, .. } = &event.kind else {
+            return;
+        };
         if !matches!(
-            media_type,
+            media_type.as_str(),
             "application/vnd.docker.distribution.manifest.v2+json" | "application/vnd.oci.image.manifest.v1+json"
         ) {
             return;
         }
-        let this = self.clone();
-        let repo = repo.clone();
-        let digest = digest.to_string();
-        tokio::spawn(async move {
-            let config = match registry_config(this.inner.control.as_ref(), &repo.account).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "scan on push: no scanning configuration");
-                    return;
-                }
-            };
-            let eff = effective(&config, &repo);
-            if !eff.on_push() {
+        // Inline, before the push is answered: once the push is acknowledged
+        // its scan is a durable job (or a started scan the sweep restarts).
+        let (account, name) = (&event.account, &event.repository);
+        let repo = match self.inner.meta.repo_get(account, name).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "scan on push: repository unreadable");
                 return;
             }
-            let now = kura_store::now_millis();
-            match this
-                .inner
-                .scans
-                .scan_start(repo.id, &digest, &eff.scan_type, now, None)
-                .await
-            {
-                Ok(ScanStart::Started) => {
-                    if let Err(e) = this.queue_scan(repo.id, &digest, &eff.scan_type).await {
-                        // The stalled-scan sweep (poll_once) queues it later.
-                        tracing::warn!(error = %e, %digest, "scan on push could not be queued");
-                    }
-                }
-                Ok(ScanStart::QuotaExceeded) => {}
-                Err(e) => tracing::warn!(error = %e, "scan on push could not start"),
+        };
+        let config = match registry_config(self.inner.control.as_ref(), &repo.account).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "scan on push: no scanning configuration");
+                return;
             }
-        });
+        };
+        let eff = effective(&config, &repo);
+        if !eff.on_push() {
+            return;
+        }
+        let now = kura_store::now_millis();
+        match self
+            .inner
+            .scans
+            .scan_start(repo.id, digest, &eff.scan_type, now, None)
+            .await
+        {
+            Ok(ScanStart::Started) => {
+                if let Err(e) = self.queue_scan(repo.id, digest, &eff.scan_type).await {
+                    // The stalled-scan sweep queues it later.
+                    tracing::warn!(error = %e, %digest, "scan on push could not be queued");
+                }
+            }
+            Ok(ScanStart::QuotaExceeded) => {}
+            Err(e) => tracing::warn!(error = %e, "scan on push could not start"),
+        }
+    }
+
+    fn wants(&self, ty: EventType) -> bool {
+        ty == EventType::ImagePushed
     }
 }
 

@@ -9,10 +9,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use kura_gc::{collect, GcOptions};
-use kura_oci::{Digest, ErrorCode, RepoName};
+use kura_oci::{Digest, RepoName};
+use kura_registry::error::RegistryError;
 use kura_registry::request::Mount;
 use kura_registry::service::{Body, StartOutcome};
-use kura_registry::{Registry, RegistryConfig};
+use kura_registry::{Actor, Registry, RegistryConfig};
 use kura_store::sql::TOUCH_SLACK_MS;
 use kura_store::{BlobStore, FsBlobStore, MaintenanceStore, MetaStore, SqlMetaStore};
 use rand::Rng;
@@ -52,6 +53,10 @@ fn body(data: Vec<u8>) -> Body {
     futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(data))]).boxed()
 }
 
+fn actor() -> Actor {
+    Actor::anonymous(ACCOUNT)
+}
+
 fn name(s: &str) -> RepoName {
     s.parse().unwrap()
 }
@@ -59,7 +64,14 @@ fn name(s: &str) -> RepoName {
 async fn push_blob(reg: &Registry, repo: &str, data: &[u8]) -> String {
     let d = Digest::sha256(data);
     let out = reg
-        .start_upload(ACCOUNT, &name(repo), None, Some(d.as_str()), None, body(data.to_vec()))
+        .start_upload(
+            ACCOUNT,
+            &name(repo),
+            None,
+            Some(d.as_str()),
+            &actor(),
+            body(data.to_vec()),
+        )
         .await
         .unwrap();
     assert_eq!(out, StartOutcome::Created(d.clone()));
@@ -127,7 +139,7 @@ async fn collects_only_unreferenced_blobs_and_reports_it() {
     let layer = push_blob(&e.reg, "app", &[1u8; 1000]).await;
     let m = manifest((&cfg, 2), &[(&layer, 1000)]);
     e.reg
-        .put_manifest(ACCOUNT, &name("app"), "v1", &[], None, m)
+        .put_manifest(ACCOUNT, &name("app"), "v1", &[], None, m, &actor())
         .await
         .unwrap();
     let orphan = push_blob(&e.reg, "app", &[2u8; 5000]).await;
@@ -176,22 +188,23 @@ async fn collects_only_unreferenced_blobs_and_reports_it() {
         .get_blob(ACCOUNT, &name("app"), &orphan, None, true)
         .await
         .unwrap_err();
-    assert_eq!(err.error.code, ErrorCode::BlobUnknown);
+    assert!(matches!(err, RegistryError::BlobUnknown { .. }), "{err:?}");
     // The shared layer lost its unreferenced link in "other" but stays for "app".
-    assert_eq!(
+    assert!(matches!(
         e.reg
             .get_blob(ACCOUNT, &name("other"), &layer, None, true)
             .await
-            .unwrap_err()
-            .error
-            .code,
-        ErrorCode::BlobUnknown
-    );
+            .unwrap_err(),
+        RegistryError::BlobUnknown { .. }
+    ));
     assert_eq!(read_all(&e.reg, "app", &layer).await, vec![1u8; 1000]);
 
     // Deleting the image releases its blobs.
-    let row = e.reg.get_manifest(ACCOUNT, &name("app"), "v1", false).await.unwrap();
-    e.reg.delete_manifest(ACCOUNT, &name("app"), &row.digest).await.unwrap();
+    let row = e.reg.get_manifest(ACCOUNT, &name("app"), "v1", None).await.unwrap();
+    e.reg
+        .delete_manifest(ACCOUNT, &name("app"), &row.digest, &actor())
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(5 + TOUCH_SLACK_MS as u64)).await;
     let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &opts(0))
         .await
@@ -213,7 +226,7 @@ async fn a_head_protects_a_link_for_the_grace_period() {
     assert_eq!(r.links_removed, 0, "touched by the HEAD");
     let m = manifest((&d, 5), &[]);
     e.reg
-        .put_manifest(ACCOUNT, &name("app"), "v1", &[], None, m)
+        .put_manifest(ACCOUNT, &name("app"), "v1", &[], None, m, &actor())
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -239,15 +252,10 @@ async fn a_crash_between_metadata_commit_and_blob_delete_leaves_work_for_the_nex
         e.blobs.stat(&pending.key).await.unwrap().is_some(),
         "orphan bytes remain after the crash"
     );
-    assert_eq!(
-        e.reg
-            .get_blob(ACCOUNT, &name("app"), &d, None, true)
-            .await
-            .unwrap_err()
-            .error
-            .code,
-        ErrorCode::BlobUnknown
-    );
+    assert!(matches!(
+        e.reg.get_blob(ACCOUNT, &name("app"), &d, None, true).await.unwrap_err(),
+        RegistryError::BlobUnknown { .. }
+    ));
     // The next run finishes it.
     let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &opts(0))
         .await
@@ -262,7 +270,7 @@ async fn abandoned_uploads_are_purged_after_their_age() {
     let e = env().await;
     let StartOutcome::Started(st) = e
         .reg
-        .start_upload(ACCOUNT, &name("app"), None, None, None, body(vec![]))
+        .start_upload(ACCOUNT, &name("app"), None, None, &actor(), body(vec![]))
         .await
         .unwrap()
     else {
@@ -288,7 +296,7 @@ async fn abandoned_uploads_are_purged_after_their_age() {
     assert_eq!(r.uploads_purged, 1);
     assert_eq!(files_under(&e.root.join("uploads")), 0);
     let err = e.reg.upload_status(ACCOUNT, &name("app"), &st.id).await.unwrap_err();
-    assert_eq!(err.error.code, ErrorCode::BlobUploadUnknown);
+    assert!(matches!(err, RegistryError::UploadUnknown { .. }), "{err:?}");
 }
 
 #[tokio::test]
@@ -348,7 +356,7 @@ async fn gc_races_pushes_heads_and_deletes_without_losing_a_tagged_image() {
                             from: name("seed"),
                         }),
                         None,
-                        None,
+                        &actor(),
                         body(vec![]),
                     )
                     .await;
@@ -360,18 +368,18 @@ async fn gc_races_pushes_heads_and_deletes_without_losing_a_tagged_image() {
                 let m = manifest((&c, cfg.len()), &[(&l, own.len()), (&sd, sdata.len())]);
                 let tag = format!("t{}", i % 5);
                 match reg
-                    .put_manifest(ACCOUNT, &name(&repo), &tag, &[], None, m.clone())
+                    .put_manifest(ACCOUNT, &name(&repo), &tag, &[], None, m.clone(), &actor())
                     .await
                 {
                     Ok(_) => {}
-                    Err(err) if err.error.code == ErrorCode::ManifestBlobUnknown => {
+                    Err(RegistryError::MissingReferences { .. }) => {
                         // GC won the race for a link older than the grace period:
                         // the client uploads again and retries, as clients do.
                         retries.fetch_add(1, Ordering::Relaxed);
                         push_blob(&reg, &repo, &cfg).await;
                         push_blob(&reg, &repo, &own).await;
                         push_blob(&reg, &repo, &sdata).await;
-                        reg.put_manifest(ACCOUNT, &name(&repo), &tag, &[], None, m)
+                        reg.put_manifest(ACCOUNT, &name(&repo), &tag, &[], None, m, &actor())
                             .await
                             .unwrap();
                     }
@@ -388,11 +396,11 @@ async fn gc_races_pushes_heads_and_deletes_without_losing_a_tagged_image() {
                 let w = rand::rng().random_range(0..3);
                 let t = rand::rng().random_range(0..5);
                 let repo = name(&format!("team/w{w}"));
-                if let Ok(m) = reg.get_manifest(ACCOUNT, &repo, &format!("t{t}"), false).await {
+                if let Ok(m) = reg.get_manifest(ACCOUNT, &repo, &format!("t{t}"), None).await {
                     if rand::rng().random_bool(0.5) {
-                        let _ = reg.delete_manifest(ACCOUNT, &repo, &m.digest).await;
+                        let _ = reg.delete_manifest(ACCOUNT, &repo, &m.digest, &actor()).await;
                     } else {
-                        let _ = reg.delete_manifest(ACCOUNT, &repo, &format!("t{t}")).await;
+                        let _ = reg.delete_manifest(ACCOUNT, &repo, &format!("t{t}"), &actor()).await;
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(15)).await;
@@ -424,7 +432,7 @@ async fn gc_races_pushes_heads_and_deletes_without_losing_a_tagged_image() {
         let repo = format!("team/w{w}");
         let (tags, _) = e.reg.list_tags(ACCOUNT, &name(&repo), None, None).await.unwrap();
         for t in tags {
-            let m = e.reg.get_manifest(ACCOUNT, &name(&repo), &t, false).await.unwrap();
+            let m = e.reg.get_manifest(ACCOUNT, &name(&repo), &t, None).await.unwrap();
             let info = kura_oci::manifest::inspect(&m.body, None).unwrap();
             for d in &info.blobs {
                 let bytes = read_all(&e.reg, &repo, d.as_str()).await;
@@ -505,7 +513,7 @@ async fn orphan_files_older_than_the_grace_period_are_swept() {
     // A live upload session with bytes, its file made old.
     let StartOutcome::Started(live) = e
         .reg
-        .start_upload(ACCOUNT, &name("app"), None, None, None, body(vec![]))
+        .start_upload(ACCOUNT, &name("app"), None, None, &actor(), body(vec![]))
         .await
         .unwrap()
     else {

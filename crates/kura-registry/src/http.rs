@@ -17,6 +17,7 @@ use kura_oci::{ErrorCode, MediaType, RepoName};
 
 use crate::endpoint::Endpoint;
 use crate::error::{ApiError, ApiResult};
+use crate::events::Actor;
 use crate::request::DataRequest;
 use crate::service::{self, CatalogFilter, Registry, StartOutcome, UploadStatus};
 
@@ -24,11 +25,6 @@ use crate::service::{self, CatalogFilter, Registry, StartOutcome, UploadStatus};
 /// addressing arrives with the ECR API); absent means the default account.
 #[derive(Clone, Debug)]
 pub struct AccountId(pub String);
-
-/// The principal (its unique id) an outer layer authenticated the request as;
-/// recorded with the upload sessions it opens.
-#[derive(Clone, Debug)]
-pub struct CallerPrincipal(pub String);
 
 /// The data-plane router.
 pub fn router(registry: Arc<Registry>) -> Router {
@@ -113,7 +109,17 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
         Some(d) => d,
         None => DataRequest::parse(&parts.method, &parts.uri, &parts.headers)?,
     };
-    let principal = parts.extensions.remove::<CallerPrincipal>().map(|p| p.0);
+    // Who is asking: the guard in front inserts the authenticated actor
+    // (principal, key, client address, user agent); without one the
+    // request is anonymous.
+    let actor = parts.extensions.remove::<Actor>().unwrap_or_else(|| {
+        let ua = parts
+            .headers
+            .get("user-agent")
+            .and_then(|v| v.to_str().ok())
+            .map(String::from);
+        Actor::anonymous(account).from_client(None, ua)
+    });
     let filter = parts.extensions.remove::<CatalogFilter>();
     let DataRequest {
         method,
@@ -165,7 +171,8 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
             Ok(r)
         }
         (Endpoint::Manifest(name, reference), m @ (Method::GET | Method::HEAD)) => {
-            let row = reg.get_manifest(account, &name, &reference, m == Method::GET).await?;
+            let pull = (m == Method::GET).then_some(&actor);
+            let row = reg.get_manifest(account, &name, &reference, pull).await?;
             let len = row.body.len();
             let mut r = if m == Method::HEAD {
                 Response::new(Body::empty())
@@ -181,7 +188,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
         }
         (Endpoint::Manifest(name, reference), Method::PUT) => {
             if let Some(l) = h.content_length.filter(|l| *l > MAX_MANIFEST_BYTES as u64) {
-                return Err(service::too_large(l as usize));
+                return Err(service::too_large(l as usize).into());
             }
             let bytes = read_limited(body, MAX_MANIFEST_BYTES).await?;
             let out = reg
@@ -192,6 +199,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
                     &query.tags,
                     h.content_type.as_deref(),
                     bytes,
+                    &actor,
                 )
                 .await?;
             let mut r = empty(StatusCode::CREATED);
@@ -204,7 +212,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
             Ok(r)
         }
         (Endpoint::Manifest(name, reference), Method::DELETE) => {
-            reg.delete_manifest(account, &name, &reference).await?;
+            reg.delete_manifest(account, &name, &reference, &actor).await?;
             Ok(empty(StatusCode::ACCEPTED))
         }
         (Endpoint::Blob(name, digest), m @ (Method::GET | Method::HEAD)) => {
@@ -250,7 +258,7 @@ async fn route(reg: &Registry, req: Request) -> ApiResult<Response> {
                     &name,
                     query.mount.as_ref(),
                     query.digest.as_deref(),
-                    principal.as_deref(),
+                    &actor,
                     body_stream(body),
                 )
                 .await?;
@@ -338,7 +346,7 @@ async fn read_limited(body: Body, limit: usize) -> ApiResult<Vec<u8>> {
             )
         })?;
         if out.len() + chunk.len() > limit {
-            return Err(service::too_large(out.len() + chunk.len()));
+            return Err(service::too_large(out.len() + chunk.len()).into());
         }
         out.extend_from_slice(&chunk);
     }

@@ -13,6 +13,7 @@
 
 pub mod endpoint;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod request;
 pub mod service;
@@ -20,8 +21,9 @@ pub mod service;
 use std::sync::Arc;
 
 pub use error::ApiError;
+pub use events::{Actor, EventKind, EventListener, EventType, ImageEvent};
 pub use request::DataRequest;
-pub use service::{PushObserver, Registry, RegistryConfig};
+pub use service::{Registry, RegistryConfig};
 
 /// Build the HTTP application for a registry.
 pub fn app(registry: Arc<Registry>) -> axum::Router {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use kura_oci::manifest::{self, MAX_MANIFEST_BYTES};
-use kura_oci::{Algorithm, Digest, ErrorCode, Hasher, Reference, RepoName, Tag};
+use kura_oci::{Algorithm, Digest, Hasher, Reference, RepoName, Tag};
 use kura_store::blob::ByteStream;
 use kura_store::meta::{
     BlobRow, Claim, DeleteManifest, ManifestKey, ManifestRow, NewManifest, PutManifestError, Referrer, RepoId, RepoRow,
@@ -19,11 +19,13 @@ use kura_store::meta::{
 };
 use kura_store::{BlobStore, MetaStore, StoreError};
 
-use crate::error::{ApiError, ApiResult};
+use crate::error::{Invalid, RegistryError, RegistryResult};
+use crate::events::{Actor, EventKind, EventListener, EventType, ImageEvent};
 
 mod catalog;
 mod manifests;
 pub use catalog::{CatalogFilter, RepoFilter};
+pub use manifests::{DeleteCause, Untagged};
 
 /// A request body as a stream of chunks.
 pub type Body = BoxStream<'static, io::Result<Bytes>>;
@@ -64,17 +66,9 @@ pub trait RepoProvisioner: Send + Sync + 'static {
     async fn provision(&self, account: &str, name: &str) -> Result<Option<RepoRow>, StoreError>;
 }
 
-/// Told about every manifest a push stored (the scanner's scan-on-push plugs in here).
-/// Called on the request path after the commit: implementations must return at once and do
-/// their work in the background.
-pub trait PushObserver: Send + Sync + 'static {
-    /// `digest` (of `media_type`) was stored in `repo`.
-    fn manifest_pushed(&self, repo: &RepoRow, digest: &str, media_type: &str);
-}
-
 /// The data-plane service.
 pub struct Registry {
-    observer: std::sync::OnceLock<Arc<dyn PushObserver>>,
+    listeners: crate::events::Listeners,
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     config: RegistryConfig,
@@ -164,30 +158,21 @@ pub struct PutManifestOutcome {
     pub subject: Option<Digest>,
 }
 
-fn digest_param(s: &str) -> ApiResult<Digest> {
-    s.parse::<Digest>().map_err(|e| {
-        let code = match e {
-            kura_oci::DigestError::Unsupported(_) => ErrorCode::DigestInvalid,
-            _ => ErrorCode::DigestInvalid,
-        };
-        ApiError::new(code, format!("invalid digest {s:?}: {e}"))
-    })
+fn digest_param(s: &str) -> RegistryResult<Digest> {
+    s.parse::<Digest>()
+        .map_err(|e| RegistryError::invalid(Invalid::Digest, format!("invalid digest {s:?}: {e}")))
 }
 
 /// ECR's answer for a repository that does not exist.
-pub fn name_unknown(account: &str, name: &RepoName) -> ApiError {
-    ApiError::new(
-        ErrorCode::NameUnknown,
-        format!("The repository with name '{name}' does not exist in the registry with id '{account}'"),
-    )
-    .detail(serde_json::json!({ "name": name.as_str() }))
+pub fn name_unknown(account: &str, name: &RepoName) -> RegistryError {
+    RegistryError::RepositoryUnknown {
+        account: account.to_string(),
+        name: name.to_string(),
+    }
 }
 
-fn upload_unknown(id: &str) -> ApiError {
-    ApiError::new(
-        ErrorCode::BlobUploadUnknown,
-        format!("upload {id:?} is unknown or finished"),
-    )
+fn upload_unknown(id: &str) -> RegistryError {
+    RegistryError::UploadUnknown { id: id.to_string() }
 }
 
 fn is_not_found(e: &StoreError) -> bool {
@@ -231,15 +216,29 @@ impl Registry {
             blobs,
             config,
             provisioner: None,
-            observer: Default::default(),
+            listeners: Default::default(),
             pulls: Throttle::new(60_000),
             touches: Throttle::new(kura_store::sql::TOUCH_EVERY_MS),
         }
     }
 
-    /// Install the push observer (once; later calls are ignored).
-    pub fn set_push_observer(&self, o: Arc<dyn PushObserver>) {
-        let _ = self.observer.set(o);
+    /// Add an event listener (any number; each gets the events of the
+    /// types its [`EventListener::wants`] asks for, in subscription order).
+    pub fn subscribe(&self, listener: Arc<dyn EventListener>) {
+        self.listeners.subscribe(listener);
+    }
+
+    /// Whether some listener wants events of type `ty`.
+    pub fn wants(&self, ty: EventType) -> bool {
+        self.listeners.wants(ty)
+    }
+
+    /// Emit one event to the listeners that want it (after the change committed).
+    pub(crate) async fn emit(&self, account: &str, repository: &str, actor: &Actor, kind: EventKind) {
+        if self.listeners.wants(kind.event_type()) {
+            let event = ImageEvent::new(account, repository, actor, kind);
+            self.listeners.emit(&event).await;
+        }
     }
 
     /// Let a push create missing repositories through `p`.
@@ -263,18 +262,18 @@ impl Registry {
         &self.config
     }
 
-    async fn repo(&self, account: &str, name: &RepoName) -> ApiResult<RepoId> {
+    async fn repo(&self, account: &str, name: &RepoName) -> RegistryResult<RepoId> {
         Ok(self.repo_row(account, name).await?.id)
     }
 
-    async fn repo_row(&self, account: &str, name: &RepoName) -> ApiResult<RepoRow> {
+    async fn repo_row(&self, account: &str, name: &RepoName) -> RegistryResult<RepoRow> {
         self.meta
             .repo_get(account, name.as_str())
             .await?
             .ok_or_else(|| name_unknown(account, name))
     }
 
-    async fn repo_for_push(&self, account: &str, name: &RepoName) -> ApiResult<RepoRow> {
+    async fn repo_for_push(&self, account: &str, name: &RepoName) -> RegistryResult<RepoRow> {
         if let Some(r) = self.meta.repo_get(account, name.as_str()).await? {
             return Ok(r);
         }
@@ -301,24 +300,23 @@ impl Registry {
         digest: &str,
         range: Option<&str>,
         head: bool,
-    ) -> ApiResult<BlobRead> {
+    ) -> RegistryResult<BlobRead> {
         let digest = digest_param(digest)?;
         let repo = self.repo(account, name).await?;
-        let blob = self.meta.blob_get(repo, digest.as_str()).await?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::BlobUnknown,
-                format!("blob {digest} is not in repository {name}"),
-            )
-        })?;
+        let blob = self
+            .meta
+            .blob_get(repo, digest.as_str())
+            .await?
+            .ok_or_else(|| RegistryError::BlobUnknown {
+                digest: digest.to_string(),
+                message: format!("blob {digest} is not in repository {name}"),
+            })?;
         let size = blob.size as u64;
         let range = match range {
             None => None,
-            Some(h) => Some(parse_range(h, size).ok_or_else(|| {
-                ApiError::new(
-                    ErrorCode::RangeInvalid,
-                    format!("range {h:?} cannot be satisfied for a blob of {size} bytes"),
-                )
-                .header("content-range", format!("bytes */{size}"))
+            Some(h) => Some(parse_range(h, size).ok_or_else(|| RegistryError::RangeUnsatisfiable {
+                range: h.to_string(),
+                size,
             })?),
         };
         let body = if head {
@@ -341,10 +339,10 @@ impl Registry {
                 Ok(s) => Some(s),
                 Err(e) if is_not_found(&e) => {
                     tracing::error!(digest = %digest, key = %blob.storage_key, "blob row has no bytes");
-                    return Err(ApiError::new(
-                        ErrorCode::BlobUnknown,
-                        format!("blob {digest} content is missing"),
-                    ));
+                    return Err(RegistryError::BlobUnknown {
+                        digest: digest.to_string(),
+                        message: format!("blob {digest} content is missing"),
+                    });
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -359,7 +357,7 @@ impl Registry {
 
     /// A presigned URL of the blob store for a blob GET, when redirects are on
     /// and the store can presign.
-    async fn presigned(&self, key: &str) -> ApiResult<Option<String>> {
+    async fn presigned(&self, key: &str) -> RegistryResult<Option<String>> {
         match self.config.blob_redirect {
             Some(ttl) => Ok(self.blobs.presign_get(key, ttl).await?),
             None => Ok(None),
@@ -367,38 +365,45 @@ impl Registry {
     }
 
     /// Remove a blob from a repository (the bytes go when nothing references them).
-    pub async fn delete_blob(&self, account: &str, name: &RepoName, digest: &str) -> ApiResult<()> {
+    pub async fn delete_blob(&self, account: &str, name: &RepoName, digest: &str) -> RegistryResult<()> {
         let digest = digest_param(digest)?;
         let repo = self.repo(account, name).await?;
         if self.meta.blob_unlink(repo, digest.as_str()).await? {
             Ok(())
         } else {
-            Err(ApiError::new(
-                ErrorCode::BlobUnknown,
-                format!("blob {digest} is not in repository {name}"),
-            ))
+            Err(RegistryError::BlobUnknown {
+                digest: digest.to_string(),
+                message: format!("blob {digest} is not in repository {name}"),
+            })
         }
     }
 
     // ----- uploads -----------------------------------------------------------
 
     /// POST `/blobs/uploads/`: mount, single-POST upload, or open a session.
-    /// `principal` (the caller's ARN, when known) is recorded with the
-    /// session and counted against the per-principal cap.
+    /// The `actor`'s principal (its unique id; none when anonymous) is
+    /// recorded with the session and counted against the per-principal cap.
+    /// A mount emits [`EventKind::BlobMounted`].
     pub async fn start_upload(
         &self,
         account: &str,
         name: &RepoName,
         mount: Option<&crate::request::Mount>,
         digest: Option<&str>,
-        principal: Option<&str>,
+        actor: &Actor,
         body: Body,
-    ) -> ApiResult<StartOutcome> {
+    ) -> RegistryResult<StartOutcome> {
+        let principal = (!actor.is_anonymous()).then_some(actor.principal_id.as_str());
         let repo = self.repo_for_push(account, name).await?.id;
         if let Some(m) = mount {
             let d = digest_param(&m.digest)?;
             if let Some(from_repo) = self.meta.repo_get(account, m.from.as_str()).await? {
                 if self.meta.blob_mount(repo, from_repo.id, d.as_str()).await? {
+                    let mounted = EventKind::BlobMounted {
+                        digest: d.to_string(),
+                        from_repository: from_repo.name,
+                    };
+                    self.emit(account, name.as_str(), actor, mounted).await;
                     return Ok(StartOutcome::Created(d));
                 }
             }
@@ -439,7 +444,7 @@ impl Registry {
             if let Err(e) = self.blobs.abort(&row.handle).await {
                 tracing::warn!(error = %e, upload = %id, "could not remove a refused upload's file");
             }
-            return Err(ApiError::new(ErrorCode::TooManyRequests, msg).header("retry-after", "60"));
+            return Err(RegistryError::LimitExceeded { message: msg });
         }
         match expected {
             Some(d) => {
@@ -451,7 +456,7 @@ impl Registry {
         }
     }
 
-    async fn upload_in_repo(&self, account: &str, name: &RepoName, id: &str) -> ApiResult<UploadRow> {
+    async fn upload_in_repo(&self, account: &str, name: &RepoName, id: &str) -> RegistryResult<UploadRow> {
         let repo = self
             .meta
             .repo_get(account, name.as_str())
@@ -465,7 +470,7 @@ impl Registry {
     }
 
     /// GET on an upload: its progress.
-    pub async fn upload_status(&self, account: &str, name: &RepoName, id: &str) -> ApiResult<UploadStatus> {
+    pub async fn upload_status(&self, account: &str, name: &RepoName, id: &str) -> RegistryResult<UploadStatus> {
         let u = self.upload_in_repo(account, name, id).await?;
         Ok(UploadStatus {
             id: u.id,
@@ -474,7 +479,7 @@ impl Registry {
     }
 
     /// DELETE on an upload: cancel it.
-    pub async fn cancel_upload(&self, account: &str, name: &RepoName, id: &str) -> ApiResult<()> {
+    pub async fn cancel_upload(&self, account: &str, name: &RepoName, id: &str) -> RegistryResult<()> {
         let u = self.upload_in_repo(account, name, id).await?;
         if self.meta.upload_delete(&u.id).await? {
             self.blobs.abort(&u.handle).await?;
@@ -493,7 +498,7 @@ impl Registry {
         start: Option<u64>,
         declared_len: Option<u64>,
         body: Option<Body>,
-    ) -> ApiResult<(UploadRow, String, u64, Hasher)> {
+    ) -> RegistryResult<(UploadRow, String, u64, Hasher)> {
         let repo = self
             .meta
             .repo_get(account, name.as_str())
@@ -555,7 +560,7 @@ impl Registry {
                 if let Err(e) = self.meta.upload_delete(id).await {
                     tracing::warn!(upload = %id, error = %e, "could not end a failed upload; GC will");
                 }
-                return Err(ApiError::storage_full());
+                return Err(RegistryError::Unavailable);
             }
             Err(e) => {
                 self.meta.upload_release(id, &lease).await?;
@@ -567,8 +572,8 @@ impl Registry {
                 }
                 if let StoreError::Io(io) = &e {
                     // A client that hangs up mid-body: nothing was accepted.
-                    return Err(ApiError::new(
-                        ErrorCode::BlobUploadInvalid,
+                    return Err(RegistryError::invalid(
+                        Invalid::BlobUpload,
                         format!("upload body was not received: {io}"),
                     ));
                 }
@@ -579,8 +584,8 @@ impl Registry {
         if let Some(len) = declared_len {
             if len != received {
                 self.meta.upload_release(id, &lease).await?;
-                return Err(ApiError::new(
-                    ErrorCode::SizeInvalid,
+                return Err(RegistryError::invalid(
+                    Invalid::Size,
                     format!("chunk declared {len} bytes but {received} were received"),
                 ));
             }
@@ -619,11 +624,11 @@ impl Registry {
         range: Option<(u64, u64)>,
         content_length: Option<u64>,
         body: Body,
-    ) -> ApiResult<UploadStatus> {
+    ) -> RegistryResult<UploadStatus> {
         let declared = match (range, content_length) {
             (Some((a, b)), Some(len)) if b - a + 1 != len => {
-                return Err(ApiError::new(
-                    ErrorCode::SizeInvalid,
+                return Err(RegistryError::invalid(
+                    Invalid::Size,
                     format!("Content-Range {a}-{b} does not match Content-Length {len}"),
                 ))
             }
@@ -660,7 +665,7 @@ impl Registry {
         digest: &str,
         range: Option<(u64, u64)>,
         body: Option<Body>,
-    ) -> ApiResult<Digest> {
+    ) -> RegistryResult<Digest> {
         let expected = digest_param(digest)?;
         let declared = range.map(|(a, b)| b - a + 1);
         let (row, lease, size, hasher) = self
@@ -677,8 +682,8 @@ impl Registry {
                 Err(StoreError::Unsupported(m)) => {
                     // S3 cannot read back a multipart upload: say so plainly.
                     self.meta.upload_release(id, &lease).await?;
-                    return Err(ApiError::new(
-                        ErrorCode::Unsupported,
+                    return Err(RegistryError::invalid(
+                        Invalid::Unsupported,
                         format!(
                             "cannot verify a {} digest of a chunked upload streamed as {} ({m}); \
                              name the digest when the upload starts, or use sha256",
@@ -707,11 +712,11 @@ impl Registry {
             // Nothing is stored: the session ends and its bytes are dropped.
             self.meta.upload_delete(id).await?;
             self.blobs.abort(&row.handle).await?;
-            return Err(ApiError::new(
-                ErrorCode::DigestInvalid,
-                format!("uploaded content has digest {actual}, not {expected}"),
-            )
-            .detail(serde_json::json!({ "expected": expected.as_str(), "actual": actual.as_str(), "size": size })));
+            return Err(RegistryError::DigestMismatch {
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+                size,
+            });
         }
         let key = match self
             .renewing(id, &lease, self.blobs.commit(&row.handle, size, &expected))
@@ -770,18 +775,17 @@ impl Registry {
 }
 
 /// A 413 for a manifest body over the limit.
-pub fn too_large(len: usize) -> ApiError {
-    ApiError::new(
-        ErrorCode::TooLarge,
-        format!("manifest of {len} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit"),
-    )
+pub fn too_large(len: usize) -> RegistryError {
+    RegistryError::ManifestTooLarge { len }
 }
 
-fn range_error(name: &RepoName, id: &str, offset: u64, why: &str) -> ApiError {
-    ApiError::new(ErrorCode::RangeInvalid, format!("{why}; the upload has {offset} bytes"))
-        .header("location", format!("/v2/{name}/blobs/uploads/{id}"))
-        .header("range", format!("0-{}", offset.saturating_sub(1)))
-        .header("docker-upload-uuid", id)
+fn range_error(name: &RepoName, id: &str, offset: u64, why: &str) -> RegistryError {
+    RegistryError::UploadOffset {
+        repository: name.to_string(),
+        id: id.to_string(),
+        offset,
+        why: why.to_string(),
+    }
 }
 
 #[cfg(test)]

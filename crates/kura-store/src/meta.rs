@@ -292,6 +292,15 @@ pub struct Referrer {
     pub annotations: Option<String>,
 }
 
+/// A tag a manifest put added or moved.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TagMoved {
+    /// The tag.
+    pub tag: String,
+    /// The digest it pointed at before (`None`: the tag is new).
+    pub old_digest: Option<String>,
+}
+
 /// Why a manifest could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum PutManifestError {
@@ -314,8 +323,8 @@ pub enum PutManifestError {
 /// Why a manifest could not be deleted.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DeleteManifest {
-    /// Deleted (with its tags).
-    Deleted,
+    /// Deleted, with the tags that pointed at it (in byte order).
+    Deleted(Vec<String>),
     /// Not in the repository.
     Unknown,
     /// An index in the repository still lists it; carries the parents.
@@ -404,12 +413,14 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Store a manifest and point `tags` at it, checking references first.
     /// An immutable tag that exists on another digest fails the whole put.
+    /// Returns the tags this put added or moved, each with the digest it
+    /// pointed at before (read in the same transaction).
     async fn manifest_put(
         &self,
         repo: RepoId,
         manifest: &NewManifest,
         tags: &[TagWrite],
-    ) -> Result<(), PutManifestError>;
+    ) -> Result<Vec<TagMoved>, PutManifestError>;
     /// Record a pull of a manifest (at most about once a minute per image).
     async fn manifest_touch_pull(&self, repo: RepoId, digest: &str, now: i64) -> Result<()>;
     /// Images of a repository, by digest after `after`.
@@ -430,8 +441,9 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn manifest_get(&self, repo: RepoId, key: ManifestKey<'_>) -> Result<Option<ManifestRow>>;
     /// Delete a manifest and every tag pointing at it.
     async fn manifest_delete(&self, repo: RepoId, digest: &str) -> Result<DeleteManifest>;
-    /// Remove a tag, keeping the manifest. False if the tag was unknown.
-    async fn tag_delete(&self, repo: RepoId, tag: &str) -> Result<bool>;
+    /// Remove a tag, keeping the manifest: the digest it pointed at, or
+    /// `None` if the tag was unknown.
+    async fn tag_delete(&self, repo: RepoId, tag: &str) -> Result<Option<String>>;
     /// Tags of a repository after `after`, in byte order.
     async fn tag_list(&self, repo: RepoId, after: Option<&str>, limit: i64) -> Result<Vec<String>>;
     /// Manifests whose subject is `subject`, optionally of one artifact type.

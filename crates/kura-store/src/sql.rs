@@ -332,11 +332,13 @@ impl SqlMetaStore {
             for (to, sql) in migrations {
                 // SQLite's first schema is idempotent and re-applied on open.
                 if version < *to || *to == 1 {
-                    // IMMEDIATE on SQLite: a deferred transaction that reads the
-                    // schema and then writes fails at once (SQLITE_BUSY, no busy
-                    // wait) when the server writes meanwhile (`kura vulndb
-                    // import` beside a serving process recording its calls).
-                    let mut tx = self.begin_on(&mut conn).await?;
+                    // IMMEDIATE on SQLite: the write lock from the start, so a
+                    // server writing meanwhile makes this wait (busy timeout)
+                    // instead of failing the read-to-write upgrade.
+                    let mut tx = match self.dialect {
+                        Dialect::Sqlite => sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?,
+                        Dialect::Postgres => sqlx::Connection::begin(&mut *conn).await?,
+                    };
                     sqlx::raw_sql(sql).execute(&mut *tx).await?;
                     sqlx::query("UPDATE schema_version SET version = $1")
                         .bind(version.max(*to))

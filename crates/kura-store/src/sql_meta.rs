@@ -398,7 +398,12 @@ impl MetaStore for SqlMetaStore {
         })
     }
 
-    async fn manifest_put(&self, repo: RepoId, m: &NewManifest, tags: &[TagWrite]) -> Result<(), PutManifestError> {
+    async fn manifest_put(
+        &self,
+        repo: RepoId,
+        m: &NewManifest,
+        tags: &[TagWrite],
+    ) -> Result<Vec<TagMoved>, PutManifestError> {
         retry_write!(self, async {
             let now = now_millis();
             let mut tx = self.begin_write().await?;
@@ -472,7 +477,15 @@ impl MetaStore for SqlMetaStore {
                     .await
                     .map_err(StoreError::from)?;
             }
+            let mut moved = Vec::new();
             for t in tags {
+                let before: Option<String> =
+                    sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
+                        .bind(repo)
+                        .bind(&t.name)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(StoreError::from)?;
                 // The immutability guard lives in the upsert itself, so two racing
                 // pushes of an immutable tag cannot both win.
                 let res = sqlx::query(
@@ -491,9 +504,15 @@ impl MetaStore for SqlMetaStore {
                 if res.rows_affected() == 0 {
                     return Err(PutManifestError::TagImmutable(t.name.clone()));
                 }
+                if before.as_deref() != Some(m.digest.as_str()) && !moved.iter().any(|x: &TagMoved| x.tag == t.name) {
+                    moved.push(TagMoved {
+                        tag: t.name.clone(),
+                        old_digest: before,
+                    });
+                }
             }
             tx.commit().await.map_err(StoreError::from)?;
-            Ok(())
+            Ok(moved)
         })
     }
 
@@ -623,29 +642,32 @@ impl MetaStore for SqlMetaStore {
             if !parents.is_empty() {
                 return Ok(DeleteManifest::ReferencedBy(parents));
             }
-            sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND digest = $2")
-                .bind(repo)
-                .bind(digest)
-                .execute(&mut *tx)
-                .await?;
+            let mut tags: Vec<String> =
+                sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND digest = $2 RETURNING name")
+                    .bind(repo)
+                    .bind(digest)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            tags.sort();
             sqlx::query("DELETE FROM manifests WHERE repo_id = $1 AND digest = $2")
                 .bind(repo)
                 .bind(digest)
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
-            Ok(DeleteManifest::Deleted)
+            Ok(DeleteManifest::Deleted(tags))
         })
     }
 
-    async fn tag_delete(&self, repo: RepoId, tag: &str) -> Result<bool> {
+    async fn tag_delete(&self, repo: RepoId, tag: &str) -> Result<Option<String>> {
         retry_write!(self, async {
-            let res = sqlx::query("DELETE FROM tags WHERE repo_id = $1 AND name = $2")
-                .bind(repo)
-                .bind(tag)
-                .execute(&self.write)
-                .await?;
-            Ok(res.rows_affected() > 0)
+            Ok(
+                sqlx::query_scalar("DELETE FROM tags WHERE repo_id = $1 AND name = $2 RETURNING digest")
+                    .bind(repo)
+                    .bind(tag)
+                    .fetch_optional(&self.write)
+                    .await?,
+            )
         })
     }
 

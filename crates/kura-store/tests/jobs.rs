@@ -383,3 +383,43 @@ async fn postgres_claims_never_overlap() {
         claim_race(&s).await;
     }
 }
+
+/// A burst of identical enqueues from many connections at once (a push
+/// storm asking for one scan): one job, every caller gets its id (fails if
+/// the unique key let two in, or a caller saw the conflict as an error).
+async fn enqueue_burst<S: JobStore + Clone>(s: &S) {
+    for round in 0..5 {
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.job_enqueue(&NewJobRow {
+                    unique_key: Some(format!("scan:1:sha256:{round}")),
+                    ..job("scan", "{}")
+                })
+                .await
+                .unwrap()
+            }));
+        }
+        let mut ids = HashSet::new();
+        for t in tasks {
+            ids.insert(t.await.unwrap());
+        }
+        assert_eq!(ids.len(), 1, "one job per key: {ids:?}");
+    }
+    assert_eq!(s.job_list(None, Some("scan"), 0, 100).await.unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn sqlite_enqueue_burst_makes_one_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteMetaStore::open(dir.path().join("meta.db")).await.unwrap();
+    enqueue_burst(&s).await;
+}
+
+#[tokio::test]
+async fn postgres_enqueue_burst_makes_one_job() {
+    if let Some(s) = kura_store::testdb::postgres("postgres_enqueue_burst_makes_one_job").await {
+        enqueue_burst(&s).await;
+    }
+}

@@ -152,9 +152,23 @@ async fn suite(m: &dyn MetaStore) {
     )
     .await
     .unwrap();
-    m.manifest_put(r1, &manifest("m2", &["a"], &[], None, None), &tw(&["latest"]))
+    // The put reports the tags it moved, with their old digests (events use this).
+    let moved = m
+        .manifest_put(r1, &manifest("m2", &["a"], &[], None, None), &tw(&["latest"]))
         .await
         .unwrap();
+    assert_eq!(
+        moved,
+        vec![TagMoved {
+            tag: "latest".into(),
+            old_digest: Some(d("m1"))
+        }]
+    );
+    let again = m
+        .manifest_put(r1, &manifest("m2", &["a"], &[], None, None), &tw(&["latest"]))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "a tag already on the digest did not move");
     let got = m.manifest_get(r1, ManifestKey::Tag("latest")).await.unwrap().unwrap();
     assert_eq!(got.digest, d("m2"));
     assert_eq!(got.body, b"m2");
@@ -181,16 +195,22 @@ async fn suite(m: &dyn MetaStore) {
         m.manifest_delete(r1, &d("m1")).await.unwrap(),
         DeleteManifest::ReferencedBy(vec![d("idx")])
     );
-    assert_eq!(m.manifest_delete(r1, &d("idx")).await.unwrap(), DeleteManifest::Deleted);
-    assert_eq!(m.manifest_delete(r1, &d("m1")).await.unwrap(), DeleteManifest::Deleted);
+    assert_eq!(
+        m.manifest_delete(r1, &d("idx")).await.unwrap(),
+        DeleteManifest::Deleted(vec!["multi".into()])
+    );
+    assert_eq!(
+        m.manifest_delete(r1, &d("m1")).await.unwrap(),
+        DeleteManifest::Deleted(vec!["v1".into()])
+    );
     assert_eq!(m.manifest_delete(r1, &d("m1")).await.unwrap(), DeleteManifest::Unknown);
     assert_eq!(
         m.tag_list(r1, None, 10).await.unwrap(),
         vec!["Zed", "_u", "latest"],
         "v1 went with m1"
     );
-    assert!(m.tag_delete(r1, "Zed").await.unwrap());
-    assert!(!m.tag_delete(r1, "Zed").await.unwrap());
+    assert_eq!(m.tag_delete(r1, "Zed").await.unwrap(), Some(d("m2")));
+    assert_eq!(m.tag_delete(r1, "Zed").await.unwrap(), None);
     assert!(m
         .manifest_get(r1, ManifestKey::Digest(&d("m2")))
         .await
@@ -915,7 +935,7 @@ async fn concurrency_suite<S: MetaStore + kura_store::MaintenanceStore + Clone +
     let mut winners = Vec::new();
     for t in tasks {
         match t.await.unwrap() {
-            (i, Ok(())) => winners.push(i),
+            (i, Ok(_)) => winners.push(i),
             (_, Err(PutManifestError::TagImmutable(t))) => assert_eq!(t, "v1"),
             (_, Err(e)) => panic!("unexpected error: {e:?}"),
         }
@@ -938,7 +958,7 @@ async fn concurrency_suite<S: MetaStore + kura_store::MaintenanceStore + Clone +
         let gc = tokio::spawn(async move { b.link_collect(repo, &digest, i64::MAX).await.unwrap() });
         let (put, collected) = (put.await.unwrap(), gc.await.unwrap());
         match put {
-            Ok(()) => {
+            Ok(_) => {
                 assert!(!collected, "round {round}: a referenced link was collected");
                 assert!(s.blob_get(repo, &d(&name)).await.unwrap().is_some());
             }

@@ -61,9 +61,16 @@ pub async fn start(
         runner.register(h);
     }
     runner.register(Arc::new(gc));
+    // A schedule's slot key must outlive its slot, or a node starting late in
+    // a long slot would run it again: done jobs are kept a day, or longer
+    // than the longest schedule.
+    let longest = [plan.gc_every, plan.lifecycle_every, plan.scan_sweep_every]
+        .into_iter()
+        .max()
+        .unwrap_or_default();
     runner.register(Arc::new(kura_jobs::PurgeJob {
         store: meta.clone(),
-        keep_done: Duration::from_secs(24 * 3600),
+        keep_done: Duration::from_secs(24 * 3600).max(longest * 2),
         keep_dead: Duration::from_secs(30 * 24 * 3600),
     }));
     let empty = serde_json::json!({});

@@ -1,6 +1,8 @@
 //! The `kura` binary: `kura serve` runs the registry and the ECR API on
-//! embedded storage; `kura gc` and `kura lifecycle run` run the maintenance
-//! jobs on demand (also while the server is up, on the same data directory).
+//! embedded storage, and this node's background job runner (`jobs.rs`);
+//! `kura gc` and `kura lifecycle run` run the maintenance jobs on demand
+//! (also while the server is up, on the same data directory); `kura jobs`
+//! lists and retries background jobs.
 
 mod audit;
 mod datadir;
@@ -505,8 +507,11 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
 
 async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
-    let (meta, _) = open_stores(&args).await?;
-    let report = kura_ecr::lifecycle::run_all(meta.clone(), meta)
+    let (meta, blobs) = open_stores(&args).await?;
+    // No listeners here: expiries by `kura lifecycle run` reach the audit
+    // record below, not the event listeners of a running server.
+    let registry = Arc::new(Registry::new(meta.clone(), blobs, Default::default()));
+    let report = kura_ecr::lifecycle::run_all(registry, meta)
         .await
         .context("lifecycle run")?;
     println!("{}", serde_json::to_string_pretty(&report)?);

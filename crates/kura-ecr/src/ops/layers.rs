@@ -33,14 +33,7 @@ impl Ecr {
         let (account, name, _) = self.target(ctx, v).await?;
         let out = self
             .registry
-            .start_upload(
-                &account,
-                &name,
-                None,
-                None,
-                Some(&ctx.caller.principal_id),
-                Box::pin(stream::empty()),
-            )
+            .start_upload(&account, &name, None, None, &ctx.actor(), Box::pin(stream::empty()))
             .await
             .map_err(|e| map_registry_error(e, &account, name.as_str()))?;
         match out {
