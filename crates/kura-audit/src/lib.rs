@@ -12,6 +12,9 @@
 //! * [`lookup`]: CloudTrail's `LookupEvents` (one attribute, time range,
 //!   keyset paging with a validated `NextToken`), and the rendering that
 //!   `kura audit` shares.
+//! * [`service`]: `LookupEvents` as a [`kura_aws::AwsService`] on the one
+//!   AWS pipeline (which also calls the recorder, a
+//!   [`kura_aws::CallRecorder`], for every call).
 //! * [`retention`]: deleting records older than the retention, in bounded
 //!   batches.
 
@@ -20,9 +23,11 @@ pub mod record;
 pub mod recorder;
 pub mod redact;
 pub mod retention;
+pub mod service;
 
 pub use record::{CallRecord, Caller};
 pub use recorder::{AuditRecorder, RecorderOptions};
+pub use service::CloudTrail;
 
 /// How long records are kept unless configured (CloudTrail's event history).
 pub const DEFAULT_RETENTION: std::time::Duration = std::time::Duration::from_secs(90 * 24 * 3600);

@@ -18,59 +18,7 @@ use crate::redact;
 /// CloudTrail's record format version.
 pub const EVENT_VERSION: &str = "1.08";
 
-/// The authenticated caller of a call: the owner of the access key it was
-/// signed with (or of the registry token's key).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller {
-    /// The principal's account.
-    pub account: String,
-    /// The principal's ARN (`…:root`, `…:user/<path><name>`,
-    /// `arn:aws:sts::<account>:assumed-role/<role>/<session>`).
-    pub principal_arn: String,
-    /// The principal's unique id (the account id for the root, `AIDA…` for
-    /// a user, `AROA…:<session>` for a role session).
-    pub principal_id: String,
-    /// The access key used.
-    pub access_key_id: String,
-    /// Temporary credentials: when they were issued (ms since the epoch).
-    pub token_issued_at: Option<i64>,
-}
-
-/// One call, as the protocol pipeline reports it once it is answered.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct CallRecord {
-    /// When the call arrived (ms since the epoch).
-    pub time_ms: i64,
-    /// `ecr.amazonaws.com`, `ecr-public.amazonaws.com`, `iam.amazonaws.com`,
-    /// `sts.amazonaws.com`, `events.amazonaws.com`, `cloudtrail.amazonaws.com`.
-    pub event_source: String,
-    /// The operation, e.g. `CreateRepository`.
-    pub event_name: String,
-    /// The deployment's region.
-    pub aws_region: String,
-    /// Who made the call; `None` when authentication failed before a
-    /// principal was known.
-    pub caller: Option<Caller>,
-    /// The client's address.
-    pub source_ip: Option<String>,
-    /// The client's `User-Agent`.
-    pub user_agent: Option<String>,
-    /// The call's input (as the protocol decoded it).
-    pub request_parameters: Option<Value>,
-    /// The call's output, when it succeeded.
-    pub response_elements: Option<Value>,
-    /// The error's type, when it failed (e.g. `RepositoryNotFoundException`).
-    pub error_code: Option<String>,
-    /// The error's message.
-    pub error_message: Option<String>,
-    /// The `x-amzn-RequestId` the call was answered with.
-    pub request_id: String,
-    /// Whether the call only reads.
-    pub read_only: bool,
-    /// A data event (`eventCategory: Data`, e.g. a pull), rather than a
-    /// management event.
-    pub data_event: bool,
-}
+pub use kura_aws::{CallRecord, Caller};
 
 /// The kind of principal an ARN names (display only: authorization never
 /// parses ARNs).
@@ -113,10 +61,16 @@ pub fn event_time(ms: i64) -> String {
 }
 
 /// The `userIdentity` element, and the name LookupEvents' `Username` matches
-/// (`root` for the root, the user's name, the role session's name).
-pub fn user_identity(caller: Option<&Caller>) -> (Value, Option<String>) {
+/// (`root` for the root, the user's name, the role session's name). Nobody
+/// identified (authentication failed) is `Unknown`, with the access key the
+/// request claimed when it named one.
+pub fn user_identity(caller: Option<&Caller>, claimed_key: Option<&str>) -> (Value, Option<String>) {
     let Some(c) = caller else {
-        return (json!({"type": "Unknown"}), None);
+        let mut id = json!({"type": "Unknown"});
+        if let Some(key) = claimed_key {
+            id["accessKeyId"] = json!(redact::clip(key, 128));
+        }
+        return (id, None);
     };
     let mut id = Map::new();
     let (kind, username) = match principal_of(&c.principal_arn) {
@@ -215,10 +169,13 @@ pub fn recipient(call: &CallRecord, fallback: &str) -> String {
         .map_or_else(|| fallback.to_string(), |c| c.account.clone())
 }
 
-/// CloudTrail's record of `call` and the row that stores it.
-pub fn build(call: &CallRecord, fallback_account: &str) -> TrailRow {
+/// CloudTrail's record of `call` and the row that stores it: a management
+/// event, or a data event (`eventCategory: Data`, e.g. a pull) when
+/// `data_event`.
+pub fn build(call: &CallRecord, data_event: bool, fallback_account: &str) -> TrailRow {
     let account = recipient(call, fallback_account);
-    let (identity, username) = user_identity(call.caller.as_ref());
+    let claimed_key = call.claimed_access_key_id.as_deref();
+    let (identity, username) = user_identity(call.caller.as_ref(), claimed_key);
     let event_id = uuid::Uuid::new_v4().to_string();
     let resources = resources(&call.event_source, &call.event_name, call.request_parameters.as_ref());
     let request_parameters = call
@@ -241,7 +198,9 @@ pub fn build(call: &CallRecord, fallback_account: &str) -> TrailRow {
     r.insert("awsRegion".into(), json!(call.aws_region));
     r.insert(
         "sourceIPAddress".into(),
-        json!(call.source_ip.as_deref().unwrap_or("unknown")),
+        json!(call
+            .source_ip
+            .map_or_else(|| "unknown".to_string(), |ip| ip.to_string())),
     );
     r.insert(
         "userAgent".into(),
@@ -267,11 +226,11 @@ pub fn build(call: &CallRecord, fallback_account: &str) -> TrailRow {
         r.insert("resources".into(), Value::Array(list));
     }
     r.insert("eventType".into(), json!("AwsApiCall"));
-    r.insert("managementEvent".into(), json!(!call.data_event));
+    r.insert("managementEvent".into(), json!(!data_event));
     r.insert("recipientAccountId".into(), json!(account));
     r.insert(
         "eventCategory".into(),
-        json!(if call.data_event { "Data" } else { "Management" }),
+        json!(if data_event { "Data" } else { "Management" }),
     );
     TrailRow {
         event_id,
@@ -280,7 +239,11 @@ pub fn build(call: &CallRecord, fallback_account: &str) -> TrailRow {
         event_name: call.event_name.clone(),
         event_source: call.event_source.clone(),
         username,
-        access_key_id: call.caller.as_ref().map(|c| c.access_key_id.clone()),
+        access_key_id: call
+            .caller
+            .as_ref()
+            .map(|c| c.access_key_id.clone())
+            .or_else(|| claimed_key.map(|k| redact::clip(k, 128))),
         read_only: call.read_only,
         resources,
         record: Value::Object(r).to_string(),

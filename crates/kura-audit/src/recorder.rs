@@ -102,10 +102,17 @@ impl AuditRecorder {
         self.tx.max_capacity() - self.tx.capacity()
     }
 
-    /// Record a call; returns once its record is committed (or, logged, when
-    /// it could not be).
+    /// Record a call (a management event); returns once its record is
+    /// committed (or, logged, when it could not be).
     pub async fn record(&self, call: &CallRecord) {
-        let row = record::build(call, &self.opts.fallback_account);
+        let row = record::build(call, false, &self.opts.fallback_account);
+        self.record_row(row).await;
+    }
+
+    /// Record a data event (a data-plane read, e.g. a pull); returns once
+    /// its record is committed (or, logged, when it could not be).
+    pub async fn record_data(&self, call: &CallRecord) {
+        let row = record::build(call, true, &self.opts.fallback_account);
         self.record_row(row).await;
     }
 
@@ -173,3 +180,21 @@ pub async fn wait_queued(recorder: &AuditRecorder, n: usize, limit: Duration) ->
 
 /// A shared recorder.
 pub type SharedRecorder = Arc<AuditRecorder>;
+
+/// The protocol pipeline's hook (every `POST /` call of every AWS API):
+/// records each call before it is answered. A request that claimed no
+/// credentials at all is not recorded (anonymous junk cannot fill the
+/// trail); a failed authentication that named an access key is, under the
+/// deployment's default account with an `Unknown` identity and that key.
+#[async_trait::async_trait]
+impl kura_aws::CallRecorder for AuditRecorder {
+    async fn record(&self, mut call: CallRecord) {
+        if call.caller.is_none() && call.claimed_access_key_id.is_none() {
+            return;
+        }
+        if call.event_name.is_empty() {
+            call.event_name = "Unknown".to_string();
+        }
+        AuditRecorder::record(self, &call).await;
+    }
+}

@@ -21,13 +21,18 @@ fn call(i: usize) -> CallRecord {
             access_key_id: "AKIAROOT".into(),
             token_issued_at: None,
         }),
-        source_ip: Some("127.0.0.1".into()),
+        source_ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
         user_agent: Some("containers/5.0 (github.com/containers/image)".into()),
         request_parameters: Some(
             json!({"repositoryName": "bench/app", "registryId": "123456789012", "uploadId": format!("u-{i}")}),
         ),
         request_id: uuid_like(i),
-        ..Default::default()
+        claimed_access_key_id: None,
+        response_elements: None,
+        error_code: None,
+        error_message: None,
+        read_only: false,
+        status: 200,
     }
 }
 

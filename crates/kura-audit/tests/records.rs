@@ -25,17 +25,21 @@ fn call(source: &str, name: &str, params: Value, response: Value) -> CallRecord 
         event_name: name.into(),
         aws_region: "eu-west-1".into(),
         caller: Some(root()),
-        source_ip: Some("127.0.0.1".into()),
+        source_ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
         user_agent: Some("aws-cli/2.0".into()),
         request_parameters: Some(params),
         response_elements: Some(response),
         request_id: "rid-1".into(),
-        ..Default::default()
+        claimed_access_key_id: None,
+        error_code: None,
+        error_message: None,
+        read_only: false,
+        status: 200,
     }
 }
 
 fn record(c: &CallRecord) -> Value {
-    serde_json::from_str(&build(c, "999999999999").record).unwrap()
+    serde_json::from_str(&build(c, false, "999999999999").record).unwrap()
 }
 
 /// Guards: the CloudTrail fields every record carries, with their names and
@@ -48,7 +52,7 @@ fn a_record_has_cloudtrails_fields() {
         json!({"repositoryName": "team/app"}),
         json!({"repository": {"repositoryName": "team/app"}}),
     );
-    let row = build(&c, "999999999999");
+    let row = build(&c, false, "999999999999");
     let r: Value = serde_json::from_str(&row.record).unwrap();
     assert_eq!(r["eventVersion"], "1.08");
     assert_eq!(r["eventTime"], "2023-11-14T22:13:20Z");
@@ -99,8 +103,7 @@ fn errors_reads_and_data_events() {
     assert_eq!(r["errorMessage"], "nope");
     assert_eq!(r["readOnly"], true);
     assert_eq!(r["responseElements"], Value::Null);
-    c.data_event = true;
-    let r = record(&c);
+    let r: Value = serde_json::from_str(&build(&c, true, "999999999999").record).unwrap();
     assert_eq!(r["eventCategory"], "Data");
     assert_eq!(r["managementEvent"], false);
 }
@@ -110,7 +113,7 @@ fn errors_reads_and_data_events() {
 /// Username LookupEvents matches.
 #[test]
 fn identity_types() {
-    let (id, user) = user_identity(Some(&root()));
+    let (id, user) = user_identity(Some(&root()), None);
     assert_eq!(id["type"], "Root");
     assert_eq!(id["principalId"], ACCOUNT);
     assert_eq!(id["arn"], format!("arn:aws:iam::{ACCOUNT}:root"));
@@ -124,7 +127,7 @@ fn identity_types() {
         access_key_id: "AKIAALICE".into(),
         ..root()
     };
-    let (id, user) = user_identity(Some(&alice));
+    let (id, user) = user_identity(Some(&alice), None);
     assert_eq!(id["type"], "IAMUser");
     assert_eq!(id["userName"], "alice");
     assert_eq!(id["principalId"], "AIDAALICE");
@@ -137,7 +140,7 @@ fn identity_types() {
         token_issued_at: Some(1_700_000_000_000),
         ..root()
     };
-    let (id, user) = user_identity(Some(&session));
+    let (id, user) = user_identity(Some(&session), None);
     assert_eq!(id["type"], "AssumedRole");
     assert_eq!(id["principalId"], "AROADEPLOYER:ci-42");
     assert_eq!(id["accessKeyId"], "ASIASESSION");
@@ -152,7 +155,7 @@ fn identity_types() {
     );
     assert_eq!(user.as_deref(), Some("ci-42"));
 
-    let (id, user) = user_identity(None);
+    let (id, user) = user_identity(None, None);
     assert_eq!(id, json!({"type": "Unknown"}));
     assert_eq!(user, None);
 }
@@ -162,10 +165,20 @@ fn identity_types() {
 fn unidentified_calls_go_to_the_fallback_account() {
     let mut c = call("ecr.amazonaws.com", "DescribeRepositories", json!({}), json!({}));
     c.caller = None;
-    let row = build(&c, "999999999999");
+    let row = build(&c, false, "999999999999");
     assert_eq!(row.account, "999999999999");
     assert_eq!(row.username, None);
     assert_eq!(row.access_key_id, None);
+    // A failed authentication that claimed a key: Unknown, with that key
+    // (LookupEvents' AccessKeyId finds it).
+    c.claimed_access_key_id = Some("AKIACLAIMED".into());
+    let row = build(&c, false, "999999999999");
+    assert_eq!(row.access_key_id.as_deref(), Some("AKIACLAIMED"));
+    let r: Value = serde_json::from_str(&row.record).unwrap();
+    assert_eq!(
+        r["userIdentity"],
+        json!({"type": "Unknown", "accessKeyId": "AKIACLAIMED"})
+    );
 }
 
 /// Guards: no secret value reaches a record — CreateAccessKey's secret,
@@ -254,7 +267,7 @@ fn secrets_never_reach_the_record() {
         ),
     ];
     for c in &calls {
-        let row = build(c, ACCOUNT);
+        let row = build(c, false, ACCOUNT);
         for s in secrets {
             assert!(
                 !row.record.contains(s),

@@ -51,12 +51,16 @@ fn call(account: &str, user: &str, name: &str, source: &str, repo: &str, at: i64
         event_name: name.into(),
         aws_region: "us-east-1".into(),
         caller: Some(caller(account, user)),
-        source_ip: Some("127.0.0.1".into()),
+        source_ip: Some(std::net::IpAddr::from([127, 0, 0, 1])),
         user_agent: Some("test".into()),
         request_parameters: Some(json!({"repositoryName": repo})),
         read_only: name.starts_with("Describe"),
         request_id: "r".into(),
-        ..Default::default()
+        claimed_access_key_id: None,
+        response_elements: None,
+        error_code: None,
+        error_message: None,
+        status: 200,
     }
 }
 
@@ -71,6 +75,7 @@ async fn fill(store: &dyn AuditStore) -> Vec<TrailRow> {
         };
         rows.push(kura_audit::record::build(
             &call(A, user, name, source, repo, T0 + i * 1000),
+            false,
             A,
         ));
     }
@@ -84,6 +89,7 @@ async fn fill(store: &dyn AuditStore) -> Vec<TrailRow> {
                 "team/app",
                 T0 + i * 1000,
             ),
+            false,
             B,
         ));
     }
@@ -517,6 +523,7 @@ async fn paging_without_end_time_keeps_the_first_pages_now() {
     // A newer record arrives, and time moves on.
     let late = kura_audit::record::build(
         &call(A, "alice", "CreateRepository", "ecr.amazonaws.com", "late", now + 5),
+        false,
         A,
     );
     s.trail_append(&[late]).await.unwrap();

@@ -25,11 +25,23 @@ impl Ecr {
     /// Calls one operation; returns the parsed answer and the request's latency
     /// (signing excluded).
     pub async fn call_timed(&self, op: &str, body: &Value) -> anyhow::Result<(Value, Duration)> {
+        self.call_service(TARGET, "ecr", op, body).await
+    }
+
+    /// Calls one operation of another JSON 1.1 service on the same listener (e.g.
+    /// `AWSEvents`, signed for `events`).
+    pub async fn call_service(
+        &self,
+        target: &str,
+        service: &str,
+        op: &str,
+        body: &Value,
+    ) -> anyhow::Result<(Value, Duration)> {
         let body = serde_json::to_vec(body)?;
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_str(&self.host)?);
         headers.insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
-        headers.insert("x-amz-target", HeaderValue::from_str(&format!("{TARGET}.{op}"))?);
+        headers.insert("x-amz-target", HeaderValue::from_str(&format!("{target}.{op}"))?);
         headers.insert("x-amz-date", HeaderValue::from_str(&amz_date(SystemTime::now()))?);
         let payload = hex::encode(Sha256::digest(&body));
         let auth = sigv4::sign(
@@ -43,7 +55,7 @@ impl Ecr {
             &self.access_key_id,
             &self.secret_access_key,
             &self.region,
-            "ecr",
+            service,
         )
         .map_err(|e| anyhow!("signing {op}: {e}"))?;
         headers.insert("authorization", HeaderValue::from_str(&auth)?);
@@ -55,12 +67,12 @@ impl Ecr {
             .body(body)
             .send()
             .await
-            .with_context(|| format!("ECR {op}"))?;
+            .with_context(|| format!("{target}.{op}"))?;
         let status = resp.status();
         let bytes = resp.bytes().await?;
         let took = started.elapsed();
         if !status.is_success() {
-            bail!("ECR {op}: {status}: {}", String::from_utf8_lossy(&bytes));
+            bail!("{target}.{op}: {status}: {}", String::from_utf8_lossy(&bytes));
         }
         Ok((serde_json::from_slice(&bytes)?, took))
     }

@@ -9,6 +9,7 @@
 //! table to stdout and to `--out`. Run it through `bench/run.sh`.
 
 mod ecr;
+mod events;
 mod gen;
 mod load;
 mod probe;
@@ -45,6 +46,8 @@ enum Section {
     Stream,
     /// listing latency at many images
     Scale,
+    /// EventBridge: push rate with events on vs off, delivery latency (Kura only)
+    Events,
 }
 
 #[derive(Parser)]
@@ -95,6 +98,9 @@ struct Args {
     /// Time budget in seconds for timing one listing operation at one size (default 20; quick 5).
     #[arg(long)]
     page_budget_secs: Option<f64>,
+    /// Pushes per burst of the events section (default 500; quick 200).
+    #[arg(long)]
+    event_pushes: Option<usize>,
     /// Also push the big image with oci-client's 4 MiB PATCH chunks (default: on; quick: off).
     #[arg(long)]
     chunked: Option<bool>,
@@ -113,6 +119,7 @@ struct Plan {
     images: Vec<usize>,
     page_budget: Duration,
     chunked: bool,
+    event_pushes: usize,
 }
 
 impl Plan {
@@ -135,6 +142,7 @@ impl Plan {
             },
             page_budget: Duration::from_secs_f64(a.page_budget_secs.unwrap_or(if q { 5.0 } else { 20.0 })),
             chunked: a.chunked.unwrap_or(!q),
+            event_pushes: a.event_pushes.unwrap_or(if q { 200 } else { 500 }).max(10),
         }
     }
 }
@@ -647,6 +655,62 @@ struct ScaleLevel {
     describe: scale::Walk,
 }
 
+/// Push bursts to `prod/bench` with the matching rule disabled and enabled, alternating which
+/// goes first over 3 rounds; medians.
+async fn events_section(report: &mut Report, plan: &Plan, bins: &Binaries) -> anyhow::Result<()> {
+    let kura = Server::start(Kind::Kura, bins).await?;
+    let rx = events::Receiver::default();
+    let url = rx.start().await?;
+    events::configure(&kura, &url).await?;
+    // Warm-up (the repository, caches, the connection to the receiver).
+    events::burst(&kura, 20, "warm", Some(&rx)).await?;
+    let (mut off, mut on, mut p50, mut p99) = (vec![], vec![], vec![], vec![]);
+    for round in 0..3 {
+        for enabled in [round % 2 == 1, round % 2 == 0] {
+            events::set_rule(&kura, enabled).await?;
+            let label = format!("r{round}-{}", if enabled { "on" } else { "off" });
+            progress(&format!("events: {label}: {} pushes", plan.event_pushes));
+            let b = events::burst(&kura, plan.event_pushes, &label, enabled.then_some(&rx)).await?;
+            if enabled {
+                on.push(b.pushes_per_s);
+                p50.push(b.p(0.5));
+                p99.push(b.p(0.99));
+            } else {
+                off.push(b.pushes_per_s);
+            }
+        }
+    }
+    report.section(&format!(
+        "EventBridge delivery (Kura only; {} manifest pushes per burst, {} in flight, a local receiver)",
+        plan.event_pushes, 8
+    ));
+    report.rounds(
+        "push rate, no enabled rule",
+        "pushes/s",
+        off.clone(),
+        vec![],
+        Target::None,
+    );
+    report.rounds(
+        "push rate, a matching rule + API destination",
+        "pushes/s",
+        on.clone(),
+        vec![],
+        Target::None,
+    );
+    let ratio = report::median(&on) / report::median(&off);
+    report.row("push rate, events on ÷ off", "ratio", Some(ratio), None, Target::None);
+    report.rounds(
+        "event delivery latency p50 (PUT sent → arrival)",
+        "ms",
+        p50,
+        vec![],
+        Target::None,
+    );
+    report.rounds("event delivery latency p99", "ms", p99, vec![], Target::None);
+    Ok(())
+}
+
 async fn scale_section(report: &mut Report, plan: &Plan, bins: &Binaries) -> anyhow::Result<()> {
     let (kura, reference) = start_pair(bins).await?;
     let http = reqwest::Client::new();
@@ -859,6 +923,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if want(Section::Scale) {
         scale_section(&mut report, &plan, &bins).await?;
+    }
+
+    if want(Section::Events) {
+        events_section(&mut report, &plan, &bins).await?;
     }
 
     if want(Section::Probe) {

@@ -11,7 +11,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use kura_auth::seal::MasterKey;
-use kura_auth::sigv4::{self, RequestParts, SigV4Error};
 use kura_auth::token::{self, TokenClaims, TokenError};
 use kura_registry::http::AccountId;
 use kura_registry::service::CatalogFilter;
@@ -19,147 +18,24 @@ use kura_registry::DataRequest;
 use kura_store::control::AccessKeyRow;
 use kura_store::{ControlStore, StoreError};
 use serde::{Deserialize, Serialize};
-use sha2::Digest as _;
 
-use crate::error::{EcrError, EcrResult};
+pub use kura_aws::caller::Caller;
+pub use kura_aws::sigv4::{generate_key_pair, seal_secret};
+use kura_aws::sigv4::{key_context, printable, random_string};
+pub use kura_aws::sigv4::{session_token_hash, SignedRequest};
+
+use crate::error::EcrResult;
 use crate::Ecr;
 
-/// How long a registry token lives (ECR: 12 hours).
-pub const TOKEN_LIFETIME_SECS: u64 = 12 * 3600;
+pub use kura_aws::caller::TOKEN_LIFETIME_SECS;
 /// How long a download URL lives.
 pub const DOWNLOAD_URL_SECS: u64 = 3600;
-
-/// The authenticated caller of a request: the owner of the access key it
-/// authenticated with (directly, or through a registry token of that key).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Caller {
-    /// Account (registry) of the principal.
-    pub account: String,
-    /// ARN of the principal (`arn:aws:iam::<account>:root` for the root
-    /// key), for messages and logs. Authorization never parses it.
-    pub principal_arn: String,
-    /// The principal's unique id, as recorded on the key (see
-    /// [`AccessKeyRow::principal_id`]): what authorization resolves.
-    pub principal_id: String,
-    /// The access key used.
-    pub access_key_id: String,
-    /// For temporary credentials: when they were issued (ms since the
-    /// epoch), the request's `aws:TokenIssueTime`.
-    pub token_issued_at: Option<i64>,
-}
-
-impl Caller {
-    /// The caller an access key authenticates; `None` for a key without a
-    /// recorded owner (it authenticates nobody).
-    pub fn from_key(key: AccessKeyRow) -> Option<Caller> {
-        if key.principal_id.is_empty() {
-            return None;
-        }
-        Some(Caller {
-            token_issued_at: key.session_token_hash.is_some().then_some(key.created_at),
-            account: key.account,
-            principal_arn: key.principal_arn,
-            principal_id: key.principal_id,
-            access_key_id: key.access_key_id,
-        })
-    }
-}
-
-/// An API request whose headers passed [`Ecr::authenticate_headers`]: what
-/// its signature claims and the secret to check it with, until
-/// [`Ecr::authenticate_body`] has the body's hash. Not `Debug`: it holds the
-/// secret.
-pub struct SignedRequest {
-    parsed: sigv4::ParsedAuth,
-    /// The request's headers, with `host` filled in from the URI if needed.
-    headers: http::HeaderMap,
-    secret: String,
-    caller: Caller,
-}
-
-impl SignedRequest {
-    /// The signing name the credential scope claims (`ecr`, `iam`, `sts`, …).
-    pub fn service(&self) -> &str {
-        &self.parsed.service
-    }
-
-    /// The owner of the access key the request claims (not yet proven: the
-    /// signature is checked with the body).
-    pub fn claimed(&self) -> &Caller {
-        &self.caller
-    }
-}
-
-/// The headers an API request must sign, because they pick what it does:
-/// `Content-Type` (JSON or a Query form) always, `X-Amz-Target` (the
-/// operation) when the request has one. Every AWS SDK and the CLI sign both
-/// (they sign every header but a few hop-by-hop ones).
-fn required_signed_headers(headers: &http::HeaderMap) -> Vec<&'static str> {
-    let mut names = vec!["content-type"];
-    if headers.contains_key("x-amz-target") {
-        names.push("x-amz-target");
-    }
-    names
-}
-
-/// Log a refused authentication: where it came from and who it claimed to
-/// be (the access key id, and its principal when the key exists), at warn.
-/// Never the secret, the signature or a token. A request without any
-/// credentials is not a failed authentication and is left to debug.
-fn log_auth_failure(parts: &http::request::Parts, claimed: Option<&(String, Option<String>)>, e: &EcrError) {
-    let source = crate::source_ip(parts).map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-    if e.kind == "MissingAuthenticationTokenException" {
-        tracing::debug!(source = %source, "API request without credentials");
-        return;
-    }
-    let (key, principal) = match claimed {
-        Some((k, p)) => (printable(k), p.as_deref().unwrap_or("-").to_string()),
-        None => ("-".to_string(), "-".to_string()),
-    };
-    // An incomplete signature's message may quote the Authorization
-    // header, signature included: only the error type is logged then.
-    let reason = if e.kind == "IncompleteSignatureException" {
-        "malformed or incomplete signature"
-    } else {
-        e.message.as_str()
-    };
-    tracing::warn!(
-        source = %source,
-        access_key = %key,
-        principal = %principal,
-        error = e.kind,
-        reason = %reason,
-        "API authentication failed"
-    );
-}
-
-/// A claimed identifier as it may be logged: printable ASCII, at most 128
-/// characters (it comes from the client).
-fn printable(s: &str) -> String {
-    s.chars()
-        .take(128)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
-        .collect()
-}
 
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn sigv4_error(e: SigV4Error) -> EcrError {
-    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::FORBIDDEN);
-    EcrError::new(e.aws_error_type(), e.message()).with_status(status)
-}
-
-/// What an unknown access key (or one whose owner is gone) gets.
-pub(crate) fn unrecognized() -> EcrError {
-    EcrError::new(
-        "UnrecognizedClientException",
-        "The security token included in the request is invalid.",
-    )
 }
 
 /// The account a host name selects: `<12 digits>.dkr.<anything>`.
@@ -171,16 +47,6 @@ pub fn account_from_host(host: &str) -> Option<String> {
     } else {
         None
     }
-}
-
-/// The sealing context of an access key's secret.
-fn key_context(access_key_id: &str) -> Vec<u8> {
-    format!("access-key:{access_key_id}").into_bytes()
-}
-
-/// Hash of a session token as stored with temporary credentials.
-pub fn session_token_hash(token: &str) -> String {
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
 
 /// What a download URL grants: one blob (`d`) of one repository (`r`) of
@@ -198,125 +64,23 @@ struct DownloadClaims {
 
 impl Ecr {
     /// Verify an API request's SigV4 signature over a body already in
-    /// memory and find its principal: [`Self::authenticate_headers`] then
-    /// [`Self::authenticate_body`]. `service` is the SigV4 signing name (`ecr`,
-    /// `ecr-public`, `iam`, `sts`).
+    /// memory and find its principal (see [`kura_aws::Authenticator`]).
     pub async fn authenticate(&self, parts: &http::request::Parts, body: &[u8], service: &str) -> EcrResult<Caller> {
-        let signed = self.authenticate_headers(parts, &[service]).await?;
-        let payload = hex::encode(sha2::Sha256::digest(body));
-        self.authenticate_body(parts, signed, &payload, service)
+        self.auth.authenticate(parts, body, service).await
     }
 
     /// The first phase of authenticating an API request, from its headers
-    /// alone, before any byte of its body is read: the `Authorization`
-    /// header parses, signs the headers that pick the operation
-    /// (`Content-Type` always, `X-Amz-Target` when sent), claims a scope for
-    /// one of `services`, and names an active access key (with its session
-    /// token, unexpired, for temporary credentials) whose secret unseals.
-    /// Presigned (query-string) requests are refused: `POST /` has no use
-    /// for them, and their signature need not cover the body.
-    ///
-    /// A failure is logged (warn) with the client's address and the access
-    /// key (and principal) the request claimed; never the secret, the
-    /// signature or the session token.
+    /// alone ([`kura_aws::Authenticator::authenticate_headers`]).
     pub async fn authenticate_headers(
         &self,
         parts: &http::request::Parts,
         services: &[&str],
     ) -> EcrResult<SignedRequest> {
-        let mut claimed = None;
-        let result = self.check_headers(parts, services, &mut claimed).await;
-        if let Err(e) = &result {
-            log_auth_failure(parts, claimed.as_ref(), e);
-        }
-        result
+        self.auth.authenticate_headers(parts, services).await
     }
 
-    async fn check_headers(
-        &self,
-        parts: &http::request::Parts,
-        services: &[&str],
-        claimed: &mut Option<(String, Option<String>)>,
-    ) -> EcrResult<SignedRequest> {
-        let mut headers = parts.headers.clone();
-        if !headers.contains_key("host") {
-            if let Some(a) = parts.uri.authority() {
-                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                    headers.insert("host", v);
-                }
-            }
-        }
-        let req = RequestParts {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            headers: &headers,
-            payload_sha256: "",
-        };
-        let parsed = sigv4::parse(&req).map_err(sigv4_error)?;
-        *claimed = Some((parsed.access_key_id.clone(), None));
-        if parsed.is_presigned() {
-            return Err(sigv4_error(SigV4Error::IncompleteSignature(
-                "Presigned (query-string) signatures are not accepted for API calls:                  sign the request with the Authorization header."
-                    .into(),
-            )));
-        }
-        for name in required_signed_headers(&headers) {
-            if !parsed.signed_headers.iter().any(|h| h == name) {
-                return Err(sigv4_error(SigV4Error::IncompleteSignature(format!(
-                    "'{name}' must be present and among the SignedHeaders of the Authorization header."
-                ))));
-            }
-        }
-        if !services.contains(&parsed.service.as_str()) {
-            return Err(sigv4_error(SigV4Error::WrongService {
-                expected: services.first().copied().unwrap_or_default().to_string(),
-                found: parsed.service.clone(),
-            }));
-        }
-        let key = self
-            .control
-            .access_key_get(&parsed.access_key_id)
-            .await?
-            .ok_or_else(unrecognized)?;
-        *claimed = Some((key.access_key_id.clone(), Some(key.principal_arn.clone())));
-        if key.status != "Active" {
-            return Err(unrecognized());
-        }
-        if let Some(hash) = &key.session_token_hash {
-            let given = parsed.session_token.as_deref().ok_or_else(unrecognized)?;
-            if &session_token_hash(given) != hash {
-                return Err(unrecognized());
-            }
-            if key.expires_at.is_some_and(|exp| exp <= kura_store::now_millis()) {
-                return Err(EcrError::new(
-                    "ExpiredTokenException",
-                    "The security token included in the request is expired",
-                ));
-            }
-        }
-        let secret = self
-            .master
-            .open(&key.secret_sealed, &key_context(&key.access_key_id))
-            .map_err(|_| {
-                tracing::error!(access_key = %key.access_key_id, "cannot unseal an access key: wrong master key?");
-                EcrError::server()
-            })?;
-        let secret = String::from_utf8(secret).map_err(|_| EcrError::server())?;
-        Ok(SignedRequest {
-            parsed,
-            headers,
-            secret,
-            caller: Caller::from_key(key).ok_or_else(unrecognized)?,
-        })
-    }
-
-    /// The second phase: check the signature of a request that passed
-    /// [`Self::authenticate_headers`] against the SHA-256 of the body it
-    /// carried (`payload_sha256`, lowercase hex, computed while the body was
-    /// read), for the signing name `service` (the scope must name it; IAM,
-    /// STS and ECR Public are global services, so their requests may be
-    /// signed for any region). Failures are logged like the first phase's.
+    /// The second phase: the signature over the body's hash
+    /// ([`kura_aws::Authenticator::authenticate_body`]).
     pub fn authenticate_body(
         &self,
         parts: &http::request::Parts,
@@ -324,46 +88,12 @@ impl Ecr {
         payload_sha256: &str,
         service: &str,
     ) -> EcrResult<Caller> {
-        let SignedRequest {
-            parsed,
-            headers,
-            secret,
-            caller,
-        } = signed;
-        let req = RequestParts {
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query(),
-            headers: &headers,
-            payload_sha256,
-        };
-        let region = if matches!(service, "iam" | "sts" | "ecr-public") {
-            parsed.region.as_str()
-        } else {
-            self.config.region.as_str()
-        };
-        match sigv4::verify(&req, &parsed, &secret, region, service, SystemTime::now()) {
-            Ok(()) => Ok(caller),
-            Err(e) => {
-                let e = sigv4_error(e);
-                let claimed = (caller.access_key_id, Some(caller.principal_arn));
-                log_auth_failure(parts, Some(&claimed), &e);
-                Err(e)
-            }
-        }
+        self.auth.authenticate_body(parts, signed, payload_sha256, service)
     }
 
     /// Issue a registry token for a caller: the password docker uses with user `AWS`.
     pub fn issue_token(&self, caller: &Caller, account: &str) -> (String, u64) {
-        let now = now_secs();
-        let claims = TokenClaims {
-            account: account.to_string(),
-            principal_arn: caller.principal_arn.clone(),
-            access_key_id: caller.access_key_id.clone(),
-            issued_at: now,
-            expires_at: now + TOKEN_LIFETIME_SECS,
-        };
-        (token::issue(&self.token_key, &claims), claims.expires_at)
+        caller.registry_token(&self.token_key, account)
     }
 
     /// A query string that lets anyone GET one blob of one repository for a
@@ -447,9 +177,7 @@ impl Ecr {
     }
 }
 
-/// The `Bearer` token that stands for "no credentials" (what the token
-/// service hands an anonymous client, for public repositories).
-pub const ANONYMOUS_TOKEN: &str = "anonymous";
+pub use kura_public::ANONYMOUS_TOKEN;
 
 /// A 401 with the token service's challenge. Clients with credentials
 /// (`docker login` with `AWS` and a registry password) fetch a bearer token
@@ -636,7 +364,7 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
         Ok(Ok(())) => {
             if data.endpoint == kura_registry::endpoint::Endpoint::Catalog {
                 let filter = crate::authz::DataCatalogFilter {
-                    ecr: ecr.clone(),
+                    authz: ecr.authz.clone(),
                     caller: caller.clone(),
                     source_ip,
                 };
@@ -662,9 +390,14 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
                 return pass(req, next, account, data).await;
             };
             let (started, agent) = (kura_store::now_millis(), user_agent(req.headers()));
+            let read = call.is_read();
             let resp = pass(req, next, account, data).await;
             let record = call.record(&ecr.config.region, started, &caller, source_ip, agent, resp.status());
-            hook.recorder.record(&record).await;
+            if read {
+                hook.recorder.record_data(&record).await;
+            } else {
+                hook.recorder.record(&record).await;
+            }
             resp
         }
         Ok(Err(denial)) => denied(&denial.message),
@@ -760,27 +493,6 @@ pub struct Bootstrap {
     pub token_key: Vec<u8>,
     /// A root key created now (id, secret): to be shown once, never logged.
     pub created_root_key: Option<(String, String)>,
-}
-
-fn random_string(len: usize, alphabet: &[u8]) -> String {
-    let mut bytes = vec![0u8; len];
-    getrandom::fill(&mut bytes).expect("the OS random generator works");
-    bytes
-        .iter()
-        .map(|b| alphabet[*b as usize % alphabet.len()] as char)
-        .collect()
-}
-
-/// Generate an access key pair (`AKIA…`, 40-character secret).
-pub fn generate_key_pair(prefix: &str) -> (String, String) {
-    let id = format!("{prefix}{}", random_string(16, b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"));
-    let secret = random_string(40, b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/");
-    (id, secret)
-}
-
-/// Seal a secret for an access key row.
-pub fn seal_secret(master: &MasterKey, access_key_id: &str, secret: &str) -> Vec<u8> {
-    master.seal(secret.as_bytes(), &key_context(access_key_id))
 }
 
 /// Create an account (a random 12-digit id unless `account` is given) with

@@ -1,15 +1,11 @@
-//! What the audit trail learns about each API call as it runs, and the hook
-//! that records it once the call is answered.
-//!
-//! The protocol handlers fill a [`CallInfo`] (operation, the caller once
-//! known — or the owner of the key a failed signature claimed — and the
-//! decoded input); [`crate::api`] turns it and the answer into a
-//! [`kura_audit::CallRecord`] and waits for the recorder before it answers.
+//! The audit trail on the data plane. API calls (`POST /`) are recorded by
+//! the AWS pipeline's [`kura_aws::CallRecorder`]; the data plane is not on
+//! that pipeline, so its guard ([`crate::auth`]) records its writes (and,
+//! when asked, its reads) here, once answered and before the answer leaves.
 
 use std::sync::Arc;
 
 use kura_audit::{AuditRecorder, CallRecord};
-use kura_store::AuditStore;
 use serde_json::Value;
 
 use crate::auth::Caller;
@@ -19,99 +15,9 @@ use crate::auth::Caller;
 pub struct AuditHook {
     /// The group-commit writer.
     pub recorder: Arc<AuditRecorder>,
-    /// The trail, for `LookupEvents`.
-    pub store: Arc<dyn AuditStore>,
     /// Record the data plane's reads (`BatchGetImage`,
     /// `GetDownloadUrlForLayer`) as data events too.
     pub data_reads: bool,
-}
-
-/// One call as it runs.
-#[derive(Clone, Debug, Default)]
-pub struct CallInfo {
-    /// `eventSource`.
-    pub source: &'static str,
-    /// The operation (empty until known).
-    pub name: String,
-    /// The authenticated caller.
-    pub caller: Option<Caller>,
-    /// The owner of the access key the request claimed, known before its
-    /// signature is checked (recorded when the check fails).
-    pub claimed: Option<Caller>,
-    /// The decoded input.
-    pub params: Option<Value>,
-    /// The error answered, when the handler renders it itself (the Query
-    /// protocol): (code, message).
-    pub error: Option<(String, String)>,
-}
-
-/// CloudTrail's `readOnly` for an operation name.
-pub fn read_only(op: &str) -> bool {
-    ["Get", "List", "Describe", "BatchGet", "BatchCheck", "Lookup"]
-        .iter()
-        .any(|p| op.starts_with(p))
-}
-
-/// The audit form of a caller.
-pub fn audit_caller(c: &Caller) -> kura_audit::Caller {
-    kura_audit::Caller {
-        account: c.account.clone(),
-        principal_arn: c.principal_arn.clone(),
-        principal_id: c.principal_id.clone(),
-        access_key_id: c.access_key_id.clone(),
-        token_issued_at: c.token_issued_at,
-    }
-}
-
-/// The user agent of a request.
-pub fn user_agent(headers: &http::HeaderMap) -> Option<String> {
-    headers
-        .get("user-agent")
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-}
-
-impl CallInfo {
-    /// Keep the call's input for its record (when the trail is on): redacted
-    /// at once, so a large secret (a layer part) is never copied.
-    pub fn capture(&mut self, ecr: &crate::Ecr, input: &Value) {
-        if ecr.audit().is_some() {
-            self.params = Some(kura_audit::redact::request_parameters(input));
-        }
-    }
-
-    /// The record of this call.
-    pub fn record(
-        self,
-        region: &str,
-        time_ms: i64,
-        parts: &http::request::Parts,
-        request_id: &str,
-        response: Option<Value>,
-        error: Option<(String, String)>,
-    ) -> CallRecord {
-        let error = error.or(self.error);
-        let name = if self.name.is_empty() {
-            "Unknown".to_string()
-        } else {
-            self.name
-        };
-        CallRecord {
-            time_ms,
-            event_source: self.source.to_string(),
-            read_only: read_only(&name),
-            event_name: name,
-            aws_region: region.to_string(),
-            caller: self.caller.or(self.claimed).as_ref().map(audit_caller),
-            source_ip: crate::source_ip(parts).map(|ip| ip.to_string()),
-            user_agent: user_agent(&parts.headers),
-            request_parameters: self.params,
-            response_elements: response,
-            error_code: error.as_ref().map(|e| e.0.clone()),
-            error_message: error.map(|e| e.1),
-            request_id: request_id.to_string(),
-            data_event: false,
-        }
-    }
 }
 
 /// A data-plane request the trail records: its operation and input, or
@@ -149,6 +55,11 @@ impl DataCall {
         Some(DataCall { name, read, params })
     }
 
+    /// Whether it reads (recorded as a data event).
+    pub fn is_read(&self) -> bool {
+        self.read
+    }
+
     /// The record of the answered request.
     pub fn record(
         self,
@@ -170,8 +81,9 @@ impl DataCall {
             event_source: "ecr.amazonaws.com".into(),
             event_name: self.name.to_string(),
             aws_region: region.to_string(),
-            caller: Some(audit_caller(caller)),
-            source_ip: source_ip.map(|ip| ip.to_string()),
+            caller: Some(caller.clone()),
+            claimed_access_key_id: Some(caller.access_key_id.clone()),
+            source_ip,
             user_agent,
             request_parameters: Some(self.params),
             response_elements: None,
@@ -179,7 +91,7 @@ impl DataCall {
             error_message: error.map(|e| e.1),
             request_id: uuid::Uuid::new_v4().to_string(),
             read_only: self.read,
-            data_event: self.read,
+            status: status.as_u16(),
         }
     }
 }

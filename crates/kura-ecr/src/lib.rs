@@ -1,10 +1,11 @@
 //! The Amazon ECR control plane on Kura, and ECR-style authentication of the
 //! data plane.
 //!
-//! * [`api`] answers `POST /` in the AWS JSON 1.1 protocol
-//!   (`X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Operation>`):
-//!   it authenticates the SigV4 signature ([`auth`]), validates the input
-//!   against the model ([`model`]), and dispatches to one operation in
+//! * `POST /` is [`kura_aws::api`], the one AWS pipeline; ECR
+//!   (`X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.<Operation>`) is
+//!   one [`kura_aws::AwsService`] registered on it ([`service`]), beside
+//!   ECR Public ([`public`]) and IAM/STS ([`iamapi`]). The input is validated
+//!   against the model ([`model`]) and dispatched to one operation in
 //!   [`ops`].
 //! * [`auth::data_plane_auth`] guards `/v2/`: Basic `AWS:<token>` from
 //!   `GetAuthorizationToken`, or a presigned download URL, and selects the
@@ -18,35 +19,31 @@
 
 pub mod auth;
 pub mod authz;
-pub mod body;
 pub mod calls;
-pub mod client;
-pub mod cloudtrail;
 pub mod error;
-pub mod iamapi;
 pub mod lifecycle;
 pub mod model;
 pub mod ops;
+pub mod optable;
 pub mod public;
 pub mod scanning;
+pub mod service;
 pub mod templates;
+
+pub use kura_aws::{body, client};
+pub use kura_iamapi as iamapi;
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use kura_auth::seal::MasterKey;
+use kura_aws::{AwsService, CallRecorder};
 use kura_registry::Registry;
 use kura_store::{ControlStore, IamStore, MaintenanceStore, MetaStore, ScanStore};
-use serde_json::Value;
 
 pub use error::{EcrError, EcrResult};
-
-/// Largest API request body accepted (an `UploadLayerPart` of 20 MiB, base64).
-pub const MAX_API_BODY: usize = 30 * 1024 * 1024;
+pub use kura_aws::MAX_API_BODY;
 
 /// Deployment settings of the ECR API.
 #[derive(Clone, Debug)]
@@ -121,13 +118,14 @@ pub struct Ecr {
     control: Arc<dyn ControlStore>,
     maint: Arc<dyn MaintenanceStore>,
     iam: Arc<dyn IamStore>,
-    authz_cache: authz::AuthzCache,
+    authz: Arc<authz::Authz>,
     registry: Arc<Registry>,
     scanner: scanning::Scanner,
     jobs: kura_jobs::Queue,
     master: MasterKey,
     token_key: Vec<u8>,
-    body_budget: body::BodyBudget,
+    auth: kura_aws::Authenticator,
+    body_budget: Arc<body::BodyBudget>,
     config: EcrConfig,
     audit: std::sync::OnceLock<calls::AuditHook>,
 }
@@ -155,30 +153,36 @@ impl Ecr {
         );
         registry.subscribe(Arc::new(scanner.clone()));
         Ecr {
+            authz: Arc::new(authz::Authz::new(
+                stores.iam.clone(),
+                stores.control.clone(),
+                &config.region,
+            )),
+            auth: kura_aws::Authenticator::new(stores.control.clone(), master.clone(), &config.region),
             meta: stores.meta,
             control: stores.control,
             maint: stores.maint,
             iam: stores.iam,
-            authz_cache: Default::default(),
             registry,
             scanner,
             jobs,
             master,
             token_key,
-            body_budget: body::BodyBudget::new(config.api_body_budget),
+            body_budget: Arc::new(body::BodyBudget::new(config.api_body_budget)),
             config,
             audit: std::sync::OnceLock::new(),
         }
     }
 
-    /// Record every call in the audit trail (once, at start-up).
+    /// Record the data plane's calls in the audit trail (once, at start-up;
+    /// API calls are recorded through [`AppOptions::recorder`]).
     pub fn set_audit(&self, hook: calls::AuditHook) {
         if self.audit.set(hook).is_err() {
             tracing::warn!("the audit trail was already configured");
         }
     }
 
-    /// The audit trail, when enabled.
+    /// The data plane's audit trail, when enabled.
     pub fn audit(&self) -> Option<&calls::AuditHook> {
         self.audit.get()
     }
@@ -227,177 +231,70 @@ impl Ecr {
     }
 }
 
-/// The whole HTTP application: the ECR API on `POST /` and the
+/// What [`app_with`] adds to the AWS APIs every deployment serves.
+#[derive(Default, Clone)]
+pub struct AppOptions {
+    /// More AWS APIs on `POST /` (EventBridge, CloudTrail, …), after ECR,
+    /// ECR Public, IAM and STS.
+    pub services: Vec<Arc<dyn AwsService>>,
+    /// Receives the record of every API call (the audit trail).
+    pub recorder: Option<Arc<dyn CallRecorder>>,
+}
+
+/// The AWS API pipeline with ECR, ECR Public, IAM and STS registered, then
+/// `options`' services and recorder.
+pub fn aws_api(ecr: &Arc<Ecr>, options: &AppOptions) -> kura_aws::Api {
+    let mut api = kura_aws::Api::new(ecr.auth.clone(), ecr.body_budget.clone());
+    let iam = Arc::new(iamapi::IamApi::new(
+        ecr.iam.clone(),
+        ecr.control.clone(),
+        ecr.master.clone(),
+        ecr.authz.clone(),
+        iamapi::IamConfig {
+            max_session_secs: ecr.config.max_session_secs,
+        },
+    ));
+    // The first JSON service answers targets nobody has; the first Query
+    // service answers actions nobody has.
+    api.register(Arc::new(service::EcrService::new(ecr.clone())))
+        .register(Arc::new(public::PublicService::new(Arc::new(public::Public::new(
+            ecr.meta.clone(),
+            ecr.control.clone(),
+            ecr.authz.clone(),
+            ecr.token_key.clone(),
+            &ecr.config.default_account,
+        )))))
+        .register(Arc::new(iamapi::IamService::new(iam.clone())))
+        .register(Arc::new(iamapi::StsService::new(iam)));
+    for s in &options.services {
+        api.register(s.clone());
+    }
+    if let Some(r) = &options.recorder {
+        api.set_recorder(r.clone());
+    }
+    api
+}
+
+/// The whole HTTP application: the AWS APIs on `POST /` and the
 /// authenticated data plane everywhere else.
 pub fn app(ecr: Arc<Ecr>, registry: Arc<Registry>) -> Router {
+    app_with(ecr, registry, AppOptions::default())
+}
+
+/// [`app`] with more AWS APIs and an audit recorder.
+pub fn app_with(ecr: Arc<Ecr>, registry: Arc<Registry>, options: AppOptions) -> Router {
+    let api = Arc::new(aws_api(&ecr, &options));
+    let trusted = Arc::new(ecr.config.trusted_proxies.clone());
     let data =
         kura_registry::app(registry).layer(axum::middleware::from_fn_with_state(ecr.clone(), auth::data_plane_auth));
     Router::new()
-        .route("/", post(api))
         .route(
             "/token",
             axum::routing::get(auth::token_service).post(auth::token_service),
         )
-        .with_state(ecr.clone())
+        .with_state(ecr)
+        .route("/", post(kura_aws::api).with_state(api))
         .merge(data)
         // First of all: who the client is (peer, or a trusted proxy's word).
-        .layer(axum::middleware::from_fn_with_state(ecr, client::layer))
-}
-
-fn request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
-}
-
-/// `POST /`: one API call. The protocol picks the service: AWS JSON 1.1 with
-/// `X-Amz-Target: AmazonEC2ContainerRegistry_V20150921.*` is ECR,
-/// `SpencerFrontendService.*` is ECR Public ([`public`]), and an AWS Query
-/// form (`Action=...`) is IAM or STS ([`iamapi`]). Each authenticates the
-/// headers first, then reads the body ([`body`]) and checks the signature
-/// over it; a request refused before its body was read closes the
-/// connection instead of draining it.
-pub async fn api(State(ecr): State<Arc<Ecr>>, req: Request) -> Response {
-    let rid = request_id();
-    let started = kura_store::now_millis();
-    let (parts, body) = req.into_parts();
-    let mut body = body::RequestBody::new(body);
-    let target = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let form = parts
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
-    let mut info = calls::CallInfo::default();
-    let (mut resp, outcome) = match target {
-        None if form => (iamapi::handle(&ecr, &parts, &mut body, &rid, &mut info).await, None),
-        Some(t) if t.starts_with(public::TARGET_PREFIX) => {
-            info.source = "ecr-public.amazonaws.com";
-            let r = public::handle(&ecr, &parts, &t, &mut body, &mut info).await;
-            (json_response(&r, &rid), Some(r))
-        }
-        Some(t) if t.starts_with(kura_audit::lookup::TARGET_PREFIX) => {
-            info.source = "cloudtrail.amazonaws.com";
-            let r = cloudtrail::handle(&ecr, &parts, &t, &mut body, &mut info).await;
-            (json_response(&r, &rid), Some(r))
-        }
-        target => {
-            info.source = "ecr.amazonaws.com";
-            let r = handle(&ecr, &parts, target.as_deref(), &mut body, &mut info).await;
-            (json_response(&r, &rid), Some(r))
-        }
-    };
-    // The record is committed before the call is answered.
-    if let Some(hook) = ecr.audit() {
-        // A request that named no credentials at all is no one's call.
-        if info.caller.is_some() || info.claimed.is_some() || parts.headers.contains_key("authorization") {
-            let (response, error) = match outcome {
-                Some(Ok(v)) => (Some(v), None),
-                Some(Err(e)) => (None, Some((e.kind.to_string(), e.message))),
-                None => (None, None),
-            };
-            let record = info.record(&ecr.config.region, started, &parts, &rid, response, error);
-            hook.recorder.record(&record).await;
-        }
-    }
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&rid) {
-        h.insert("x-amzn-requestid", v);
-    }
-    if body.unread() {
-        h.insert("connection", HeaderValue::from_static("close"));
-    }
-    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
-    }
-    resp
-}
-
-/// An AWS JSON 1.1 answer.
-fn json_response(result: &EcrResult<Value>, rid: &str) -> Response {
-    match result {
-        Ok(v) => {
-            let mut r = (StatusCode::OK, serde_json::to_vec(v).unwrap_or_default()).into_response();
-            r.headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/x-amz-json-1.1"));
-            r
-        }
-        Err(e) => {
-            if e.status.is_server_error() {
-                tracing::error!(request_id = %rid, error = %e, "API failure");
-            }
-            e.clone().into_response()
-        }
-    }
-}
-
-/// Parse a JSON 1.1 body: an object, or empty.
-pub(crate) fn json_input(bytes: &[u8]) -> EcrResult<Value> {
-    let input: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Value::Object(Default::default())
-    } else {
-        serde_json::from_slice(bytes).map_err(|e| EcrError::serialization(format!("Malformed JSON body: {e}")))?
-    };
-    if !input.is_object() {
-        return Err(EcrError::serialization("The request body must be a JSON object"));
-    }
-    Ok(input)
-}
-
-/// The `host` header (or URI authority) of a request.
-pub(crate) fn request_host(parts: &http::request::Parts) -> String {
-    parts
-        .headers
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-        .unwrap_or_else(|| "localhost".to_string())
-}
-
-async fn handle(
-    ecr: &Ecr,
-    parts: &http::request::Parts,
-    target: Option<&str>,
-    body: &mut body::RequestBody,
-    info: &mut calls::CallInfo,
-) -> EcrResult<Value> {
-    let model = model::model();
-    let prefix = &model.target_prefix;
-    let target = target.ok_or_else(|| EcrError::unknown_operation("(no X-Amz-Target header)"))?;
-    let op = target
-        .strip_prefix(prefix.as_str())
-        .and_then(|s| s.strip_prefix('.'))
-        .filter(|op| model.operations.contains_key(*op))
-        .ok_or_else(|| EcrError::unknown_operation(target))?
-        .to_string();
-    info.name = op.clone();
-    body::declared_length(parts)?;
-    let signed = ecr.authenticate_headers(parts, &["ecr"]).await?;
-    info.claimed = Some(signed.claimed().clone());
-    let body = ecr.read_body(parts, body).await?;
-    let caller = ecr.authenticate_body(parts, signed, &body.sha256, "ecr")?;
-    info.caller = Some(caller.clone());
-    let input = json_input(&body.bytes)?;
-    info.capture(ecr, &input);
-    model.validate(&op, &input)?;
-    let ctx = ops::Ctx {
-        account: ops::Ctx::registry_of(model, &op, &input, &caller),
-        caller,
-        host: request_host(parts),
-        source_ip: source_ip(parts),
-    };
-    tracing::info!(operation = %op, principal = %ctx.caller.principal_arn, registry = %ctx.account, "ECR API call");
-    // The body's share of the byte budget is held until the call is answered.
-    let result = ops::dispatch(ecr, &ctx, &op, input).await;
-    drop(body);
-    result
-}
-
-/// The client address, when the server recorded it: the peer, or what a
-/// trusted proxy reported ([`client`]).
-pub(crate) fn source_ip(parts: &http::request::Parts) -> Option<std::net::IpAddr> {
-    client::source_ip(&parts.extensions)
+        .layer(axum::middleware::from_fn_with_state(trusted, client::layer))
 }

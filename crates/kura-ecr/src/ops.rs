@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::Caller;
 use crate::authz::Access;
 use crate::error::{EcrError, EcrResult};
+use crate::optable::EcrOp;
 use crate::templates::{repository_arn, settings_from, tags_from};
 use crate::Ecr;
 
@@ -29,6 +30,8 @@ pub struct Ctx {
     pub host: String,
     /// The client's address, if known (`aws:SourceIp`).
     pub source_ip: Option<std::net::IpAddr>,
+    /// The client's `User-Agent`, if it sent one (the events' actor).
+    pub user_agent: Option<String>,
 }
 
 impl Ctx {
@@ -40,7 +43,7 @@ impl Ctx {
             principal_id: self.caller.principal_id.clone(),
             access_key_id: Some(self.caller.access_key_id.clone()),
             source_ip: self.source_ip,
-            user_agent: None,
+            user_agent: self.user_agent.clone(),
         }
     }
 
@@ -63,9 +66,7 @@ fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
 }
 
 /// An epoch-seconds timestamp as ECR's JSON protocol writes it.
-pub(crate) fn ts(ms: i64) -> Value {
-    json!(ms as f64 / 1000.0)
-}
+pub(crate) use kura_aws::json::ts;
 
 fn encode_token(last: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
@@ -276,54 +277,59 @@ fn image_not_found(id: &Value, repo: &str, account: &str) -> EcrError {
     )
 }
 
-/// Run one operation.
-pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: &str, v: Value) -> EcrResult<Value> {
-    ecr.authorize_op(ctx, op, &v).await?;
+/// Run one operation (authorized before, by the pipeline).
+pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: Value) -> EcrResult<Value> {
+    // The table says which operations are not built yet; they answer from one place.
+    if !op.spec().built {
+        return crate::ops::later::answer(ecr, ctx, op, &v).await;
+    }
     match op {
-        "CreateRepository" => ecr.create_repository(ctx, &v).await,
-        "DescribeRepositories" => ecr.describe_repositories(ctx, &v).await,
-        "DeleteRepository" => ecr.delete_repository(ctx, &v).await,
-        "ListImages" => ecr.list_images(ctx, &v).await,
-        "DescribeImages" => ecr.describe_images(ctx, &v).await,
-        "BatchGetImage" => ecr.batch_get_image(ctx, &v).await,
-        "PutImage" => ecr.put_image(ctx, &v).await,
-        "BatchDeleteImage" => ecr.batch_delete_image(ctx, &v).await,
-        "BatchCheckLayerAvailability" => ecr.batch_check_layer_availability(ctx, &v).await,
-        "InitiateLayerUpload" => ecr.initiate_layer_upload(ctx, &v).await,
-        "UploadLayerPart" => ecr.upload_layer_part(ctx, &v).await,
-        "CompleteLayerUpload" => ecr.complete_layer_upload(ctx, &v).await,
-        "GetDownloadUrlForLayer" => ecr.get_download_url_for_layer(ctx, &v).await,
-        "GetAuthorizationToken" => ecr.get_authorization_token(ctx, &v).await,
-        "PutImageTagMutability" => ecr.put_image_tag_mutability(ctx, &v).await,
-        "PutImageScanningConfiguration" => ecr.put_image_scanning_configuration(ctx, &v).await,
-        "StartImageScan" => ecr.start_image_scan(ctx, &v).await,
-        "DescribeImageScanFindings" => ecr.describe_image_scan_findings(ctx, &v).await,
-        "PutRegistryScanningConfiguration" => ecr.put_registry_scanning_configuration(ctx, &v).await,
-        "GetRegistryScanningConfiguration" => ecr.get_registry_scanning_configuration(ctx).await,
-        "BatchGetRepositoryScanningConfiguration" => ecr.batch_get_repository_scanning_configuration(ctx, &v).await,
-        "TagResource" => ecr.tag_resource(&v, true).await,
-        "UntagResource" => ecr.tag_resource(&v, false).await,
-        "ListTagsForResource" => ecr.list_tags_for_resource(&v).await,
-        "DescribeRegistry" => Ok(json!({"registryId": ctx.account, "replicationConfiguration": {"rules": []}})),
-        "SetRepositoryPolicy" => ecr.set_repository_policy(ctx, &v).await,
-        "GetRepositoryPolicy" => ecr.get_repository_policy(ctx, &v, false).await,
-        "DeleteRepositoryPolicy" => ecr.get_repository_policy(ctx, &v, true).await,
-        "PutRegistryPolicy" => ecr.put_registry_policy(ctx, &v).await,
-        "GetRegistryPolicy" => ecr.get_registry_policy(ctx, false).await,
-        "DeleteRegistryPolicy" => ecr.get_registry_policy(ctx, true).await,
-        "CreateRepositoryCreationTemplate" => ecr.put_template(ctx, &v, true).await,
-        "UpdateRepositoryCreationTemplate" => ecr.put_template(ctx, &v, false).await,
-        "DescribeRepositoryCreationTemplates" => ecr.describe_templates(ctx, &v).await,
-        "DeleteRepositoryCreationTemplate" => ecr.delete_template(ctx, &v).await,
-        "GetAccountSetting" => ecr.account_setting(ctx, &v, false).await,
-        "PutAccountSetting" => ecr.account_setting(ctx, &v, true).await,
-        "ListImageReferrers" => ecr.list_image_referrers(ctx, &v).await,
-        "PutLifecyclePolicy" => ecr.put_lifecycle_policy(ctx, &v).await,
-        "GetLifecyclePolicy" => ecr.get_lifecycle_policy(ctx, &v, false).await,
-        "DeleteLifecyclePolicy" => ecr.get_lifecycle_policy(ctx, &v, true).await,
-        "StartLifecyclePolicyPreview" => ecr.start_lifecycle_preview(ctx, &v).await,
-        "GetLifecyclePolicyPreview" => ecr.get_lifecycle_preview(ctx, &v).await,
-        other => crate::ops::later::answer(ecr, ctx, other, &v).await,
+        EcrOp::CreateRepository => ecr.create_repository(ctx, &v).await,
+        EcrOp::DescribeRepositories => ecr.describe_repositories(ctx, &v).await,
+        EcrOp::DeleteRepository => ecr.delete_repository(ctx, &v).await,
+        EcrOp::ListImages => ecr.list_images(ctx, &v).await,
+        EcrOp::DescribeImages => ecr.describe_images(ctx, &v).await,
+        EcrOp::BatchGetImage => ecr.batch_get_image(ctx, &v).await,
+        EcrOp::PutImage => ecr.put_image(ctx, &v).await,
+        EcrOp::BatchDeleteImage => ecr.batch_delete_image(ctx, &v).await,
+        EcrOp::BatchCheckLayerAvailability => ecr.batch_check_layer_availability(ctx, &v).await,
+        EcrOp::InitiateLayerUpload => ecr.initiate_layer_upload(ctx, &v).await,
+        EcrOp::UploadLayerPart => ecr.upload_layer_part(ctx, &v).await,
+        EcrOp::CompleteLayerUpload => ecr.complete_layer_upload(ctx, &v).await,
+        EcrOp::GetDownloadUrlForLayer => ecr.get_download_url_for_layer(ctx, &v).await,
+        EcrOp::GetAuthorizationToken => ecr.get_authorization_token(ctx, &v).await,
+        EcrOp::PutImageTagMutability => ecr.put_image_tag_mutability(ctx, &v).await,
+        EcrOp::PutImageScanningConfiguration => ecr.put_image_scanning_configuration(ctx, &v).await,
+        EcrOp::StartImageScan => ecr.start_image_scan(ctx, &v).await,
+        EcrOp::DescribeImageScanFindings => ecr.describe_image_scan_findings(ctx, &v).await,
+        EcrOp::PutRegistryScanningConfiguration => ecr.put_registry_scanning_configuration(ctx, &v).await,
+        EcrOp::GetRegistryScanningConfiguration => ecr.get_registry_scanning_configuration(ctx).await,
+        EcrOp::BatchGetRepositoryScanningConfiguration => {
+            ecr.batch_get_repository_scanning_configuration(ctx, &v).await
+        }
+        EcrOp::TagResource => ecr.tag_resource(&v, true).await,
+        EcrOp::UntagResource => ecr.tag_resource(&v, false).await,
+        EcrOp::ListTagsForResource => ecr.list_tags_for_resource(&v).await,
+        EcrOp::DescribeRegistry => Ok(json!({"registryId": ctx.account, "replicationConfiguration": {"rules": []}})),
+        EcrOp::SetRepositoryPolicy => ecr.set_repository_policy(ctx, &v).await,
+        EcrOp::GetRepositoryPolicy => ecr.get_repository_policy(ctx, &v, false).await,
+        EcrOp::DeleteRepositoryPolicy => ecr.get_repository_policy(ctx, &v, true).await,
+        EcrOp::PutRegistryPolicy => ecr.put_registry_policy(ctx, &v).await,
+        EcrOp::GetRegistryPolicy => ecr.get_registry_policy(ctx, false).await,
+        EcrOp::DeleteRegistryPolicy => ecr.get_registry_policy(ctx, true).await,
+        EcrOp::CreateRepositoryCreationTemplate => ecr.put_template(ctx, &v, true).await,
+        EcrOp::UpdateRepositoryCreationTemplate => ecr.put_template(ctx, &v, false).await,
+        EcrOp::DescribeRepositoryCreationTemplates => ecr.describe_templates(ctx, &v).await,
+        EcrOp::DeleteRepositoryCreationTemplate => ecr.delete_template(ctx, &v).await,
+        EcrOp::GetAccountSetting => ecr.account_setting(ctx, &v, false).await,
+        EcrOp::PutAccountSetting => ecr.account_setting(ctx, &v, true).await,
+        EcrOp::ListImageReferrers => ecr.list_image_referrers(ctx, &v).await,
+        EcrOp::PutLifecyclePolicy => ecr.put_lifecycle_policy(ctx, &v).await,
+        EcrOp::GetLifecyclePolicy => ecr.get_lifecycle_policy(ctx, &v, false).await,
+        EcrOp::DeleteLifecyclePolicy => ecr.get_lifecycle_policy(ctx, &v, true).await,
+        EcrOp::StartLifecyclePolicyPreview => ecr.start_lifecycle_preview(ctx, &v).await,
+        EcrOp::GetLifecyclePolicyPreview => ecr.get_lifecycle_preview(ctx, &v).await,
+        other => Err(EcrError::unsupported(other.name(), "this operation")),
     }
 }
 

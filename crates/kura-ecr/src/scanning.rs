@@ -25,7 +25,7 @@ use kura_store::scan::{AdvisoryRow, ScanRow, ScanStart, VulnImportRow};
 use kura_store::{ControlStore, MaintenanceStore, MetaStore, ScanStore, StoreError};
 use serde_json::{json, Value};
 
-use crate::ops::ts;
+use kura_aws::json::ts;
 
 /// Version of the serialized [`LayerIndex`] kept per layer; bump when its shape changes.
 pub const LAYER_INDEX_FORMAT: i64 = 1;

@@ -49,26 +49,8 @@ pub fn settings_from(v: &Value) -> RepoSettings {
     s
 }
 
-/// Resource tags (`[{Key, Value}]`) from a template or input.
-pub fn tags_from(v: Option<&Value>) -> Vec<(String, String)> {
-    v.and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| {
-                    Some((
-                        t.get("Key")?.as_str()?.to_string(),
-                        t.get("Value")?.as_str()?.to_string(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The repository ARN.
-pub fn repository_arn(region: &str, account: &str, name: &str) -> String {
-    format!("arn:aws:ecr:{region}:{account}:repository/{name}")
-}
+pub use kura_authz::repository_arn;
+pub use kura_aws::json::tags_from;
 
 /// Creates repositories on push when a `CREATE_ON_PUSH` template allows it.
 pub struct TemplateProvisioner {

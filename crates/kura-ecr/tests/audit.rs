@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use base64::Engine;
 use http_body_util::BodyExt;
-use kura_audit::{AuditRecorder, RecorderOptions};
+use kura_audit::{AuditRecorder, CloudTrail, RecorderOptions};
 use kura_auth::seal::MasterKey;
 use kura_ecr::auth::seal_secret;
 use kura_ecr::calls::AuditHook;
@@ -33,6 +33,7 @@ const CT: &str = "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101.LookupE
 
 struct T {
     s: common::Server,
+    app: axum::Router,
 }
 
 struct Resp {
@@ -74,13 +75,23 @@ async fn setup(data_reads: bool) -> T {
         })
         .await
         .unwrap();
-    let recorder = AuditRecorder::start(s.store.clone(), RecorderOptions::new(ACCOUNT));
+    // As `kura serve` installs it: the recorder on the AWS pipeline and on
+    // the data-plane guard, CloudTrail's LookupEvents as a service.
+    let recorder = Arc::new(AuditRecorder::start(s.store.clone(), RecorderOptions::new(ACCOUNT)));
     s.ecr.set_audit(AuditHook {
-        recorder: Arc::new(recorder),
-        store: s.store.clone(),
+        recorder: recorder.clone(),
         data_reads,
     });
-    T { s }
+    let options = kura_ecr::AppOptions {
+        services: vec![Arc::new(CloudTrail::new(
+            s.store.clone(),
+            s.ecr.authz().clone(),
+            REGION,
+        ))],
+        recorder: Some(recorder),
+    };
+    let app = kura_ecr::app_with(s.ecr.clone(), s.registry.clone(), options);
+    T { s, app }
 }
 
 #[derive(Clone)]
@@ -114,7 +125,7 @@ fn form(params: &[(&str, &str)]) -> String {
 
 impl T {
     async fn send(&self, req: Request<Body>) -> Resp {
-        let resp = self.s.app.clone().oneshot(req).await.unwrap();
+        let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let body = String::from_utf8_lossy(&resp.into_body().collect().await.unwrap().to_bytes()).into_owned();
         Resp { status, body }
@@ -396,7 +407,8 @@ async fn identities_and_no_secrets() {
 }
 
 /// Guards: a failed authentication (a wrong secret for an existing key) is
-/// recorded, with the error, under the key's account; a request with no
+/// recorded, with the error and the claimed key, under the deployment's
+/// account (identity Unknown: nobody was authenticated); a request with no
 /// credentials at all is not anyone's call.
 #[tokio::test]
 async fn failed_authentication_is_recorded() {

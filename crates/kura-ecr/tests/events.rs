@@ -71,6 +71,7 @@ impl T {
         headers.insert("host", HOST.parse().unwrap());
         headers.insert("content-type", "application/x-amz-json-1.1".parse().unwrap());
         headers.insert("x-amz-target", format!("{TARGET}.{operation}").parse().unwrap());
+        headers.insert("user-agent", API_UA.parse().unwrap());
         common::sign_post(&mut headers, &body, (KEY_ID, SECRET), REGION, "ecr", SystemTime::now());
         let mut b = Request::builder().method(Method::POST).uri("/");
         *b.headers_mut().unwrap() = headers;
@@ -156,11 +157,21 @@ impl T {
 }
 
 /// The root key's actor on the ECR API (no client address in `oneshot`).
-fn api_actor(a: &Actor) {
+/// The User-Agent the API calls of these tests send.
+const API_UA: &str = "aws-cli/2.15.0 events-test";
+
+/// The root key's identity (either plane).
+fn root_actor(a: &Actor) {
     assert_eq!(a.account, ACCOUNT);
     assert_eq!(a.principal_arn, ROOT_ARN);
     assert_eq!(a.principal_id, ACCOUNT, "the root's unique id is its account");
     assert_eq!(a.access_key_id.as_deref(), Some(KEY_ID));
+}
+
+/// The root key's actor on the ECR API, with the API client's User-Agent.
+fn api_actor(a: &Actor) {
+    root_actor(a);
+    assert_eq!(a.user_agent.as_deref(), Some(API_UA), "the API client's User-Agent");
 }
 
 fn kinds(events: Vec<ImageEvent>, repo: &str) -> Vec<EventKind> {
@@ -195,7 +206,7 @@ async fn data_plane_push_names_the_token_principal() {
     let events = t.rec.take();
     assert_eq!(events.len(), 2, "{events:?}");
     for e in &events {
-        api_actor(&e.actor);
+        root_actor(&e.actor);
         assert_eq!(e.actor.user_agent.as_deref(), Some("containerd/2.0"));
     }
     let d = Digest::sha256(&m).to_string();

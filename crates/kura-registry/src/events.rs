@@ -14,6 +14,10 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+
+use futures::FutureExt;
 
 use serde::{Deserialize, Serialize};
 
@@ -294,54 +298,53 @@ pub trait EventListener: Send + Sync + 'static {
 }
 
 struct Subscriber {
-    listener: std::sync::Arc<dyn EventListener>,
+    listener: Arc<dyn EventListener>,
     mask: u32,
 }
 
 /// The registry's listeners: any number, each with the event types it wants.
 pub(crate) struct Listeners {
-    subs: std::sync::RwLock<std::sync::Arc<[std::sync::Arc<Subscriber>]>>,
+    subs: RwLock<Arc<[Arc<Subscriber>]>>,
     /// The union of every subscriber's mask: a type nobody wants costs one
     /// atomic load and no allocation.
-    any: std::sync::atomic::AtomicU32,
+    any: AtomicU32,
 }
 
 impl Default for Listeners {
     fn default() -> Self {
         Listeners {
-            subs: std::sync::RwLock::new(std::sync::Arc::from(Vec::new())),
-            any: std::sync::atomic::AtomicU32::new(0),
+            subs: RwLock::new(Arc::from(Vec::new())),
+            any: AtomicU32::new(0),
         }
     }
 }
 
 impl Listeners {
-    pub(crate) fn subscribe(&self, listener: std::sync::Arc<dyn EventListener>) {
+    pub(crate) fn subscribe(&self, listener: Arc<dyn EventListener>) {
         let mask = EventType::ALL
             .iter()
             .filter(|t| listener.wants(**t))
             .fold(0, |m, t| m | t.bit());
         let mut subs = self.subs.write().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<_> = subs.iter().cloned().collect();
-        all.push(std::sync::Arc::new(Subscriber { listener, mask }));
+        all.push(Arc::new(Subscriber { listener, mask }));
         *subs = all.into();
-        self.any.fetch_or(mask, std::sync::atomic::Ordering::Release);
+        self.any.fetch_or(mask, Ordering::Release);
     }
 
     /// Whether any listener wants `ty` (build no event otherwise).
     pub(crate) fn wants(&self, ty: EventType) -> bool {
-        self.any.load(std::sync::atomic::Ordering::Acquire) & ty.bit() != 0
+        self.any.load(Ordering::Acquire) & ty.bit() != 0
     }
 
     /// Hand `event` to every listener that wants it, in subscription order.
     pub(crate) async fn emit(&self, event: &ImageEvent) {
         let bit = event.kind.event_type().bit();
-        if self.any.load(std::sync::atomic::Ordering::Acquire) & bit == 0 {
+        if self.any.load(Ordering::Acquire) & bit == 0 {
             return;
         }
         let subs = self.subs.read().unwrap_or_else(|e| e.into_inner()).clone();
         for s in subs.iter().filter(|s| s.mask & bit != 0) {
-            use futures::FutureExt;
             let run = std::panic::AssertUnwindSafe(s.listener.on_event(event)).catch_unwind();
             if run.await.is_err() {
                 tracing::error!(

@@ -72,7 +72,7 @@ fn alice() -> Actor {
     }
 }
 
-async fn setup(listeners: &[Arc<dyn EventListener>]) -> T {
+async fn setup(listeners: Vec<Arc<dyn EventListener>>) -> T {
     let dir = tempfile::tempdir().unwrap();
     let meta = kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await;
     let blobs = FsBlobStore::open(dir.path().join("blobs"))
@@ -81,7 +81,7 @@ async fn setup(listeners: &[Arc<dyn EventListener>]) -> T {
         .without_fsync();
     let reg = Registry::new(Arc::new(meta), Arc::new(blobs), RegistryConfig::default());
     for l in listeners {
-        reg.subscribe(l.clone());
+        reg.subscribe(l);
     }
     T {
         app: app(Arc::new(reg)),
@@ -182,7 +182,7 @@ fn tag(tag: &str, old: Option<&str>, new: Option<&str>) -> EventKind {
 #[tokio::test]
 async fn push_emits_pushed_and_tag_added() {
     let rec = Arc::new(Recorder::default());
-    let t = setup(&[rec.clone()]).await;
+    let t = setup(vec![rec.clone()]).await;
     let d = t.push_image("app", "v1", "a").await;
     assert_eq!(
         kinds(rec.take(), "app"),
@@ -195,7 +195,7 @@ async fn push_emits_pushed_and_tag_added() {
 #[tokio::test]
 async fn tag_move_names_old_and_new_digest() {
     let rec = Arc::new(Recorder::default());
-    let t = setup(&[rec.clone()]).await;
+    let t = setup(vec![rec.clone()]).await;
     let d1 = t.push_image("app", "v1", "a").await;
     rec.take();
     let d2 = t.push_image("app", "v1", "b").await;
@@ -213,7 +213,7 @@ async fn tag_move_names_old_and_new_digest() {
 #[tokio::test]
 async fn delete_by_tag_and_by_digest() {
     let rec = Arc::new(Recorder::default());
-    let t = setup(&[rec.clone()]).await;
+    let t = setup(vec![rec.clone()]).await;
     let d = t.push_image("app", "v1", "a").await;
     t.push_image("app", "v2", "a").await;
     t.push_image("app", "v3", "a").await;
@@ -246,7 +246,7 @@ async fn delete_by_tag_and_by_digest() {
 #[tokio::test]
 async fn blob_mount_emits_blob_mounted() {
     let rec = Arc::new(Recorder::default());
-    let t = setup(&[rec.clone()]).await;
+    let t = setup(vec![rec.clone()]).await;
     let d = t.push_blob("base", b"shared layer").await;
     assert!(rec.take().is_empty(), "uploads are not image events");
     let (status, _, _) = t
@@ -285,7 +285,7 @@ async fn blob_mount_emits_blob_mounted() {
 async fn pull_emits_image_pulled_to_listeners_that_want_it() {
     let pulls = Arc::new(Recorder::with_pulls());
     let quiet = Arc::new(Recorder::default());
-    let t = setup(&[pulls.clone(), quiet.clone()]).await;
+    let t = setup(vec![pulls.clone(), quiet.clone()]).await;
     let d = t.push_image("app", "v1", "a").await;
     pulls.take();
     quiet.take();
@@ -317,7 +317,7 @@ async fn pull_emits_image_pulled_to_listeners_that_want_it() {
 async fn two_listeners_both_receive_every_event() {
     let a = Arc::new(Recorder::default());
     let b = Arc::new(Recorder::default());
-    let t = setup(&[a.clone(), Arc::new(Panicker), b.clone()]).await;
+    let t = setup(vec![a.clone(), Arc::new(Panicker), b.clone()]).await;
     let d = t.push_image("app", "v1", "a").await;
     let (status, _, _) = t
         .req(Method::DELETE, &format!("/v2/app/manifests/{d}"), None, vec![])
@@ -332,7 +332,7 @@ async fn two_listeners_both_receive_every_event() {
 #[tokio::test]
 async fn failed_push_emits_nothing() {
     let rec = Arc::new(Recorder::default());
-    let t = setup(&[rec.clone()]).await;
+    let t = setup(vec![rec.clone()]).await;
     let m = json!({
         "schemaVersion": 2, "mediaType": OCI,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
@@ -355,7 +355,7 @@ async fn failed_push_emits_nothing() {
 #[tokio::test]
 async fn no_guard_means_anonymous_actor() {
     let rec = Arc::new(Recorder::default());
-    let t = setup(&[rec.clone()]).await;
+    let t = setup(vec![rec.clone()]).await;
     let d = t.push_image("app", "v1", "a").await;
     rec.take();
     let req = Request::builder()

@@ -46,6 +46,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/sqlite/0007_upload_owner.sql")),
     (8, include_str!("../migrations/sqlite/0008_orphans.sql")),
     (9, include_str!("../migrations/sqlite/0009_jobs.sql")),
+    (10, include_str!("../migrations/sqlite/0010_events.sql")),
     (11, include_str!("../migrations/sqlite/0011_audit.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
@@ -57,6 +58,7 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (7, include_str!("../migrations/postgres/0007_upload_owner.sql")),
     (8, include_str!("../migrations/postgres/0008_orphans.sql")),
     (9, include_str!("../migrations/postgres/0009_jobs.sql")),
+    (10, include_str!("../migrations/postgres/0010_events.sql")),
     (11, include_str!("../migrations/postgres/0011_audit.sql")),
 ];
 /// The schema version this build writes.
@@ -216,8 +218,11 @@ impl SqlMetaStore {
             .acquire_timeout(Duration::from_secs(60))
             .after_connect(|c, _| {
                 Box::pin(async move {
-                    c.execute(sqlx::raw_sql("PRAGMA journal_mode = WAL;")).await?;
+                    // The busy timeout first: switching to WAL takes a lock,
+                    // and without a timeout a writer elsewhere (the server,
+                    // when a CLI opens the file) fails it at once.
                     c.execute(sqlx::raw_sql(PRAGMAS)).await?;
+                    c.execute(sqlx::raw_sql("PRAGMA journal_mode = WAL;")).await?;
                     Ok(())
                 })
             })

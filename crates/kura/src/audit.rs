@@ -31,19 +31,41 @@ pub struct AuditFlags {
 /// How often retention runs (a job on `kura-jobs`).
 pub const RETENTION_EVERY: Duration = Duration::from_secs(3600);
 
-/// Turn the trail on for `ecr` (when enabled): start the recorder.
-pub fn install(ecr: &Ecr, store: Arc<SqlMetaStore>, flags: &AuditFlags, default_account: &str) {
+/// What the trail adds to the AWS pipeline: the recorder of every call and
+/// CloudTrail's `LookupEvents`.
+pub struct Installed {
+    /// The pipeline's [`kura_aws::CallRecorder`].
+    pub recorder: Arc<AuditRecorder>,
+    /// `LookupEvents` over the trail.
+    pub cloudtrail: kura_audit::CloudTrail,
+}
+
+/// Turn the trail on for `ecr` (when enabled): start the recorder, hand it
+/// to the data-plane guard, and return what the AWS pipeline registers.
+pub fn install(
+    ecr: &Ecr,
+    store: Arc<SqlMetaStore>,
+    flags: &AuditFlags,
+    default_account: &str,
+    region: &str,
+) -> Option<Installed> {
     if !flags.enabled {
         tracing::info!("the audit trail is off");
-        return;
+        return None;
     }
     let trail: Arc<dyn AuditStore> = store;
-    let recorder = AuditRecorder::start(trail.clone(), RecorderOptions::new(default_account));
+    let recorder = Arc::new(AuditRecorder::start(
+        trail.clone(),
+        RecorderOptions::new(default_account),
+    ));
     ecr.set_audit(AuditHook {
-        recorder: Arc::new(recorder),
-        store: trail,
+        recorder: recorder.clone(),
         data_reads: flags.audit_data_reads,
     });
+    Some(Installed {
+        recorder,
+        cloudtrail: kura_audit::CloudTrail::new(trail, ecr.authz().clone(), region),
+    })
 }
 
 /// The retention job of this node's runner, when the trail is on and keeps

@@ -39,6 +39,8 @@ pub struct Background {
     pub gc_every: Duration,
     pub lifecycle_every: Duration,
     pub scan_sweep_every: Duration,
+    /// Handlers of other crates' job kinds (e.g. EventBridge delivery).
+    pub extra: Vec<Arc<dyn JobHandler>>,
     /// The audit trail's retention job, when on.
     pub audit_retention: Option<kura_audit::retention::RetentionJob>,
 }
@@ -61,6 +63,9 @@ pub async fn start(
         runner.register(h);
     }
     runner.register(Arc::new(gc));
+    for h in plan.extra {
+        runner.register(h);
+    }
     // A schedule's slot key must outlive its slot, or a node starting late in
     // a long slot would run it again: done jobs are kept a day, or longer
     // than the longest schedule.

@@ -265,6 +265,14 @@ struct ServeArgs {
     /// How often this node looks for due jobs (jobs it enqueues itself start at once).
     #[arg(long, env = "KURA_JOB_POLL_INTERVAL", default_value = "1s", value_parser = nonzero_duration)]
     job_poll_interval: Duration,
+    /// EventBridge delivery: the first retry of a failed delivery waits this long, doubling
+    /// up to an hour; after 24 hours of failures the delivery is a dead letter
+    /// (`kura jobs list --state dead --kind events.deliver`).
+    #[arg(long, env = "KURA_EVENTS_RETRY_BASE", default_value = "30s", value_parser = nonzero_duration)]
+    events_retry_base: Duration,
+    /// EventBridge delivery: the HTTP timeout of one attempt.
+    #[arg(long, env = "KURA_EVENTS_TIMEOUT", default_value = "5s", value_parser = nonzero_duration)]
+    events_timeout: Duration,
     /// The longest a client may take to send a request's headers (on HTTP/1.1
     /// also the longest a keep-alive connection waits for its next request).
     #[arg(long, env = "KURA_HEADER_TIMEOUT", default_value = "30s", value_parser = nonzero_duration)]
@@ -414,6 +422,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_uploads_per_principal: args.max_uploads_per_principal,
     };
     let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), config).with_provisioner(provisioner));
+    let events = kura_events::Events::new(meta.clone(), master.clone(), &args.region);
     let ecr = Arc::new(Ecr::new(
         kura_ecr::Stores::all(meta.clone()),
         registry.clone(),
@@ -432,8 +441,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     ));
-    audit::install(&ecr, meta.clone(), &args.audit, &boot.default_account);
-    let app = kura_ecr::app(ecr.clone(), registry);
+    // ECR's events to EventBridge rules: one delivery job per matching target, enqueued before
+    // the change is answered.
+    registry.subscribe(kura_events::listener::EventBridgeListener::new(
+        events.clone(),
+        ecr.jobs().clone(),
+    ));
+    let mut options = kura_ecr::AppOptions::default();
+    // The audit trail: every API call recorded by the pipeline, the data
+    // plane's writes by the guard, and CloudTrail's LookupEvents.
+    if let Some(trail) = audit::install(&ecr, meta.clone(), &args.audit, &boot.default_account, &args.region) {
+        options.recorder = Some(trail.recorder);
+        options.services.push(Arc::new(trail.cloudtrail));
+    }
+    let app = kura_ecr::app_with(ecr.clone(), registry, options);
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
             &boot.default_account,
@@ -461,6 +482,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             gc_every: args.gc_interval,
             lifecycle_every: args.lifecycle_interval,
             scan_sweep_every: args.scan_poll_interval,
+            extra: vec![Arc::new(kura_events::job::DeliveryHandler::new(
+                events.clone(),
+                kura_events::deliver::Sender::new(args.events_timeout),
+                kura_jobs::RetryPolicy {
+                    base: args.events_retry_base,
+                    ..kura_jobs::RetryPolicy::for_a_day()
+                },
+            ))],
             audit_retention: audit::retention_job(meta.clone(), &args.audit),
         },
     )
@@ -508,8 +537,8 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
 async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     let (meta, blobs) = open_stores(&args).await?;
-    // No listeners here: expiries by `kura lifecycle run` reach the audit
-    // record below, not the event listeners of a running server.
+    // A one-off process: its expiries are recorded in the audit log
+    // (PolicyExecutionEvent), but no event listeners are subscribed here.
     let registry = Arc::new(Registry::new(meta.clone(), blobs, Default::default()));
     let report = kura_ecr::lifecycle::run_all(registry, meta)
         .await

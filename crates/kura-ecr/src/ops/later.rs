@@ -8,49 +8,24 @@ use serde_json::{json, Value};
 
 use super::{image_id, repo_name, s, Ctx};
 use crate::error::{EcrError, EcrResult};
+use crate::optable::EcrOp;
 use crate::Ecr;
-
-/// Each operation handled here and what it answers (for the README table).
-pub const STATUS: &[(&str, &str)] = &[
-    ("PutReplicationConfiguration", "unsupported until replication lands"),
-    ("DescribeImageReplicationStatus", "no replication statuses"),
-    ("StartReplicationBackfill", "unsupported until replication lands"),
-    ("StopReplicationBackfill", "ReplicationBackfillNotFoundException"),
-    (
-        "DescribeReplicationBackfillResults",
-        "ReplicationBackfillNotFoundException",
-    ),
-    ("ListReplicationBackfills", "an empty list"),
-    (
-        "CreatePullThroughCacheRule",
-        "unsupported until the pull-through cache lands",
-    ),
-    ("DescribePullThroughCacheRules", "an empty list"),
-    ("UpdatePullThroughCacheRule", "PullThroughCacheRuleNotFoundException"),
-    ("DeletePullThroughCacheRule", "PullThroughCacheRuleNotFoundException"),
-    ("ValidatePullThroughCacheRule", "PullThroughCacheRuleNotFoundException"),
-    ("PutSigningConfiguration", "unsupported until image signing lands"),
-    ("GetSigningConfiguration", "SigningConfigurationNotFoundException"),
-    ("DeleteSigningConfiguration", "SigningConfigurationNotFoundException"),
-    ("DescribeImageSigningStatus", "no signing statuses"),
-    (
-        "RegisterPullTimeUpdateExclusion",
-        "unsupported until pull-time update exclusions land",
-    ),
-    ("DeregisterPullTimeUpdateExclusion", "ExclusionNotFoundException"),
-    ("ListPullTimeUpdateExclusions", "an empty list"),
-    (
-        "UpdateImageStorageClass",
-        "ImageStorageClassUpdateNotSupportedException (no archive tier yet)",
-    ),
-];
 
 fn not_found(kind: &'static str, what: &str) -> EcrError {
     EcrError::new(kind, what.to_string())
 }
 
+/// Each operation handled here (the table's operations that are not built)
+/// and what it answers (for the README table).
+pub fn status() -> Vec<(&'static str, &'static str)> {
+    EcrOp::ALL
+        .iter()
+        .filter_map(|op| Some((op.name(), op.later()?)))
+        .collect()
+}
+
 /// Answer an operation of a later feature.
-pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Value> {
+pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: &Value) -> EcrResult<Value> {
     let account = ctx.account.clone();
     // Repository-scoped operations first check the repository exists.
     let repo = if v.get("repositoryName").is_some() {
@@ -61,7 +36,7 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Valu
     };
     let repo_name_str = repo.as_ref().map(|r| r.name.clone()).unwrap_or_default();
     match op {
-        "DescribeImageReplicationStatus" | "DescribeImageSigningStatus" => {
+        EcrOp::DescribeImageReplicationStatus | EcrOp::DescribeImageSigningStatus => {
             let id = v.get("imageId").cloned().unwrap_or(json!({}));
             let digest = ensure_image(
                 ecr,
@@ -72,18 +47,18 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Valu
             )
             .await?;
             let image = image_id(Some(&digest), s(&id, "imageTag"));
-            Ok(if op == "DescribeImageReplicationStatus" {
+            Ok(if op == EcrOp::DescribeImageReplicationStatus {
                 json!({"repositoryName": repo_name_str, "imageId": image, "replicationStatuses": []})
             } else {
                 json!({"repositoryName": repo_name_str, "imageId": image, "registryId": account, "signingStatuses": []})
             })
         }
-        "StopReplicationBackfill" | "DescribeReplicationBackfillResults" => Err(not_found(
+        EcrOp::StopReplicationBackfill | EcrOp::DescribeReplicationBackfillResults => Err(not_found(
             "ReplicationBackfillNotFoundException",
             &format!("The replication backfill does not exist in the registry with id '{account}'"),
         )),
-        "ListReplicationBackfills" => Ok(json!({"registryId": account, "backfills": []})),
-        "DescribePullThroughCacheRules" => {
+        EcrOp::ListReplicationBackfills => Ok(json!({"registryId": account, "backfills": []})),
+        EcrOp::DescribePullThroughCacheRules => {
             if v.get("ecrRepositoryPrefixes")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty())
@@ -95,23 +70,25 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Valu
             }
             Ok(json!({"pullThroughCacheRules": []}))
         }
-        "UpdatePullThroughCacheRule" | "DeletePullThroughCacheRule" | "ValidatePullThroughCacheRule" => Err(not_found(
-            "PullThroughCacheRuleNotFoundException",
-            &format!(
-                "The pull through cache rule with prefix '{}' does not exist in the registry with id '{account}'",
-                s(v, "ecrRepositoryPrefix").unwrap_or_default()
-            ),
-        )),
-        "GetSigningConfiguration" | "DeleteSigningConfiguration" => Err(not_found(
+        EcrOp::UpdatePullThroughCacheRule | EcrOp::DeletePullThroughCacheRule | EcrOp::ValidatePullThroughCacheRule => {
+            Err(not_found(
+                "PullThroughCacheRuleNotFoundException",
+                &format!(
+                    "The pull through cache rule with prefix '{}' does not exist in the registry with id '{account}'",
+                    s(v, "ecrRepositoryPrefix").unwrap_or_default()
+                ),
+            ))
+        }
+        EcrOp::GetSigningConfiguration | EcrOp::DeleteSigningConfiguration => Err(not_found(
             "SigningConfigurationNotFoundException",
             &format!("The signing configuration does not exist in the registry with id '{account}'"),
         )),
-        "DeregisterPullTimeUpdateExclusion" => Err(not_found(
+        EcrOp::DeregisterPullTimeUpdateExclusion => Err(not_found(
             "ExclusionNotFoundException",
             &format!("The pull time update exclusion does not exist in the registry with id '{account}'"),
         )),
-        "ListPullTimeUpdateExclusions" => Ok(json!({"pullTimeUpdateExclusions": []})),
-        "UpdateImageStorageClass" => {
+        EcrOp::ListPullTimeUpdateExclusions => Ok(json!({"pullTimeUpdateExclusions": []})),
+        EcrOp::UpdateImageStorageClass => {
             let id = v.get("imageId").cloned().unwrap_or(json!({}));
             ensure_image(
                 ecr,
@@ -127,13 +104,9 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<Valu
             ))
         }
         _ => {
-            let feature = STATUS
-                .iter()
-                .find(|(n, _)| *n == op)
-                .map(|(_, f)| *f)
-                .unwrap_or("this operation");
+            let feature = op.later().unwrap_or("this operation");
             Err(EcrError::unsupported(
-                op,
+                op.name(),
                 feature
                     .trim_start_matches("unsupported until ")
                     .trim_end_matches(" lands"),

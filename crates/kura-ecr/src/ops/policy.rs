@@ -4,44 +4,18 @@
 use kura_iam::{ParseOptions, Policy};
 use serde_json::{json, Value};
 
+use kura_aws::Scope;
+
 use super::{repo_name, s, Ctx};
 use crate::authz::{registry_arn, repository_arn, Access};
 use crate::error::{EcrError, EcrResult};
+use crate::optable::EcrOp;
 use crate::Ecr;
 
 /// Operations that act on the registry as a whole (no resource-level
-/// permissions: the resource is `*`, guarded by the registry policy).
-pub const REGISTRY_OPS: &[&str] = &[
-    "GetAuthorizationToken",
-    "DescribeRegistry",
-    "PutRegistryScanningConfiguration",
-    "GetRegistryScanningConfiguration",
-    "PutRegistryPolicy",
-    "GetRegistryPolicy",
-    "DeleteRegistryPolicy",
-    "CreateRepositoryCreationTemplate",
-    "UpdateRepositoryCreationTemplate",
-    "DescribeRepositoryCreationTemplates",
-    "DeleteRepositoryCreationTemplate",
-    "GetAccountSetting",
-    "PutAccountSetting",
-    "PutReplicationConfiguration",
-    "StartReplicationBackfill",
-    "StopReplicationBackfill",
-    "DescribeReplicationBackfillResults",
-    "ListReplicationBackfills",
-    "CreatePullThroughCacheRule",
-    "DescribePullThroughCacheRules",
-    "UpdatePullThroughCacheRule",
-    "DeletePullThroughCacheRule",
-    "ValidatePullThroughCacheRule",
-    "PutSigningConfiguration",
-    "GetSigningConfiguration",
-    "DeleteSigningConfiguration",
-    "RegisterPullTimeUpdateExclusion",
-    "DeregisterPullTimeUpdateExclusion",
-    "ListPullTimeUpdateExclusions",
-];
+/// permissions: the resource is `*`, guarded by the registry policy): the
+/// table's [`Scope::Registry`] operations.
+pub use crate::optable::REGISTRY_OPS;
 
 fn tags_of(v: &Value) -> Vec<(String, String)> {
     v.get("tags")
@@ -59,45 +33,49 @@ impl Ecr {
     /// operations take theirs from the repository ARN they name, which the
     /// operation parses the same way. `DescribeRepositories` without names
     /// is authorized per repository when it lists them.
-    pub(crate) async fn authorize_op(&self, ctx: &Ctx, op: &str, v: &Value) -> EcrResult<()> {
-        let action = format!("ecr:{op}");
+    pub(crate) async fn authorize_op(&self, ctx: &Ctx, op: EcrOp, v: &Value) -> EcrResult<()> {
+        let spec = op.spec();
+        let action = spec.action;
         let region = &self.config.region;
         let account = ctx.account.as_str();
-        let access = if op == "DescribeRepositories" && v.get("repositoryNames").is_none() {
+        let access = if op == EcrOp::DescribeRepositories && v.get("repositoryNames").is_none() {
             // Listing is filtered per repository; listing another account's
             // registry needs a grant on all of its repositories.
             if account == ctx.caller.account {
                 return Ok(());
             }
-            let mut access = Access::repository(&action, region, account, "*");
+            let mut access = Access::repository(action, region, account, "*");
             access.policy_arn = Some(registry_arn(region, account));
             access.tags_arn = None;
             access
-        } else if op == "DescribeRepositories" {
+        } else if op == EcrOp::DescribeRepositories {
             for n in v["repositoryNames"].as_array().into_iter().flatten() {
-                let access = Access::repository(&action, region, account, n.as_str().unwrap_or_default());
+                let access = Access::repository(action, region, account, n.as_str().unwrap_or_default());
                 self.authorize(&ctx.caller, &access, ctx.source_ip).await?;
             }
             return Ok(());
-        } else if matches!(op, "TagResource" | "UntagResource" | "ListTagsForResource") {
+        } else if matches!(
+            op,
+            EcrOp::TagResource | EcrOp::UntagResource | EcrOp::ListTagsForResource
+        ) {
             let arn = s(v, "resourceArn").unwrap_or_default();
             let Some((account, _)) = parse_repository_arn(region, arn) else {
                 // Not a repository ARN of this registry: the operation
                 // answers InvalidParameterException without acting.
                 return Ok(());
             };
-            let mut access = Access::resource(&action, arn, &account);
+            let mut access = Access::resource(action, arn, &account);
             access.policy_arn = Some(arn.to_string());
             access.tags_arn = Some(arn.to_string());
-            if op == "TagResource" {
+            if op == EcrOp::TagResource {
                 access = access.with_request_tags(&tags_of(v));
             }
             access
-        } else if REGISTRY_OPS.contains(&op) {
-            Access::registry(&action, region, account)
+        } else if spec.scope == Scope::Registry {
+            Access::registry(action, region, account)
         } else if let Some(name) = s(v, "repositoryName") {
-            let mut access = Access::repository(&action, region, account, name);
-            if op == "CreateRepository" {
+            let mut access = Access::repository(action, region, account, name);
+            if op == EcrOp::CreateRepository {
                 // The repository does not exist yet: the registry policy
                 // guards its creation (as for replication and pull-through).
                 access.policy_arn = Some(registry_arn(region, account));
@@ -106,7 +84,7 @@ impl Ecr {
             }
             access
         } else {
-            Access::registry(&action, region, account)
+            Access::registry(action, region, account)
         };
         self.authorize(&ctx.caller, &access, ctx.source_ip).await
     }

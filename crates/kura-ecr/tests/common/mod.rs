@@ -17,6 +17,7 @@ pub const REGION: &str = "us-east-1";
 
 /// A running-ready application and what the tests need to know of it.
 pub struct Server {
+    #[allow(dead_code)] // tests that assemble the app themselves leave it
     pub app: axum::Router,
     /// The key that signs registry tokens and download URLs.
     #[allow(dead_code)] // each test crate compiles this module; not all read it
@@ -29,6 +30,9 @@ pub struct Server {
     /// The store behind it.
     #[allow(dead_code)]
     pub store: Arc<SqlMetaStore>,
+    /// The data-plane service (for tests that assemble the app themselves).
+    #[allow(dead_code)]
+    pub registry: Arc<Registry>,
 }
 
 /// `X-Amz-Date` (`YYYYMMDD'T'HHMMSS'Z'`, UTC) for a time.
@@ -113,7 +117,8 @@ pub async fn server_with(configure: impl FnOnce(&mut EcrConfig)) -> Server {
         kura_ecr::scanning::ScanSettings::default(),
     ));
     Server {
-        app: kura_ecr::app(ecr.clone(), registry),
+        app: kura_ecr::app(ecr.clone(), registry.clone()),
+        registry,
         token_key,
         dir,
         ecr,

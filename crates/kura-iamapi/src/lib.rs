@@ -28,22 +28,166 @@ mod users;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
 
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use async_trait::async_trait;
+use axum::http::StatusCode;
+use kura_aws::service::OpTable;
+use kura_aws::{AwsService, Call, OpSpec, Protocol, Scope};
 use kura_store::iam::{kind, IamEntity};
 use serde_json::Value;
 
-use crate::auth::{Caller, SignedRequest};
-use crate::authz::Access;
-use crate::body::RequestBody;
-use crate::error::{EcrError, EcrResult};
-use crate::Ecr;
+pub use kura_aws::query::xml_escape;
+
+use kura_auth::seal::MasterKey;
+use kura_authz::{Access, Authz};
+use kura_aws::{AwsError, AwsResult, Caller};
+use kura_iam::Principal;
+use kura_store::{ControlStore, IamStore};
+
+/// IAM and STS over Kura's stores: what their actions read and write.
+pub struct IamApi {
+    /// Principals, policies and their links.
+    pub(crate) iam: Arc<dyn IamStore>,
+    /// Access keys.
+    pub(crate) control: Arc<dyn ControlStore>,
+    /// Seals the secrets of the keys it creates.
+    pub(crate) master: MasterKey,
+    authz: Arc<Authz>,
+    pub(crate) config: IamConfig,
+}
+
+/// Settings of IAM and STS.
+#[derive(Clone, Debug)]
+pub struct IamConfig {
+    /// The longest session STS hands out, in seconds (`KURA_STS_MAX_SESSION`).
+    pub max_session_secs: u64,
+}
+
+impl IamApi {
+    /// IAM and STS over these stores.
+    pub fn new(
+        iam: Arc<dyn IamStore>,
+        control: Arc<dyn ControlStore>,
+        master: MasterKey,
+        authz: Arc<Authz>,
+        config: IamConfig,
+    ) -> Self {
+        IamApi {
+            iam,
+            control,
+            master,
+            authz,
+            config,
+        }
+    }
+
+    async fn authorize(&self, caller: &Caller, access: &Access, source_ip: Option<std::net::IpAddr>) -> AwsResult<()> {
+        self.authz.authorize(caller, access, source_ip).await
+    }
+
+    async fn principal_of(&self, caller: &Caller) -> AwsResult<Principal> {
+        self.authz.principal_of(caller).await
+    }
+
+    async fn caller_decider(
+        &self,
+        caller: &Caller,
+        source_ip: Option<std::net::IpAddr>,
+    ) -> AwsResult<kura_authz::Decider<'_>> {
+        self.authz.caller_decider(caller, source_ip).await
+    }
+}
 
 /// IAM's XML namespace.
 pub const IAM_NS: &str = "https://iam.amazonaws.com/doc/2010-05-08/";
 /// STS's XML namespace.
 pub const STS_NS: &str = "https://sts.amazonaws.com/doc/2011-06-15/";
+
+/// IAM's actions Kura implements (the dispatchers of the submodules
+/// answer them); an action nobody has answers `InvalidAction`.
+const IAM_ACTIONS: &[&str] = &[
+    "CreateUser",
+    "GetUser",
+    "ListUsers",
+    "DeleteUser",
+    "TagUser",
+    "UntagUser",
+    "ListUserTags",
+    "CreateAccessKey",
+    "ListAccessKeys",
+    "UpdateAccessKey",
+    "DeleteAccessKey",
+    "CreateGroup",
+    "GetGroup",
+    "ListGroups",
+    "DeleteGroup",
+    "AddUserToGroup",
+    "RemoveUserFromGroup",
+    "ListGroupsForUser",
+    "CreateRole",
+    "GetRole",
+    "ListRoles",
+    "DeleteRole",
+    "UpdateRole",
+    "UpdateAssumeRolePolicy",
+    "TagRole",
+    "UntagRole",
+    "ListRoleTags",
+    "CreatePolicy",
+    "GetPolicy",
+    "ListPolicies",
+    "DeletePolicy",
+    "CreatePolicyVersion",
+    "GetPolicyVersion",
+    "ListPolicyVersions",
+    "DeletePolicyVersion",
+    "SetDefaultPolicyVersion",
+    "ListEntitiesForPolicy",
+    "PutUserPolicy",
+    "GetUserPolicy",
+    "DeleteUserPolicy",
+    "ListUserPolicies",
+    "AttachUserPolicy",
+    "DetachUserPolicy",
+    "ListAttachedUserPolicies",
+    "PutGroupPolicy",
+    "GetGroupPolicy",
+    "DeleteGroupPolicy",
+    "ListGroupPolicies",
+    "AttachGroupPolicy",
+    "DetachGroupPolicy",
+    "ListAttachedGroupPolicies",
+    "PutRolePolicy",
+    "GetRolePolicy",
+    "DeleteRolePolicy",
+    "ListRolePolicies",
+    "AttachRolePolicy",
+    "DetachRolePolicy",
+    "ListAttachedRolePolicies",
+];
+
+/// The STS actions Kura implements (the others of [`sts::ACTIONS`] answer
+/// that they are not implemented).
+const STS_BUILT: &[&str] = &["GetCallerIdentity", "AssumeRole"];
+
+/// IAM's operations. Each authorizes itself (`iam:<Action>` on the entity
+/// it resolves, or `*`).
+pub fn iam_operations() -> &'static OpTable {
+    static T: OnceLock<OpTable> = OnceLock::new();
+    T.get_or_init(|| OpTable::build("iam", IAM_ACTIONS.iter().map(|a| (*a, Scope::Other, true))))
+}
+
+/// STS's operations.
+pub fn sts_operations() -> &'static OpTable {
+    static T: OnceLock<OpTable> = OnceLock::new();
+    T.get_or_init(|| {
+        OpTable::build(
+            "sts",
+            sts::ACTIONS.iter().map(|a| (*a, Scope::Other, STS_BUILT.contains(a))),
+        )
+    })
+}
 
 /// Which service a Query action belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,161 +196,125 @@ enum Service {
     Sts,
 }
 
-impl Service {
-    fn of(action: &str) -> Service {
-        if sts::ACTIONS.contains(&action) {
-            Service::Sts
-        } else {
-            Service::Iam
-        }
-    }
+/// IAM on the AWS pipeline (Query protocol, signing name `iam`, global).
+pub struct IamService {
+    api: Arc<IamApi>,
+}
 
-    fn of_signing_name(name: &str) -> Service {
-        if name == "sts" {
-            Service::Sts
-        } else {
-            Service::Iam
-        }
-    }
-
-    fn signing_name(self) -> &'static str {
-        match self {
-            Service::Iam => "iam",
-            Service::Sts => "sts",
-        }
-    }
-
-    /// CloudTrail's `eventSource`.
-    fn event_source(self) -> &'static str {
-        match self {
-            Service::Iam => "iam.amazonaws.com",
-            Service::Sts => "sts.amazonaws.com",
-        }
-    }
-
-    fn namespace(self) -> &'static str {
-        match self {
-            Service::Iam => IAM_NS,
-            Service::Sts => STS_NS,
-        }
+impl IamService {
+    /// IAM over `api`.
+    pub fn new(api: Arc<IamApi>) -> Self {
+        IamService { api }
     }
 }
 
-/// Answer one IAM or STS Query call: the headers authenticate first (for
-/// `iam` or `sts`), then the form is read and the signature checked over it
-/// for the service its `Action` belongs to.
-pub async fn handle(
-    ecr: &Ecr,
-    parts: &http::request::Parts,
-    body: &mut RequestBody,
-    rid: &str,
-    info: &mut crate::calls::CallInfo,
-) -> Response {
-    info.source = "iam.amazonaws.com";
-    let signed = match ecr.authenticate_headers(parts, &["iam", "sts"]).await {
-        Ok(s) => s,
-        Err(e) => {
-            let service = claimed_service(parts);
-            info.source = service.event_source();
-            let e = auth_error(e, service);
-            info.error = Some((e.kind.to_string(), e.message.clone()));
-            return error_in(service.namespace(), &e, rid);
-        }
-    };
-    let claimed = Service::of_signing_name(signed.service());
-    info.source = claimed.event_source();
-    info.claimed = Some(signed.claimed().clone());
-    let body = match ecr.read_body(parts, body).await {
-        Ok(b) => b,
-        Err(e) => {
-            let e = query_error(e);
-            info.error = Some((e.kind.to_string(), e.message.clone()));
-            return error_in(claimed.namespace(), &e, rid);
-        }
-    };
-    let input = Input::parse(&body.bytes);
-    let action = input.opt("Action").unwrap_or_default().to_string();
-    let service = Service::of(&action);
-    info.source = service.event_source();
-    info.name = action.clone();
-    if ecr.audit().is_some() {
-        info.params = Some(input.audit_params());
-    }
-    let result = run(ecr, parts, signed, &body.sha256, &input, &action, info).await;
-    drop(body);
-    match result {
-        Ok(result) => success_response(service, &action, result.as_deref(), rid),
-        Err(e) => {
-            if e.status.is_server_error() {
-                tracing::error!(request_id = %rid, error = %e, "IAM/STS API failure");
-            }
-            info.error = Some((e.kind.to_string(), e.message.clone()));
-            error_in(service.namespace(), &e, rid)
-        }
+/// STS on the AWS pipeline (Query protocol, signing name `sts`, global).
+pub struct StsService {
+    api: Arc<IamApi>,
+}
+
+impl StsService {
+    /// STS over `api`.
+    pub fn new(api: Arc<IamApi>) -> Self {
+        StsService { api }
     }
 }
 
-/// The service a request's credential scope names, for answering a
-/// refusal before its `Action` is known (IAM unless it says `sts`).
-fn claimed_service(parts: &http::request::Parts) -> Service {
-    let req = kura_auth::sigv4::RequestParts {
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query(),
-        headers: &parts.headers,
-        payload_sha256: "",
-    };
-    kura_auth::sigv4::parse(&req)
-        .map(|p| Service::of_signing_name(&p.service))
-        .unwrap_or(Service::Iam)
-}
-
-/// Body read failures with the Query protocol's codes.
-fn query_error(e: EcrError) -> EcrError {
-    match e.kind {
-        "ServiceUnavailableException" => EcrError {
-            kind: "ServiceUnavailable",
-            ..e
-        },
-        _ => e,
-    }
-}
-
-async fn run(
-    ecr: &Ecr,
-    parts: &http::request::Parts,
-    signed: SignedRequest,
-    payload_sha256: &str,
-    input: &Input,
-    action: &str,
-    info: &mut crate::calls::CallInfo,
-) -> EcrResult<Option<String>> {
-    let service = Service::of(action);
-    let caller = ecr
-        .authenticate_body(parts, signed, payload_sha256, service.signing_name())
-        .map_err(|e| auth_error(e, service))?;
-    info.caller = Some(caller.clone());
-    if action.is_empty() {
-        return Err(err::invalid_action("The request must name an Action"));
-    }
+/// Run one authenticated IAM or STS call as its XML result.
+async fn run(api: &IamApi, call: &Call, input: &Value, service: Service) -> AwsResult<Value> {
+    let input = Input::from_value(input);
     let ctx = Ctx {
-        ecr,
-        account: caller.account.clone(),
-        caller,
-        source_ip: crate::source_ip(parts),
+        api,
+        account: call.caller.account.clone(),
+        caller: call.caller.clone(),
+        source_ip: call.source_ip,
     };
-    tracing::info!(action = %action, principal = %ctx.caller.principal_arn, "IAM/STS API call");
     let result = match service {
-        Service::Sts => sts::dispatch(&ctx, action, input).await,
-        Service::Iam => dispatch_iam(&ctx, action, input).await,
+        Service::Sts => sts::dispatch(&ctx, call.operation, &input).await,
+        Service::Iam => dispatch_iam(&ctx, call.operation, &input).await,
     };
-    // Credentials whose owner is gone (a deleted user or role) are found
-    // out when the operation resolves the caller: the same answer as an
-    // unknown key.
-    result.map_err(|e| auth_error(e, service))
+    Ok(result?.map_or(Value::Null, Value::String))
 }
 
-async fn dispatch_iam(ctx: &Ctx<'_>, action: &str, input: &Input) -> EcrResult<Option<String>> {
+#[async_trait]
+impl AwsService for IamService {
+    fn protocol(&self) -> Protocol {
+        Protocol::Query { namespace: IAM_NS }
+    }
+
+    fn signing_name(&self) -> &'static str {
+        "iam"
+    }
+
+    fn global(&self) -> bool {
+        true
+    }
+
+    fn event_source(&self) -> &'static str {
+        "iam.amazonaws.com"
+    }
+
+    fn operation(&self, name: &str) -> Option<OpSpec> {
+        iam_operations().get(name)
+    }
+
+    fn unknown_operation(&self, name: &str) -> AwsError {
+        if name.is_empty() {
+            err::invalid_action("The request must name an Action")
+        } else {
+            err::invalid_action(&format!("Could not find operation {name} for version 2010-05-08"))
+        }
+    }
+
+    async fn authorize(&self, _call: &Call, _op: &OpSpec, _input: &Value) -> AwsResult<()> {
+        Ok(())
+    }
+
+    async fn run(&self, call: &Call, _op: &OpSpec, input: Value) -> AwsResult<Value> {
+        run(&self.api, call, &input, Service::Iam).await
+    }
+
+    fn map_error(&self, e: AwsError) -> AwsError {
+        auth_error(e, Service::Iam)
+    }
+}
+
+#[async_trait]
+impl AwsService for StsService {
+    fn protocol(&self) -> Protocol {
+        Protocol::Query { namespace: STS_NS }
+    }
+
+    fn signing_name(&self) -> &'static str {
+        "sts"
+    }
+
+    fn global(&self) -> bool {
+        true
+    }
+
+    fn event_source(&self) -> &'static str {
+        "sts.amazonaws.com"
+    }
+
+    fn operation(&self, name: &str) -> Option<OpSpec> {
+        sts_operations().get(name)
+    }
+
+    async fn authorize(&self, _call: &Call, _op: &OpSpec, _input: &Value) -> AwsResult<()> {
+        Ok(())
+    }
+
+    async fn run(&self, call: &Call, _op: &OpSpec, input: Value) -> AwsResult<Value> {
+        run(&self.api, call, &input, Service::Sts).await
+    }
+
+    fn map_error(&self, e: AwsError) -> AwsError {
+        auth_error(e, Service::Sts)
+    }
+}
+
+async fn dispatch_iam(ctx: &Ctx<'_>, action: &str, input: &Input) -> AwsResult<Option<String>> {
     if let Some(r) = users::dispatch(ctx, action, input).await {
         return r;
     }
@@ -225,7 +333,7 @@ async fn dispatch_iam(ctx: &Ctx<'_>, action: &str, input: &Input) -> EcrResult<O
 }
 
 /// Authentication failures with the Query protocol's codes.
-fn auth_error(e: EcrError, service: Service) -> EcrError {
+fn auth_error(e: AwsError, service: Service) -> AwsError {
     let (kind, status) = match e.kind {
         "MissingAuthenticationTokenException" => ("MissingAuthenticationToken", StatusCode::FORBIDDEN),
         "IncompleteSignatureException" => ("IncompleteSignature", StatusCode::BAD_REQUEST),
@@ -235,7 +343,7 @@ fn auth_error(e: EcrError, service: Service) -> EcrError {
         "ExpiredTokenException" => ("ExpiredToken", StatusCode::FORBIDDEN),
         _ => return e,
     };
-    EcrError {
+    AwsError {
         kind,
         message: e.message,
         status,
@@ -244,7 +352,7 @@ fn auth_error(e: EcrError, service: Service) -> EcrError {
 
 /// The context of one IAM or STS call.
 pub(crate) struct Ctx<'a> {
-    ecr: &'a Ecr,
+    api: &'a IamApi,
     caller: Caller,
     /// The caller's account: every entity the call touches lives here.
     account: String,
@@ -253,14 +361,14 @@ pub(crate) struct Ctx<'a> {
 
 impl Ctx<'_> {
     /// Authorize `action` on `resource` (an ARN in the caller's account, or `*`).
-    async fn allow(&self, action: &str, resource: &str) -> EcrResult<()> {
+    async fn allow(&self, action: &str, resource: &str) -> AwsResult<()> {
         self.allow_access(Access::resource(action, resource, &self.account))
             .await
     }
 
     /// Authorize an access, with IAM's `AccessDenied` (403) on refusal.
-    async fn allow_access(&self, access: Access) -> EcrResult<()> {
-        self.ecr
+    async fn allow_access(&self, access: Access) -> AwsResult<()> {
+        self.api
             .authorize(&self.caller, &access, self.source_ip)
             .await
             .map_err(|e| {
@@ -280,27 +388,27 @@ impl Ctx<'_> {
     /// A user, group or role of the caller's account (its name checked
     /// first), and the ARN to authorize against: its own, or the path-less
     /// ARN it would have.
-    pub(super) async fn find(&self, k: &str, name: &str) -> EcrResult<(Option<IamEntity>, String)> {
+    pub(crate) async fn find(&self, k: &str, name: &str) -> AwsResult<(Option<IamEntity>, String)> {
         let (field, max) = match k {
             kind::USER => ("userName", 128),
             kind::GROUP => ("groupName", 128),
             _ => ("roleName", 64),
         };
         check_name(field, name, max)?;
-        let e = self.ecr.iam.iam_entity_get(&self.account, k, name).await?;
+        let e = self.api.iam.iam_entity_get(&self.account, k, name).await?;
         let arn = e.as_ref().map_or_else(|| self.arn(k, "/", name), |e| e.arn.clone());
         Ok((e, arn))
     }
 
     /// Authorize `action` on a user, group or role (with the tags the request
     /// sets, if any), then require it to exist (`NoSuchEntity`).
-    pub(super) async fn entity(
+    pub(crate) async fn entity(
         &self,
         action: &str,
         k: &str,
         name: &str,
         tags: Option<&[(String, String)]>,
-    ) -> EcrResult<IamEntity> {
+    ) -> AwsResult<IamEntity> {
         let (e, arn) = self.find(k, name).await?;
         let mut access = Access::resource(action, &arn, &self.account);
         if let Some(t) = tags {
@@ -312,59 +420,59 @@ impl Ctx<'_> {
 }
 
 /// `NoSuchEntity` for a user, group or role.
-pub(super) fn no_such(k: &str, name: &str) -> EcrError {
+pub(crate) fn no_such(k: &str, name: &str) -> AwsError {
     err::no_such_entity(format!("The {k} with name {name} cannot be found."))
 }
 
-/// The Query protocol's error codes, as [`EcrError`]s.
+/// The Query protocol's error codes, as [`AwsError`]s.
 pub(crate) mod err {
     use axum::http::StatusCode;
 
-    use crate::error::EcrError;
+    use kura_aws::AwsError;
 
     /// `NoSuchEntity` (404).
-    pub fn no_such_entity(message: impl Into<String>) -> EcrError {
-        EcrError::new("NoSuchEntity", message).with_status(StatusCode::NOT_FOUND)
+    pub fn no_such_entity(message: impl Into<String>) -> AwsError {
+        AwsError::new("NoSuchEntity", message).with_status(StatusCode::NOT_FOUND)
     }
 
     /// `EntityAlreadyExists` (409).
-    pub fn already_exists(message: impl Into<String>) -> EcrError {
-        EcrError::new("EntityAlreadyExists", message).with_status(StatusCode::CONFLICT)
+    pub fn already_exists(message: impl Into<String>) -> AwsError {
+        AwsError::new("EntityAlreadyExists", message).with_status(StatusCode::CONFLICT)
     }
 
     /// `MalformedPolicyDocument` (400).
-    pub fn malformed(message: impl Into<String>) -> EcrError {
-        EcrError::new("MalformedPolicyDocument", message)
+    pub fn malformed(message: impl Into<String>) -> AwsError {
+        AwsError::new("MalformedPolicyDocument", message)
     }
 
     /// `DeleteConflict` (409).
-    pub fn delete_conflict(message: impl Into<String>) -> EcrError {
-        EcrError::new("DeleteConflict", message).with_status(StatusCode::CONFLICT)
+    pub fn delete_conflict(message: impl Into<String>) -> AwsError {
+        AwsError::new("DeleteConflict", message).with_status(StatusCode::CONFLICT)
     }
 
     /// `LimitExceeded` (409).
-    pub fn limit_exceeded(message: impl Into<String>) -> EcrError {
-        EcrError::new("LimitExceeded", message).with_status(StatusCode::CONFLICT)
+    pub fn limit_exceeded(message: impl Into<String>) -> AwsError {
+        AwsError::new("LimitExceeded", message).with_status(StatusCode::CONFLICT)
     }
 
     /// `ValidationError` (400).
-    pub fn validation(message: impl Into<String>) -> EcrError {
-        EcrError::new("ValidationError", message)
+    pub fn validation(message: impl Into<String>) -> AwsError {
+        AwsError::new("ValidationError", message)
     }
 
     /// `InvalidInput` (400).
-    pub fn invalid_input(message: impl Into<String>) -> EcrError {
-        EcrError::new("InvalidInput", message)
+    pub fn invalid_input(message: impl Into<String>) -> AwsError {
+        AwsError::new("InvalidInput", message)
     }
 
     /// `AccessDenied` (403).
-    pub fn access_denied(message: impl Into<String>) -> EcrError {
-        EcrError::new("AccessDenied", message).with_status(StatusCode::FORBIDDEN)
+    pub fn access_denied(message: impl Into<String>) -> AwsError {
+        AwsError::new("AccessDenied", message).with_status(StatusCode::FORBIDDEN)
     }
 
     /// `InvalidAction` (400): no such operation.
-    pub fn invalid_action(message: &str) -> EcrError {
-        EcrError::new("InvalidAction", message.to_string())
+    pub fn invalid_action(message: &str) -> AwsError {
+        AwsError::new("InvalidAction", message.to_string())
     }
 }
 
@@ -376,21 +484,21 @@ pub(crate) struct Input {
 
 impl Input {
     /// Decode a form body (`a=b&c=d`, `+` is a space, `%XX` escapes).
+    #[cfg(test)]
     pub fn parse(body: &[u8]) -> Input {
-        Input {
-            fields: form_urlencoded::parse(body).into_owned().collect(),
-        }
+        Input::from_value(&kura_aws::query::form_input(body))
     }
 
-    /// The parameters as the audit trail records them (all but `Action`
-    /// and `Version`; secrets are redacted by the trail).
-    pub fn audit_params(&self) -> serde_json::Value {
-        self.fields
-            .iter()
-            .filter(|(k, _)| k.as_str() != "Action" && k.as_str() != "Version")
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect::<serde_json::Map<_, _>>()
-            .into()
+    /// The fields of a form as the pipeline parsed it (a JSON object of strings).
+    pub fn from_value(v: &Value) -> Input {
+        Input {
+            fields: v
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect(),
+        }
     }
 
     /// A parameter, if present.
@@ -399,7 +507,7 @@ impl Input {
     }
 
     /// A required parameter: `ValidationError` when it is missing.
-    pub fn req(&self, name: &str) -> EcrResult<&str> {
+    pub fn req(&self, name: &str) -> AwsResult<&str> {
         self.opt(name).ok_or_else(|| {
             err::validation(format!(
                 "1 validation error detected: Value null at '{}' failed to satisfy constraint: Member must not be null",
@@ -409,7 +517,7 @@ impl Input {
     }
 
     /// An integer parameter.
-    pub fn int(&self, name: &str) -> EcrResult<Option<i64>> {
+    pub fn int(&self, name: &str) -> AwsResult<Option<i64>> {
         match self.opt(name) {
             None => Ok(None),
             Some(v) => v
@@ -420,7 +528,7 @@ impl Input {
     }
 
     /// A boolean parameter.
-    pub fn bool(&self, name: &str) -> EcrResult<Option<bool>> {
+    pub fn bool(&self, name: &str) -> AwsResult<Option<bool>> {
         match self.opt(name) {
             None => Ok(None),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(Some(true)),
@@ -448,7 +556,7 @@ impl Input {
     }
 
     /// A tag list (`Tags.member.N.Key` / `.Value`), in index order.
-    pub fn tags(&self, name: &str) -> EcrResult<Vec<(String, String)>> {
+    pub fn tags(&self, name: &str) -> AwsResult<Vec<(String, String)>> {
         let prefix = format!("{name}.member.");
         let mut by_index: BTreeMap<u32, (Option<String>, Option<String>)> = BTreeMap::new();
         for (k, v) in &self.fields {
@@ -489,7 +597,7 @@ impl Input {
     }
 
     /// `Marker` and `MaxItems` (1..=1000, default 100).
-    pub fn paging(&self) -> EcrResult<Paging> {
+    pub fn paging(&self) -> AwsResult<Paging> {
         let max = self.int("MaxItems")?.unwrap_or(100);
         if !(1..=1000).contains(&max) {
             return Err(err::validation(format!(
@@ -618,7 +726,7 @@ pub(crate) fn unique_id(prefix: &str) -> String {
 }
 
 /// Check an entity or policy name: `[\w+=,.@-]+`, at most `max` characters.
-pub(crate) fn check_name(field: &str, value: &str, max: usize) -> EcrResult<()> {
+pub(crate) fn check_name(field: &str, value: &str, max: usize) -> AwsResult<()> {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c);
     if value.is_empty() || value.chars().count() > max {
         return Err(err::validation(format!(
@@ -634,7 +742,7 @@ pub(crate) fn check_name(field: &str, value: &str, max: usize) -> EcrResult<()> 
 }
 
 /// Check an IAM path: `/` or `/a/b/`, printable ASCII, at most 512 characters.
-pub(crate) fn check_path(value: &str) -> EcrResult<()> {
+pub(crate) fn check_path(value: &str) -> AwsResult<()> {
     let ok = value.len() <= 512
         && value.starts_with('/')
         && value.ends_with('/')
@@ -674,7 +782,7 @@ pub(crate) fn tags_xml(x: &mut Xml, tags: &BTreeMap<String, String>) {
     }
 }
 
-impl Ecr {
+impl IamApi {
     /// Change an entity's JSON body (compare and swap, retried); `NoSuchEntity`
     /// with `missing` when it does not exist.
     pub(crate) async fn iam_update_body(
@@ -682,9 +790,9 @@ impl Ecr {
         account: &str,
         kind: &str,
         name: &str,
-        missing: impl Fn() -> EcrError,
-        change: impl Fn(&mut serde_json::Map<String, Value>) -> EcrResult<()>,
-    ) -> EcrResult<serde_json::Map<String, Value>> {
+        missing: impl Fn() -> AwsError,
+        change: impl Fn(&mut serde_json::Map<String, Value>) -> AwsResult<()>,
+    ) -> AwsResult<serde_json::Map<String, Value>> {
         for _ in 0..16 {
             let e = self
                 .iam
@@ -702,7 +810,7 @@ impl Ecr {
                 return Ok(body);
             }
         }
-        Err(EcrError::new(
+        Err(AwsError::new(
             "ConcurrentModification",
             "The entity was modified concurrently; try again",
         )
@@ -710,70 +818,9 @@ impl Ecr {
     }
 }
 
-fn success_response(service: Service, action: &str, result: Option<&str>, rid: &str) -> Response {
-    let mut body = format!("<{action}Response xmlns=\"{}\">", service.namespace());
-    if let Some(r) = result {
-        let _ = write!(body, "<{action}Result>{r}</{action}Result>");
-    }
-    let _ = write!(
-        body,
-        "<ResponseMetadata><RequestId>{}</RequestId></ResponseMetadata></{action}Response>",
-        xml_escape(rid)
-    );
-    xml_response(StatusCode::OK, body)
-}
-
-fn xml_response(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("text/xml"));
-    r
-}
-
-fn error_in(namespace: &str, e: &EcrError, rid: &str) -> Response {
-    let kind = if e.status.is_server_error() {
-        "Receiver"
-    } else {
-        "Sender"
-    };
-    let code = if e.kind == "ServerException" {
-        "ServiceFailure"
-    } else {
-        e.kind
-    };
-    let body = format!(
-        "<ErrorResponse xmlns=\"{namespace}\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{}</RequestId></ErrorResponse>",
-        xml_escape(code),
-        xml_escape(&e.message),
-        xml_escape(rid)
-    );
-    xml_response(e.status, body)
-}
-
-/// An error in the Query protocol's XML form.
-pub fn error_response(e: &EcrError, rid: &str) -> Response {
-    error_in(IAM_NS, e, rid)
-}
-
-/// Escape text for an XML element.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// Results of the handlers: the inner XML of `<ActionResult>`, or `None` for
 /// operations that answer only `ResponseMetadata`.
-pub(crate) type Out = EcrResult<Option<String>>;
+pub(crate) type Out = AwsResult<Option<String>>;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,7 @@ use kura_store::iam::{kind, rel, IamEntity};
 use super::no_such;
 use super::users::{all_entities, user_xml};
 use super::{check_name, check_path, err, iso, unique_id, Ctx, Input, Out, Xml};
-use crate::error::EcrResult;
+use kura_aws::AwsResult;
 
 /// The most groups one user may be in.
 const GROUPS_PER_USER: usize = 10;
@@ -50,20 +50,20 @@ async fn create_group(ctx: &Ctx<'_>, input: &Input) -> Out {
         body: "{}".into(),
         created_at: kura_store::now_millis(),
     };
-    if !ctx.ecr.iam.iam_entity_create(&e).await? {
+    if !ctx.api.iam.iam_entity_create(&e).await? {
         return Err(err::already_exists(format!("Group with name {name} already exists.")));
     }
     Ok(Some(Xml::new().wrap("Group", &group_xml(&e)).done()))
 }
 
 /// The user entities that are members of a group, by name.
-async fn members(ctx: &Ctx<'_>, group: &str) -> EcrResult<Vec<IamEntity>> {
+async fn members(ctx: &Ctx<'_>, group: &str) -> AwsResult<Vec<IamEntity>> {
     let mut out = Vec::new();
-    for (k, user) in ctx.ecr.iam.iam_links_to(&ctx.account, rel::MEMBER, group).await? {
+    for (k, user) in ctx.api.iam.iam_links_to(&ctx.account, rel::MEMBER, group).await? {
         if k != kind::USER {
             continue;
         }
-        if let Some(e) = ctx.ecr.iam.iam_entity_get(&ctx.account, kind::USER, &user).await? {
+        if let Some(e) = ctx.api.iam.iam_entity_get(&ctx.account, kind::USER, &user).await? {
             out.push(e);
         }
     }
@@ -106,7 +106,7 @@ async fn list_groups(ctx: &Ctx<'_>, input: &Input) -> Out {
 async fn delete_group(ctx: &Ctx<'_>, input: &Input) -> Out {
     let name = input.req("GroupName")?;
     let g = ctx.entity("iam:DeleteGroup", kind::GROUP, name, None).await?;
-    let iam = &ctx.ecr.iam;
+    let iam = &ctx.api.iam;
     if !iam.iam_links_to(&ctx.account, rel::MEMBER, &g.name).await?.is_empty() {
         return Err(err::delete_conflict(
             "Cannot delete entity, must remove users from group first.",
@@ -141,13 +141,13 @@ async fn add_user(ctx: &Ctx<'_>, input: &Input) -> Out {
     let user = input.req("UserName")?;
     let g = ctx.entity("iam:AddUserToGroup", kind::GROUP, group, None).await?;
     let u = ctx
-        .ecr
+        .api
         .iam
         .iam_entity_get(&ctx.account, kind::USER, user)
         .await?
         .ok_or_else(|| no_such(kind::USER, user))?;
     let current = ctx
-        .ecr
+        .api
         .iam
         .iam_links_from(&ctx.account, rel::MEMBER, kind::USER, &u.name)
         .await?;
@@ -159,7 +159,7 @@ async fn add_user(ctx: &Ctx<'_>, input: &Input) -> Out {
             "Cannot exceed quota for GroupsPerUser: {GROUPS_PER_USER}"
         )));
     }
-    ctx.ecr
+    ctx.api
         .iam
         .iam_link_add(&ctx.account, rel::MEMBER, kind::USER, &u.name, &g.name)
         .await?;
@@ -171,13 +171,13 @@ async fn remove_user(ctx: &Ctx<'_>, input: &Input) -> Out {
     let user = input.req("UserName")?;
     let g = ctx.entity("iam:RemoveUserFromGroup", kind::GROUP, group, None).await?;
     let u = ctx
-        .ecr
+        .api
         .iam
         .iam_entity_get(&ctx.account, kind::USER, user)
         .await?
         .ok_or_else(|| no_such(kind::USER, user))?;
     if !ctx
-        .ecr
+        .api
         .iam
         .iam_link_remove(&ctx.account, rel::MEMBER, kind::USER, &u.name, &g.name)
         .await?
@@ -195,12 +195,12 @@ async fn groups_for_user(ctx: &Ctx<'_>, input: &Input) -> Out {
     let u = ctx.entity("iam:ListGroupsForUser", kind::USER, user, None).await?;
     let mut groups = Vec::new();
     for g in ctx
-        .ecr
+        .api
         .iam
         .iam_links_from(&ctx.account, rel::MEMBER, kind::USER, &u.name)
         .await?
     {
-        if let Some(e) = ctx.ecr.iam.iam_entity_get(&ctx.account, kind::GROUP, &g).await? {
+        if let Some(e) = ctx.api.iam.iam_entity_get(&ctx.account, kind::GROUP, &g).await? {
             groups.push(e);
         }
     }

@@ -5,9 +5,9 @@ use kura_store::iam::{kind, rel, IamEntity};
 use serde_json::{json, Value};
 
 use super::{body_of, check_name, check_path, err, iso, no_such, tags_of, tags_xml, unique_id, Ctx, Input, Out, Xml};
-use crate::auth::{generate_key_pair, seal_secret};
-use crate::authz::Access;
-use crate::error::{EcrError, EcrResult};
+use kura_authz::Access;
+use kura_aws::sigv4::{generate_key_pair, seal_secret};
+use kura_aws::{AwsError, AwsResult};
 
 /// The most access keys one user (or the root) may have.
 const KEYS_PER_USER: usize = 2;
@@ -30,12 +30,12 @@ pub(super) async fn dispatch(ctx: &Ctx<'_>, action: &str, input: &Input) -> Opti
 }
 
 /// Every entity of a kind in the account, by name.
-pub(super) async fn all_entities(ctx: &Ctx<'_>, k: &str) -> EcrResult<Vec<IamEntity>> {
+pub(super) async fn all_entities(ctx: &Ctx<'_>, k: &str) -> AwsResult<Vec<IamEntity>> {
     let mut out: Vec<IamEntity> = Vec::new();
     loop {
         let after = out.last().map(|e| e.name.clone());
         let page = ctx
-            .ecr
+            .api
             .iam
             .iam_entity_list(&ctx.account, k, after.as_deref(), 1000)
             .await?;
@@ -84,7 +84,7 @@ async fn create_user(ctx: &Ctx<'_>, input: &Input) -> Out {
         body: body.to_string(),
         created_at: kura_store::now_millis(),
     };
-    if !ctx.ecr.iam.iam_entity_create(&e).await? {
+    if !ctx.api.iam.iam_entity_create(&e).await? {
         return Err(err::already_exists(format!("User with name {name} already exists.")));
     }
     Ok(Some(Xml::new().wrap("User", &user_xml(&e, true)).done()))
@@ -93,15 +93,15 @@ async fn create_user(ctx: &Ctx<'_>, input: &Input) -> Out {
 /// The IAM user a caller is, found by the unique id its access key
 /// records (never by its ARN, whose path may hold anything); `None` if the
 /// caller is not a user (the root, a role session).
-async fn caller_user(ctx: &Ctx<'_>) -> EcrResult<Option<IamEntity>> {
+async fn caller_user(ctx: &Ctx<'_>) -> AwsResult<Option<IamEntity>> {
     let id = &ctx.caller.principal_id;
     if is_root(ctx) || id.contains(':') {
         return Ok(None);
     }
-    match ctx.ecr.iam.iam_entity_by_id(&ctx.account, id).await? {
+    match ctx.api.iam.iam_entity_by_id(&ctx.account, id).await? {
         Some(e) if e.kind == kind::USER => Ok(Some(e)),
         // Deleted since the request was authenticated.
-        _ => Err(crate::auth::unrecognized()),
+        _ => Err(kura_aws::sigv4::unrecognized()),
     }
 }
 
@@ -110,7 +110,7 @@ fn is_root(ctx: &Ctx<'_>) -> bool {
     ctx.caller.principal_id == ctx.caller.account
 }
 
-fn non_user() -> EcrError {
+fn non_user() -> AwsError {
     err::validation("Must specify userName when calling with non-User credentials")
 }
 
@@ -158,7 +158,7 @@ async fn list_users(ctx: &Ctx<'_>, input: &Input) -> Out {
 async fn delete_user(ctx: &Ctx<'_>, input: &Input) -> Out {
     let name = input.req("UserName")?;
     let e = ctx.entity("iam:DeleteUser", kind::USER, name, None).await?;
-    let iam = &ctx.ecr.iam;
+    let iam = &ctx.api.iam;
     if !iam.access_keys_of(&e.id).await?.is_empty() {
         return Err(err::delete_conflict(
             "Cannot delete entity, must delete access keys first.",
@@ -194,7 +194,7 @@ async fn delete_user(ctx: &Ctx<'_>, input: &Input) -> Out {
 }
 
 /// Merge tags into an entity body (at most 50 tags in all).
-pub(super) fn add_tags(body: &mut serde_json::Map<String, Value>, tags: &[(String, String)]) -> EcrResult<()> {
+pub(super) fn add_tags(body: &mut serde_json::Map<String, Value>, tags: &[(String, String)]) -> AwsResult<()> {
     let mut current = tags_of(body);
     for (k, v) in tags {
         // Tag keys are case-insensitive in IAM: a new case replaces the old.
@@ -230,7 +230,7 @@ pub(super) async fn tag_entity(ctx: &Ctx<'_>, input: &Input, k: &'static str) ->
         return Err(err::validation("At least one tag is required"));
     }
     let e = ctx.entity(&format!("iam:Tag{noun}"), k, name, Some(&tags)).await?;
-    ctx.ecr
+    ctx.api
         .iam_update_body(&ctx.account, k, &e.name, || no_such(k, name), |b| add_tags(b, &tags))
         .await?;
     Ok(None)
@@ -246,7 +246,7 @@ pub(super) async fn untag_entity(ctx: &Ctx<'_>, input: &Input, k: &'static str) 
     let name = input.req(field)?;
     let keys = input.list("TagKeys");
     let e = ctx.entity(&format!("iam:Untag{noun}"), k, name, None).await?;
-    ctx.ecr
+    ctx.api
         .iam_update_body(
             &ctx.account,
             k,
@@ -296,7 +296,7 @@ struct KeyOwner {
     user: Option<String>,
 }
 
-async fn key_owner(ctx: &Ctx<'_>, input: &Input, action: &str) -> EcrResult<KeyOwner> {
+async fn key_owner(ctx: &Ctx<'_>, input: &Input, action: &str) -> AwsResult<KeyOwner> {
     let user = |e: IamEntity| KeyOwner {
         id: e.id,
         arn: e.arn,
@@ -322,7 +322,7 @@ async fn key_owner(ctx: &Ctx<'_>, input: &Input, action: &str) -> EcrResult<KeyO
 
 async fn create_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
     let owner = key_owner(ctx, input, "iam:CreateAccessKey").await?;
-    if ctx.ecr.iam.access_keys_of(&owner.id).await?.len() >= KEYS_PER_USER {
+    if ctx.api.iam.access_keys_of(&owner.id).await?.len() >= KEYS_PER_USER {
         return Err(err::limit_exceeded(format!(
             "Cannot exceed quota for AccessKeysPerUser: {KEYS_PER_USER}"
         )));
@@ -333,17 +333,17 @@ async fn create_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
         account: ctx.account.clone(),
         principal_arn: owner.arn,
         principal_id: owner.id.clone(),
-        secret_sealed: seal_secret(&ctx.ecr.master, &id, &secret),
+        secret_sealed: seal_secret(&ctx.api.master, &id, &secret),
         status: "Active".into(),
         session_token_hash: None,
         expires_at: None,
         created_at: kura_store::now_millis(),
     };
-    ctx.ecr.control.access_key_put(&row).await?;
+    ctx.api.control.access_key_put(&row).await?;
     // A user deleted meanwhile (DeleteUser saw no keys yet) must not keep
     // one: the key is bound to its id, which nothing has any more.
-    if owner.user.is_some() && ctx.ecr.iam.iam_entity_by_id(&ctx.account, &owner.id).await?.is_none() {
-        ctx.ecr.iam.access_key_delete(&id).await?;
+    if owner.user.is_some() && ctx.api.iam.iam_entity_by_id(&ctx.account, &owner.id).await?.is_none() {
+        ctx.api.iam.access_key_delete(&id).await?;
         return Err(no_such(kind::USER, owner.user.as_deref().unwrap_or_default()));
     }
     let key = Xml::new()
@@ -359,7 +359,7 @@ async fn create_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
 async fn list_access_keys(ctx: &Ctx<'_>, input: &Input) -> Out {
     let paging = input.paging()?;
     let KeyOwner { id: owner, user, .. } = key_owner(ctx, input, "iam:ListAccessKeys").await?;
-    let keys = ctx.ecr.iam.access_keys_of(&owner).await?;
+    let keys = ctx.api.iam.access_keys_of(&owner).await?;
     let (page, next) = paging.page(keys, |k| format!("{:016}/{}", k.created_at, k.access_key_id));
     Ok(Some(
         Xml::new()
@@ -381,8 +381,8 @@ async fn list_access_keys(ctx: &Ctx<'_>, input: &Input) -> Out {
 
 /// The long-term key `id` of the principal with unique id `owner`, or
 /// `NoSuchEntity`.
-async fn owned_key(ctx: &Ctx<'_>, owner: &str, id: &str) -> EcrResult<AccessKeyRow> {
-    match ctx.ecr.control.access_key_get(id).await? {
+async fn owned_key(ctx: &Ctx<'_>, owner: &str, id: &str) -> AwsResult<AccessKeyRow> {
+    match ctx.api.control.access_key_get(id).await? {
         Some(k) if k.principal_id == owner && k.account == ctx.account && k.session_token_hash.is_none() => Ok(k),
         _ => Err(err::no_such_entity(format!(
             "The Access Key with id {id} cannot be found"
@@ -400,7 +400,7 @@ async fn update_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
     }
     let owner = key_owner(ctx, input, "iam:UpdateAccessKey").await?;
     owned_key(ctx, &owner.id, id).await?;
-    ctx.ecr.iam.access_key_set_status(id, status).await?;
+    ctx.api.iam.access_key_set_status(id, status).await?;
     Ok(None)
 }
 
@@ -408,7 +408,7 @@ async fn delete_access_key(ctx: &Ctx<'_>, input: &Input) -> Out {
     let id = input.req("AccessKeyId")?;
     let owner = key_owner(ctx, input, "iam:DeleteAccessKey").await?;
     owned_key(ctx, &owner.id, id).await?;
-    ctx.ecr.iam.access_key_delete(id).await?;
+    ctx.api.iam.access_key_delete(id).await?;
     Ok(None)
 }
 

@@ -2,7 +2,7 @@
 //! policies and customer managed ones, with versions); attachments.
 //!
 //! A customer managed policy's entity body keeps its versions in the shape
-//! [`crate::authz::default_version_document`] reads:
+//! [`kura_authz::default_version_document`] reads:
 //! `{"DefaultVersionId": "v1", "Versions": [{"VersionId": "v1", "Document":
 //! "...", "CreateDate": ms}], "NextVersion": 2, "Description": "...",
 //! "UpdateDate": ms, "Tags": {...}}`.
@@ -17,8 +17,8 @@ use sha2::Digest as _;
 
 use super::users::all_entities;
 use super::{body_of, check_name, err, iso, tags_of, tags_xml, unique_id, url_encode, Ctx, Input, Out, Xml};
-use crate::authz::Access;
-use crate::error::{EcrError, EcrResult};
+use kura_authz::Access;
+use kura_aws::{AwsError, AwsResult};
 
 /// The most managed policies attached to one user, group or role.
 const ATTACHED_PER_HOLDER: usize = 10;
@@ -95,7 +95,7 @@ pub(super) async fn dispatch(ctx: &Ctx<'_>, action: &str, input: &Input) -> Opti
 }
 
 /// Authorize `action` on the holder the input names, then require it to exist.
-async fn holder_for(ctx: &Ctx<'_>, h: &Holder, action: &str, input: &Input) -> EcrResult<IamEntity> {
+async fn holder_for(ctx: &Ctx<'_>, h: &Holder, action: &str, input: &Input) -> AwsResult<IamEntity> {
     ctx.entity(action, h.kind, input.req(h.field)?, None).await
 }
 
@@ -105,7 +105,7 @@ fn non_whitespace_len(s: &str) -> usize {
 
 /// Validate an identity policy document; `MalformedPolicyDocument` with the
 /// parser's reason.
-fn parse_identity(text: &str, max: usize) -> EcrResult<Policy> {
+fn parse_identity(text: &str, max: usize) -> AwsResult<Policy> {
     let options = ParseOptions {
         kind: Some(PolicyKind::Identity),
         max_size: Some(SizeLimit {
@@ -123,7 +123,7 @@ async fn put_inline(ctx: &Ctx<'_>, h: &Holder, input: &Input) -> Out {
     let e = holder_for(ctx, h, &format!("iam:Put{}Policy", h.noun), input).await?;
     parse_identity(doc, h.inline_max)?;
     let others: usize = ctx
-        .ecr
+        .api
         .iam
         .iam_inline_list(&ctx.account, h.kind, &e.name)
         .await?
@@ -137,14 +137,14 @@ async fn put_inline(ctx: &Ctx<'_>, h: &Holder, input: &Input) -> Out {
             h.inline_max, h.kind, e.name
         )));
     }
-    ctx.ecr
+    ctx.api
         .iam
         .iam_inline_put(&ctx.account, h.kind, &e.name, policy_name, doc)
         .await?;
     Ok(None)
 }
 
-fn no_such_inline(h: &Holder, name: &str) -> EcrError {
+fn no_such_inline(h: &Holder, name: &str) -> AwsError {
     err::no_such_entity(format!("The {} policy with name {name} cannot be found.", h.kind))
 }
 
@@ -152,7 +152,7 @@ async fn get_inline(ctx: &Ctx<'_>, h: &Holder, input: &Input) -> Out {
     let policy_name = input.req("PolicyName")?;
     let e = holder_for(ctx, h, &format!("iam:Get{}Policy", h.noun), input).await?;
     let doc = ctx
-        .ecr
+        .api
         .iam
         .iam_inline_get(&ctx.account, h.kind, &e.name, policy_name)
         .await?
@@ -170,7 +170,7 @@ async fn delete_inline(ctx: &Ctx<'_>, h: &Holder, input: &Input) -> Out {
     let policy_name = input.req("PolicyName")?;
     let e = holder_for(ctx, h, &format!("iam:Delete{}Policy", h.noun), input).await?;
     if !ctx
-        .ecr
+        .api
         .iam
         .iam_inline_delete(&ctx.account, h.kind, &e.name, policy_name)
         .await?
@@ -184,7 +184,7 @@ async fn list_inline(ctx: &Ctx<'_>, h: &Holder, input: &Input) -> Out {
     let paging = input.paging()?;
     let e = holder_for(ctx, h, &format!("iam:List{}Policies", h.noun), input).await?;
     let names: Vec<String> = ctx
-        .ecr
+        .api
         .iam
         .iam_inline_list(&ctx.account, h.kind, &e.name)
         .await?
@@ -216,12 +216,12 @@ impl Managed {
     }
 }
 
-fn no_such_policy(arn: &str) -> EcrError {
+fn no_such_policy(arn: &str) -> AwsError {
     err::no_such_entity(format!("Policy {arn} does not exist or is not attachable."))
 }
 
 /// The managed policy an ARN names, if it exists for the caller.
-async fn find_policy(ctx: &Ctx<'_>, arn: &str) -> EcrResult<Option<Managed>> {
+async fn find_policy(ctx: &Ctx<'_>, arn: &str) -> AwsResult<Option<Managed>> {
     if let Some(text) = kura_iam::managed_policy_text(arn) {
         return Ok(Some(Managed::Aws {
             arn: arn.to_string(),
@@ -236,7 +236,7 @@ async fn find_policy(ctx: &Ctx<'_>, arn: &str) -> EcrResult<Option<Managed>> {
         return Ok(None);
     };
     Ok(ctx
-        .ecr
+        .api
         .iam
         .iam_entity_get(&ctx.account, kind::POLICY, name)
         .await?
@@ -245,14 +245,14 @@ async fn find_policy(ctx: &Ctx<'_>, arn: &str) -> EcrResult<Option<Managed>> {
 }
 
 /// Authorize `action` on a managed policy, then require it to exist.
-async fn policy_for(ctx: &Ctx<'_>, action: &str, arn: &str) -> EcrResult<Managed> {
+async fn policy_for(ctx: &Ctx<'_>, action: &str, arn: &str) -> AwsResult<Managed> {
     let found = find_policy(ctx, arn).await?;
     ctx.allow(action, arn).await?;
     found.ok_or_else(|| no_such_policy(arn))
 }
 
 /// A customer managed policy (AWS's cannot be changed).
-async fn local_policy_for(ctx: &Ctx<'_>, action: &str, arn: &str) -> EcrResult<IamEntity> {
+async fn local_policy_for(ctx: &Ctx<'_>, action: &str, arn: &str) -> AwsResult<IamEntity> {
     match policy_for(ctx, action, arn).await? {
         Managed::Local(e) => Ok(e),
         Managed::Aws { .. } => Err(err::invalid_input(format!(
@@ -274,7 +274,7 @@ async fn attach(ctx: &Ctx<'_>, h: &Holder, input: &Input) -> Out {
     let e = holder_for(ctx, h, &format!("iam:Attach{}Policy", h.noun), input).await?;
     find_policy(ctx, arn).await?.ok_or_else(|| no_such_policy(arn))?;
     let current = ctx
-        .ecr
+        .api
         .iam
         .iam_links_from(&ctx.account, rel::ATTACHED, h.kind, &e.name)
         .await?;
@@ -287,7 +287,7 @@ async fn attach(ctx: &Ctx<'_>, h: &Holder, input: &Input) -> Out {
             h.noun
         )));
     }
-    ctx.ecr
+    ctx.api
         .iam
         .iam_link_add(&ctx.account, rel::ATTACHED, h.kind, &e.name, arn)
         .await?;
@@ -298,7 +298,7 @@ async fn detach(ctx: &Ctx<'_>, h: &Holder, input: &Input) -> Out {
     let arn = input.req("PolicyArn")?;
     let e = holder_for(ctx, h, &format!("iam:Detach{}Policy", h.noun), input).await?;
     if !ctx
-        .ecr
+        .api
         .iam
         .iam_link_remove(&ctx.account, rel::ATTACHED, h.kind, &e.name, arn)
         .await?
@@ -313,7 +313,7 @@ async fn list_attached(ctx: &Ctx<'_>, h: &Holder, input: &Input) -> Out {
     let prefix = input.opt("PathPrefix").unwrap_or("/").to_string();
     let e = holder_for(ctx, h, &format!("iam:ListAttached{}Policies", h.noun), input).await?;
     let arns: Vec<String> = ctx
-        .ecr
+        .api
         .iam
         .iam_links_from(&ctx.account, rel::ATTACHED, h.kind, &e.name)
         .await?
@@ -344,9 +344,9 @@ fn aws_policy_id(arn: &str) -> String {
 }
 
 /// `<Policy>` fields; `detail` adds the description and tags (GetPolicy).
-async fn policy_xml(ctx: &Ctx<'_>, p: &Managed, detail: bool) -> EcrResult<String> {
+async fn policy_xml(ctx: &Ctx<'_>, p: &Managed, detail: bool) -> AwsResult<String> {
     let attachments = ctx
-        .ecr
+        .api
         .iam
         .iam_links_to(&ctx.account, rel::ATTACHED, p.arn())
         .await?
@@ -397,7 +397,7 @@ async fn policy_xml(ctx: &Ctx<'_>, p: &Managed, detail: bool) -> EcrResult<Strin
     Ok(x.done())
 }
 
-fn check_policy_path(path: &str) -> EcrResult<()> {
+fn check_policy_path(path: &str) -> AwsResult<()> {
     let ok = path.len() <= 512
         && path.starts_with('/')
         && path.ends_with('/')
@@ -455,7 +455,7 @@ async fn create_policy(ctx: &Ctx<'_>, input: &Input) -> Out {
         body: body.to_string(),
         created_at: now,
     };
-    if !ctx.ecr.iam.iam_entity_create(&e).await? {
+    if !ctx.api.iam.iam_entity_create(&e).await? {
         return Err(err::already_exists(format!(
             "A policy called {name} already exists. Duplicate names are not allowed."
         )));
@@ -511,7 +511,7 @@ async fn list_policies(ctx: &Ctx<'_>, input: &Input) -> Out {
         }
         if only_attached
             && ctx
-                .ecr
+                .api
                 .iam
                 .iam_links_to(&ctx.account, rel::ATTACHED, p.arn())
                 .await?
@@ -533,7 +533,7 @@ async fn delete_policy(ctx: &Ctx<'_>, input: &Input) -> Out {
     let arn = input.req("PolicyArn")?;
     let e = local_policy_for(ctx, "iam:DeletePolicy", arn).await?;
     if !ctx
-        .ecr
+        .api
         .iam
         .iam_links_to(&ctx.account, rel::ATTACHED, arn)
         .await?
@@ -547,7 +547,7 @@ async fn delete_policy(ctx: &Ctx<'_>, input: &Input) -> Out {
         ));
     }
     if !ctx
-        .ecr
+        .api
         .iam
         .iam_entity_delete(&ctx.account, kind::POLICY, &e.name)
         .await?
@@ -569,7 +569,7 @@ fn version_id(v: &Value) -> &str {
     v.get("VersionId").and_then(Value::as_str).unwrap_or_default()
 }
 
-fn no_such_version(arn: &str, v: &str) -> EcrError {
+fn no_such_version(arn: &str, v: &str) -> AwsError {
     err::no_such_entity(format!("Policy {arn} version {v} does not exist or is not attachable."))
 }
 
@@ -596,7 +596,7 @@ async fn create_version(ctx: &Ctx<'_>, input: &Input) -> Out {
     parse_identity(&doc, kura_iam::IAM_MANAGED_POLICY_MAX_CHARS)?;
     let now = kura_store::now_millis();
     let body = ctx
-        .ecr
+        .api
         .iam_update_body(
             &ctx.account,
             kind::POLICY,
@@ -691,7 +691,7 @@ async fn delete_version(ctx: &Ctx<'_>, input: &Input) -> Out {
     let arn = input.req("PolicyArn")?;
     let vid = input.req("VersionId")?.to_string();
     let e = local_policy_for(ctx, "iam:DeletePolicyVersion", arn).await?;
-    ctx.ecr
+    ctx.api
         .iam_update_body(
             &ctx.account,
             kind::POLICY,
@@ -720,7 +720,7 @@ async fn set_default_version(ctx: &Ctx<'_>, input: &Input) -> Out {
     let vid = input.req("VersionId")?.to_string();
     let e = local_policy_for(ctx, "iam:SetDefaultPolicyVersion", arn).await?;
     let now = kura_store::now_millis();
-    ctx.ecr
+    ctx.api
         .iam_update_body(
             &ctx.account,
             kind::POLICY,
@@ -745,8 +745,8 @@ async fn entities_for_policy(ctx: &Ctx<'_>, input: &Input) -> Out {
     let mut groups = Vec::new();
     let mut users = Vec::new();
     let mut roles = Vec::new();
-    for (k, name) in ctx.ecr.iam.iam_links_to(&ctx.account, rel::ATTACHED, p.arn()).await? {
-        let Some(e) = ctx.ecr.iam.iam_entity_get(&ctx.account, &k, &name).await? else {
+    for (k, name) in ctx.api.iam.iam_links_to(&ctx.account, rel::ATTACHED, p.arn()).await? {
+        let Some(e) = ctx.api.iam.iam_entity_get(&ctx.account, &k, &name).await? else {
             continue;
         };
         let (list, name_tag, id_tag) = match k.as_str() {

@@ -1,5 +1,5 @@
 //! Reading an API request's body: only after its headers authenticated
-//! ([`Ecr::authenticate_headers`]), hashed while it arrives (the SHA-256 the
+//! ([`crate::Authenticator::authenticate_headers`]), hashed while it arrives (the SHA-256 the
 //! signature is then checked against), at most [`MAX_API_BODY`] bytes, and
 //! under a byte budget shared by every API request of the process
 //! ([`BodyBudget`]), so the memory held by request bodies is bounded however
@@ -14,10 +14,10 @@ use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::{EcrError, EcrResult};
-use crate::{Ecr, MAX_API_BODY};
+use crate::error::{AwsError, AwsResult};
+use crate::MAX_API_BODY;
 
-/// The default of [`crate::EcrConfig::api_body_budget`]: 256 MiB.
+/// The default budget (`KURA_API_BODY_BUDGET_MIB`): 256 MiB.
 pub const DEFAULT_BODY_BUDGET: usize = 256 << 20;
 
 /// How long a request waits for room in the budget before it is answered
@@ -55,7 +55,7 @@ impl BodyBudget {
 
     /// Take `n` bytes, waiting up to [`BUDGET_WAIT`] for them; 503 when
     /// they do not come free in time or can never fit.
-    async fn take(&self, n: usize) -> EcrResult<Option<OwnedSemaphorePermit>> {
+    async fn take(&self, n: usize) -> AwsResult<Option<OwnedSemaphorePermit>> {
         if n == 0 {
             return Ok(None);
         }
@@ -97,29 +97,29 @@ impl RequestBody {
     }
 }
 
-impl Ecr {
+impl BodyBudget {
     /// Read an API request's body (call only after the headers
     /// authenticated): at most [`MAX_API_BODY`] bytes, else 413; within the
     /// byte budget, else 503; hashed as it arrives.
-    pub(crate) async fn read_body(&self, parts: &http::request::Parts, body: &mut RequestBody) -> EcrResult<ApiBody> {
+    pub async fn read(&self, parts: &http::request::Parts, body: &mut RequestBody) -> AwsResult<ApiBody> {
         let declared = declared_length(parts)?;
         let Some(body) = body.0.take() else {
-            return Err(EcrError::serialization("the request body was already read"));
+            return Err(AwsError::serialization("the request body was already read"));
         };
-        let mut held = self.body_budget.take(declared.unwrap_or(0)).await?;
+        let mut held = self.take(declared.unwrap_or(0)).await?;
         let mut allowed = declared.unwrap_or(0);
         let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
         let mut hasher = Sha256::new();
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| EcrError::serialization(format!("request body was not received: {e}")))?;
+            let chunk = chunk.map_err(|e| AwsError::serialization(format!("request body was not received: {e}")))?;
             let len = bytes.len() + chunk.len();
             if len > MAX_API_BODY || declared.is_some_and(|d| len > d) {
                 return Err(too_large());
             }
             if len > allowed {
                 // No Content-Length: the budget grows with the body.
-                if let Some(more) = self.body_budget.take(len - allowed).await? {
+                if let Some(more) = self.take(len - allowed).await? {
                     match &mut held {
                         Some(h) => h.merge(more),
                         None => held = Some(more),
@@ -140,7 +140,7 @@ impl Ecr {
 
 /// The declared `Content-Length`, refused (413) past [`MAX_API_BODY`]
 /// without reading anything.
-pub(crate) fn declared_length(parts: &http::request::Parts) -> EcrResult<Option<usize>> {
+pub fn declared_length(parts: &http::request::Parts) -> AwsResult<Option<usize>> {
     let Some(v) = parts.headers.get("content-length") else {
         return Ok(None);
     };
@@ -148,23 +148,23 @@ pub(crate) fn declared_length(parts: &http::request::Parts) -> EcrResult<Option<
         .to_str()
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| EcrError::serialization("the Content-Length header is not a number"))?;
+        .ok_or_else(|| AwsError::serialization("the Content-Length header is not a number"))?;
     if n > MAX_API_BODY as u64 {
         return Err(too_large());
     }
     Ok(Some(n as usize))
 }
 
-fn too_large() -> EcrError {
-    EcrError::new(
+fn too_large() -> AwsError {
+    AwsError::new(
         "RequestEntityTooLargeException",
         format!("The request body exceeds the {MAX_API_BODY}-byte limit"),
     )
     .with_status(StatusCode::PAYLOAD_TOO_LARGE)
 }
 
-fn busy(total: usize) -> EcrError {
-    EcrError::new(
+fn busy(total: usize) -> AwsError {
+    AwsError::new(
         "ServiceUnavailableException",
         format!(
             "The server is reading as many API request bodies as its {} MiB budget allows; retry shortly",

@@ -19,8 +19,6 @@ use http::HeaderMap;
 use ipnet::IpNet;
 use tracing::Instrument;
 
-use crate::Ecr;
-
 /// The networks whose `X-Forwarded-*` headers are believed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrustedProxies(Vec<IpNet>);
@@ -137,13 +135,14 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-/// The middleware that puts the [`Client`] into every request.
-pub async fn layer(State(ecr): State<Arc<Ecr>>, mut req: Request, next: Next) -> Response {
+/// The middleware that puts the [`Client`] into every request; its state is
+/// the trusted proxies.
+pub async fn layer(State(trusted): State<Arc<TrustedProxies>>, mut req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let client = resolve(peer, req.headers(), &ecr.config.trusted_proxies);
+    let client = resolve(peer, req.headers(), &trusted);
     req.extensions_mut().insert(client);
     // Every log line of the request names the client.
     let span = match client.ip {

@@ -15,8 +15,8 @@ use serde_json::Value;
 
 use super::roles::{max_session, parse_trust};
 use super::{body_of, check_name, err, iso, Ctx, Input, Out, Xml};
-use crate::auth::{generate_key_pair, seal_secret, session_token_hash};
-use crate::error::{EcrError, EcrResult};
+use kura_aws::sigv4::{generate_key_pair, seal_secret, session_token_hash};
+use kura_aws::{AwsError, AwsResult};
 
 /// The actions of STS (the rest of the Query actions are IAM's).
 pub(super) const ACTIONS: &[&str] = &[
@@ -51,7 +51,7 @@ pub(super) async fn dispatch(ctx: &Ctx<'_>, action: &str, input: &Input) -> Out 
 }
 
 async fn caller_identity(ctx: &Ctx<'_>) -> Out {
-    let p = ctx.ecr.principal_of(&ctx.caller).await?;
+    let p = ctx.api.principal_of(&ctx.caller).await?;
     Ok(Some(
         Xml::new()
             .text("UserId", &p.userid)
@@ -62,7 +62,7 @@ async fn caller_identity(ctx: &Ctx<'_>) -> Out {
 }
 
 /// `arn:aws:iam::ACCT:role/PATH/NAME` → (account, name).
-fn parse_role_arn(arn: &str) -> EcrResult<(String, String)> {
+fn parse_role_arn(arn: &str) -> AwsResult<(String, String)> {
     let invalid = || err::validation(format!("{arn} is invalid"));
     let a = kura_iam::Arn::parse(arn).map_err(|_| invalid())?;
     if a.service != "iam" || !a.region.is_empty() || !a.has_account_id() {
@@ -72,7 +72,7 @@ fn parse_role_arn(arn: &str) -> EcrResult<(String, String)> {
     Ok((a.account.to_string(), name.to_string()))
 }
 
-fn denied(who: &str, role_arn: &str) -> EcrError {
+fn denied(who: &str, role_arn: &str) -> AwsError {
     err::access_denied(format!(
         "User: {who} is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
     ))
@@ -118,10 +118,10 @@ async fn assume_role(ctx: &Ctx<'_>, input: &Input) -> Out {
         }
     }
     let (role_account, role_name) = parse_role_arn(role_arn)?;
-    let decider = ctx.ecr.caller_decider(&ctx.caller, ctx.source_ip).await?;
+    let decider = ctx.api.caller_decider(&ctx.caller, ctx.source_ip).await?;
     let principal = decider.principal();
     let role = ctx
-        .ecr
+        .api
         .iam
         .iam_entity_get(&role_account, kind::ROLE, &role_name)
         .await?
@@ -181,7 +181,7 @@ async fn assume_role(ctx: &Ctx<'_>, input: &Input) -> Out {
         None => CHAINED_MAX_SECS.min(limit),
     };
     // The operator's ceiling wins, even below STS's own minimum.
-    let ceiling = i64::try_from(ctx.ecr.config.max_session_secs).unwrap_or(i64::MAX);
+    let ceiling = i64::try_from(ctx.api.config.max_session_secs).unwrap_or(i64::MAX);
     let duration = duration.min(ceiling);
 
     let now = kura_store::now_millis();
@@ -196,21 +196,21 @@ async fn assume_role(ctx: &Ctx<'_>, input: &Input) -> Out {
         account: role_account.clone(),
         principal_arn: arn.clone(),
         principal_id: format!("{}:{session}", role.id),
-        secret_sealed: seal_secret(&ctx.ecr.master, &id, &secret),
+        secret_sealed: seal_secret(&ctx.api.master, &id, &secret),
         status: "Active".into(),
         session_token_hash: Some(session_token_hash(&token)),
         expires_at: Some(expires_at),
         created_at: now,
     };
-    ctx.ecr.control.access_key_put(&row).await?;
+    ctx.api.control.access_key_put(&row).await?;
     // DeleteRole deletes the role, then its sessions' keys: a role deleted
     // meanwhile either took this key along or is seen gone here.
-    if ctx.ecr.iam.iam_entity_by_id(&role_account, &role.id).await?.is_none() {
-        ctx.ecr.iam.access_key_delete(&id).await?;
+    if ctx.api.iam.iam_entity_by_id(&role_account, &role.id).await?.is_none() {
+        ctx.api.iam.access_key_delete(&id).await?;
         return Err(denied(&principal.arn, role_arn));
     }
     // Forget sessions that ended more than a day ago.
-    if let Err(e) = ctx.ecr.iam.access_keys_purge_expired(now - 86_400_000).await {
+    if let Err(e) = ctx.api.iam.access_keys_purge_expired(now - 86_400_000).await {
         tracing::warn!(error = %e, "cannot purge expired temporary credentials");
     }
     tracing::info!(principal = %principal.arn, session = %arn, seconds = duration, "role assumed");

@@ -8,8 +8,8 @@ use super::users::{all_entities, list_entity_tags, tag_entity, untag_entity};
 use super::{
     body_of, check_name, check_path, err, iso, no_such, tags_of, tags_xml, unique_id, url_encode, Ctx, Input, Out, Xml,
 };
-use crate::authz::Access;
-use crate::error::EcrResult;
+use kura_authz::Access;
+use kura_aws::AwsResult;
 
 /// A role's session limit when none is set.
 pub(super) const DEFAULT_MAX_SESSION: i64 = 3600;
@@ -35,7 +35,7 @@ pub(super) async fn dispatch(ctx: &Ctx<'_>, action: &str, input: &Input) -> Opti
 
 /// Validate a trust policy: a resource-based policy (a `Principal` in every
 /// statement) of at most 2048 non-whitespace characters.
-pub(super) fn parse_trust(text: &str) -> EcrResult<Policy> {
+pub(super) fn parse_trust(text: &str) -> AwsResult<Policy> {
     let options = ParseOptions {
         kind: Some(PolicyKind::Resource),
         max_size: Some(SizeLimit {
@@ -53,7 +53,7 @@ pub(super) fn max_session(body: &serde_json::Map<String, Value>) -> i64 {
         .unwrap_or(DEFAULT_MAX_SESSION)
 }
 
-fn check_max_session(v: i64) -> EcrResult<()> {
+fn check_max_session(v: i64) -> AwsResult<()> {
     if (DEFAULT_MAX_SESSION..=MAX_MAX_SESSION).contains(&v) {
         Ok(())
     } else {
@@ -63,7 +63,7 @@ fn check_max_session(v: i64) -> EcrResult<()> {
     }
 }
 
-fn check_description(d: &str) -> EcrResult<()> {
+fn check_description(d: &str) -> AwsResult<()> {
     if d.chars().count() > 1000 {
         return Err(err::validation(
             "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 1000",
@@ -128,7 +128,7 @@ async fn create_role(ctx: &Ctx<'_>, input: &Input) -> Out {
         body: body.to_string(),
         created_at: kura_store::now_millis(),
     };
-    if !ctx.ecr.iam.iam_entity_create(&e).await? {
+    if !ctx.api.iam.iam_entity_create(&e).await? {
         return Err(err::already_exists(format!("Role with name {name} already exists.")));
     }
     Ok(Some(Xml::new().wrap("Role", &role_xml(&e, true)).done()))
@@ -161,7 +161,7 @@ async fn list_roles(ctx: &Ctx<'_>, input: &Input) -> Out {
 async fn delete_role(ctx: &Ctx<'_>, input: &Input) -> Out {
     let name = input.req("RoleName")?;
     let e = ctx.entity("iam:DeleteRole", kind::ROLE, name, None).await?;
-    let iam = &ctx.ecr.iam;
+    let iam = &ctx.api.iam;
     if !iam.iam_inline_list(&ctx.account, kind::ROLE, &e.name).await?.is_empty() {
         return Err(err::delete_conflict(
             "Cannot delete entity, must delete policies first.",
@@ -200,7 +200,7 @@ async fn update_role(ctx: &Ctx<'_>, input: &Input) -> Out {
         check_description(d)?;
     }
     let e = ctx.entity("iam:UpdateRole", kind::ROLE, name, None).await?;
-    ctx.ecr
+    ctx.api
         .iam_update_body(
             &ctx.account,
             kind::ROLE,
@@ -225,7 +225,7 @@ async fn update_trust(ctx: &Ctx<'_>, input: &Input) -> Out {
     let doc = input.req("PolicyDocument")?.to_string();
     let e = ctx.entity("iam:UpdateAssumeRolePolicy", kind::ROLE, name, None).await?;
     parse_trust(&doc)?;
-    ctx.ecr
+    ctx.api
         .iam_update_body(
             &ctx.account,
             kind::ROLE,
