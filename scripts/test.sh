@@ -36,10 +36,11 @@ cargo test --release --workspace
 # makes a suite fail instead of skipping when it cannot reach them. The
 # router, ECR API, IAM, public and GC tests run again too, each test on a fresh
 # PostgreSQL database (KURA_TEST_DATABASE_URL).
-echo "== cargo test: store suites on PostgreSQL and S3; registry, ECR and GC tests on PostgreSQL"
+echo "== cargo test: store suites on PostgreSQL and S3; registry, ECR, GC, job and event delivery tests on PostgreSQL"
 scripts/with-postgres-s3 env KURA_REQUIRE_PG=1 KURA_REQUIRE_S3=1 \
-    cargo test --release -p kura-store --test meta --test blobstore \
-    -p kura-registry --test router -p kura-ecr --tests -p kura-gc --test gc
+    cargo test --release -p kura-store --test meta --test blobstore --test jobs --test events \
+    -p kura-registry --test router --test events -p kura-ecr --tests -p kura-gc --test gc \
+    -p kura-jobs --tests -p kura-events --test delivery --test listener --test app
 echo "== cargo build (binary and benchmarks)"
 cargo build --release -p kura
 cargo bench --workspace --no-run

@@ -7,6 +7,7 @@
 //! * [`api`] — the EventBridge API subset over the [`kura_store::EventsStore`].
 //! * [`deliver`] — sending one event to one target over HTTP (API destinations, webhooks).
 //! * [`route`] — which targets an event goes to (enabled rules of its account, cached).
+//! * [`service`] — EventBridge as an `AwsService` of the AWS pipeline.
 //! * [`target`] — what a target ARN names and the destination it resolves to.
 
 pub mod api;
@@ -16,6 +17,7 @@ pub mod job;
 pub mod listener;
 pub mod pattern;
 pub mod route;
+pub mod service;
 pub mod target;
 
 pub use api::{Events, EventsError};

@@ -80,11 +80,18 @@ impl AwsService for EventsService {
         let account = &call.caller.account;
         let arn = self.events.resource(op.name, account, input);
         self.authz
-            .authorize(&call.caller, &Access::resource(op.action, &arn, account), call.source_ip)
+            .authorize(
+                &call.caller,
+                &Access::resource(op.action, &arn, account),
+                call.source_ip,
+            )
             .await
     }
 
     async fn run(&self, call: &Call, op: &OpSpec, input: Value) -> Result<Value, AwsError> {
-        self.events.call(op.name, &call.caller.account, &input).await.map_err(to_aws)
+        self.events
+            .call(op.name, &call.caller.account, &input)
+            .await
+            .map_err(to_aws)
     }
 }

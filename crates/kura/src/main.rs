@@ -447,7 +447,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         events.clone(),
         ecr.jobs().clone(),
     ));
-    let mut options = kura_ecr::AppOptions::default();
+    let events_api = kura_events::service::EventsService::new(events.clone(), ecr.authz().clone());
+    let mut options = kura_ecr::AppOptions {
+        services: vec![Arc::new(events_api)],
+        ..Default::default()
+    };
     // The audit trail: every API call recorded by the pipeline, the data
     // plane's writes by the guard, and CloudTrail's LookupEvents.
     if let Some(trail) = audit::install(&ecr, meta.clone(), &args.audit, &boot.default_account, &args.region) {
