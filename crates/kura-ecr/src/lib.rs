@@ -147,7 +147,6 @@ impl Ecr {
             stores.meta.clone(),
             stores.scans,
             stores.control.clone(),
-            stores.maint.clone(),
             registry.clone(),
             scan_settings,
         );
