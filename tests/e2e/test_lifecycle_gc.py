@@ -302,17 +302,22 @@ def test_lifecycle_preview_run_then_gc(registry, tmp_path):
     assert "lastEvaluatedAt" in got, got
     assert t0 - 2 <= got["lastEvaluatedAt"] <= t1 + 2, (t0, got["lastEvaluatedAt"], t1)
 
-    # Each expiry left a PolicyExecutionEvent audit record.
-    p = subprocess.run([kura_bin(), "audit", "--data-dir", reg.data_dir, "--account", reg.account_id],
+    # Each expiry left a PolicyExecutionEvent record on the audit trail:
+    # CloudTrail's service event, its details in serviceEventDetails.
+    p = subprocess.run([kura_bin(), "audit", "--data-dir", reg.data_dir, "--account", reg.account_id,
+                        "--event-name", "PolicyExecutionEvent"],
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     events = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
     expiries = [e for e in events if e["eventName"] == "PolicyExecutionEvent"]
-    assert sorted(e["detail"]["imageDigest"] for e in expiries) == sorted(expiring), events
+    assert sorted(e["serviceEventDetails"]["imageDigest"] for e in expiries) == sorted(expiring), events
     for e in expiries:
-        assert e["detail"]["repositoryName"] == REPO
-        assert e["detail"]["actionType"] == "EXPIRE" and e["detail"]["result"] == "SUCCESS"
-        assert e["detail"]["appliedRulePriority"] == EXPECTED_RULE[by_digest[e["detail"]["imageDigest"]]]
+        assert e["eventType"] == "AwsServiceEvent" and e["eventSource"] == "ecr.amazonaws.com"
+        assert e["recipientAccountId"] == reg.account_id
+        d = e["serviceEventDetails"]
+        assert d["repositoryName"] == REPO
+        assert d["actionType"] == "EXPIRE" and d["result"] == "SUCCESS"
+        assert d["appliedRulePriority"] == EXPECTED_RULE[by_digest[d["imageDigest"]]]
 
     # Idempotent.
     again = kura(reg, "lifecycle", "run")

@@ -381,7 +381,24 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
                 user_agent: user_agent(req.headers()),
             };
             req.extensions_mut().insert(actor);
-            pass(req, next, account, data).await
+            // The audit trail records writes (and, when asked, reads) once
+            // answered, before the answer leaves.
+            let Some(hook) = ecr.audit() else {
+                return pass(req, next, account, data).await;
+            };
+            let Some(call) = crate::calls::DataCall::of(&data, &account, hook.data_reads) else {
+                return pass(req, next, account, data).await;
+            };
+            let (started, agent) = (kura_store::now_millis(), user_agent(req.headers()));
+            let read = call.is_read();
+            let resp = pass(req, next, account, data).await;
+            let record = call.record(&ecr.config.region, started, &caller, source_ip, agent, resp.status());
+            if read {
+                hook.recorder.record_data(&record).await;
+            } else {
+                hook.recorder.record(&record).await;
+            }
+            resp
         }
         Ok(Err(denial)) => denied(&denial.message),
         // The key's owner no longer exists.

@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod authz;
+pub mod calls;
 pub mod error;
 pub mod lifecycle;
 pub mod model;
@@ -126,6 +127,7 @@ pub struct Ecr {
     auth: kura_aws::Authenticator,
     body_budget: Arc<body::BodyBudget>,
     config: EcrConfig,
+    audit: std::sync::OnceLock<calls::AuditHook>,
 }
 
 impl Ecr {
@@ -145,7 +147,6 @@ impl Ecr {
             stores.meta.clone(),
             stores.scans,
             stores.control.clone(),
-            stores.maint.clone(),
             registry.clone(),
             scan_settings,
         );
@@ -168,7 +169,21 @@ impl Ecr {
             token_key,
             body_budget: Arc::new(body::BodyBudget::new(config.api_body_budget)),
             config,
+            audit: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Record the data plane's calls in the audit trail (once, at start-up;
+    /// API calls are recorded through [`AppOptions::recorder`]).
+    pub fn set_audit(&self, hook: calls::AuditHook) {
+        if self.audit.set(hook).is_err() {
+            tracing::warn!("the audit trail was already configured");
+        }
+    }
+
+    /// The data plane's audit trail, when enabled.
+    pub fn audit(&self) -> Option<&calls::AuditHook> {
+        self.audit.get()
     }
 
     /// The byte budget of API request bodies.

@@ -19,10 +19,9 @@ use kura_scan::inventory::{self, LayerIndex, Limits};
 use kura_scan::matcher::{self, Finding};
 use kura_scan::vulndb::{self, Advisory};
 use kura_scan::{Inventory, PackageKind};
-use kura_store::gc::AuditEvent;
 use kura_store::meta::{ManifestKey, RepoId, RepoRow};
 use kura_store::scan::{AdvisoryRow, ScanRow, ScanStart, VulnImportRow};
-use kura_store::{ControlStore, MaintenanceStore, MetaStore, ScanStore, StoreError};
+use kura_store::{ControlStore, MetaStore, ScanStore, StoreError};
 use serde_json::{json, Value};
 
 use kura_aws::json::ts;
@@ -155,7 +154,6 @@ struct Inner {
     meta: Arc<dyn MetaStore>,
     scans: Arc<dyn ScanStore>,
     control: Arc<dyn ControlStore>,
-    maint: Arc<dyn MaintenanceStore>,
     registry: Arc<Registry>,
     permits: tokio::sync::Semaphore,
     settings: ScanSettings,
@@ -178,7 +176,6 @@ impl Scanner {
         meta: Arc<dyn MetaStore>,
         scans: Arc<dyn ScanStore>,
         control: Arc<dyn ControlStore>,
-        maint: Arc<dyn MaintenanceStore>,
         registry: Arc<Registry>,
         settings: ScanSettings,
     ) -> Self {
@@ -188,7 +185,6 @@ impl Scanner {
                 meta,
                 scans,
                 control,
-                maint,
                 registry,
                 permits: tokio::sync::Semaphore::new(settings.workers.max(1)),
                 settings,
@@ -447,35 +443,9 @@ impl Scanner {
         };
         self.inner.scans.scan_finish(&row).await?;
         tracing::info!(%digest, status, findings = findings.len(), "image scan finished");
-        // The record the events and audit trail read: EventBridge's "ECR Image Scan" shape.
+        // EventBridge's "ECR Image Scan" comes from the registry's scan event
+        // (kura-events); CloudTrail has no record of a scan's completion.
         if let Some(repo_row) = self.inner.meta.repo_by_id(repo).await? {
-            let tags = self
-                .inner
-                .meta
-                .image_get(repo, digest)
-                .await?
-                .map(|i| i.tags)
-                .unwrap_or_default();
-            self.inner
-                .maint
-                .audit_append(&AuditEvent {
-                    id: 0,
-                    at: now,
-                    account: repo_row.account.clone(),
-                    event_name: "ECR Image Scan".into(),
-                    source: "aws.ecr".into(),
-                    detail: json!({
-                        "scan-status": status,
-                        "scan-type": scan_type,
-                        "repository-name": repo_row.name,
-                        "image-digest": digest,
-                        "image-tags": tags,
-                        "finding-severity-counts": counts,
-                        "rematch": !store_inventory,
-                    })
-                    .to_string(),
-                })
-                .await?;
             let counts = counts.iter().map(|(k, v)| (k.to_string(), *v)).collect();
             let actor = Actor::scanner(repo_row.account.clone());
             self.inner

@@ -10,6 +10,7 @@
 //!
 //! Layering: services call stores; stores never call services.
 
+pub mod audit;
 pub mod blob;
 pub mod control;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod s3;
 pub mod scan;
 pub mod space;
 pub mod sql;
+mod sql_audit;
 mod sql_control;
 mod sql_events;
 mod sql_iam;
@@ -32,6 +34,7 @@ mod sql_meta;
 mod sql_scan;
 pub mod testdb;
 
+pub use audit::AuditStore;
 pub use blob::{BlobStore, ByteStream, StoredKind, StoredObject};
 pub use control::ControlStore;
 pub use error::StoreError;

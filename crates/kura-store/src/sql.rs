@@ -47,6 +47,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/sqlite/0008_orphans.sql")),
     (9, include_str!("../migrations/sqlite/0009_jobs.sql")),
     (10, include_str!("../migrations/sqlite/0010_events.sql")),
+    (11, include_str!("../migrations/sqlite/0011_audit.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
 /// its first migration creates that schema at once.
@@ -58,9 +59,10 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (8, include_str!("../migrations/postgres/0008_orphans.sql")),
     (9, include_str!("../migrations/postgres/0009_jobs.sql")),
     (10, include_str!("../migrations/postgres/0010_events.sql")),
+    (11, include_str!("../migrations/postgres/0011_audit.sql")),
 ];
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// How long a writer may hold an upload before another request may take it.
 /// The holder renews it while it streams ([`MetaStore::upload_renew`]), so a
@@ -365,6 +367,18 @@ impl SqlMetaStore {
         Ok(match self.dialect {
             Dialect::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.write.begin().await?,
+        })
+    }
+
+    /// Begin a write transaction on a connection already taken (a
+    /// [`Relaxed`] writer), the way this engine needs.
+    pub(crate) async fn begin_on<'c>(
+        &self,
+        conn: &'c mut sqlx::AnyConnection,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Any>> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => sqlx::Connection::begin_with(conn, "BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => sqlx::Connection::begin(conn).await?,
         })
     }
 

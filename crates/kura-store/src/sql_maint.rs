@@ -308,6 +308,11 @@ impl crate::gc::MaintenanceStore for SqlMetaStore {
     }
 
     async fn audit_append(&self, e: &crate::gc::AuditEvent) -> Result<()> {
+        // The lifecycle's expiries are CloudTrail service events: they go
+        // to the audit trail, where LookupEvents and `kura audit` read them.
+        if let Some(row) = crate::audit::service_event(e) {
+            return crate::AuditStore::trail_append(self, &[row]).await;
+        }
         retry_write!(self, async {
             sqlx::query(
                 "INSERT INTO audit_events (at, account, event_name, source, detail) VALUES ($1, $2, $3, $4, $5)",

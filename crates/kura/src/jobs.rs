@@ -41,6 +41,8 @@ pub struct Background {
     pub scan_sweep_every: Duration,
     /// Handlers of other crates' job kinds (e.g. EventBridge delivery).
     pub extra: Vec<Arc<dyn JobHandler>>,
+    /// The audit trail's retention job, when on.
+    pub audit_retention: Option<kura_audit::retention::RetentionJob>,
 }
 
 /// Start this node's runner: every handler, and the periodic schedules.
@@ -77,6 +79,13 @@ pub async fn start(
         keep_dead: Duration::from_secs(30 * 24 * 3600),
     }));
     let empty = serde_json::json!({});
+    if let Some(job) = plan.audit_retention {
+        runner.register(Arc::new(job)).every(
+            kura_audit::retention::RETENTION_JOB,
+            crate::audit::RETENTION_EVERY,
+            &empty,
+        );
+    }
     runner
         .every(GC_JOB, plan.gc_every, &empty)
         .every(kura_ecr::lifecycle::RUN_JOB, plan.lifecycle_every, &empty)

@@ -4,6 +4,7 @@
 //! (also while the server is up, on the same data directory); `kura jobs`
 //! lists and retries background jobs.
 
+mod audit;
 mod datadir;
 mod jobs;
 
@@ -53,7 +54,8 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
-    /// Audit records (e.g. lifecycle expiries), as JSON lines.
+    /// The audit trail (what `aws cloudtrail lookup-events` reads), newest
+    /// first, one CloudTrail record per line.
     Audit(AuditArgs),
     /// Vulnerability data for image scanning.
     Vulndb {
@@ -123,12 +125,8 @@ enum VulndbCommand {
 struct AuditArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// The account whose records to list (default: the deployment's default account).
-    #[arg(long, env = "KURA_ACCOUNT_ID")]
-    account: Option<String>,
-    /// Only records after this id.
-    #[arg(long, default_value_t = 0)]
-    after: i64,
+    #[command(flatten)]
+    query: audit::AuditQuery,
 }
 
 #[derive(Subcommand)]
@@ -297,6 +295,8 @@ struct ServeArgs {
     /// all requests; a request that finds no room waits, then gets 503.
     #[arg(long, env = "KURA_API_BODY_BUDGET_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     api_body_budget_mib: u64,
+    #[command(flatten)]
+    audit: audit::AuditFlags,
 }
 
 /// A duration (humantime, e.g. `30s`) that is not zero.
@@ -448,14 +448,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ecr.jobs().clone(),
     ));
     let events_api = kura_events::service::EventsService::new(events.clone(), ecr.authz().clone());
-    let app = kura_ecr::app_with(
-        ecr.clone(),
-        registry,
-        kura_ecr::AppOptions {
-            services: vec![Arc::new(events_api)],
-            ..Default::default()
-        },
-    );
+    let mut options = kura_ecr::AppOptions {
+        services: vec![Arc::new(events_api)],
+        ..Default::default()
+    };
+    // The audit trail: every API call recorded by the pipeline, the data
+    // plane's writes by the guard, and CloudTrail's LookupEvents.
+    if let Some(trail) = audit::install(&ecr, meta.clone(), &args.audit, &boot.default_account, &args.region) {
+        options.recorder = Some(trail.recorder);
+        options.services.push(Arc::new(trail.cloudtrail));
+    }
+    let app = kura_ecr::app_with(ecr.clone(), registry, options);
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
             &boot.default_account,
@@ -491,6 +494,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     ..kura_jobs::RetryPolicy::for_a_day()
                 },
             ))],
+            audit_retention: audit::retention_job(meta.clone(), &args.audit),
         },
     )
     .await
@@ -612,31 +616,7 @@ async fn jobs_command(command: JobsCommand) -> anyhow::Result<()> {
 async fn audit(args: AuditArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
     let (meta, _) = open_stores(&args.store).await?;
-    let account = match args.account {
-        Some(a) => a,
-        None => match kura_store::ControlStore::server_secret_get(meta.as_ref(), "default-account").await? {
-            Some(a) => String::from_utf8(a).context("the default account")?,
-            // Never started: no account, no records.
-            None => return Ok(()),
-        },
-    };
-    let mut after = args.after;
-    loop {
-        let page = kura_store::MaintenanceStore::audit_list(meta.as_ref(), &account, after, 500).await?;
-        for e in &page {
-            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap_or(serde_json::Value::Null);
-            let line = serde_json::json!({
-                "id": e.id, "eventTime": e.at as f64 / 1000.0, "account": e.account,
-                "eventName": e.event_name, "eventSource": e.source, "detail": detail,
-            });
-            println!("{line}");
-        }
-        match page.last() {
-            Some(l) if page.len() == 500 => after = l.id,
-            _ => break,
-        }
-    }
-    Ok(())
+    audit::command(meta, args.query).await
 }
 
 /// Shown once, on the start that created the root key: the secret is never
