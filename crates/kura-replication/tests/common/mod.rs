@@ -56,7 +56,7 @@ impl Deployment {
         let store = Arc::new(kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await);
         store.account_ensure(A).await.unwrap();
         store.account_ensure(B).await.unwrap();
-        let blobs = Arc::new(FsBlobStore::open(dir.path().join("blobs")).await.unwrap());
+        let blobs = blob_store(dir.path()).await;
         let config = RegistryConfig {
             default_account: A.into(),
             create_on_push: true,
@@ -264,6 +264,33 @@ impl Deployment {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("status never became {want}; last: {last:?}");
+    }
+}
+
+/// The S3 store (a fresh prefix) when `KURA_TEST_S3_ENDPOINT` names a
+/// server (`scripts/with-postgres-s3` sets it), else the filesystem.
+async fn blob_store(dir: &std::path::Path) -> Arc<dyn kura_store::BlobStore> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match var("KURA_TEST_S3_ENDPOINT") {
+        Some(endpoint) => Arc::new(
+            kura_store::S3BlobStore::new(&kura_store::S3Config {
+                bucket: var("KURA_TEST_S3_BUCKET").expect("KURA_TEST_S3_BUCKET"),
+                prefix: format!("repl-{}", uuid::Uuid::new_v4().simple()),
+                endpoint: Some(endpoint),
+                region: "us-east-1".into(),
+                access_key_id: var("KURA_TEST_S3_ACCESS_KEY_ID"),
+                secret_access_key: var("KURA_TEST_S3_SECRET_ACCESS_KEY"),
+                virtual_hosted: None,
+                buffer_budget: 64 << 20,
+            })
+            .unwrap(),
+        ),
+        None => {
+            if var("KURA_REQUIRE_S3").as_deref() == Some("1") {
+                panic!("KURA_REQUIRE_S3=1 but KURA_TEST_S3_ENDPOINT is not set");
+            }
+            Arc::new(FsBlobStore::open(dir.join("blobs")).await.unwrap())
+        }
     }
 }
 
