@@ -2,6 +2,7 @@
 //! store and region, serves the federation routes on a loopback port, and
 //! runs the replicate job in its own job runner.
 
+#![allow(dead_code)] // each test crate uses part of it
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
