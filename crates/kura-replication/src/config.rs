@@ -96,7 +96,9 @@ impl ReplicationConfiguration {
     /// with that destination enables `deleteReplication`).
     pub fn deletes_replicate(&self, name: &str, dest: &Destination) -> bool {
         self.rules.iter().any(|r| {
-            r.covers(name) && r.delete_replication.as_ref().is_some_and(|d| d.enabled) && r.destinations.contains(dest)
+            r.covers(name)
+                && r.delete_replication.as_ref().is_some_and(|d| d.enabled)
+                && r.destinations.contains(dest)
         })
     }
 
@@ -127,11 +129,9 @@ impl ReplicationConfiguration {
         }
         for rule in &self.rules {
             if rule.destinations.is_empty() {
-                return Err(
-                    "Invalid parameter at 'replicationConfiguration' failed to satisfy constraint: \
+                return Err("Invalid parameter at 'replicationConfiguration' failed to satisfy constraint: \
                      'A replication rule must have at least one destination'"
-                        .to_string(),
-                );
+                    .to_string());
             }
             for d in &rule.destinations {
                 if d.region == own_region && d.registry_id == own_account {
@@ -207,9 +207,7 @@ impl ReplicationConfiguration {
 }
 
 fn is_region(r: &str) -> bool {
-    (2..=25).contains(&r.len())
-        && r.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    (2..=25).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The model's filter pattern: path components of lowercase alphanumerics
@@ -247,23 +245,12 @@ mod tests {
             {"destinations":[{"region":"eu-west-1","registryId":"111111111111"},
                              {"region":"ap-northeast-1","registryId":"222222222222"}]}]}"#);
         assert_eq!(c.destinations_for("prod/api").len(), 2);
-        assert_eq!(
-            c.destinations_for("dev/api"),
-            vec![
-                Destination {
-                    region: "eu-west-1".into(),
-                    registry_id: "111111111111".into()
-                },
-                Destination {
-                    region: "ap-northeast-1".into(),
-                    registry_id: "222222222222".into()
-                },
-            ]
-        );
-        let only = cfg(
-            r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
-             "repositoryFilters":[{"filter":"prod/","filterType":"PREFIX_MATCH"}]}]}"#,
-        );
+        assert_eq!(c.destinations_for("dev/api"), vec![
+            Destination { region: "eu-west-1".into(), registry_id: "111111111111".into() },
+            Destination { region: "ap-northeast-1".into(), registry_id: "222222222222".into() },
+        ]);
+        let only = cfg(r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
+             "repositoryFilters":[{"filter":"prod/","filterType":"PREFIX_MATCH"}]}]}"#);
         assert!(only.destinations_for("production").is_empty());
         assert_eq!(only.destinations_for("prod/x").len(), 1);
     }
@@ -282,18 +269,11 @@ mod tests {
             .collect();
         let many = cfg(&format!(r#"{{"rules":[{{"destinations":[{}]}}]}}"#, dests.join(",")));
         assert!(many.validate("us-east-1", "1").unwrap_err().contains("limit of 25"));
-        let short = cfg(
-            r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
-             "repositoryFilters":[{"filter":"a","filterType":"PREFIX_MATCH"}]}]}"#,
-        );
-        assert!(short
-            .validate("us-east-1", "1")
-            .unwrap_err()
-            .contains("between 2 and 256"));
-        let upper = cfg(
-            r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
-             "repositoryFilters":[{"filter":"Prod","filterType":"PREFIX_MATCH"}]}]}"#,
-        );
+        let short = cfg(r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
+             "repositoryFilters":[{"filter":"a","filterType":"PREFIX_MATCH"}]}]}"#);
+        assert!(short.validate("us-east-1", "1").unwrap_err().contains("between 2 and 256"));
+        let upper = cfg(r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
+             "repositoryFilters":[{"filter":"Prod","filterType":"PREFIX_MATCH"}]}]}"#);
         assert!(upper.validate("us-east-1", "1").is_err());
         assert!(is_filter("prod/") && is_filter("prod/ap") && is_filter("ab") && !is_filter("/x"));
     }
