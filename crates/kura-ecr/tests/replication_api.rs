@@ -701,3 +701,134 @@ async fn backfills_queue_the_existing_images_and_report_their_outcome() {
     .await
     .err(bad, "ReplicationBackfillNotFoundException");
 }
+
+/// Push a real image (config and one layer) through the data-plane service;
+/// its manifest digest and bytes.
+async fn push_image(t: &T, account: &str, repo: &str, tag: &str, layer: &[u8]) -> (String, Vec<u8>) {
+    use futures::StreamExt;
+    let name: kura_oci::RepoName = repo.parse().unwrap();
+    let actor = kura_registry::Actor::service(account, "test");
+    t.s.store.repo_get_or_create(account, repo).await.unwrap();
+    let blob = |data: Vec<u8>| {
+        let digest = kura_oci::Digest::sha256(&data).to_string();
+        let registry = t.s.registry.clone();
+        let (name, actor) = (name.clone(), actor.clone());
+        async move {
+            let bytes = bytes::Bytes::from(data);
+            let body: kura_registry::service::Body =
+                futures::stream::once(async move { Ok::<_, std::io::Error>(bytes) }).boxed();
+            registry
+                .start_upload(account, &name, None, Some(&digest), &actor, body)
+                .await
+                .unwrap();
+            digest
+        }
+    };
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","tag":"{tag}"}}"#);
+    let cd = blob(config.clone().into_bytes()).await;
+    let ld = blob(layer.to_vec()).await;
+    let manifest = serde_json::to_vec_pretty(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}],
+    }))
+    .unwrap();
+    let out =
+        t.s.registry
+            .put_manifest(
+                account,
+                &name,
+                tag,
+                &[],
+                Some("application/vnd.oci.image.manifest.v1+json"),
+                manifest.clone(),
+                &actor,
+            )
+            .await
+            .unwrap();
+    (out.digest.to_string(), manifest)
+}
+
+/// The whole path with the engine's replicate job: images pushed before the
+/// configuration reach another account of this deployment through a
+/// backfill, which then reports them COMPLETE.
+#[tokio::test]
+async fn a_backfill_replicates_existing_images_with_the_replicate_job() {
+    let t = T::new().await;
+    let (d1, m1) = push_image(&t, ACCOUNT, "prod/api", "v1", b"layer one").await;
+    let (d2, m2) = push_image(&t, ACCOUNT, "prod/api", "v2", b"layer two").await;
+    put(&t, vec![rule(vec![dest(REGION, OTHER)])]).await.ok();
+    // OTHER lets ACCOUNT replicate into it.
+    t.s.store
+        .resource_policy_put(
+            &kura_authz::registry_arn(REGION, OTHER),
+            &json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"AWS": format!("arn:aws:iam::{ACCOUNT}:root")},
+                "Action": ["ecr:CreateRepository", "ecr:ReplicateImage"],
+                "Resource": format!("arn:aws:ecr:{REGION}:{OTHER}:repository/*")}]})
+            .to_string(),
+        )
+        .await
+        .unwrap();
+    let started = t
+        .call("StartReplicationBackfill", json!({"destination": dest(REGION, OTHER)}))
+        .await
+        .ok();
+    let id = started["replicationBackfillId"].as_str().unwrap().to_string();
+    assert_eq!(t.run_backfills().await, 1);
+
+    // Run the queued replicate jobs as a runner would.
+    let store = t.s.store.clone();
+    let replicator = kura_replication::job::Replicator::new(
+        t.s.registry.clone(),
+        t.s.ecr.authz().clone(),
+        store.clone(),
+        store.clone(),
+        t.s.ecr.jobs().clone(),
+        kura_replication::peer::Peers::new(REGION, Default::default(), None, std::time::Duration::from_secs(5)),
+        std::time::Duration::from_millis(10),
+    );
+    let jobs = store
+        .job_claim(&[kura_replication::REPLICATE_JOB.to_string()], "test", 60_000, 10)
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), 2);
+    for j in &jobs {
+        replicator.run(j).await.unwrap();
+        assert!(store.job_complete(j.id, "test").await.unwrap());
+    }
+
+    let r = t
+        .call(
+            "DescribeReplicationBackfillResults",
+            json!({"replicationBackfillId": id}),
+        )
+        .await
+        .ok();
+    assert_eq!(r["status"], "COMPLETE", "{r}");
+    assert_eq!(r["progress"]["completedReplicationCount"], 2);
+    assert_eq!(r["progress"]["failedReplicationCount"], 0);
+    // Byte-exact in the destination account, under the tags.
+    let dest_repo = store.repo_get(OTHER, "prod/api").await.unwrap().unwrap();
+    for (tag, digest, body) in [("v1", &d1, &m1), ("v2", &d2, &m2)] {
+        let got = store
+            .manifest_get(dest_repo.id, kura_store::meta::ManifestKey::Tag(tag))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&got.body, body);
+        assert_eq!(&got.digest, digest);
+    }
+    let st = t
+        .call(
+            "DescribeImageReplicationStatus",
+            json!({"repositoryName": "prod/api", "imageId": {"imageTag": "v2"}}),
+        )
+        .await
+        .ok();
+    assert_eq!(
+        st["replicationStatuses"],
+        json!([{"region": REGION, "registryId": OTHER, "status": "COMPLETE"}])
+    );
+}
