@@ -468,6 +468,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         meta.clone(),
         &args.replication,
         &args.region,
+        args.audit.enabled,
     ))?;
     options.routes = Some(repl.routes);
     let app = kura_ecr::app_with(ecr.clone(), registry, options);

@@ -49,6 +49,7 @@ pub fn install(
     store: Arc<SqlMetaStore>,
     flags: &ReplicationFlags,
     region: &str,
+    audit: bool,
 ) -> anyhow::Result<Installed> {
     let key = match &flags.federation_key_file {
         Some(path) => Some(FederationKey::load(path).map_err(anyhow::Error::msg)?),
@@ -84,6 +85,9 @@ pub fn install(
         retry_base,
     );
     registry.subscribe(replicator.clone());
+    if audit {
+        replicator.record_to(store.clone());
+    }
     let server = FederationServer::new(registry.clone(), ecr.authz().clone(), store, key);
     Ok(Installed {
         replicator,

@@ -2,6 +2,7 @@
 //! store and region, serves the federation routes on a loopback port, and
 //! runs the replicate job in its own job runner.
 
+#![allow(dead_code)] // each test crate uses part of it
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,6 +35,8 @@ pub struct Deployment {
     pub url: String,
     /// Bytes the federation routes received in upload PATCH bodies.
     pub patched: Arc<AtomicU64>,
+    /// Every image event the registry emitted.
+    pub seen: Arc<Seen>,
     runner: Option<kura_jobs::RunnerHandle>,
     server: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -76,6 +79,9 @@ impl Deployment {
             Duration::from_millis(50),
         );
         registry.subscribe(replicator.clone());
+        replicator.record_to(store.clone());
+        let seen = Arc::new(Seen::default());
+        registry.subscribe(seen.clone());
         let server = FederationServer::new(registry.clone(), authz, store.clone(), key);
         let patched = Arc::new(AtomicU64::new(0));
         let counter = patched.clone();
@@ -115,6 +121,7 @@ impl Deployment {
             replicator,
             url,
             patched,
+            seen,
             runner: Some(runner.start()),
             server,
             _dir: dir,
@@ -291,6 +298,39 @@ async fn blob_store(dir: &std::path::Path) -> Arc<dyn kura_store::BlobStore> {
             }
             Arc::new(FsBlobStore::open(dir.join("blobs")).await.unwrap())
         }
+    }
+}
+
+/// Records the registry's events.
+#[derive(Default)]
+pub struct Seen(pub std::sync::Mutex<Vec<kura_registry::ImageEvent>>);
+
+#[async_trait::async_trait]
+impl kura_registry::EventListener for Seen {
+    async fn on_event(&self, e: &kura_registry::ImageEvent) {
+        self.0.lock().unwrap().push(e.clone());
+    }
+}
+
+impl Deployment {
+    /// The audit trail's `ReplicateImage` records of `account` (their JSON).
+    pub async fn replication_records(&self, account: &str) -> Vec<serde_json::Value> {
+        use kura_store::audit::{AuditStore, TrailFilter, TrailQuery};
+        let q = TrailQuery {
+            account: account.into(),
+            filter: TrailFilter::EventName("ReplicateImage".into()),
+            start_ms: 0,
+            end_ms: i64::MAX,
+            before: None,
+            limit: 100,
+        };
+        self.store
+            .trail_lookup(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| serde_json::from_str(&e.row.record).unwrap())
+            .collect()
     }
 }
 
