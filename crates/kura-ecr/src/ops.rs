@@ -335,6 +335,13 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: Value) -> EcrResult<Va
         EcrOp::DeleteLifecyclePolicy => ecr.get_lifecycle_policy(ctx, &v, true).await,
         EcrOp::StartLifecyclePolicyPreview => ecr.start_lifecycle_preview(ctx, &v).await,
         EcrOp::GetLifecyclePolicyPreview => ecr.get_lifecycle_preview(ctx, &v).await,
+        EcrOp::RegisterPullTimeUpdateExclusion => ecr.register_pull_time_update_exclusion(ctx, &v).await,
+        EcrOp::DeregisterPullTimeUpdateExclusion => ecr.deregister_pull_time_update_exclusion(ctx, &v).await,
+        EcrOp::ListPullTimeUpdateExclusions => ecr.list_pull_time_update_exclusions(ctx, &v).await,
+        EcrOp::PutSigningConfiguration => ecr.put_signing_configuration(ctx, &v).await,
+        EcrOp::GetSigningConfiguration => ecr.get_signing_configuration(ctx, false).await,
+        EcrOp::DeleteSigningConfiguration => ecr.get_signing_configuration(ctx, true).await,
+        EcrOp::DescribeImageSigningStatus => ecr.describe_image_signing_status(ctx, &v).await,
         other => Err(EcrError::unsupported(other.name(), "this operation")),
     }
 }
@@ -943,10 +950,12 @@ fn map_put_error(e: RegistryError, account: &str, repo: &str) -> EcrError {
     }
 }
 
+pub mod exclusions;
 pub mod later;
 mod layers;
 mod lifecycle;
 pub mod policy;
 mod replication;
 pub mod scan;
+pub mod signing;
 mod templates;
