@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::authz::Access;
 use crate::error::{EcrError, EcrResult};
 use crate::optable::EcrOp;
-use crate::templates::{repository_arn, settings_from, tags_from};
+use crate::templates::{repository_arn, settings_from, tags_from, with_default_kms_key};
 use crate::Ecr;
 
 /// The context of one API call.
@@ -270,10 +270,24 @@ fn image_failure(id: &Value, code: &str, reason: impl Into<String>) -> Value {
     json!({"imageId": id, "failureCode": code, "failureReason": reason.into()})
 }
 
+/// An image id as ECR's messages render it: both members, quoted, a missing
+/// one as `'null'` (`{imageDigest:'null', imageTag:'latest'}`).
+fn render_image_id(id: &Value) -> String {
+    let part = |k: &str| s(id, k).unwrap_or("null").to_string();
+    format!(
+        "{{imageDigest:'{}', imageTag:'{}'}}",
+        part("imageDigest"),
+        part("imageTag")
+    )
+}
+
 fn image_not_found(id: &Value, repo: &str, account: &str) -> EcrError {
     EcrError::new(
         "ImageNotFoundException",
-        format!("The image with imageId {id} does not exist within the repository with name '{repo}' in the registry with id '{account}'"),
+        format!(
+            "The image with imageId {} does not exist within the repository with name '{repo}' in the registry with id '{account}'",
+            render_image_id(id)
+        ),
     )
 }
 
@@ -354,7 +368,7 @@ impl Ecr {
         check_encryption(v)?;
         let tags = tags_from(v.get("tags"));
         check_tags(&tags)?;
-        let settings = settings_from(v);
+        let settings = with_default_kms_key(settings_from(v), &self.config.region, &account);
         let row = self
             .meta
             .repo_create(&account, name.as_str(), &settings)
@@ -776,7 +790,9 @@ impl Ecr {
     /// The repository an ARN names, which must exist in the caller's account.
     async fn repo_for_arn(&self, arn: &str) -> EcrResult<(String, String)> {
         let bad = || {
-            EcrError::invalid_parameter(format!("Invalid parameter at 'resourceArn' failed to satisfy constraint: '{arn} is not a repository ARN of this registry'"))
+            EcrError::invalid_parameter(
+                "Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN'",
+            )
         };
         let (account, name) = policy::parse_repository_arn(&self.config.region, arn).ok_or_else(bad)?;
         let (account, name) = (account.as_str(), name.as_str());
