@@ -497,7 +497,7 @@ async fn the_aws_sdk_parses_exclusions_and_signing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(page.pull_time_update_exclusions(), [role.clone()]);
+    assert_eq!(page.pull_time_update_exclusions(), std::slice::from_ref(&role));
     let next = ecr
         .list_pull_time_update_exclusions()
         .max_results(1)
@@ -505,7 +505,7 @@ async fn the_aws_sdk_parses_exclusions_and_signing() {
         .send()
         .await
         .unwrap();
-    assert_eq!(next.pull_time_update_exclusions(), [user.clone()]);
+    assert_eq!(next.pull_time_update_exclusions(), std::slice::from_ref(&user));
     assert_eq!(next.next_token(), None);
     ecr.deregister_pull_time_update_exclusion()
         .principal_arn(&role)

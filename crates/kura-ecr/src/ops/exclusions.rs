@@ -64,10 +64,13 @@ fn principal_key(arn: &str) -> Option<String> {
     Some(format!("{account}:{kind}:{name}"))
 }
 
+/// An account's excluded principal keys, and when they were read.
+type Cached = (Instant, Arc<HashSet<String>>);
+
 /// The per-node view of every account's exclusions, for the data plane.
 pub struct PullExclusions {
     control: Arc<dyn ControlStore>,
-    cache: Mutex<HashMap<String, (Instant, Arc<HashSet<String>>)>>,
+    cache: Mutex<HashMap<String, Cached>>,
 }
 
 impl PullExclusions {
