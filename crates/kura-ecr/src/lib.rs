@@ -238,6 +238,9 @@ pub struct AppOptions {
     pub services: Vec<Arc<dyn AwsService>>,
     /// Receives the record of every API call (the audit trail).
     pub recorder: Option<Arc<dyn CallRecorder>>,
+    /// More routes with their own authentication (the federation protocol
+    /// replication uses between regions), served before the data plane.
+    pub routes: Option<Router>,
 }
 
 /// The AWS API pipeline with ECR, ECR Public, IAM and STS registered, then
@@ -293,6 +296,7 @@ pub fn app_with(ecr: Arc<Ecr>, registry: Arc<Registry>, options: AppOptions) -> 
         )
         .with_state(ecr)
         .route("/", post(kura_aws::api).with_state(api))
+        .merge(options.routes.unwrap_or_default())
         .merge(data)
         // First of all: who the client is (peer, or a trusted proxy's word).
         .layer(axum::middleware::from_fn_with_state(trusted, client::layer))

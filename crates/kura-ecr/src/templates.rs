@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kura_registry::service::RepoProvisioner;
+use kura_registry::service::{Purpose, RepoProvisioner};
 use kura_store::meta::{RepoRow, RepoSettings};
 use kura_store::{ControlStore, MetaStore, StoreError};
 use serde_json::Value;
@@ -65,6 +65,12 @@ pub struct TemplateProvisioner {
 #[async_trait]
 impl RepoProvisioner for TemplateProvisioner {
     async fn provision(&self, account: &str, name: &str) -> Result<Option<RepoRow>, StoreError> {
+        self.provision_for(account, name, Purpose::CreateOnPush).await
+    }
+
+    /// The longest-prefix template whose `appliedFor` names `purpose`.
+    async fn provision_for(&self, account: &str, name: &str, purpose: Purpose) -> Result<Option<RepoRow>, StoreError> {
+        let applied_for = purpose.applied_for();
         let mut best: Option<(usize, Value)> = None;
         let mut after: Option<String> = None;
         loop {
@@ -74,7 +80,7 @@ impl RepoProvisioner for TemplateProvisioner {
                 let on_push = body
                     .get("appliedFor")
                     .and_then(Value::as_array)
-                    .is_some_and(|a| a.iter().any(|x| x == "CREATE_ON_PUSH"));
+                    .is_some_and(|a| a.iter().any(|x| x == applied_for));
                 if on_push && prefix_covers(&t.prefix, name) {
                     let weight = if t.prefix == "ROOT" { 0 } else { t.prefix.len() + 1 };
                     if best.as_ref().is_none_or(|(w, _)| weight > *w) {
@@ -100,7 +106,8 @@ impl RepoProvisioner for TemplateProvisioner {
                 tracing::info!(
                     account,
                     repository = name,
-                    "created repository on push from a creation template"
+                    applied_for,
+                    "created repository from a creation template"
                 );
                 r
             }

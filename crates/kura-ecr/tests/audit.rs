@@ -89,6 +89,7 @@ async fn setup(data_reads: bool) -> T {
             REGION,
         ))],
         recorder: Some(recorder),
+        ..Default::default()
     };
     let app = kura_ecr::app_with(s.ecr.clone(), s.registry.clone(), options);
     T { s, app }

@@ -104,6 +104,7 @@ async fn t() -> T {
     let options = kura_ecr::AppOptions {
         services: vec![Arc::new(TestService)],
         recorder: Some(rec.clone()),
+        ..Default::default()
     };
     T {
         app: kura_ecr::app_with(s.ecr.clone(), s.registry.clone(), options),

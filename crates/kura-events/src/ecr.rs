@@ -34,6 +34,16 @@ pub enum EcrDetail {
     },
     /// Lifecycle expiry deleted an image.
     Expire { digest: String, tags: Vec<String> },
+    /// Replication of an image to one destination finished.
+    Replication {
+        digest: String,
+        tags: Vec<String>,
+        destination_region: String,
+        destination_registry: String,
+        /// `SUCCESS` or `FAILURE`.
+        result: String,
+        failure_code: Option<String>,
+    },
 }
 
 /// One ECR event, ready to render.
@@ -60,6 +70,7 @@ impl EcrDetail {
             EcrDetail::Push { .. } | EcrDetail::Delete { .. } => "ECR Image Action",
             EcrDetail::Scan { .. } => "ECR Image Scan",
             EcrDetail::Expire { .. } => "ECR Lifecycle Policy Action",
+            EcrDetail::Replication { .. } => "ECR Replication Action",
         }
     }
 }
@@ -125,6 +136,28 @@ impl EcrEvent {
                 }),
                 json!([self.repository_arn()]),
             ),
+            EcrDetail::Replication {
+                digest,
+                tags,
+                destination_region,
+                destination_registry,
+                result,
+                failure_code,
+            } => {
+                let mut d = json!({
+                    "result": result,
+                    "repository-name": repo,
+                    "image-digest": digest,
+                    "image-tags": tags,
+                    "action-type": "REPLICATE",
+                    "destination-region": destination_region,
+                    "destination-registry-id": destination_registry,
+                });
+                if let Some(code) = failure_code {
+                    d["failure-code"] = json!(code);
+                }
+                (d, json!([self.repository_arn()]))
+            }
         };
         json!({
             "version": "0",

@@ -42,6 +42,21 @@ pub fn ecr_event(ev: &ImageEvent, region: &str) -> Option<EcrEvent> {
             digest: digest.clone(),
             tags: tags.clone(),
         },
+        EventKind::ImageReplicated {
+            digest,
+            tags,
+            destination_region,
+            destination_registry,
+            result,
+            failure_code,
+        } => EcrDetail::Replication {
+            digest: digest.clone(),
+            tags: tags.clone(),
+            destination_region: destination_region.clone(),
+            destination_registry: destination_registry.clone(),
+            result: if result == "COMPLETE" { "SUCCESS" } else { "FAILURE" }.to_string(),
+            failure_code: failure_code.clone(),
+        },
         _ => return None,
     };
     Some(EcrEvent {

@@ -183,6 +183,23 @@ pub enum EventKind {
         /// Findings per severity (`CRITICAL`, `HIGH`, …), as ECR counts them.
         finding_severity_counts: BTreeMap<String, u64>,
     },
+    /// Replication of an image to one destination finished (in the source
+    /// registry; the destination sees an [`EventKind::ImagePushed`] by the
+    /// replication service).
+    ImageReplicated {
+        /// The manifest's digest.
+        digest: String,
+        /// The tags replicated with it.
+        tags: Vec<String>,
+        /// The destination region.
+        destination_region: String,
+        /// The destination registry (account).
+        destination_registry: String,
+        /// `COMPLETE` or `FAILED`.
+        result: String,
+        /// Why it failed.
+        failure_code: Option<String>,
+    },
     /// Lifecycle expiry deleted an image (an [`EventKind::ImageDeleted`]
     /// with the same digest and tags is emitted just before).
     LifecycleExpired {
@@ -212,11 +229,13 @@ pub enum EventType {
     ScanCompleted,
     /// [`EventKind::LifecycleExpired`].
     LifecycleExpired,
+    /// [`EventKind::ImageReplicated`].
+    ImageReplicated,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 8] = [
         EventType::ImagePushed,
         EventType::ImageDeleted,
         EventType::TagChanged,
@@ -224,6 +243,7 @@ impl EventType {
         EventType::BlobMounted,
         EventType::ScanCompleted,
         EventType::LifecycleExpired,
+        EventType::ImageReplicated,
     ];
 
     fn bit(self) -> u32 {
@@ -242,6 +262,7 @@ impl EventKind {
             EventKind::BlobMounted { .. } => EventType::BlobMounted,
             EventKind::ScanCompleted { .. } => EventType::ScanCompleted,
             EventKind::LifecycleExpired { .. } => EventType::LifecycleExpired,
+            EventKind::ImageReplicated { .. } => EventType::ImageReplicated,
         }
     }
 
@@ -253,7 +274,8 @@ impl EventKind {
             | EventKind::ImagePulled { digest, .. }
             | EventKind::BlobMounted { digest, .. }
             | EventKind::ScanCompleted { digest, .. }
-            | EventKind::LifecycleExpired { digest, .. } => Some(digest),
+            | EventKind::LifecycleExpired { digest, .. }
+            | EventKind::ImageReplicated { digest, .. } => Some(digest),
             EventKind::TagChanged {
                 new_digest, old_digest, ..
             } => new_digest.as_deref().or(old_digest.as_deref()),

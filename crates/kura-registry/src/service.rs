@@ -64,6 +64,41 @@ impl Default for RegistryConfig {
 pub trait RepoProvisioner: Send + Sync + 'static {
     /// Create `name` in `account` for a push, or return `None` to refuse.
     async fn provision(&self, account: &str, name: &str) -> Result<Option<RepoRow>, StoreError>;
+
+    /// Create `name` in `account` for `purpose` from the creation template
+    /// that applies to it, or return `None` when no template does (the
+    /// caller then decides: a push is refused, replication uses ECR's
+    /// defaults). The default: pushes go to [`RepoProvisioner::provision`],
+    /// other purposes have no template.
+    async fn provision_for(&self, account: &str, name: &str, purpose: Purpose) -> Result<Option<RepoRow>, StoreError> {
+        match purpose {
+            Purpose::CreateOnPush => self.provision(account, name).await,
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Why a repository is created without a `CreateRepository` call (a
+/// creation template's `appliedFor`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// A push to a missing repository (`CREATE_ON_PUSH`).
+    CreateOnPush,
+    /// The first image replicated into it (`REPLICATION`).
+    Replication,
+    /// The first image a pull-through cache stores in it (`PULL_THROUGH_CACHE`).
+    PullThroughCache,
+}
+
+impl Purpose {
+    /// The `appliedFor` value of templates for this purpose.
+    pub fn applied_for(self) -> &'static str {
+        match self {
+            Purpose::CreateOnPush => "CREATE_ON_PUSH",
+            Purpose::Replication => "REPLICATION",
+            Purpose::PullThroughCache => "PULL_THROUGH_CACHE",
+        }
+    }
 }
 
 /// The data-plane service.
@@ -271,6 +306,68 @@ impl Registry {
             .repo_get(account, name.as_str())
             .await?
             .ok_or_else(|| name_unknown(account, name))
+    }
+
+    /// The repository `name` of `account`, created for `purpose` when it is
+    /// missing: from the creation template for that purpose, else (for
+    /// replication and the pull-through cache) with ECR's default settings.
+    /// A push (`CreateOnPush`) without a template is refused as a push to a
+    /// missing repository is. Returns the row and whether it was created.
+    pub async fn ensure_repository(
+        &self,
+        account: &str,
+        name: &RepoName,
+        purpose: Purpose,
+    ) -> RegistryResult<(RepoRow, bool)> {
+        if let Some(r) = self.meta.repo_get(account, name.as_str()).await? {
+            return Ok((r, false));
+        }
+        if purpose == Purpose::CreateOnPush {
+            return Ok((self.repo_for_push(account, name).await?, true));
+        }
+        if let Some(p) = &self.provisioner {
+            if let Some(r) = p.provision_for(account, name.as_str(), purpose).await? {
+                return Ok((r, true));
+            }
+        }
+        match self
+            .meta
+            .repo_create(account, name.as_str(), &kura_store::meta::RepoSettings::default())
+            .await?
+        {
+            Some(r) => {
+                tracing::info!(account, repository = %name, purpose = purpose.applied_for(), "created repository with default settings");
+                Ok((r, true))
+            }
+            // Created concurrently.
+            None => Ok((self.repo_row(account, name).await?, false)),
+        }
+    }
+
+    /// Let repository `name` read a blob this deployment already stores
+    /// (content is shared across repositories and accounts): replication
+    /// into another account of the same deployment moves no bytes. False
+    /// when no repository holds the blob.
+    pub async fn adopt_blob(&self, account: &str, name: &RepoName, digest: &str) -> RegistryResult<bool> {
+        let digest = digest_param(digest)?;
+        let repo = self.repo(account, name).await?;
+        if self.meta.blob_get(repo, digest.as_str()).await?.is_some() {
+            return Ok(true);
+        }
+        let Some(blob) = self.meta.blob_lookup(digest.as_str()).await? else {
+            return Ok(false);
+        };
+        let done = self.meta.blob_commit(repo, &blob, None).await?;
+        self.run_cleanup(&done.cleanup).await;
+        Ok(true)
+    }
+
+    /// Emit the outcome of replicating an image of `repository` (in the
+    /// source registry) to one destination.
+    pub async fn replicated(&self, account: &str, repository: &str, actor: &Actor, kind: EventKind) {
+        if matches!(kind, EventKind::ImageReplicated { .. }) {
+            self.emit(account, repository, actor, kind).await;
+        }
     }
 
     async fn repo_for_push(&self, account: &str, name: &RepoName) -> RegistryResult<RepoRow> {

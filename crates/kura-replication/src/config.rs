@@ -96,9 +96,7 @@ impl ReplicationConfiguration {
     /// with that destination enables `deleteReplication`).
     pub fn deletes_replicate(&self, name: &str, dest: &Destination) -> bool {
         self.rules.iter().any(|r| {
-            r.covers(name)
-                && r.delete_replication.as_ref().is_some_and(|d| d.enabled)
-                && r.destinations.contains(dest)
+            r.covers(name) && r.delete_replication.as_ref().is_some_and(|d| d.enabled) && r.destinations.contains(dest)
         })
     }
 
@@ -129,9 +127,11 @@ impl ReplicationConfiguration {
         }
         for rule in &self.rules {
             if rule.destinations.is_empty() {
-                return Err("Invalid parameter at 'replicationConfiguration' failed to satisfy constraint: \
+                return Err(
+                    "Invalid parameter at 'replicationConfiguration' failed to satisfy constraint: \
                      'A replication rule must have at least one destination'"
-                    .to_string());
+                        .to_string(),
+                );
             }
             for d in &rule.destinations {
                 if d.region == own_region && d.registry_id == own_account {
@@ -207,7 +207,9 @@ impl ReplicationConfiguration {
 }
 
 fn is_region(r: &str) -> bool {
-    (2..=25).contains(&r.len()) && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    (2..=25).contains(&r.len())
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 /// The model's filter pattern: path components of lowercase alphanumerics
@@ -245,12 +247,23 @@ mod tests {
             {"destinations":[{"region":"eu-west-1","registryId":"111111111111"},
                              {"region":"ap-northeast-1","registryId":"222222222222"}]}]}"#);
         assert_eq!(c.destinations_for("prod/api").len(), 2);
-        assert_eq!(c.destinations_for("dev/api"), vec![
-            Destination { region: "eu-west-1".into(), registry_id: "111111111111".into() },
-            Destination { region: "ap-northeast-1".into(), registry_id: "222222222222".into() },
-        ]);
-        let only = cfg(r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
-             "repositoryFilters":[{"filter":"prod/","filterType":"PREFIX_MATCH"}]}]}"#);
+        assert_eq!(
+            c.destinations_for("dev/api"),
+            vec![
+                Destination {
+                    region: "eu-west-1".into(),
+                    registry_id: "111111111111".into()
+                },
+                Destination {
+                    region: "ap-northeast-1".into(),
+                    registry_id: "222222222222".into()
+                },
+            ]
+        );
+        let only = cfg(
+            r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
+             "repositoryFilters":[{"filter":"prod/","filterType":"PREFIX_MATCH"}]}]}"#,
+        );
         assert!(only.destinations_for("production").is_empty());
         assert_eq!(only.destinations_for("prod/x").len(), 1);
     }
@@ -262,18 +275,25 @@ mod tests {
         assert!(e.contains("cannot be the same as the source registry"), "{e}");
         assert!(own.validate("eu-west-1", "123456789012").is_ok());
         let rule = r#"{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}]}"#;
-        let eleven = cfg(&format!(r#"{{"rules":[{}]}}"#, vec![rule; 11].join(",")));
+        let eleven = cfg(&format!(r#"{{"rules":[{}]}}"#, [rule; 11].join(",")));
         assert!(eleven.validate("us-east-1", "1").unwrap_err().contains("limit of 10"));
         let dests: Vec<String> = (0..26)
             .map(|i| format!(r#"{{"region":"eu-west-1","registryId":"{:012}"}}"#, i))
             .collect();
         let many = cfg(&format!(r#"{{"rules":[{{"destinations":[{}]}}]}}"#, dests.join(",")));
         assert!(many.validate("us-east-1", "1").unwrap_err().contains("limit of 25"));
-        let short = cfg(r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
-             "repositoryFilters":[{"filter":"a","filterType":"PREFIX_MATCH"}]}]}"#);
-        assert!(short.validate("us-east-1", "1").unwrap_err().contains("between 2 and 256"));
-        let upper = cfg(r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
-             "repositoryFilters":[{"filter":"Prod","filterType":"PREFIX_MATCH"}]}]}"#);
+        let short = cfg(
+            r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
+             "repositoryFilters":[{"filter":"a","filterType":"PREFIX_MATCH"}]}]}"#,
+        );
+        assert!(short
+            .validate("us-east-1", "1")
+            .unwrap_err()
+            .contains("between 2 and 256"));
+        let upper = cfg(
+            r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
+             "repositoryFilters":[{"filter":"Prod","filterType":"PREFIX_MATCH"}]}]}"#,
+        );
         assert!(upper.validate("us-east-1", "1").is_err());
         assert!(is_filter("prod/") && is_filter("prod/ap") && is_filter("ab") && !is_filter("/x"));
     }

@@ -74,6 +74,8 @@ pub struct PublicRepoRow {
 pub trait ControlStore: Send + Sync + 'static {
     /// Create the account if missing.
     async fn account_ensure(&self, account: &str) -> Result<()>;
+    /// Whether the account exists in this deployment.
+    async fn account_exists(&self, account: &str) -> Result<bool>;
     /// Insert an access key (no-op if the id exists).
     async fn access_key_put(&self, key: &AccessKeyRow) -> Result<()>;
     /// Look up an access key.

@@ -22,6 +22,14 @@ impl ControlStore for SqlMetaStore {
         })
     }
 
+    async fn account_exists(&self, account: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM accounts WHERE id = $1")
+            .bind(account)
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn access_key_put(&self, k: &AccessKeyRow) -> Result<()> {
         retry_write!(self, async {
             sqlx::query(

@@ -7,6 +7,7 @@
 mod audit;
 mod datadir;
 mod jobs;
+mod replication;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -297,6 +298,8 @@ struct ServeArgs {
     api_body_budget_mib: u64,
     #[command(flatten)]
     audit: audit::AuditFlags,
+    #[command(flatten)]
+    replication: replication::ReplicationFlags,
 }
 
 /// A duration (humantime, e.g. `30s`) that is not zero.
@@ -458,6 +461,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         options.recorder = Some(trail.recorder);
         options.services.push(Arc::new(trail.cloudtrail));
     }
+    // Replication: pushes become replicate jobs; other regions call the federation routes.
+    let repl = replication::context(replication::install(
+        &ecr,
+        &registry,
+        meta.clone(),
+        &args.replication,
+        &args.region,
+    ))?;
+    options.routes = Some(repl.routes);
     let app = kura_ecr::app_with(ecr.clone(), registry, options);
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
@@ -486,14 +498,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             gc_every: args.gc_interval,
             lifecycle_every: args.lifecycle_interval,
             scan_sweep_every: args.scan_poll_interval,
-            extra: vec![Arc::new(kura_events::job::DeliveryHandler::new(
-                events.clone(),
-                kura_events::deliver::Sender::new(args.events_timeout),
-                kura_jobs::RetryPolicy {
-                    base: args.events_retry_base,
-                    ..kura_jobs::RetryPolicy::for_a_day()
-                },
-            ))],
+            extra: vec![
+                Arc::new(kura_events::job::DeliveryHandler::new(
+                    events.clone(),
+                    kura_events::deliver::Sender::new(args.events_timeout),
+                    kura_jobs::RetryPolicy {
+                        base: args.events_retry_base,
+                        ..kura_jobs::RetryPolicy::for_a_day()
+                    },
+                )),
+                repl.replicator.clone(),
+            ],
             audit_retention: audit::retention_job(meta.clone(), &args.audit),
         },
     )
