@@ -126,7 +126,7 @@ def main():
     work = args.workdir or tempfile.mkdtemp(prefix="kura-repl-bench-")
     # The default job poll interval, as an operator would run it (not the tests' fast one).
     fed = Federation(work, src_env={"KURA_JOB_POLL_INTERVAL": "1s"}, dst_env={"KURA_JOB_POLL_INTERVAL": "1s"})
-    fed.src.env.pop("KURA_REPLICATION_RETRY_BASE_MS", None)
+    fed.src.env.pop("KURA_REPLICATION_RETRY_BASE", None)
     fed.start()
     rows = []
     try:

@@ -30,7 +30,7 @@ DST_REGION = "eu-west-1"
 # the jobs retry every few hundred ms with the settings below).
 WAIT_S = 60
 # Short job poll and replication retry backoff, so waits are seconds.
-FAST = {"KURA_REPLICATION_RETRY_BASE_MS": "200", "KURA_JOB_POLL_INTERVAL": "200ms"}
+FAST = {"KURA_REPLICATION_RETRY_BASE": "200ms", "KURA_JOB_POLL_INTERVAL": "200ms"}
 
 
 def write_key(path, key=None):
