@@ -25,6 +25,7 @@ deployment for cross-account replication.
 import hashlib
 import json
 import os
+import re
 import threading
 import time
 
@@ -406,13 +407,10 @@ class Watcher(threading.Thread):
             time.sleep(0.05)
 
 
-def test_kill9_of_the_source_mid_transfer(fed, tmp_path):
-    put_configuration(fed.src, [rule("prod/", fed.dst)])
-    size = 200 * MIB
-    seed = "repl-kill9-%s" % os.urandom(4).hex()
+def push_large(c, repo, seed, size):
+    """A config and one `size`-byte pseudo-random layer, streamed; returns
+    (manifest bytes, layer digest, [(blob digest, size)]). The manifest is not pushed."""
     big = prng_digest(seed, size)
-    c = Client(fed.src.url, auth=fed.src.auth)
-    repo = "prod/big"
     config = canonical_json({"architecture": "amd64", "os": "linux",
                              "rootfs": {"type": "layers", "diff_ids": [big]}})
     config_digest = c.push_blob(repo, config)
@@ -426,35 +424,45 @@ def test_kill9_of_the_source_mid_transfer(fed, tmp_path):
                    "size": len(config)},
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": big, "size": size}],
     })
-    watcher = Watcher(fed.dst, repo, "sha256:" + hashlib.sha256(manifest).hexdigest(),
-                      [(config_digest, len(config)), (big, size)])
+    return manifest, big, [(config_digest, len(config)), (big, size)]
+
+
+def assert_large_replica(fed, repo, tag, manifest, big, size):
+    """The destination serves the manifest byte-exact and the layer hashes to its digest."""
+    body, got, _ = RegistryAPI(fed.dst).manifest_bytes(repo, tag)
+    assert got == "sha256:" + hashlib.sha256(manifest).hexdigest() and body == manifest
+    r = requests.get("%s/v2/%s/blobs/%s" % (fed.dst.url, repo, big), auth=fed.dst.auth, stream=True,
+                     timeout=120)
+    expect(r, 200)
+    h = hashlib.sha256()
+    n = 0
+    for piece in r.iter_content(1 << 20):
+        h.update(piece)
+        n += len(piece)
+    assert ("sha256:" + h.hexdigest(), n) == (big, size)
+
+
+def test_kill9_of_the_source_mid_transfer(fed, tmp_path):
+    put_configuration(fed.src, [rule("prod/", fed.dst)])
+    size = 200 * MIB
+    c = Client(fed.src.url, auth=fed.src.auth)
+    repo = "prod/big"
+    manifest, big, blobs = push_large(c, repo, "repl-kill9-%s" % os.urandom(4).hex(), size)
+    watcher = Watcher(fed.dst, repo, "sha256:" + hashlib.sha256(manifest).hexdigest(), blobs)
     watcher.start()
     digest, _ = c.push_manifest(repo, "v1", manifest)
     # The push is acknowledged: the replication is queued durably. Kill the source as
     # soon as the destination has started receiving the layer (or after 3 s at most).
-    killed_mid = wait_for_upload_in(fed.dst.data_dir, timeout=3)
+    killed_mid = wait_for_upload_in(fed.dst.data_dir, MIB, timeout=3)
     fed.src.kill9()
-    mid_state = "mid-transfer (an upload was open in the destination)" if killed_mid else \
-        "without seeing an upload open in the destination"
-    print("killed the source", mid_state)
+    print("killed the source", "mid-transfer (an upload was open in the destination)" if killed_mid
+          else "without seeing an upload open in the destination")
     time.sleep(0.5)
     fed.src.start()
     fed.src.login()
     try:
         wait_complete(fed.src, repo, digest, fed.dst, logs=fed.logs, timeout=120)
-        # Pullable with the right digest: the manifest byte-exact, the layer hashed as streamed.
-        api = RegistryAPI(fed.dst)
-        body, got, _ = api.manifest_bytes(repo, "v1")
-        assert got == digest and body == manifest
-        r = requests.get("%s/v2/%s/blobs/%s" % (fed.dst.url, repo, big), auth=fed.dst.auth, stream=True,
-                         timeout=120)
-        expect(r, 200)
-        h = hashlib.sha256()
-        n = 0
-        for piece in r.iter_content(1 << 20):
-            h.update(piece)
-            n += len(piece)
-        assert ("sha256:" + h.hexdigest(), n) == (big, size)
+        assert_large_replica(fed, repo, "v1", manifest, big, size)
     finally:
         watcher.stop_ev.set()
         watcher.join(timeout=30)
@@ -465,8 +473,34 @@ def test_kill9_of_the_source_mid_transfer(fed, tmp_path):
     assert [(d["imageDigest"], d.get("imageTags")) for d in details] == [(digest, ["v1"])], details
 
 
-def wait_for_upload_in(data_dir, timeout):
-    """True once a file of at least 1 MiB appears under an upload directory of a data dir."""
+RESUMES = re.compile(r"replication resumes a layer digest=\"?(sha256:[0-9a-f]{64})\"? offset=(\d+)")
+
+
+@pytest.mark.xfail(strict=True, reason="engine: a layer goes in one PATCH; a cut PATCH does not advance "
+                   "the destination's upload, so the resumed offset is 0 (see /work/notes/e2e.md)")
+def test_kill9_mid_layer_resumes_where_the_destination_stopped(fed, tmp_path):
+    """The issue: 'an interrupted layer resumes, it does not restart from zero'. The source
+    is killed once the destination's upload holds 48 MiB of a 128 MiB layer; after the
+    restart the job must resume it past zero (the job logs the offset it resumes at)."""
+    put_configuration(fed.src, [rule("prod/", fed.dst)])
+    size = 128 * MIB
+    c = Client(fed.src.url, auth=fed.src.auth)
+    manifest, big, _ = push_large(c, "prod/resume", "repl-resume-%s" % os.urandom(4).hex(), size)
+    c.push_manifest("prod/resume", "v1", manifest)
+    caught = wait_for_upload_in(fed.dst.data_dir, 48 * MIB, timeout=10)
+    fed.src.kill9()
+    if not caught:
+        pytest.skip("the transfer finished or never started before the kill: nothing to resume")
+    fed.src.start()
+    wait_complete(fed.src, "prod/resume", "v1", fed.dst, logs=fed.logs, timeout=120)
+    assert_large_replica(fed, "prod/resume", "v1", manifest, big, size)
+    offsets = [int(o) for d, o in RESUMES.findall(open(fed.src.log_path, errors="replace").read()) if d == big]
+    assert offsets, "the job did not resume the layer's upload after the restart" + fed.logs()
+    assert offsets[0] > 0, "the layer was sent again from offset 0 (resumed at %r)" % offsets
+
+
+def wait_for_upload_in(data_dir, least, timeout):
+    """True once a file of at least `least` bytes is under the uploads of a data dir."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         for root, _, files in os.walk(data_dir):
@@ -474,11 +508,11 @@ def wait_for_upload_in(data_dir, timeout):
                 continue
             for f in files:
                 try:
-                    if os.path.getsize(os.path.join(root, f)) >= MIB:
+                    if os.path.getsize(os.path.join(root, f)) >= least:
                         return True
                 except OSError:
                     pass
-        time.sleep(0.02)
+        time.sleep(0.005)
     return False
 
 
