@@ -85,8 +85,17 @@ def wait_visible(s, reg, repo, digest, timeout, interval=0.005):
     raise RuntimeError("%s@%s not replicated within %ss" % (repo, digest, timeout))
 
 
+def cpu_s(proc):
+    """User + system CPU seconds a process has used so far (Linux /proc)."""
+    with open("/proc/%d/stat" % proc.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def throughput(fed, prefix, n, clients, layer_size):
-    """n small images pushed by `clients` threads; returns (images/s, digests)."""
+    """n small images pushed by `clients` threads; returns (images/s, digests, start time);
+    sets fed.cpu to the CPU seconds (source, destination) the phase took."""
+    cpu0 = (cpu_s(fed.src.proc), cpu_s(fed.dst.proc))
     out = []
     lock = threading.Lock()
     local = threading.local()
@@ -101,7 +110,9 @@ def throughput(fed, prefix, n, clients, layer_size):
     t0 = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(clients) as ex:
         list(ex.map(one, range(n)))
-    return n / (time.monotonic() - t0), out, t0
+    took = time.monotonic() - t0
+    fed.cpu = (cpu_s(fed.src.proc) - cpu0[0], cpu_s(fed.dst.proc) - cpu0[1], took)
+    return n / took, out, t0
 
 
 def main():
@@ -133,18 +144,32 @@ def main():
         dst = requests.Session()
         dst.auth = fed.dst.auth
 
-        # 1. Push throughput, replication off then on.
+        # 1. Push throughput: replication off; on towards a region with no peer (each push
+        # queues a job and writes a status, the job fails at once: the push path's own
+        # cost); on towards eu-west-1 (the copies run on this machine too).
         put_configuration(fed.src, [])
         off, _, _ = throughput(fed, "prod/off", args.pushes, args.clients, small_size)
+        cpu_off = fed.cpu
+        put_configuration(fed.src, [rule("prod/q/", ("ap-south-1", fed.src.account_id))])
+        queued, _, _ = throughput(fed, "prod/q", args.pushes, args.clients, small_size)
+        cpu_q = fed.cpu
         put_configuration(fed.src, [rule("prod/on/", fed.dst)])
         on, pushed, t0 = throughput(fed, "prod/on", args.pushes, args.clients, small_size)
         t_pushed = time.monotonic()
+        cpu_on = fed.cpu
         last = t0
         for repo, d in pushed:
             last = max(last, wait_visible(dst, fed.dst, repo, d, args.timeout, interval=0.05))
         rows.append(("push throughput, replication off (%d images, %d clients)" % (args.pushes, args.clients),
                      "%.1f images/s" % off))
-        rows.append(("push throughput, replication on", "%.1f images/s (%+.0f%%)" % (on, (on / off - 1) * 100)))
+        rows.append(("push throughput, replication queued only (a region without a peer: FAILED at once)",
+                     "%.1f images/s (%+.0f%%)" % (queued, (queued / off - 1) * 100)))
+        rows.append(("push throughput, replication on (to eu-west-1 on this machine)",
+                     "%.1f images/s (%+.0f%%)" % (on, (on / off - 1) * 100)))
+        for name, (a, b, took) in (("off", cpu_off), ("queued only", cpu_q), ("on", cpu_on)):
+            rows.append(("CPU during the pushes, replication %s" % name,
+                         "source %.1f s, destination %.1f s over %.1f s wall (%d cores)" % (
+                             a, b, took, os.cpu_count())))
         rows.append(("burst fully replicated after the last push", "%.2f s (all %d in %.2f s from the first)" % (
             max(0.0, last - t_pushed), args.pushes, last - t0)))
 
