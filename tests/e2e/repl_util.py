@@ -15,8 +15,11 @@ KURA_PEER_REGIONS and KURA_FEDERATION_KEY_FILE (both forms are exercised).
 """
 import json
 import os
+import shutil
 import subprocess
 import time
+import uuid
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -46,7 +49,9 @@ class Federation:
     `dst_key`: the destination's own key file contents (default: the shared one),
     to simulate a misconfigured deployment."""
 
-    def __init__(self, root, dst_key=None, src_env=None, dst_env=None):
+    def __init__(self, root, dst_key=None, src_env=None, dst_env=None, stores=None):
+        """`stores(label)`: environment selecting the stores of deployment `label`
+        ("us", "eu"), e.g. pg_s3_stores(); default: embedded (SQLite and files)."""
         root = str(root)
         self.root = root
         for d in ("us", "eu"):
@@ -62,6 +67,9 @@ class Federation:
         self.src.env = dict(FAST, **(src_env or {}))
         self.dst.env = dict(FAST, KURA_PEER_REGIONS="%s=%s" % (SRC_REGION, self.src.url),
                             KURA_FEDERATION_KEY_FILE=dst_key_file, **(dst_env or {}))
+        if stores:
+            self.src.env.update(stores("us"))
+            self.dst.env.update(stores("eu"))
 
     def start(self):
         self.dst.start()
@@ -80,6 +88,39 @@ class Federation:
     def logs(self):
         return "\n--- source (us-east-1) log ---\n%s\n--- destination (eu-west-1) log ---\n%s" % (
             self.src.log()[-4000:], self.dst.log()[-4000:])
+
+
+STORE_VARS = ("KURA_S3_ENDPOINT", "KURA_S3_BUCKET", "KURA_S3_REGION", "KURA_S3_ACCESS_KEY_ID",
+              "KURA_S3_SECRET_ACCESS_KEY")
+
+
+def pg_s3_stores():
+    """A `stores` function for Federation: each deployment gets a fresh PostgreSQL
+    database next to $KURA_DATABASE_URL's and its own prefix in $KURA_S3_BUCKET (as
+    scripts/with-postgres-s3 exports them). Skips (fails with KURA_REQUIRE_S3=1)
+    without them."""
+    missing = [v for v in ("KURA_DATABASE_URL", "KURA_S3_BUCKET") if not os.environ.get(v)]
+    if missing or shutil.which("psql") is None:
+        msg = "replication on PostgreSQL and S3 needs %s (run under scripts/with-postgres-s3)" % (
+            " and ".join(missing) or "psql")
+        if os.environ.get("KURA_REQUIRE_S3") == "1":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    base = os.environ["KURA_DATABASE_URL"]
+
+    def stores(label):
+        tag = "%s_%s" % (label, uuid.uuid4().hex[:8])
+        p = subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", base,
+                            "-c", 'CREATE DATABASE "kura_repl_%s"' % tag],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, "creating a database: %s" % p.stderr
+        u = urlsplit(base)
+        env = {v: os.environ[v] for v in STORE_VARS if os.environ.get(v)}
+        env["KURA_DATABASE_URL"] = urlunsplit((u.scheme, u.netloc, "/kura_repl_" + tag, u.query, u.fragment))
+        env["KURA_S3_PREFIX"] = "repl-%s/" % tag
+        return env
+
+    return stores
 
 
 def rule(prefix, *dests):
