@@ -6,6 +6,8 @@ is checked against botocore's ECR model before botocore parses it
 destination is a region no --peer-region names, so every replication ends
 FAILED with DESTINATION_REGION_UNKNOWN, fast and deterministically.
 """
+import json
+import subprocess
 import time
 from contextlib import contextmanager
 
@@ -154,3 +156,41 @@ def test_statuses_and_backfill(reg, ecr):
     # The old images' statuses now show the backfill's replications.
     r = ecr.describe_image_replication_status(repositoryName="prod/api", imageId={"imageTag": "v1"})
     assert r["replicationStatuses"][0]["failureCode"] == "DESTINATION_REGION_UNKNOWN"
+
+
+def aws_ecr(reg, *args, expect_error=None):
+    """`aws ecr <args>` with the root key; the parsed JSON output, or stderr when
+    `expect_error` (an error code) is expected."""
+    p = subprocess.run(["aws", "ecr", *args, "--endpoint-url", reg.url, "--output", "json"],
+                       env=reg.aws_env(), capture_output=True, text=True, timeout=120)
+    if expect_error:
+        assert p.returncode != 0 and f"({expect_error})" in p.stderr, (p.stdout, p.stderr)
+        return p.stderr
+    assert p.returncode == 0, (p.stdout, p.stderr, reg.log())
+    return json.loads(p.stdout) if p.stdout.strip() else None
+
+
+def test_aws_cli_configuration_and_status(reg):
+    """The README's commands with the real `aws` CLI."""
+    acct = reg.account_id
+    config = {"rules": [{"destinations": [{"region": "eu-west-1", "registryId": acct}],
+                         "repositoryFilters": [{"filter": "prod/", "filterType": "PREFIX_MATCH"}]}]}
+    out = aws_ecr(reg, "put-replication-configuration", "--replication-configuration", json.dumps(config))
+    assert out["replicationConfiguration"] == config
+    assert aws_ecr(reg, "describe-registry") == {"registryId": acct, "replicationConfiguration": config}
+    err = aws_ecr(reg, "put-replication-configuration", "--replication-configuration",
+                  json.dumps({"rules": [{"destinations": [{"region": reg.region, "registryId": acct}]}]}),
+                  expect_error="InvalidParameterException")
+    assert "Replication destination cannot be the same as the source registry" in err
+    aws_ecr(reg, "create-repository", "--repository-name", "prod/api")
+    img = push_image(ecr_util.client(reg), "prod/api", "v1", seed="cli")
+
+    def final():
+        st = aws_ecr(reg, "describe-image-replication-status", "--repository-name", "prod/api",
+                     "--image-id", "imageTag=v1")
+        s = st["replicationStatuses"]
+        return st if s and s[0]["status"] != "IN_PROGRESS" else None
+    st = wait_for("the push's replication", final)
+    assert st["imageId"] == {"imageDigest": img.digest, "imageTag": "v1"}
+    assert st["replicationStatuses"] == [{"region": "eu-west-1", "registryId": acct, "status": "FAILED",
+                                          "failureCode": "DESTINATION_REGION_UNKNOWN"}]
