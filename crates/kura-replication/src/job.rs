@@ -16,6 +16,10 @@ use crate::peer::Peers;
 use crate::sink::{self, LocalSink, ReplError, Sink};
 use crate::{ReplicateRequest, COMPLETE, FAILED, IN_PROGRESS, REPLICATE_JOB, REPLICATION_SERVICE};
 
+/// A layer is sent in requests of at most this many bytes (a multiple of
+/// the S3 store's 8 MiB parts), each committed by the destination.
+pub const CHUNK: u64 = 16 << 20;
+
 /// Index nesting deeper than this is refused (an index of indexes of …).
 const MAX_DEPTH: usize = 4;
 
@@ -218,21 +222,26 @@ impl Replicator {
                 (id, 0)
             }
         };
-        if offset < size {
+        // In chunks, each committed by the destination before the next: a
+        // crash or a cut connection loses at most the chunk in flight.
+        let mut offset = offset;
+        while offset < size {
+            let end = (offset + CHUNK).min(size);
             let stream = self
                 .registry
                 .blobs()
-                .read(&blob.storage_key, Some((offset, size - 1)))
+                .read(&blob.storage_key, Some((offset, end - 1)))
                 .await
                 .map_err(store)?;
             let reached = sink
-                .upload_append(&repo.name, &id, offset, size - offset, stream)
+                .upload_append(&repo.name, &id, offset, end - offset, stream)
                 .await?;
-            if reached != size {
+            if reached != end {
                 return Err(ReplError::Retry(format!(
-                    "the destination holds {reached} of {size} bytes of {digest}"
+                    "the destination holds {reached} bytes of {digest}, expected {end}"
                 )));
             }
+            offset = end;
         }
         sink.upload_finish(&repo.name, &id, digest).await?;
         progress.uploads.remove(digest);

@@ -307,3 +307,21 @@ async fn an_interrupted_layer_resumes_where_it_stopped() {
     us.stop().await;
     eu.stop().await;
 }
+
+#[tokio::test]
+async fn a_large_layer_goes_in_committed_chunks() {
+    let (us, eu) = two_regions(8, 8).await;
+    us.configure(A, &to(EU, A, None)).await;
+    let size = 2 * kura_replication::job::CHUNK as usize + 12_345;
+    let layer = random(size, 4);
+    let (d, body) = us.push_image(A, "large", "v1", &[&layer]).await;
+    us.wait_status(A, "large", &d, EU, A, "COMPLETE").await;
+    assert_eq!(eu.manifest(A, "large", "v1").await.unwrap(), body);
+    // Three chunks for the layer, one for the config blob.
+    assert_eq!(eu.patches.load(Ordering::SeqCst), 4);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let config = v["config"]["size"].as_u64().unwrap();
+    assert_eq!(eu.patched.load(Ordering::SeqCst), size as u64 + config);
+    us.stop().await;
+    eu.stop().await;
+}

@@ -509,6 +509,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     },
                 )),
                 repl.replicator.clone(),
+                repl.backfill.clone(),
             ],
             audit_retention: audit::retention_job(meta.clone(), &args.audit),
         },

@@ -38,6 +38,8 @@ pub struct ReplicationFlags {
 pub struct Installed {
     /// The replicate job's handler.
     pub replicator: Arc<Replicator>,
+    /// The backfill job's handler.
+    pub backfill: Arc<kura_replication::backfill::BackfillJob>,
     /// `/kura/federation/v1/*`.
     pub routes: axum::Router,
 }
@@ -88,9 +90,16 @@ pub fn install(
     if audit {
         replicator.record_to(store.clone());
     }
+    let backfill = Arc::new(kura_replication::backfill::BackfillJob::new(
+        ecr.jobs().clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+    ));
     let server = FederationServer::new(registry.clone(), ecr.authz().clone(), store, key);
     Ok(Installed {
         replicator,
+        backfill,
         routes: kura_replication::server::router(server),
     })
 }

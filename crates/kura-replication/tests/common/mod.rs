@@ -35,6 +35,8 @@ pub struct Deployment {
     pub url: String,
     /// Bytes the federation routes received in upload PATCH bodies.
     pub patched: Arc<AtomicU64>,
+    /// Upload PATCH requests the federation routes received.
+    pub patches: Arc<AtomicU64>,
     /// Every image event the registry emitted.
     pub seen: Arc<Seen>,
     runner: Option<kura_jobs::RunnerHandle>,
@@ -85,9 +87,12 @@ impl Deployment {
         let server = FederationServer::new(registry.clone(), authz, store.clone(), key);
         let patched = Arc::new(AtomicU64::new(0));
         let counter = patched.clone();
+        let patches = Arc::new(AtomicU64::new(0));
+        let requests0 = patches.clone();
         let app = kura_replication::server::router(server).layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 let counter = counter.clone();
+                let requests = requests0.clone();
                 async move {
                     if req.method() == http::Method::PATCH {
                         let n: u64 = req
@@ -97,6 +102,7 @@ impl Deployment {
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0);
                         counter.fetch_add(n, Ordering::SeqCst);
+                        requests.fetch_add(1, Ordering::SeqCst);
                     }
                     next.run(req).await
                 }
@@ -121,6 +127,7 @@ impl Deployment {
             replicator,
             url,
             patched,
+            patches,
             seen,
             runner: Some(runner.start()),
             server,
