@@ -138,6 +138,10 @@ pub struct Ecr {
     body_budget: Arc<body::BodyBudget>,
     config: EcrConfig,
     audit: std::sync::OnceLock<calls::AuditHook>,
+    /// This node's view of the pull-time update exclusions (the data plane asks it).
+    pull_exclusions: Arc<ops::exclusions::PullExclusions>,
+    /// Serializes this node's read-modify-write of list-valued settings.
+    settings_lock: tokio::sync::Mutex<()>,
 }
 
 impl Ecr {
@@ -161,6 +165,8 @@ impl Ecr {
             scan_settings,
         );
         registry.subscribe(Arc::new(scanner.clone()));
+        let pull_exclusions = Arc::new(ops::exclusions::PullExclusions::new(stores.control.clone()));
+        registry.set_pull_time_filter(pull_exclusions.clone());
         Ecr {
             authz: Arc::new(authz::Authz::new(
                 stores.iam.clone(),
@@ -181,6 +187,8 @@ impl Ecr {
             body_budget: Arc::new(body::BodyBudget::new(config.api_body_budget)),
             config,
             audit: std::sync::OnceLock::new(),
+            pull_exclusions,
+            settings_lock: tokio::sync::Mutex::new(()),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::auth::Caller;
 use crate::authz::Access;
 use crate::error::{EcrError, EcrResult};
 use crate::optable::EcrOp;
-use crate::templates::{repository_arn, settings_from, tags_from};
+use crate::templates::{repository_arn, settings_from, tags_from, with_default_kms_key};
 use crate::Ecr;
 
 /// The context of one API call.
@@ -270,10 +270,24 @@ fn image_failure(id: &Value, code: &str, reason: impl Into<String>) -> Value {
     json!({"imageId": id, "failureCode": code, "failureReason": reason.into()})
 }
 
+/// An image id as ECR's messages render it: both members, quoted, a missing
+/// one as `'null'` (`{imageDigest:'null', imageTag:'latest'}`).
+fn render_image_id(id: &Value) -> String {
+    let part = |k: &str| s(id, k).unwrap_or("null").to_string();
+    format!(
+        "{{imageDigest:'{}', imageTag:'{}'}}",
+        part("imageDigest"),
+        part("imageTag")
+    )
+}
+
 fn image_not_found(id: &Value, repo: &str, account: &str) -> EcrError {
     EcrError::new(
         "ImageNotFoundException",
-        format!("The image with imageId {id} does not exist within the repository with name '{repo}' in the registry with id '{account}'"),
+        format!(
+            "The image with imageId {} does not exist within the repository with name '{repo}' in the registry with id '{account}'",
+            render_image_id(id)
+        ),
     )
 }
 
@@ -335,6 +349,13 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: Value) -> EcrResult<Va
         EcrOp::DeleteLifecyclePolicy => ecr.get_lifecycle_policy(ctx, &v, true).await,
         EcrOp::StartLifecyclePolicyPreview => ecr.start_lifecycle_preview(ctx, &v).await,
         EcrOp::GetLifecyclePolicyPreview => ecr.get_lifecycle_preview(ctx, &v).await,
+        EcrOp::RegisterPullTimeUpdateExclusion => ecr.register_pull_time_update_exclusion(ctx, &v).await,
+        EcrOp::DeregisterPullTimeUpdateExclusion => ecr.deregister_pull_time_update_exclusion(ctx, &v).await,
+        EcrOp::ListPullTimeUpdateExclusions => ecr.list_pull_time_update_exclusions(ctx, &v).await,
+        EcrOp::PutSigningConfiguration => ecr.put_signing_configuration(ctx, &v).await,
+        EcrOp::GetSigningConfiguration => ecr.get_signing_configuration(ctx, false).await,
+        EcrOp::DeleteSigningConfiguration => ecr.get_signing_configuration(ctx, true).await,
+        EcrOp::DescribeImageSigningStatus => ecr.describe_image_signing_status(ctx, &v).await,
         other => Err(EcrError::unsupported(other.name(), "this operation")),
     }
 }
@@ -347,7 +368,7 @@ impl Ecr {
         check_encryption(v)?;
         let tags = tags_from(v.get("tags"));
         check_tags(&tags)?;
-        let settings = settings_from(v);
+        let settings = with_default_kms_key(settings_from(v), &self.config.region, &account);
         let row = self
             .meta
             .repo_create(&account, name.as_str(), &settings)
@@ -769,7 +790,9 @@ impl Ecr {
     /// The repository an ARN names, which must exist in the caller's account.
     async fn repo_for_arn(&self, arn: &str) -> EcrResult<(String, String)> {
         let bad = || {
-            EcrError::invalid_parameter(format!("Invalid parameter at 'resourceArn' failed to satisfy constraint: '{arn} is not a repository ARN of this registry'"))
+            EcrError::invalid_parameter(
+                "Invalid parameter at 'resourceArn' failed to satisfy constraint: 'Invalid ARN'",
+            )
         };
         let (account, name) = policy::parse_repository_arn(&self.config.region, arn).ok_or_else(bad)?;
         let (account, name) = (account.as_str(), name.as_str());
@@ -943,10 +966,12 @@ fn map_put_error(e: RegistryError, account: &str, repo: &str) -> EcrError {
     }
 }
 
+pub mod exclusions;
 pub mod later;
 mod layers;
 mod lifecycle;
 pub mod policy;
 mod replication;
 pub mod scan;
+pub mod signing;
 mod templates;

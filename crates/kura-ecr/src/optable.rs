@@ -376,14 +376,14 @@ impl EcrOp {
                 action: "ecr:DeleteSigningConfiguration",
                 scope: Scope::Registry,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::DeregisterPullTimeUpdateExclusion => OpSpec {
                 name: "DeregisterPullTimeUpdateExclusion",
                 action: "ecr:DeregisterPullTimeUpdateExclusion",
                 scope: Scope::Registry,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::DescribeImageReplicationStatus => OpSpec {
                 name: "DescribeImageReplicationStatus",
@@ -404,7 +404,7 @@ impl EcrOp {
                 action: "ecr:DescribeImageSigningStatus",
                 scope: Scope::Repository,
                 read_only: true,
-                built: false,
+                built: true,
             },
             EcrOp::DescribeImages => OpSpec {
                 name: "DescribeImages",
@@ -509,7 +509,7 @@ impl EcrOp {
                 action: "ecr:GetSigningConfiguration",
                 scope: Scope::Registry,
                 read_only: true,
-                built: false,
+                built: true,
             },
             EcrOp::InitiateLayerUpload => OpSpec {
                 name: "InitiateLayerUpload",
@@ -537,7 +537,7 @@ impl EcrOp {
                 action: "ecr:ListPullTimeUpdateExclusions",
                 scope: Scope::Registry,
                 read_only: true,
-                built: false,
+                built: true,
             },
             EcrOp::ListReplicationBackfills => OpSpec {
                 name: "ListReplicationBackfills",
@@ -614,14 +614,14 @@ impl EcrOp {
                 action: "ecr:PutSigningConfiguration",
                 scope: Scope::Registry,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::RegisterPullTimeUpdateExclusion => OpSpec {
                 name: "RegisterPullTimeUpdateExclusion",
                 action: "ecr:RegisterPullTimeUpdateExclusion",
                 scope: Scope::Registry,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::SetRepositoryPolicy => OpSpec {
                 name: "SetRepositoryPolicy",
@@ -723,13 +723,6 @@ impl EcrOp {
             EcrOp::UpdatePullThroughCacheRule => Some("PullThroughCacheRuleNotFoundException"),
             EcrOp::DeletePullThroughCacheRule => Some("PullThroughCacheRuleNotFoundException"),
             EcrOp::ValidatePullThroughCacheRule => Some("PullThroughCacheRuleNotFoundException"),
-            EcrOp::PutSigningConfiguration => Some("unsupported until image signing lands"),
-            EcrOp::GetSigningConfiguration => Some("SigningConfigurationNotFoundException"),
-            EcrOp::DeleteSigningConfiguration => Some("SigningConfigurationNotFoundException"),
-            EcrOp::DescribeImageSigningStatus => Some("no signing statuses"),
-            EcrOp::RegisterPullTimeUpdateExclusion => Some("unsupported until pull-time update exclusions land"),
-            EcrOp::DeregisterPullTimeUpdateExclusion => Some("ExclusionNotFoundException"),
-            EcrOp::ListPullTimeUpdateExclusions => Some("an empty list"),
             EcrOp::UpdateImageStorageClass => {
                 Some("ImageStorageClassUpdateNotSupportedException (no archive tier yet)")
             }

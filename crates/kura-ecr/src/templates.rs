@@ -49,6 +49,28 @@ pub fn settings_from(v: &Value) -> RepoSettings {
     s
 }
 
+/// The ARN of the AWS-managed key (`aws/ecr`) of `account` in `region`, which
+/// ECR names as a repository's `kmsKey` when `KMS` or `KMS_DSSE` encryption
+/// is asked for without a key. Kura has no KMS: the key id is a UUID derived
+/// from the region and account, so it is the same on every node, for every
+/// repository of the account, forever.
+pub fn aws_managed_kms_key(region: &str, account: &str) -> String {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(format!("kura aws/ecr managed key\n{region}\n{account}").as_bytes());
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    let id = uuid::Builder::from_random_bytes(b).into_uuid();
+    format!("arn:aws:kms:{region}:{account}:key/{id}")
+}
+
+/// `settings` with ECR's default key filled in for KMS encryption without one.
+pub fn with_default_kms_key(mut settings: RepoSettings, region: &str, account: &str) -> RepoSettings {
+    if settings.encryption_type.starts_with("KMS") && settings.kms_key.is_none() {
+        settings.kms_key = Some(aws_managed_kms_key(region, account));
+    }
+    settings
+}
+
 pub use kura_authz::repository_arn;
 pub use kura_aws::json::tags_from;
 
@@ -94,7 +116,8 @@ impl RepoProvisioner for TemplateProvisioner {
             }
         }
         let Some((_, template)) = best else { return Ok(None) };
-        let created = self.meta.repo_create(account, name, &settings_from(&template)).await?;
+        let settings = with_default_kms_key(settings_from(&template), &self.region, account);
+        let created = self.meta.repo_create(account, name, &settings).await?;
         let row = match created {
             Some(r) => {
                 let tags = tags_from(template.get("resourceTags"));
@@ -148,6 +171,23 @@ mod tests {
         assert!(s.tag_is_immutable("v1"));
         assert!(!s.tag_is_immutable("latest-dev"));
         assert_eq!(s.encryption_type, "KMS");
+        // A given key stays; without one, the account's AWS-managed key.
+        assert_eq!(
+            with_default_kms_key(s.clone(), "us-east-1", "123456789012")
+                .kms_key
+                .as_deref(),
+            Some("arn:aws:kms:us-east-1:123456789012:key/abc")
+        );
+        let kms = settings_from(&serde_json::json!({"encryptionConfiguration": {"encryptionType": "KMS_DSSE"}}));
+        let a = with_default_kms_key(kms.clone(), "us-east-1", "123456789012")
+            .kms_key
+            .unwrap();
+        assert_eq!(a, aws_managed_kms_key("us-east-1", "123456789012"));
+        let id = a.strip_prefix("arn:aws:kms:us-east-1:123456789012:key/").unwrap();
+        assert!(uuid::Uuid::parse_str(id).is_ok(), "{a}");
+        assert_ne!(a, aws_managed_kms_key("us-east-1", "210987654321"));
+        let aes = settings_from(&serde_json::json!({}));
+        assert_eq!(with_default_kms_key(aes, "us-east-1", "123456789012").kms_key, None);
         assert_eq!(
             tags_from(v.get("resourceTags")),
             vec![("team".to_string(), "a".to_string())]

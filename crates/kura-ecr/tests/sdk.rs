@@ -455,3 +455,151 @@ async fn the_aws_sdk_pushes_through_the_layer_api() {
     assert_eq!(d.image_size_in_bytes(), Some((config.len() + layer.len()) as i64));
     assert_recent(d.image_pushed_at(), "imagePushedAt");
 }
+
+/// The operations built for issue 24 as the SDK parses them: pull-time update
+/// exclusions (timestamps, typed errors, pagination), the signing
+/// configuration (nested rules echoed, the not-found error typed), the
+/// signing status of an image, and `lastEvaluatedAt` of a never-evaluated
+/// lifecycle policy (epoch 0 parsed as a timestamp).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aws_sdk_parses_exclusions_and_signing() {
+    use aws_sdk_ecr::types::{SigningConfiguration, SigningRepositoryFilter, SigningRepositoryFilterType, SigningRule};
+    let (addr, _dir) = serve().await;
+    let ecr = client(addr, SECRET);
+    let acct = common::ACCOUNT;
+
+    let role = format!("arn:aws:iam::{acct}:role/scanner");
+    let reg = ecr
+        .register_pull_time_update_exclusion()
+        .principal_arn(&role)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reg.principal_arn(), Some(role.as_str()));
+    assert_recent(reg.created_at(), "createdAt");
+    let err = ecr
+        .register_pull_time_update_exclusion()
+        .principal_arn(&role)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_exclusion_already_exists_exception(), "{err:?}");
+    let user = format!("arn:aws:iam::{acct}:user/trivy");
+    ecr.register_pull_time_update_exclusion()
+        .principal_arn(&user)
+        .send()
+        .await
+        .unwrap();
+    let page = ecr
+        .list_pull_time_update_exclusions()
+        .max_results(1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.pull_time_update_exclusions(), std::slice::from_ref(&role));
+    let next = ecr
+        .list_pull_time_update_exclusions()
+        .max_results(1)
+        .next_token(page.next_token().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.pull_time_update_exclusions(), std::slice::from_ref(&user));
+    assert_eq!(next.next_token(), None);
+    ecr.deregister_pull_time_update_exclusion()
+        .principal_arn(&role)
+        .send()
+        .await
+        .unwrap();
+    let err = ecr
+        .deregister_pull_time_update_exclusion()
+        .principal_arn(&role)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_exclusion_not_found_exception(), "{err:?}");
+
+    let err = ecr
+        .get_signing_configuration()
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_signing_configuration_not_found_exception(), "{err:?}");
+    let profile = format!("arn:aws:signer:{REGION}:{acct}:/signing-profiles/kura_profile");
+    let rule = SigningRule::builder()
+        .signing_profile_arn(&profile)
+        .repository_filters(
+            SigningRepositoryFilter::builder()
+                .filter("sdk/*")
+                .filter_type(SigningRepositoryFilterType::WildcardMatch)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let config = SigningConfiguration::builder().rules(rule).build().unwrap();
+    let put = ecr
+        .put_signing_configuration()
+        .signing_configuration(config.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.signing_configuration(), Some(&config));
+    let got = ecr.get_signing_configuration().send().await.unwrap();
+    assert_eq!(got.registry_id(), Some(acct));
+    assert_eq!(got.signing_configuration(), Some(&config));
+
+    // An image pushed after the configuration: a FAILED status, typed.
+    ecr.create_repository()
+        .repository_name("sdk/signed")
+        .send()
+        .await
+        .unwrap();
+    let token = ecr.get_authorization_token().send().await.unwrap();
+    let basic = format!("Basic {}", token.authorization_data()[0].authorization_token().unwrap());
+    let (cfg, layer) = config_and_layer();
+    let cfg_digest = push_blob(addr, &basic, "sdk/signed", &cfg).await;
+    let layer_digest = push_blob(addr, &basic, "sdk/signed", &layer).await;
+    let manifest = image_manifest(&cfg, &cfg_digest, &layer, &layer_digest);
+    ecr.put_image()
+        .repository_name("sdk/signed")
+        .image_manifest(&manifest)
+        .image_tag("v1")
+        .send()
+        .await
+        .unwrap();
+    let st = ecr
+        .describe_image_signing_status()
+        .repository_name("sdk/signed")
+        .image_id(ImageIdentifier::builder().image_tag("v1").build())
+        .send()
+        .await
+        .unwrap();
+    let statuses = st.signing_statuses();
+    assert_eq!(statuses.len(), 1, "{st:?}");
+    assert_eq!(statuses[0].signing_profile_arn(), Some(profile.as_str()));
+    assert_eq!(statuses[0].status(), Some(&aws_sdk_ecr::types::SigningStatus::Failed));
+    assert_eq!(statuses[0].failure_code(), Some("SIGNING_NOT_SUPPORTED"));
+    let deleted = ecr.delete_signing_configuration().send().await.unwrap();
+    assert_eq!(deleted.signing_configuration(), Some(&config));
+
+    // A lifecycle policy never evaluated: lastEvaluatedAt is epoch 0.
+    let policy = json!({"rules": [{"rulePriority": 1, "selection": {"tagStatus": "untagged",
+        "countType": "sinceImagePushed", "countUnit": "days", "countNumber": 1}, "action": {"type": "expire"}}]});
+    ecr.put_lifecycle_policy()
+        .repository_name("sdk/signed")
+        .lifecycle_policy_text(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+    let lp = ecr
+        .get_lifecycle_policy()
+        .repository_name("sdk/signed")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lp.last_evaluated_at().map(secs), Some(0));
+}

@@ -63,11 +63,15 @@ pub struct ParseOptions {
     pub kind: Option<PolicyKind>,
     /// A size limit, if any.
     pub max_size: Option<SizeLimit>,
+    /// Accept two statements with the same `Sid` (ECR's repository and
+    /// registry policies do; IAM's identity and trust policies refuse them).
+    pub duplicate_sids: bool,
 }
 
 impl ParseOptions {
-    /// An ECR repository policy: a resource policy of at most
-    /// [`ECR_REPOSITORY_POLICY_MAX_CHARS`] characters.
+    /// An ECR repository (or registry) policy: a resource policy of at most
+    /// [`ECR_REPOSITORY_POLICY_MAX_CHARS`] characters, whose statements may
+    /// share a `Sid` (ECR accepts that; IAM does not).
     pub fn ecr_repository_policy() -> Self {
         ParseOptions {
             kind: Some(PolicyKind::Resource),
@@ -75,6 +79,7 @@ impl ParseOptions {
                 max: ECR_REPOSITORY_POLICY_MAX_CHARS,
                 count: SizeCount::Chars,
             }),
+            duplicate_sids: true,
         }
     }
 
@@ -87,6 +92,7 @@ impl ParseOptions {
                 max: IAM_MANAGED_POLICY_MAX_CHARS,
                 count: SizeCount::NonWhitespaceChars,
             }),
+            duplicate_sids: false,
         }
     }
 
@@ -99,6 +105,7 @@ impl ParseOptions {
                 max: IAM_INLINE_USER_POLICY_MAX_CHARS,
                 count: SizeCount::NonWhitespaceChars,
             }),
+            duplicate_sids: false,
         }
     }
 
@@ -107,6 +114,7 @@ impl ParseOptions {
         ParseOptions {
             kind: Some(kind),
             max_size: None,
+            duplicate_sids: false,
         }
     }
 }
@@ -131,7 +139,8 @@ impl Policy {
     /// - A statement has only the fields of the grammar; `Effect` is
     ///   required and `Allow` or `Deny`; exactly one of `Action` and
     ///   `NotAction`; at most one of `Resource` and `NotResource`, and of
-    ///   `Principal` and `NotPrincipal`; `Sid`s are unique strings.
+    ///   `Principal` and `NotPrincipal`; `Sid`s are strings, unique unless
+    ///   [`ParseOptions::duplicate_sids`].
     /// - `Action` entries are `*` or `service:action` with a plain service
     ///   prefix (letters, digits, `-`) and a non-empty action that may use `*`
     ///   and `?`. `Resource` entries are `*` or ARNs (`arn:` and six
@@ -196,7 +205,7 @@ impl Policy {
             Some(_) => return Err(PolicyError::new("Statement must be an object or a list of objects")),
         };
         let mut sids = HashSet::new();
-        for (i, st) in statements.iter().enumerate() {
+        for (i, st) in statements.iter().enumerate().filter(|_| !options.duplicate_sids) {
             if let Some(sid) = &st.sid {
                 if !sid.is_empty() && !sids.insert(sid.as_str()) {
                     return Err(PolicyError::new(format!(

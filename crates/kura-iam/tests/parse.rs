@@ -299,6 +299,7 @@ fn size_limits() {
     let chars = ParseOptions {
         kind: None,
         max_size: r.max_size,
+        duplicate_sids: false,
     };
     Policy::parse_with(&at_limit, &chars).unwrap();
     let over = pad(ECR_REPOSITORY_POLICY_MAX_CHARS - base + 1);
@@ -324,6 +325,7 @@ fn size_limits() {
             max: base + 2,
             count: SizeCount::Bytes,
         }),
+        duplicate_sids: false,
     };
     let text = format!(r#"{{"Version":"2012-10-17","Id":"é","Statement":{{{OK}}}}}"#);
     Policy::parse_with(&text, &bytes).unwrap();
@@ -429,4 +431,25 @@ fn managed_policies() {
         p.validate_kind(PolicyKind::Identity).unwrap();
     }
     assert!(kura_iam::managed_policy("arn:aws:iam::aws:policy/AdministratorAccess").is_none());
+}
+
+/// ECR accepts two statements with one `Sid` in repository and registry
+/// policies; IAM refuses them in identity and trust policies.
+#[test]
+fn ecr_policies_may_repeat_a_sid_and_iam_policies_may_not() {
+    let st = r#"{"Sid":"A","Effect":"Allow","Principal":"*","Action":"ecr:*"}"#;
+    let resource = format!(r#"{{"Version":"2012-10-17","Statement":[{st},{st}]}}"#);
+    let p = Policy::parse_with(&resource, &ParseOptions::ecr_repository_policy()).unwrap();
+    assert_eq!(p.statements.len(), 2);
+    let e = Policy::parse_with(&resource, &ParseOptions::kind(PolicyKind::Resource)).unwrap_err();
+    assert!(e.reason().contains("used twice"), "{e}");
+    let st = r#"{"Sid":"A","Effect":"Allow","Action":"ecr:*","Resource":"*"}"#;
+    let identity = format!(r#"{{"Version":"2012-10-17","Statement":[{st},{st}]}}"#);
+    for options in [
+        ParseOptions::iam_managed_policy(),
+        ParseOptions::iam_inline_user_policy(),
+    ] {
+        let e = Policy::parse_with(&identity, &options).unwrap_err();
+        assert!(e.reason().contains("used twice"), "{e}");
+    }
 }

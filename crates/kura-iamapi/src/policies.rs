@@ -112,6 +112,7 @@ fn parse_identity(text: &str, max: usize) -> AwsResult<Policy> {
             max,
             count: SizeCount::NonWhitespaceChars,
         }),
+        duplicate_sids: false,
     };
     Policy::parse_with(text, &options).map_err(|e| err::malformed(e.message))
 }

@@ -42,6 +42,7 @@ pub(super) fn parse_trust(text: &str) -> AwsResult<Policy> {
             max: TRUST_POLICY_MAX_CHARS,
             count: SizeCount::NonWhitespaceChars,
         }),
+        duplicate_sids: false,
     };
     Policy::parse_with(text, &options).map_err(|e| err::malformed(e.message))
 }

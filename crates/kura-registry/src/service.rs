@@ -101,6 +101,16 @@ impl Purpose {
     }
 }
 
+/// Decides whether a pull updates an image's `lastRecordedPullTime` (ECR's
+/// pull-time update exclusions: a scanner's pulls must not keep images alive
+/// under `sinceImagePulled` lifecycle rules). Asked on the request path
+/// before the pull-time write is scheduled, so it must be cheap (a cache).
+#[async_trait::async_trait]
+pub trait PullTimeFilter: Send + Sync + 'static {
+    /// Whether `actor`'s pull of an image in `account`'s registry is recorded.
+    async fn records(&self, account: &str, actor: &Actor) -> bool;
+}
+
 /// The data-plane service.
 pub struct Registry {
     listeners: crate::events::Listeners,
@@ -111,6 +121,7 @@ pub struct Registry {
     /// Recent pull-time and HEAD writes, so hot images cost no write per request.
     pulls: Throttle,
     touches: Throttle,
+    pull_filter: std::sync::OnceLock<Arc<dyn PullTimeFilter>>,
 }
 
 /// Remembers when a key was last written, to skip writes within `every_ms`.
@@ -254,6 +265,23 @@ impl Registry {
             listeners: Default::default(),
             pulls: Throttle::new(60_000),
             touches: Throttle::new(kura_store::sql::TOUCH_EVERY_MS),
+            pull_filter: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Let `filter` decide which pulls update pull times (once, at start-up;
+    /// without one every pull does).
+    pub fn set_pull_time_filter(&self, filter: Arc<dyn PullTimeFilter>) {
+        if self.pull_filter.set(filter).is_err() {
+            tracing::warn!("a pull-time filter was already set");
+        }
+    }
+
+    /// Whether `actor`'s pull in `account` updates the pull time.
+    pub(crate) async fn records_pull(&self, account: &str, actor: &Actor) -> bool {
+        match self.pull_filter.get() {
+            Some(f) => f.records(account, actor).await,
+            None => true,
         }
     }
 

@@ -1,12 +1,12 @@
-//! Operations whose features later issues build (pull-through cache, signing, pull-time update
-//! exclusions, storage classes). Reads answer truthfully for a registry where
+//! Operations whose features later issues build (pull-through cache, storage
+//! classes). Reads answer truthfully for a registry where
 //! nothing of the kind is configured (an empty list, or the "not found" error
 //! ECR itself returns); writes answer `UnsupportedOperationException` (400),
 //! so no client is told a setting took effect when it did not.
 
 use serde_json::{json, Value};
 
-use super::{image_id, repo_name, s, Ctx};
+use super::{repo_name, s, Ctx};
 use crate::error::{EcrError, EcrResult};
 use crate::optable::EcrOp;
 use crate::Ecr;
@@ -36,19 +36,6 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: &Value) -> EcrResult<Val
     };
     let repo_name_str = repo.as_ref().map(|r| r.name.clone()).unwrap_or_default();
     match op {
-        EcrOp::DescribeImageSigningStatus => {
-            let id = v.get("imageId").cloned().unwrap_or(json!({}));
-            let digest = ensure_image(
-                ecr,
-                repo.as_ref().map(|r| r.id).unwrap_or_default(),
-                &id,
-                &repo_name_str,
-                &account,
-            )
-            .await?;
-            let image = image_id(Some(&digest), s(&id, "imageTag"));
-            Ok(json!({"repositoryName": repo_name_str, "imageId": image, "registryId": account, "signingStatuses": []}))
-        }
         EcrOp::DescribePullThroughCacheRules => {
             if v.get("ecrRepositoryPrefixes")
                 .and_then(Value::as_array)
@@ -70,15 +57,6 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: &Value) -> EcrResult<Val
                 ),
             ))
         }
-        EcrOp::GetSigningConfiguration | EcrOp::DeleteSigningConfiguration => Err(not_found(
-            "SigningConfigurationNotFoundException",
-            &format!("The signing configuration does not exist in the registry with id '{account}'"),
-        )),
-        EcrOp::DeregisterPullTimeUpdateExclusion => Err(not_found(
-            "ExclusionNotFoundException",
-            &format!("The pull time update exclusion does not exist in the registry with id '{account}'"),
-        )),
-        EcrOp::ListPullTimeUpdateExclusions => Ok(json!({"pullTimeUpdateExclusions": []})),
         EcrOp::UpdateImageStorageClass => {
             let id = v.get("imageId").cloned().unwrap_or(json!({}));
             ensure_image(

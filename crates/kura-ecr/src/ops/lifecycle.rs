@@ -21,9 +21,8 @@ impl Ecr {
         let row = row.ok_or_else(|| lifecycle_not_found(name.as_str(), &account))?;
         let mut out =
             json!({"registryId": account, "repositoryName": name.as_str(), "lifecyclePolicyText": row.policy});
-        if let Some(at) = row.last_evaluated_at {
-            out["lastEvaluatedAt"] = ts(at);
-        }
+        // ECR answers epoch 0 until the policy's first evaluation.
+        out["lastEvaluatedAt"] = ts(row.last_evaluated_at.unwrap_or(0));
         Ok(out)
     }
 

@@ -164,7 +164,7 @@ pub(crate) fn parse_repository_arn(region: &str, arn: &str) -> Option<(String, S
 fn check_policy(text: &str, opts: &ParseOptions, what: &str) -> EcrResult<Policy> {
     Policy::parse_with(text, opts).map_err(|e| {
         EcrError::invalid_parameter(format!(
-            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {what} policy provided: {}'",
+            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {what} policy provided'. {}",
             e.reason()
         ))
     })

@@ -6,7 +6,7 @@ use kura_store::meta::ManifestKey;
 use kura_store::scan::ScanStart;
 use serde_json::{json, Value};
 
-use super::{decode_token, encode_token, image_id, image_not_found, max_results, s, Ctx};
+use super::{decode_token, encode_token, image_id, image_not_found, max_results, render_image_id, s, Ctx};
 use crate::error::{EcrError, EcrResult};
 use crate::scanning::{self, ImageContext, MANUAL_SCAN_QUOTA_MS, REGISTRY_SCANNING_SETTING};
 use crate::templates::repository_arn;
@@ -15,7 +15,10 @@ use crate::Ecr;
 fn scan_not_found(id: &Value, repo: &str, account: &str) -> EcrError {
     EcrError::new(
         "ScanNotFoundException",
-        format!("Image scan does not exist for the image with '{id}' in the repository with name '{repo}' in the registry with id '{account}'"),
+        format!(
+            "Image scan does not exist for the image with '{}' in the repository with name '{repo}' in the registry with id '{account}'",
+            render_image_id(id)
+        ),
     )
 }
 
@@ -195,7 +198,9 @@ impl Ecr {
                     configs.push(json!({
                         "repositoryArn": repository_arn(&self.config.region, &account, n),
                         "repositoryName": n,
-                        "scanOnPush": eff.on_push(),
+                        // The repository's own flag, as ECR reports it (the
+                        // rule's effect is in scanFrequency).
+                        "scanOnPush": r.settings.scan_on_push,
                         "scanFrequency": eff.frequency,
                         "appliedScanFilters": eff.filters,
                     }))

@@ -156,10 +156,13 @@ impl Registry {
         let Some(actor) = pull else {
             return Ok(row);
         };
-        if self.pulls.due(repo, &row.digest, kura_store::now_millis()) {
+        // An excluded principal's pull is not recorded, and is asked about
+        // before the throttle so it never delays another reader's record.
+        let now = kura_store::now_millis();
+        if self.records_pull(account, actor).await && self.pulls.due(repo, &row.digest, now) {
             let (meta, digest) = (self.meta.clone(), row.digest.clone());
             tokio::spawn(async move {
-                if let Err(e) = meta.manifest_touch_pull(repo, &digest, kura_store::now_millis()).await {
+                if let Err(e) = meta.manifest_touch_pull(repo, &digest, now).await {
                     tracing::warn!(error = %e, "could not record a pull time");
                 }
             });
