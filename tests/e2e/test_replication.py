@@ -567,3 +567,56 @@ def test_describe_registry_echo_and_validation(fed, tmp_path):
     assert aws_ecr(fed.src, "describe-registry")["replicationConfiguration"] == {"rules": []}
     push(fed.src, layout, "v1", "prod/late:v1")
     assert statuses(fed.src, "prod/late", "v1") == []
+
+
+# --------------------------------------------------------------------------- events
+
+
+def test_replication_action_events(tmp_path):
+    """Each replication is an `ECR Replication Action` event on the source's EventBridge:
+    SUCCESS with the destination, FAILURE with the failure code."""
+    from test_events import Events, Receiver
+
+    fed = Federation(tmp_path / "fed", src_env={"KURA_EVENTS_RETRY_BASE": "200ms"}).start()
+    rx = Receiver().start()
+    try:
+        ev = Events(fed.src)
+        pattern = {"source": ["aws.ecr"], "detail-type": ["ECR Replication Action"]}
+        ev("put-rule", "--name", "replication", "--event-pattern", json.dumps(pattern))
+        conn = ev("create-connection", "--name", "recv", "--authorization-type", "API_KEY", "--auth-parameters",
+                  json.dumps({"ApiKeyAuthParameters": {"ApiKeyName": "x-api-key", "ApiKeyValue": "k"}}))
+        dest = ev("create-api-destination", "--cli-input-json", json.dumps({
+            "Name": "recv", "ConnectionArn": conn["ConnectionArn"], "InvocationEndpoint": rx.url,
+            "HttpMethod": "POST"}))
+        ev("put-targets", "--rule", "replication", "--targets",
+           json.dumps([{"Id": "recv", "Arn": dest["ApiDestinationArn"]}]))
+
+        put_configuration(fed.src, [rule("prod/", fed.dst)])
+        layout = Layout(tmp_path / "src")
+        ok, _ = random_image(layout, make_rng(), "ok")
+        bad, _ = random_image(layout, make_rng(), "bad")
+        fed.dst.ecr().create_repository(repositoryName="prod/locked", imageTagMutability="IMMUTABLE")
+        push(fed.dst, layout, "ok", "prod/locked:v1")
+        push(fed.src, layout, "ok", "prod/api:v1")
+        push(fed.src, layout, "bad", "prod/locked:v1")
+        wait_complete(fed.src, "prod/api", "v1", fed.dst, logs=fed.logs)
+        wait_status(fed.src, "prod/locked", "v1", fed.dst, lambda s: s["status"] == "FAILED", logs=fed.logs,
+                    what="FAILED")
+        evs = rx.wait_for(lambda e: len(e) >= 2)
+        time.sleep(1)  # a duplicate would have had its chance to arrive
+        evs = sorted(rx.events(), key=lambda e: e["detail"]["repository-name"])
+        assert [e["detail"]["repository-name"] for e in evs] == ["prod/api", "prod/locked"], evs
+        for e in evs:
+            assert e["detail-type"] == "ECR Replication Action" and e["source"] == "aws.ecr"
+            assert e["account"] == ACCOUNT_ID and e["region"] == SRC_REGION
+            assert e["detail"]["action-type"] == "REPLICATE"
+            assert e["detail"]["destination-region"] == DST_REGION
+            assert e["detail"]["destination-registry-id"] == ACCOUNT_ID
+        good, failed = evs
+        assert good["detail"]["result"] == "SUCCESS" and good["detail"]["image-digest"] == ok["digest"]
+        assert good["detail"]["image-tags"] == ["v1"] and "failure-code" not in good["detail"]
+        assert failed["detail"]["result"] == "FAILURE" and failed["detail"]["image-digest"] == bad["digest"]
+        assert failed["detail"]["failure-code"] == "IMAGE_TAG_IMMUTABLE"
+    finally:
+        rx.stop()
+        fed.stop()
