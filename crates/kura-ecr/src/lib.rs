@@ -93,13 +93,21 @@ pub struct Stores {
     pub iam: Arc<dyn IamStore>,
     /// Durable background jobs (scans, lifecycle previews).
     pub jobs: Arc<dyn kura_store::JobStore>,
+    /// Replication statuses and backfills.
+    pub replication: Arc<dyn kura_store::ReplicationStore>,
 }
 
 impl Stores {
     /// Every store from one implementation.
     pub fn all<S>(store: Arc<S>) -> Self
     where
-        S: MetaStore + ControlStore + MaintenanceStore + ScanStore + IamStore + kura_store::JobStore,
+        S: MetaStore
+            + ControlStore
+            + MaintenanceStore
+            + ScanStore
+            + IamStore
+            + kura_store::JobStore
+            + kura_store::ReplicationStore,
     {
         Stores {
             meta: store.clone(),
@@ -107,7 +115,8 @@ impl Stores {
             maint: store.clone(),
             scans: store.clone(),
             iam: store.clone(),
-            jobs: store,
+            jobs: store.clone(),
+            replication: store,
         }
     }
 }
@@ -118,6 +127,7 @@ pub struct Ecr {
     control: Arc<dyn ControlStore>,
     maint: Arc<dyn MaintenanceStore>,
     iam: Arc<dyn IamStore>,
+    replication: Arc<dyn kura_store::ReplicationStore>,
     authz: Arc<authz::Authz>,
     registry: Arc<Registry>,
     scanner: scanning::Scanner,
@@ -162,6 +172,7 @@ impl Ecr {
             control: stores.control,
             maint: stores.maint,
             iam: stores.iam,
+            replication: stores.replication,
             registry,
             scanner,
             jobs,

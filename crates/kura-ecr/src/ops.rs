@@ -310,7 +310,13 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: Value) -> EcrResult<Va
         EcrOp::TagResource => ecr.tag_resource(&v, true).await,
         EcrOp::UntagResource => ecr.tag_resource(&v, false).await,
         EcrOp::ListTagsForResource => ecr.list_tags_for_resource(&v).await,
-        EcrOp::DescribeRegistry => Ok(json!({"registryId": ctx.account, "replicationConfiguration": {"rules": []}})),
+        EcrOp::DescribeRegistry => ecr.describe_registry(ctx).await,
+        EcrOp::PutReplicationConfiguration => ecr.put_replication_configuration(ctx, &v).await,
+        EcrOp::DescribeImageReplicationStatus => ecr.describe_image_replication_status(ctx, &v).await,
+        EcrOp::StartReplicationBackfill => ecr.start_replication_backfill(ctx, &v).await,
+        EcrOp::StopReplicationBackfill => ecr.stop_replication_backfill(ctx, &v).await,
+        EcrOp::DescribeReplicationBackfillResults => ecr.describe_replication_backfill_results(ctx, &v).await,
+        EcrOp::ListReplicationBackfills => ecr.list_replication_backfills(ctx, &v).await,
         EcrOp::SetRepositoryPolicy => ecr.set_repository_policy(ctx, &v).await,
         EcrOp::GetRepositoryPolicy => ecr.get_repository_policy(ctx, &v, false).await,
         EcrOp::DeleteRepositoryPolicy => ecr.get_repository_policy(ctx, &v, true).await,
@@ -941,5 +947,6 @@ pub mod later;
 mod layers;
 mod lifecycle;
 pub mod policy;
+mod replication;
 pub mod scan;
 mod templates;

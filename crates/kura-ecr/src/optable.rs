@@ -390,7 +390,7 @@ impl EcrOp {
                 action: "ecr:DescribeImageReplicationStatus",
                 scope: Scope::Repository,
                 read_only: true,
-                built: false,
+                built: true,
             },
             EcrOp::DescribeImageScanFindings => OpSpec {
                 name: "DescribeImageScanFindings",
@@ -432,7 +432,7 @@ impl EcrOp {
                 action: "ecr:DescribeReplicationBackfillResults",
                 scope: Scope::Registry,
                 read_only: true,
-                built: false,
+                built: true,
             },
             EcrOp::DescribeRepositories => OpSpec {
                 name: "DescribeRepositories",
@@ -544,7 +544,7 @@ impl EcrOp {
                 action: "ecr:ListReplicationBackfills",
                 scope: Scope::Registry,
                 read_only: true,
-                built: false,
+                built: true,
             },
             EcrOp::ListTagsForResource => OpSpec {
                 name: "ListTagsForResource",
@@ -607,7 +607,7 @@ impl EcrOp {
                 action: "ecr:PutReplicationConfiguration",
                 scope: Scope::Registry,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::PutSigningConfiguration => OpSpec {
                 name: "PutSigningConfiguration",
@@ -649,14 +649,14 @@ impl EcrOp {
                 action: "ecr:StartReplicationBackfill",
                 scope: Scope::Registry,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::StopReplicationBackfill => OpSpec {
                 name: "StopReplicationBackfill",
                 action: "ecr:StopReplicationBackfill",
                 scope: Scope::Registry,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::TagResource => OpSpec {
                 name: "TagResource",
@@ -718,12 +718,6 @@ impl EcrOp {
     /// For an operation Kura does not implement yet: what it answers.
     pub const fn later(self) -> Option<&'static str> {
         match self {
-            EcrOp::PutReplicationConfiguration => Some("unsupported until replication lands"),
-            EcrOp::DescribeImageReplicationStatus => Some("no replication statuses"),
-            EcrOp::StartReplicationBackfill => Some("unsupported until replication lands"),
-            EcrOp::StopReplicationBackfill => Some("ReplicationBackfillNotFoundException"),
-            EcrOp::DescribeReplicationBackfillResults => Some("ReplicationBackfillNotFoundException"),
-            EcrOp::ListReplicationBackfills => Some("an empty list"),
             EcrOp::CreatePullThroughCacheRule => Some("unsupported until the pull-through cache lands"),
             EcrOp::DescribePullThroughCacheRules => Some("an empty list"),
             EcrOp::UpdatePullThroughCacheRule => Some("PullThroughCacheRuleNotFoundException"),

@@ -3,7 +3,8 @@
 //!
 //! ECR sends EventBridge an `ECR Image Action` for a push and for a delete, an
 //! `ECR Image Scan` when a scan finishes and an `ECR Lifecycle Policy Action` when lifecycle
-//! expiry deletes an image. Pulls, tag-only changes and blob mounts produce none (listeners
+//! expiry deletes an image; Kura adds an `ECR Replication Action` when the replication
+//! of an image to a destination finishes (COMPLETE or FAILED). Pulls, tag-only changes and blob mounts produce none (listeners
 //! of the registry still see them). An expiry is reported once, as the lifecycle action
 //! (the registry's `ImageDeleted` by the lifecycle actor that precedes it is not sent again
 //! as an image action).

@@ -111,6 +111,26 @@ fn ecr_shapes_for_registry_events() {
         json!(["arn:aws:ecr:eu-west-1:111122223333:repository/prod/app"])
     );
 
+    let replicated = ev(
+        EventKind::ImageReplicated {
+            digest: "sha256:aa".into(),
+            tags: vec!["v1".into()],
+            destination_region: "us-west-2".into(),
+            destination_registry: "444455556666".into(),
+            result: "FAILED".into(),
+            failure_code: Some("REPLICATION_PERMISSION_DENIED".into()),
+        },
+        Actor::service("111122223333", "replication.ecr.amazonaws.com"),
+    );
+    let j = ecr_event(&replicated, REGION).unwrap().to_json();
+    assert_eq!(j["detail-type"], "ECR Replication Action");
+    assert_eq!(
+        j["detail"],
+        json!({"result": "FAILURE", "repository-name": "prod/app", "image-digest": "sha256:aa",
+               "image-tags": ["v1"], "action-type": "REPLICATE", "destination-region": "us-west-2",
+               "destination-registry-id": "444455556666", "failure-code": "REPLICATION_PERMISSION_DENIED"})
+    );
+
     let scan = ev(
         EventKind::ScanCompleted {
             digest: "sha256:aa".into(),

@@ -9,12 +9,16 @@ use kura_jobs::{payload, Job, JobError, JobHandler, Queue, RetryPolicy};
 use kura_registry::{Actor, EventKind, Registry};
 use kura_store::meta::{ManifestKey, RepoRow};
 use kura_store::replication::ReplicationStore;
-use kura_store::{ControlStore, StoreError};
+use kura_store::{AuditStore, ControlStore, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::peer::Peers;
 use crate::sink::{self, LocalSink, ReplError, Sink};
 use crate::{ReplicateRequest, COMPLETE, FAILED, IN_PROGRESS, REPLICATE_JOB, REPLICATION_SERVICE};
+
+/// A layer is sent in requests of at most this many bytes (a multiple of
+/// the S3 store's 8 MiB parts), each committed by the destination.
+pub const CHUNK: u64 = 16 << 20;
 
 /// Index nesting deeper than this is refused (an index of indexes of …).
 const MAX_DEPTH: usize = 4;
@@ -29,6 +33,8 @@ pub struct Replicator {
     pub(crate) queue: Queue,
     pub(crate) peers: Peers,
     pub(crate) retry: RetryPolicy,
+    /// The audit trail, when on: one record per finished replication.
+    trail: std::sync::OnceLock<Arc<dyn AuditStore>>,
 }
 
 /// The job's checkpoint, kept in its status row: the destination's upload
@@ -66,7 +72,14 @@ impl Replicator {
                 max_attempts: u32::MAX,
                 max_age: Some(Duration::from_secs(24 * 3600)),
             },
+            trail: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Record each finished replication in the audit trail (a CloudTrail
+    /// `AwsServiceEvent` named `ReplicateImage` in the source account's trail).
+    pub fn record_to(&self, trail: Arc<dyn AuditStore>) {
+        let _ = self.trail.set(trail);
     }
 
     /// This deployment's region.
@@ -209,21 +222,26 @@ impl Replicator {
                 (id, 0)
             }
         };
-        if offset < size {
+        // In chunks, each committed by the destination before the next: a
+        // crash or a cut connection loses at most the chunk in flight.
+        let mut offset = offset;
+        while offset < size {
+            let end = (offset + CHUNK).min(size);
             let stream = self
                 .registry
                 .blobs()
-                .read(&blob.storage_key, Some((offset, size - 1)))
+                .read(&blob.storage_key, Some((offset, end - 1)))
                 .await
                 .map_err(store)?;
             let reached = sink
-                .upload_append(&repo.name, &id, offset, size - offset, stream)
+                .upload_append(&repo.name, &id, offset, end - offset, stream)
                 .await?;
-            if reached != size {
+            if reached != end {
                 return Err(ReplError::Retry(format!(
-                    "the destination holds {reached} of {size} bytes of {digest}"
+                    "the destination holds {reached} bytes of {digest}, expected {end}"
                 )));
             }
+            offset = end;
         }
         sink.upload_finish(&repo.name, &id, digest).await?;
         progress.uploads.remove(digest);
@@ -232,13 +250,6 @@ impl Replicator {
 
     async fn finished(&self, req: &ReplicateRequest, tags: Vec<String>, failure: Option<(&str, &str)>) {
         let status = if failure.is_some() { FAILED } else { COMPLETE };
-        if let Err(e) = self.store.repl_status_set(req.key(), status, failure, true).await {
-            tracing::warn!(error = %e, "could not record a replication's status");
-        }
-        if failure.is_none() {
-            // The checkpoint is spent.
-            let _ = self.store.repl_progress_set(req.key(), "{}").await;
-        }
         let kind = EventKind::ImageReplicated {
             digest: req.digest.clone(),
             tags,
@@ -251,6 +262,38 @@ impl Replicator {
         self.registry
             .replicated(&req.account, &req.repository, &actor, kind)
             .await;
+        if let Some(trail) = self.trail.get() {
+            let detail = serde_json::json!({
+                "repositoryName": req.repository,
+                "imageDigest": req.digest,
+                "destinationRegion": req.destination.region,
+                "destinationRegistryId": req.destination.registry_id,
+                "status": status,
+                "failureCode": failure.map(|(c, _)| c),
+                "reason": failure.map(|(_, r)| r),
+            });
+            let row = kura_store::audit::aws_service_event(kura_store::audit::ServiceEvent {
+                account: &req.account,
+                at_ms: kura_store::now_millis(),
+                source: "ecr.amazonaws.com",
+                event_name: "ReplicateImage",
+                region: Some(self.region()),
+                repository: Some(&req.repository),
+                detail,
+            });
+            if let Err(e) = trail.trail_append(&[row]).await {
+                tracing::warn!(error = %e, "could not record a replication in the audit trail");
+            }
+        }
+        // The status last: once it says COMPLETE or FAILED, the event and
+        // the audit record are there too.
+        if let Err(e) = self.store.repl_status_set(req.key(), status, failure, true).await {
+            tracing::warn!(error = %e, "could not record a replication's status");
+        }
+        if failure.is_none() {
+            // The checkpoint is spent.
+            let _ = self.store.repl_progress_set(req.key(), "{}").await;
+        }
     }
 }
 

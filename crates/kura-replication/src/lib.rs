@@ -14,6 +14,7 @@
 //! * [`federation`]: the short-lived tokens deployments of one federation
 //!   sign with keys derived from their shared secret.
 
+pub mod backfill;
 pub mod config;
 pub mod federation;
 pub mod job;

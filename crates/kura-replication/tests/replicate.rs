@@ -35,6 +35,28 @@ async fn cross_region_image_is_byte_exact_with_tags_and_filters() {
         .await;
     let row = us.wait_status(A, "prod/api", &digest, EU, A, "COMPLETE").await;
     assert_eq!(row.failure_code, None);
+    // The source's event and audit record; the destination's push event by the replication service.
+    let replicated = us.seen.0.lock().unwrap().iter().any(|e| {
+        matches!(&e.kind,
+        kura_registry::EventKind::ImageReplicated { digest: d, result, destination_region, .. }
+            if *d == digest && result == "COMPLETE" && destination_region == EU)
+    });
+    assert!(replicated, "no ImageReplicated event");
+    let records = us.replication_records(A).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r["serviceEventDetails"]["imageDigest"] == digest.as_str()
+                && r["serviceEventDetails"]["status"] == "COMPLETE"
+                && r["eventType"] == "AwsServiceEvent"),
+        "{records:?}"
+    );
+    let pushed_by_replication = eu.seen.0.lock().unwrap().iter().any(|e| {
+        matches!(&e.kind,
+        kura_registry::EventKind::ImagePushed { digest: d, .. } if *d == digest)
+            && e.actor.principal_arn == kura_replication::REPLICATION_SERVICE
+    });
+    assert!(pushed_by_replication);
     // Byte-exact, by digest and by tag; every blob readable in the destination.
     assert_eq!(eu.manifest(A, "prod/api", &digest).await.unwrap(), body);
     assert_eq!(eu.manifest(A, "prod/api", "v1").await.unwrap(), body);
@@ -134,6 +156,10 @@ async fn cross_account_needs_the_destination_registry_policy() {
     let row = us.wait_status(A, "team/app", &d, US, B, "FAILED").await;
     assert_eq!(row.failure_code.as_deref(), Some("REPLICATION_PERMISSION_DENIED"));
     assert!(row.reason.unwrap().contains("ecr:ReplicateImage"));
+    let records = us.replication_records(A).await;
+    assert!(records
+        .iter()
+        .any(|r| r["serviceEventDetails"]["failureCode"] == "REPLICATION_PERMISSION_DENIED"));
     assert!(us.repo_id(B, "team/app").await.is_none(), "nothing may appear in B");
     // B grants A; pushing again replicates (blobs are shared: no copy).
     us.allow_replication_from(B, A).await;
@@ -278,6 +304,24 @@ async fn an_interrupted_layer_resumes_where_it_stopped() {
     let config = v["config"]["size"].as_u64().unwrap();
     assert_eq!(sent, (1 << 20) - 400_000 + config, "only the rest of the layer is sent");
     assert_eq!(eu.manifest(A, "big", "v1").await.unwrap(), body);
+    us.stop().await;
+    eu.stop().await;
+}
+
+#[tokio::test]
+async fn a_large_layer_goes_in_committed_chunks() {
+    let (us, eu) = two_regions(8, 8).await;
+    us.configure(A, &to(EU, A, None)).await;
+    let size = 2 * kura_replication::job::CHUNK as usize + 12_345;
+    let layer = random(size, 4);
+    let (d, body) = us.push_image(A, "large", "v1", &[&layer]).await;
+    us.wait_status(A, "large", &d, EU, A, "COMPLETE").await;
+    assert_eq!(eu.manifest(A, "large", "v1").await.unwrap(), body);
+    // Three chunks for the layer, one for the config blob.
+    assert_eq!(eu.patches.load(Ordering::SeqCst), 4);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let config = v["config"]["size"].as_u64().unwrap();
+    assert_eq!(eu.patched.load(Ordering::SeqCst), size as u64 + config);
     us.stop().await;
     eu.stop().await;
 }

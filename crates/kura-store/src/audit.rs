@@ -116,9 +116,42 @@ pub fn service_event(e: &crate::gc::AuditEvent) -> Option<TrailRow> {
         .get("repositoryName")
         .and_then(|v| v.as_str())
         .map(str::to_string);
+    Some(aws_service_event(ServiceEvent {
+        account: &e.account,
+        at_ms: e.at,
+        source: &e.source,
+        event_name: &e.event_name,
+        region: None,
+        repository: repo.as_deref(),
+        detail,
+    }))
+}
+
+/// A service's own action, for [`aws_service_event`].
+pub struct ServiceEvent<'a> {
+    /// The account whose trail gets it.
+    pub account: &'a str,
+    /// When (ms).
+    pub at_ms: i64,
+    /// The service (`ecr.amazonaws.com`).
+    pub source: &'a str,
+    /// What it did (`PolicyExecutionEvent`, `ReplicateImage`).
+    pub event_name: &'a str,
+    /// The region (none: the reader fills in the deployment's).
+    pub region: Option<&'a str>,
+    /// The repository it acted on.
+    pub repository: Option<&'a str>,
+    /// `serviceEventDetails`.
+    pub detail: serde_json::Value,
+}
+
+/// CloudTrail's `AwsServiceEvent` record of a service acting on its own
+/// (no caller): `userIdentity` names the service as `invokedBy`.
+pub fn aws_service_event(e: ServiceEvent<'_>) -> TrailRow {
     let event_id = uuid::Uuid::new_v4().to_string();
-    let secs = e.at.div_euclid(1000);
-    let record = serde_json::json!({
+    let secs = e.at_ms.div_euclid(1000);
+    let region = e.region.unwrap_or_default();
+    let mut record = serde_json::json!({
         "eventVersion": "1.08",
         "userIdentity": {"accountId": e.account, "invokedBy": e.source},
         "eventTime": rfc3339_secs(secs),
@@ -130,32 +163,36 @@ pub fn service_event(e: &crate::gc::AuditEvent) -> Option<TrailRow> {
         "responseElements": null,
         "eventID": event_id,
         "readOnly": false,
-        "resources": repo.iter().map(|r| serde_json::json!({
+        "resources": e.repository.iter().map(|r| serde_json::json!({
             "accountId": e.account,
             "type": "AWS::ECR::Repository",
-            "ARN": format!("arn:aws:ecr::{}:repository/{r}", e.account),
+            "ARN": format!("arn:aws:ecr:{region}:{}:repository/{r}", e.account),
         })).collect::<Vec<_>>(),
         "eventType": "AwsServiceEvent",
         "managementEvent": true,
         "recipientAccountId": e.account,
-        "serviceEventDetails": detail,
+        "serviceEventDetails": e.detail,
         "eventCategory": "Management",
     });
-    Some(TrailRow {
+    if let Some(r) = e.region {
+        record["awsRegion"] = serde_json::json!(r);
+    }
+    TrailRow {
         event_id,
-        account: e.account.clone(),
-        event_time: e.at,
-        event_name: e.event_name.clone(),
-        event_source: e.source.clone(),
+        account: e.account.to_string(),
+        event_time: e.at_ms,
+        event_name: e.event_name.to_string(),
+        event_source: e.source.to_string(),
         username: None,
         access_key_id: None,
         read_only: false,
-        resources: repo
+        resources: e
+            .repository
             .into_iter()
-            .map(|r| ("AWS::ECR::Repository".to_string(), r))
+            .map(|r| ("AWS::ECR::Repository".to_string(), r.to_string()))
             .collect(),
         record: record.to_string(),
-    })
+    }
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for seconds since the epoch (UTC; CloudTrail's

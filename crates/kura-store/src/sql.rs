@@ -49,6 +49,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/sqlite/0010_events.sql")),
     (11, include_str!("../migrations/sqlite/0011_audit.sql")),
     (12, include_str!("../migrations/sqlite/0012_replication.sql")),
+    (13, include_str!("../migrations/sqlite/0013_replication_backfills.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
 /// its first migration creates that schema at once.
@@ -62,9 +63,13 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/postgres/0010_events.sql")),
     (11, include_str!("../migrations/postgres/0011_audit.sql")),
     (12, include_str!("../migrations/postgres/0012_replication.sql")),
+    (
+        13,
+        include_str!("../migrations/postgres/0013_replication_backfills.sql"),
+    ),
 ];
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// How long a writer may hold an upload before another request may take it.
 /// The holder renews it while it streams ([`MetaStore::upload_renew`]), so a

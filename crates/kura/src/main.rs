@@ -468,6 +468,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         meta.clone(),
         &args.replication,
         &args.region,
+        args.audit.enabled,
     ))?;
     options.routes = Some(repl.routes);
     let app = kura_ecr::app_with(ecr.clone(), registry, options);
@@ -508,6 +509,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     },
                 )),
                 repl.replicator.clone(),
+                repl.backfill.clone(),
             ],
             audit_retention: audit::retention_job(meta.clone(), &args.audit),
         },

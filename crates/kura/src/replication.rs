@@ -38,6 +38,8 @@ pub struct ReplicationFlags {
 pub struct Installed {
     /// The replicate job's handler.
     pub replicator: Arc<Replicator>,
+    /// The backfill job's handler.
+    pub backfill: Arc<kura_replication::backfill::BackfillJob>,
     /// `/kura/federation/v1/*`.
     pub routes: axum::Router,
 }
@@ -49,6 +51,7 @@ pub fn install(
     store: Arc<SqlMetaStore>,
     flags: &ReplicationFlags,
     region: &str,
+    audit: bool,
 ) -> anyhow::Result<Installed> {
     let key = match &flags.federation_key_file {
         Some(path) => Some(FederationKey::load(path).map_err(anyhow::Error::msg)?),
@@ -84,9 +87,19 @@ pub fn install(
         retry_base,
     );
     registry.subscribe(replicator.clone());
+    if audit {
+        replicator.record_to(store.clone());
+    }
+    let backfill = Arc::new(kura_replication::backfill::BackfillJob::new(
+        ecr.jobs().clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+    ));
     let server = FederationServer::new(registry.clone(), ecr.authz().clone(), store, key);
     Ok(Installed {
         replicator,
+        backfill,
         routes: kura_replication::server::router(server),
     })
 }

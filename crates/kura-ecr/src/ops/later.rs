@@ -1,4 +1,4 @@
-//! Operations whose features later issues build (replication, pull-through cache, signing, pull-time update
+//! Operations whose features later issues build (pull-through cache, signing, pull-time update
 //! exclusions, storage classes). Reads answer truthfully for a registry where
 //! nothing of the kind is configured (an empty list, or the "not found" error
 //! ECR itself returns); writes answer `UnsupportedOperationException` (400),
@@ -36,7 +36,7 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: &Value) -> EcrResult<Val
     };
     let repo_name_str = repo.as_ref().map(|r| r.name.clone()).unwrap_or_default();
     match op {
-        EcrOp::DescribeImageReplicationStatus | EcrOp::DescribeImageSigningStatus => {
+        EcrOp::DescribeImageSigningStatus => {
             let id = v.get("imageId").cloned().unwrap_or(json!({}));
             let digest = ensure_image(
                 ecr,
@@ -47,17 +47,8 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: &Value) -> EcrResult<Val
             )
             .await?;
             let image = image_id(Some(&digest), s(&id, "imageTag"));
-            Ok(if op == EcrOp::DescribeImageReplicationStatus {
-                json!({"repositoryName": repo_name_str, "imageId": image, "replicationStatuses": []})
-            } else {
-                json!({"repositoryName": repo_name_str, "imageId": image, "registryId": account, "signingStatuses": []})
-            })
+            Ok(json!({"repositoryName": repo_name_str, "imageId": image, "registryId": account, "signingStatuses": []}))
         }
-        EcrOp::StopReplicationBackfill | EcrOp::DescribeReplicationBackfillResults => Err(not_found(
-            "ReplicationBackfillNotFoundException",
-            &format!("The replication backfill does not exist in the registry with id '{account}'"),
-        )),
-        EcrOp::ListReplicationBackfills => Ok(json!({"registryId": account, "backfills": []})),
         EcrOp::DescribePullThroughCacheRules => {
             if v.get("ecrRepositoryPrefixes")
                 .and_then(Value::as_array)

@@ -2,6 +2,7 @@
 //! store and region, serves the federation routes on a loopback port, and
 //! runs the replicate job in its own job runner.
 
+#![allow(dead_code)] // each test crate uses part of it
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub struct Deployment {
     pub url: String,
     /// Bytes the federation routes received in upload PATCH bodies.
     pub patched: Arc<AtomicU64>,
+    /// Upload PATCH requests the federation routes received.
+    pub patches: Arc<AtomicU64>,
+    /// Every image event the registry emitted.
+    pub seen: Arc<Seen>,
     runner: Option<kura_jobs::RunnerHandle>,
     server: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
@@ -76,12 +81,18 @@ impl Deployment {
             Duration::from_millis(50),
         );
         registry.subscribe(replicator.clone());
+        replicator.record_to(store.clone());
+        let seen = Arc::new(Seen::default());
+        registry.subscribe(seen.clone());
         let server = FederationServer::new(registry.clone(), authz, store.clone(), key);
         let patched = Arc::new(AtomicU64::new(0));
         let counter = patched.clone();
+        let patches = Arc::new(AtomicU64::new(0));
+        let requests0 = patches.clone();
         let app = kura_replication::server::router(server).layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 let counter = counter.clone();
+                let requests = requests0.clone();
                 async move {
                     if req.method() == http::Method::PATCH {
                         let n: u64 = req
@@ -91,6 +102,7 @@ impl Deployment {
                             .and_then(|v| v.parse().ok())
                             .unwrap_or(0);
                         counter.fetch_add(n, Ordering::SeqCst);
+                        requests.fetch_add(1, Ordering::SeqCst);
                     }
                     next.run(req).await
                 }
@@ -115,6 +127,8 @@ impl Deployment {
             replicator,
             url,
             patched,
+            patches,
+            seen,
             runner: Some(runner.start()),
             server,
             _dir: dir,
@@ -291,6 +305,39 @@ async fn blob_store(dir: &std::path::Path) -> Arc<dyn kura_store::BlobStore> {
             }
             Arc::new(FsBlobStore::open(dir.join("blobs")).await.unwrap())
         }
+    }
+}
+
+/// Records the registry's events.
+#[derive(Default)]
+pub struct Seen(pub std::sync::Mutex<Vec<kura_registry::ImageEvent>>);
+
+#[async_trait::async_trait]
+impl kura_registry::EventListener for Seen {
+    async fn on_event(&self, e: &kura_registry::ImageEvent) {
+        self.0.lock().unwrap().push(e.clone());
+    }
+}
+
+impl Deployment {
+    /// The audit trail's `ReplicateImage` records of `account` (their JSON).
+    pub async fn replication_records(&self, account: &str) -> Vec<serde_json::Value> {
+        use kura_store::audit::{AuditStore, TrailFilter, TrailQuery};
+        let q = TrailQuery {
+            account: account.into(),
+            filter: TrailFilter::EventName("ReplicateImage".into()),
+            start_ms: 0,
+            end_ms: i64::MAX,
+            before: None,
+            limit: 100,
+        };
+        self.store
+            .trail_lookup(&q)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| serde_json::from_str(&e.row.record).unwrap())
+            .collect()
     }
 }
 
