@@ -17,10 +17,13 @@ deployment for cross-account replication.
    policy, COMPLETE after put-registry-policy and a new push.
 6. The destination down: IN_PROGRESS (DESTINATION_UNAVAILABLE) while it is, COMPLETE
    once it is back. kill -9 of the source right after a 200 MiB layer's push: COMPLETE
-   after the restart, and the manifest is never visible before its blobs.
+   after the restart, and the manifest is never visible before its blobs; killed with
+   48 MiB of a 128 MiB layer in the destination, the job resumes past offset 0.
 7. A destination with another federation key: not COMPLETE, nothing arrives.
 8. describe-registry echoes the configuration; the source as its own destination is
    InvalidParameterException; a region without a peer is FAILED DESTINATION_REGION_UNKNOWN.
+9. ECR Replication Action events on the source's EventBridge (SUCCESS, and FAILURE with
+   the failure code).
 """
 import hashlib
 import json
@@ -476,8 +479,6 @@ def test_kill9_of_the_source_mid_transfer(fed, tmp_path):
 RESUMES = re.compile(r"replication resumes a layer digest=\"?(sha256:[0-9a-f]{64})\"? offset=(\d+)")
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a layer goes in one PATCH; a cut PATCH does not advance "
-                   "the destination's upload, so the resumed offset is 0 (see /work/notes/e2e.md)")
 def test_kill9_mid_layer_resumes_where_the_destination_stopped(fed, tmp_path):
     """The issue: 'an interrupted layer resumes, it does not restart from zero'. The source
     is killed once the destination's upload holds 48 MiB of a 128 MiB layer; after the
