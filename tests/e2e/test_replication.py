@@ -23,12 +23,13 @@ deployment for cross-account replication.
 8. describe-registry echoes the configuration; the source as its own destination is
    InvalidParameterException; a region without a peer is FAILED DESTINATION_REGION_UNKNOWN.
 9. ECR Replication Action events on the source's EventBridge (SUCCESS, and FAILURE with
-   the failure code).
+   the failure code); ReplicateImage records in both deployments' audit trails.
 """
 import hashlib
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 
@@ -573,9 +574,21 @@ def test_describe_registry_echo_and_validation(fed, tmp_path):
 # --------------------------------------------------------------------------- events
 
 
-def test_replication_action_events(tmp_path):
-    """Each replication is an `ECR Replication Action` event on the source's EventBridge:
-    SUCCESS with the destination, FAILURE with the failure code."""
+def lookup_replicate_image(reg):
+    """The ReplicateImage records of a deployment's audit trail (aws cloudtrail lookup-events)."""
+    env = reg.aws_env()
+    p = subprocess.run(["aws", "--endpoint-url", reg.url, "--output", "json", "cloudtrail", "lookup-events",
+                        "--lookup-attributes", "AttributeKey=EventName,AttributeValue=ReplicateImage"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, (p.stderr, reg.log()[-3000:])
+    return [json.loads(e["CloudTrailEvent"]) for e in json.loads(p.stdout)["Events"]]
+
+
+def test_replication_action_events_and_audit_records(tmp_path):
+    """Each replication is an `ECR Replication Action` event on the source's EventBridge
+    (SUCCESS with the destination, FAILURE with the failure code) and a `ReplicateImage`
+    AwsServiceEvent in the source's audit trail; the destination's trail records the image
+    that arrived, naming the source."""
     from test_events import Events, Receiver
 
     fed = Federation(tmp_path / "fed", src_env={"KURA_EVENTS_RETRY_BASE": "200ms"}).start()
@@ -618,6 +631,25 @@ def test_replication_action_events(tmp_path):
         assert good["detail"]["image-tags"] == ["v1"] and "failure-code" not in good["detail"]
         assert failed["detail"]["result"] == "FAILURE" and failed["detail"]["image-digest"] == bad["digest"]
         assert failed["detail"]["failure-code"] == "IMAGE_TAG_IMMUTABLE"
+
+        # The audit trails (written before the status settles: no wait needed).
+        src = sorted(lookup_replicate_image(fed.src), key=lambda r: r["serviceEventDetails"]["repositoryName"])
+        assert [r["serviceEventDetails"]["repositoryName"] for r in src] == ["prod/api", "prod/locked"], src
+        for r in src:
+            assert r["eventType"] == "AwsServiceEvent" and r["eventSource"] == "ecr.amazonaws.com"
+            assert r["awsRegion"] == SRC_REGION and r["recipientAccountId"] == ACCOUNT_ID
+            assert r["serviceEventDetails"]["destinationRegion"] == DST_REGION
+            assert r["serviceEventDetails"]["destinationRegistryId"] == ACCOUNT_ID
+        assert src[0]["serviceEventDetails"]["status"] == "COMPLETE"
+        assert src[0]["serviceEventDetails"]["imageDigest"] == ok["digest"]
+        assert src[1]["serviceEventDetails"]["status"] == "FAILED"
+        assert src[1]["serviceEventDetails"]["failureCode"] == "IMAGE_TAG_IMMUTABLE"
+        dst = lookup_replicate_image(fed.dst)
+        assert len(dst) == 1, dst
+        d = dst[0]["serviceEventDetails"]
+        assert (d["repositoryName"], d["imageDigest"], d["imageTags"]) == ("prod/api", ok["digest"], ["v1"]), d
+        assert (d["sourceRegion"], d["sourceRegistryId"]) == (SRC_REGION, ACCOUNT_ID), d
+        assert dst[0]["awsRegion"] == DST_REGION
     finally:
         rx.stop()
         fed.stop()
