@@ -17,15 +17,19 @@ deployment for cross-account replication.
    policy, COMPLETE after put-registry-policy and a new push.
 6. The destination down: IN_PROGRESS (DESTINATION_UNAVAILABLE) while it is, COMPLETE
    once it is back. kill -9 of the source right after a 200 MiB layer's push: COMPLETE
-   after the restart, and the manifest is never visible before its blobs.
+   after the restart, and the manifest is never visible before its blobs; killed with
+   48 MiB of a 128 MiB layer in the destination, the job resumes past offset 0.
 7. A destination with another federation key: not COMPLETE, nothing arrives.
 8. describe-registry echoes the configuration; the source as its own destination is
    InvalidParameterException; a region without a peer is FAILED DESTINATION_REGION_UNKNOWN.
+9. ECR Replication Action events on the source's EventBridge (SUCCESS, and FAILURE with
+   the failure code); ReplicateImage records in both deployments' audit trails.
 """
 import hashlib
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 
@@ -476,8 +480,6 @@ def test_kill9_of_the_source_mid_transfer(fed, tmp_path):
 RESUMES = re.compile(r"replication resumes a layer digest=\"?(sha256:[0-9a-f]{64})\"? offset=(\d+)")
 
 
-@pytest.mark.xfail(strict=True, reason="engine: a layer goes in one PATCH; a cut PATCH does not advance "
-                   "the destination's upload, so the resumed offset is 0 (see /work/notes/e2e.md)")
 def test_kill9_mid_layer_resumes_where_the_destination_stopped(fed, tmp_path):
     """The issue: 'an interrupted layer resumes, it does not restart from zero'. The source
     is killed once the destination's upload holds 48 MiB of a 128 MiB layer; after the
@@ -567,3 +569,87 @@ def test_describe_registry_echo_and_validation(fed, tmp_path):
     assert aws_ecr(fed.src, "describe-registry")["replicationConfiguration"] == {"rules": []}
     push(fed.src, layout, "v1", "prod/late:v1")
     assert statuses(fed.src, "prod/late", "v1") == []
+
+
+# --------------------------------------------------------------------------- events
+
+
+def lookup_replicate_image(reg):
+    """The ReplicateImage records of a deployment's audit trail (aws cloudtrail lookup-events)."""
+    env = reg.aws_env()
+    p = subprocess.run(["aws", "--endpoint-url", reg.url, "--output", "json", "cloudtrail", "lookup-events",
+                        "--lookup-attributes", "AttributeKey=EventName,AttributeValue=ReplicateImage"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, (p.stderr, reg.log()[-3000:])
+    return [json.loads(e["CloudTrailEvent"]) for e in json.loads(p.stdout)["Events"]]
+
+
+def test_replication_action_events_and_audit_records(tmp_path):
+    """Each replication is an `ECR Replication Action` event on the source's EventBridge
+    (SUCCESS with the destination, FAILURE with the failure code) and a `ReplicateImage`
+    AwsServiceEvent in the source's audit trail; the destination's trail records the image
+    that arrived, naming the source."""
+    from test_events import Events, Receiver
+
+    fed = Federation(tmp_path / "fed", src_env={"KURA_EVENTS_RETRY_BASE": "200ms"}).start()
+    rx = Receiver().start()
+    try:
+        ev = Events(fed.src)
+        pattern = {"source": ["aws.ecr"], "detail-type": ["ECR Replication Action"]}
+        ev("put-rule", "--name", "replication", "--event-pattern", json.dumps(pattern))
+        conn = ev("create-connection", "--name", "recv", "--authorization-type", "API_KEY", "--auth-parameters",
+                  json.dumps({"ApiKeyAuthParameters": {"ApiKeyName": "x-api-key", "ApiKeyValue": "k"}}))
+        dest = ev("create-api-destination", "--cli-input-json", json.dumps({
+            "Name": "recv", "ConnectionArn": conn["ConnectionArn"], "InvocationEndpoint": rx.url,
+            "HttpMethod": "POST"}))
+        ev("put-targets", "--rule", "replication", "--targets",
+           json.dumps([{"Id": "recv", "Arn": dest["ApiDestinationArn"]}]))
+
+        put_configuration(fed.src, [rule("prod/", fed.dst)])
+        layout = Layout(tmp_path / "src")
+        ok, _ = random_image(layout, make_rng(), "ok")
+        bad, _ = random_image(layout, make_rng(), "bad")
+        fed.dst.ecr().create_repository(repositoryName="prod/locked", imageTagMutability="IMMUTABLE")
+        push(fed.dst, layout, "ok", "prod/locked:v1")
+        push(fed.src, layout, "ok", "prod/api:v1")
+        push(fed.src, layout, "bad", "prod/locked:v1")
+        wait_complete(fed.src, "prod/api", "v1", fed.dst, logs=fed.logs)
+        wait_status(fed.src, "prod/locked", "v1", fed.dst, lambda s: s["status"] == "FAILED", logs=fed.logs,
+                    what="FAILED")
+        evs = rx.wait_for(lambda e: len(e) >= 2)
+        time.sleep(1)  # a duplicate would have had its chance to arrive
+        evs = sorted(rx.events(), key=lambda e: e["detail"]["repository-name"])
+        assert [e["detail"]["repository-name"] for e in evs] == ["prod/api", "prod/locked"], evs
+        for e in evs:
+            assert e["detail-type"] == "ECR Replication Action" and e["source"] == "aws.ecr"
+            assert e["account"] == ACCOUNT_ID and e["region"] == SRC_REGION
+            assert e["detail"]["action-type"] == "REPLICATE"
+            assert e["detail"]["destination-region"] == DST_REGION
+            assert e["detail"]["destination-registry-id"] == ACCOUNT_ID
+        good, failed = evs
+        assert good["detail"]["result"] == "SUCCESS" and good["detail"]["image-digest"] == ok["digest"]
+        assert good["detail"]["image-tags"] == ["v1"] and "failure-code" not in good["detail"]
+        assert failed["detail"]["result"] == "FAILURE" and failed["detail"]["image-digest"] == bad["digest"]
+        assert failed["detail"]["failure-code"] == "IMAGE_TAG_IMMUTABLE"
+
+        # The audit trails (written before the status settles: no wait needed).
+        src = sorted(lookup_replicate_image(fed.src), key=lambda r: r["serviceEventDetails"]["repositoryName"])
+        assert [r["serviceEventDetails"]["repositoryName"] for r in src] == ["prod/api", "prod/locked"], src
+        for r in src:
+            assert r["eventType"] == "AwsServiceEvent" and r["eventSource"] == "ecr.amazonaws.com"
+            assert r["awsRegion"] == SRC_REGION and r["recipientAccountId"] == ACCOUNT_ID
+            assert r["serviceEventDetails"]["destinationRegion"] == DST_REGION
+            assert r["serviceEventDetails"]["destinationRegistryId"] == ACCOUNT_ID
+        assert src[0]["serviceEventDetails"]["status"] == "COMPLETE"
+        assert src[0]["serviceEventDetails"]["imageDigest"] == ok["digest"]
+        assert src[1]["serviceEventDetails"]["status"] == "FAILED"
+        assert src[1]["serviceEventDetails"]["failureCode"] == "IMAGE_TAG_IMMUTABLE"
+        dst = lookup_replicate_image(fed.dst)
+        assert len(dst) == 1, dst
+        d = dst[0]["serviceEventDetails"]
+        assert (d["repositoryName"], d["imageDigest"], d["imageTags"]) == ("prod/api", ok["digest"], ["v1"]), d
+        assert (d["sourceRegion"], d["sourceRegistryId"]) == (SRC_REGION, ACCOUNT_ID), d
+        assert dst[0]["awsRegion"] == DST_REGION
+    finally:
+        rx.stop()
+        fed.stop()
