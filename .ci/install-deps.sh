@@ -112,11 +112,17 @@ if ! /usr/bin/aws --version 2>/dev/null | grep -q '^aws-cli/2\.'; then
 fi
 printf '%-12s %s\n' aws-v2 "$(/usr/bin/aws --version)"
 KURA_E2E_NODE_DIR="${KURA_E2E_NODE_DIR:-/opt/kura-e2e-node}"
-if [ ! -d "$KURA_E2E_NODE_DIR/node_modules/@aws-sdk/client-ecr" ]; then
-    if ! command -v npm >/dev/null 2>&1; then
-        apt-get install -y --no-install-recommends nodejs npm
-    fi
+# The SDK's current releases need node >= 20; Debian 12's own nodejs is 18.
+if ! command -v npm >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends nodejs npm
+fi
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$NODE_MAJOR" -lt 20 ]; then
+    echo "node $(node --version) is older than the AWS SDK for JavaScript v3 needs (20): test_ecr_clients.py's SDK test will fail" >&2
+elif [ ! -d "$KURA_E2E_NODE_DIR/node_modules/@aws-sdk/client-ecr" ]; then
     mkdir -p "$KURA_E2E_NODE_DIR"
     (cd "$KURA_E2E_NODE_DIR" && npm install --no-audit --no-fund --silent @aws-sdk/client-ecr@3)
 fi
-printf '%-12s %s\n' client-ecr "$(node -p "require('$KURA_E2E_NODE_DIR/node_modules/@aws-sdk/client-ecr/package.json').version")"
+if [ -d "$KURA_E2E_NODE_DIR/node_modules/@aws-sdk/client-ecr" ]; then
+    printf '%-12s %s\n' client-ecr "$(node -p "require('$KURA_E2E_NODE_DIR/node_modules/@aws-sdk/client-ecr/package.json').version") (node $(node --version))"
+fi
