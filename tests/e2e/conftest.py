@@ -52,8 +52,14 @@ class Registry:
     secret_key = SECRET_ACCESS_KEY
     region = REGION
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, region=None, args=(), env=None):
+        """`region`: the deployment's region (KURA_REGION; default us-east-1);
+        `args`: extra `kura serve` arguments; `env`: extra environment for
+        every start (a start's own `extra_env` goes on top)."""
         self.workdir = workdir
+        self.region = region or REGION
+        self.args = list(args)
+        self.env = dict(env or {})
         self.data_dir = os.path.join(workdir, "data")
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -122,7 +128,7 @@ class Registry:
                 )
             return ["/usr/bin/docker-registry", "serve", cfg]
         binary = os.environ.get("KURA_BIN", os.path.join(REPO_ROOT, "target", "release", "kura"))
-        return [binary, "serve", "--listen", self.host, "--data-dir", self.data_dir]
+        return [binary, "serve", "--listen", self.host, "--data-dir", self.data_dir, *self.args]
 
     def start(self, extra_env=None):
         env = dict(os.environ)
@@ -139,6 +145,7 @@ class Registry:
             "KURA_ROOT_SECRET_ACCESS_KEY": self.secret_key,
             "KURA_REGION": self.region,
         })
+        env.update(self.env)
         env.update(extra_env or {})
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self._cmd(), stdout=log, stderr=subprocess.STDOUT, env=env)

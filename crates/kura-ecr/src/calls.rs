@@ -8,7 +8,7 @@ use std::sync::Arc;
 use kura_audit::{AuditRecorder, CallRecord};
 use serde_json::Value;
 
-use crate::auth::Caller;
+use kura_aws::caller::Caller;
 
 /// The audit trail's settings on a running service.
 #[derive(Clone)]

@@ -832,3 +832,137 @@ async fn a_backfill_replicates_existing_images_with_the_replicate_job() {
         json!([{"region": REGION, "registryId": OTHER, "status": "COMPLETE"}])
     );
 }
+
+/// A manifest put straight into the store (children and subject as given).
+async fn raw_manifest(
+    t: &T,
+    repo: i64,
+    name: &str,
+    children: &[&str],
+    subject: Option<&str>,
+    tag: Option<&str>,
+) -> String {
+    let body = json!({"schemaVersion": 2, "n": name}).to_string().into_bytes();
+    let digest = kura_oci::Digest::sha256(&body).to_string();
+    let tags: Vec<TagWrite> = tag
+        .map(|t| TagWrite {
+            name: t.into(),
+            immutable: false,
+        })
+        .into_iter()
+        .collect();
+    t.s.store
+        .manifest_put(
+            repo,
+            &NewManifest {
+                digest: digest.clone(),
+                media_type: "application/vnd.oci.image.index.v1+json".into(),
+                artifact_type: None,
+                subject: subject.map(String::from),
+                annotations: None,
+                body,
+                blobs: vec![],
+                children: children.iter().map(|c| c.to_string()).collect(),
+            },
+            &tags,
+        )
+        .await
+        .unwrap();
+    digest
+}
+
+/// The job pages through more images than one page, queues an index without
+/// its children and an image without its referrer (they go with it), resumes
+/// after its cursor, and an IN_PROGRESS backfill stops at once.
+#[tokio::test]
+async fn backfill_job_pages_groups_and_resumes() {
+    let t = T::new().await;
+    let bad = StatusCode::BAD_REQUEST;
+    let mut many = Vec::new();
+    for i in 0..150 {
+        many.push(t.image(ACCOUNT, "prod/many", &format!("m{i}"), None).await.1);
+    }
+    many.sort();
+    let grouped = t.s.store.repo_get_or_create(ACCOUNT, "prod/grouped").await.unwrap();
+    let c1 = raw_manifest(&t, grouped, "child1", &[], None, None).await;
+    let c2 = raw_manifest(&t, grouped, "child2", &[], None, None).await;
+    let index = raw_manifest(&t, grouped, "index", &[&c1, &c2], None, Some("multi")).await;
+    let (_, plain) = t.image(ACCOUNT, "prod/grouped", "plain", Some("v1")).await;
+    let _sig = raw_manifest(&t, grouped, "signature", &[], Some(&plain), None).await;
+    let (one, two) = (dest("eu-west-1", DEST), dest("ap-northeast-1", DEST));
+    put(&t, vec![rule(vec![one.clone(), two.clone()])]).await.ok();
+
+    let id1 = t
+        .call("StartReplicationBackfill", json!({"destination": one}))
+        .await
+        .ok()["replicationBackfillId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(t.run_backfills().await, 1);
+    let r = t
+        .call(
+            "DescribeReplicationBackfillResults",
+            json!({"replicationBackfillId": id1}),
+        )
+        .await
+        .ok();
+    assert_eq!(r["status"], "IN_PROGRESS");
+    assert_eq!(
+        r["progress"]["totalReplicationCount"], 152,
+        "150 images, the index (children with it) and the signed image (its referrer with it)"
+    );
+    let grouped_jobs: Vec<String> = t
+        .replicate_jobs()
+        .await
+        .iter()
+        .filter(|p| p["repository"] == "prod/grouped")
+        .map(|p| p["digest"].as_str().unwrap().to_string())
+        .collect();
+    let mut want = vec![index.clone(), plain.clone()];
+    want.sort();
+    let mut got = grouped_jobs.clone();
+    got.sort();
+    assert_eq!(got, want);
+
+    // Stopping an IN_PROGRESS backfill: STOPPED at once, and the destination is free.
+    let stopped = t
+        .call("StopReplicationBackfill", json!({"replicationBackfillId": id1}))
+        .await
+        .ok();
+    assert_eq!(stopped["status"], "STOPPED");
+    t.call("StopReplicationBackfill", json!({"replicationBackfillId": id1}))
+        .await
+        .err(bad, "ReplicationBackfillInvalidStatusException");
+
+    // A job that restarts after its cursor queues only what follows it.
+    let id2 = t
+        .call("StartReplicationBackfill", json!({"destination": two}))
+        .await
+        .ok()["replicationBackfillId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cursor = json!({"repository": "prod/many", "digest": many[99]}).to_string();
+    t.s.store.repl_backfill_cursor_set(&id2, &cursor).await.unwrap();
+    assert_eq!(t.run_backfills().await, 1);
+    let r = t
+        .call(
+            "DescribeReplicationBackfillResults",
+            json!({"replicationBackfillId": id2}),
+        )
+        .await
+        .ok();
+    // prod/grouped sorts before prod/many: already done by the run before the restart.
+    assert_eq!(r["progress"]["totalReplicationCount"], 50);
+    let after: Vec<String> = t
+        .replicate_jobs()
+        .await
+        .iter()
+        .filter(|p| p["destination"] == two)
+        .map(|p| p["digest"].as_str().unwrap().to_string())
+        .collect();
+    let mut after_sorted = after.clone();
+    after_sorted.sort();
+    assert_eq!(after_sorted, many[100..].to_vec());
+}

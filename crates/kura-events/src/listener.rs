@@ -70,6 +70,19 @@ pub fn ecr_event(ev: &ImageEvent, region: &str) -> Option<EcrEvent> {
     })
 }
 
+/// The registry event types [`ecr_event`] can turn into an ECR event (the
+/// listener asks for these and no others).
+pub fn routed(ty: EventType) -> bool {
+    matches!(
+        ty,
+        EventType::ImagePushed
+            | EventType::ImageDeleted
+            | EventType::ScanCompleted
+            | EventType::LifecycleExpired
+            | EventType::ImageReplicated
+    )
+}
+
 /// Subscribed to the registry: routes ECR's events to delivery jobs.
 pub struct EventBridgeListener {
     events: Events,
@@ -101,10 +114,7 @@ impl EventListener for EventBridgeListener {
     }
 
     fn wants(&self, ty: EventType) -> bool {
-        matches!(
-            ty,
-            EventType::ImagePushed | EventType::ImageDeleted | EventType::ScanCompleted | EventType::LifecycleExpired
-        )
+        routed(ty)
     }
 
     fn name(&self) -> &str {

@@ -124,6 +124,8 @@ fn ecr_shapes_for_registry_events() {
     );
     let j = ecr_event(&replicated, REGION).unwrap().to_json();
     assert_eq!(j["detail-type"], "ECR Replication Action");
+    // The listener subscribes to it (the registry only calls listeners for the types they want).
+    assert!(kura_events::listener::routed(kura_registry::EventType::ImageReplicated));
     assert_eq!(
         j["detail"],
         json!({"result": "FAILURE", "repository-name": "prod/app", "image-digest": "sha256:aa",

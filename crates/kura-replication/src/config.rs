@@ -92,14 +92,6 @@ impl ReplicationConfiguration {
         out
     }
 
-    /// Whether deletions in `name` replicate to `dest` (some covering rule
-    /// with that destination enables `deleteReplication`).
-    pub fn deletes_replicate(&self, name: &str, dest: &Destination) -> bool {
-        self.rules.iter().any(|r| {
-            r.covers(name) && r.delete_replication.as_ref().is_some_and(|d| d.enabled) && r.destinations.contains(dest)
-        })
-    }
-
     /// Every unique destination.
     pub fn all_destinations(&self) -> BTreeSet<Destination> {
         self.rules.iter().flat_map(|r| r.destinations.iter().cloned()).collect()
@@ -135,11 +127,11 @@ impl ReplicationConfiguration {
             }
             for d in &rule.destinations {
                 if d.region == own_region && d.registry_id == own_account {
-                    return Err(format!(
+                    return Err(
                         "Invalid parameter at 'replicationConfiguration' failed to satisfy constraint: \
-                         'Replication destination cannot be the same as the source registry: \
-                         region {own_region}, registry {own_account}'"
-                    ));
+                         'Replication destination cannot be the same as the source registry'"
+                            .to_string(),
+                    );
                 }
                 if !is_region(&d.region) {
                     return Err(format!(
@@ -155,6 +147,15 @@ impl ReplicationConfiguration {
                         d.registry_id
                     ));
                 }
+            }
+            // Kura does not replicate deletions: a rule asking for it is refused
+            // rather than accepted and silently not honoured.
+            if rule.delete_replication.as_ref().is_some_and(|d| d.enabled) {
+                return Err(
+                    "Invalid parameter at 'deleteReplication' failed to satisfy constraint: \
+                     'Kura does not replicate image deletions; set deleteReplication.enabled to false or omit it'"
+                        .to_string(),
+                );
             }
             if rule.repository_filters.len() > MAX_FILTERS {
                 return Err(format!(
@@ -295,6 +296,19 @@ mod tests {
              "repositoryFilters":[{"filter":"Prod","filterType":"PREFIX_MATCH"}]}]}"#,
         );
         assert!(upper.validate("us-east-1", "1").is_err());
+        let deletes = cfg(
+            r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
+             "deleteReplication":{"enabled":true}}]}"#,
+        );
+        assert!(deletes
+            .validate("us-east-1", "1")
+            .unwrap_err()
+            .contains("deleteReplication"));
+        let no_deletes = cfg(
+            r#"{"rules":[{"destinations":[{"region":"eu-west-1","registryId":"111111111111"}],
+             "deleteReplication":{"enabled":false}}]}"#,
+        );
+        assert!(no_deletes.validate("us-east-1", "1").is_ok());
         assert!(is_filter("prod/") && is_filter("prod/ap") && is_filter("ab") && !is_filter("/x"));
     }
 }

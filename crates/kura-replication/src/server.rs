@@ -18,7 +18,7 @@ use futures::{StreamExt, TryStreamExt};
 use kura_authz::Authz;
 use kura_registry::service::Body;
 use kura_registry::Registry;
-use kura_store::ControlStore;
+use kura_store::{AuditStore, ControlStore};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -37,6 +37,7 @@ pub struct FederationServer {
     authz: Arc<Authz>,
     control: Arc<dyn ControlStore>,
     key: Option<FederationKey>,
+    trail: std::sync::OnceLock<Arc<dyn AuditStore>>,
 }
 
 impl FederationServer {
@@ -53,7 +54,14 @@ impl FederationServer {
             authz,
             control,
             key,
+            trail: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Record each image that arrives in the destination account's audit
+    /// trail (a `ReplicateImage` `AwsServiceEvent` naming the source).
+    pub fn record_to(&self, trail: Arc<dyn AuditStore>) {
+        let _ = self.trail.set(trail);
     }
 }
 
@@ -110,6 +118,16 @@ fn authenticate(
     account: &str,
     repository: &str,
 ) -> Result<LocalSink, Failure> {
+    authenticate_claims(s, headers, account, repository).map(|(sink, _)| sink)
+}
+
+/// [`authenticate`], with the token's claims.
+fn authenticate_claims(
+    s: &FederationServer,
+    headers: &HeaderMap,
+    account: &str,
+    repository: &str,
+) -> Result<(LocalSink, Claims), Failure> {
     let refuse = |m: String| Failure(StatusCode::UNAUTHORIZED, sink::AUTH_FAILED, m);
     let Some(key) = &s.key else {
         return Err(refuse(
@@ -134,13 +152,14 @@ fn authenticate(
             claims.da, claims.repo
         )));
     }
-    Ok(LocalSink::new(
+    let sink = LocalSink::new(
         s.registry.clone(),
         s.authz.clone(),
         s.control.clone(),
         &claims.sa,
         &claims.da,
-    ))
+    );
+    Ok((sink, claims))
 }
 
 async fn json_body<T: serde::de::DeserializeOwned>(body: AxumBody) -> Result<T, Failure> {
@@ -288,7 +307,7 @@ async fn manifest(
 ) -> Result<Json<Value>, Failure> {
     let p = params(&uri);
     let (account, repository) = (p.one("account")?, p.one("repository")?);
-    let sink = authenticate(&s, &headers, &account, &repository)?;
+    let (sink, claims) = authenticate_claims(&s, &headers, &account, &repository)?;
     let digest = p.one("digest")?;
     let media_type = headers
         .get("content-type")
@@ -298,7 +317,29 @@ async fn manifest(
     let bytes = axum::body::to_bytes(body, MAX_MANIFEST)
         .await
         .map_err(|_| bad("the manifest is too large"))?;
-    sink.put_manifest(&repository, &digest, &media_type, bytes.to_vec(), &p.all("tag"))
+    let tags = p.all("tag");
+    sink.put_manifest(&repository, &digest, &media_type, bytes.to_vec(), &tags)
         .await?;
+    if let Some(trail) = s.trail.get() {
+        let row = kura_store::audit::aws_service_event(kura_store::audit::ServiceEvent {
+            account: &account,
+            at_ms: kura_store::now_millis(),
+            source: "ecr.amazonaws.com",
+            event_name: "ReplicateImage",
+            region: Some(s.authz.region()),
+            repository: Some(&repository),
+            detail: json!({
+                "repositoryName": repository,
+                "imageDigest": digest,
+                "imageTags": tags,
+                "sourceRegion": claims.src,
+                "sourceRegistryId": claims.sa,
+                "status": "RECEIVED",
+            }),
+        });
+        if let Err(e) = trail.trail_append(&[row]).await {
+            tracing::warn!(error = %e, "could not record a replicated image in the audit trail");
+        }
+    }
     Ok(Json(json!({})))
 }

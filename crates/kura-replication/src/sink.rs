@@ -192,6 +192,11 @@ pub fn from_registry(e: RegistryError) -> ReplError {
     match e {
         RegistryError::TagImmutable { .. } => ReplError::failed(TAG_IMMUTABLE, e.to_string()),
         RegistryError::UploadUnknown { id } => ReplError::UploadLost(id),
+        // The session is busy (a request of an attempt that died still holds its
+        // lease, e.g. the source was killed mid-PUT) or stands elsewhere than the
+        // job thought: the next attempt asks for the offset again, and a lapsed
+        // lease frees the session.
+        RegistryError::UploadOffset { .. } => ReplError::Retry(e.to_string()),
         RegistryError::Store(_) | RegistryError::Unavailable => ReplError::Retry(e.to_string()),
         RegistryError::LimitExceeded { .. } => ReplError::Retry(e.to_string()),
         other => ReplError::failed(REJECTED, other.to_string()),
@@ -323,5 +328,23 @@ impl Sink for LocalSink {
             .await
             .map_err(from_registry)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_or_moved_upload_is_retried_not_failed() {
+        let e = RegistryError::UploadOffset {
+            repository: "prod/big".into(),
+            id: "u1".into(),
+            offset: 209_715_200,
+            why: "chunk does not start at the upload's current offset".into(),
+        };
+        assert!(matches!(from_registry(e), ReplError::Retry(_)));
+        let lost = from_registry(RegistryError::UploadUnknown { id: "u1".into() });
+        assert_eq!(lost, ReplError::UploadLost("u1".into()));
     }
 }

@@ -57,6 +57,16 @@ async fn cross_region_image_is_byte_exact_with_tags_and_filters() {
             && e.actor.principal_arn == kura_replication::REPLICATION_SERVICE
     });
     assert!(pushed_by_replication);
+    // The destination's trail names where the image came from.
+    let arrived = eu.replication_records(A).await;
+    assert!(
+        arrived
+            .iter()
+            .any(|r| r["serviceEventDetails"]["imageDigest"] == digest.as_str()
+                && r["serviceEventDetails"]["sourceRegion"] == US
+                && r["awsRegion"] == EU),
+        "{arrived:?}"
+    );
     // Byte-exact, by digest and by tag; every blob readable in the destination.
     assert_eq!(eu.manifest(A, "prod/api", &digest).await.unwrap(), body);
     assert_eq!(eu.manifest(A, "prod/api", "v1").await.unwrap(), body);

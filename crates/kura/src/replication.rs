@@ -96,7 +96,10 @@ pub fn install(
         store.clone(),
         store.clone(),
     ));
-    let server = FederationServer::new(registry.clone(), ecr.authz().clone(), store, key);
+    let server = FederationServer::new(registry.clone(), ecr.authz().clone(), store.clone(), key);
+    if audit {
+        server.record_to(store);
+    }
     Ok(Installed {
         replicator,
         backfill,

@@ -85,6 +85,7 @@ impl Deployment {
         let seen = Arc::new(Seen::default());
         registry.subscribe(seen.clone());
         let server = FederationServer::new(registry.clone(), authz, store.clone(), key);
+        server.record_to(store.clone());
         let patched = Arc::new(AtomicU64::new(0));
         let counter = patched.clone();
         let patches = Arc::new(AtomicU64::new(0));
