@@ -102,3 +102,27 @@ if ! "$S3S_FS_ROOT/bin/s3s-fs" --version 2>/dev/null | grep -qx "s3s-fs $S3S_FS_
 fi
 ln -sf "$S3S_FS_ROOT/bin/s3s-fs" /usr/local/bin/s3s-fs
 printf '%-12s %s\n' s3s-fs "$(command -v s3s-fs) ($(s3s-fs --version))"
+
+# --- aws CLI v2 and the AWS SDK for JavaScript v3 (tests/e2e/test_ecr_clients.py)
+# Debian 12's `awscli` package is the CLI v2 (2.9.x) at /usr/bin/aws; pip's v1
+# (above) stays first on PATH as `aws`, so the tests call v2 by its path.
+# The SDK goes under /opt (never into the repository), found through NODE_PATH.
+if ! /usr/bin/aws --version 2>/dev/null | grep -q '^aws-cli/2\.'; then
+    apt-get install -y --no-install-recommends awscli
+fi
+printf '%-12s %s\n' aws-v2 "$(/usr/bin/aws --version)"
+KURA_E2E_NODE_DIR="${KURA_E2E_NODE_DIR:-/opt/kura-e2e-node}"
+# The SDK's current releases need node >= 20; Debian 12's own nodejs is 18.
+if ! command -v npm >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends nodejs npm
+fi
+NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$NODE_MAJOR" -lt 20 ]; then
+    echo "node $(node --version) is older than the AWS SDK for JavaScript v3 needs (20): test_ecr_clients.py's SDK test will fail" >&2
+elif [ ! -d "$KURA_E2E_NODE_DIR/node_modules/@aws-sdk/client-ecr" ]; then
+    mkdir -p "$KURA_E2E_NODE_DIR"
+    (cd "$KURA_E2E_NODE_DIR" && npm install --no-audit --no-fund --silent @aws-sdk/client-ecr@3)
+fi
+if [ -d "$KURA_E2E_NODE_DIR/node_modules/@aws-sdk/client-ecr" ]; then
+    printf '%-12s %s\n' client-ecr "$(node -p "require('$KURA_E2E_NODE_DIR/node_modules/@aws-sdk/client-ecr/package.json').version") (node $(node --version))"
+fi

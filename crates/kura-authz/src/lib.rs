@@ -132,6 +132,18 @@ impl Access {
     }
 }
 
+/// Validate an ECR repository or registry policy (`what`) the way ECR does
+/// when it is put (ECR and ECR Public alike): `InvalidParameterException`
+/// with the reason.
+pub fn check_repository_policy(text: &str, what: &str) -> AwsResult<kura_iam::Policy> {
+    kura_iam::Policy::parse_with(text, &kura_iam::ParseOptions::ecr_repository_policy()).map_err(|e| {
+        AwsError::invalid_parameter(format!(
+            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {what} policy provided'. {}",
+            e.reason()
+        ))
+    })
+}
+
 /// The ARN a registry policy is stored under.
 pub fn registry_arn(region: &str, account: &str) -> String {
     format!("arn:aws:ecr:{region}:{account}:registry")

@@ -279,8 +279,9 @@ pub fn aws_api(ecr: &Arc<Ecr>, options: &AppOptions) -> kura_aws::Api {
     // service answers actions nobody has.
     api.register(Arc::new(service::EcrService::new(ecr.clone())))
         .register(Arc::new(public::PublicService::new(Arc::new(public::Public::new(
-            ecr.meta.clone(),
+            ecr.registry.clone(),
             ecr.control.clone(),
+            ecr.iam.clone(),
             ecr.authz.clone(),
             ecr.token_key.clone(),
             &ecr.config.default_account,

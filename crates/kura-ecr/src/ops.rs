@@ -3,12 +3,9 @@
 //! semantic rules. Timestamps are epoch seconds as JSON numbers.
 
 use base64::Engine;
-use futures::stream;
-use kura_oci::{Digest, RepoName};
-use kura_registry::error::{Invalid, RegistryError};
-use kura_registry::service::DeleteCause;
-use kura_store::meta::{ImageRow, RepoRow, RepoSettings, TagStatus};
-use serde_json::{json, Map, Value};
+use kura_oci::RepoName;
+use kura_store::meta::{RepoRow, RepoSettings};
+use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::authz::Access;
@@ -229,67 +226,9 @@ fn check_tags(tags: &[(String, String)]) -> EcrResult<()> {
     Ok(())
 }
 
-fn image_detail(account: &str, repo: &str, img: &ImageRow) -> Value {
-    let mut d = json!({
-        "registryId": account,
-        "repositoryName": repo,
-        "imageDigest": img.digest,
-        "imageSizeInBytes": img.size,
-        "imagePushedAt": ts(img.pushed_at),
-        "imageManifestMediaType": img.media_type,
-        "imageStatus": "ACTIVE",
-    });
-    if !img.tags.is_empty() {
-        d["imageTags"] = json!(img.tags);
-    }
-    if let Some(a) = &img.artifact_type {
-        d["artifactMediaType"] = json!(a);
-    }
-    if let Some(p) = img.last_pulled_at {
-        d["lastRecordedPullTime"] = ts(p);
-    }
-    if let Some(sub) = &img.subject {
-        d["subjectManifestDigest"] = json!(sub);
-    }
-    d
-}
-
-/// An image id as ECR echoes it.
-fn image_id(digest: Option<&str>, tag: Option<&str>) -> Value {
-    let mut m = Map::new();
-    if let Some(d) = digest {
-        m.insert("imageDigest".into(), json!(d));
-    }
-    if let Some(t) = tag {
-        m.insert("imageTag".into(), json!(t));
-    }
-    Value::Object(m)
-}
-
-fn image_failure(id: &Value, code: &str, reason: impl Into<String>) -> Value {
-    json!({"imageId": id, "failureCode": code, "failureReason": reason.into()})
-}
-
-/// An image id as ECR's messages render it: both members, quoted, a missing
-/// one as `'null'` (`{imageDigest:'null', imageTag:'latest'}`).
-fn render_image_id(id: &Value) -> String {
-    let part = |k: &str| s(id, k).unwrap_or("null").to_string();
-    format!(
-        "{{imageDigest:'{}', imageTag:'{}'}}",
-        part("imageDigest"),
-        part("imageTag")
-    )
-}
-
-fn image_not_found(id: &Value, repo: &str, account: &str) -> EcrError {
-    EcrError::new(
-        "ImageNotFoundException",
-        format!(
-            "The image with imageId {} does not exist within the repository with name '{repo}' in the registry with id '{account}'",
-            render_image_id(id)
-        ),
-    )
-}
+pub(crate) use kura_images::{
+    image_detail, image_failure, image_id, image_not_found, map_registry_error, render_image_id, tag_status,
+};
 
 /// Run one operation (authorized before, by the pipeline).
 pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: Value) -> EcrResult<Value> {
@@ -506,68 +445,33 @@ impl Ecr {
 
     /// Resolve an `ImageIdentifier` to a digest, or the failure ECR reports.
     async fn resolve(&self, repo: i64, id: &Value) -> EcrResult<Result<String, (&'static str, String)>> {
-        let digest = s(id, "imageDigest");
-        let tag = s(id, "imageTag");
-        if let Some(d) = digest {
-            if d.parse::<Digest>().is_err() {
-                return Ok(Err((
-                    "InvalidImageDigest",
-                    "Invalid request parameters: image digest should satisfy the regex '[a-zA-Z0-9-_+.]+:[a-fA-F0-9]+'"
-                        .into(),
-                )));
-            }
-        }
-        match (digest, tag) {
-            (None, None) => Ok(Err((
-                "MissingDigestAndTag",
-                "Invalid request parameters: both tag and digest cannot be null".into(),
-            ))),
-            (Some(d), None) => Ok(match self.meta.image_get(repo, d).await? {
-                Some(_) => Ok(d.to_string()),
-                None => Err(("ImageNotFound", "Requested image not found".into())),
-            }),
-            (_, Some(t)) => {
-                let found = self.meta.tag_get(repo, t).await?;
-                Ok(match (found, digest) {
-                    (None, _) => Err(("ImageNotFound", "Requested image not found".into())),
-                    (Some(f), Some(d)) if f != d => Err((
-                        "ImageTagDoesNotMatchDigest",
-                        format!("Invalid request parameters: given tag '{t}' does not match the given digest"),
-                    )),
-                    (Some(f), _) => Ok(f),
-                })
-            }
+        kura_images::resolve(self.meta.as_ref(), repo, id).await
+    }
+
+    /// The shared image and layer operations' view of a repository.
+    fn image_target<'a>(
+        &'a self,
+        account: &'a str,
+        name: &'a RepoName,
+        repo: &'a RepoRow,
+        actor: &'a kura_registry::Actor,
+    ) -> kura_images::Target<'a> {
+        kura_images::Target {
+            registry: &self.registry,
+            account,
+            name,
+            repo,
+            actor,
         }
     }
 
     async fn describe_images(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
         let (account, name, repo) = self.target(ctx, v).await?;
-        if let Some(ids) = v.get("imageIds").and_then(Value::as_array) {
-            let mut out = Vec::new();
-            for id in ids {
-                match self.resolve(repo.id, id).await? {
-                    Ok(d) => {
-                        if let Some(img) = self.meta.image_get(repo.id, &d).await? {
-                            if !out.iter().any(|o: &Value| o["imageDigest"] == json!(img.digest)) {
-                                out.push(image_detail(&account, name.as_str(), &img));
-                            }
-                        }
-                    }
-                    Err(("ImageNotFound", _)) => return Err(image_not_found(id, name.as_str(), &account)),
-                    Err((_, reason)) => return Err(EcrError::invalid_parameter(reason)),
-                }
-            }
-            self.attach_scan_status(repo.id, &mut out).await?;
-            return Ok(json!({"imageDetails": out}));
-        }
-        let status = tag_status(v.pointer("/filter/tagStatus").and_then(Value::as_str));
-        let limit = max_results(v, 100);
-        let after = decode_token(v)?;
-        let mut imgs = self
-            .meta
-            .image_list(repo.id, status, after.as_deref(), limit + 1)
+        let actor = ctx.actor();
+        let (imgs, next) = self
+            .image_target(&account, &name, &repo, &actor)
+            .describe_images(v)
             .await?;
-        let next = page(&mut imgs, limit, |x| &x.digest);
         let mut details: Vec<Value> = imgs.iter().map(|i| image_detail(&account, name.as_str(), i)).collect();
         self.attach_scan_status(repo.id, &mut details).await?;
         let mut out = json!({ "imageDetails": details });
@@ -623,120 +527,16 @@ impl Ecr {
 
     async fn put_image(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
         let (account, name, repo) = self.target(ctx, v).await?;
-        let manifest = s(v, "imageManifest").unwrap_or_default().as_bytes().to_vec();
-        let tag = s(v, "imageTag");
-        let computed = match s(v, "imageDigest") {
-            Some(d) => {
-                let want: Digest = d.parse().map_err(|_| {
-                    EcrError::invalid_parameter(format!(
-                        "Invalid parameter at 'imageDigest' failed to satisfy constraint: '{d} is not a valid digest'"
-                    ))
-                })?;
-                let actual = Digest::of(want.algorithm(), &manifest);
-                if actual != want {
-                    return Err(EcrError::new(
-                        "ImageDigestDoesNotMatchException",
-                        format!("Provided digest {want} does not match the digest of the manifest: {actual}"),
-                    ));
-                }
-                actual
-            }
-            None => Digest::sha256(&manifest),
-        };
-        let exists = self.meta.image_get(repo.id, computed.as_str()).await?.is_some();
-        let already = match tag {
-            Some(t) => self.meta.tag_get(repo.id, t).await?.as_deref() == Some(computed.as_str()),
-            None => exists,
-        };
-        if already {
-            return Err(EcrError::new(
-                "ImageAlreadyExistsException",
-                format!(
-                    "Image with digest '{computed}'{} already exists in the repository with name '{name}' in registry with id '{account}'",
-                    tag.map(|t| format!(" and tag '{t}'")).unwrap_or_default()
-                ),
-            ));
-        }
-        let reference = tag.map(String::from).unwrap_or_else(|| computed.to_string());
-        let out = self
-            .registry
-            .put_manifest(
-                &account,
-                &name,
-                &reference,
-                &[],
-                s(v, "imageManifestMediaType"),
-                manifest.clone(),
-                &ctx.actor(),
-            )
-            .await
-            .map_err(|e| map_put_error(e, &account, name.as_str()))?;
-        let media = self
-            .meta
-            .image_get(repo.id, out.digest.as_str())
-            .await?
-            .map(|i| i.media_type)
-            .unwrap_or_default();
-        Ok(json!({"image": {
-            "registryId": account,
-            "repositoryName": name.as_str(),
-            "imageId": image_id(Some(out.digest.as_str()), tag),
-            "imageManifest": String::from_utf8_lossy(&manifest),
-            "imageManifestMediaType": media,
-        }}))
+        let actor = ctx.actor();
+        self.image_target(&account, &name, &repo, &actor).put_image(v).await
     }
 
     async fn batch_delete_image(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
         let (account, name, repo) = self.target(ctx, v).await?;
         let actor = ctx.actor();
-        let mut deleted = Vec::new();
-        let mut failures = Vec::new();
-        for id in v["imageIds"].as_array().into_iter().flatten() {
-            let digest = match self.resolve(repo.id, id).await? {
-                Ok(d) => d,
-                Err((code, reason)) => {
-                    failures.push(image_failure(id, code, reason));
-                    continue;
-                }
-            };
-            match s(id, "imageTag") {
-                // By tag: untag; the image goes with its last tag.
-                Some(t) if s(id, "imageDigest").is_none() => {
-                    match self.registry.untag(&account, &name, t, true, &actor).await {
-                        Ok(_) => deleted.push(image_id(Some(&digest), Some(t))),
-                        // Untagged in between: as if resolved to nothing.
-                        Err(RegistryError::ManifestUnknown { .. }) => {
-                            failures.push(image_failure(id, "ImageNotFound", "Requested image not found"))
-                        }
-                        Err(e) => return Err(map_registry_error(e, &account, name.as_str())),
-                    }
-                }
-                _ => match self
-                    .registry
-                    .delete_image(&account, &name, &digest, DeleteCause::Request, &actor)
-                    .await
-                {
-                    Ok(tags) => {
-                        if tags.is_empty() {
-                            deleted.push(image_id(Some(&digest), None));
-                        }
-                        for t in &tags {
-                            deleted.push(image_id(Some(&digest), Some(t)));
-                        }
-                    }
-                    Err(RegistryError::ManifestUnknown { .. }) => {
-                        failures.push(image_failure(id, "ImageNotFound", "Requested image not found"))
-                    }
-                    Err(RegistryError::ReferencedBy { parents, .. }) => failures.push(image_failure(
-                        id,
-                        "ImageReferencedByManifestList",
-                        format!("Requested image is referenced by manifest list {}", parents.join(", ")),
-                    )),
-                    Err(e) => return Err(map_registry_error(e, &account, name.as_str())),
-                },
-            }
-        }
-        Ok(json!({"imageIds": deleted, "failures": failures}))
+        self.image_target(&account, &name, &repo, &actor)
+            .batch_delete_image(v)
+            .await
     }
 
     async fn get_authorization_token(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
@@ -893,76 +693,6 @@ impl Ecr {
             out["nextToken"] = json!(encode_token(&refs.last().unwrap().digest));
         }
         Ok(out)
-    }
-}
-
-fn tag_status(s: Option<&str>) -> TagStatus {
-    match s {
-        Some("TAGGED") => TagStatus::Tagged,
-        Some("UNTAGGED") => TagStatus::Untagged,
-        _ => TagStatus::Any,
-    }
-}
-
-/// ECR's error for a registry service error met by an API operation.
-fn map_registry_error(e: RegistryError, account: &str, repo: &str) -> EcrError {
-    let message = e.to_string();
-    match e {
-        RegistryError::RepositoryUnknown { .. } => EcrError::repository_not_found(repo, account),
-        RegistryError::UploadUnknown { .. } => EcrError::new(
-            "UploadNotFoundException",
-            format!("The upload could not be found in the repository with name '{repo}' in the registry with id '{account}'"),
-        ),
-        RegistryError::UploadOffset { .. }
-        | RegistryError::RangeUnsatisfiable { .. }
-        | RegistryError::Invalid {
-            what: Invalid::Size | Invalid::BlobUpload,
-            ..
-        } => EcrError::new("InvalidLayerPartException", message),
-        RegistryError::DigestMismatch { .. }
-        | RegistryError::Invalid {
-            what: Invalid::Digest, ..
-        } => EcrError::new("InvalidLayerException", message),
-        RegistryError::ManifestUnknown { .. } => EcrError::new("ImageNotFoundException", message),
-        RegistryError::LimitExceeded { .. } => EcrError::new("LimitExceededException", message),
-        RegistryError::Store(e) => EcrError::from(e),
-        // Storage full: ServerException with 503, which the AWS SDKs retry.
-        RegistryError::Unavailable => {
-            EcrError::new("ServerException", message).with_status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
-        }
-        RegistryError::BlobUnknown { .. }
-        | RegistryError::TagImmutable { .. }
-        | RegistryError::ReferencedBy { .. }
-        | RegistryError::MissingReferences { .. }
-        | RegistryError::ManifestTooLarge { .. }
-        | RegistryError::Invalid { .. } => EcrError::invalid_parameter(message),
-    }
-}
-
-/// ECR's error for a failed `PutImage`.
-fn map_put_error(e: RegistryError, account: &str, repo: &str) -> EcrError {
-    match e {
-        RegistryError::TagImmutable { tag, .. } => EcrError::new(
-            "ImageTagAlreadyExistsException",
-            format!(
-                "The image tag '{tag}' already exists in the '{repo}' repository and cannot be overwritten because the repository is immutable."
-            ),
-        ),
-        RegistryError::MissingReferences { blobs, .. } if !blobs.is_empty() => EcrError::new(
-            "LayersNotFoundException",
-            format!("Layers with digests '{blobs:?}' required for pushing image into repository with name '{repo}' in the registry with id '{account}' do not exist"),
-        ),
-        e @ RegistryError::MissingReferences { .. } => {
-            EcrError::new("ReferencedImagesNotFoundException", e.to_string())
-        }
-        e @ RegistryError::Invalid {
-            what: Invalid::Manifest | Invalid::Tag | Invalid::Digest,
-            ..
-        } => EcrError::invalid_parameter(format!(
-            "Invalid parameter at 'imageManifest' failed to satisfy constraint: '{e}'"
-        )),
-        RegistryError::ManifestTooLarge { .. } => EcrError::invalid_parameter("Invalid parameter at 'imageManifest' failed to satisfy constraint: 'Member must have length less than or equal to 4194304'"),
-        e => map_registry_error(e, account, repo),
     }
 }
 

@@ -472,7 +472,7 @@ async fn model_validation() {
     // Nothing was created by the refused calls.
     assert!(names(&t.ok("DescribeRepositories", json!({})).await).is_empty());
 
-    // Operations: unknown to the model, and in the model but not served.
+    // Operations: unknown to the model; every one of the model is served.
     t.public("NoSuchThing", json!({}))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "UnknownOperationException");
@@ -481,7 +481,7 @@ async fn model_validation() {
         json!({"repositoryName": "ok", "imageIds": [{"imageTag": "x"}]}),
     )
     .await
-    .assert_error(StatusCode::BAD_REQUEST, "UnsupportedCommandException");
+    .assert_error(StatusCode::BAD_REQUEST, "RepositoryNotFoundException");
 }
 
 #[tokio::test]

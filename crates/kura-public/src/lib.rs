@@ -15,9 +15,12 @@
 //! global) and validated against ECR Public's model ([`public_model`])
 //! before an operation runs; each operation is authorized as
 //! `ecr-public:<Operation>` on `arn:aws:ecr-public::<account>:repository/<name>`
-//! (or the registry ARN, or `*`). Operations of the model that Kura leaves
-//! to the registry API (image and layer calls, repository policies, tags)
-//! answer `UnsupportedCommandException`.
+//! (or the registry ARN, or `*`); a repository's own policy (`SetRepositoryPolicy`,
+//! kept under its `ecr-public` ARN) and tags take part in that decision.
+//! Every operation of the model is built: the image and layer operations
+//! are private ECR's ([`kura_images`]) on the marked repository, so a
+//! repository ECR Public does not see (a private one) is
+//! `RepositoryNotFoundException` to all of them.
 //!
 //! Anyone may read a public repository: [`anonymous_read_allowed`] lets a
 //! request without credentials through the data-plane guard for GET and
@@ -33,7 +36,7 @@ use kura_aws::service::OpTable;
 use kura_aws::{AwsService, Call, OpSpec, Protocol, Scope};
 use kura_oci::RepoName;
 use kura_registry::endpoint::Endpoint;
-use kura_registry::DataRequest;
+use kura_registry::{DataRequest, Registry};
 use kura_store::control::PublicRepoRow;
 use kura_store::meta::{DeleteRepo, RepoSettings};
 use serde_json::{json, Map, Value};
@@ -41,7 +44,9 @@ use serde_json::{json, Map, Value};
 use kura_authz::{Access, Authz};
 use kura_aws::model::Model;
 use kura_aws::{AwsError, AwsResult, Caller};
-use kura_store::{ControlStore, MetaStore};
+use kura_store::{ControlStore, IamStore, MetaStore};
+
+mod images;
 
 const ECR_PUBLIC_MODEL_JSON: &str = include_str!("../model/ecr-public-shapes.json");
 
@@ -55,6 +60,8 @@ pub fn public_model() -> &'static Model {
 pub struct Public {
     meta: Arc<dyn MetaStore>,
     control: Arc<dyn ControlStore>,
+    iam: Arc<dyn IamStore>,
+    registry: Arc<Registry>,
     authz: Arc<Authz>,
     token_key: Vec<u8>,
     default_account: String,
@@ -63,17 +70,21 @@ pub struct Public {
 impl Public {
     /// ECR Public over these stores; `token_key` signs the registry tokens
     /// `GetAuthorizationToken` hands out; `default_account` is the account
-    /// of host names without one.
+    /// of host names without one. Images go through `registry` (its
+    /// metadata store is `meta`'s); repository policies are kept in `iam`.
     pub fn new(
-        meta: Arc<dyn MetaStore>,
+        registry: Arc<Registry>,
         control: Arc<dyn ControlStore>,
+        iam: Arc<dyn IamStore>,
         authz: Arc<Authz>,
         token_key: Vec<u8>,
         default_account: &str,
     ) -> Self {
         Public {
-            meta,
+            meta: registry.meta().clone(),
             control,
+            iam,
+            registry,
             authz,
             token_key,
             default_account: default_account.to_string(),
@@ -101,6 +112,22 @@ struct Ctx {
     host: String,
     /// The client's address, if known (`aws:SourceIp`).
     source_ip: Option<std::net::IpAddr>,
+    /// The client's `User-Agent`, if it sent one (the image events' actor).
+    user_agent: Option<String>,
+}
+
+impl Ctx {
+    /// The caller as the actor of the image events this call causes.
+    fn actor(&self) -> kura_registry::Actor {
+        kura_registry::Actor {
+            account: self.caller.account.clone(),
+            principal_arn: self.caller.principal_arn.clone(),
+            principal_id: self.caller.principal_id.clone(),
+            access_key_id: Some(self.caller.access_key_id.clone()),
+            source_ip: self.source_ip,
+            user_agent: self.user_agent.clone(),
+        }
+    }
 }
 
 /// The `Bearer` token that stands for "no credentials" (what the token
@@ -144,36 +171,21 @@ pub fn registry_arn(account: &str) -> String {
     format!("arn:aws:ecr-public::{account}:registry/{account}")
 }
 
-/// ECR Public's operations (every operation of its model). Each operation
-/// authorizes itself (`ecr-public:<Operation>` on the repository or
-/// registry ARN it resolves, or `*`).
+/// ECR Public's operations (every operation of its model, all built). Each
+/// operation authorizes itself (`ecr-public:<Operation>` on the repository
+/// or registry ARN it resolves, or `*`).
 pub fn operations() -> &'static OpTable {
     static T: OnceLock<OpTable> = OnceLock::new();
     T.get_or_init(|| {
         OpTable::build(
             "ecr-public",
-            public_model().operations.keys().map(|name| {
-                let name: &'static str = name.as_str();
-                let built = BUILT.contains(&name);
-                (name, Scope::Other, built)
-            }),
+            public_model()
+                .operations
+                .keys()
+                .map(|name| (name.as_str(), Scope::Other, true)),
         )
     })
 }
-
-/// The operations Kura implements; the model's others answer
-/// `UnsupportedCommandException`.
-const BUILT: [&str; 9] = [
-    "CreateRepository",
-    "DescribeRepositories",
-    "DeleteRepository",
-    "PutRepositoryCatalogData",
-    "GetRepositoryCatalogData",
-    "GetAuthorizationToken",
-    "DescribeRegistries",
-    "GetRegistryCatalogData",
-    "PutRegistryCatalogData",
-];
 
 /// ECR Public on the AWS pipeline: SigV4-signed for `ecr-public` (any
 /// region), validated against its model.
@@ -200,6 +212,7 @@ fn ctx(call: &Call, op: &OpSpec, input: &Value) -> Ctx {
         caller: call.caller.clone(),
         host: call.host.clone(),
         source_ip: call.source_ip,
+        user_agent: call.user_agent.clone(),
     }
 }
 
@@ -231,10 +244,15 @@ impl AwsService for PublicService {
         public_model().validate(op.name, input)
     }
 
-    /// ECR Public registries are managed by their own account only; each
-    /// operation then authorizes its `ecr-public:` action itself.
+    /// ECR Public registries are managed by their own account only (the
+    /// `registryId` of the input, or the account of the repository ARN a tag
+    /// operation names); each operation then authorizes its `ecr-public:`
+    /// action itself.
     async fn authorize(&self, call: &Call, op: &OpSpec, input: &Value) -> Result<(), AwsError> {
-        let account = ctx(call, op, input).account;
+        let account = match images::arn_account(op.name, input) {
+            Some(a) => a,
+            None => ctx(call, op, input).account,
+        };
         if account != call.caller.account {
             return Err(AwsError::new(
                 "AccessDeniedException",
@@ -267,10 +285,7 @@ async fn run(ecr: &Public, ctx: &Ctx, op: &str, input: &Value) -> AwsResult<Valu
             let name = input.get("displayName").and_then(Value::as_str).unwrap_or_default();
             ecr.public_registry_catalog_data(ctx, Some(name)).await
         }
-        other => Err(AwsError::new(
-            "UnsupportedCommandException",
-            format!("Kura does not implement the ECR Public operation {other}; use the registry API (/v2/) for images"),
-        )),
+        other => images::run(ecr, ctx, other, input).await,
     }
 }
 
@@ -380,7 +395,12 @@ impl Public {
     }
 
     async fn authorize_public(&self, ctx: &Ctx, action: &str, arn: &str, account: &str) -> AwsResult<()> {
-        let access = Access::resource(&format!("ecr-public:{action}"), arn, account);
+        let mut access = Access::resource(&format!("ecr-public:{action}"), arn, account);
+        if arn.contains(":repository/") && !arn.ends_with('*') {
+            // A repository's own policy and tags take part.
+            access.policy_arn = Some(arn.to_string());
+            access.tags_arn = Some(arn.to_string());
+        }
         self.authorize(&ctx.caller, &access, ctx.source_ip).await
     }
 
@@ -425,6 +445,8 @@ impl Public {
         if !tags.is_empty() {
             self.control.resource_tags_put(&arn, &tags).await?;
         }
+        // So does its policy.
+        self.iam.resource_policy_delete(&arn).await?;
         if !self.control.public_repo_put(repo.id, &catalog.to_string()).await? {
             // Deleted between the two writes.
             return Err(not_found(name.as_str(), &account));
@@ -492,6 +514,7 @@ impl Public {
                 // The mark went with the repository (foreign key); the tags are ours to drop.
                 let keys: Vec<String> = self.control.resource_tags(&arn).await?.into_iter().map(|(k, _)| k).collect();
                 self.control.resource_tags_remove(&arn, &keys).await?;
+                self.iam.resource_policy_delete(&arn).await?;
                 Ok(json!({"repository": self.public_repo_json(ctx, &row)}))
             }
         }

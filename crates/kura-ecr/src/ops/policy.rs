@@ -1,7 +1,6 @@
 //! Repository and registry policies (resource-based policies), and the
 //! authorization of every ECR operation.
 
-use kura_iam::{ParseOptions, Policy};
 use serde_json::{json, Value};
 
 use kura_aws::Scope;
@@ -95,7 +94,7 @@ impl Ecr {
         let name = repo_name(v)?;
         self.require_repo(&account, &name).await?;
         let text = s(v, "policyText").unwrap_or_default();
-        check_policy(text, &ParseOptions::ecr_repository_policy(), "repository")?;
+        kura_authz::check_repository_policy(text, "repository")?;
         let arn = repository_arn(&self.config.region, &account, name.as_str());
         self.iam.resource_policy_put(&arn, text).await?;
         Ok(json!({"registryId": account, "repositoryName": name.as_str(), "policyText": text}))
@@ -125,7 +124,7 @@ impl Ecr {
     pub(crate) async fn put_registry_policy(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
         let account = ctx.account.clone();
         let text = s(v, "policyText").unwrap_or_default();
-        check_policy(text, &ParseOptions::ecr_repository_policy(), "registry")?;
+        kura_authz::check_repository_policy(text, "registry")?;
         self.iam
             .resource_policy_put(&registry_arn(&self.config.region, &account), text)
             .await?;
@@ -157,15 +156,4 @@ pub(crate) fn parse_repository_arn(region: &str, arn: &str) -> Option<(String, S
     let name = a.resource.strip_prefix("repository/")?;
     (a.partition == "aws" && a.service == "ecr" && a.region == region && a.has_account_id())
         .then(|| (a.account.to_string(), name.to_string()))
-}
-
-/// Validate a resource policy the way ECR does when it is put: ECR answers
-/// `InvalidParameterException` with the reason.
-fn check_policy(text: &str, opts: &ParseOptions, what: &str) -> EcrResult<Policy> {
-    Policy::parse_with(text, opts).map_err(|e| {
-        EcrError::invalid_parameter(format!(
-            "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid {what} policy provided'. {}",
-            e.reason()
-        ))
-    })
 }
