@@ -276,7 +276,8 @@ def test_manual_scan_scratch_and_index(scanning_registry, tmp_path):
 def test_registry_scanning_configuration(scanning_registry):
     aws = Aws(scanning_registry)
     aws("create-repository", "--repository-name", "cont/app")
-    aws("create-repository", "--repository-name", "other/app")
+    aws("create-repository", "--repository-name", "other/app",
+        "--image-scanning-configuration", "scanOnPush=true")
     got = aws("get-registry-scanning-configuration")
     assert got["scanningConfiguration"] == {"scanType": "BASIC", "rules": []}
     aws("put-registry-scanning-configuration", "--scan-type", "BASIC", "--rules",
@@ -292,7 +293,9 @@ def test_registry_scanning_configuration(scanning_registry):
               "cont/app", "other/app", "missing/app")
     confs = {c["repositoryName"]: c for c in out["scanningConfigurations"]}
     assert confs["cont/app"]["scanFrequency"] == "CONTINUOUS_SCAN"
-    assert confs["cont/app"]["scanOnPush"] is True
+    # As ECR: scanOnPush is the repository's own flag, not the rule's.
+    assert confs["cont/app"]["scanOnPush"] is False
+    assert confs["other/app"]["scanOnPush"] is True
     assert confs["cont/app"]["appliedScanFilters"] == [{"filter": "cont/*", "filterType": "WILDCARD"}]
     assert confs["other/app"]["scanFrequency"] == "MANUAL"
     assert out["failures"][0]["repositoryName"] == "missing/app"
