@@ -65,25 +65,7 @@ fn s<'a>(v: &'a Value, k: &str) -> Option<&'a str> {
 /// An epoch-seconds timestamp as ECR's JSON protocol writes it.
 pub(crate) use kura_aws::json::ts;
 
-fn encode_token(last: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
-}
-
-fn decode_token(v: &Value) -> EcrResult<Option<String>> {
-    match s(v, "nextToken") {
-        None => Ok(None),
-        Some(t) => base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(t)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .map(Some)
-            .ok_or_else(|| {
-                EcrError::invalid_parameter(
-                    "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid NextToken'",
-                )
-            }),
-    }
-}
+pub(crate) use kura_images::{decode_token, encode_token};
 
 /// Cut a page fetched with `limit + 1` rows to `limit`; the next token, if more follow.
 fn page<T>(rows: &mut Vec<T>, limit: i64, key: impl Fn(&T) -> &str) -> Option<String> {

@@ -354,25 +354,7 @@ fn check_tags(tags: &[(String, String)]) -> AwsResult<()> {
     Ok(())
 }
 
-fn encode_token(last: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(last.as_bytes())
-}
-
-fn decode_token(v: &Value) -> AwsResult<Option<String>> {
-    let Some(t) = str_of(v, "nextToken") else {
-        return Ok(None);
-    };
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(t)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .map(Some)
-        .ok_or_else(|| {
-            AwsError::invalid_parameter(
-                "Invalid parameter at 'nextToken' failed to satisfy constraint: 'Invalid NextToken'",
-            )
-        })
-}
+use kura_images::{decode_token, encode_token};
 
 impl Public {
     /// The host a registry's images are addressed by (as private ECR's URIs).
