@@ -139,6 +139,10 @@ class Registry:
             if var == "KURA_DATABASE_URL" or var.startswith("KURA_S3_"):
                 del env[var]
         env.setdefault("RUST_LOG", "info")
+        # The space reserve is a file of real blocks written at every start (64 MiB by
+        # default); hundreds of registries start in one run, so tests keep it small.
+        # test_disk_full.py sets its own.
+        env.setdefault("KURA_DISK_RESERVE_MIB", "8")
         env.update({
             "KURA_ACCOUNT_ID": self.account_id,
             "KURA_ROOT_ACCESS_KEY_ID": self.access_key,
