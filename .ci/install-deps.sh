@@ -24,7 +24,8 @@ trap cleanup_policy_rc EXIT
 # --- apt: container clients for the e2e tests --------------------------------
 # Notes (Debian 12 / bookworm):
 # - the docker CLI comes only with the `docker.io` package (bookworm has no
-#   separate docker-cli package); it also brings dockerd, which we never start.
+#   separate docker-cli package); it also brings dockerd, which test_docker_daemon.py
+#   starts on a private socket and data root (vfs, no iptables, no bridge).
 # - podman/buildah as root without systemd: crun or runc, conmon, catatonit,
 #   fuse-overlayfs, uidmap, slirp4netns and the CNI plugins (podman 4.3 uses CNI).
 # - docker-registry is the reference registry used as a stand-in when
