@@ -648,7 +648,8 @@ impl UpstreamRepo for RemoteRepo {
         };
         let digest = header(&resp, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok());
         let media = media_type(header(&resp, "content-type"));
-        let size = resp.content_length();
+        // A HEAD's body is empty: the size is the header's, not the body's.
+        let size = header(&resp, "content-length").and_then(|v| v.trim().parse::<u64>().ok());
         match (digest, media, size) {
             (Some(digest), Some(media_type), Some(size)) => Ok(Some(UpstreamManifestHead {
                 digest: digest.to_string(),
