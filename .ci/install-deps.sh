@@ -127,3 +127,10 @@ fi
 if [ -d "$KURA_E2E_NODE_DIR/node_modules/@aws-sdk/client-ecr" ]; then
     printf '%-12s %s\n' client-ecr "$(node -p "require('$KURA_E2E_NODE_DIR/node_modules/@aws-sdk/client-ecr/package.json').version") (node $(node --version))"
 fi
+
+# --- apt: htpasswd for the pull-through cache's upstream tests -----------------
+# crates/kura-pullthrough/tests/upstream.rs runs docker-registry with htpasswd
+# (bcrypt) Basic authentication; the file is written with `htpasswd -nbB`.
+if ! command -v htpasswd >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends apache2-utils
+fi

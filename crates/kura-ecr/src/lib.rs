@@ -95,6 +95,8 @@ pub struct Stores {
     pub jobs: Arc<dyn kura_store::JobStore>,
     /// Replication statuses and backfills.
     pub replication: Arc<dyn kura_store::ReplicationStore>,
+    /// Pull-through cache rules.
+    pub pull_through: Arc<dyn kura_store::PullThroughRuleStore>,
 }
 
 impl Stores {
@@ -107,7 +109,8 @@ impl Stores {
             + ScanStore
             + IamStore
             + kura_store::JobStore
-            + kura_store::ReplicationStore,
+            + kura_store::ReplicationStore
+            + kura_store::PullThroughRuleStore,
     {
         Stores {
             meta: store.clone(),
@@ -116,7 +119,8 @@ impl Stores {
             scans: store.clone(),
             iam: store.clone(),
             jobs: store.clone(),
-            replication: store,
+            replication: store.clone(),
+            pull_through: store,
         }
     }
 }
@@ -142,6 +146,8 @@ pub struct Ecr {
     pull_exclusions: Arc<ops::exclusions::PullExclusions>,
     /// Serializes this node's read-modify-write of list-valued settings.
     settings_lock: tokio::sync::Mutex<()>,
+    /// The pull-through cache's rules, credentials and upstream client.
+    pull_through: Arc<kura_pullthrough::PullThrough>,
 }
 
 impl Ecr {
@@ -167,6 +173,7 @@ impl Ecr {
         registry.subscribe(Arc::new(scanner.clone()));
         let pull_exclusions = Arc::new(ops::exclusions::PullExclusions::new(stores.control.clone()));
         registry.set_pull_time_filter(pull_exclusions.clone());
+        let pull_through = Arc::new(kura_pullthrough::PullThrough::new(stores.pull_through.clone()));
         Ecr {
             authz: Arc::new(authz::Authz::new(
                 stores.iam.clone(),
@@ -189,7 +196,15 @@ impl Ecr {
             audit: std::sync::OnceLock::new(),
             pull_exclusions,
             settings_lock: tokio::sync::Mutex::new(()),
+            pull_through,
         }
+    }
+
+    /// The pull-through cache (rules, credentials, upstream client): the
+    /// registry's `PullThroughSource`; connect the secrets with
+    /// `set_credentials` and the client's flags with `set_client_config`.
+    pub fn pull_through(&self) -> &Arc<kura_pullthrough::PullThrough> {
+        &self.pull_through
     }
 
     /// Record the data plane's calls in the audit trail (once, at start-up;

@@ -277,6 +277,11 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: Value) -> EcrResult<Va
         EcrOp::GetSigningConfiguration => ecr.get_signing_configuration(ctx, false).await,
         EcrOp::DeleteSigningConfiguration => ecr.get_signing_configuration(ctx, true).await,
         EcrOp::DescribeImageSigningStatus => ecr.describe_image_signing_status(ctx, &v).await,
+        EcrOp::CreatePullThroughCacheRule => ecr.create_pull_through_cache_rule(ctx, &v).await,
+        EcrOp::DescribePullThroughCacheRules => ecr.describe_pull_through_cache_rules(ctx, &v).await,
+        EcrOp::UpdatePullThroughCacheRule => ecr.update_pull_through_cache_rule(ctx, &v).await,
+        EcrOp::DeletePullThroughCacheRule => ecr.delete_pull_through_cache_rule(ctx, &v).await,
+        EcrOp::ValidatePullThroughCacheRule => ecr.validate_pull_through_cache_rule(ctx, &v).await,
         other => Err(EcrError::unsupported(other.name(), "this operation")),
     }
 }
@@ -683,6 +688,7 @@ pub mod later;
 mod layers;
 mod lifecycle;
 pub mod policy;
+mod pullthrough;
 mod replication;
 pub mod scan;
 pub mod signing;

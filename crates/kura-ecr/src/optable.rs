@@ -313,7 +313,7 @@ impl EcrOp {
                 action: "ecr:CreatePullThroughCacheRule",
                 scope: Scope::Registry,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::CreateRepository => OpSpec {
                 name: "CreateRepository",
@@ -341,7 +341,7 @@ impl EcrOp {
                 action: "ecr:DeletePullThroughCacheRule",
                 scope: Scope::Registry,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::DeleteRegistryPolicy => OpSpec {
                 name: "DeleteRegistryPolicy",
@@ -418,7 +418,7 @@ impl EcrOp {
                 action: "ecr:DescribePullThroughCacheRules",
                 scope: Scope::Registry,
                 read_only: true,
-                built: false,
+                built: true,
             },
             EcrOp::DescribeRegistry => OpSpec {
                 name: "DescribeRegistry",
@@ -684,7 +684,7 @@ impl EcrOp {
                 action: "ecr:UpdatePullThroughCacheRule",
                 scope: Scope::Registry,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::UpdateRepositoryCreationTemplate => OpSpec {
                 name: "UpdateRepositoryCreationTemplate",
@@ -705,7 +705,7 @@ impl EcrOp {
                 action: "ecr:ValidatePullThroughCacheRule",
                 scope: Scope::Registry,
                 read_only: true,
-                built: false,
+                built: true,
             },
         }
     }
@@ -718,11 +718,6 @@ impl EcrOp {
     /// For an operation Kura does not implement yet: what it answers.
     pub const fn later(self) -> Option<&'static str> {
         match self {
-            EcrOp::CreatePullThroughCacheRule => Some("unsupported until the pull-through cache lands"),
-            EcrOp::DescribePullThroughCacheRules => Some("an empty list"),
-            EcrOp::UpdatePullThroughCacheRule => Some("PullThroughCacheRuleNotFoundException"),
-            EcrOp::DeletePullThroughCacheRule => Some("PullThroughCacheRuleNotFoundException"),
-            EcrOp::ValidatePullThroughCacheRule => Some("PullThroughCacheRuleNotFoundException"),
             EcrOp::UpdateImageStorageClass => {
                 Some("ImageStorageClassUpdateNotSupportedException (no archive tier yet)")
             }

@@ -1,19 +1,14 @@
-//! Operations whose features later issues build (pull-through cache, storage
-//! classes). Reads answer truthfully for a registry where
+//! Operations whose features later issues build (storage classes). Reads answer truthfully for a registry where
 //! nothing of the kind is configured (an empty list, or the "not found" error
 //! ECR itself returns); writes answer `UnsupportedOperationException` (400),
 //! so no client is told a setting took effect when it did not.
 
 use serde_json::{json, Value};
 
-use super::{repo_name, s, Ctx};
+use super::{repo_name, Ctx};
 use crate::error::{EcrError, EcrResult};
 use crate::optable::EcrOp;
 use crate::Ecr;
-
-fn not_found(kind: &'static str, what: &str) -> EcrError {
-    EcrError::new(kind, what.to_string())
-}
 
 /// Each operation handled here (the table's operations that are not built)
 /// and what it answers (for the README table).
@@ -36,27 +31,6 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: &Value) -> EcrResult<Val
     };
     let repo_name_str = repo.as_ref().map(|r| r.name.clone()).unwrap_or_default();
     match op {
-        EcrOp::DescribePullThroughCacheRules => {
-            if v.get("ecrRepositoryPrefixes")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty())
-            {
-                return Err(not_found(
-                    "PullThroughCacheRuleNotFoundException",
-                    &format!("The pull through cache rule does not exist in the registry with id '{account}'"),
-                ));
-            }
-            Ok(json!({"pullThroughCacheRules": []}))
-        }
-        EcrOp::UpdatePullThroughCacheRule | EcrOp::DeletePullThroughCacheRule | EcrOp::ValidatePullThroughCacheRule => {
-            Err(not_found(
-                "PullThroughCacheRuleNotFoundException",
-                &format!(
-                    "The pull through cache rule with prefix '{}' does not exist in the registry with id '{account}'",
-                    s(v, "ecrRepositoryPrefix").unwrap_or_default()
-                ),
-            ))
-        }
         EcrOp::UpdateImageStorageClass => {
             let id = v.get("imageId").cloned().unwrap_or(json!({}));
             ensure_image(
