@@ -17,6 +17,7 @@ pub mod events;
 pub mod http;
 pub mod request;
 pub mod service;
+pub mod upstream;
 
 use std::sync::Arc;
 

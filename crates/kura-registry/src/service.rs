@@ -122,6 +122,7 @@ pub struct Registry {
     pulls: Throttle,
     touches: Throttle,
     pull_filter: std::sync::OnceLock<Arc<dyn PullTimeFilter>>,
+    pull_through: std::sync::OnceLock<Arc<dyn crate::upstream::PullThroughSource>>,
 }
 
 /// Remembers when a key was last written, to skip writes within `every_ms`.
@@ -266,6 +267,7 @@ impl Registry {
             pulls: Throttle::new(60_000),
             touches: Throttle::new(kura_store::sql::TOUCH_EVERY_MS),
             pull_filter: std::sync::OnceLock::new(),
+            pull_through: std::sync::OnceLock::new(),
         }
     }
 
@@ -274,6 +276,15 @@ impl Registry {
     pub fn set_pull_time_filter(&self, filter: Arc<dyn PullTimeFilter>) {
         if self.pull_filter.set(filter).is_err() {
             tracing::warn!("a pull-time filter was already set");
+        }
+    }
+
+    /// Let `source` say which repositories a pull-through cache rule covers
+    /// and where their content comes from (once, at start-up; without one no
+    /// repository is a cache).
+    pub fn set_pull_through(&self, source: Arc<dyn crate::upstream::PullThroughSource>) {
+        if self.pull_through.set(source).is_err() {
+            tracing::warn!("a pull-through source was already set");
         }
     }
 
