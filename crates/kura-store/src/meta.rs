@@ -465,8 +465,9 @@ pub trait MetaStore: Send + Sync + 'static {
 
     /// Store a manifest a pull-through cache fetched from its upstream: as
     /// [`MetaStore::manifest_put`], but the blobs and child manifests it
-    /// references need not be in the repository yet (they are fetched when
-    /// pulled). Default: the checked put.
+    /// references need not be stored yet (they are fetched when pulled; the
+    /// references are recorded then, by [`MetaStore::manifest_settle_cached`]).
+    /// Default: the checked put.
     async fn manifest_put_cached(
         &self,
         repo: RepoId,
@@ -474,6 +475,14 @@ pub trait MetaStore: Send + Sync + 'static {
         tags: &[TagWrite],
     ) -> Result<Vec<TagMoved>, PutManifestError> {
         self.manifest_put(repo, m, tags).await
+    }
+
+    /// Content `digest` (a blob, or a child manifest) is now stored in
+    /// `repo`: record the references to it of manifests stored there by
+    /// [`MetaStore::manifest_put_cached`] before it was. Default: nothing
+    /// (the default cached put records every reference at once).
+    async fn manifest_settle_cached(&self, _repo: RepoId, _digest: &str) -> Result<()> {
+        Ok(())
     }
 
     /// Take the fetch lease `key` for `holder` for `ttl_ms`, unless another

@@ -2,7 +2,7 @@
 //! cluster-wide single flight of upstream fetches and the tag refresh window.
 
 use crate::error::Result;
-use crate::meta::LeaseTake;
+use crate::meta::{LeaseTake, RepoId};
 use crate::now_millis;
 use crate::sql::*;
 
@@ -70,5 +70,45 @@ impl SqlMetaStore {
                 .fetch_optional(&self.read)
                 .await?;
         Ok(row)
+    }
+
+    /// Move the pending references to `digest` in `repo` into
+    /// `manifest_blobs` / `manifest_children`, now that it is stored.
+    pub(crate) async fn settle_cached(&self, repo: RepoId, digest: &str) -> Result<()> {
+        retry_write!(self, async {
+            let mut tx = self.begin_write().await?;
+            sqlx::query(
+                "INSERT INTO manifest_blobs (repo_id, manifest_digest, blob_digest) \
+                 SELECT p.repo_id, p.manifest_digest, p.ref_digest FROM cache_pending_refs p \
+                 WHERE p.repo_id = $1 AND p.ref_digest = $2 AND p.is_child = 0 \
+                 AND EXISTS (SELECT 1 FROM blobs b WHERE b.digest = p.ref_digest) ON CONFLICT DO NOTHING",
+            )
+            .bind(repo)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO manifest_children (repo_id, parent_digest, child_digest) \
+                 SELECT p.repo_id, p.manifest_digest, p.ref_digest FROM cache_pending_refs p \
+                 WHERE p.repo_id = $1 AND p.ref_digest = $2 AND p.is_child = 1 \
+                 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = p.repo_id AND m.digest = p.ref_digest) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(repo)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "DELETE FROM cache_pending_refs WHERE repo_id = $1 AND ref_digest = $2 AND (is_child = 1 \
+                 AND EXISTS (SELECT 1 FROM manifests m WHERE m.repo_id = $1 AND m.digest = $2) \
+                 OR is_child = 0 AND EXISTS (SELECT 1 FROM blobs b WHERE b.digest = $2))",
+            )
+            .bind(repo)
+            .bind(digest)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 }

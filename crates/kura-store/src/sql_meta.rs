@@ -432,6 +432,10 @@ impl MetaStore for SqlMetaStore {
         self.lease_get(key).await
     }
 
+    async fn manifest_settle_cached(&self, repo: RepoId, digest: &str) -> Result<()> {
+        self.settle_cached(repo, digest).await
+    }
+
     async fn manifest_touch_pull(&self, repo: RepoId, digest: &str, now: i64) -> Result<()> {
         retry_write!(self, async {
             self.execute_relaxed(
@@ -649,20 +653,28 @@ impl SqlMetaStore {
             let now = now_millis();
             let mut tx = self.begin_write().await?;
             let mut missing_blobs = Vec::new();
-            for b in m.blobs.iter().filter(|_| check_refs) {
-                let found: Option<i64> =
+            for b in &m.blobs {
+                // Unchecked (a pull-through cache's manifest): a blob the
+                // deployment does not store yet is recorded as pending.
+                let found: Option<i64> = if check_refs {
                     sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
                         .bind(repo)
                         .bind(b)
                         .fetch_optional(&mut *tx)
                         .await
-                        .map_err(StoreError::from)?;
+                } else {
+                    sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = $1")
+                        .bind(b)
+                        .fetch_optional(&mut *tx)
+                        .await
+                }
+                .map_err(StoreError::from)?;
                 if found.is_none() {
                     missing_blobs.push(b.clone());
                 }
             }
             let mut missing_manifests = Vec::new();
-            for c in m.children.iter().filter(|_| check_refs) {
+            for c in &m.children {
                 if c == &m.digest {
                     missing_manifests.push(c.clone());
                     continue;
@@ -700,7 +712,7 @@ impl SqlMetaStore {
             .execute(&mut *tx)
             .await
             .map_err(StoreError::from)?;
-            for b in &m.blobs {
+            for b in m.blobs.iter().filter(|b| !missing_blobs.contains(b)) {
                 sqlx::query("INSERT INTO manifest_blobs (repo_id, manifest_digest, blob_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                     .bind(repo)
                     .bind(&m.digest)
@@ -709,7 +721,7 @@ impl SqlMetaStore {
                     .await
                     .map_err(StoreError::from)?;
             }
-            for c in &m.children {
+            for c in m.children.iter().filter(|c| !missing_manifests.contains(c)) {
                 sqlx::query("INSERT INTO manifest_children (repo_id, parent_digest, child_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
                     .bind(repo)
                     .bind(&m.digest)
@@ -717,6 +729,25 @@ impl SqlMetaStore {
                     .execute(&mut *tx)
                     .await
                     .map_err(StoreError::from)?;
+            }
+            // References the pull-through cache fetches later (schema 17):
+            // recorded once the content is stored ([`Self::settle_cached`]).
+            let pending = missing_blobs
+                .iter()
+                .map(|b| (b, 0i64))
+                .chain(missing_manifests.iter().filter(|c| **c != m.digest).map(|c| (c, 1i64)));
+            for (r, is_child) in pending {
+                sqlx::query(
+                    "INSERT INTO cache_pending_refs (repo_id, manifest_digest, ref_digest, is_child) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(repo)
+                .bind(&m.digest)
+                .bind(r)
+                .bind(is_child)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
             }
             let mut moved = Vec::new();
             for t in tags {

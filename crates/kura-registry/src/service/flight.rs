@@ -415,6 +415,11 @@ impl BlobFetch {
         self.abort(&handle).await;
         let committed = committed.map_err(|e| Failure::Internal(format!("recording a fetched blob: {e}")))?;
         cleanup(&*self.meta, &*self.blobs, &committed.cleanup).await;
+        // The cached manifests that name it reference it now (GC keeps it).
+        self.meta
+            .manifest_settle_cached(self.repo, self.digest.as_str())
+            .await
+            .map_err(|e| Failure::Internal(format!("recording a fetched blob's references: {e}")))?;
         Ok(())
     }
 

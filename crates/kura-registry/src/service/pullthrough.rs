@@ -47,6 +47,8 @@ pub struct PullThroughStats {
     pub misses: AtomicU64,
     /// Requests that joined a fetch already under way on this node.
     pub joined: AtomicU64,
+    /// Fetches this node waited for while another node held their lease.
+    pub remote_waits: AtomicU64,
     /// Manifest and blob fetches from upstreams.
     pub upstream_fetches: AtomicU64,
     /// Blob bytes read from upstreams.
@@ -254,7 +256,7 @@ impl Registry {
                     &*self.meta,
                     &key,
                     MAX_WAIT,
-                    || {},
+                    || PullThroughStats::bump(&self.ptc.stats.remote_waits),
                     || self.manifest_present(account, name, reference, expect),
                     |_| self.fetch_manifest(account, name, reference, up),
                 )
@@ -403,6 +405,12 @@ impl Registry {
             }
             Err(e) => return Err(Failure::Internal(format!("storing a fetched manifest: {e}"))),
         };
+        // An index stored before it names it now.
+        if let Err(e) = self.meta.manifest_settle_cached(repo.id, digest.as_str()).await {
+            return Err(Failure::Internal(format!(
+                "recording a fetched manifest's references: {e}"
+            )));
+        }
         let actor = Actor::pull_through_cache(account);
         let pushed = EventKind::ImagePushed {
             digest: digest.to_string(),
