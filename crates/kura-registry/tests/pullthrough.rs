@@ -650,6 +650,34 @@ async fn index_children_are_fetched_when_pulled() {
     );
     assert_eq!(e.manifest(&child).await.unwrap(), child);
     assert_eq!(e.fake.manifest_gets.load(Ordering::SeqCst), 2);
+    // Once stored, the child is the index's like a pushed one: it cannot be
+    // deleted while the index lists it.
+    let err = e
+        .reg
+        .delete_image(ACCOUNT, &name(REPO), &child, kura_registry::service::DeleteCause::Request, &pull())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kura_registry::error::RegistryError::ReferencedBy { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn fetched_blobs_become_references_of_their_manifest() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (digest, blobs) = e.fake.image("v1", "refs", 5000);
+    e.manifest("v1").await.unwrap();
+    let repo = e.meta.repo_get(ACCOUNT, REPO).await.unwrap().unwrap();
+    let size = |e: &Env| {
+        let (meta, digest) = (e.meta.clone(), digest.clone());
+        async move { meta.image_get(repo.id, &digest).await.unwrap().unwrap().size }
+    };
+    // Nothing fetched yet: the image names no stored blob.
+    assert_eq!(size(&e).await, 0);
+    for b in &blobs {
+        e.blob(b).await.unwrap();
+    }
+    // Both blobs are the manifest's references now (what GC keeps and sizes count).
+    let config_len = e.fake.blobs.lock().unwrap()[&blobs[0]].len() as i64;
+    assert_eq!(size(&e).await, 5000 + config_len);
 }
 
 #[tokio::test]
