@@ -11,6 +11,10 @@
 //! * `ECR Lifecycle Policy Action`: `result`, `repository-name`, `image-digest`,
 //!   `action-type` (`EXPIRE`), `image-tags`; `resources` holds the repository ARN.
 //!
+//! * `ECR Pull Through Cache Action`: `sync-status` (`SUCCESS`/`FAILED`), `ecr-repository-prefix`,
+//!   `repository-name`, `upstream-registry-url`, `image-tag`, `image-digest` (when known),
+//!   `failure-code` and `failure-reason` (when it failed); `resources` holds the repository ARN.
+//!
 //! Pulls, tag-only changes and blob mounts produce no EventBridge event (ECR sends none).
 
 use std::collections::BTreeMap;
@@ -44,6 +48,17 @@ pub enum EcrDetail {
         result: String,
         failure_code: Option<String>,
     },
+    /// The pull-through cache synced (or failed to sync) an image from its upstream.
+    PullThroughCache {
+        digest: Option<String>,
+        tag: Option<String>,
+        ecr_repository_prefix: String,
+        upstream_registry_url: String,
+        /// `SUCCESS` or `FAILED`.
+        sync_status: String,
+        failure_code: Option<String>,
+        failure_reason: Option<String>,
+    },
 }
 
 /// One ECR event, ready to render.
@@ -71,6 +86,7 @@ impl EcrDetail {
             EcrDetail::Scan { .. } => "ECR Image Scan",
             EcrDetail::Expire { .. } => "ECR Lifecycle Policy Action",
             EcrDetail::Replication { .. } => "ECR Replication Action",
+            EcrDetail::PullThroughCache { .. } => "ECR Pull Through Cache Action",
         }
     }
 }
@@ -155,6 +171,36 @@ impl EcrEvent {
                 });
                 if let Some(code) = failure_code {
                     d["failure-code"] = json!(code);
+                }
+                (d, json!([self.repository_arn()]))
+            }
+            EcrDetail::PullThroughCache {
+                digest,
+                tag,
+                ecr_repository_prefix,
+                upstream_registry_url,
+                sync_status,
+                failure_code,
+                failure_reason,
+            } => {
+                let mut d = json!({
+                    "rule-version": "1",
+                    "sync-status": sync_status,
+                    "ecr-repository-prefix": ecr_repository_prefix,
+                    "repository-name": repo,
+                    "upstream-registry-url": upstream_registry_url,
+                });
+                if let Some(tag) = tag {
+                    d["image-tag"] = json!(tag);
+                }
+                if let Some(digest) = digest {
+                    d["image-digest"] = json!(digest);
+                }
+                if let Some(code) = failure_code {
+                    d["failure-code"] = json!(code);
+                }
+                if let Some(reason) = failure_reason {
+                    d["failure-reason"] = json!(reason);
                 }
                 (d, json!([self.repository_arn()]))
             }

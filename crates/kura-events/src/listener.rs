@@ -4,7 +4,8 @@
 //! ECR sends EventBridge an `ECR Image Action` for a push and for a delete, an
 //! `ECR Image Scan` when a scan finishes and an `ECR Lifecycle Policy Action` when lifecycle
 //! expiry deletes an image; Kura adds an `ECR Replication Action` when the replication
-//! of an image to a destination finishes (COMPLETE or FAILED). Pulls, tag-only changes and blob mounts produce none (listeners
+//! of an image to a destination finishes (COMPLETE or FAILED), and an `ECR Pull Through Cache
+//! Action` when the pull-through cache synced an image from its upstream (or failed to). Pulls, tag-only changes and blob mounts produce none (listeners
 //! of the registry still see them). An expiry is reported once, as the lifecycle action
 //! (the registry's `ImageDeleted` by the lifecycle actor that precedes it is not sent again
 //! as an image action).
@@ -58,6 +59,23 @@ pub fn ecr_event(ev: &ImageEvent, region: &str) -> Option<EcrEvent> {
             result: if result == "COMPLETE" { "SUCCESS" } else { "FAILURE" }.to_string(),
             failure_code: failure_code.clone(),
         },
+        EventKind::PullThroughCacheAction {
+            digest,
+            tag,
+            ecr_repository_prefix,
+            upstream_registry_url,
+            sync_status,
+            failure_code,
+            failure_reason,
+        } => EcrDetail::PullThroughCache {
+            digest: digest.clone(),
+            tag: tag.clone(),
+            ecr_repository_prefix: ecr_repository_prefix.clone(),
+            upstream_registry_url: upstream_registry_url.clone(),
+            sync_status: sync_status.clone(),
+            failure_code: failure_code.clone(),
+            failure_reason: failure_reason.clone(),
+        },
         _ => return None,
     };
     Some(EcrEvent {
@@ -80,6 +98,7 @@ pub fn routed(ty: EventType) -> bool {
             | EventType::ScanCompleted
             | EventType::LifecycleExpired
             | EventType::ImageReplicated
+            | EventType::PullThroughCacheAction
     )
 }
 

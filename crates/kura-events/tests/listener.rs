@@ -133,6 +133,51 @@ fn ecr_shapes_for_registry_events() {
                "destination-registry-id": "444455556666", "failure-code": "REPLICATION_PERMISSION_DENIED"})
     );
 
+    let synced = ev(
+        EventKind::PullThroughCacheAction {
+            digest: Some("sha256:bb".into()),
+            tag: Some("1.27".into()),
+            ecr_repository_prefix: "hub".into(),
+            upstream_registry_url: "registry-1.docker.io".into(),
+            sync_status: "SUCCESS".into(),
+            failure_code: None,
+            failure_reason: None,
+        },
+        Actor::pull_through_cache("111122223333"),
+    );
+    let j = ecr_event(&synced, REGION).unwrap().to_json();
+    assert_eq!(j["detail-type"], "ECR Pull Through Cache Action");
+    assert!(kura_events::listener::routed(
+        kura_registry::EventType::PullThroughCacheAction
+    ));
+    assert_eq!(
+        j["detail"],
+        json!({"rule-version": "1", "sync-status": "SUCCESS", "ecr-repository-prefix": "hub",
+               "repository-name": "prod/app", "upstream-registry-url": "registry-1.docker.io",
+               "image-tag": "1.27", "image-digest": "sha256:bb"})
+    );
+    assert_eq!(
+        j["resources"],
+        json!(["arn:aws:ecr:eu-west-1:111122223333:repository/prod/app"])
+    );
+    let failed = ev(
+        EventKind::PullThroughCacheAction {
+            digest: None,
+            tag: Some("1.27".into()),
+            ecr_repository_prefix: "hub".into(),
+            upstream_registry_url: "registry-1.docker.io".into(),
+            sync_status: "FAILED".into(),
+            failure_code: Some("UPSTREAM_TOO_MANY_REQUESTS".into()),
+            failure_reason: Some("rate limited".into()),
+        },
+        Actor::pull_through_cache("111122223333"),
+    );
+    let j = ecr_event(&failed, REGION).unwrap().to_json();
+    assert_eq!(j["detail"]["sync-status"], "FAILED");
+    assert_eq!(j["detail"]["failure-code"], "UPSTREAM_TOO_MANY_REQUESTS");
+    assert_eq!(j["detail"]["failure-reason"], "rate limited");
+    assert!(j["detail"].get("image-digest").is_none());
+
     let scan = ev(
         EventKind::ScanCompleted {
             digest: "sha256:aa".into(),

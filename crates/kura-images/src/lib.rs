@@ -183,6 +183,8 @@ pub fn map_registry_error(e: RegistryError, account: &str, repo: &str) -> AwsErr
         RegistryError::Unavailable => {
             AwsError::new("ServerException", message).with_status(http::StatusCode::SERVICE_UNAVAILABLE)
         }
+        // A pull-through cache repository whose upstream failed.
+        RegistryError::Upstream { .. } => AwsError::new("UnableToGetUpstreamImageException", message),
         RegistryError::BlobUnknown { .. }
         | RegistryError::TagImmutable { .. }
         | RegistryError::ReferencedBy { .. }

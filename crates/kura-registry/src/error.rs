@@ -218,9 +218,31 @@ pub enum RegistryError {
     /// The registry's storage is full (a server condition, retried).
     #[error("the registry's storage is full; retry later")]
     Unavailable,
+    /// A pull-through cache could not get content it does not hold from its
+    /// upstream (`upstream` names it, e.g. `registry-1.docker.io/library/nginx`).
+    #[error("{}", upstream_message(upstream, error))]
+    Upstream {
+        /// The upstream repository.
+        upstream: String,
+        /// What went wrong there.
+        error: crate::upstream::UpstreamError,
+    },
     /// Any other storage failure.
     #[error(transparent)]
     Store(StoreError),
+}
+
+/// The message of a [`RegistryError::Upstream`]: it names the upstream and the problem.
+pub fn upstream_message(upstream: &str, error: &crate::upstream::UpstreamError) -> String {
+    use crate::upstream::UpstreamError as U;
+    match error {
+        U::Unavailable { message } => format!("the upstream registry {upstream} is unavailable: {message}"),
+        U::TooManyRequests { message, .. } => {
+            format!("the upstream registry {upstream} is rate limiting pulls (429): {message}")
+        }
+        U::Denied { message } => format!("the upstream registry {upstream} refused access: {message}"),
+        U::Invalid { message } => format!("the upstream registry {upstream} answered invalid content: {message}"),
+    }
 }
 
 /// What part of a request [`RegistryError::Invalid`] refuses.
@@ -309,6 +331,22 @@ impl From<RegistryError> for ApiError {
                 ApiError::new(ErrorCode::TooManyRequests, message).header("retry-after", "60")
             }
             RegistryError::Unavailable => ApiError::storage_full(),
+            RegistryError::Upstream { upstream, error } => {
+                use crate::upstream::UpstreamError as U;
+                let detail = serde_json::json!({ "upstream": upstream });
+                match error {
+                    U::Unavailable { .. } => ApiError::new(ErrorCode::Unavailable, message),
+                    U::TooManyRequests { retry_after_secs, .. } => {
+                        let after = retry_after_secs.unwrap_or(60).to_string();
+                        ApiError::new(ErrorCode::TooManyRequests, message).header("retry-after", after)
+                    }
+                    // Kura's access to the upstream failed, not the client's:
+                    // a gateway error, with the spec's code for the cause.
+                    U::Denied { .. } => ApiError::new(ErrorCode::Denied, message).status(StatusCode::BAD_GATEWAY),
+                    U::Invalid { .. } => ApiError::new(ErrorCode::Unavailable, message).status(StatusCode::BAD_GATEWAY),
+                }
+                .detail(detail)
+            }
             RegistryError::Store(e) => ApiError::from(e),
         }
     }

@@ -53,6 +53,9 @@ impl Actor {
     pub const SCANNER: &'static str = "scanning.ecr.amazonaws.com";
     /// The principal of an unauthenticated reader (public repositories).
     pub const ANONYMOUS: &'static str = "anonymous";
+    /// The service principal of the pull-through cache (it "pushes" what it
+    /// fetched from an upstream).
+    pub const PULL_THROUGH_CACHE: &'static str = "pullthroughcache.ecr.amazonaws.com";
 
     /// A service acting on `account` on its own (no request, no key, no
     /// address): `service` is its service principal, e.g. [`Actor::LIFECYCLE`].
@@ -70,6 +73,11 @@ impl Actor {
     /// Lifecycle expiry in `account`.
     pub fn lifecycle(account: impl Into<String>) -> Actor {
         Actor::service(account, Actor::LIFECYCLE)
+    }
+
+    /// The pull-through cache, in `account`.
+    pub fn pull_through_cache(account: impl Into<String>) -> Actor {
+        Actor::service(account, Actor::PULL_THROUGH_CACHE)
     }
 
     /// The scanner, in `account`.
@@ -210,6 +218,26 @@ pub enum EventKind {
         /// The priority of the lifecycle rule that expired it.
         rule_priority: i64,
     },
+    /// The pull-through cache synced an image from its upstream (ECR's
+    /// `ECR Pull Through Cache Action`): stored it (`SUCCESS`), or could not
+    /// (`FAILED`, with why).
+    PullThroughCacheAction {
+        /// The manifest's digest (when known).
+        digest: Option<String>,
+        /// The tag it was asked for by, if any.
+        tag: Option<String>,
+        /// The rule's repository prefix, as far as the names tell it.
+        ecr_repository_prefix: String,
+        /// The upstream registry's host.
+        upstream_registry_url: String,
+        /// `SUCCESS` or `FAILED`.
+        sync_status: String,
+        /// Why it failed (`UPSTREAM_UNAVAILABLE`, `UPSTREAM_TOO_MANY_REQUESTS`,
+        /// `UPSTREAM_ACCESS_DENIED`, `UPSTREAM_INVALID_CONTENT`, `IMAGE_NOT_FOUND`).
+        failure_code: Option<String>,
+        /// The failure's message.
+        failure_reason: Option<String>,
+    },
 }
 
 /// The kinds of [`EventKind`], without their fields (for [`EventListener::wants`]).
@@ -231,11 +259,13 @@ pub enum EventType {
     LifecycleExpired,
     /// [`EventKind::ImageReplicated`].
     ImageReplicated,
+    /// [`EventKind::PullThroughCacheAction`].
+    PullThroughCacheAction,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 8] = [
+    pub const ALL: [EventType; 9] = [
         EventType::ImagePushed,
         EventType::ImageDeleted,
         EventType::TagChanged,
@@ -244,6 +274,7 @@ impl EventType {
         EventType::ScanCompleted,
         EventType::LifecycleExpired,
         EventType::ImageReplicated,
+        EventType::PullThroughCacheAction,
     ];
 
     fn bit(self) -> u32 {
@@ -263,6 +294,7 @@ impl EventKind {
             EventKind::ScanCompleted { .. } => EventType::ScanCompleted,
             EventKind::LifecycleExpired { .. } => EventType::LifecycleExpired,
             EventKind::ImageReplicated { .. } => EventType::ImageReplicated,
+            EventKind::PullThroughCacheAction { .. } => EventType::PullThroughCacheAction,
         }
     }
 
@@ -279,6 +311,7 @@ impl EventKind {
             EventKind::TagChanged {
                 new_digest, old_digest, ..
             } => new_digest.as_deref().or(old_digest.as_deref()),
+            EventKind::PullThroughCacheAction { digest, .. } => digest.as_deref(),
         }
     }
 }

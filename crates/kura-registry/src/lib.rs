@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub use error::ApiError;
 pub use events::{Actor, EventKind, EventListener, EventType, ImageEvent};
 pub use request::DataRequest;
-pub use service::{PullTimeFilter, Purpose, Registry, RegistryConfig};
+pub use service::{PullThroughStats, PullTimeFilter, Purpose, Registry, RegistryConfig};
 
 /// Build the HTTP application for a registry.
 pub fn app(registry: Arc<Registry>) -> axum::Router {

@@ -23,9 +23,12 @@ use crate::error::{Invalid, RegistryError, RegistryResult};
 use crate::events::{Actor, EventKind, EventListener, EventType, ImageEvent};
 
 mod catalog;
+mod flight;
 mod manifests;
+mod pullthrough;
 pub use catalog::{CatalogFilter, RepoFilter};
 pub use manifests::{DeleteCause, Untagged};
+pub use pullthrough::PullThroughStats;
 
 /// A request body as a stream of chunks.
 pub type Body = BoxStream<'static, io::Result<Bytes>>;
@@ -44,6 +47,9 @@ pub struct RegistryConfig {
     pub max_uploads_per_repo: u64,
     /// Open upload sessions one principal may have at once (0: no cap).
     pub max_uploads_per_principal: u64,
+    /// A pull-through cache checks a cached tag against its upstream at most
+    /// this often (ECR: 24 hours).
+    pub pull_through_refresh: Duration,
 }
 
 impl Default for RegistryConfig {
@@ -54,6 +60,7 @@ impl Default for RegistryConfig {
             blob_redirect: None,
             max_uploads_per_repo: 1000,
             max_uploads_per_principal: 1000,
+            pull_through_refresh: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -122,6 +129,7 @@ pub struct Registry {
     pulls: Throttle,
     touches: Throttle,
     pull_filter: std::sync::OnceLock<Arc<dyn PullTimeFilter>>,
+    ptc: pullthrough::PullThrough,
 }
 
 /// Remembers when a key was last written, to skip writes within `every_ms`.
@@ -266,6 +274,7 @@ impl Registry {
             pulls: Throttle::new(60_000),
             touches: Throttle::new(kura_store::sql::TOUCH_EVERY_MS),
             pull_filter: std::sync::OnceLock::new(),
+            ptc: Default::default(),
         }
     }
 
@@ -274,6 +283,15 @@ impl Registry {
     pub fn set_pull_time_filter(&self, filter: Arc<dyn PullTimeFilter>) {
         if self.pull_filter.set(filter).is_err() {
             tracing::warn!("a pull-time filter was already set");
+        }
+    }
+
+    /// Let `source` say which repositories a pull-through cache rule covers
+    /// and where their content comes from (once, at start-up; without one no
+    /// repository is a cache).
+    pub fn set_pull_through(&self, source: Arc<dyn crate::upstream::PullThroughSource>) {
+        if self.ptc.source.set(source).is_err() {
+            tracing::warn!("a pull-through source was already set");
         }
     }
 
@@ -417,8 +435,31 @@ impl Registry {
 
     // ----- blobs -------------------------------------------------------------
 
-    /// Read a blob (or a range of it); `head` skips the body.
+    /// Read a blob (or a range of it); `head` skips the body. A blob a
+    /// pull-through cache repository misses comes from its upstream.
     pub async fn get_blob(
+        &self,
+        account: &str,
+        name: &RepoName,
+        digest: &str,
+        range: Option<&str>,
+        head: bool,
+    ) -> RegistryResult<BlobRead> {
+        match self.get_blob_local(account, name, digest, range, head).await {
+            Ok(read) => {
+                self.note_hit(account, name).await;
+                Ok(read)
+            }
+            Err(miss) if self.ptc.source.get().is_some() => {
+                let d = digest_param(digest)?;
+                self.blob_miss(account, name, &d, range, head, miss).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Read a stored blob (or a range of it); `head` skips the body.
+    async fn get_blob_local(
         &self,
         account: &str,
         name: &RepoName,

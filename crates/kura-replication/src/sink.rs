@@ -197,7 +197,9 @@ pub fn from_registry(e: RegistryError) -> ReplError {
         // job thought: the next attempt asks for the offset again, and a lapsed
         // lease frees the session.
         RegistryError::UploadOffset { .. } => ReplError::Retry(e.to_string()),
-        RegistryError::Store(_) | RegistryError::Unavailable => ReplError::Retry(e.to_string()),
+        RegistryError::Store(_) | RegistryError::Unavailable | RegistryError::Upstream { .. } => {
+            ReplError::Retry(e.to_string())
+        }
         RegistryError::LimitExceeded { .. } => ReplError::Retry(e.to_string()),
         other => ReplError::failed(REJECTED, other.to_string()),
     }

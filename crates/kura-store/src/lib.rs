@@ -29,6 +29,7 @@ pub mod sql;
 mod sql_audit;
 mod sql_control;
 mod sql_events;
+mod sql_fetch;
 mod sql_iam;
 mod sql_jobs;
 mod sql_maint;

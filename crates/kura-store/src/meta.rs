@@ -340,6 +340,20 @@ pub enum ManifestKey<'a> {
     Digest(&'a str),
 }
 
+/// The outcome of [`MetaStore::fetch_lease_take`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LeaseTake {
+    /// The caller holds the lease now.
+    Taken,
+    /// Another holder has it until `expires_at` (ms).
+    Held {
+        /// Who holds it.
+        holder: String,
+        /// When it lapses unless renewed.
+        expires_at: i64,
+    },
+}
+
 /// The metadata store. All methods are short transactions; none moves blob bytes.
 #[async_trait]
 pub trait MetaStore: Send + Sync + 'static {
@@ -448,4 +462,50 @@ pub trait MetaStore: Send + Sync + 'static {
     async fn tag_list(&self, repo: RepoId, after: Option<&str>, limit: i64) -> Result<Vec<String>>;
     /// Manifests whose subject is `subject`, optionally of one artifact type.
     async fn referrers(&self, repo: RepoId, subject: &str, artifact_type: Option<&str>) -> Result<Vec<Referrer>>;
+
+    /// Store a manifest a pull-through cache fetched from its upstream: as
+    /// [`MetaStore::manifest_put`], but the blobs and child manifests it
+    /// references need not be stored yet (they are fetched when pulled; the
+    /// references are recorded then, by [`MetaStore::manifest_settle_cached`]).
+    /// Default: the checked put.
+    async fn manifest_put_cached(
+        &self,
+        repo: RepoId,
+        m: &NewManifest,
+        tags: &[TagWrite],
+    ) -> Result<Vec<TagMoved>, PutManifestError> {
+        self.manifest_put(repo, m, tags).await
+    }
+
+    /// Content `digest` (a blob, or a child manifest) is now stored in
+    /// `repo`: record the references to it of manifests stored there by
+    /// [`MetaStore::manifest_put_cached`] before it was. Default: nothing
+    /// (the default cached put records every reference at once).
+    async fn manifest_settle_cached(&self, _repo: RepoId, _digest: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// Take the fetch lease `key` for `holder` for `ttl_ms`, unless another
+    /// holder has an unexpired one (the pull-through cache's cluster-wide
+    /// single flight). Taking a lease one already holds extends it. Default
+    /// (one node): always taken.
+    async fn fetch_lease_take(&self, _key: &str, _holder: &str, _ttl_ms: i64) -> Result<LeaseTake> {
+        Ok(LeaseTake::Taken)
+    }
+
+    /// Extend `holder`'s lease `key` to `ttl_ms` from now; false if it is
+    /// no longer theirs.
+    async fn fetch_lease_renew(&self, _key: &str, _holder: &str, _ttl_ms: i64) -> Result<bool> {
+        Ok(true)
+    }
+
+    /// Drop `holder`'s lease `key` (no error when it is not theirs).
+    async fn fetch_lease_release(&self, _key: &str, _holder: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// The holder of lease `key` and when it lapses, if anyone holds it now.
+    async fn fetch_lease_get(&self, _key: &str) -> Result<Option<(String, i64)>> {
+        Ok(None)
+    }
 }

@@ -51,6 +51,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("../migrations/sqlite/0012_replication.sql")),
     (13, include_str!("../migrations/sqlite/0013_replication_backfills.sql")),
     (16, include_str!("../migrations/sqlite/0016_pull_through_rules.sql")),
+    (17, include_str!("../migrations/sqlite/0017_fetch_leases.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
 /// its first migration creates that schema at once.
@@ -69,9 +70,10 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0013_replication_backfills.sql"),
     ),
     (16, include_str!("../migrations/postgres/0016_pull_through_rules.sql")),
+    (17, include_str!("../migrations/postgres/0017_fetch_leases.sql")),
 ];
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 16;
+pub const SCHEMA_VERSION: i64 = 17;
 
 /// How long a writer may hold an upload before another request may take it.
 /// The holder renews it while it streams ([`MetaStore::upload_renew`]), so a

@@ -404,116 +404,36 @@ impl MetaStore for SqlMetaStore {
         m: &NewManifest,
         tags: &[TagWrite],
     ) -> Result<Vec<TagMoved>, PutManifestError> {
-        retry_write!(self, async {
-            let now = now_millis();
-            let mut tx = self.begin_write().await?;
-            let mut missing_blobs = Vec::new();
-            for b in &m.blobs {
-                let found: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
-                        .bind(repo)
-                        .bind(b)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(StoreError::from)?;
-                if found.is_none() {
-                    missing_blobs.push(b.clone());
-                }
-            }
-            let mut missing_manifests = Vec::new();
-            for c in &m.children {
-                if c == &m.digest {
-                    missing_manifests.push(c.clone());
-                    continue;
-                }
-                let found: Option<i64> =
-                    sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
-                        .bind(repo)
-                        .bind(c)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(StoreError::from)?;
-                if found.is_none() {
-                    missing_manifests.push(c.clone());
-                }
-            }
-            if !missing_blobs.is_empty() || !missing_manifests.is_empty() {
-                return Err(PutManifestError::MissingReferences {
-                    blobs: missing_blobs,
-                    manifests: missing_manifests,
-                });
-            }
-            sqlx::query(
-                "INSERT INTO manifests (repo_id, digest, media_type, artifact_type, subject, annotations, size, body, pushed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo_id, digest) DO NOTHING",
-            )
-            .bind(repo)
-            .bind(&m.digest)
-            .bind(&m.media_type)
-            .bind(&m.artifact_type)
-            .bind(&m.subject)
-            .bind(&m.annotations)
-            .bind(m.body.len() as i64)
-            .bind(&m.body)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-            for b in &m.blobs {
-                sqlx::query("INSERT INTO manifest_blobs (repo_id, manifest_digest, blob_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                    .bind(repo)
-                    .bind(&m.digest)
-                    .bind(b)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from)?;
-            }
-            for c in &m.children {
-                sqlx::query("INSERT INTO manifest_children (repo_id, parent_digest, child_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-                    .bind(repo)
-                    .bind(&m.digest)
-                    .bind(c)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(StoreError::from)?;
-            }
-            let mut moved = Vec::new();
-            for t in tags {
-                let before: Option<String> =
-                    sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
-                        .bind(repo)
-                        .bind(&t.name)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(StoreError::from)?;
-                // The immutability guard lives in the upsert itself, so two racing
-                // pushes of an immutable tag cannot both win.
-                let res = sqlx::query(
-                    "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
-                     ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at \
-                     WHERE $5 = 0 OR tags.digest = excluded.digest",
-                )
-                .bind(repo)
-                .bind(&t.name)
-                .bind(&m.digest)
-                .bind(now)
-                .bind(t.immutable as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
-                if res.rows_affected() == 0 {
-                    return Err(PutManifestError::TagImmutable(t.name.clone()));
-                }
-                if before.as_deref() != Some(m.digest.as_str()) && !moved.iter().any(|x: &TagMoved| x.tag == t.name) {
-                    moved.push(TagMoved {
-                        tag: t.name.clone(),
-                        old_digest: before,
-                    });
-                }
-            }
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok(moved)
-        })
+        self.put_manifest_checked(repo, m, tags, true).await
+    }
+
+    async fn manifest_put_cached(
+        &self,
+        repo: RepoId,
+        m: &NewManifest,
+        tags: &[TagWrite],
+    ) -> Result<Vec<TagMoved>, PutManifestError> {
+        self.put_manifest_checked(repo, m, tags, false).await
+    }
+
+    async fn fetch_lease_take(&self, key: &str, holder: &str, ttl_ms: i64) -> Result<LeaseTake> {
+        self.lease_take(key, holder, ttl_ms).await
+    }
+
+    async fn fetch_lease_renew(&self, key: &str, holder: &str, ttl_ms: i64) -> Result<bool> {
+        self.lease_renew(key, holder, ttl_ms).await
+    }
+
+    async fn fetch_lease_release(&self, key: &str, holder: &str) -> Result<()> {
+        self.lease_release(key, holder).await
+    }
+
+    async fn fetch_lease_get(&self, key: &str) -> Result<Option<(String, i64)>> {
+        self.lease_get(key).await
+    }
+
+    async fn manifest_settle_cached(&self, repo: RepoId, digest: &str) -> Result<()> {
+        self.settle_cached(repo, digest).await
     }
 
     async fn manifest_touch_pull(&self, repo: RepoId, digest: &str, now: i64) -> Result<()> {
@@ -717,5 +637,154 @@ impl MetaStore for SqlMetaStore {
                 })
             })
             .collect()
+    }
+}
+
+impl SqlMetaStore {
+    /// A manifest put; `check_refs` refuses one whose references are not in the repository.
+    pub(crate) async fn put_manifest_checked(
+        &self,
+        repo: RepoId,
+        m: &NewManifest,
+        tags: &[TagWrite],
+        check_refs: bool,
+    ) -> Result<Vec<TagMoved>, PutManifestError> {
+        retry_write!(self, async {
+            let now = now_millis();
+            let mut tx = self.begin_write().await?;
+            let mut missing_blobs = Vec::new();
+            for b in &m.blobs {
+                // Unchecked (a pull-through cache's manifest): a blob the
+                // deployment does not store yet is recorded as pending.
+                let found: Option<i64> = if check_refs {
+                    sqlx::query_scalar("SELECT 1 FROM repo_blobs WHERE repo_id = $1 AND digest = $2")
+                        .bind(repo)
+                        .bind(b)
+                        .fetch_optional(&mut *tx)
+                        .await
+                } else {
+                    sqlx::query_scalar("SELECT 1 FROM blobs WHERE digest = $1")
+                        .bind(b)
+                        .fetch_optional(&mut *tx)
+                        .await
+                }
+                .map_err(StoreError::from)?;
+                if found.is_none() {
+                    missing_blobs.push(b.clone());
+                }
+            }
+            let mut missing_manifests = Vec::new();
+            for c in &m.children {
+                if c == &m.digest {
+                    missing_manifests.push(c.clone());
+                    continue;
+                }
+                let found: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM manifests WHERE repo_id = $1 AND digest = $2")
+                        .bind(repo)
+                        .bind(c)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(StoreError::from)?;
+                if found.is_none() {
+                    missing_manifests.push(c.clone());
+                }
+            }
+            if check_refs && (!missing_blobs.is_empty() || !missing_manifests.is_empty()) {
+                return Err(PutManifestError::MissingReferences {
+                    blobs: missing_blobs,
+                    manifests: missing_manifests,
+                });
+            }
+            sqlx::query(
+                "INSERT INTO manifests (repo_id, digest, media_type, artifact_type, subject, annotations, size, body, pushed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (repo_id, digest) DO NOTHING",
+            )
+            .bind(repo)
+            .bind(&m.digest)
+            .bind(&m.media_type)
+            .bind(&m.artifact_type)
+            .bind(&m.subject)
+            .bind(&m.annotations)
+            .bind(m.body.len() as i64)
+            .bind(&m.body)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            for b in m.blobs.iter().filter(|b| !missing_blobs.contains(b)) {
+                sqlx::query("INSERT INTO manifest_blobs (repo_id, manifest_digest, blob_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(repo)
+                    .bind(&m.digest)
+                    .bind(b)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+            }
+            for c in m.children.iter().filter(|c| !missing_manifests.contains(c)) {
+                sqlx::query("INSERT INTO manifest_children (repo_id, parent_digest, child_digest) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                    .bind(repo)
+                    .bind(&m.digest)
+                    .bind(c)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(StoreError::from)?;
+            }
+            // References the pull-through cache fetches later (schema 17):
+            // recorded once the content is stored ([`Self::settle_cached`]).
+            let pending = missing_blobs
+                .iter()
+                .map(|b| (b, 0i64))
+                .chain(missing_manifests.iter().filter(|c| **c != m.digest).map(|c| (c, 1i64)));
+            for (r, is_child) in pending {
+                sqlx::query(
+                    "INSERT INTO cache_pending_refs (repo_id, manifest_digest, ref_digest, is_child) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(repo)
+                .bind(&m.digest)
+                .bind(r)
+                .bind(is_child)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            }
+            let mut moved = Vec::new();
+            for t in tags {
+                let before: Option<String> =
+                    sqlx::query_scalar("SELECT digest FROM tags WHERE repo_id = $1 AND name = $2")
+                        .bind(repo)
+                        .bind(&t.name)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(StoreError::from)?;
+                // The immutability guard lives in the upsert itself, so two racing
+                // pushes of an immutable tag cannot both win.
+                let res = sqlx::query(
+                    "INSERT INTO tags (repo_id, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (repo_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at \
+                     WHERE $5 = 0 OR tags.digest = excluded.digest",
+                )
+                .bind(repo)
+                .bind(&t.name)
+                .bind(&m.digest)
+                .bind(now)
+                .bind(t.immutable as i64)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+                if res.rows_affected() == 0 {
+                    return Err(PutManifestError::TagImmutable(t.name.clone()));
+                }
+                if before.as_deref() != Some(m.digest.as_str()) && !moved.iter().any(|x: &TagMoved| x.tag == t.name) {
+                    moved.push(TagMoved {
+                        tag: t.name.clone(),
+                        old_digest: before,
+                    });
+                }
+            }
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(moved)
+        })
     }
 }

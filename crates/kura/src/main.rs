@@ -250,6 +250,10 @@ struct ServeArgs {
     /// have at once ("0": no cap); more answer 429 TOOMANYREQUESTS.
     #[arg(long, env = "KURA_MAX_UPLOADS_PER_PRINCIPAL", default_value_t = 1000)]
     max_uploads_per_principal: u64,
+    /// How often a pull-through cache checks a cached tag against its
+    /// upstream (a HEAD; the manifest is fetched only when the tag moved).
+    #[arg(long, env = "KURA_PULL_THROUGH_REFRESH", default_value = "24h", value_parser = humantime::parse_duration)]
+    pull_through_refresh: Duration,
     /// Image scans running at once.
     #[arg(long, env = "KURA_SCAN_WORKERS", default_value_t = 2)]
     scan_workers: usize,
@@ -423,6 +427,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         blob_redirect: args.blob_redirect.then_some(args.blob_redirect_ttl),
         max_uploads_per_repo: args.max_uploads_per_repo,
         max_uploads_per_principal: args.max_uploads_per_principal,
+        pull_through_refresh: args.pull_through_refresh,
     };
     let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), config).with_provisioner(provisioner));
     let events = kura_events::Events::new(meta.clone(), master.clone(), &args.region);

@@ -143,16 +143,22 @@ impl Registry {
             },
             e => e,
         })?;
-        let repo = self.repo(account, name).await?;
-        let key = match &reference {
-            Reference::Tag(t) => ManifestKey::Tag(t.as_str()),
-            Reference::Digest(d) => ManifestKey::Digest(d.as_str()),
+        // A pull-through cache repository gets what it misses from its
+        // upstream, and checks a cached tag there once per interval.
+        let (repo, row) = match self.local_manifest(account, name, &reference).await {
+            Ok((repo, row)) => match &reference {
+                Reference::Tag(t) if self.ptc.source.get().is_some() => {
+                    (repo, self.refresh_tag(account, name, repo, t, row).await)
+                }
+                Reference::Digest(_) if self.ptc.source.get().is_some() => {
+                    self.note_hit(account, name).await;
+                    (repo, row)
+                }
+                _ => (repo, row),
+            },
+            Err(miss) if self.ptc.source.get().is_some() => self.manifest_miss(account, name, &reference, miss).await?,
+            Err(e) => return Err(e),
         };
-        let row = self
-            .meta
-            .manifest_get(repo, key)
-            .await?
-            .ok_or_else(|| manifest_unknown(&reference.to_string(), name))?;
         let Some(actor) = pull else {
             return Ok(row);
         };
@@ -378,7 +384,7 @@ impl Registry {
     }
 }
 
-fn manifest_unknown(reference: &str, name: &RepoName) -> RegistryError {
+pub(super) fn manifest_unknown(reference: &str, name: &RepoName) -> RegistryError {
     RegistryError::ManifestUnknown {
         reference: reference.to_string(),
         message: format!("manifest {reference} is not in repository {name}"),

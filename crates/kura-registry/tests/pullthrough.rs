@@ -1,0 +1,790 @@
+//! The pull-through cache's data path against an in-test upstream that
+//! counts its fetches and can pause, fail or corrupt them: single flight
+//! (one upstream fetch per manifest and blob under a burst, on one node and
+//! across two registries sharing a database), the tee (bytes reach a client
+//! before the upstream finished), the tag refresh window (HEAD first), stale
+//! serving, refused corrupt content, the OCI errors of uncached content, and
+//! the events. Runs on PostgreSQL when `KURA_TEST_DATABASE_URL` is set.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use bytes::Bytes;
+use futures::stream::StreamExt;
+use http_body_util::BodyExt;
+use kura_oci::{Digest, RepoName};
+use kura_registry::upstream::{
+    PullThroughSource, UpstreamBlob, UpstreamError, UpstreamManifest, UpstreamManifestHead, UpstreamRepo,
+};
+use kura_registry::{app, Actor, EventKind, EventListener, EventType, ImageEvent, Registry, RegistryConfig};
+use kura_store::{FsBlobStore, MetaStore};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+const ACCOUNT: &str = "000000000000";
+const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const REPO: &str = "hub/library/app";
+/// Bound on every wait, so a broken single flight fails instead of hanging.
+const BOUND: Duration = Duration::from_secs(60);
+
+/// An upstream repository held in memory.
+#[derive(Default)]
+struct Fake {
+    tags: Mutex<HashMap<String, String>>,
+    manifests: Mutex<HashMap<String, (String, Bytes)>>,
+    blobs: Mutex<HashMap<String, Bytes>>,
+    heads: AtomicUsize,
+    manifest_gets: AtomicUsize,
+    blob_gets: AtomicUsize,
+    /// Blob streams that sent their last byte.
+    finished: AtomicUsize,
+    fail: Mutex<Option<UpstreamError>>,
+    corrupt: AtomicBool,
+    /// When set, a blob stream pauses before its last chunk until a permit is added.
+    gate: Mutex<Option<Arc<Semaphore>>>,
+}
+
+impl Fake {
+    fn failing(&self) -> Result<(), UpstreamError> {
+        match self.fail.lock().unwrap().clone() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn blob(&self, data: &[u8]) -> String {
+        let d = Digest::sha256(data).to_string();
+        self.blobs
+            .lock()
+            .unwrap()
+            .insert(d.clone(), Bytes::copy_from_slice(data));
+        d
+    }
+
+    fn manifest(&self, tag: Option<&str>, media_type: &str, body: Vec<u8>) -> String {
+        let d = Digest::sha256(&body).to_string();
+        self.manifests
+            .lock()
+            .unwrap()
+            .insert(d.clone(), (media_type.to_string(), Bytes::from(body)));
+        if let Some(t) = tag {
+            self.tags.lock().unwrap().insert(t.to_string(), d.clone());
+        }
+        d
+    }
+
+    /// An image (a config and one layer of `layer_len` bytes) under `tag`:
+    /// its manifest digest and its blob digests.
+    fn image(&self, tag: &str, seed: &str, layer_len: usize) -> (String, Vec<String>) {
+        let cfg = format!("{{\"seed\":\"{seed}\"}}");
+        let layer: Vec<u8> = (0..layer_len).map(|i| (i % 251) as u8 ^ seed.len() as u8).collect();
+        let c = self.blob(cfg.as_bytes());
+        let l = self.blob(&layer);
+        let m = json!({
+            "schemaVersion": 2, "mediaType": OCI,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": cfg.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
+        });
+        let d = self.manifest(Some(tag), OCI, serde_json::to_vec(&m).unwrap());
+        (d, vec![c, l])
+    }
+
+    fn resolve(&self, reference: &str) -> Option<String> {
+        if reference.contains(':') {
+            Some(reference.to_string())
+        } else {
+            self.tags.lock().unwrap().get(reference).cloned()
+        }
+    }
+}
+
+struct Repo(Arc<Fake>);
+
+#[async_trait::async_trait]
+impl UpstreamRepo for Repo {
+    fn describe(&self) -> String {
+        "upstream.test/library/app".into()
+    }
+
+    async fn head_manifest(&self, reference: &str) -> Result<Option<UpstreamManifestHead>, UpstreamError> {
+        self.0.heads.fetch_add(1, Ordering::SeqCst);
+        self.0.failing()?;
+        let Some(d) = self.0.resolve(reference) else {
+            return Ok(None);
+        };
+        Ok(self
+            .0
+            .manifests
+            .lock()
+            .unwrap()
+            .get(&d)
+            .map(|(mt, b)| UpstreamManifestHead {
+                digest: d.clone(),
+                media_type: mt.clone(),
+                size: b.len() as u64,
+            }))
+    }
+
+    async fn get_manifest(&self, reference: &str) -> Result<Option<UpstreamManifest>, UpstreamError> {
+        self.0.manifest_gets.fetch_add(1, Ordering::SeqCst);
+        self.0.failing()?;
+        let Some(d) = self.0.resolve(reference) else {
+            return Ok(None);
+        };
+        let corrupt = self.0.corrupt.load(Ordering::SeqCst);
+        Ok(self.0.manifests.lock().unwrap().get(&d).map(|(mt, b)| {
+            let body = if corrupt {
+                // Same JSON, one more space: another digest than the one claimed.
+                let mut v = b.to_vec();
+                v.push(b' ');
+                Bytes::from(v)
+            } else {
+                b.clone()
+            };
+            UpstreamManifest {
+                digest: d.clone(),
+                media_type: mt.clone(),
+                body,
+            }
+        }))
+    }
+
+    async fn get_blob(&self, digest: &str) -> Result<Option<UpstreamBlob>, UpstreamError> {
+        self.0.blob_gets.fetch_add(1, Ordering::SeqCst);
+        self.0.failing()?;
+        let Some(data) = self.0.blobs.lock().unwrap().get(digest).cloned() else {
+            return Ok(None);
+        };
+        let mut data = data.to_vec();
+        if self.0.corrupt.load(Ordering::SeqCst) {
+            if let Some(b) = data.last_mut() {
+                *b ^= 0xff;
+            }
+        }
+        let size = data.len() as u64;
+        let chunks: Vec<Bytes> = data.chunks(1024).map(Bytes::copy_from_slice).collect();
+        let gate = self.0.gate.lock().unwrap().clone();
+        let fake = self.0.clone();
+        let body = futures::stream::unfold((chunks, 0usize), move |(chunks, i)| {
+            let (gate, fake) = (gate.clone(), fake.clone());
+            async move {
+                if i == chunks.len() {
+                    fake.finished.fetch_add(1, Ordering::SeqCst);
+                    return None;
+                }
+                if i + 1 == chunks.len() {
+                    if let Some(g) = gate {
+                        g.acquire().await.unwrap().forget();
+                    }
+                }
+                let c = chunks[i].clone();
+                Some((Ok(c), (chunks, i + 1)))
+            }
+        })
+        .boxed();
+        Ok(Some(UpstreamBlob { size: Some(size), body }))
+    }
+}
+
+/// A rule for `hub/` in [`ACCOUNT`] only.
+struct Source(Arc<Fake>);
+
+#[async_trait::async_trait]
+impl PullThroughSource for Source {
+    async fn upstream_for(
+        &self,
+        account: &str,
+        name: &RepoName,
+    ) -> Result<Option<Arc<dyn UpstreamRepo>>, UpstreamError> {
+        if account == ACCOUNT && name.as_str().starts_with("hub/") {
+            Ok(Some(Arc::new(Repo(self.0.clone()))))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<ImageEvent>>);
+
+#[async_trait::async_trait]
+impl EventListener for Recorder {
+    async fn on_event(&self, event: &ImageEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+    fn wants(&self, _: EventType) -> bool {
+        true
+    }
+}
+
+struct Env {
+    reg: Arc<Registry>,
+    fake: Arc<Fake>,
+    events: Arc<Recorder>,
+    meta: Arc<dyn MetaStore>,
+    dir: Arc<tempfile::TempDir>,
+}
+
+async fn env(refresh: Duration) -> Env {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let meta: Arc<dyn MetaStore> = Arc::new(kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await);
+    node(meta, dir, Arc::new(Fake::default()), refresh).await
+}
+
+/// A registry over `meta` and the blob directory in `dir` (another node of the same deployment).
+async fn node(meta: Arc<dyn MetaStore>, dir: Arc<tempfile::TempDir>, fake: Arc<Fake>, refresh: Duration) -> Env {
+    let blobs = FsBlobStore::open(dir.path().join("blobs"))
+        .await
+        .unwrap()
+        .without_fsync();
+    let config = RegistryConfig {
+        pull_through_refresh: refresh,
+        ..RegistryConfig::default()
+    };
+    let reg = Registry::new(meta.clone(), Arc::new(blobs), config);
+    reg.set_pull_through(Arc::new(Source(fake.clone())));
+    let events = Arc::new(Recorder::default());
+    reg.subscribe(events.clone());
+    Env {
+        reg: Arc::new(reg),
+        fake,
+        events,
+        meta,
+        dir,
+    }
+}
+
+fn name(s: &str) -> RepoName {
+    s.parse().unwrap()
+}
+
+fn pull() -> Actor {
+    Actor::anonymous(ACCOUNT)
+}
+
+impl Env {
+    async fn manifest(&self, reference: &str) -> Result<String, kura_registry::error::RegistryError> {
+        let row = self
+            .reg
+            .get_manifest(ACCOUNT, &name(REPO), reference, Some(&pull()))
+            .await?;
+        Ok(row.digest)
+    }
+
+    async fn blob(&self, digest: &str) -> Result<Vec<u8>, String> {
+        let read = self
+            .reg
+            .get_blob(ACCOUNT, &name(REPO), digest, None, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut body = read.body.expect("a body");
+        let mut out = Vec::new();
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
+
+    async fn stored(&self, digest: &str) -> bool {
+        let Some(repo) = self.meta.repo_get(ACCOUNT, REPO).await.unwrap() else {
+            return false;
+        };
+        self.meta.blob_get(repo.id, digest).await.unwrap().is_some()
+    }
+
+    async fn http(&self, method: Method, uri: &str) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let req = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
+        let resp = app(self.reg.clone()).oneshot(req).await.unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        (status, headers, serde_json::from_slice(&body).unwrap_or(json!(null)))
+    }
+
+    fn stat(&self, f: impl Fn(&kura_registry::PullThroughStats) -> &std::sync::atomic::AtomicU64) -> u64 {
+        f(self.reg.pull_through_stats()).load(Ordering::SeqCst)
+    }
+}
+
+/// Wait (bounded) until `cond` holds.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    tokio::time::timeout(BOUND, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cold_burst_fetches_each_manifest_and_blob_once() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (digest, blobs) = e.fake.image("1.27", "a", 64 * 1024);
+    // The layer's download pauses after its first chunk until every request joined it.
+    let gate = Arc::new(Semaphore::new(0));
+    *e.fake.gate.lock().unwrap() = Some(gate.clone());
+    gate.add_permits(1); // for the config blob (one chunk, its last)
+
+    let e = Arc::new(e);
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let e = e.clone();
+        tasks.push(tokio::spawn(async move { e.manifest("1.27").await.unwrap() }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), digest);
+    }
+    assert_eq!(
+        e.fake.manifest_gets.load(Ordering::SeqCst),
+        1,
+        "one manifest fetch for 50 pulls"
+    );
+
+    for (i, b) in blobs.iter().enumerate() {
+        let joined_before = e.stat(|s| &s.joined);
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (e, b) = (e.clone(), b.clone());
+            tasks.push(tokio::spawn(async move { e.blob(&b).await.unwrap() }));
+        }
+        if i == 1 {
+            // 49 requests joined the download under way (none read the store after it).
+            until("49 joiners", || e.stat(|s| &s.joined) >= joined_before + 49).await;
+            assert_eq!(
+                e.fake.finished.load(Ordering::SeqCst),
+                1,
+                "the layer is still downloading"
+            );
+            gate.add_permits(1);
+        }
+        for t in tasks {
+            let got = t.await.unwrap();
+            assert_eq!(Digest::sha256(&got).to_string(), *b);
+        }
+        assert!(e.stored(b).await);
+    }
+    assert_eq!(
+        e.fake.blob_gets.load(Ordering::SeqCst),
+        2,
+        "one fetch per blob for 50 pulls each"
+    );
+    assert_eq!(e.stat(|s| &s.upstream_fetches), 3);
+
+    // Warm: served from the cache, no upstream call, counted as hits.
+    let hits = e.stat(|s| &s.hits);
+    assert_eq!(e.manifest(&digest).await.unwrap(), digest);
+    assert_eq!(e.blob(&blobs[1]).await.unwrap().len(), 64 * 1024);
+    assert_eq!(e.fake.manifest_gets.load(Ordering::SeqCst), 1);
+    assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 2);
+    assert!(e.stat(|s| &s.hits) >= hits + 2);
+    let config_len = e.fake.blobs.lock().unwrap()[&blobs[0]].len() as u64;
+    assert_eq!(e.stat(|s| &s.upstream_bytes), 64 * 1024 + config_len);
+
+    // The repository was created, and the cache's "push" was announced once.
+    let events = e.events.0.lock().unwrap().clone();
+    let pushes: Vec<_> = events
+        .iter()
+        .filter(|ev| matches!(&ev.kind, EventKind::ImagePushed { digest: d, tags, .. } if *d == digest && tags == &["1.27"]))
+        .collect();
+    assert_eq!(pushes.len(), 1);
+    assert_eq!(pushes[0].actor.principal_arn, Actor::PULL_THROUGH_CACHE);
+    assert_eq!(pushes[0].repository, REPO);
+    let synced: Vec<_> = events
+        .iter()
+        .filter_map(|ev| match &ev.kind {
+            EventKind::PullThroughCacheAction {
+                sync_status,
+                ecr_repository_prefix,
+                upstream_registry_url,
+                digest: Some(d),
+                ..
+            } => Some((
+                sync_status.clone(),
+                ecr_repository_prefix.clone(),
+                upstream_registry_url.clone(),
+                d.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        synced,
+        vec![(
+            "SUCCESS".to_string(),
+            "hub".to_string(),
+            "upstream.test".to_string(),
+            digest.clone()
+        )]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_bytes_reach_the_client_before_the_upstream_finishes() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (_, blobs) = e.fake.image("v1", "tee", 8 * 1024);
+    // The upstream pauses before the layer's last chunk.
+    let gate = Arc::new(Semaphore::new(0));
+    *e.fake.gate.lock().unwrap() = Some(gate.clone());
+    e.manifest("v1").await.unwrap();
+    assert_eq!(
+        e.fake.blob_gets.load(Ordering::SeqCst),
+        0,
+        "blobs are fetched when pulled"
+    );
+
+    let read = e
+        .reg
+        .get_blob(ACCOUNT, &name(REPO), &blobs[1], None, false)
+        .await
+        .unwrap();
+    assert_eq!(read.blob.size, 8 * 1024);
+    let mut body = read.body.unwrap();
+    let first = tokio::time::timeout(BOUND, body.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.len(), 1024);
+    // The client has bytes; the upstream has not finished, and nothing is visible yet.
+    assert_eq!(
+        e.fake.finished.load(Ordering::SeqCst),
+        0,
+        "the upstream is still sending"
+    );
+    assert!(
+        !e.stored(&blobs[1]).await,
+        "nothing is visible before the digest is checked"
+    );
+    gate.add_permits(1);
+    let mut all = first.to_vec();
+    while let Some(chunk) = body.next().await {
+        all.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(Digest::sha256(&all).to_string(), blobs[1]);
+    assert_eq!(e.fake.finished.load(Ordering::SeqCst), 1);
+    until_stored(&e, &blobs[1]).await;
+    // Served from the store now.
+    assert_eq!(e.blob(&blobs[1]).await.unwrap(), all);
+    assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 1);
+}
+
+async fn until_stored(e: &Env, digest: &str) {
+    tokio::time::timeout(BOUND, async {
+        while !e.stored(digest).await {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the blob is stored");
+}
+
+#[tokio::test]
+async fn wrong_digest_is_refused_and_nothing_is_stored() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (digest, blobs) = e.fake.image("v1", "bad", 4000);
+    e.manifest("v1").await.unwrap();
+    e.fake.corrupt.store(true, Ordering::SeqCst);
+    let err = e.blob(&blobs[1]).await.unwrap_err();
+    assert!(err.contains("digest"), "{err}");
+    assert!(!e.stored(&blobs[1]).await);
+    assert!(e.stat(|s| &s.errors) >= 1);
+    // A later pull fetches again (nothing bad was cached) and gets the right bytes.
+    e.fake.corrupt.store(false, Ordering::SeqCst);
+    let got = e.blob(&blobs[1]).await.unwrap();
+    assert_eq!(Digest::sha256(&got).to_string(), blobs[1]);
+    assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 2);
+
+    // A manifest whose bytes do not match the digest asked for: 502, not stored.
+    let m = e.fake.manifests.lock().unwrap().get(&digest).cloned().unwrap();
+    let other = e
+        .fake
+        .manifest(Some("v2"), OCI, [m.1.to_vec(), b"\n".to_vec()].concat());
+    e.fake.corrupt.store(true, Ordering::SeqCst);
+    let (status, _, body) = e.http(Method::GET, &format!("/v2/{REPO}/manifests/{other}")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream.test/library/app"),
+        "{body}"
+    );
+    let (status, _, _) = e.http(Method::GET, &format!("/v2/{REPO}/manifests/v2")).await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_GATEWAY,
+        "a tag whose manifest does not match its claimed digest"
+    );
+    let repo = e.meta.repo_get(ACCOUNT, REPO).await.unwrap().unwrap();
+    let none = e
+        .meta
+        .manifest_get(repo.id, kura_store::meta::ManifestKey::Digest(&other))
+        .await
+        .unwrap();
+    assert!(none.is_none());
+}
+
+#[tokio::test]
+async fn tag_is_not_checked_again_within_the_interval_and_digests_never() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (d1, _) = e.fake.image("v1", "one", 10);
+    assert_eq!(e.manifest("v1").await.unwrap(), d1);
+    // The upstream moves the tag: within the interval the cache keeps its own.
+    let (d2, _) = e.fake.image("v1", "two", 10);
+    assert_ne!(d1, d2);
+    for _ in 0..3 {
+        assert_eq!(e.manifest("v1").await.unwrap(), d1);
+        assert_eq!(e.manifest(&d1).await.unwrap(), d1);
+    }
+    assert_eq!(e.fake.heads.load(Ordering::SeqCst), 0);
+    assert_eq!(e.fake.manifest_gets.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn tag_is_refreshed_after_the_interval_head_first() {
+    let e = env(Duration::from_millis(50)).await;
+    let (d1, _) = e.fake.image("v1", "one", 10);
+    assert_eq!(e.manifest("v1").await.unwrap(), d1);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    // Unchanged upstream: a HEAD, no GET.
+    assert_eq!(e.manifest("v1").await.unwrap(), d1);
+    assert_eq!(e.fake.heads.load(Ordering::SeqCst), 1);
+    assert_eq!(e.fake.manifest_gets.load(Ordering::SeqCst), 1);
+    // Moved upstream: picked up after the interval.
+    let (d2, _) = e.fake.image("v1", "two", 10);
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(e.manifest("v1").await.unwrap(), d2);
+    assert_eq!(e.fake.heads.load(Ordering::SeqCst), 2);
+    assert_eq!(e.fake.manifest_gets.load(Ordering::SeqCst), 2);
+    // The old image stays cached by digest.
+    assert_eq!(e.manifest(&d1).await.unwrap(), d1);
+    assert_eq!(e.fake.manifest_gets.load(Ordering::SeqCst), 2);
+    assert!(e.stat(|s| &s.refreshes) >= 2);
+    let moved = e.events.0.lock().unwrap().iter().any(|ev| {
+        matches!(&ev.kind, EventKind::TagChanged { tag, old_digest: Some(o), new_digest: Some(n) }
+            if tag == "v1" && *o == d1 && *n == d2)
+    });
+    assert!(moved, "the tag move is an event");
+}
+
+#[tokio::test]
+async fn cached_content_is_served_when_the_upstream_fails() {
+    let e = env(Duration::ZERO).await;
+    let (d1, blobs) = e.fake.image("v1", "one", 100);
+    assert_eq!(e.manifest("v1").await.unwrap(), d1);
+    e.blob(&blobs[0]).await.unwrap();
+    *e.fake.fail.lock().unwrap() = Some(UpstreamError::Unavailable {
+        message: "connection refused".into(),
+    });
+    // Stale tag: served, counted.
+    assert_eq!(e.manifest("v1").await.unwrap(), d1);
+    assert_eq!(e.stat(|s| &s.stale_served), 1);
+    let failed = e.events.0.lock().unwrap().iter().any(|ev| {
+        matches!(&ev.kind, EventKind::PullThroughCacheAction { sync_status, failure_code: Some(c), .. }
+            if sync_status == "FAILED" && c == "UPSTREAM_UNAVAILABLE")
+    });
+    assert!(failed);
+    // By digest and cached blobs: no upstream needed.
+    let (status, _, _) = e.http(Method::GET, &format!("/v2/{REPO}/manifests/{d1}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = e.http(Method::GET, &format!("/v2/{REPO}/blobs/{}", blobs[0])).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Uncached: a clear OCI error naming the upstream and the problem.
+    let (status, _, body) = e.http(Method::GET, &format!("/v2/{REPO}/manifests/v9")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["errors"][0]["code"], "UNAVAILABLE");
+    let msg = body["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("upstream.test/library/app") && msg.contains("connection refused"),
+        "{msg}"
+    );
+    let (status, _, body) = e.http(Method::GET, &format!("/v2/{REPO}/blobs/{}", blobs[1])).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+
+    // 429 from the upstream: 429 TOOMANYREQUESTS with its Retry-After.
+    *e.fake.fail.lock().unwrap() = Some(UpstreamError::TooManyRequests {
+        message: "pull rate limit".into(),
+        retry_after_secs: Some(17),
+    });
+    let (status, headers, body) = e.http(Method::GET, &format!("/v2/{REPO}/manifests/v9")).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["errors"][0]["code"], "TOOMANYREQUESTS");
+    assert_eq!(headers.get("retry-after").unwrap(), "17");
+    // Denied upstream credentials: a gateway error, not the client's 401/403.
+    *e.fake.fail.lock().unwrap() = Some(UpstreamError::Denied {
+        message: "bad token".into(),
+    });
+    let (status, _, body) = e.http(Method::HEAD, &format!("/v2/{REPO}/manifests/v9")).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    // Unknown upstream content: the spec's 404.
+    *e.fake.fail.lock().unwrap() = None;
+    let (status, _, body) = e.http(Method::GET, &format!("/v2/{REPO}/manifests/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["errors"][0]["code"], "MANIFEST_UNKNOWN");
+}
+
+#[tokio::test]
+async fn index_children_are_fetched_when_pulled() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (child, _) = e.fake.image("child", "c", 10);
+    let index = json!({
+        "schemaVersion": 2, "mediaType": INDEX,
+        "manifests": [{"mediaType": OCI, "digest": child, "size": 300,
+                       "platform": {"architecture": "amd64", "os": "linux"}}],
+    });
+    let idx = e
+        .fake
+        .manifest(Some("multi"), INDEX, serde_json::to_vec(&index).unwrap());
+    assert_eq!(e.manifest("multi").await.unwrap(), idx);
+    assert_eq!(
+        e.fake.manifest_gets.load(Ordering::SeqCst),
+        1,
+        "children are not fetched with the index"
+    );
+    assert_eq!(e.manifest(&child).await.unwrap(), child);
+    assert_eq!(e.fake.manifest_gets.load(Ordering::SeqCst), 2);
+    // Once stored, the child is the index's like a pushed one: it cannot be
+    // deleted while the index lists it.
+    let err = e
+        .reg
+        .delete_image(ACCOUNT, &name(REPO), &child, kura_registry::service::DeleteCause::Request, &pull())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kura_registry::error::RegistryError::ReferencedBy { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn fetched_blobs_become_references_of_their_manifest() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (digest, blobs) = e.fake.image("v1", "refs", 5000);
+    e.manifest("v1").await.unwrap();
+    let repo = e.meta.repo_get(ACCOUNT, REPO).await.unwrap().unwrap();
+    let size = |e: &Env| {
+        let (meta, digest) = (e.meta.clone(), digest.clone());
+        async move { meta.image_get(repo.id, &digest).await.unwrap().unwrap().size }
+    };
+    // Nothing fetched yet: the image names no stored blob.
+    assert_eq!(size(&e).await, 0);
+    for b in &blobs {
+        e.blob(b).await.unwrap();
+    }
+    // Both blobs are the manifest's references now (what GC keeps and sizes count).
+    let config_len = e.fake.blobs.lock().unwrap()[&blobs[0]].len() as i64;
+    assert_eq!(size(&e).await, 5000 + config_len);
+}
+
+#[tokio::test]
+async fn only_covered_repositories_of_the_rule_account_fetch() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (d, blobs) = e.fake.image("v1", "x", 10);
+    // Another repository name (no rule): the plain 404s, no upstream call.
+    let (status, _, body) = e.http(Method::GET, "/v2/other/app/manifests/v1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["errors"][0]["code"], "NAME_UNKNOWN");
+    let (status, _, _) = e.http(Method::GET, &format!("/v2/other/app/blobs/{}", blobs[0])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Another account with the same name: no rule there.
+    let err = e
+        .reg
+        .get_manifest("999999999999", &name(REPO), "v1", None)
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        kura_registry::error::RegistryError::RepositoryUnknown { .. }
+    ));
+    // A name that is the prefix itself, or only looks like it.
+    let (status, _, _) = e.http(Method::GET, "/v2/hubx/app/manifests/v1").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Malformed references and digests: refused before any upstream call.
+    let (status, _, body) = e.http(Method::GET, &format!("/v2/{REPO}/blobs/sha256:zz")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, _, _) = e.http(Method::GET, &format!("/v2/{REPO}/manifests/sha256:12")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(e.fake.manifest_gets.load(Ordering::SeqCst), 0);
+    assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 0);
+    // The covered name does fetch; a blob the upstream lacks is the spec's 404.
+    let (status, _, _) = e.http(Method::GET, &format!("/v2/{REPO}/manifests/{d}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let missing = Digest::sha256(b"not upstream").to_string();
+    let (status, _, body) = e.http(Method::GET, &format!("/v2/{REPO}/blobs/{missing}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["errors"][0]["code"], "BLOB_UNKNOWN");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_on_one_database_fetch_once() {
+    let a = env(Duration::from_secs(3600)).await;
+    let b = node(a.meta.clone(), a.dir.clone(), a.fake.clone(), Duration::from_secs(3600)).await;
+    let (digest, blobs) = a.fake.image("v1", "cluster", 32 * 1024);
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let n = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move { n.manifest("v1").await.unwrap() }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), digest);
+    }
+    assert_eq!(
+        a.fake.manifest_gets.load(Ordering::SeqCst),
+        1,
+        "one manifest fetch across both nodes"
+    );
+
+    // The layer: node A downloads (paused after its first chunk); node B's
+    // requests wait for it through the database, then read the store.
+    let gate = Arc::new(Semaphore::new(0));
+    *a.fake.gate.lock().unwrap() = Some(gate.clone());
+    let layer = blobs[1].clone();
+    let mut on_a = Vec::new();
+    for _ in 0..5 {
+        let (n, l) = (a.clone(), layer.clone());
+        on_a.push(tokio::spawn(async move { n.blob(&l).await.unwrap() }));
+    }
+    until("node A's download", || a.fake.blob_gets.load(Ordering::SeqCst) == 1).await;
+    let mut on_b = Vec::new();
+    for _ in 0..5 {
+        let (n, l) = (b.clone(), layer.clone());
+        on_b.push(tokio::spawn(async move { n.blob(&l).await.unwrap() }));
+    }
+    until("node B waiting on the lease", || b.stat(|s| &s.remote_waits) == 1).await;
+    gate.add_permits(100);
+    for t in on_a.into_iter().chain(on_b) {
+        let got = t.await.unwrap();
+        assert_eq!(Digest::sha256(&got).to_string(), layer);
+    }
+    assert_eq!(
+        a.fake.blob_gets.load(Ordering::SeqCst),
+        1,
+        "one blob fetch across both nodes"
+    );
+    assert_eq!(b.stat(|s| &s.upstream_fetches), 0);
+}
+
+#[tokio::test]
+async fn a_lapsed_lease_of_a_dead_node_is_taken_over() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (_, blobs) = e.fake.image("v1", "dead", 10);
+    e.manifest("v1").await.unwrap();
+    let repo = e.meta.repo_get(ACCOUNT, REPO).await.unwrap().unwrap();
+    // A node took the blob's lease and died: it lapses (here: 1 ms).
+    let key = format!("blob:{}:{}", repo.id, blobs[0]);
+    let taken = e.meta.fetch_lease_take(&key, "dead-node", 1).await.unwrap();
+    assert_eq!(taken, kura_store::meta::LeaseTake::Taken);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let got = tokio::time::timeout(BOUND, e.blob(&blobs[0])).await.unwrap().unwrap();
+    assert_eq!(Digest::sha256(&got).to_string(), blobs[0]);
+    assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 1);
+    assert!(
+        e.meta.fetch_lease_get(&key).await.unwrap().is_none(),
+        "released after the fetch"
+    );
+}
