@@ -23,6 +23,7 @@ pub mod meta;
 pub mod replication;
 pub mod s3;
 pub mod scan;
+pub mod secrets;
 pub mod space;
 pub mod sql;
 mod sql_audit;
@@ -34,6 +35,7 @@ mod sql_maint;
 mod sql_meta;
 mod sql_repl;
 mod sql_scan;
+mod sql_secrets;
 pub mod testdb;
 
 pub use audit::AuditStore;
@@ -49,6 +51,7 @@ pub use meta::MetaStore;
 pub use replication::ReplicationStore;
 pub use s3::{S3BlobStore, S3Config};
 pub use scan::ScanStore;
+pub use secrets::SecretsStore;
 pub use space::DiskReserve;
 pub use sql::{Dialect, SqlMetaStore, SqliteMetaStore};
 

@@ -50,6 +50,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/sqlite/0011_audit.sql")),
     (12, include_str!("../migrations/sqlite/0012_replication.sql")),
     (13, include_str!("../migrations/sqlite/0013_replication_backfills.sql")),
+    (15, include_str!("../migrations/sqlite/0015_secrets.sql")),
 ];
 /// PostgreSQL migrations. PostgreSQL support arrived with schema version 4, so
 /// its first migration creates that schema at once.
@@ -67,9 +68,10 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
         13,
         include_str!("../migrations/postgres/0013_replication_backfills.sql"),
     ),
+    (15, include_str!("../migrations/postgres/0015_secrets.sql")),
 ];
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 15;
 
 /// How long a writer may hold an upload before another request may take it.
 /// The holder renews it while it streams ([`MetaStore::upload_renew`]), so a
