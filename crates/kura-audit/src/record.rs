@@ -141,6 +141,11 @@ pub fn resources(source: &str, name: &str, params: Option<&Value>) -> Vec<(Strin
             add("AWS::IAM::AccessKey", "accessKeyId");
             add("AWS::IAM::AccessKey", "AccessKeyId");
         }
+        "secretsmanager.amazonaws.com" => {
+            // `SecretId` (a name or ARN), or the `Name` of a secret being created.
+            add("AWS::SecretsManager::Secret", "SecretId");
+            add("AWS::SecretsManager::Secret", "Name");
+        }
         "events.amazonaws.com" => {
             // `Name` names what the operation is about.
             let named = if name.contains("Connection") {
@@ -262,6 +267,7 @@ fn resource_arn(call: &CallRecord, account: &str, kind: &str, name: &str) -> Str
         "AWS::IAM::User" => format!("arn:aws:iam::{account}:user/{name}"),
         "AWS::IAM::Role" => format!("arn:aws:iam::{account}:role/{name}"),
         "AWS::IAM::Group" => format!("arn:aws:iam::{account}:group/{name}"),
+        "AWS::SecretsManager::Secret" => format!("arn:aws:secretsmanager:{region}:{account}:secret:{name}"),
         "AWS::Events::Rule" => format!("arn:aws:events:{region}:{account}:rule/{name}"),
         "AWS::Events::Connection" => format!("arn:aws:events:{region}:{account}:connection/{name}"),
         "AWS::Events::ApiDestination" => format!("arn:aws:events:{region}:{account}:api-destination/{name}"),

@@ -28,6 +28,10 @@ const SECRET: &[&str] = &[
     "clientsecret",
     "privatekey",
     "downloadurl",
+    // Secrets Manager: a secret's value, and a generated password.
+    "secretstring",
+    "secretbinary",
+    "randompassword",
 ];
 
 /// Members holding a connection's authorization (EventBridge's

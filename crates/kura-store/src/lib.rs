@@ -24,6 +24,7 @@ pub mod ptc_rules;
 pub mod replication;
 pub mod s3;
 pub mod scan;
+pub mod secrets;
 pub mod space;
 pub mod sql;
 mod sql_audit;
@@ -37,6 +38,7 @@ mod sql_meta;
 mod sql_ptc_rules;
 mod sql_repl;
 mod sql_scan;
+mod sql_secrets;
 pub mod testdb;
 
 pub use audit::AuditStore;
@@ -53,6 +55,7 @@ pub use ptc_rules::PullThroughRuleStore;
 pub use replication::ReplicationStore;
 pub use s3::{S3BlobStore, S3Config};
 pub use scan::ScanStore;
+pub use secrets::SecretsStore;
 pub use space::DiskReserve;
 pub use sql::{Dialect, SqlMetaStore, SqliteMetaStore};
 

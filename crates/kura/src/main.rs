@@ -431,6 +431,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), config).with_provisioner(provisioner));
     let events = kura_events::Events::new(meta.clone(), master.clone(), &args.region);
+    // Secrets Manager (values sealed with the master key). `secrets.reader()` is the handle
+    // the pull-through cache reads its rules' credentials with.
+    let secrets = kura_secrets::Secrets::new(meta.clone(), master.clone(), &args.region);
     let ecr = Arc::new(Ecr::new(
         kura_ecr::Stores::all(meta.clone()),
         registry.clone(),
@@ -456,8 +459,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ecr.jobs().clone(),
     ));
     let events_api = kura_events::service::EventsService::new(events.clone(), ecr.authz().clone());
+    let secrets_api = kura_secrets::service::SecretsService::new(secrets.clone(), ecr.authz().clone());
     let mut options = kura_ecr::AppOptions {
-        services: vec![Arc::new(events_api)],
+        services: vec![Arc::new(events_api), Arc::new(secrets_api)],
         ..Default::default()
     };
     // The audit trail: every API call recorded by the pipeline, the data
