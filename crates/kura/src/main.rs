@@ -7,6 +7,7 @@
 mod audit;
 mod datadir;
 mod jobs;
+mod pullthrough;
 mod replication;
 
 use std::net::SocketAddr;
@@ -304,6 +305,8 @@ struct ServeArgs {
     audit: audit::AuditFlags,
     #[command(flatten)]
     replication: replication::ReplicationFlags,
+    #[command(flatten)]
+    pull_through: pullthrough::PullThroughFlags,
 }
 
 /// A duration (humantime, e.g. `30s`) that is not zero.
@@ -459,6 +462,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ecr.jobs().clone(),
     ));
     let events_api = kura_events::service::EventsService::new(events.clone(), ecr.authz().clone());
+    // Pull-through cache rules: their credentials from Secrets Manager; a pull of a name a rule
+    // covers fetches what is missing from the upstream.
+    pullthrough::install(&ecr, &registry, secrets.reader(), &args.pull_through)?;
     let secrets_api = kura_secrets::service::SecretsService::new(secrets.clone(), ecr.authz().clone());
     let mut options = kura_ecr::AppOptions {
         services: vec![Arc::new(events_api), Arc::new(secrets_api)],

@@ -1,0 +1,278 @@
+"""The pull-through cache with real upstreams and real clients.
+
+The upstream is Debian's `docker-registry` (Distribution 2.8), open or behind
+htpasswd Basic auth, with its access log: every test counts what Kura fetched
+from it. A rule maps the prefix `up` to it; skopeo, podman, containerd's ctr
+and a docker daemon pull `<kura>/up/library/<name>` and get the upstream's
+image, byte for byte, fetched once.
+"""
+import concurrent.futures
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+import requests
+
+from conftest import Registry
+from dockerd_util import dockerd  # noqa: F401 (fixture)
+from helpers import RegistryAPI, creds, require_tool, run
+from images import Layout, make_rng, random_image, random_multiarch
+from test_ctr import containerd  # noqa: F401 (fixture)
+from upstream_util import Distribution
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("KURA_E2E_STANDIN") == "distribution",
+    reason="the stand-in registry has no ECR API",
+)
+
+AWS_V2 = "/usr/bin/aws"
+
+
+@pytest.fixture
+def upstream(tmp_path):
+    u = Distribution(tmp_path / "upstream").start()
+    yield u
+    u.stop()
+
+
+def start_kura(tmp_path, refresh="24h", **env):
+    reg = Registry(str(tmp_path / "kura"), env={"KURA_PULL_THROUGH_REFRESH": refresh,
+                                                "KURA_PULL_THROUGH_TIMEOUT": "5s", **env})
+    os.makedirs(reg.workdir, exist_ok=True)
+    reg.start()
+    reg.login()
+    return reg
+
+
+@pytest.fixture
+def kura(tmp_path):
+    reg = start_kura(tmp_path)
+    yield reg
+    reg.stop()
+
+
+def seed(upstream, layout, tag, name, *extra):
+    """skopeo copies an image from an OCI layout to the upstream."""
+    run(["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false", *extra,
+         "oci:%s:%s" % (layout.path, tag), "docker://%s/%s" % (upstream.host, name)])
+
+
+def rule(reg, upstream, prefix="up", **kw):
+    return reg.ecr().create_pull_through_cache_rule(
+        ecrRepositoryPrefix=prefix, upstreamRegistryUrl=upstream.url, **kw)
+
+
+def blob_gets(upstream, name):
+    """How many times each blob of `name` was fetched from the upstream (200s)."""
+    counts = {}
+    for repo, digest, status in upstream.requests("GET", "blobs", name):
+        if status == 200:
+            counts[digest] = counts.get(digest, 0) + 1
+    return counts
+
+
+def test_clients_pull_through_the_cache(kura, upstream, containerd, dockerd, tmp_path):  # noqa: F811
+    require_tool("skopeo", "podman")
+    src = Layout(tmp_path / "src")
+    img, _ = random_image(src, make_rng(), "v1", nlayers=3)
+    idx, children = random_multiarch(src, make_rng(), "multi")
+    seed(upstream, src, "v1", "library/app:v1")
+    seed(upstream, src, "multi", "library/multi:v1", "--all")
+    # The aws CLI v2 (v1 would fetch the http:// URL as a parameter file).
+    p = subprocess.run([AWS_V2, "ecr", "create-pull-through-cache-rule", "--ecr-repository-prefix", "up",
+                        "--upstream-registry-url", upstream.url, "--endpoint-url", kura.url, "--output", "json"],
+                       env=kura.aws_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["upstreamRegistryUrl"] == upstream.url
+
+    # skopeo: the first pull fetches the image (and creates the repository).
+    ref = "%s/up/library/app:v1" % kura.host
+    run(["skopeo", "copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", creds(kura),
+         "docker://" + ref, "oci:%s:v1" % (tmp_path / "out")], registry=kura)
+    out = Layout(tmp_path / "out")
+    assert out.resolve("v1")["digest"] == img["digest"]
+    for d, _ in src.walk(img["digest"]):
+        assert out.blob(d) == src.blob(d)
+    repos = kura.ecr().describe_repositories(repositoryNames=["up/library/app"])["repositories"]
+    assert repos[0]["repositoryName"] == "up/library/app"
+    details = kura.ecr().describe_images(repositoryName="up/library/app")["imageDetails"]
+    assert [(d["imageDigest"], d.get("imageTags")) for d in details] == [(img["digest"], ["v1"])]
+
+    # podman, ctr and docker pull the cached image: nothing more from upstream.
+    store = tmp_path / "podman"
+    run(["podman", "--root", store / "root", "--runroot", "/tmp/kura-ptc-podman-run-%d" % os.getpid(),
+         "--storage-driver", "vfs", "pull", "--tls-verify=false", "--creds", creds(kura), ref], registry=kura)
+    run(containerd.ctr("images", "pull", "--plain-http", "--user", creds(kura), "--snapshotter", "native", ref),
+        registry=kura)
+    dockerd("login", "--username", "AWS", "--password-stdin", kura.host, input=kura.token)
+    pulled = dockerd("pull", ref).stdout
+    assert img["digest"] in pulled
+    fetched = blob_gets(upstream, "library/app")
+    assert set(fetched) == {d for d, _ in src.walk(img["digest"]) if d != img["digest"]}
+    assert all(n == 1 for n in fetched.values()), fetched
+
+    # An index: ctr pulls every platform through the cache; each child comes from upstream once.
+    mref = "%s/up/library/multi:v1" % kura.host
+    run(containerd.ctr("images", "pull", "--plain-http", "--user", creds(kura), "--all-platforms",
+                       "--snapshotter", "native", mref), registry=kura)
+    api = RegistryAPI(kura)
+    body, digest, _ = api.manifest_bytes("up/library/multi", "v1")
+    assert digest == idx["digest"] and body == src.blob(idx["digest"])
+    for c in children:
+        assert api.manifest_bytes("up/library/multi", c["digest"])[1] == c["digest"]
+    assert all(n == 1 for n in blob_gets(upstream, "library/multi").values())
+    dockerd("rmi", "-f", ref)
+    shutil.rmtree("/tmp/kura-ptc-podman-run-%d" % os.getpid(), ignore_errors=True)
+
+
+def test_a_burst_of_cold_pulls_fetches_each_blob_once(kura, upstream, tmp_path):
+    src = Layout(tmp_path / "src")
+    img, _ = random_image(src, make_rng(), "v1", nlayers=3, nfiles=2, min_size=2 << 20, max_size=4 << 20)
+    seed(upstream, src, "v1", "library/burst:v1")
+    rule(kura, upstream)
+    want = {d: src.blob(d) for d, _ in src.walk(img["digest"])}
+
+    def pull(_):
+        s = requests.Session()
+        s.auth = kura.auth
+        r = s.get("%s/v2/up/library/burst/manifests/v1" % kura.url, timeout=120,
+                  headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        assert r.status_code == 200, r.text
+        m = r.json()
+        got = {img["digest"]: r.content}
+        for d in [m["config"]["digest"]] + [layer["digest"] for layer in m["layers"]]:
+            b = s.get("%s/v2/up/library/burst/blobs/%s" % (kura.url, d), timeout=120)
+            assert b.status_code == 200, b.text
+            got[d] = b.content
+        return got
+
+    with concurrent.futures.ThreadPoolExecutor(50) as pool:
+        results = list(pool.map(pull, range(50)))
+    for got in results:
+        assert got == want
+    fetched = blob_gets(upstream, "library/burst")
+    assert set(fetched) == set(want) - {img["digest"]}
+    assert all(n == 1 for n in fetched.values()), "upstream blob fetches: %s" % fetched
+    manifests = [r for r in upstream.requests("GET", "manifests", "library/burst") if r[2] == 200]
+    assert len(manifests) == 1, manifests
+
+
+def test_tag_refresh_and_an_upstream_that_goes_away(upstream, tmp_path):
+    kura = start_kura(tmp_path, refresh="3s")
+    try:
+        src = Layout(tmp_path / "src")
+        one, _ = random_image(src, make_rng(), "one")
+        two, _ = random_image(src, make_rng(), "two")
+        seed(upstream, src, "one", "library/moving:v1")
+        rule(kura, upstream)
+        api = RegistryAPI(kura)
+        assert api.manifest_bytes("up/library/moving", "v1")[1] == one["digest"]
+        moved_at = time.monotonic()
+        # The tag moves upstream; within the refresh interval Kura keeps serving what it has.
+        seed(upstream, src, "two", "library/moving:v1")
+        served = api.manifest_bytes("up/library/moving", "v1")[1]
+        if time.monotonic() - moved_at < 2.5:
+            assert served == one["digest"]
+        # After the interval the tag is checked again (a HEAD) and the new image fetched.
+        deadline = time.monotonic() + 60
+        while api.manifest_bytes("up/library/moving", "v1")[1] != two["digest"]:
+            assert time.monotonic() < deadline, "the moved tag was never picked up\n" + kura.log()
+            time.sleep(0.5)
+        heads = [r for r in upstream.requests("HEAD", "manifests", "library/moving")]
+        assert heads, "the refresh did not start with a HEAD"
+        api.check_tree("up/library/moving", "v1")
+
+        # The upstream goes away: the cached tag is still served (stale), an uncached image fails clearly.
+        upstream.stop()
+        time.sleep(3.5)
+        assert api.manifest_bytes("up/library/moving", "v1")[1] == two["digest"]
+        assert "stale" in kura.log().lower()
+        r = requests.get("%s/v2/up/library/never/manifests/v1" % kura.url, auth=kura.auth, timeout=60)
+        assert r.status_code in (502, 503, 504), r.text
+        err = r.json()["errors"][0]
+        assert upstream.host in err["message"] or "upstream" in err["message"].lower(), err
+        p = run(["skopeo", "inspect", "--tls-verify=false", "--creds", creds(kura),
+                 "docker://%s/up/library/never:v1" % kura.host], check=False)
+        # skopeo shows the status only (the message is checked above).
+        stderr = p.stderr.decode(errors="replace") if isinstance(p.stderr, bytes) else p.stderr
+        assert p.returncode != 0 and r.status_code == int(stderr.split("HTTP status: ")[1][:3]), stderr
+    finally:
+        kura.stop()
+
+
+def test_a_corrupted_upstream_blob_is_refused_and_nothing_is_cached(kura, upstream, tmp_path):
+    src = Layout(tmp_path / "src")
+    img, _ = random_image(src, make_rng(), "v1", nlayers=1)
+    seed(upstream, src, "v1", "library/bad:v1")
+    rule(kura, upstream)
+    manifest = json.loads(src.blob(img["digest"]))
+    layer = manifest["layers"][0]["digest"]
+    path = upstream.blob_path(layer)
+    good = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(bytes(b ^ 0xFF for b in good[:64]) + good[64:])
+    api = RegistryAPI(kura)
+    assert api.manifest_bytes("up/library/bad", "v1")[1] == img["digest"]
+    # The digest is only known to be wrong at the end: the client gets an error or a cut body, never
+    # the upstream's bytes as the blob.
+    try:
+        r = requests.get("%s/v2/up/library/bad/blobs/%s" % (kura.url, layer), auth=kura.auth, timeout=60)
+        assert r.status_code != 200, "the corrupted blob was served whole"
+    except requests.exceptions.ChunkedEncodingError:
+        pass  # cut off before the end
+    # Nothing of it was stored: the repository does not have the layer.
+    check = kura.ecr().batch_check_layer_availability(repositoryName="up/library/bad", layerDigests=[layer])
+    assert [f["failureCode"] for f in check["failures"]] == ["MissingLayerDigest"], check
+    # Repaired upstream: the next pull gets the right bytes.
+    with open(path, "wb") as f:
+        f.write(good)
+    r = requests.get("%s/v2/up/library/bad/blobs/%s" % (kura.url, layer), auth=kura.auth, timeout=60)
+    assert r.status_code == 200 and r.content == good
+
+
+def test_basic_auth_upstream_with_a_secrets_manager_credential(tmp_path):
+    require_tool("htpasswd")
+    hashed = subprocess.run(["htpasswd", "-nbB", "puller", "s3cret-pass"], capture_output=True, text=True,
+                            check=True).stdout.strip().split(":", 1)[1]
+    upstream = Distribution(tmp_path / "upstream", htpasswd=[("puller", hashed)]).start()
+    kura = start_kura(tmp_path)
+    try:
+        src = Layout(tmp_path / "src")
+        img, _ = random_image(src, make_rng(), "v1")
+        seed(upstream, src, "v1", "team/app:v1", "--dest-creds", "puller:s3cret-pass")
+        env = dict(kura.aws_env(), AWS_ENDPOINT_URL_SECRETS_MANAGER=kura.url)
+        out = subprocess.run(["aws", "secretsmanager", "create-secret", "--name", "ecr-pullthroughcache/up",
+                              "--secret-string", json.dumps({"username": "puller", "accessToken": "s3cret-pass"}),
+                              "--endpoint-url", kura.url, "--output", "json"],
+                             env=env, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        good_arn = json.loads(out.stdout)["ARN"]
+        import boto3
+
+        sm = boto3.client("secretsmanager", endpoint_url=kura.url, region_name=kura.region,
+                          aws_access_key_id=kura.access_key, aws_secret_access_key=kura.secret_key)
+        bad_arn = sm.create_secret(Name="ecr-pullthroughcache/wrong",
+                                   SecretString=json.dumps({"username": "puller", "accessToken": "nope"}))["ARN"]
+        ecr = kura.ecr()
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="up", upstreamRegistryUrl=upstream.url,
+                                           credentialArn=good_arn)
+        ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="wrong", upstreamRegistryUrl=upstream.url,
+                                           credentialArn=bad_arn)
+        ok = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="up")
+        assert ok["isValid"] is True, ok
+        bad = ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="wrong")
+        assert bad["isValid"] is False and bad.get("failure"), bad
+        run(["skopeo", "copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", creds(kura),
+             "docker://%s/up/team/app:v1" % kura.host, "oci:%s:v1" % (tmp_path / "out")], registry=kura)
+        assert Layout(tmp_path / "out").resolve("v1")["digest"] == img["digest"]
+        p = run(["skopeo", "inspect", "--tls-verify=false", "--creds", creds(kura),
+                 "docker://%s/wrong/team/app:v1" % kura.host], check=False)
+        assert p.returncode != 0
+        # The secret's value is in neither the server's log nor the upstream's.
+        assert "s3cret-pass" not in kura.log() and "s3cret-pass" not in upstream.log()
+    finally:
+        kura.stop()
+        upstream.stop()
