@@ -276,3 +276,41 @@ def test_basic_auth_upstream_with_a_secrets_manager_credential(tmp_path):
     finally:
         kura.stop()
         upstream.stop()
+
+
+def test_another_kura_as_an_ecr_upstream(tmp_path):
+    """ECR to ECR: the upstream is another Kura; the secret holds an access key of the upstream's
+    account, which the cache trades for a registry token (GetAuthorizationToken)."""
+    import boto3
+
+    origin = Registry(str(tmp_path / "origin"))
+    os.makedirs(origin.workdir, exist_ok=True)
+    origin.start()
+    kura = start_kura(tmp_path)
+    try:
+        origin.allow_create_on_push()
+        origin.login()
+        src = Layout(tmp_path / "src")
+        img, _ = random_image(src, make_rng(), "v1")
+        run(["skopeo", "copy", "--preserve-digests", "--dest-tls-verify=false", "--dest-creds", creds(origin),
+             "oci:%s:v1" % src.path, "docker://%s/team/base:v1" % origin.host], registry=origin)
+        sm = boto3.client("secretsmanager", endpoint_url=kura.url, region_name=kura.region,
+                          aws_access_key_id=kura.access_key, aws_secret_access_key=kura.secret_key)
+        arn = sm.create_secret(Name="ecr-pullthroughcache/origin", SecretString=json.dumps(
+            {"username": origin.access_key, "accessToken": origin.secret_key}))["ARN"]
+        ecr = kura.ecr()
+        out = ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="origin", upstreamRegistryUrl=origin.url,
+                                                 upstreamRegistry="ecr", credentialArn=arn)
+        assert out["upstreamRegistry"] == "ecr"
+        assert ecr.validate_pull_through_cache_rule(ecrRepositoryPrefix="origin")["isValid"] is True
+        run(["skopeo", "copy", "--preserve-digests", "--src-tls-verify=false", "--src-creds", creds(kura),
+             "docker://%s/origin/team/base:v1" % kura.host, "oci:%s:v1" % (tmp_path / "out")], registry=kura)
+        out = Layout(tmp_path / "out")
+        assert out.resolve("v1")["digest"] == img["digest"]
+        for d, _ in src.walk(img["digest"]):
+            assert out.blob(d) == src.blob(d)
+        # The origin saw the cache's pulls as its root's (ImagePulled by the key's owner).
+        assert origin.ecr().describe_images(repositoryName="team/base")["imageDetails"][0].get("lastRecordedPullTime")
+    finally:
+        kura.stop()
+        origin.stop()
