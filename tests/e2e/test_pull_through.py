@@ -314,3 +314,64 @@ def test_another_kura_as_an_ecr_upstream(tmp_path):
     finally:
         kura.stop()
         origin.stop()
+
+
+def test_a_cached_image_counts_as_pushed(tmp_path, upstream):
+    """The first pull creates the repository from a PULL_THROUGH_CACHE template, scan on push
+    scans the cached image, and EventBridge gets ECR's pull-through cache and push events."""
+    from test_events import Events, Receiver
+
+    kura = start_kura(tmp_path, KURA_EVENTS_RETRY_BASE="200ms", KURA_JOB_POLL_INTERVAL="200ms")
+    receiver = Receiver().start()
+    try:
+        src = Layout(tmp_path / "src")
+        img, _ = random_image(src, make_rng(), "v1")
+        seed(upstream, src, "v1", "library/scanned:v1")
+        ecr = kura.ecr()
+        ecr.create_repository_creation_template(
+            prefix="up", appliedFor=["PULL_THROUGH_CACHE"], imageTagMutability="IMMUTABLE",
+            resourceTags=[{"Key": "team", "Value": "cache"}], description="cached images")
+        ecr.put_registry_scanning_configuration(scanType="BASIC", rules=[{
+            "scanFrequency": "SCAN_ON_PUSH", "repositoryFilters": [{"filter": "up/*", "filterType": "WILDCARD"}]}])
+        ev = Events(kura)
+        ev("put-rule", "--name", "cache", "--event-pattern", json.dumps(
+            {"source": ["aws.ecr"], "detail-type": ["ECR Pull Through Cache Action", "ECR Image Action"]}))
+        conn = ev("create-connection", "--name", "recv", "--authorization-type", "API_KEY", "--auth-parameters",
+                  json.dumps({"ApiKeyAuthParameters": {"ApiKeyName": "x-api-key", "ApiKeyValue": "k"}}))
+        dest = ev("create-api-destination", "--cli-input-json", json.dumps({
+            "Name": "recv", "ConnectionArn": conn["ConnectionArn"], "InvocationEndpoint": receiver.url,
+            "HttpMethod": "POST"}))
+        ev("put-targets", "--rule", "cache", "--targets", json.dumps([{"Id": "r", "Arn": dest["ApiDestinationArn"]}]))
+        rule(kura, upstream)
+
+        api = RegistryAPI(kura)
+        assert api.manifest_bytes("up/library/scanned", "v1")[1] == img["digest"]
+        repo = ecr.describe_repositories(repositoryNames=["up/library/scanned"])["repositories"][0]
+        assert repo["imageTagMutability"] == "IMMUTABLE"
+        tags = ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]
+        assert {"Key": "team", "Value": "cache"} in tags
+
+        deadline = time.time() + 60
+        while True:
+            f = ecr.describe_image_scan_findings(repositoryName="up/library/scanned",
+                                                 imageId={"imageDigest": img["digest"]})
+            # Random files, no OS: the scan reads every layer (fetched from the upstream) and
+            # finds nothing it supports.
+            if f["imageScanStatus"]["status"] == "UNSUPPORTED_IMAGE":
+                break
+            assert f["imageScanStatus"]["status"] in ("IN_PROGRESS", "PENDING"), f
+            assert time.time() < deadline, f
+            time.sleep(0.3)
+
+        evs = receiver.wait_for(lambda evs: {"ECR Pull Through Cache Action", "ECR Image Action"}
+                                <= {e["detail-type"] for e in evs})
+        cache = [e for e in evs if e["detail-type"] == "ECR Pull Through Cache Action"][0]
+        assert cache["detail"]["sync-status"] == "SUCCESS", cache
+        assert cache["detail"]["ecr-repository-prefix"] == "up"
+        assert cache["detail"]["repository-name"] == "up/library/scanned"
+        assert cache["detail"]["image-digest"] == img["digest"]
+        push = [e for e in evs if e["detail-type"] == "ECR Image Action"][0]
+        assert push["detail"]["action-type"] == "PUSH" and push["detail"]["image-digest"] == img["digest"]
+    finally:
+        receiver.stop()
+        kura.stop()

@@ -369,20 +369,24 @@ impl Scanner {
                 return Ok(ix);
             }
         }
-        let blob = self
+        let stream = match self
             .inner
             .meta
             .blob_get(repo, digest)
             .await
             .map_err(|e| format!("ScanError: {e}"))?
-            .ok_or_else(|| format!("ScanError: layer {digest} is not in the repository"))?;
-        let stream = self
-            .inner
-            .registry
-            .blobs()
-            .read(&blob.storage_key, None)
-            .await
-            .map_err(|e| format!("ScanError: layer {digest}: {e}"))?;
+        {
+            Some(blob) => self
+                .inner
+                .registry
+                .blobs()
+                .read(&blob.storage_key, None)
+                .await
+                .map_err(|e| format!("ScanError: layer {digest}: {e}"))?,
+            // A pull-through cache holds an image's manifest before its layers: read the
+            // layer through the registry, which fetches it from the upstream (once).
+            None => self.layer_through_registry(repo, digest).await?,
+        };
         let reader = tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other));
         let bridge = tokio_util::io::SyncIoBridge::new(reader);
         let limits = self.inner.settings.limits.clone();
@@ -396,6 +400,43 @@ impl Scanner {
                 .await;
         }
         Ok(ix)
+    }
+
+    /// A layer the repository does not hold yet, read as a client would: a
+    /// pull-through cache repository fetches it from its upstream.
+    async fn layer_through_registry(&self, repo: RepoId, digest: &str) -> Result<kura_store::ByteStream, String> {
+        let missing = || format!("ScanError: layer {digest} is not in the repository");
+        let row = self
+            .inner
+            .meta
+            .repo_by_id(repo)
+            .await
+            .map_err(|e| format!("ScanError: {e}"))?
+            .ok_or_else(missing)?;
+        let name: kura_oci::RepoName = row.name.parse().map_err(|_| missing())?;
+        let read = self
+            .inner
+            .registry
+            .get_blob(&row.account, &name, digest, None, false)
+            .await
+            .map_err(|e| format!("ScanError: layer {digest}: {e}"))?;
+        if let Some(body) = read.body {
+            return Ok(body);
+        }
+        // Stored meanwhile and answered with a redirect to the blob store: read it from there.
+        let blob = self
+            .inner
+            .meta
+            .blob_get(repo, digest)
+            .await
+            .map_err(|e| format!("ScanError: {e}"))?
+            .ok_or_else(missing)?;
+        self.inner
+            .registry
+            .blobs()
+            .read(&blob.storage_key, None)
+            .await
+            .map_err(|e| format!("ScanError: layer {digest}: {e}"))
     }
 
     /// Match and record.
