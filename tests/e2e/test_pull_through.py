@@ -375,3 +375,46 @@ def test_a_cached_image_counts_as_pushed(tmp_path, upstream):
     finally:
         receiver.stop()
         kura.stop()
+
+
+def test_importing_from_the_upstream_needs_its_own_permission(kura, upstream, tmp_path):
+    """ECR's permissions: reading a cached image needs ecr:BatchGetImage; bringing one in from the
+    upstream also needs ecr:BatchImportUpstreamImage, and creating the repository ecr:CreateRepository."""
+    from test_access import new_user, policy, registry_password, root_creds
+
+    src = Layout(tmp_path / "src")
+    one, _ = random_image(src, make_rng(), "one")
+    two, _ = random_image(src, make_rng(), "two")
+    seed(upstream, src, "one", "library/guarded:one")
+    seed(upstream, src, "two", "library/guarded:two")
+    rule(kura, upstream)
+    read = {"Effect": "Allow", "Action": ["ecr:GetAuthorizationToken", "ecr:BatchGetImage",
+                                          "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
+            "Resource": "*"}
+    reader = new_user(kura, root_creds(kura), "reader", inline=policy(read))
+    importer = new_user(kura, root_creds(kura), "importer", inline=policy(
+        read, {"Effect": "Allow", "Action": "ecr:BatchImportUpstreamImage", "Resource": "*"}))
+
+    def get(creds, ref):
+        token = registry_password(kura, creds)
+        return requests.get("%s/v2/up/library/guarded/manifests/%s" % (kura.url, ref), auth=("AWS", token),
+                            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=60)
+
+    # A reader cannot make Kura import, nor create the repository: nothing reaches the upstream.
+    r = get(reader, "one")
+    assert r.status_code == 403 and "ecr:BatchImportUpstreamImage" in r.text, r.text
+    # The importer may import but not create the repository.
+    r = get(importer, "one")
+    assert r.status_code == 403 and "ecr:CreateRepository" in r.text, r.text
+    assert not [x for x in upstream.requests("GET", "manifests", "library/guarded") if x[2] == 200]
+    assert "up/library/guarded" not in [r["repositoryName"] for r in
+                                        kura.ecr().describe_repositories()["repositories"]]
+    # The root's pull creates the repository and caches `one`; the reader reads it from the cache.
+    assert RegistryAPI(kura).manifest_bytes("up/library/guarded", "one")[1] == one["digest"]
+    r = get(reader, "one")
+    assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == one["digest"]
+    # A tag not cached yet: the reader is refused, the importer brings it in.
+    r = get(reader, "two")
+    assert r.status_code == 403 and "ecr:BatchImportUpstreamImage" in r.text, r.text
+    r = get(importer, "two")
+    assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == two["digest"], r.text

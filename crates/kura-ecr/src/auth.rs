@@ -360,7 +360,16 @@ async fn guard(ecr: Arc<Ecr>, mut req: Request, next: Next) -> Response {
     };
     // The host picks the registry; the caller may be of another account
     // when policies on both sides allow it.
-    match ecr.authorize_data(&caller, &account, &mut data, source_ip).await {
+    let decision = match ecr.authorize_data(&caller, &account, &mut data, source_ip).await {
+        // A pull the pull-through cache would answer from its upstream also needs the import.
+        Ok(Ok(())) => match crate::ptc_gate::import_denial(&ecr, &caller, &account, &data, source_ip).await {
+            Ok(None) => Ok(Ok(())),
+            Ok(Some(denial)) => Ok(Err(denial)),
+            Err(e) => Err(e),
+        },
+        other => other,
+    };
+    match decision {
         Ok(Ok(())) => {
             if data.endpoint == kura_registry::endpoint::Endpoint::Catalog {
                 let filter = crate::authz::DataCatalogFilter {

@@ -25,6 +25,7 @@ pub mod lifecycle;
 pub mod model;
 pub mod ops;
 pub mod optable;
+pub mod ptc_gate;
 pub mod public;
 pub mod scanning;
 pub mod service;
