@@ -418,3 +418,16 @@ def test_importing_from_the_upstream_needs_its_own_permission(kura, upstream, tm
     assert r.status_code == 403 and "ecr:BatchImportUpstreamImage" in r.text, r.text
     r = get(importer, "two")
     assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == two["digest"], r.text
+    # ECR's "pull through cache" registry-policy statement grants both to the reader.
+    seed(upstream, src, "one", "library/other:v1")
+    r = requests.get("%s/v2/up/library/other/manifests/v1" % kura.url,
+                     auth=("AWS", registry_password(kura, reader)), timeout=60)
+    assert r.status_code == 403, r.text
+    kura.ecr().put_registry_policy(policyText=json.dumps(policy({
+        "Sid": "PullThroughCache", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::%s:user/reader" % kura.account_id},
+        "Action": ["ecr:BatchImportUpstreamImage", "ecr:CreateRepository"],
+        "Resource": "arn:aws:ecr:%s:%s:repository/up/*" % (kura.region, kura.account_id)})))
+    r = requests.get("%s/v2/up/library/other/manifests/v1" % kura.url, auth=("AWS", registry_password(kura, reader)),
+                     headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=60)
+    assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == one["digest"], r.text

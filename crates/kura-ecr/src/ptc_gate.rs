@@ -63,10 +63,28 @@ pub(crate) async fn import_denial(
         }
     };
     let decider = ecr.caller_decider(caller, source_ip).await?;
+    let region = &ecr.config.region;
     for action in needs {
-        let access = Access::repository(action, &ecr.config.region, account, name.as_str());
-        if let Err(d) = decider.check(&access).await? {
-            return Ok(Some(d));
+        let on_repo = Access::repository(action, region, account, name.as_str());
+        // ECR takes these from the registry's policy too (its "pull through cache" statements):
+        // the same access with the registry policy as the resource policy.
+        let on_registry = Access {
+            policy_arn: Some(crate::authz::registry_arn(region, account)),
+            ..on_repo.clone()
+        };
+        let denial = if *action == IMPORT {
+            // Identity, repository or registry policy; an explicit deny anywhere stands.
+            match decider.check(&on_repo).await? {
+                Ok(()) => None,
+                Err(d) if d.message.contains("explicitly denied") => Some(d),
+                Err(d) => decider.check(&on_registry).await?.err().map(|_| d),
+            }
+        } else {
+            // The repository does not exist yet: identity or registry policy.
+            decider.check(&on_registry).await?.err()
+        };
+        if denial.is_some() {
+            return Ok(denial);
         }
     }
     Ok(None)
