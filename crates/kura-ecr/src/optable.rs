@@ -677,7 +677,7 @@ impl EcrOp {
                 action: "ecr:UpdateImageStorageClass",
                 scope: Scope::Repository,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::UpdatePullThroughCacheRule => OpSpec {
                 name: "UpdatePullThroughCacheRule",
@@ -723,9 +723,6 @@ impl EcrOp {
             EcrOp::UpdatePullThroughCacheRule => Some("PullThroughCacheRuleNotFoundException"),
             EcrOp::DeletePullThroughCacheRule => Some("PullThroughCacheRuleNotFoundException"),
             EcrOp::ValidatePullThroughCacheRule => Some("PullThroughCacheRuleNotFoundException"),
-            EcrOp::UpdateImageStorageClass => {
-                Some("ImageStorageClassUpdateNotSupportedException (no archive tier yet)")
-            }
             _ => None,
         }
     }

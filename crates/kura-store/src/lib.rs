@@ -25,6 +25,7 @@ pub mod s3;
 pub mod scan;
 pub mod space;
 pub mod sql;
+mod sql_archive;
 mod sql_audit;
 mod sql_control;
 mod sql_events;

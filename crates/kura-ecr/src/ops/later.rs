@@ -1,5 +1,4 @@
-//! Operations whose features later issues build (pull-through cache, storage
-//! classes). Reads answer truthfully for a registry where
+//! Operations whose features later issues build (the pull-through cache). Reads answer truthfully for a registry where
 //! nothing of the kind is configured (an empty list, or the "not found" error
 //! ECR itself returns); writes answer `UnsupportedOperationException` (400),
 //! so no client is told a setting took effect when it did not.
@@ -28,13 +27,10 @@ pub fn status() -> Vec<(&'static str, &'static str)> {
 pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: &Value) -> EcrResult<Value> {
     let account = ctx.account.clone();
     // Repository-scoped operations first check the repository exists.
-    let repo = if v.get("repositoryName").is_some() {
+    if v.get("repositoryName").is_some() {
         let name = repo_name(v)?;
-        Some(ecr.require_repo(&account, &name).await?)
-    } else {
-        None
-    };
-    let repo_name_str = repo.as_ref().map(|r| r.name.clone()).unwrap_or_default();
+        ecr.require_repo(&account, &name).await?;
+    }
     match op {
         EcrOp::DescribePullThroughCacheRules => {
             if v.get("ecrRepositoryPrefixes")
@@ -57,21 +53,6 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: &Value) -> EcrResult<Val
                 ),
             ))
         }
-        EcrOp::UpdateImageStorageClass => {
-            let id = v.get("imageId").cloned().unwrap_or(json!({}));
-            ensure_image(
-                ecr,
-                repo.as_ref().map(|r| r.id).unwrap_or_default(),
-                &id,
-                &repo_name_str,
-                &account,
-            )
-            .await?;
-            Err(EcrError::new(
-                "ImageStorageClassUpdateNotSupportedException",
-                "Kura keeps every image in the standard storage class; archiving is not supported yet",
-            ))
-        }
         _ => {
             let feature = op.later().unwrap_or("this operation");
             Err(EcrError::unsupported(
@@ -81,13 +62,5 @@ pub async fn answer(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: &Value) -> EcrResult<Val
                     .trim_end_matches(" lands"),
             ))
         }
-    }
-}
-
-async fn ensure_image(ecr: &Ecr, repo: i64, id: &Value, name: &str, account: &str) -> EcrResult<String> {
-    match ecr.resolve(repo, id).await? {
-        Ok(d) => Ok(d),
-        Err(("ImageNotFound", _)) => Err(super::image_not_found(id, name, account)),
-        Err((_, reason)) => Err(EcrError::invalid_parameter(reason)),
     }
 }

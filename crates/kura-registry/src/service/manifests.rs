@@ -153,6 +153,15 @@ impl Registry {
             .manifest_get(repo, key)
             .await?
             .ok_or_else(|| manifest_unknown(&reference.to_string(), name))?;
+        // An archived (or restoring) image is listed but not pullable, by
+        // tag or by digest, on GET and HEAD alike.
+        if row.status != kura_store::meta::ImageStatus::Active {
+            return Err(RegistryError::ImageArchived {
+                repository: name.to_string(),
+                digest: row.digest,
+                status: row.status,
+            });
+        }
         let Some(actor) = pull else {
             return Ok(row);
         };
