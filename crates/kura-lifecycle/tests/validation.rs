@@ -242,8 +242,7 @@ fn invalid_policies() {
         // countType, countUnit, countNumber.
         ("countType missing", one(r#"{"tagStatus":"any","countNumber":1}"#), "countType is required"),
         ("countType unknown", one(r#"{"tagStatus":"any","countType":"imagecountmorethan","countNumber":1}"#), "countType must be one of"),
-        ("AWS: expire from archive storage", one(r#"{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1}"#), "storageClass must be \"standard\""),
-        ("countType sinceImageTransitioned alone", one(r#"{"tagStatus":"any","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1}"#), "countType must be one of \"imageCountMoreThan\", \"sinceImagePushed\", \"sinceImagePulled\" (got \"sinceImageTransitioned\")"),
+        ("countType sinceImageTransitioned alone", one(r#"{"tagStatus":"any","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1}"#), "it needs storageClass \"archive\""),
         ("countUnit missing", since(""), "countUnit is required with countType \"sinceImagePushed\""),
         ("countUnit missing for pulled", one(r#"{"tagStatus":"any","countType":"sinceImagePulled","countNumber":1}"#), "countUnit is required with countType \"sinceImagePulled\""),
         ("countUnit hours", since(r#""countUnit":"hours","#), "countUnit must be \"days\" (got \"hours\")"),
@@ -255,15 +254,24 @@ fn invalid_policies() {
         ("countNumber string", count_number("\"5\""), "countNumber must be a positive integer (got \"5\")"),
         ("countNumber too large", count_number("4294967296"), "countNumber must be at most 2147483647"),
         // storageClass.
-        ("storageClass archive", one(r#"{"tagStatus":"any","storageClass":"archive","countType":"imageCountMoreThan","countNumber":1}"#), "storageClass must be \"standard\" (got \"archive\")"),
+        ("storageClass glacier", one(r#"{"tagStatus":"any","storageClass":"glacier","countType":"imageCountMoreThan","countNumber":1}"#), "storageClass must be \"standard\" or \"archive\" (got \"glacier\")"),
+        ("storageClass ARCHIVE", one(r#"{"tagStatus":"any","storageClass":"ARCHIVE","countType":"imageCountMoreThan","countNumber":1}"#), "storageClass must be \"standard\" or \"archive\""),
+        ("sinceImageTransitioned on standard", one(r#"{"tagStatus":"any","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1}"#), "sinceImageTransitioned\" counts days in the archive; it needs storageClass \"archive\""),
+        ("sinceImageTransitioned without unit", one(r#"{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countNumber":1}"#), "countUnit is required with countType \"sinceImageTransitioned\""),
         // action.
         ("action missing", one_rule(&format!(r#""rulePriority":1,"selection":{ANY_KEEP_1}"#)), "rules[0].action is required"),
         ("action not an object", act("\"expire\""), "rules[0].action must be a JSON object"),
         ("action type missing", act("{}"), "rules[0].action.type is required"),
-        ("action type delete", act(r#"{"type":"delete"}"#), "action.type must be \"expire\" (got \"delete\")"),
-        ("action type EXPIRE", act(r#"{"type":"EXPIRE"}"#), "action.type must be \"expire\""),
-        ("AWS: transition to archive", act(r#"{"type":"transition","targetStorageClass":"archive"}"#), "targetStorageClass belongs to the \"transition\" action"),
-        ("transition alone", act(r#"{"type":"transition"}"#), "action.type must be \"expire\" (got \"transition\")"),
+        ("action type delete", act(r#"{"type":"delete"}"#), "action.type must be \"expire\" or \"transition\" (got \"delete\")"),
+        ("action type EXPIRE", act(r#"{"type":"EXPIRE"}"#), "action.type must be \"expire\" or \"transition\""),
+        ("expire with a target", act(r#"{"type":"expire","targetStorageClass":"archive"}"#), "targetStorageClass is only allowed with type \"transition\""),
+        ("transition alone", act(r#"{"type":"transition"}"#), "targetStorageClass is required with type \"transition\""),
+        ("transition to standard", act(r#"{"type":"transition","targetStorageClass":"standard"}"#), "targetStorageClass must be \"archive\" (got \"standard\")"),
+        ("transition to ARCHIVE", act(r#"{"type":"transition","targetStorageClass":"ARCHIVE"}"#), "targetStorageClass must be \"archive\""),
+        ("action unknown field", act(r#"{"type":"expire","days":3}"#), "unknown field \"days\""),
+        ("transition of archived images", one_rule(r#""rulePriority":1,"selection":{"tagStatus":"any","storageClass":"archive","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"transition","targetStorageClass":"archive"}"#), "its selection.storageClass must be \"standard\" (got \"archive\")"),
+        // Cross-rule checks hold within a storage class.
+        ("two any rules of the archive", rules(&[r(1, r#"{"tagStatus":"any","storageClass":"archive","countType":"imageCountMoreThan","countNumber":1}"#), r(2, r#"{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1}"#)]), "only one rule may have tagStatus \"any\""),
         // The first bad rule is reported, by its index.
         ("second rule bad", rules(&[r(1, UNTAGGED_KEEP_1), r(2, r#"{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":0}"#)]), "rules[1].selection.countNumber"),
     ];
