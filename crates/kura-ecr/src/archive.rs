@@ -115,7 +115,9 @@ impl Ecr {
             Err((_, reason)) => return Err(EcrError::invalid_parameter(reason)),
         };
         let target = v.get("targetStorageClass").and_then(Value::as_str).unwrap_or_default();
-        let mut status = self.image_status(repo.id, &digest, &id, name.as_str(), &account).await?;
+        let mut status = self
+            .image_status(repo.id, &digest, &id, name.as_str(), &account)
+            .await?;
         let now = kura_store::now_millis();
         match (target, status) {
             ("ARCHIVE", ImageStatus::Active) => {
@@ -175,7 +177,14 @@ impl Ecr {
         }))
     }
 
-    async fn image_status(&self, repo: i64, digest: &str, id: &Value, name: &str, account: &str) -> EcrResult<ImageStatus> {
+    async fn image_status(
+        &self,
+        repo: i64,
+        digest: &str,
+        id: &Value,
+        name: &str,
+        account: &str,
+    ) -> EcrResult<ImageStatus> {
         match self.meta.image_get(repo, digest).await? {
             Some(img) => Ok(img.status),
             None => Err(kura_images::image_not_found(id, name, account)),

@@ -6,7 +6,13 @@ use kura_lifecycle::{evaluate, parse, Action, CountType, Image, StorageClass, DA
 
 const NOW: i64 = 1_800_000_000_000;
 
-fn image(digest: &str, tags: &[&str], pushed_days: i64, class: Option<StorageClass>, archived_days: Option<i64>) -> Image {
+fn image(
+    digest: &str,
+    tags: &[&str],
+    pushed_days: i64,
+    class: Option<StorageClass>,
+    archived_days: Option<i64>,
+) -> Image {
     Image {
         digest: digest.into(),
         tags: tags.iter().map(|t| t.to_string()).collect(),
@@ -51,7 +57,11 @@ fn cross_rule_checks_hold_per_storage_class() {
     ]}"#;
     // Rule 2 (`any`, archive) is not the last archive rule (3 is): refused.
     let e = parse(text).unwrap_err();
-    assert!(e.reason().contains("tagStatus \"any\" must have the highest rulePriority"), "{e}");
+    assert!(
+        e.reason()
+            .contains("tagStatus \"any\" must have the highest rulePriority"),
+        "{e}"
+    );
     let fixed = text.replace("\"rulePriority\":2,", "\"rulePriority\":5,");
     let p = parse(&fixed).unwrap();
     assert_eq!(p.rules.len(), 4);
@@ -60,7 +70,10 @@ fn cross_rule_checks_hold_per_storage_class() {
         r#""tagPrefixList":["prod"],"storageClass":"archive""#,
         r#""tagPrefixList":["prod"]"#,
     );
-    let dup = dup.replace(r#""countType":"sinceImageTransitioned""#, r#""countType":"sinceImagePushed""#);
+    let dup = dup.replace(
+        r#""countType":"sinceImageTransitioned""#,
+        r#""countType":"sinceImagePushed""#,
+    );
     let e = parse(&dup).unwrap_err();
     assert!(e.reason().contains("same tagPrefixList"), "{e}");
 }
