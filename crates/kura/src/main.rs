@@ -235,6 +235,10 @@ struct ServeArgs {
     /// The longest session `sts:AssumeRole` hands out (IAM's ceiling is 12h).
     #[arg(long, env = "KURA_STS_MAX_SESSION", default_value = "12h", value_parser = seconds_or_duration)]
     sts_max_session: Duration,
+    /// How long restoring an image from the archive storage class takes at
+    /// least: the restore job runs no earlier (the image is ACTIVATING meanwhile).
+    #[arg(long, env = "KURA_ARCHIVE_RESTORE_DELAY", default_value = "0s", value_parser = seconds_or_duration)]
+    archive_restore_delay: Duration,
     /// Answer blob GETs with a 307 redirect to a presigned URL of the blob
     /// store (S3 only), so layer bytes skip Kura; HEAD is still answered here.
     #[arg(long, env = "KURA_BLOB_REDIRECT", value_parser = clap::builder::BoolishValueParser::new())]
@@ -435,6 +439,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_session_secs: args.sts_max_session.as_secs().max(1),
             api_body_budget: usize::try_from(args.api_body_budget_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             trusted_proxies: args.trusted_proxies.clone(),
+            archive_restore_delay: args.archive_restore_delay,
             ..EcrConfig::new(&args.region, &boot.default_account)
         },
         kura_ecr::scanning::ScanSettings {
