@@ -109,7 +109,7 @@ async fn gc_keeps_an_archived_images_blobs_and_usage_meters_them_apart() {
         )
         .await
         .unwrap();
-    assert_eq!(moved, [digest.clone()]);
+    assert_eq!(moved, vec![digest.clone()]);
     let usage = store.storage_usage(Some(ACCOUNT)).await.unwrap();
     assert_eq!(
         (usage.standard_bytes, usage.archive_images, usage.archive_bytes),
