@@ -1,5 +1,6 @@
-//! Operations whose features later issues build (the pull-through cache). Reads answer truthfully for a registry where
-//! nothing of the kind is configured (an empty list, or the "not found" error
+//! Operations whose features later issues build (the pull-through cache).
+//! Reads answer truthfully for a registry where nothing of the kind is
+//! configured (an empty list, or the "not found" error
 //! ECR itself returns); writes answer `UnsupportedOperationException` (400),
 //! so no client is told a setting took effect when it did not.
 
