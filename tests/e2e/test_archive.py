@@ -82,6 +82,11 @@ def test_archive_restore_and_lifecycle_transition(reg):
     assert [d["imageDigest"] for d in archived] == [cold.digest]
     assert archived[0]["imageStatus"] == "ARCHIVED"
     assert archived[0]["lastArchivedAt"].timestamp() > time.time() - 300
+    # Metered apart: `kura usage` counts the archived image's bytes in the archive class.
+    usage = kura(reg, "usage", "--account", reg.account_id)
+    size = archived[0]["imageSizeInBytes"]
+    assert usage["archive"] == {"images": 1, "bytes": size}, usage
+    assert usage["standard"]["images"] == 1 and usage["standard"]["bytes"] > 0, usage
     anyst = ecr.describe_images(repositoryName=REPO, filter={"imageStatus": "ANY"})["imageDetails"]
     assert {d["imageDigest"]: d["imageStatus"] for d in anyst} == {cold.digest: "ARCHIVED", hot.digest: "ACTIVE"}
     listed = aws(reg, "list-images", "--repository-name", REPO, "--filter", "imageStatus=ARCHIVED")

@@ -63,6 +63,15 @@ enum Command {
         #[command(subcommand)]
         command: VulndbCommand,
     },
+    /// Stored images and bytes by storage class (standard, archive), as JSON:
+    /// archived bytes are metered apart.
+    Usage {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// One account's usage (default: the whole deployment).
+        #[arg(long)]
+        account: Option<String>,
+    },
     /// Accounts (each is a registry with its own IAM principals).
     Account {
         #[command(subcommand)]
@@ -573,6 +582,21 @@ async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn usage(args: StoreArgs, account: Option<String>) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let (meta, _) = open_stores(&args).await?;
+    let u = kura_store::MetaStore::storage_usage(meta.as_ref(), account.as_deref())
+        .await
+        .context("storage usage")?;
+    let out = serde_json::json!({
+        "account": account,
+        "standard": {"images": u.standard_images, "bytes": u.standard_bytes},
+        "archive": {"images": u.archive_images, "bytes": u.archive_bytes},
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
 async fn vulndb_import(store: StoreArgs, path: PathBuf) -> anyhow::Result<()> {
     init_logging(&store.log_format);
     let (meta, _) = open_stores(&store).await?;
@@ -682,6 +706,7 @@ async fn main() -> anyhow::Result<()> {
             command: LifecycleCommand::Run(args),
         } => lifecycle_run(args).await,
         Command::Audit(args) => audit(args).await,
+        Command::Usage { store, account } => usage(store, account).await,
         Command::Jobs { command } => jobs_command(command).await,
         Command::Vulndb {
             command: VulndbCommand::Import { store, path },
