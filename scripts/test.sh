@@ -39,7 +39,7 @@ cargo test --release --workspace
 echo "== cargo test: store suites on PostgreSQL and S3; registry, ECR, GC, job and event delivery tests on PostgreSQL"
 scripts/with-postgres-s3 env KURA_REQUIRE_PG=1 KURA_REQUIRE_S3=1 \
     cargo test --release -p kura-store --test meta --test blobstore --test jobs --test events --test replication \
-    -p kura-registry --test router --test events -p kura-ecr --tests -p kura-gc --test gc \
+    -p kura-registry --test router --test events -p kura-ecr --tests -p kura-gc --test gc --test archive \
     -p kura-jobs -p kura-events -p kura-audit -p kura-replication
 echo "== cargo build (binary and benchmarks)"
 cargo build --release -p kura

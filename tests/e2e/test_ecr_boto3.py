@@ -998,8 +998,6 @@ def test_later_operations(reg, ecr):
         ("RegisterPullTimeUpdateExclusion", {"principalArn": principal}, "UnsupportedOperationException"),
         ("DeregisterPullTimeUpdateExclusion", {"principalArn": principal}, "ExclusionNotFoundException"),
         ("ListPullTimeUpdateExclusions", {}, None),
-        ("UpdateImageStorageClass", {**rn, **image, "targetStorageClass": "ARCHIVE"},
-         "ImageStorageClassUpdateNotSupportedException"),
     ]
     # The operations the operation table marks not built (ops/later.rs answers them); each
     # needs a case here.
@@ -1052,10 +1050,6 @@ def test_later_operations(reg, ecr):
          "ImageNotFoundException"),
         ("DescribeImageReplicationStatus",
          lambda: ecr.describe_image_replication_status(repositoryName="later", imageId={"imageDigest": ZERO_DIGEST}),
-         "ImageNotFoundException"),
-        ("UpdateImageStorageClass",
-         lambda: ecr.update_image_storage_class(repositoryName="later", imageId={"imageTag": "nope"},
-                                                targetStorageClass="ARCHIVE"),
          "ImageNotFoundException"),
         ("DescribeImageSigningStatus",
          lambda: ecr.describe_image_signing_status(repositoryName="ghost", imageId={"imageTag": "v1"}),

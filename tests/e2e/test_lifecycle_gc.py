@@ -274,7 +274,7 @@ def test_lifecycle_preview_run_then_gc(registry, tmp_path):
     report = kura(reg, "lifecycle", "run")
     t1 = time.time()
     assert report == {"skipped": False, "repositories": 1, "expired": len(EXPECTED_RULE),
-                      "kept_referenced": 0, "invalid_policies": 0}, report
+                      "transitioned": 0, "kept_referenced": 0, "invalid_policies": 0}, report
     left = {d["imageDigest"]: d for d in aws("describe-images", "--repository-name", REPO)["imageDetails"]}
     assert set(left) == set(described) - expiring, "the run expired something other than the preview"
     assert {by_digest[d] for d in left} == set(SURVIVORS)
@@ -321,7 +321,7 @@ def test_lifecycle_preview_run_then_gc(registry, tmp_path):
 
     # Idempotent.
     again = kura(reg, "lifecycle", "run")
-    assert again == {"skipped": False, "repositories": 1, "expired": 0,
+    assert again == {"skipped": False, "repositories": 1, "expired": 0, "transitioned": 0,
                      "kept_referenced": 0, "invalid_policies": 0}, again
     assert set(d["imageDigest"] for d in ecr.describe_images(repositoryName=REPO)["imageDetails"]) == set(left)
 

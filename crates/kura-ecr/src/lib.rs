@@ -17,6 +17,7 @@
 //! and the data-plane [`Registry`] service (for uploads and manifests, so
 //! both planes share one set of rules); nothing calls back up.
 
+pub mod archive;
 pub mod auth;
 pub mod authz;
 pub mod calls;
@@ -62,6 +63,10 @@ pub struct EcrConfig {
     /// Peers whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed
     /// (`KURA_TRUSTED_PROXIES`); nobody by default.
     pub trusted_proxies: client::TrustedProxies,
+    /// How long a restore from the archive storage class takes at least
+    /// (`KURA_ARCHIVE_RESTORE_DELAY`; the restore job runs no earlier). The
+    /// image is ACTIVATING meanwhile.
+    pub archive_restore_delay: std::time::Duration,
 }
 
 impl EcrConfig {
@@ -73,6 +78,7 @@ impl EcrConfig {
             max_session_secs: 12 * 3600,
             api_body_budget: body::DEFAULT_BODY_BUDGET,
             trusted_proxies: client::TrustedProxies::default(),
+            archive_restore_delay: std::time::Duration::ZERO,
         }
     }
 }
@@ -255,6 +261,9 @@ impl Ecr {
             Arc::new(lifecycle::PreviewJob {
                 meta: self.meta.clone(),
                 maint: self.maint.clone(),
+            }),
+            Arc::new(archive::RestoreJob {
+                meta: self.meta.clone(),
             }),
         ]
     }

@@ -8,17 +8,20 @@
 //! listeners get `ImageDeleted` and `LifecycleExpired`), so tag immutability
 //! never blocks it; an image that an index in the repository still lists is
 //! kept (as ECR does) and reported. Each expiry is recorded as a
-//! `PolicyExecutionEvent` audit record. Runs take the
+//! `PolicyExecutionEvent` audit record. A `transition` action archives the
+//! image (ACTIVE → ARCHIVED, as `UpdateImageStorageClass` does; see
+//! `crate::archive`); rules of the archive class expire archived images.
+//! Runs take the
 //! `lifecycle` lease, so one node at a time; re-running is idempotent.
 
 use std::sync::Arc;
 
-use kura_lifecycle::{Decision, Image, Policy};
+use kura_lifecycle::{Action, Decision, Image, Policy, StorageClass};
 use kura_registry::error::RegistryError;
 use kura_registry::service::DeleteCause;
 use kura_registry::{Actor, Registry};
 use kura_store::gc::AuditEvent;
-use kura_store::meta::{RepoRow, TagStatus};
+use kura_store::meta::{ImageStatus, RepoRow, TagStatus};
 use kura_store::{MaintenanceStore, MetaStore, StoreError};
 use serde::Serialize;
 use serde_json::json;
@@ -32,6 +35,8 @@ pub struct LifecycleReport {
     pub repositories: u64,
     /// Images expired.
     pub expired: u64,
+    /// Images moved to the archive storage class.
+    pub transitioned: u64,
     /// Images selected but kept because an index references them.
     pub kept_referenced: u64,
     /// Policies that no longer parse (skipped).
@@ -50,6 +55,12 @@ pub async fn images_of(meta: &dyn MetaStore, repo: i64) -> Result<Vec<Image>, St
                 tags: i.tags.clone(),
                 pushed_at_ms: i.pushed_at,
                 last_pulled_at_ms: i.last_pulled_at,
+                storage_class: match i.status {
+                    ImageStatus::Active => Some(StorageClass::Standard),
+                    ImageStatus::Archived => Some(StorageClass::Archive),
+                    ImageStatus::Activating => None,
+                },
+                transitioned_at_ms: i.archived_at,
             });
         }
         match page.last() {
@@ -90,6 +101,10 @@ pub async fn apply(
     };
     let actor = Actor::lifecycle(repo.account.clone());
     for d in decisions {
+        if d.action == Action::Transition {
+            transition(registry.meta().as_ref(), maint, repo, &d, report).await?;
+            continue;
+        }
         let cause = DeleteCause::LifecycleExpiry {
             rule_priority: d.applied_rule_priority as i64,
         };
@@ -142,6 +157,77 @@ pub async fn apply(
     Ok(())
 }
 
+/// Carry out a `transition` decision: archive the image (and the manifests an
+/// index lists) if it is still ACTIVE; recorded like an expiry.
+async fn transition(
+    meta: &dyn MetaStore,
+    maint: &dyn MaintenanceStore,
+    repo: &RepoRow,
+    d: &Decision,
+    report: &mut LifecycleReport,
+) -> Result<(), StoreError> {
+    let moved = meta
+        .image_set_status(
+            repo.id,
+            &d.digest,
+            &[ImageStatus::Active],
+            ImageStatus::Archived,
+            kura_store::now_millis(),
+        )
+        .await?;
+    if moved.is_empty() {
+        // Deleted, archived or restored in between: nothing to do.
+        return Ok(());
+    }
+    report.transitioned += 1;
+    tracing::info!(
+        repository = %repo.name,
+        digest = %d.digest,
+        rule = d.applied_rule_priority,
+        "lifecycle policy archived an image"
+    );
+    maint
+        .audit_append(&AuditEvent {
+            id: 0,
+            at: kura_store::now_millis(),
+            account: repo.account.clone(),
+            event_name: "PolicyExecutionEvent".into(),
+            source: "ecr.amazonaws.com".into(),
+            detail: json!({
+                "eventName": "PolicyExecutionEvent",
+                "repositoryName": repo.name,
+                "imageDigest": d.digest,
+                "imageTags": d.tags,
+                "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
+                "appliedRulePriority": d.applied_rule_priority,
+                "actionType": "TRANSITION",
+                "targetStorageClass": "ARCHIVE",
+                "result": "SUCCESS",
+            })
+            .to_string(),
+        })
+        .await
+}
+
+/// A decision as a preview result (`LifecyclePolicyPreviewResult`).
+pub fn preview_result(d: &Decision) -> serde_json::Value {
+    let action = match d.action {
+        Action::Expire => json!({"type": "EXPIRE"}),
+        Action::Transition => json!({"type": "TRANSITION", "targetStorageClass": "ARCHIVE"}),
+    };
+    json!({
+        "imageDigest": d.digest,
+        "imageTags": d.tags,
+        "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
+        "action": action,
+        "appliedRulePriority": d.applied_rule_priority,
+        "storageClass": match d.storage_class {
+            StorageClass::Standard => "STANDARD",
+            StorageClass::Archive => "ARCHIVE",
+        },
+    })
+}
+
 /// Apply every repository's policy (the background job and `kura lifecycle run`).
 pub async fn run_all(registry: Arc<Registry>, maint: Arc<dyn MaintenanceStore>) -> Result<LifecycleReport, StoreError> {
     let meta = registry.meta().clone();
@@ -186,6 +272,7 @@ pub async fn run_all(registry: Arc<Registry>, maint: Arc<dyn MaintenanceStore>) 
     tracing::info!(
         repositories = report.repositories,
         expired = report.expired,
+        transitioned = report.transitioned,
         kept_referenced = report.kept_referenced,
         "lifecycle run finished"
     );
@@ -256,18 +343,7 @@ impl kura_jobs::JobHandler for PreviewJob {
         };
         let res = async {
             let (decisions, _) = decide(self.meta.as_ref(), p.repo_id, &policy).await?;
-            let results: Vec<serde_json::Value> = decisions
-                .iter()
-                .map(|d| {
-                    json!({
-                        "imageDigest": d.digest,
-                        "imageTags": d.tags,
-                        "imagePushedAt": d.pushed_at_ms as f64 / 1000.0,
-                        "action": {"type": "EXPIRE"},
-                        "appliedRulePriority": d.applied_rule_priority,
-                    })
-                })
-                .collect();
+            let results: Vec<serde_json::Value> = decisions.iter().map(preview_result).collect();
             self.maint
                 .preview_finish(
                     p.repo_id,

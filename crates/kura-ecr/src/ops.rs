@@ -107,7 +107,7 @@ impl Ecr {
     }
 
     /// The registry, repository name and repository an input addresses.
-    async fn target(&self, ctx: &Ctx, v: &Value) -> EcrResult<(String, RepoName, RepoRow)> {
+    pub(crate) async fn target(&self, ctx: &Ctx, v: &Value) -> EcrResult<(String, RepoName, RepoRow)> {
         let account = ctx.account.clone();
         let name = repo_name(v)?;
         let repo = self.require_repo(&account, &name).await?;
@@ -282,7 +282,7 @@ pub async fn dispatch(ecr: &Ecr, ctx: &Ctx, op: EcrOp, v: Value) -> EcrResult<Va
         EcrOp::UpdatePullThroughCacheRule => ecr.update_pull_through_cache_rule(ctx, &v).await,
         EcrOp::DeletePullThroughCacheRule => ecr.delete_pull_through_cache_rule(ctx, &v).await,
         EcrOp::ValidatePullThroughCacheRule => ecr.validate_pull_through_cache_rule(ctx, &v).await,
-        other => Err(EcrError::unsupported(other.name(), "this operation")),
+        EcrOp::UpdateImageStorageClass => ecr.update_image_storage_class(ctx, &v).await,
     }
 }
 
@@ -375,6 +375,7 @@ impl Ecr {
     async fn list_images(&self, ctx: &Ctx, v: &Value) -> EcrResult<Value> {
         let (_, _, repo) = self.target(ctx, v).await?;
         let status = tag_status(v.pointer("/filter/tagStatus").and_then(Value::as_str));
+        let image_status = kura_images::image_status_filter(v.pointer("/filter/imageStatus").and_then(Value::as_str));
         let limit = max_results(v, 100) as usize;
         // maxResults counts image ids (one per tag), so a page may end inside
         // an image's tags: the token is "<digest>\n<last tag>" then.
@@ -400,7 +401,7 @@ impl Ecr {
         while ids.len() <= limit {
             let batch = self
                 .meta
-                .image_list(repo.id, status, after.as_deref(), limit as i64 + 1)
+                .image_list_in(repo.id, status, image_status, after.as_deref(), limit as i64 + 1)
                 .await?;
             for img in &batch {
                 if img.tags.is_empty() {
@@ -482,11 +483,18 @@ impl Ecr {
                     continue;
                 }
             };
-            let m = self
+            let m = match self
                 .registry
                 .get_manifest(&account, &name, &digest, Some(&ctx.actor()))
                 .await
-                .map_err(|e| map_registry_error(e, &account, name.as_str()))?;
+            {
+                Ok(m) => m,
+                Err(kura_registry::error::RegistryError::ImageArchived { status, .. }) => {
+                    failures.push(kura_images::archived_failure(id, status));
+                    continue;
+                }
+                Err(e) => return Err(map_registry_error(e, &account, name.as_str())),
+            };
             if let Some(acc) = &accepted {
                 if !acc.contains(&m.media_type.as_str()) {
                     failures.push(image_failure(

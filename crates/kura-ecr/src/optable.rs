@@ -677,7 +677,7 @@ impl EcrOp {
                 action: "ecr:UpdateImageStorageClass",
                 scope: Scope::Repository,
                 read_only: false,
-                built: false,
+                built: true,
             },
             EcrOp::UpdatePullThroughCacheRule => OpSpec {
                 name: "UpdatePullThroughCacheRule",
@@ -718,9 +718,6 @@ impl EcrOp {
     /// For an operation Kura does not implement yet: what it answers.
     pub const fn later(self) -> Option<&'static str> {
         match self {
-            EcrOp::UpdateImageStorageClass => {
-                Some("ImageStorageClassUpdateNotSupportedException (no archive tier yet)")
-            }
             _ => None,
         }
     }

@@ -13,7 +13,7 @@ use kura_oci::{Digest, RepoName};
 use kura_registry::error::{Invalid, RegistryError};
 use kura_registry::service::{DeleteCause, StartOutcome};
 use kura_registry::{Actor, Registry};
-use kura_store::meta::{ImageRow, RepoRow, TagStatus};
+use kura_store::meta::{ImageRow, ImageStatus, RepoRow, TagStatus};
 use kura_store::MetaStore;
 use serde_json::{json, Map, Value};
 
@@ -94,8 +94,14 @@ pub fn image_detail(account: &str, repo: &str, img: &ImageRow) -> Value {
         "imageSizeInBytes": img.size,
         "imagePushedAt": kura_aws::json::ts(img.pushed_at),
         "imageManifestMediaType": img.media_type,
-        "imageStatus": "ACTIVE",
+        "imageStatus": img.status.as_str(),
     });
+    if let Some(a) = img.archived_at {
+        d["lastArchivedAt"] = kura_aws::json::ts(a);
+    }
+    if let Some(a) = img.activated_at {
+        d["lastActivatedAt"] = kura_aws::json::ts(a);
+    }
     if !img.tags.is_empty() {
         d["imageTags"] = json!(img.tags);
     }
@@ -118,6 +124,26 @@ pub fn tag_status(s: Option<&str>) -> TagStatus {
         Some("UNTAGGED") => TagStatus::Untagged,
         _ => TagStatus::Any,
     }
+}
+
+/// The storage status a listing's `filter.imageStatus` wants: ACTIVE when
+/// absent (ECR lists only active images unless asked), none for `ANY`.
+pub fn image_status_filter(s: Option<&str>) -> Option<ImageStatus> {
+    match s {
+        Some("ANY") => None,
+        Some(other) => Some(ImageStatus::parse(other).unwrap_or(ImageStatus::Active)),
+        None => Some(ImageStatus::Active),
+    }
+}
+
+/// The failure a pull of a non-active image reports in a batch (as
+/// `BatchGetImage`'s `failures`): ECR's `ImageInaccessible`.
+pub fn archived_failure(id: &Value, status: ImageStatus) -> Value {
+    let reason = match status {
+        ImageStatus::Activating => "The image is being restored from the archive storage class and cannot be pulled until the restore completes",
+        _ => "The image is archived and cannot be pulled; restore it with UpdateImageStorageClass (targetStorageClass STANDARD) first",
+    };
+    image_failure(id, "ImageInaccessible", reason)
 }
 
 /// Resolve an `ImageIdentifier` to a digest in a repository, or the failure
@@ -178,6 +204,7 @@ pub fn map_registry_error(e: RegistryError, account: &str, repo: &str) -> AwsErr
         } => AwsError::new("InvalidLayerException", message),
         RegistryError::ManifestUnknown { .. } => AwsError::new("ImageNotFoundException", message),
         RegistryError::LimitExceeded { .. } => AwsError::new("LimitExceededException", message),
+        RegistryError::ImageArchived { .. } => AwsError::new("ImageArchivedException", message),
         RegistryError::Store(e) => AwsError::from(e),
         // Storage full: ServerException with 503, which the AWS SDKs retry.
         RegistryError::Unavailable => {
@@ -487,8 +514,10 @@ impl Target<'_> {
 
     /// The images `DescribeImages` answers: those its `imageIds` name (each
     /// once; `ImageNotFoundException` for one that is not there), else a page
-    /// of the repository's (`filter.tagStatus`, `maxResults`, `nextToken`),
-    /// with the next page's token.
+    /// of the repository's (`filter.tagStatus`, `filter.imageStatus` — only
+    /// ACTIVE images unless it says otherwise —, `maxResults`, `nextToken`),
+    /// with the next page's token. Images named by id are answered whatever
+    /// their storage status, so a restore can be watched by tag or digest.
     pub async fn describe_images(&self, v: &Value) -> AwsResult<(Vec<ImageRow>, Option<String>)> {
         let (account, name) = (self.account, self.name.as_str());
         if let Some(ids) = v.get("imageIds").and_then(Value::as_array) {
@@ -509,11 +538,12 @@ impl Target<'_> {
             return Ok((out, None));
         }
         let status = tag_status(v.pointer("/filter/tagStatus").and_then(Value::as_str));
+        let image_status = image_status_filter(v.pointer("/filter/imageStatus").and_then(Value::as_str));
         let limit = v.get("maxResults").and_then(Value::as_i64).unwrap_or(100);
         let after = decode_token(v)?;
         let mut imgs = self
             .meta()
-            .image_list(self.repo.id, status, after.as_deref(), limit + 1)
+            .image_list_in(self.repo.id, status, image_status, after.as_deref(), limit + 1)
             .await?;
         let mut next = None;
         if imgs.len() as i64 > limit {

@@ -28,16 +28,23 @@
 //! "keeping the newest 1" may decide to keep an image that a higher rule
 //! claimed, and so expire nothing). See [`evaluate`].
 //!
-//! # Scope
+//! # Storage classes
 //!
-//! Kura stores every image in one storage class, so only the `expire` action
-//! exists here. AWS's archive tier (`"action": {"type": "transition"}`,
-//! `targetStorageClass`, `storageClass: "archive"`, `sinceImageTransitioned`)
-//! is refused with a reason; `storageClass: "standard"`, AWS's default, is
-//! accepted. AWS's current guide allows `sinceImagePulled` only together with
-//! the archive `transition` action; without an archive tier Kura accepts it
-//! with `expire` instead, using the same age rule (last pull, or the push if
-//! the image was never pulled).
+//! An image is in the standard storage class or in the archive (ECR's archive
+//! storage class; an image being restored is in neither, and no rule touches
+//! it). Every rule looks at the images of one class, its
+//! `selection.storageClass` (`standard`, the default, or `archive`): a rule's
+//! counts, tag requirements and priority claims concern that class alone.
+//! Two actions exist: `expire` deletes, `transition` (with
+//! `targetStorageClass: "archive"`, on standard images only) archives.
+//! `sinceImageTransitioned` counts days since the image was archived and so
+//! applies to `archive` rules only. AWS's guide allows `sinceImagePulled`
+//! only with `transition`; Kura, which accepted it with `expire` before it
+//! had an archive, still does (same age rule: the last pull, or the push if
+//! the image was never pulled). The cross-rule checks (one `any` rule,
+//! applied last; one `untagged` rule; unique tag sets) hold per storage
+//! class, so a policy may transition `prod*` images and later expire the
+//! archived `prod*` images.
 //!
 //! AWS also says an image that a manifest list references cannot be expired
 //! before the list itself. [`Image`] carries no references, so that guard
@@ -51,6 +58,26 @@ mod parse;
 mod pattern;
 
 pub use eval::{evaluate, Decision, Image, DAY_MS};
+
+/// A storage class a rule looks at (`selection.storageClass`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum StorageClass {
+    /// `standard` (the default): images that can be pulled.
+    #[default]
+    Standard,
+    /// `archive`: archived images.
+    Archive,
+}
+
+impl StorageClass {
+    /// The policy JSON spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageClass::Standard => "standard",
+            StorageClass::Archive => "archive",
+        }
+    }
+}
 pub use parse::{
     parse, MAX_COUNT_NUMBER, MAX_POLICY_CHARS, MAX_RULES, MAX_RULE_PRIORITY, MAX_TAG_FILTER_LEN, MAX_WILDCARDS,
 };
@@ -92,6 +119,8 @@ pub struct Selection {
     pub count_unit: Option<String>,
     /// `countNumber`: images to keep, or days.
     pub count_number: u64,
+    /// `storageClass`: the class of images the rule looks at.
+    pub storage_class: StorageClass,
 }
 
 /// `tagStatus`: which images a rule considers at all.
@@ -128,6 +157,9 @@ pub enum CountType {
     /// `sinceImagePulled`: mark images last pulled more than `countNumber`
     /// days ago; an image never pulled counts from its push.
     SinceImagePulled,
+    /// `sinceImageTransitioned` (archive rules only): mark images archived
+    /// more than `countNumber` days ago.
+    SinceImageTransitioned,
 }
 
 impl CountType {
@@ -137,6 +169,7 @@ impl CountType {
             CountType::ImageCountMoreThan => "imageCountMoreThan",
             CountType::SinceImagePushed => "sinceImagePushed",
             CountType::SinceImagePulled => "sinceImagePulled",
+            CountType::SinceImageTransitioned => "sinceImageTransitioned",
         }
     }
 }
@@ -146,6 +179,9 @@ impl CountType {
 pub enum Action {
     /// `expire`: delete the marked images.
     Expire,
+    /// `transition` with `targetStorageClass: "archive"`: archive the marked
+    /// (standard) images.
+    Transition,
 }
 
 impl Action {
@@ -153,6 +189,7 @@ impl Action {
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Expire => "expire",
+            Action::Transition => "transition",
         }
     }
 }

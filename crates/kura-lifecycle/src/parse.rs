@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::{Action, CountType, Policy, PolicyError, Rule, Selection, TagStatus};
+use crate::{Action, CountType, Policy, PolicyError, Rule, Selection, StorageClass, TagStatus};
 
 /// The longest policy text ECR stores (`LifecyclePolicyText`, 30,720 characters).
 pub const MAX_POLICY_CHARS: usize = 30_720;
@@ -31,7 +31,7 @@ const SELECTION_FIELDS: &[&str] = &[
     "countUnit",
     "countNumber",
 ];
-const ACTION_FIELDS: &[&str] = &["type"];
+const ACTION_FIELDS: &[&str] = &["type", "targetStorageClass"];
 
 /// Parse and validate lifecycle policy text the way ECR's `PutLifecyclePolicy`
 /// does, returning the rules in `rulePriority` order.
@@ -54,19 +54,23 @@ const ACTION_FIELDS: &[&str] = &["type"];
 ///   accept, no expressions), each `tagPatternList` entry those plus `*`, at
 ///   most [`MAX_WILDCARDS`] of them; entries are 1 to [`MAX_TAG_FILTER_LEN`]
 ///   characters.
-/// - At most one rule has tagStatus `any`, and it has the highest
-///   `rulePriority` of the policy (AWS: it must be evaluated last).
-/// - At most one rule has tagStatus `untagged` (AWS: only one rule may select
-///   untagged images).
-/// - No two rules select the same set of tag prefixes, nor the same set of
-///   tag patterns (AWS: the rules must contain a unique set of prefixes).
-/// - `countType` is required: `imageCountMoreThan`, `sinceImagePushed` or
-///   `sinceImagePulled`. `countUnit` is required and must be `days` with the
-///   two `since*` types, and is refused with `imageCountMoreThan`.
+/// - Among the rules of one storage class: at most one has tagStatus `any`,
+///   and it has the highest `rulePriority` of them (AWS: it must be evaluated
+///   last); at most one has tagStatus `untagged` (AWS: only one rule may
+///   select untagged images); no two select the same set of tag prefixes,
+///   nor the same set of tag patterns (AWS: the rules must contain a unique
+///   set of prefixes).
+/// - `countType` is required: `imageCountMoreThan`, `sinceImagePushed`,
+///   `sinceImagePulled` or `sinceImageTransitioned` (the last only with
+///   `storageClass: "archive"`). `countUnit` is required and must be `days`
+///   with the `since*` types, and is refused with `imageCountMoreThan`.
 /// - `countNumber` is required, a positive integer (0 is refused).
-/// - `action.type` is required and must be `expire`.
-/// - `selection.storageClass`, if present, must be `standard` (AWS's default;
-///   Kura has no archive tier).
+/// - `selection.storageClass`, if present, is `standard` (the default) or
+///   `archive`.
+/// - `action.type` is required: `expire`, or `transition`, which needs
+///   `targetStorageClass: "archive"` and a `standard` selection (only
+///   standard images move to the archive); `expire` takes no
+///   `targetStorageClass`.
 pub fn parse(text: &str) -> Result<Policy, PolicyError> {
     let chars = text.chars().count();
     if chars > MAX_POLICY_CHARS {
@@ -126,6 +130,12 @@ fn rule(v: &Value, path: &str) -> Result<Rule, PolicyError> {
         None => return Err(PolicyError::new(format!("{path}.action is required"))),
         Some(v) => action(v, &format!("{path}.action"))?,
     };
+    if action == Action::Transition && selection.storage_class != StorageClass::Standard {
+        return Err(PolicyError::new(format!(
+            "{path}.action \"transition\" moves standard images to the archive; its selection.storageClass must be \"standard\" (got \"{}\")",
+            selection.storage_class.as_str()
+        )));
+    }
     Ok(Rule {
         rule_priority,
         description,
@@ -183,27 +193,34 @@ fn selection(v: &Value, path: &str) -> Result<Selection, PolicyError> {
         }
     }
 
-    match obj.get("storageClass") {
-        None => {}
-        Some(Value::String(s)) if s == "standard" => {}
+    let storage_class = match obj.get("storageClass") {
+        None => StorageClass::Standard,
+        Some(Value::String(s)) if s == "standard" => StorageClass::Standard,
+        Some(Value::String(s)) if s == "archive" => StorageClass::Archive,
         Some(other) => {
             return Err(PolicyError::new(format!(
-                "{path}.storageClass must be \"standard\" (got {other}); archive storage is not supported"
+                "{path}.storageClass must be \"standard\" or \"archive\" (got {other})"
             )))
         }
-    }
+    };
 
     let count_type = match obj.get("countType") {
         None => return Err(PolicyError::new(format!("{path}.countType is required"))),
         Some(Value::String(s)) if s == "imageCountMoreThan" => CountType::ImageCountMoreThan,
         Some(Value::String(s)) if s == "sinceImagePushed" => CountType::SinceImagePushed,
         Some(Value::String(s)) if s == "sinceImagePulled" => CountType::SinceImagePulled,
+        Some(Value::String(s)) if s == "sinceImageTransitioned" => CountType::SinceImageTransitioned,
         Some(other) => {
             return Err(PolicyError::new(format!(
-                "{path}.countType must be one of \"imageCountMoreThan\", \"sinceImagePushed\", \"sinceImagePulled\" (got {other})"
+                "{path}.countType must be one of \"imageCountMoreThan\", \"sinceImagePushed\", \"sinceImagePulled\", \"sinceImageTransitioned\" (got {other})"
             )))
         }
     };
+    if count_type == CountType::SinceImageTransitioned && storage_class != StorageClass::Archive {
+        return Err(PolicyError::new(format!(
+            "{path}.countType \"sinceImageTransitioned\" counts days in the archive; it needs storageClass \"archive\""
+        )));
+    }
 
     let count_unit = match (count_type, obj.get("countUnit")) {
         (CountType::ImageCountMoreThan, None) => None,
@@ -212,15 +229,13 @@ fn selection(v: &Value, path: &str) -> Result<Selection, PolicyError> {
                 "{path}.countUnit is not allowed with countType \"imageCountMoreThan\""
             )))
         }
-        (CountType::SinceImagePushed | CountType::SinceImagePulled, None) => {
+        (_, None) => {
             return Err(PolicyError::new(format!(
                 "{path}.countUnit is required with countType \"{}\"; it must be \"days\"",
                 count_type.as_str()
             )))
         }
-        (CountType::SinceImagePushed | CountType::SinceImagePulled, Some(Value::String(s))) if s == "days" => {
-            Some(s.clone())
-        }
+        (_, Some(Value::String(s))) if s == "days" => Some(s.clone()),
         (_, Some(other)) => {
             return Err(PolicyError::new(format!(
                 "{path}.countUnit must be \"days\" (got {other})"
@@ -240,22 +255,34 @@ fn selection(v: &Value, path: &str) -> Result<Selection, PolicyError> {
         count_type,
         count_unit,
         count_number,
+        storage_class,
     })
 }
 
 fn action(v: &Value, path: &str) -> Result<Action, PolicyError> {
     let obj = object(v, path)?;
-    if obj.contains_key("targetStorageClass") {
-        return Err(PolicyError::new(format!(
-            "{path}.targetStorageClass belongs to the \"transition\" action, which is not supported; use \"expire\""
-        )));
-    }
     check_fields(obj, ACTION_FIELDS, path)?;
-    match obj.get("type") {
-        None => Err(PolicyError::new(format!("{path}.type is required"))),
-        Some(Value::String(s)) if s == "expire" => Ok(Action::Expire),
-        Some(other) => Err(PolicyError::new(format!(
-            "{path}.type must be \"expire\" (got {other})"
+    let action = match obj.get("type") {
+        None => return Err(PolicyError::new(format!("{path}.type is required"))),
+        Some(Value::String(s)) if s == "expire" => Action::Expire,
+        Some(Value::String(s)) if s == "transition" => Action::Transition,
+        Some(other) => {
+            return Err(PolicyError::new(format!(
+                "{path}.type must be \"expire\" or \"transition\" (got {other})"
+            )))
+        }
+    };
+    match (action, obj.get("targetStorageClass")) {
+        (Action::Expire, None) => Ok(action),
+        (Action::Expire, Some(_)) => Err(PolicyError::new(format!(
+            "{path}.targetStorageClass is only allowed with type \"transition\""
+        ))),
+        (Action::Transition, Some(Value::String(s))) if s == "archive" => Ok(action),
+        (Action::Transition, None) => Err(PolicyError::new(format!(
+            "{path}.targetStorageClass is required with type \"transition\"; it must be \"archive\""
+        ))),
+        (Action::Transition, Some(other)) => Err(PolicyError::new(format!(
+            "{path}.targetStorageClass must be \"archive\" (got {other})"
         ))),
     }
 }
@@ -316,7 +343,19 @@ fn check_across_rules(rules: &[Rule]) -> Result<(), PolicyError> {
             )));
         }
     }
+    // The rules of each storage class see only that class's images.
+    for class in [StorageClass::Standard, StorageClass::Archive] {
+        let of_class: Vec<Rule> = rules
+            .iter()
+            .filter(|r| r.selection.storage_class == class)
+            .cloned()
+            .collect();
+        check_class_rules(&of_class)?;
+    }
+    Ok(())
+}
 
+fn check_class_rules(rules: &[Rule]) -> Result<(), PolicyError> {
     let mut any = rules
         .iter()
         .filter(|r| r.selection.tag_status == TagStatus::Any)

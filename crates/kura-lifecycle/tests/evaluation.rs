@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use kura_lifecycle::{evaluate, parse, Action, CountType, Decision, Image, Policy, Rule, Selection, TagStatus, DAY_MS};
+use kura_lifecycle::{
+    evaluate, parse, Action, CountType, Decision, Image, Policy, Rule, Selection, StorageClass, TagStatus, DAY_MS,
+};
 
 const NOW: i64 = 1_750_000_000_000;
 const HOUR_MS: i64 = 3_600_000;
@@ -43,6 +45,8 @@ impl Img {
             tags: self.tags.iter().map(|t| t.to_string()).collect(),
             pushed_at_ms: NOW - self.pushed_h * HOUR_MS,
             last_pulled_at_ms: self.pulled_h.map(|h| NOW - h * HOUR_MS),
+            storage_class: Some(StorageClass::Standard),
+            transitioned_at_ms: None,
         }
     }
 }
@@ -586,19 +590,25 @@ fn decisions_are_oldest_first_and_complete() {
                 digest: "c".into(),
                 tags: vec![],
                 pushed_at_ms: NOW - 9 * DAY_MS,
-                applied_rule_priority: 3
+                applied_rule_priority: 3,
+                action: Action::Expire,
+                storage_class: StorageClass::Standard,
             },
             Decision {
                 digest: "a".into(),
                 tags: vec![],
                 pushed_at_ms: NOW - 5 * DAY_MS,
-                applied_rule_priority: 3
+                applied_rule_priority: 3,
+                action: Action::Expire,
+                storage_class: StorageClass::Standard,
             },
             Decision {
                 digest: "b".into(),
                 tags: vec!["x".into(), "y".into()],
                 pushed_at_ms: NOW - 5 * DAY_MS,
-                applied_rule_priority: 3
+                applied_rule_priority: 3,
+                action: Action::Expire,
+                storage_class: StorageClass::Standard,
             },
         ]
     );
@@ -618,6 +628,7 @@ fn hand_built_policies_are_applied_in_priority_order() {
         count_type,
         count_unit: count_unit.map(String::from),
         count_number,
+        storage_class: StorageClass::Standard,
     };
     let policy = Policy {
         rules: vec![

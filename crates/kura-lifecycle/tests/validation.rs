@@ -188,84 +188,416 @@ fn invalid_policies() {
         ("top level is a list", "[]".into(), "the policy must be a JSON object"),
         ("no rules", "{}".into(), "has no \"rules\""),
         ("rules is empty", r#"{"rules":[]}"#.into(), "\"rules\" is empty"),
-        ("rules is an object", r#"{"rules":{}}"#.into(), "\"rules\" must be a list"),
+        (
+            "rules is an object",
+            r#"{"rules":{}}"#.into(),
+            "\"rules\" must be a list",
+        ),
         ("51 rules", rules(&fifty_one), "51 rules; at most 50"),
-        ("unknown top-level field", r#"{"rules":[],"version":1}"#.into(), "unknown field \"version\" in the policy"),
-        ("rule is not an object", r#"{"rules":[1]}"#.into(), "rules[0] must be a JSON object"),
+        (
+            "unknown top-level field",
+            r#"{"rules":[],"version":1}"#.into(),
+            "unknown field \"version\" in the policy",
+        ),
+        (
+            "rule is not an object",
+            r#"{"rules":[1]}"#.into(),
+            "rules[0] must be a JSON object",
+        ),
         // Unknown fields.
-        ("unknown rule field", one_rule(&format!(r#""rulePriority":1,"name":"x","selection":{ANY_KEEP_1},"action":{{"type":"expire"}}"#)), "unknown field \"name\" in rules[0]"),
-        ("unknown selection field", one(r#"{"tagStatus":"any","tagList":["a"],"countType":"imageCountMoreThan","countNumber":1}"#), "unknown field \"tagList\" in rules[0].selection"),
-        ("unknown action field", act(r#"{"type":"expire","when":"now"}"#), "unknown field \"when\" in rules[0].action"),
+        (
+            "unknown rule field",
+            one_rule(&format!(
+                r#""rulePriority":1,"name":"x","selection":{ANY_KEEP_1},"action":{{"type":"expire"}}"#
+            )),
+            "unknown field \"name\" in rules[0]",
+        ),
+        (
+            "unknown selection field",
+            one(r#"{"tagStatus":"any","tagList":["a"],"countType":"imageCountMoreThan","countNumber":1}"#),
+            "unknown field \"tagList\" in rules[0].selection",
+        ),
+        (
+            "unknown action field",
+            act(r#"{"type":"expire","when":"now"}"#),
+            "unknown field \"when\" in rules[0].action",
+        ),
         // rulePriority.
-        ("rulePriority missing", one_rule(&format!(r#""selection":{ANY_KEEP_1},"action":{{"type":"expire"}}"#)), "rules[0].rulePriority is required"),
-        ("rulePriority 0", priority("0"), "rulePriority must be a positive integer (got 0)"),
-        ("rulePriority negative", priority("-1"), "rulePriority must be a positive integer (got -1)"),
-        ("rulePriority fraction", priority("1.5"), "rulePriority must be a positive integer"),
-        ("rulePriority string", priority("\"1\""), "rulePriority must be a positive integer"),
-        ("rulePriority null", priority("null"), "rulePriority must be a positive integer"),
-        ("rulePriority too large", priority("2147483648"), "rulePriority must be at most 2147483647"),
-        ("duplicate rulePriority", rules(&[r(1, &tagged_prefix(r#"["a"]"#)), r(1, &tagged_prefix(r#"["b"]"#))]), "rulePriority 1 is used by more than one rule"),
+        (
+            "rulePriority missing",
+            one_rule(&format!(r#""selection":{ANY_KEEP_1},"action":{{"type":"expire"}}"#)),
+            "rules[0].rulePriority is required",
+        ),
+        (
+            "rulePriority 0",
+            priority("0"),
+            "rulePriority must be a positive integer (got 0)",
+        ),
+        (
+            "rulePriority negative",
+            priority("-1"),
+            "rulePriority must be a positive integer (got -1)",
+        ),
+        (
+            "rulePriority fraction",
+            priority("1.5"),
+            "rulePriority must be a positive integer",
+        ),
+        (
+            "rulePriority string",
+            priority("\"1\""),
+            "rulePriority must be a positive integer",
+        ),
+        (
+            "rulePriority null",
+            priority("null"),
+            "rulePriority must be a positive integer",
+        ),
+        (
+            "rulePriority too large",
+            priority("2147483648"),
+            "rulePriority must be at most 2147483647",
+        ),
+        (
+            "duplicate rulePriority",
+            rules(&[r(1, &tagged_prefix(r#"["a"]"#)), r(1, &tagged_prefix(r#"["b"]"#))]),
+            "rulePriority 1 is used by more than one rule",
+        ),
         // description.
-        ("description not a string", one_rule(&format!(r#""rulePriority":1,"description":7,"selection":{ANY_KEEP_1},"action":{{"type":"expire"}}"#)), "rules[0].description must be a string"),
+        (
+            "description not a string",
+            one_rule(&format!(
+                r#""rulePriority":1,"description":7,"selection":{ANY_KEEP_1},"action":{{"type":"expire"}}"#
+            )),
+            "rules[0].description must be a string",
+        ),
         // selection and tagStatus.
-        ("selection missing", one_rule(r#""rulePriority":1,"action":{"type":"expire"}"#), "rules[0].selection is required"),
-        ("selection not an object", one("[]"), "rules[0].selection must be a JSON object"),
-        ("tagStatus missing", one(r#"{"countType":"imageCountMoreThan","countNumber":1}"#), "tagStatus is required"),
-        ("tagStatus unknown", one(r#"{"tagStatus":"some","countType":"imageCountMoreThan","countNumber":1}"#), "tagStatus must be one of \"tagged\", \"untagged\", \"any\" (got \"some\")"),
-        ("tagStatus upper case", one(r#"{"tagStatus":"TAGGED","tagPrefixList":["a"],"countType":"imageCountMoreThan","countNumber":1}"#), "tagStatus must be one of"),
+        (
+            "selection missing",
+            one_rule(r#""rulePriority":1,"action":{"type":"expire"}"#),
+            "rules[0].selection is required",
+        ),
+        (
+            "selection not an object",
+            one("[]"),
+            "rules[0].selection must be a JSON object",
+        ),
+        (
+            "tagStatus missing",
+            one(r#"{"countType":"imageCountMoreThan","countNumber":1}"#),
+            "tagStatus is required",
+        ),
+        (
+            "tagStatus unknown",
+            one(r#"{"tagStatus":"some","countType":"imageCountMoreThan","countNumber":1}"#),
+            "tagStatus must be one of \"tagged\", \"untagged\", \"any\" (got \"some\")",
+        ),
+        (
+            "tagStatus upper case",
+            one(r#"{"tagStatus":"TAGGED","tagPrefixList":["a"],"countType":"imageCountMoreThan","countNumber":1}"#),
+            "tagStatus must be one of",
+        ),
         // Tag lists.
-        ("tagged without a list", one(r#"{"tagStatus":"tagged","countType":"imageCountMoreThan","countNumber":1}"#), "\"tagged\" requires a tagPrefixList or a tagPatternList"),
-        ("tagged with both lists", one(r#"{"tagStatus":"tagged","tagPrefixList":["a"],"tagPatternList":["a*"],"countType":"imageCountMoreThan","countNumber":1}"#), "has both tagPrefixList and tagPatternList"),
-        ("empty prefix list", one(&tagged_prefix("[]")), "tagPrefixList must not be empty"),
-        ("empty pattern list", one(&tagged_pattern("[]")), "tagPatternList must not be empty"),
-        ("prefix list null", one(&tagged_prefix("null")), "tagPrefixList must be a list of strings"),
-        ("prefix list a string", one(&tagged_prefix("\"prod\"")), "tagPrefixList must be a list of strings"),
-        ("prefix entry not a string", one(&tagged_prefix("[1]")), "tagPrefixList[0] must be a string"),
-        ("prefix entry empty", one(&tagged_prefix(r#"["a",""]"#)), "tagPrefixList[1] must not be empty"),
-        ("prefix with a wildcard", one(&tagged_prefix(r#"["prod*"]"#)), "tagPrefixList[0] \"prod*\" contains '*'"),
-        ("prefix with a space", one(&tagged_prefix(r#"["git hash"]"#)), "contains ' '"),
-        ("prefix too long", one(&tagged_prefix(&format!(r#"["{}"]"#, "a".repeat(129)))), "129 characters; at most 128"),
-        ("AWS: too many wildcards", one(&tagged_pattern(r#"["test*1*2*3*4*5*6"]"#)), "has 6 wildcards; at most 4"),
-        ("five wildcards", one(&tagged_pattern(r#"["ok","*a*b*c*d*"]"#)), "tagPatternList[1] \"*a*b*c*d*\" has 5 wildcards"),
-        ("pattern with a slash", one(&tagged_pattern(r#"["prod/*"]"#)), "contains '/'"),
-        ("pattern with a question mark", one(&tagged_pattern(r#"["prod?"]"#)), "contains '?'"),
-        ("pattern with a regex", one(&tagged_pattern(r#"["^v[0-9]+$"]"#)), "contains '^'"),
-        ("untagged with a prefix list", one(r#"{"tagStatus":"untagged","tagPrefixList":["a"],"countType":"imageCountMoreThan","countNumber":1}"#), "tagPrefixList is only allowed with tagStatus \"tagged\""),
-        ("any with a pattern list", one(r#"{"tagStatus":"any","tagPatternList":["a*"],"countType":"imageCountMoreThan","countNumber":1}"#), "tagPatternList is only allowed with tagStatus \"tagged\" (this rule has \"any\")"),
-        ("untagged with an empty list", one(r#"{"tagStatus":"untagged","tagPatternList":[],"countType":"imageCountMoreThan","countNumber":1}"#), "only allowed with tagStatus \"tagged\""),
+        (
+            "tagged without a list",
+            one(r#"{"tagStatus":"tagged","countType":"imageCountMoreThan","countNumber":1}"#),
+            "\"tagged\" requires a tagPrefixList or a tagPatternList",
+        ),
+        (
+            "tagged with both lists",
+            one(
+                r#"{"tagStatus":"tagged","tagPrefixList":["a"],"tagPatternList":["a*"],"countType":"imageCountMoreThan","countNumber":1}"#,
+            ),
+            "has both tagPrefixList and tagPatternList",
+        ),
+        (
+            "empty prefix list",
+            one(&tagged_prefix("[]")),
+            "tagPrefixList must not be empty",
+        ),
+        (
+            "empty pattern list",
+            one(&tagged_pattern("[]")),
+            "tagPatternList must not be empty",
+        ),
+        (
+            "prefix list null",
+            one(&tagged_prefix("null")),
+            "tagPrefixList must be a list of strings",
+        ),
+        (
+            "prefix list a string",
+            one(&tagged_prefix("\"prod\"")),
+            "tagPrefixList must be a list of strings",
+        ),
+        (
+            "prefix entry not a string",
+            one(&tagged_prefix("[1]")),
+            "tagPrefixList[0] must be a string",
+        ),
+        (
+            "prefix entry empty",
+            one(&tagged_prefix(r#"["a",""]"#)),
+            "tagPrefixList[1] must not be empty",
+        ),
+        (
+            "prefix with a wildcard",
+            one(&tagged_prefix(r#"["prod*"]"#)),
+            "tagPrefixList[0] \"prod*\" contains '*'",
+        ),
+        (
+            "prefix with a space",
+            one(&tagged_prefix(r#"["git hash"]"#)),
+            "contains ' '",
+        ),
+        (
+            "prefix too long",
+            one(&tagged_prefix(&format!(r#"["{}"]"#, "a".repeat(129)))),
+            "129 characters; at most 128",
+        ),
+        (
+            "AWS: too many wildcards",
+            one(&tagged_pattern(r#"["test*1*2*3*4*5*6"]"#)),
+            "has 6 wildcards; at most 4",
+        ),
+        (
+            "five wildcards",
+            one(&tagged_pattern(r#"["ok","*a*b*c*d*"]"#)),
+            "tagPatternList[1] \"*a*b*c*d*\" has 5 wildcards",
+        ),
+        (
+            "pattern with a slash",
+            one(&tagged_pattern(r#"["prod/*"]"#)),
+            "contains '/'",
+        ),
+        (
+            "pattern with a question mark",
+            one(&tagged_pattern(r#"["prod?"]"#)),
+            "contains '?'",
+        ),
+        (
+            "pattern with a regex",
+            one(&tagged_pattern(r#"["^v[0-9]+$"]"#)),
+            "contains '^'",
+        ),
+        (
+            "untagged with a prefix list",
+            one(r#"{"tagStatus":"untagged","tagPrefixList":["a"],"countType":"imageCountMoreThan","countNumber":1}"#),
+            "tagPrefixList is only allowed with tagStatus \"tagged\"",
+        ),
+        (
+            "any with a pattern list",
+            one(r#"{"tagStatus":"any","tagPatternList":["a*"],"countType":"imageCountMoreThan","countNumber":1}"#),
+            "tagPatternList is only allowed with tagStatus \"tagged\" (this rule has \"any\")",
+        ),
+        (
+            "untagged with an empty list",
+            one(r#"{"tagStatus":"untagged","tagPatternList":[],"countType":"imageCountMoreThan","countNumber":1}"#),
+            "only allowed with tagStatus \"tagged\"",
+        ),
         // Across rules.
-        ("any is not last", rules(&[r(1, ANY_KEEP_1), r(2, UNTAGGED_KEEP_1)]), "\"any\" must have the highest rulePriority"),
-        ("two any rules", rules(&[r(1, &tagged_prefix(r#"["a"]"#)), r(2, ANY_KEEP_1), r(3, ANY_KEEP_1)]), "only one rule may have tagStatus \"any\""),
-        ("two untagged rules", rules(&[r(1, UNTAGGED_KEEP_1), r(2, r#"{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":1}"#)]), "only one rule may select untagged images"),
-        ("same prefix set twice", rules(&[r(1, &tagged_prefix(r#"["a","b"]"#)), r(2, &tagged_prefix(r#"["b","a"]"#))]), "rulePriority 1 and 2 have the same tagPrefixList"),
-        ("same pattern set twice", rules(&[r(3, &tagged_pattern(r#"["v*"]"#)), r(7, &tagged_pattern(r#"["v*"]"#))]), "rulePriority 3 and 7 have the same tagPatternList"),
+        (
+            "any is not last",
+            rules(&[r(1, ANY_KEEP_1), r(2, UNTAGGED_KEEP_1)]),
+            "\"any\" must have the highest rulePriority",
+        ),
+        (
+            "two any rules",
+            rules(&[r(1, &tagged_prefix(r#"["a"]"#)), r(2, ANY_KEEP_1), r(3, ANY_KEEP_1)]),
+            "only one rule may have tagStatus \"any\"",
+        ),
+        (
+            "two untagged rules",
+            rules(&[
+                r(1, UNTAGGED_KEEP_1),
+                r(
+                    2,
+                    r#"{"tagStatus":"untagged","countType":"sinceImagePushed","countUnit":"days","countNumber":1}"#,
+                ),
+            ]),
+            "only one rule may select untagged images",
+        ),
+        (
+            "same prefix set twice",
+            rules(&[
+                r(1, &tagged_prefix(r#"["a","b"]"#)),
+                r(2, &tagged_prefix(r#"["b","a"]"#)),
+            ]),
+            "rulePriority 1 and 2 have the same tagPrefixList",
+        ),
+        (
+            "same pattern set twice",
+            rules(&[r(3, &tagged_pattern(r#"["v*"]"#)), r(7, &tagged_pattern(r#"["v*"]"#))]),
+            "rulePriority 3 and 7 have the same tagPatternList",
+        ),
         // countType, countUnit, countNumber.
-        ("countType missing", one(r#"{"tagStatus":"any","countNumber":1}"#), "countType is required"),
-        ("countType unknown", one(r#"{"tagStatus":"any","countType":"imagecountmorethan","countNumber":1}"#), "countType must be one of"),
-        ("AWS: expire from archive storage", one(r#"{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1}"#), "storageClass must be \"standard\""),
-        ("countType sinceImageTransitioned alone", one(r#"{"tagStatus":"any","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1}"#), "countType must be one of \"imageCountMoreThan\", \"sinceImagePushed\", \"sinceImagePulled\" (got \"sinceImageTransitioned\")"),
-        ("countUnit missing", since(""), "countUnit is required with countType \"sinceImagePushed\""),
-        ("countUnit missing for pulled", one(r#"{"tagStatus":"any","countType":"sinceImagePulled","countNumber":1}"#), "countUnit is required with countType \"sinceImagePulled\""),
-        ("countUnit hours", since(r#""countUnit":"hours","#), "countUnit must be \"days\" (got \"hours\")"),
-        ("countUnit with a count", one(r#"{"tagStatus":"any","countType":"imageCountMoreThan","countUnit":"days","countNumber":1}"#), "countUnit is not allowed with countType \"imageCountMoreThan\""),
-        ("countNumber missing", one(r#"{"tagStatus":"any","countType":"imageCountMoreThan"}"#), "countNumber is required"),
-        ("countNumber 0", count_number("0"), "countNumber must be a positive integer (got 0)"),
-        ("countNumber negative", count_number("-3"), "countNumber must be a positive integer (got -3)"),
-        ("countNumber fraction", count_number("2.5"), "countNumber must be a positive integer (got 2.5)"),
-        ("countNumber string", count_number("\"5\""), "countNumber must be a positive integer (got \"5\")"),
-        ("countNumber too large", count_number("4294967296"), "countNumber must be at most 2147483647"),
+        (
+            "countType missing",
+            one(r#"{"tagStatus":"any","countNumber":1}"#),
+            "countType is required",
+        ),
+        (
+            "countType unknown",
+            one(r#"{"tagStatus":"any","countType":"imagecountmorethan","countNumber":1}"#),
+            "countType must be one of",
+        ),
+        (
+            "countType sinceImageTransitioned alone",
+            one(r#"{"tagStatus":"any","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1}"#),
+            "it needs storageClass \"archive\"",
+        ),
+        (
+            "countUnit missing",
+            since(""),
+            "countUnit is required with countType \"sinceImagePushed\"",
+        ),
+        (
+            "countUnit missing for pulled",
+            one(r#"{"tagStatus":"any","countType":"sinceImagePulled","countNumber":1}"#),
+            "countUnit is required with countType \"sinceImagePulled\"",
+        ),
+        (
+            "countUnit hours",
+            since(r#""countUnit":"hours","#),
+            "countUnit must be \"days\" (got \"hours\")",
+        ),
+        (
+            "countUnit with a count",
+            one(r#"{"tagStatus":"any","countType":"imageCountMoreThan","countUnit":"days","countNumber":1}"#),
+            "countUnit is not allowed with countType \"imageCountMoreThan\"",
+        ),
+        (
+            "countNumber missing",
+            one(r#"{"tagStatus":"any","countType":"imageCountMoreThan"}"#),
+            "countNumber is required",
+        ),
+        (
+            "countNumber 0",
+            count_number("0"),
+            "countNumber must be a positive integer (got 0)",
+        ),
+        (
+            "countNumber negative",
+            count_number("-3"),
+            "countNumber must be a positive integer (got -3)",
+        ),
+        (
+            "countNumber fraction",
+            count_number("2.5"),
+            "countNumber must be a positive integer (got 2.5)",
+        ),
+        (
+            "countNumber string",
+            count_number("\"5\""),
+            "countNumber must be a positive integer (got \"5\")",
+        ),
+        (
+            "countNumber too large",
+            count_number("4294967296"),
+            "countNumber must be at most 2147483647",
+        ),
         // storageClass.
-        ("storageClass archive", one(r#"{"tagStatus":"any","storageClass":"archive","countType":"imageCountMoreThan","countNumber":1}"#), "storageClass must be \"standard\" (got \"archive\")"),
+        (
+            "storageClass glacier",
+            one(r#"{"tagStatus":"any","storageClass":"glacier","countType":"imageCountMoreThan","countNumber":1}"#),
+            "storageClass must be \"standard\" or \"archive\" (got \"glacier\")",
+        ),
+        (
+            "storageClass ARCHIVE",
+            one(r#"{"tagStatus":"any","storageClass":"ARCHIVE","countType":"imageCountMoreThan","countNumber":1}"#),
+            "storageClass must be \"standard\" or \"archive\"",
+        ),
+        (
+            "sinceImageTransitioned on standard",
+            one(r#"{"tagStatus":"any","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1}"#),
+            "sinceImageTransitioned\" counts days in the archive; it needs storageClass \"archive\"",
+        ),
+        (
+            "sinceImageTransitioned without unit",
+            one(r#"{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countNumber":1}"#),
+            "countUnit is required with countType \"sinceImageTransitioned\"",
+        ),
         // action.
-        ("action missing", one_rule(&format!(r#""rulePriority":1,"selection":{ANY_KEEP_1}"#)), "rules[0].action is required"),
-        ("action not an object", act("\"expire\""), "rules[0].action must be a JSON object"),
+        (
+            "action missing",
+            one_rule(&format!(r#""rulePriority":1,"selection":{ANY_KEEP_1}"#)),
+            "rules[0].action is required",
+        ),
+        (
+            "action not an object",
+            act("\"expire\""),
+            "rules[0].action must be a JSON object",
+        ),
         ("action type missing", act("{}"), "rules[0].action.type is required"),
-        ("action type delete", act(r#"{"type":"delete"}"#), "action.type must be \"expire\" (got \"delete\")"),
-        ("action type EXPIRE", act(r#"{"type":"EXPIRE"}"#), "action.type must be \"expire\""),
-        ("AWS: transition to archive", act(r#"{"type":"transition","targetStorageClass":"archive"}"#), "targetStorageClass belongs to the \"transition\" action"),
-        ("transition alone", act(r#"{"type":"transition"}"#), "action.type must be \"expire\" (got \"transition\")"),
+        (
+            "action type delete",
+            act(r#"{"type":"delete"}"#),
+            "action.type must be \"expire\" or \"transition\" (got \"delete\")",
+        ),
+        (
+            "action type EXPIRE",
+            act(r#"{"type":"EXPIRE"}"#),
+            "action.type must be \"expire\" or \"transition\"",
+        ),
+        (
+            "expire with a target",
+            act(r#"{"type":"expire","targetStorageClass":"archive"}"#),
+            "targetStorageClass is only allowed with type \"transition\"",
+        ),
+        (
+            "transition alone",
+            act(r#"{"type":"transition"}"#),
+            "targetStorageClass is required with type \"transition\"",
+        ),
+        (
+            "transition to standard",
+            act(r#"{"type":"transition","targetStorageClass":"standard"}"#),
+            "targetStorageClass must be \"archive\" (got \"standard\")",
+        ),
+        (
+            "transition to ARCHIVE",
+            act(r#"{"type":"transition","targetStorageClass":"ARCHIVE"}"#),
+            "targetStorageClass must be \"archive\"",
+        ),
+        (
+            "action unknown field",
+            act(r#"{"type":"expire","days":3}"#),
+            "unknown field \"days\"",
+        ),
+        (
+            "transition of archived images",
+            one_rule(
+                r#""rulePriority":1,"selection":{"tagStatus":"any","storageClass":"archive","countType":"imageCountMoreThan","countNumber":1},"action":{"type":"transition","targetStorageClass":"archive"}"#,
+            ),
+            "its selection.storageClass must be \"standard\" (got \"archive\")",
+        ),
+        // Cross-rule checks hold within a storage class.
+        (
+            "two any rules of the archive",
+            rules(&[
+                r(
+                    1,
+                    r#"{"tagStatus":"any","storageClass":"archive","countType":"imageCountMoreThan","countNumber":1}"#,
+                ),
+                r(
+                    2,
+                    r#"{"tagStatus":"any","storageClass":"archive","countType":"sinceImageTransitioned","countUnit":"days","countNumber":1}"#,
+                ),
+            ]),
+            "only one rule may have tagStatus \"any\"",
+        ),
         // The first bad rule is reported, by its index.
-        ("second rule bad", rules(&[r(1, UNTAGGED_KEEP_1), r(2, r#"{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":0}"#)]), "rules[1].selection.countNumber"),
+        (
+            "second rule bad",
+            rules(&[
+                r(1, UNTAGGED_KEEP_1),
+                r(
+                    2,
+                    r#"{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":0}"#,
+                ),
+            ]),
+            "rules[1].selection.countNumber",
+        ),
     ];
     let mut failures = Vec::new();
     for (name, text, want) in &cases {

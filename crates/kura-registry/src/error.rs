@@ -227,6 +227,17 @@ pub enum RegistryError {
         /// What went wrong there.
         error: crate::upstream::UpstreamError,
     },
+    /// The image is in the archive storage class (or being restored from
+    /// it): listed, but not pullable until a restore finishes.
+    #[error("The image with digest '{digest}' in the repository with name '{repository}' is {}: restore it to the standard storage class (UpdateImageStorageClass with targetStorageClass STANDARD) before pulling it", match .status { kura_store::meta::ImageStatus::Activating => "being restored from the archive storage class", _ => "archived" })]
+    ImageArchived {
+        /// The repository's name.
+        repository: String,
+        /// The manifest's digest.
+        digest: String,
+        /// ARCHIVED or ACTIVATING.
+        status: kura_store::meta::ImageStatus,
+    },
     /// Any other storage failure.
     #[error(transparent)]
     Store(StoreError),
@@ -347,6 +358,11 @@ impl From<RegistryError> for ApiError {
                 }
                 .detail(detail)
             }
+            // Not pullable until restored: the spec's MANIFEST_UNKNOWN (404),
+            // so clients report it as a missing image, with the reason in the
+            // message and the status in the detail.
+            RegistryError::ImageArchived { digest, status, .. } => ApiError::new(ErrorCode::ManifestUnknown, message)
+                .detail(serde_json::json!({ "digest": digest, "imageStatus": status.as_str() })),
             RegistryError::Store(e) => ApiError::from(e),
         }
     }

@@ -27,6 +27,7 @@ pub mod scan;
 pub mod secrets;
 pub mod space;
 pub mod sql;
+mod sql_archive;
 mod sql_audit;
 mod sql_control;
 mod sql_events;

@@ -142,6 +142,64 @@ pub struct ImageRow {
     pub pushed_at: i64,
     /// Last pull time (ms), if ever pulled.
     pub last_pulled_at: Option<i64>,
+    /// Its storage status (schema 14).
+    pub status: ImageStatus,
+    /// When it last moved to the archive (ms).
+    pub archived_at: Option<i64>,
+    /// When a restore from the archive last finished (ms).
+    pub activated_at: Option<i64>,
+}
+
+/// An image's storage status (ECR's `ImageStatus`): in the standard storage
+/// class and pullable, archived, or being restored from the archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ImageStatus {
+    /// Standard storage: pullable.
+    Active,
+    /// The archive storage class: listed, kept, not pullable.
+    Archived,
+    /// A restore job is bringing it back to standard storage.
+    Activating,
+}
+
+impl ImageStatus {
+    /// ECR's (and the column's) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageStatus::Active => "ACTIVE",
+            ImageStatus::Archived => "ARCHIVED",
+            ImageStatus::Activating => "ACTIVATING",
+        }
+    }
+
+    /// The status of ECR's (and the column's) spelling.
+    pub fn parse(s: &str) -> Option<ImageStatus> {
+        match s {
+            "ACTIVE" => Some(ImageStatus::Active),
+            "ARCHIVED" => Some(ImageStatus::Archived),
+            "ACTIVATING" => Some(ImageStatus::Activating),
+            _ => None,
+        }
+    }
+
+    /// Whether the image's bytes are in the archive storage class (archived,
+    /// or archived and being restored): what storage is metered as.
+    pub fn in_archive(self) -> bool {
+        self != ImageStatus::Active
+    }
+}
+
+/// Bytes of an account's images by storage class (the metering query).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StorageUsage {
+    /// Images in standard storage.
+    pub standard_images: i64,
+    /// Their bytes: the sum of each image's referenced blobs.
+    pub standard_bytes: i64,
+    /// Images in the archive (ARCHIVED or ACTIVATING).
+    pub archive_images: i64,
+    /// Their bytes, counted the same way.
+    pub archive_bytes: i64,
 }
 
 /// Which images a listing wants.
@@ -275,6 +333,8 @@ pub struct ManifestRow {
     pub media_type: String,
     /// The exact bytes.
     pub body: Vec<u8>,
+    /// Its storage status (only [`ImageStatus::Active`] may be pulled).
+    pub status: ImageStatus,
 }
 
 /// A referrer of a manifest (an entry of the referrers index).
@@ -437,14 +497,40 @@ pub trait MetaStore: Send + Sync + 'static {
     ) -> Result<Vec<TagMoved>, PutManifestError>;
     /// Record a pull of a manifest (at most about once a minute per image).
     async fn manifest_touch_pull(&self, repo: RepoId, digest: &str, now: i64) -> Result<()>;
-    /// Images of a repository, by digest after `after`.
+    /// Images of a repository (every storage status), by digest after `after`.
     async fn image_list(
         &self,
         repo: RepoId,
         status: TagStatus,
         after: Option<&str>,
         limit: i64,
+    ) -> Result<Vec<ImageRow>> {
+        self.image_list_in(repo, status, None, after, limit).await
+    }
+    /// Images of a repository with one storage status (`None`: any), by digest after `after`.
+    async fn image_list_in(
+        &self,
+        repo: RepoId,
+        status: TagStatus,
+        image_status: Option<ImageStatus>,
+        after: Option<&str>,
+        limit: i64,
     ) -> Result<Vec<ImageRow>>;
+    /// Move an image, and the manifests an index lists, from one of `from` to
+    /// `to`: `archived_at` is set when `to` is ARCHIVED, `activated_at` when
+    /// it is ACTIVE. Returns the digests that moved (empty: the image was not
+    /// in any of `from`, or is gone). One statement, so two callers racing
+    /// cannot both move the same image.
+    async fn image_set_status(
+        &self,
+        repo: RepoId,
+        digest: &str,
+        from: &[ImageStatus],
+        to: ImageStatus,
+        now: i64,
+    ) -> Result<Vec<String>>;
+    /// Bytes and images of an account by storage class (all accounts: `None`).
+    async fn storage_usage(&self, account: Option<&str>) -> Result<StorageUsage>;
     /// One image by digest.
     async fn image_get(&self, repo: RepoId, digest: &str) -> Result<Option<ImageRow>>;
     /// Digests of the manifests that some index in the repository lists.

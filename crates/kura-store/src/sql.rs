@@ -50,6 +50,7 @@ pub(crate) const SQLITE_MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/sqlite/0011_audit.sql")),
     (12, include_str!("../migrations/sqlite/0012_replication.sql")),
     (13, include_str!("../migrations/sqlite/0013_replication_backfills.sql")),
+    (14, include_str!("../migrations/sqlite/0014_archive.sql")),
     (15, include_str!("../migrations/sqlite/0015_secrets.sql")),
     (16, include_str!("../migrations/sqlite/0016_pull_through_rules.sql")),
     (17, include_str!("../migrations/sqlite/0017_fetch_leases.sql")),
@@ -67,6 +68,7 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (11, include_str!("../migrations/postgres/0011_audit.sql")),
     (12, include_str!("../migrations/postgres/0012_replication.sql")),
     (13, include_str!("../migrations/postgres/0013_replication_backfills.sql")),
+    (14, include_str!("../migrations/postgres/0014_archive.sql")),
     (15, include_str!("../migrations/postgres/0015_secrets.sql")),
     (16, include_str!("../migrations/postgres/0016_pull_through_rules.sql")),
     (17, include_str!("../migrations/postgres/0017_fetch_leases.sql")),
@@ -528,6 +530,7 @@ pub(crate) fn repo_from_row(r: &AnyRow) -> Result<RepoRow> {
 /// its own blobs, plus for an index the largest of its children's. `{TAGS}`
 /// is the dialect's string aggregate (see [`SqlMetaStore::image_select`]).
 pub(crate) const IMAGE_SELECT: &str = "SELECT m.digest, m.media_type, m.artifact_type, m.subject, m.pushed_at, m.last_pulled_at, \
+     m.image_status, m.archived_at, m.activated_at, \
      (SELECT {TAGS} FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest) AS tag_names, \
      CAST(COALESCE((SELECT SUM(b.size) FROM manifest_blobs mb JOIN blobs b ON b.digest = mb.blob_digest \
                WHERE mb.repo_id = m.repo_id AND mb.manifest_digest = m.digest), 0) \
@@ -569,7 +572,15 @@ pub(crate) fn image_from_row(r: &AnyRow) -> Result<ImageRow> {
         size: r.try_get("total_size")?,
         pushed_at: r.try_get("pushed_at")?,
         last_pulled_at: r.try_get("last_pulled_at")?,
+        status: status_of(&r.try_get::<String, _>("image_status")?)?,
+        archived_at: r.try_get("archived_at")?,
+        activated_at: r.try_get("activated_at")?,
     })
+}
+
+/// An `image_status` column's value.
+pub(crate) fn status_of(s: &str) -> Result<ImageStatus> {
+    ImageStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown image status {s:?}")))
 }
 
 /// A blob row from a `SELECT digest, size, storage_key …`.

@@ -453,10 +453,11 @@ impl MetaStore for SqlMetaStore {
         })
     }
 
-    async fn image_list(
+    async fn image_list_in(
         &self,
         repo: RepoId,
         status: TagStatus,
+        image_status: Option<ImageStatus>,
         after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<ImageRow>> {
@@ -469,8 +470,12 @@ impl MetaStore for SqlMetaStore {
                 " AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo_id = m.repo_id AND t.digest = m.digest)"
             }
         };
+        // The status is one of the enum's fixed spellings, never input text.
+        let status_filter = image_status
+            .map(|st| format!(" AND m.image_status = '{}'", st.as_str()))
+            .unwrap_or_default();
         let rows = sqlx::query(&format!(
-            "{} WHERE m.repo_id = $1 AND m.digest > $2{filter} ORDER BY m.digest LIMIT $3",
+            "{} WHERE m.repo_id = $1 AND m.digest > $2{filter}{status_filter} ORDER BY m.digest LIMIT $3",
             self.image_select()
         ))
         .bind(repo)
@@ -479,6 +484,21 @@ impl MetaStore for SqlMetaStore {
         .fetch_all(&self.read)
         .await?;
         rows.iter().map(image_from_row).collect()
+    }
+
+    async fn image_set_status(
+        &self,
+        repo: RepoId,
+        digest: &str,
+        from: &[ImageStatus],
+        to: ImageStatus,
+        now: i64,
+    ) -> Result<Vec<String>> {
+        self.set_image_status(repo, digest, from, to, now).await
+    }
+
+    async fn storage_usage(&self, account: Option<&str>) -> Result<StorageUsage> {
+        self.usage_by_class(account).await
     }
 
     async fn image_get(&self, repo: RepoId, digest: &str) -> Result<Option<ImageRow>> {
@@ -515,7 +535,9 @@ impl MetaStore for SqlMetaStore {
     async fn manifest_get(&self, repo: RepoId, key: ManifestKey<'_>) -> Result<Option<ManifestRow>> {
         let row = match key {
             ManifestKey::Digest(d) => {
-                sqlx::query("SELECT digest, media_type, body FROM manifests WHERE repo_id = $1 AND digest = $2")
+                sqlx::query(
+                    "SELECT digest, media_type, body, image_status FROM manifests WHERE repo_id = $1 AND digest = $2",
+                )
                     .bind(repo)
                     .bind(d)
                     .fetch_optional(&self.read)
@@ -523,7 +545,7 @@ impl MetaStore for SqlMetaStore {
             }
             ManifestKey::Tag(t) => {
                 sqlx::query(
-                    "SELECT m.digest, m.media_type, m.body FROM tags t JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest \
+                    "SELECT m.digest, m.media_type, m.body, m.image_status FROM tags t JOIN manifests m ON m.repo_id = t.repo_id AND m.digest = t.digest \
                      WHERE t.repo_id = $1 AND t.name = $2",
                 )
                 .bind(repo)
@@ -537,6 +559,7 @@ impl MetaStore for SqlMetaStore {
                 digest: r.try_get(0)?,
                 media_type: r.try_get(1)?,
                 body: r.try_get(2)?,
+                status: status_of(&r.try_get::<String, _>(3)?)?,
             })
         })
         .transpose()

@@ -64,6 +64,15 @@ enum Command {
         #[command(subcommand)]
         command: VulndbCommand,
     },
+    /// Stored images and bytes by storage class (standard, archive), as JSON:
+    /// archived bytes are metered apart.
+    Usage {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// One account's usage (default: the whole deployment).
+        #[arg(long)]
+        account: Option<String>,
+    },
     /// Accounts (each is a registry with its own IAM principals).
     Account {
         #[command(subcommand)]
@@ -236,6 +245,10 @@ struct ServeArgs {
     /// The longest session `sts:AssumeRole` hands out (IAM's ceiling is 12h).
     #[arg(long, env = "KURA_STS_MAX_SESSION", default_value = "12h", value_parser = seconds_or_duration)]
     sts_max_session: Duration,
+    /// How long restoring an image from the archive storage class takes at
+    /// least: the restore job runs no earlier (the image is ACTIVATING meanwhile).
+    #[arg(long, env = "KURA_ARCHIVE_RESTORE_DELAY", default_value = "0s", value_parser = seconds_or_duration)]
+    archive_restore_delay: Duration,
     /// Answer blob GETs with a 307 redirect to a presigned URL of the blob
     /// store (S3 only), so layer bytes skip Kura; HEAD is still answered here.
     #[arg(long, env = "KURA_BLOB_REDIRECT", value_parser = clap::builder::BoolishValueParser::new())]
@@ -446,6 +459,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_session_secs: args.sts_max_session.as_secs().max(1),
             api_body_budget: usize::try_from(args.api_body_budget_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
             trusted_proxies: args.trusted_proxies.clone(),
+            archive_restore_delay: args.archive_restore_delay,
             ..EcrConfig::new(&args.region, &boot.default_account)
         },
         kura_ecr::scanning::ScanSettings {
@@ -583,6 +597,21 @@ async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn usage(args: StoreArgs, account: Option<String>) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let (meta, _) = open_stores(&args).await?;
+    let u = kura_store::MetaStore::storage_usage(meta.as_ref(), account.as_deref())
+        .await
+        .context("storage usage")?;
+    let out = serde_json::json!({
+        "account": account,
+        "standard": {"images": u.standard_images, "bytes": u.standard_bytes},
+        "archive": {"images": u.archive_images, "bytes": u.archive_bytes},
+    });
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
 async fn vulndb_import(store: StoreArgs, path: PathBuf) -> anyhow::Result<()> {
     init_logging(&store.log_format);
     let (meta, _) = open_stores(&store).await?;
@@ -692,6 +721,7 @@ async fn main() -> anyhow::Result<()> {
             command: LifecycleCommand::Run(args),
         } => lifecycle_run(args).await,
         Command::Audit(args) => audit(args).await,
+        Command::Usage { store, account } => usage(store, account).await,
         Command::Jobs { command } => jobs_command(command).await,
         Command::Vulndb {
             command: VulndbCommand::Import { store, path },

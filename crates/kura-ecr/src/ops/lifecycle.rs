@@ -72,7 +72,16 @@ impl Ecr {
             .as_deref()
             .and_then(|r| serde_json::from_str(r).ok())
             .unwrap_or_default();
-        out["summary"] = json!({"expiringImageTotalCount": results.len()});
+        let transitioning = results
+            .iter()
+            .filter(|r| r.pointer("/action/type").and_then(Value::as_str) == Some("TRANSITION"))
+            .count();
+        out["summary"] = json!({"expiringImageTotalCount": results.len() - transitioning});
+        if transitioning > 0 {
+            // Present only when something transitions (the model's note).
+            out["summary"]["transitioningImageTotalCounts"] =
+                json!([{"targetStorageClass": "ARCHIVE", "imageTotalCount": transitioning}]);
+        }
         match v.pointer("/filter/tagStatus").and_then(Value::as_str) {
             Some("TAGGED") => results.retain(|r| r["imageTags"].as_array().is_some_and(|t| !t.is_empty())),
             Some("UNTAGGED") => results.retain(|r| r["imageTags"].as_array().is_none_or(|t| t.is_empty())),

@@ -47,6 +47,15 @@ impl Ecr {
             .manifest_get(repo_id, ManifestKey::Digest(&digest))
             .await?
             .ok_or_else(|| image_not_found(&id, &name, &account))?;
+        if m.status != kura_store::meta::ImageStatus::Active {
+            return Err(EcrError::new(
+                "ImageArchivedException",
+                format!(
+                    "The image with digest '{digest}' in the repository with name '{name}' is {}: it cannot be scanned until it is restored",
+                    m.status.as_str()
+                ),
+            ));
+        }
         if !scanning::scannable(&m.media_type, &m.body) {
             return Err(EcrError::new(
                 "UnsupportedImageTypeException",

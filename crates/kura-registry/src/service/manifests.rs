@@ -159,6 +159,15 @@ impl Registry {
             Err(miss) if self.ptc.source.get().is_some() => self.manifest_miss(account, name, &reference, miss).await?,
             Err(e) => return Err(e),
         };
+        // An archived (or restoring) image is listed but not pullable, by
+        // tag or by digest, on GET and HEAD alike.
+        if row.status != kura_store::meta::ImageStatus::Active {
+            return Err(RegistryError::ImageArchived {
+                repository: name.to_string(),
+                digest: row.digest,
+                status: row.status,
+            });
+        }
         let Some(actor) = pull else {
             return Ok(row);
         };
