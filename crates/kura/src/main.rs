@@ -7,6 +7,7 @@
 mod audit;
 mod datadir;
 mod jobs;
+mod pullthrough;
 mod replication;
 
 use std::net::SocketAddr;
@@ -299,6 +300,8 @@ struct ServeArgs {
     #[command(flatten)]
     audit: audit::AuditFlags,
     #[command(flatten)]
+    pull_through: pullthrough::PullThroughFlags,
+    #[command(flatten)]
     replication: replication::ReplicationFlags,
 }
 
@@ -444,6 +447,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
     ));
+    // The pull-through cache's upstream client (CA bundle, timeouts).
+    pullthrough::install(&ecr, &args.pull_through)?;
     // ECR's events to EventBridge rules: one delivery job per matching target, enqueued before
     // the change is answered.
     registry.subscribe(kura_events::listener::EventBridgeListener::new(
