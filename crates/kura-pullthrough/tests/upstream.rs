@@ -185,6 +185,19 @@ async fn token_auth_asks_for_the_repository_pull_scope_and_caches_the_token() {
     assert_eq!(tokens.log.issued.load(Ordering::SeqCst), 2);
     assert_eq!(tokens.log.scopes.lock().unwrap()[1], "repository:library/nginx:pull");
 
+    // A burst of requests on a fresh client costs the token service one request.
+    let fresh = client(ClientConfig::default());
+    let before = tokens.log.issued.load(Ordering::SeqCst);
+    let burst = (0..20).map(|_| {
+        let r = repo(&fresh, &reg.base, basic("alice", "tok-pw"), "team/app");
+        let digest = app.layer_digest.clone();
+        async move { blob_bytes(&r, &digest).await }
+    });
+    for bytes in futures::future::join_all(burst).await {
+        assert_eq!(bytes, app.layer);
+    }
+    assert_eq!(tokens.log.issued.load(Ordering::SeqCst), before + 1);
+
     // Wrong or no credentials: the token service refuses, the client says so.
     let msg = denied(
         repo(&c, &reg.base, basic("alice", "nope"), "team/app")
