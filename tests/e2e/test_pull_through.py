@@ -40,7 +40,7 @@ def upstream(tmp_path):
 
 def start_kura(tmp_path, refresh="24h", **env):
     reg = Registry(str(tmp_path / "kura"), env={"KURA_PULL_THROUGH_REFRESH": refresh,
-                                                "KURA_PULL_THROUGH_TIMEOUT": "5s", **env})
+                                                "KURA_PULL_THROUGH_RESPONSE_TIMEOUT": "5s", "KURA_PULL_THROUGH_IDLE_TIMEOUT": "5s", **env})
     os.makedirs(reg.workdir, exist_ok=True)
     reg.start()
     reg.login()

@@ -125,10 +125,25 @@ async fn rules_are_created_described_updated_and_deleted_as_ecr_does() {
         .ok();
     assert_eq!(out["upstreamRegistry"], "docker-hub");
     assert_eq!(out["credentialArn"], hub);
-    // ROOT covers every name; a private registry of any kind with an upstream prefix.
+    // ROOT covers every name, and takes no upstream prefix (ECR's rule).
     t.call(
         "CreatePullThroughCacheRule",
         json!({"ecrRepositoryPrefix": "ROOT", "upstreamRegistryUrl": "http://10.0.0.7:5000",
+               "upstreamRepositoryPrefix": "mirror/"}),
+    )
+    .await
+    .err(StatusCode::BAD_REQUEST, "InvalidParameterException");
+    t.call(
+        "CreatePullThroughCacheRule",
+        json!({"ecrRepositoryPrefix": "ROOT", "upstreamRegistryUrl": "http://10.0.0.7:5000",
+               "upstreamRepositoryPrefix": "ROOT"}),
+    )
+    .await
+    .ok();
+    // A private registry of any kind, with an upstream prefix.
+    t.call(
+        "CreatePullThroughCacheRule",
+        json!({"ecrRepositoryPrefix": "mir", "upstreamRegistryUrl": "http://10.0.0.7:5000",
                "upstreamRepositoryPrefix": "mirror/"}),
     )
     .await
@@ -152,14 +167,17 @@ async fn rules_are_created_described_updated_and_deleted_as_ecr_does() {
         .iter()
         .map(|r| r["ecrRepositoryPrefix"].as_str().unwrap())
         .collect();
-    assert_eq!(prefixes, ["ROOT", "ecr-public", "hub"]);
-    let root = &all["pullThroughCacheRules"][0];
-    assert_eq!(root["upstreamRepositoryPrefix"], "mirror");
+    assert_eq!(prefixes, ["ROOT", "ecr-public", "hub", "mir"]);
+    assert!(all["pullThroughCacheRules"][0]
+        .get("upstreamRepositoryPrefix")
+        .is_none());
+    let mir = &all["pullThroughCacheRules"][3];
+    assert_eq!(mir["upstreamRepositoryPrefix"], "mirror");
     assert!(
-        root.get("upstreamRegistry").is_none(),
+        mir.get("upstreamRegistry").is_none(),
         "a generic registry has no enum value"
     );
-    assert!(root["updatedAt"].is_number());
+    assert!(mir["updatedAt"].is_number());
     let p1 = t
         .call("DescribePullThroughCacheRules", json!({"maxResults": 2}))
         .await
@@ -174,6 +192,7 @@ async fn rules_are_created_described_updated_and_deleted_as_ecr_does() {
         .await
         .ok();
     assert_eq!(p2["pullThroughCacheRules"][0]["ecrRepositoryPrefix"], "hub");
+    assert_eq!(p2["pullThroughCacheRules"][1]["ecrRepositoryPrefix"], "mir");
     assert!(p2.get("nextToken").is_none());
     let one = t
         .call(

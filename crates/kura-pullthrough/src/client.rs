@@ -130,6 +130,12 @@ pub struct UpstreamClient {
     tokens: Mutex<HashMap<String, Cached>>,
     /// Endpoints (with credentials) that asked for Basic.
     basic: Mutex<HashMap<String, ()>>,
+    /// The Bearer challenge (realm, service) each endpoint answered with:
+    /// later requests fetch their token first instead of collecting a 401.
+    realms: Mutex<HashMap<String, (String, Option<String>)>>,
+    /// One token fetch at a time per token key: a burst of requests for one
+    /// repository costs the token service one request.
+    flights: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn unavailable(what: &str, why: impl std::fmt::Display) -> UpstreamError {
@@ -208,6 +214,8 @@ impl UpstreamClient {
             config,
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(HashMap::new()),
+            realms: Mutex::new(HashMap::new()),
+            flights: Mutex::new(HashMap::new()),
         })
     }
 
@@ -241,10 +249,6 @@ impl UpstreamClient {
                 until: Instant::now() + ttl,
             },
         );
-    }
-
-    fn forget(&self, key: &str) {
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
     }
 
     async fn send(
@@ -292,7 +296,24 @@ impl UpstreamClient {
             {
                 Some(basic_header(username, password))
             }
-            _ => self.cached(&token_key),
+            _ => match self.cached(&token_key) {
+                Some(h) => Some(h),
+                None => {
+                    let known = self
+                        .realms
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&ep.base)
+                        .cloned();
+                    match known {
+                        Some((realm, service)) => Some(
+                            self.token(ep, what, &token_key, &realm, service.as_deref(), scope, None)
+                                .await?,
+                        ),
+                        None => None,
+                    }
+                }
+            },
         };
         let mut answered = false;
         loop {
@@ -317,13 +338,23 @@ impl UpstreamClient {
                     service,
                     scope: s,
                 }) => {
-                    self.forget(&token_key);
+                    self.realms
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(ep.base.clone(), (realm.clone(), service.clone()));
                     let scope = scope.map(str::to_string).or(s);
                     let header = self
-                        .bearer(ep, what, &realm, service.as_deref(), scope.as_deref())
+                        .token(
+                            ep,
+                            what,
+                            &token_key,
+                            &realm,
+                            service.as_deref(),
+                            scope.as_deref(),
+                            auth.as_deref(),
+                        )
                         .await?;
-                    self.cache(token_key.clone(), header.0.clone(), header.1);
-                    auth = Some(header.0);
+                    auth = Some(header);
                 }
                 Some(Challenge::Basic) => match &ep.auth {
                     Auth::Basic { username, password } => {
@@ -338,6 +369,37 @@ impl UpstreamClient {
                 None => return Ok(resp),
             }
         }
+    }
+
+    /// The token for `token_key`: the cached one unless it is `stale` (the
+    /// upstream just refused it), else fetched once for all waiting requests.
+    #[allow(clippy::too_many_arguments)]
+    async fn token(
+        &self,
+        ep: &Endpoint,
+        what: &str,
+        token_key: &str,
+        realm: &str,
+        service: Option<&str>,
+        scope: Option<&str>,
+        stale: Option<&str>,
+    ) -> Result<String, UpstreamError> {
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            if flights.len() > 10_000 {
+                flights.retain(|_, f| Arc::strong_count(f) > 1);
+            }
+            flights.entry(token_key.to_string()).or_default().clone()
+        };
+        let _one = flight.lock().await;
+        if let Some(h) = self.cached(token_key) {
+            if Some(h.as_str()) != stale {
+                return Ok(h);
+            }
+        }
+        let (header, ttl) = self.bearer(ep, what, realm, service, scope).await?;
+        self.cache(token_key.to_string(), header.clone(), ttl);
+        Ok(header)
     }
 
     /// Fetch a token from a Bearer challenge's realm.

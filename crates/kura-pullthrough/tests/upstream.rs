@@ -185,6 +185,19 @@ async fn token_auth_asks_for_the_repository_pull_scope_and_caches_the_token() {
     assert_eq!(tokens.log.issued.load(Ordering::SeqCst), 2);
     assert_eq!(tokens.log.scopes.lock().unwrap()[1], "repository:library/nginx:pull");
 
+    // A burst of requests on a fresh client costs the token service one request.
+    let fresh = client(ClientConfig::default());
+    let before = tokens.log.issued.load(Ordering::SeqCst);
+    let burst = (0..20).map(|_| {
+        let r = repo(&fresh, &reg.base, basic("alice", "tok-pw"), "team/app");
+        let digest = app.layer_digest.clone();
+        async move { blob_bytes(&r, &digest).await }
+    });
+    for bytes in futures::future::join_all(burst).await {
+        assert_eq!(bytes, app.layer);
+    }
+    assert_eq!(tokens.log.issued.load(Ordering::SeqCst), before + 1);
+
     // Wrong or no credentials: the token service refuses, the client says so.
     let msg = denied(
         repo(&c, &reg.base, basic("alice", "nope"), "team/app")
@@ -461,6 +474,98 @@ async fn misbehaving_upstreams_fail_clearly_and_in_bounded_time() {
     let dead = repo(&c, &format!("http://127.0.0.1:{port}"), Auth::Anonymous, "x");
     match dead.get_manifest("v1").await {
         Err(UpstreamError::Unavailable { message }) => assert!(message.contains("cannot connect"), "{message}"),
+        other => panic!("{:?}", other.err()),
+    }
+}
+
+/// An upstream that redirects blobs to another host (as registries do to
+/// object storage), which records the Authorization header it gets, and
+/// challenges with hostile token realms.
+#[tokio::test]
+async fn credentials_never_follow_a_redirect_or_a_hostile_realm() {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    let seen: Arc<std::sync::Mutex<Vec<Option<String>>>> = Arc::default();
+    let log = seen.clone();
+    let storage = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push(
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            );
+            (StatusCode::OK, "blob-bytes").into_response()
+        }
+    });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // Another host name for the same machine: a redirect across hosts.
+    let storage_url = format!("http://localhost:{}", l.local_addr().unwrap().port());
+    tokio::spawn(async move { axum::serve(l, storage).await.unwrap() });
+
+    let huge_realm = Arc::new(std::sync::Mutex::new(String::new()));
+    let realm_for_app = huge_realm.clone();
+    let app = axum::Router::new()
+        .route(
+            "/huge-token",
+            axum::routing::get(|| async { (StatusCode::OK, vec![b'x'; 2 * 1024 * 1024]) }),
+        )
+        .fallback(move |uri: axum::http::Uri, headers: axum::http::HeaderMap| {
+            let storage_url = storage_url.clone();
+            let realm = realm_for_app.lock().unwrap().clone();
+            async move {
+                let path = uri.path().to_string();
+                let authed = headers.get("authorization").is_some();
+                if path.starts_with("/v2/redir/blobs/") {
+                    if !authed {
+                        return (
+                            StatusCode::UNAUTHORIZED,
+                            [("www-authenticate", "Basic realm=\"x\"")],
+                            "",
+                        )
+                            .into_response();
+                    }
+                    return (
+                        StatusCode::TEMPORARY_REDIRECT,
+                        [("location", format!("{storage_url}/data"))],
+                        "",
+                    )
+                        .into_response();
+                }
+                if path.starts_with("/v2/file-realm/") {
+                    let c = r#"Bearer realm="file:///etc/passwd",service="x""#;
+                    return (StatusCode::UNAUTHORIZED, [("www-authenticate", c)], "").into_response();
+                }
+                if path.starts_with("/v2/huge-realm/") {
+                    let c = format!(r#"Bearer realm="{realm}",service="x""#);
+                    return (StatusCode::UNAUTHORIZED, [("www-authenticate", c)], "").into_response();
+                }
+                StatusCode::NOT_FOUND.into_response()
+            }
+        });
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://127.0.0.1:{}", l.local_addr().unwrap().port());
+    *huge_realm.lock().unwrap() = format!("{base}/huge-token");
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let c = client(ClientConfig::default());
+    let creds = basic("alice", "top-secret");
+    let digest = kura_oci::Digest::sha256(b"blob-bytes").to_string();
+    let r = repo(&c, &base, creds.clone(), "redir");
+    let mut blob = r.get_blob(&digest).await.unwrap().expect("redirected blob");
+    let mut got = Vec::new();
+    while let Some(chunk) = blob.body.next().await {
+        got.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(got, b"blob-bytes");
+    assert_eq!(*seen.lock().unwrap(), vec![None], "the storage host got no credentials");
+
+    let r = repo(&c, &base, creds.clone(), "file-realm");
+    assert!(matches!(r.get_manifest("v1").await, Err(UpstreamError::Invalid { .. })));
+    let r = repo(&c, &base, creds, "huge-realm");
+    match r.get_manifest("v1").await {
+        Err(UpstreamError::Invalid { message }) => assert!(message.contains("more than"), "{message}"),
         other => panic!("{:?}", other.err()),
     }
 }

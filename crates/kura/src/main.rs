@@ -317,9 +317,9 @@ struct ServeArgs {
     #[command(flatten)]
     audit: audit::AuditFlags,
     #[command(flatten)]
-    replication: replication::ReplicationFlags,
-    #[command(flatten)]
     pull_through: pullthrough::PullThroughFlags,
+    #[command(flatten)]
+    replication: replication::ReplicationFlags,
 }
 
 /// A duration (humantime, e.g. `30s`) that is not zero.

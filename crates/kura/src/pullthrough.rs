@@ -1,6 +1,7 @@
-//! The pull-through cache in the binary: `kura serve`'s flags for reaching
-//! upstream registries, the rules' credentials read from Secrets Manager, and
-//! the registry's fetch-on-miss source.
+//! The pull-through cache in the binary: `kura serve`'s flags for how the
+//! upstream client trusts and waits for upstream registries, the rules'
+//! credentials read from Secrets Manager, and the registry's fetch-on-miss
+//! source.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,21 +9,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kura_ecr::Ecr;
-use kura_pullthrough::{ClientConfig, CredentialSource};
+use kura_pullthrough::CredentialSource;
 use kura_registry::Registry;
 use kura_secrets::SecretReader;
 
-/// `kura serve`'s flags for the upstreams of pull-through cache rules.
+/// The upstream client's flags.
 #[derive(clap::Args, Clone, Debug)]
 pub struct PullThroughFlags {
-    /// PEM certificates trusted for upstream registries besides the
-    /// system's roots (private upstreams with their own CA).
+    /// PEM file of CA certificates trusted for upstream registries besides
+    /// the system's roots (private upstreams over HTTPS).
     #[arg(long, env = "KURA_PULL_THROUGH_CA_BUNDLE")]
     pub pull_through_ca_bundle: Option<PathBuf>,
-    /// An upstream that does not answer a request (headers, or the next
-    /// chunk of a body) within this long fails; cached content is served.
-    #[arg(long, env = "KURA_PULL_THROUGH_TIMEOUT", default_value = "30s", value_parser = crate::nonzero_duration)]
-    pub pull_through_timeout: Duration,
+    /// Connecting to an upstream (TCP and TLS) gives up after this long.
+    #[arg(long, env = "KURA_PULL_THROUGH_CONNECT_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub pull_through_connect_timeout: Duration,
+    /// An upstream's response headers must arrive within this long.
+    #[arg(long, env = "KURA_PULL_THROUGH_RESPONSE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub pull_through_response_timeout: Duration,
+    /// An upstream body that sends nothing for this long fails.
+    #[arg(long, env = "KURA_PULL_THROUGH_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub pull_through_idle_timeout: Duration,
 }
 
 /// A rule's credentials are a Secrets Manager secret of the rule's account.
@@ -35,19 +41,21 @@ impl CredentialSource for Secrets {
     }
 }
 
-/// Give the rules their credentials and client settings, and the registry its upstreams.
+/// Configure the upstream client, give the rules their credentials, and
+/// the registry its upstreams.
 pub fn install(ecr: &Ecr, registry: &Registry, secrets: SecretReader, flags: &PullThroughFlags) -> anyhow::Result<()> {
+    let nonzero = |d: Duration| d.max(Duration::from_millis(100));
     let pt = ecr.pull_through().clone();
-    pt.set_credentials(Arc::new(Secrets(secrets)));
-    pt.set_client_config(ClientConfig {
-        connect_timeout: flags.pull_through_timeout.min(Duration::from_secs(10)),
-        response_timeout: flags.pull_through_timeout,
-        idle_timeout: flags.pull_through_timeout,
+    pt.set_client_config(kura_pullthrough::ClientConfig {
+        connect_timeout: nonzero(flags.pull_through_connect_timeout),
+        response_timeout: nonzero(flags.pull_through_response_timeout),
+        idle_timeout: nonzero(flags.pull_through_idle_timeout),
         ca_bundle: flags.pull_through_ca_bundle.clone(),
-        ..ClientConfig::default()
+        ..Default::default()
     })
     .map_err(anyhow::Error::msg)
-    .context("the pull-through cache's upstream client (--pull-through-ca-bundle)")?;
+    .context("--pull-through-ca-bundle")?;
+    pt.set_credentials(Arc::new(Secrets(secrets)));
     registry.set_pull_through(pt);
     Ok(())
 }

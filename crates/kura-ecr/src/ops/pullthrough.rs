@@ -143,6 +143,11 @@ impl Ecr {
         let upstream_prefix = s(v, "upstreamRepositoryPrefix")
             .map(rules::normalize_prefix)
             .filter(|p| p != rules::ROOT);
+        if prefix == rules::ROOT && upstream_prefix.is_some() {
+            return Err(EcrError::invalid_parameter(
+                "Invalid parameter at 'upstreamRepositoryPrefix' failed to satisfy constraint: 'an upstream repository prefix can only be set when the ECR repository prefix is not ROOT'",
+            ));
+        }
         let now = kura_store::now_millis();
         let row = PtcRuleRow {
             account: account.clone(),
