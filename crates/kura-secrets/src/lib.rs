@@ -80,7 +80,11 @@ impl<'a> Ctx<'a> {
         match self.iam {
             Some((authz, caller, ip)) => {
                 authz
-                    .authorize(caller, &Access::resource(action, arn, owner).with_request_tags(tags), ip)
+                    .authorize(
+                        caller,
+                        &Access::resource(action, arn, owner).with_request_tags(tags),
+                        ip,
+                    )
                     .await
             }
             None if owner == self.account => Ok(()),

@@ -11,7 +11,9 @@ use serde_json::{json, Map, Value};
 
 use crate::resolve::{valid_name, Resolved};
 use crate::stages::add_version;
-use crate::{invalid_request, marked_for_deletion, not_found, Ctx, Secrets, AWSCURRENT, DEFAULT_RECOVERY_DAYS, MAX_TAGS};
+use crate::{
+    invalid_request, marked_for_deletion, not_found, Ctx, Secrets, AWSCURRENT, DEFAULT_RECOVERY_DAYS, MAX_TAGS,
+};
 
 const DAY_MS: i64 = 86_400_000;
 /// How often a change retries when another writer changed the secret meanwhile.
@@ -63,7 +65,9 @@ fn check_kms(input: &Value) -> AwsResult<Option<String>> {
 
 fn check_unsupported(input: &Value) -> AwsResult<()> {
     if s(input, "Type").is_some_and(|t| !t.is_empty()) {
-        return Err(invalid("Kura does not support secret types managed by another service (Type)."));
+        return Err(invalid(
+            "Kura does not support secret types managed by another service (Type).",
+        ));
     }
     if input.get("AddReplicaRegions").is_some_and(|v| !v.is_null()) {
         return Err(invalid_request("Kura does not replicate secrets to other regions."));
@@ -235,9 +239,11 @@ impl Secrets {
         let tags = tags_of(input)?;
         let value = value_of(input)?;
         let arn = format!("{}-{}", self.arn_base(ctx.account, name), suffix());
-        ctx.allow("secretsmanager:CreateSecret", &arn, ctx.account, &tags).await?;
+        ctx.allow("secretsmanager:CreateSecret", &arn, ctx.account, &tags)
+            .await?;
         if !tags.is_empty() {
-            ctx.allow("secretsmanager:TagResource", &arn, ctx.account, &tags).await?;
+            ctx.allow("secretsmanager:TagResource", &arn, ctx.account, &tags)
+                .await?;
         }
         let now = now_millis();
         let id = version_id(input);
@@ -492,9 +498,9 @@ pub(crate) fn pick_version<'a>(
     stage: Option<&str>,
 ) -> AwsResult<&'a SecretVersionRow> {
     let stage = stage.or(if id.is_none() { Some(AWSCURRENT) } else { None });
-    let found = versions.iter().find(|v| {
-        id.is_none_or(|i| v.version_id == i) && stage.is_none_or(|st| labels(v).iter().any(|l| l == st))
-    });
+    let found = versions
+        .iter()
+        .find(|v| id.is_none_or(|i| v.version_id == i) && stage.is_none_or(|st| labels(v).iter().any(|l| l == st)));
     found.ok_or_else(|| {
         let what = match (id, stage) {
             (Some(i), _) => format!("VersionId: {i}"),
