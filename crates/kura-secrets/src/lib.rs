@@ -7,6 +7,7 @@
 //!   ([`ops`]: the operations, [`stages`]: how staging labels move, [`list`]: `ListSecrets`'
 //!   filters and paging, [`resolve`]: a `SecretId` — name, full or partial ARN — to a secret).
 //! * [`service::SecretsService`] is the [`kura_aws::AwsService`] on the shared pipeline.
+//! * [`purge::PurgeJob`] removes secrets whose recovery window has passed.
 //! * [`SecretReader`] reads a secret's current string for Kura itself (the pull-through
 //!   cache), without IAM, in one account only.
 //!
@@ -18,6 +19,7 @@
 
 pub mod list;
 pub mod ops;
+pub mod purge;
 pub mod reader;
 pub mod resolve;
 pub mod service;

@@ -17,7 +17,7 @@ use crate::{
 
 const DAY_MS: i64 = 86_400_000;
 /// How often a change retries when another writer changed the secret meanwhile.
-const COMMIT_ATTEMPTS: usize = 8;
+const COMMIT_ATTEMPTS: usize = 32;
 
 /// A value to store: its kind (`string` or `binary`) and bytes.
 pub(crate) struct NewValue {

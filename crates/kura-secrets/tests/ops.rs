@@ -397,6 +397,13 @@ async fn deletion_recovery_and_stale_arns() {
     );
     let l = ok(&t, A, "ListSecrets", json!({"IncludePlannedDeletion": true})).await;
     assert_eq!(l["SecretList"], json!([]));
+    // The purge job's query removes the row (and only it).
+    assert_eq!(
+        t.store.secrets_purge_expired(kura_store::now_millis()).await.unwrap(),
+        1
+    );
+    assert!(t.store.secret_by_name(A, "d", 0).await.unwrap().is_none());
+    assert_eq!(ok(&t, A, "ListSecrets", json!({})).await["SecretList"], json!([]));
     ok(&t, A, "CreateSecret", json!({"Name": "d", "SecretString": "three"})).await;
     assert_eq!(
         ok(&t, A, "GetSecretValue", json!({"SecretId": "d"})).await["SecretString"],
@@ -623,4 +630,36 @@ async fn list_filters_paging_and_quota() {
         .call(Ctx::trusted(B), "CreateSecret", &json!({"Name": "sixth"}))
         .await
         .unwrap();
+}
+
+/// Concurrent PutSecretValue calls on one secret: every version is stored, and the labels
+/// stay consistent (exactly one AWSCURRENT, one AWSPREVIOUS): the compare-and-set on the
+/// secret's revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_puts_keep_labels_consistent() {
+    let t = setup().await;
+    ok(&t, A, "CreateSecret", json!({"Name": "c", "SecretString": "v0"})).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let sm = t.sm.clone();
+        tasks.push(tokio::spawn(async move {
+            sm.call(
+                Ctx::trusted(A),
+                "PutSecretValue",
+                &json!({"SecretId": "c", "SecretString": format!("v{}", i + 1)}),
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let row = t.store.secret_by_name(A, "c", 0).await.unwrap().unwrap();
+    assert_eq!(row.revision, 10);
+    let versions = t.store.secret_versions(&row.arn).await.unwrap();
+    assert_eq!(versions.len(), 11);
+    let count = |label: &str| versions.iter().filter(|v| v.stages.contains(label)).count();
+    assert_eq!((count("AWSCURRENT"), count("AWSPREVIOUS")), (1, 1));
+    let current = ok(&t, A, "GetSecretValue", json!({"SecretId": "c"})).await;
+    assert_ne!(current["SecretString"], "v0");
 }
