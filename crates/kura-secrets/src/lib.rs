@@ -1,10 +1,11 @@
 //! Secrets Manager for Kura: the API subset a pull-through cache rule takes its upstream
 //! credentials from (`CreateSecret`, `GetSecretValue`, `PutSecretValue`, `DescribeSecret`,
-//! `ListSecrets`, `DeleteSecret`, `RestoreSecret`, `UpdateSecret`), AWS JSON 1.1 with
+//! `ListSecrets`, `DeleteSecret`, `RestoreSecret`, `UpdateSecret`, `TagResource`, `UntagResource`,
+//! `ListSecretVersionIds`), AWS JSON 1.1 with
 //! `X-Amz-Target: secretsmanager.<Op>` and SigV4 service `secretsmanager`.
 //!
 //! * [`Secrets`] runs one operation for one caller on input the model already validated
-//!   ([`ops`]: the operations, [`stages`]: how staging labels move, [`list`]: `ListSecrets`'
+//!   ([`ops`]: the operations, [`tags`]: tags and the version list, [`stages`]: how staging labels move, [`list`]: `ListSecrets`'
 //!   filters and paging, [`resolve`]: a `SecretId` — name, full or partial ARN — to a secret).
 //! * [`service::SecretsService`] is the [`kura_aws::AwsService`] on the shared pipeline.
 //! * [`purge::PurgeJob`] removes secrets whose recovery window has passed.
@@ -24,6 +25,7 @@ pub mod reader;
 pub mod resolve;
 pub mod service;
 pub mod stages;
+pub mod tags;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -45,6 +47,9 @@ pub const OPERATIONS: &[&str] = &[
     "DeleteSecret",
     "RestoreSecret",
     "UpdateSecret",
+    "TagResource",
+    "UntagResource",
+    "ListSecretVersionIds",
 ];
 
 /// Most live secrets per account (Secrets Manager's quota is 500,000; Kura keeps an
@@ -150,6 +155,9 @@ impl Secrets {
             "DeleteSecret" => self.delete_secret(ctx, input).await,
             "RestoreSecret" => self.restore_secret(ctx, input).await,
             "UpdateSecret" => self.update_secret(ctx, input).await,
+            "TagResource" => self.tag_resource(ctx, input).await,
+            "UntagResource" => self.untag_resource(ctx, input).await,
+            "ListSecretVersionIds" => self.list_secret_version_ids(ctx, input).await,
             other => Err(AwsError::new(
                 "UnsupportedOperationException",
                 format!("Kura does not support {other} (not in Kura's Secrets Manager subset)"),

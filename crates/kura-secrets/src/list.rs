@@ -19,7 +19,7 @@ use crate::{Ctx, Secrets};
 /// Most entries of one page (the model's bound).
 const PAGE_MAX: usize = 100;
 
-fn tags(secret: &SecretRow) -> Vec<(String, String)> {
+pub(crate) fn tags(secret: &SecretRow) -> Vec<(String, String)> {
     let v: Value = serde_json::from_str(&secret.tags).unwrap_or_default();
     v.as_array()
         .map(|a| {

@@ -29,7 +29,7 @@ fn s<'a>(input: &'a Value, key: &str) -> Option<&'a str> {
     input.get(key).and_then(Value::as_str)
 }
 
-fn invalid(message: impl Into<String>) -> AwsError {
+pub(crate) fn invalid(message: impl Into<String>) -> AwsError {
     AwsError::invalid_parameter(message)
 }
 
@@ -75,7 +75,7 @@ fn check_unsupported(input: &Value) -> AwsResult<()> {
     Ok(())
 }
 
-fn tags_of(input: &Value) -> AwsResult<Vec<(String, String)>> {
+pub(crate) fn tags_of(input: &Value) -> AwsResult<Vec<(String, String)>> {
     let Some(list) = input.get("Tags").and_then(Value::as_array) else {
         return Ok(Vec::new());
     };
@@ -97,7 +97,7 @@ fn tags_of(input: &Value) -> AwsResult<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn tags_json(tags: &[(String, String)]) -> String {
+pub(crate) fn tags_json(tags: &[(String, String)]) -> String {
     Value::Array(tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect()).to_string()
 }
 
@@ -149,16 +149,27 @@ impl Secrets {
     }
 
     /// Resolve `SecretId` and authorize `action` on it; the secret, if it exists.
-    async fn target(&self, ctx: Ctx<'_>, input: &Value, action: &str) -> AwsResult<SecretRow> {
+    pub(crate) async fn target(&self, ctx: Ctx<'_>, input: &Value, action: &str) -> AwsResult<SecretRow> {
+        self.target_tagged(ctx, input, action, &[]).await
+    }
+
+    /// [`Self::target`] for a request that sets `tags` (`aws:RequestTag/*`).
+    pub(crate) async fn target_tagged(
+        &self,
+        ctx: Ctx<'_>,
+        input: &Value,
+        action: &str,
+        tags: &[(String, String)],
+    ) -> AwsResult<SecretRow> {
         let id = s(input, "SecretId").ok_or_else(|| invalid("SecretId is required."))?;
         let Resolved { owner, arn, secret } = self.resolve(ctx.account, id, now_millis()).await?;
-        ctx.allow(action, &arn, &owner, &[]).await?;
+        ctx.allow(action, &arn, &owner, tags).await?;
         secret.ok_or_else(not_found)
     }
 
     /// Apply a change computed from the secret and its versions, again when another writer
     /// changed the secret meanwhile. `change` answers `Ok(None)` when there is nothing to do.
-    async fn commit_with<T>(
+    pub(crate) async fn commit_with<T>(
         &self,
         mut secret: SecretRow,
         mut change: impl FnMut(&SecretRow, &[SecretVersionRow]) -> AwsResult<(Option<SecretCommit>, T)>,
@@ -481,7 +492,7 @@ impl Secrets {
 }
 
 /// A change of the secret's metadata only.
-fn plain(row: SecretRow) -> SecretCommit {
+pub(crate) fn plain(row: SecretRow) -> SecretCommit {
     SecretCommit {
         row,
         insert: None,

@@ -663,3 +663,111 @@ async fn concurrent_puts_keep_labels_consistent() {
     let current = ok(&t, A, "GetSecretValue", json!({"SecretId": "c"})).await;
     assert_ne!(current["SecretString"], "v0");
 }
+
+/// TagResource merges (a key's value replaced), UntagResource removes, both refused on a
+/// secret scheduled for deletion and across accounts; ListSecretVersionIds lists labelled
+/// versions newest first (deprecated ones on request), in pages.
+#[tokio::test]
+async fn tags_and_version_ids() {
+    let t = setup().await;
+    ok(
+        &t,
+        A,
+        "CreateSecret",
+        json!({"Name": "t", "SecretString": "v0", "Tags": [{"Key": "a", "Value": "1"}]}),
+    )
+    .await;
+    ok(
+        &t,
+        A,
+        "TagResource",
+        json!({"SecretId": "t", "Tags": [{"Key": "a", "Value": "2"}, {"Key": "b", "Value": "3"}]}),
+    )
+    .await;
+    let d = ok(&t, A, "DescribeSecret", json!({"SecretId": "t"})).await;
+    assert_eq!(
+        d["Tags"],
+        json!([{"Key": "a", "Value": "2"}, {"Key": "b", "Value": "3"}])
+    );
+    ok(&t, A, "UntagResource", json!({"SecretId": "t", "TagKeys": ["a", "zz"]})).await;
+    let d = ok(&t, A, "DescribeSecret", json!({"SecretId": "t"})).await;
+    assert_eq!(d["Tags"], json!([{"Key": "b", "Value": "3"}]));
+    let (k, _) = err(
+        &t,
+        A,
+        "TagResource",
+        json!({"SecretId": "t", "Tags": [{"Key": "aws:x", "Value": "1"}]}),
+    )
+    .await;
+    assert_eq!(k, "InvalidParameterException");
+    let arn = d["ARN"].as_str().unwrap();
+    let (k, _) = err(
+        &t,
+        B,
+        "TagResource",
+        json!({"SecretId": arn, "Tags": [{"Key": "x", "Value": "1"}]}),
+    )
+    .await;
+    assert_eq!(k, "AccessDeniedException");
+
+    for i in 1..=3 {
+        ok(
+            &t,
+            A,
+            "PutSecretValue",
+            json!({"SecretId": "t", "SecretString": format!("v{i}")}),
+        )
+        .await;
+    }
+    let l = ok(&t, A, "ListSecretVersionIds", json!({"SecretId": "t"})).await;
+    let stages: Vec<Value> = l["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["VersionStages"].clone())
+        .collect();
+    assert_eq!(stages, [json!(["AWSCURRENT"]), json!(["AWSPREVIOUS"])]);
+    let all = ok(
+        &t,
+        A,
+        "ListSecretVersionIds",
+        json!({"SecretId": "t", "IncludeDeprecated": true}),
+    )
+    .await;
+    assert_eq!(all["Versions"].as_array().unwrap().len(), 4);
+    let p1 = ok(
+        &t,
+        A,
+        "ListSecretVersionIds",
+        json!({"SecretId": "t", "IncludeDeprecated": true, "MaxResults": 3}),
+    )
+    .await;
+    assert_eq!(p1["Versions"].as_array().unwrap().len(), 3);
+    let p2 = ok(
+        &t,
+        A,
+        "ListSecretVersionIds",
+        json!({"SecretId": "t", "IncludeDeprecated": true, "MaxResults": 3, "NextToken": p1["NextToken"]}),
+    )
+    .await;
+    assert_eq!(p2["Versions"].as_array().unwrap().len(), 1);
+    assert!(p2.get("NextToken").is_none());
+    let (k, _) = err(
+        &t,
+        A,
+        "ListSecretVersionIds",
+        json!({"SecretId": "t", "NextToken": "abc"}),
+    )
+    .await;
+    assert_eq!(k, "InvalidNextTokenException");
+
+    ok(&t, A, "DeleteSecret", json!({"SecretId": "t"})).await;
+    let (k, _) = err(
+        &t,
+        A,
+        "TagResource",
+        json!({"SecretId": "t", "Tags": [{"Key": "c", "Value": "1"}]}),
+    )
+    .await;
+    assert_eq!(k, "InvalidRequestException");
+}
