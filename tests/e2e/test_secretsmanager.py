@@ -5,7 +5,8 @@ AWS_ENDPOINT_URL_SECRETS_MANAGER) and boto3.
    get-secret-value by name, full and partial ARN, put-secret-value (AWSCURRENT moves,
    AWSPREVIOUS follows), describe-secret, list-secrets with a filter, update-secret,
    delete-secret with a recovery window (reads refused, restore-secret brings it back),
-   forced deletion (not found after), and the errors by their codes.
+   tag-resource/untag-resource, list-secret-version-ids, forced deletion (not found after),
+   and the errors by their codes.
 2. boto3: a binary secret, the paginator over list_secrets, ClientError codes, the
    idempotency token, another account (from `kura account create`) denied A's secret by ARN
    and not finding it by name, a user without a policy denied.
@@ -100,6 +101,15 @@ def test_cli_lifecycle(bare_registry):
     listed = sm(reg, "list-secrets", "--filters", "Key=name,Values=ecr-pullthroughcache/")
     assert [s["Name"] for s in listed["SecretList"]] == [name]
     assert len(sm(reg, "list-secrets")["SecretList"]) == 2
+
+    sm(reg, "tag-resource", "--secret-id", name, "--tags", "Key=team,Value=platform")
+    assert sm(reg, "describe-secret", "--secret-id", name)["Tags"] == [{"Key": "team", "Value": "platform"}]
+    tagged = sm(reg, "list-secrets", "--filters", "Key=tag-key,Values=team")
+    assert [s["Name"] for s in tagged["SecretList"]] == [name]
+    sm(reg, "untag-resource", "--secret-id", name, "--tag-keys", "team")
+    assert "Tags" not in sm(reg, "describe-secret", "--secret-id", name)
+    ids = sm(reg, "list-secret-version-ids", "--secret-id", name)
+    assert [v["VersionId"] for v in ids["Versions"]] == [put["VersionId"], first]
 
     up = sm(reg, "update-secret", "--secret-id", name, "--description", "rotated", "--secret-string", "v3")
     assert up["ARN"] == arn and up["VersionId"]

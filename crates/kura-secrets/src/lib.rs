@@ -1,12 +1,14 @@
 //! Secrets Manager for Kura: the API subset a pull-through cache rule takes its upstream
 //! credentials from (`CreateSecret`, `GetSecretValue`, `PutSecretValue`, `DescribeSecret`,
-//! `ListSecrets`, `DeleteSecret`, `RestoreSecret`, `UpdateSecret`), AWS JSON 1.1 with
+//! `ListSecrets`, `DeleteSecret`, `RestoreSecret`, `UpdateSecret`, `TagResource`, `UntagResource`,
+//! `ListSecretVersionIds`), AWS JSON 1.1 with
 //! `X-Amz-Target: secretsmanager.<Op>` and SigV4 service `secretsmanager`.
 //!
 //! * [`Secrets`] runs one operation for one caller on input the model already validated
-//!   ([`ops`]: the operations, [`stages`]: how staging labels move, [`list`]: `ListSecrets`'
+//!   ([`ops`]: the operations, [`tags`]: tags and the version list, [`stages`]: how staging labels move, [`list`]: `ListSecrets`'
 //!   filters and paging, [`resolve`]: a `SecretId` — name, full or partial ARN — to a secret).
 //! * [`service::SecretsService`] is the [`kura_aws::AwsService`] on the shared pipeline.
+//! * [`purge::PurgeJob`] removes secrets whose recovery window has passed.
 //! * [`SecretReader`] reads a secret's current string for Kura itself (the pull-through
 //!   cache), without IAM, in one account only.
 //!
@@ -18,10 +20,12 @@
 
 pub mod list;
 pub mod ops;
+pub mod purge;
 pub mod reader;
 pub mod resolve;
 pub mod service;
 pub mod stages;
+pub mod tags;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -43,6 +47,9 @@ pub const OPERATIONS: &[&str] = &[
     "DeleteSecret",
     "RestoreSecret",
     "UpdateSecret",
+    "TagResource",
+    "UntagResource",
+    "ListSecretVersionIds",
 ];
 
 /// Most live secrets per account (Secrets Manager's quota is 500,000; Kura keeps an
@@ -80,7 +87,11 @@ impl<'a> Ctx<'a> {
         match self.iam {
             Some((authz, caller, ip)) => {
                 authz
-                    .authorize(caller, &Access::resource(action, arn, owner).with_request_tags(tags), ip)
+                    .authorize(
+                        caller,
+                        &Access::resource(action, arn, owner).with_request_tags(tags),
+                        ip,
+                    )
                     .await
             }
             None if owner == self.account => Ok(()),
@@ -144,6 +155,9 @@ impl Secrets {
             "DeleteSecret" => self.delete_secret(ctx, input).await,
             "RestoreSecret" => self.restore_secret(ctx, input).await,
             "UpdateSecret" => self.update_secret(ctx, input).await,
+            "TagResource" => self.tag_resource(ctx, input).await,
+            "UntagResource" => self.untag_resource(ctx, input).await,
+            "ListSecretVersionIds" => self.list_secret_version_ids(ctx, input).await,
             other => Err(AwsError::new(
                 "UnsupportedOperationException",
                 format!("Kura does not support {other} (not in Kura's Secrets Manager subset)"),

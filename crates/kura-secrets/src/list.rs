@@ -19,7 +19,7 @@ use crate::{Ctx, Secrets};
 /// Most entries of one page (the model's bound).
 const PAGE_MAX: usize = 100;
 
-fn tags(secret: &SecretRow) -> Vec<(String, String)> {
+pub(crate) fn tags(secret: &SecretRow) -> Vec<(String, String)> {
     let v: Value = serde_json::from_str(&secret.tags).unwrap_or_default();
     v.as_array()
         .map(|a| {
@@ -68,9 +68,10 @@ fn passes(filters: &[(String, Vec<String>)], secret: &SecretRow) -> bool {
 fn filters_of(input: &Value) -> AwsResult<Vec<(String, Vec<String>)>> {
     let mut out = Vec::new();
     for f in input.get("Filters").and_then(Value::as_array).into_iter().flatten() {
-        let key = f.get("Key").and_then(Value::as_str).ok_or_else(|| {
-            AwsError::invalid_parameter("Invalid filter: every filter needs a Key.")
-        })?;
+        let key = f
+            .get("Key")
+            .and_then(Value::as_str)
+            .ok_or_else(|| AwsError::invalid_parameter("Invalid filter: every filter needs a Key."))?;
         let values: Vec<String> = f
             .get("Values")
             .and_then(Value::as_array)

@@ -11,11 +11,13 @@ use serde_json::{json, Map, Value};
 
 use crate::resolve::{valid_name, Resolved};
 use crate::stages::add_version;
-use crate::{invalid_request, marked_for_deletion, not_found, Ctx, Secrets, AWSCURRENT, DEFAULT_RECOVERY_DAYS, MAX_TAGS};
+use crate::{
+    invalid_request, marked_for_deletion, not_found, Ctx, Secrets, AWSCURRENT, DEFAULT_RECOVERY_DAYS, MAX_TAGS,
+};
 
 const DAY_MS: i64 = 86_400_000;
 /// How often a change retries when another writer changed the secret meanwhile.
-const COMMIT_ATTEMPTS: usize = 8;
+const COMMIT_ATTEMPTS: usize = 32;
 
 /// A value to store: its kind (`string` or `binary`) and bytes.
 pub(crate) struct NewValue {
@@ -27,7 +29,7 @@ fn s<'a>(input: &'a Value, key: &str) -> Option<&'a str> {
     input.get(key).and_then(Value::as_str)
 }
 
-fn invalid(message: impl Into<String>) -> AwsError {
+pub(crate) fn invalid(message: impl Into<String>) -> AwsError {
     AwsError::invalid_parameter(message)
 }
 
@@ -63,7 +65,9 @@ fn check_kms(input: &Value) -> AwsResult<Option<String>> {
 
 fn check_unsupported(input: &Value) -> AwsResult<()> {
     if s(input, "Type").is_some_and(|t| !t.is_empty()) {
-        return Err(invalid("Kura does not support secret types managed by another service (Type)."));
+        return Err(invalid(
+            "Kura does not support secret types managed by another service (Type).",
+        ));
     }
     if input.get("AddReplicaRegions").is_some_and(|v| !v.is_null()) {
         return Err(invalid_request("Kura does not replicate secrets to other regions."));
@@ -71,7 +75,7 @@ fn check_unsupported(input: &Value) -> AwsResult<()> {
     Ok(())
 }
 
-fn tags_of(input: &Value) -> AwsResult<Vec<(String, String)>> {
+pub(crate) fn tags_of(input: &Value) -> AwsResult<Vec<(String, String)>> {
     let Some(list) = input.get("Tags").and_then(Value::as_array) else {
         return Ok(Vec::new());
     };
@@ -93,7 +97,7 @@ fn tags_of(input: &Value) -> AwsResult<Vec<(String, String)>> {
     Ok(out)
 }
 
-fn tags_json(tags: &[(String, String)]) -> String {
+pub(crate) fn tags_json(tags: &[(String, String)]) -> String {
     Value::Array(tags.iter().map(|(k, v)| json!({"Key": k, "Value": v})).collect()).to_string()
 }
 
@@ -145,16 +149,27 @@ impl Secrets {
     }
 
     /// Resolve `SecretId` and authorize `action` on it; the secret, if it exists.
-    async fn target(&self, ctx: Ctx<'_>, input: &Value, action: &str) -> AwsResult<SecretRow> {
+    pub(crate) async fn target(&self, ctx: Ctx<'_>, input: &Value, action: &str) -> AwsResult<SecretRow> {
+        self.target_tagged(ctx, input, action, &[]).await
+    }
+
+    /// [`Self::target`] for a request that sets `tags` (`aws:RequestTag/*`).
+    pub(crate) async fn target_tagged(
+        &self,
+        ctx: Ctx<'_>,
+        input: &Value,
+        action: &str,
+        tags: &[(String, String)],
+    ) -> AwsResult<SecretRow> {
         let id = s(input, "SecretId").ok_or_else(|| invalid("SecretId is required."))?;
         let Resolved { owner, arn, secret } = self.resolve(ctx.account, id, now_millis()).await?;
-        ctx.allow(action, &arn, &owner, &[]).await?;
+        ctx.allow(action, &arn, &owner, tags).await?;
         secret.ok_or_else(not_found)
     }
 
     /// Apply a change computed from the secret and its versions, again when another writer
     /// changed the secret meanwhile. `change` answers `Ok(None)` when there is nothing to do.
-    async fn commit_with<T>(
+    pub(crate) async fn commit_with<T>(
         &self,
         mut secret: SecretRow,
         mut change: impl FnMut(&SecretRow, &[SecretVersionRow]) -> AwsResult<(Option<SecretCommit>, T)>,
@@ -235,9 +250,11 @@ impl Secrets {
         let tags = tags_of(input)?;
         let value = value_of(input)?;
         let arn = format!("{}-{}", self.arn_base(ctx.account, name), suffix());
-        ctx.allow("secretsmanager:CreateSecret", &arn, ctx.account, &tags).await?;
+        ctx.allow("secretsmanager:CreateSecret", &arn, ctx.account, &tags)
+            .await?;
         if !tags.is_empty() {
-            ctx.allow("secretsmanager:TagResource", &arn, ctx.account, &tags).await?;
+            ctx.allow("secretsmanager:TagResource", &arn, ctx.account, &tags)
+                .await?;
         }
         let now = now_millis();
         let id = version_id(input);
@@ -475,7 +492,7 @@ impl Secrets {
 }
 
 /// A change of the secret's metadata only.
-fn plain(row: SecretRow) -> SecretCommit {
+pub(crate) fn plain(row: SecretRow) -> SecretCommit {
     SecretCommit {
         row,
         insert: None,
@@ -492,9 +509,9 @@ pub(crate) fn pick_version<'a>(
     stage: Option<&str>,
 ) -> AwsResult<&'a SecretVersionRow> {
     let stage = stage.or(if id.is_none() { Some(AWSCURRENT) } else { None });
-    let found = versions.iter().find(|v| {
-        id.is_none_or(|i| v.version_id == i) && stage.is_none_or(|st| labels(v).iter().any(|l| l == st))
-    });
+    let found = versions
+        .iter()
+        .find(|v| id.is_none_or(|i| v.version_id == i) && stage.is_none_or(|st| labels(v).iter().any(|l| l == st)));
     found.ok_or_else(|| {
         let what = match (id, stage) {
             (Some(i), _) => format!("VersionId: {i}"),

@@ -42,7 +42,11 @@ impl SecretReader {
     /// partial ARN) of `account`. `Ok(None)` when there is no such secret in `account` (an
     /// ARN of another account or region names none), it is scheduled for deletion, or its
     /// current value is binary or missing.
-    pub async fn read_secret_string(&self, account: &str, arn_or_name: &str) -> Result<Option<String>, SecretReadError> {
+    pub async fn read_secret_string(
+        &self,
+        account: &str,
+        arn_or_name: &str,
+    ) -> Result<Option<String>, SecretReadError> {
         let s = &self.secrets;
         let r = match s.resolve(account, arn_or_name, now_millis()).await {
             Ok(r) => r,

@@ -31,17 +31,19 @@ pub fn parse_arn(id: &str) -> Option<(&str, &str, &str)> {
         parts.next()?,
     );
     let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
-    (arn == "arn" && !partition.is_empty() && service == "secretsmanager" && kind == "secret" && account_ok && !rest.is_empty())
-        .then_some((region, account, rest))
+    (arn == "arn"
+        && !partition.is_empty()
+        && service == "secretsmanager"
+        && kind == "secret"
+        && account_ok
+        && !rest.is_empty())
+    .then_some((region, account, rest))
 }
 
 /// Whether `name` is a valid secret name (Secrets Manager's characters; the model bounds
 /// its length).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
 }
 
 impl Secrets {
@@ -96,7 +98,10 @@ mod tests {
         assert_eq!(parse_arn("arn:aws:secretsmanager:us-east-1:12345678901:secret:a"), None);
         assert_eq!(parse_arn("arn:aws:ecr:us-east-1:123456789012:repository/a"), None);
         assert_eq!(parse_arn("arn:aws:secretsmanager:us-east-1:123456789012:secret:"), None);
-        assert_eq!(parse_arn("arn:aws:secretsmanager:us-east-1:123456789012:parameter:x"), None);
+        assert_eq!(
+            parse_arn("arn:aws:secretsmanager:us-east-1:123456789012:parameter:x"),
+            None
+        );
         assert!(valid_name("ecr-pullthroughcache/hub"));
         assert!(valid_name("a+b=c.d@e_f-g"));
         assert!(!valid_name("a b"));

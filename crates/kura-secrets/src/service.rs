@@ -84,7 +84,10 @@ impl AwsService for SecretsService {
         if !op.built {
             return Err(AwsError::new(
                 "UnsupportedOperationException",
-                format!("Kura does not support {} (not in Kura's Secrets Manager subset)", op.name),
+                format!(
+                    "Kura does not support {} (not in Kura's Secrets Manager subset)",
+                    op.name
+                ),
             ));
         }
         let ctx = Ctx {

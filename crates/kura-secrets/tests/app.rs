@@ -190,21 +190,43 @@ async fn put_policy(app: &App, user: &str, policy: Value) {
 #[tokio::test]
 async fn operations_through_the_pipeline() {
     let a = app().await;
-    let (s, out) = sm(&a, "CreateSecret", json!({"Name": "ecr-pullthroughcache/hub", "SecretString": VALUE}), ROOT).await;
+    let (s, out) = sm(
+        &a,
+        "CreateSecret",
+        json!({"Name": "ecr-pullthroughcache/hub", "SecretString": VALUE}),
+        ROOT,
+    )
+    .await;
     assert_eq!(s, 200, "{out}");
     let arn = out["ARN"].as_str().unwrap().to_string();
-    assert!(arn.starts_with(&format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/hub-")));
+    assert!(arn.starts_with(&format!(
+        "arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/hub-"
+    )));
     let (s, out) = sm(&a, "GetSecretValue", json!({"SecretId": arn}), ROOT).await;
     assert_eq!((s, out["SecretString"].as_str()), (200, Some(VALUE)), "{out}");
     let (s, out) = sm(&a, "DescribeSecret", json!({"SecretId": "nope"}), ROOT).await;
-    assert_eq!((s, out["__type"].as_str()), (400, Some("ResourceNotFoundException")), "{out}");
+    assert_eq!(
+        (s, out["__type"].as_str()),
+        (400, Some("ResourceNotFoundException")),
+        "{out}"
+    );
     let (s, out) = sm(&a, "RotateSecret", json!({"SecretId": arn}), ROOT).await;
-    assert_eq!((s, out["__type"].as_str()), (400, Some("UnsupportedOperationException")), "{out}");
+    assert_eq!(
+        (s, out["__type"].as_str()),
+        (400, Some("UnsupportedOperationException")),
+        "{out}"
+    );
     let (s, out) = sm(&a, "NoSuchOperation", json!({}), ROOT).await;
     assert_eq!(s, 400, "{out}");
     let (s, out) = sm(&a, "ListSecrets", json!({}), ROOT).await;
     assert_eq!((s, out["SecretList"].as_array().map(Vec::len)), (200, Some(1)), "{out}");
-    let (s, out) = sm(&a, "DeleteSecret", json!({"SecretId": arn, "ForceDeleteWithoutRecovery": true}), ROOT).await;
+    let (s, out) = sm(
+        &a,
+        "DeleteSecret",
+        json!({"SecretId": arn, "ForceDeleteWithoutRecovery": true}),
+        ROOT,
+    )
+    .await;
     assert_eq!(s, 200, "{out}");
 }
 
@@ -242,7 +264,13 @@ async fn malformed_and_oversized_input() {
     }
     let (s, out) = sm(&a, "ListSecrets", json!({"MaxResults": 0}), ROOT).await;
     assert_eq!(s, 400, "{out}");
-    let (s, out) = sm(&a, "ListSecrets", json!({"Filters": [{"Key": "bogus", "Values": ["a"]}]}), ROOT).await;
+    let (s, out) = sm(
+        &a,
+        "ListSecrets",
+        json!({"Filters": [{"Key": "bogus", "Values": ["a"]}]}),
+        ROOT,
+    )
+    .await;
     assert_eq!(s, 400, "{out}");
     let (s, out) = sm(&a, "GetSecretValue", json!({"SecretId": "x".repeat(2049)}), ROOT).await;
     assert_eq!(s, 400, "{out}");
@@ -267,8 +295,18 @@ async fn iam_authorizes_each_call_on_the_secret_arn() {
     }
     let (kid, ksecret) = user(&a, "alice").await;
     let alice = (kid.as_str(), ksecret.as_str());
-    let (s, out) = sm(&a, "GetSecretValue", json!({"SecretId": "ecr-pullthroughcache/hub"}), alice).await;
-    assert_eq!((s, out["__type"].as_str()), (403, Some("AccessDeniedException")), "{out}");
+    let (s, out) = sm(
+        &a,
+        "GetSecretValue",
+        json!({"SecretId": "ecr-pullthroughcache/hub"}),
+        alice,
+    )
+    .await;
+    assert_eq!(
+        (s, out["__type"].as_str()),
+        (403, Some("AccessDeniedException")),
+        "{out}"
+    );
     let (s, _) = sm(&a, "ListSecrets", json!({}), alice).await;
     assert_eq!(s, 403);
     // Not found is not told apart from denied for a principal without access.
@@ -287,7 +325,13 @@ async fn iam_authorizes_each_call_on_the_secret_arn() {
              "Resource": format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ecr-pullthroughcache/denied-*")}]}),
     )
     .await;
-    let (s, out) = sm(&a, "GetSecretValue", json!({"SecretId": "ecr-pullthroughcache/hub"}), alice).await;
+    let (s, out) = sm(
+        &a,
+        "GetSecretValue",
+        json!({"SecretId": "ecr-pullthroughcache/hub"}),
+        alice,
+    )
+    .await;
     assert_eq!((s, out["SecretString"].as_str()), (200, Some(VALUE)), "{out}");
     let (s, _) = sm(&a, "GetSecretValue", json!({"SecretId": "prod/db"}), alice).await;
     assert_eq!(s, 403);
@@ -299,12 +343,30 @@ async fn iam_authorizes_each_call_on_the_secret_arn() {
     )
     .await;
     assert_eq!(s, 403);
-    let (s, _) = sm(&a, "DeleteSecret", json!({"SecretId": "ecr-pullthroughcache/hub"}), alice).await;
+    let (s, _) = sm(
+        &a,
+        "DeleteSecret",
+        json!({"SecretId": "ecr-pullthroughcache/hub"}),
+        alice,
+    )
+    .await;
     assert_eq!(s, 403);
     // CreateSecret is authorized on the new secret's ARN, suffix included.
-    let (s, out) = sm(&a, "CreateSecret", json!({"Name": "team/one", "SecretString": "v"}), alice).await;
+    let (s, out) = sm(
+        &a,
+        "CreateSecret",
+        json!({"Name": "team/one", "SecretString": "v"}),
+        alice,
+    )
+    .await;
     assert_eq!(s, 200, "{out}");
-    let (s, _) = sm(&a, "CreateSecret", json!({"Name": "other/one", "SecretString": "v"}), alice).await;
+    let (s, _) = sm(
+        &a,
+        "CreateSecret",
+        json!({"Name": "other/one", "SecretString": "v"}),
+        alice,
+    )
+    .await;
     assert_eq!(s, 403);
     // Tags need secretsmanager:TagResource too.
     let (s, _) = sm(
@@ -316,9 +378,21 @@ async fn iam_authorizes_each_call_on_the_secret_arn() {
     .await;
     assert_eq!(s, 403);
     // An explicit Deny wins over the Allow.
-    let (s, _) = sm(&a, "CreateSecret", json!({"Name": "ecr-pullthroughcache/denied-x", "SecretString": "v"}), ROOT).await;
+    let (s, _) = sm(
+        &a,
+        "CreateSecret",
+        json!({"Name": "ecr-pullthroughcache/denied-x", "SecretString": "v"}),
+        ROOT,
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, _) = sm(&a, "GetSecretValue", json!({"SecretId": "ecr-pullthroughcache/denied-x"}), alice).await;
+    let (s, _) = sm(
+        &a,
+        "GetSecretValue",
+        json!({"SecretId": "ecr-pullthroughcache/denied-x"}),
+        alice,
+    )
+    .await;
     assert_eq!(s, 403);
 }
 
@@ -328,7 +402,13 @@ async fn iam_authorizes_each_call_on_the_secret_arn() {
 #[tokio::test]
 async fn cross_account_and_stale_credentials() {
     let a = app().await;
-    let (_, out) = sm(&a, "CreateSecret", json!({"Name": "ecr-pullthroughcache/hub", "SecretString": VALUE}), ROOT).await;
+    let (_, out) = sm(
+        &a,
+        "CreateSecret",
+        json!({"Name": "ecr-pullthroughcache/hub", "SecretString": VALUE}),
+        ROOT,
+    )
+    .await;
     let arn = out["ARN"].as_str().unwrap().to_string();
     let (b_account, b_key, b_secret) = create_account(a.meta.as_ref(), &a.master, Some("210987654321"))
         .await
@@ -339,12 +419,20 @@ async fn cross_account_and_stale_credentials() {
     for id in [arn.as_str(), partial.as_str()] {
         for op in ["GetSecretValue", "DescribeSecret", "DeleteSecret", "UpdateSecret"] {
             let (s, out) = sm(&a, op, json!({"SecretId": id}), b).await;
-            assert_eq!((s, out["__type"].as_str()), (403, Some("AccessDeniedException")), "{op} {out}");
+            assert_eq!(
+                (s, out["__type"].as_str()),
+                (403, Some("AccessDeniedException")),
+                "{op} {out}"
+            );
             assert!(!out.to_string().contains(MARK));
         }
     }
     let (s, out) = sm(&a, "GetSecretValue", json!({"SecretId": "ecr-pullthroughcache/hub"}), b).await;
-    assert_eq!((s, out["__type"].as_str()), (400, Some("ResourceNotFoundException")), "{out}");
+    assert_eq!(
+        (s, out["__type"].as_str()),
+        (400, Some("ResourceNotFoundException")),
+        "{out}"
+    );
     let (s, out) = sm(&a, "ListSecrets", json!({}), b).await;
     assert_eq!((s, out["SecretList"].clone()), (200, json!([])), "{out}");
     // A's secret is untouched.
@@ -366,7 +454,13 @@ async fn cross_account_and_stale_credentials() {
     let (s, out) = sm(&a, "GetSecretValue", json!({"SecretId": arn}), bob).await;
     assert!(s == 400 || s == 403, "{s} {out}");
     assert!(!out.to_string().contains(MARK));
-    let (s, out) = sm(&a, "GetSecretValue", json!({"SecretId": arn}), (KEY_ID, "wrong-secret-wrong-secret-wrong-secret00")).await;
+    let (s, out) = sm(
+        &a,
+        "GetSecretValue",
+        json!({"SecretId": arn}),
+        (KEY_ID, "wrong-secret-wrong-secret-wrong-secret00"),
+    )
+    .await;
     assert!((s == 400 || s == 403) && out["__type"].is_string(), "{s} {out}");
     let req = signed(
         Some("secretsmanager.GetSecretValue"),
@@ -392,7 +486,10 @@ async fn audit_records_never_hold_the_value() {
         ("GetSecretValue", json!({"SecretId": "s"})),
         ("GetSecretValue", json!({"SecretId": "b"})),
         ("PutSecretValue", json!({"SecretId": "s", "SecretString": VALUE})),
-        ("UpdateSecret", json!({"SecretId": "s", "SecretString": format!("{VALUE}!")})),
+        (
+            "UpdateSecret",
+            json!({"SecretId": "s", "SecretString": format!("{VALUE}!")}),
+        ),
         ("PutSecretValue", json!({"SecretId": "missing", "SecretString": VALUE})),
         ("CreateSecret", json!({"Name": "bad name", "SecretString": VALUE})),
         ("ListSecrets", json!({})),
@@ -420,7 +517,13 @@ async fn audit_records_never_hold_the_value() {
     let create: Value = serde_json::from_str(&records[0]).unwrap();
     assert_eq!(create["requestParameters"]["Name"], "s");
     assert_eq!(create["readOnly"], false);
-    assert!(create["resources"][0]["ARN"].as_str().unwrap().contains(":secret:s"), "{create}");
+    assert!(
+        create["resources"][0]["ARN"].as_str().unwrap().contains(":secret:s"),
+        "{create}"
+    );
     let get: Value = serde_json::from_str(&records[2]).unwrap();
-    assert_eq!((get["eventName"].as_str(), get["readOnly"].as_bool()), (Some("GetSecretValue"), Some(true)));
+    assert_eq!(
+        (get["eventName"].as_str(), get["readOnly"].as_bool()),
+        (Some("GetSecretValue"), Some(true))
+    );
 }

@@ -65,9 +65,16 @@ async fn create_read_put_update_describe() {
     .await;
     let arn = c["ARN"].as_str().unwrap().to_string();
     assert!(is_arn(&arn, A, name), "{arn}");
-    assert_eq!((c["Name"].as_str(), c["VersionId"].as_str()), (Some(name), Some(TOKEN1)));
+    assert_eq!(
+        (c["Name"].as_str(), c["VersionId"].as_str()),
+        (Some(name), Some(TOKEN1))
+    );
 
-    for id in [name.to_string(), arn.clone(), format!("arn:aws:secretsmanager:{REGION}:{A}:secret:{name}")] {
+    for id in [
+        name.to_string(),
+        arn.clone(),
+        format!("arn:aws:secretsmanager:{REGION}:{A}:secret:{name}"),
+    ] {
         let g = ok(&t, A, "GetSecretValue", json!({"SecretId": id})).await;
         assert_eq!(g["SecretString"], CREDS, "{id}");
         assert_eq!(g["ARN"], arn.as_str());
@@ -90,8 +97,17 @@ async fn create_read_put_update_describe() {
     .await;
     assert_eq!(p["VersionStages"], json!(["AWSCURRENT"]));
     let g = ok(&t, A, "GetSecretValue", json!({"SecretId": name})).await;
-    assert_eq!((g["SecretString"].as_str(), g["VersionId"].as_str()), (Some("v2"), Some(TOKEN2)));
-    let prev = ok(&t, A, "GetSecretValue", json!({"SecretId": name, "VersionStage": "AWSPREVIOUS"})).await;
+    assert_eq!(
+        (g["SecretString"].as_str(), g["VersionId"].as_str()),
+        (Some("v2"), Some(TOKEN2))
+    );
+    let prev = ok(
+        &t,
+        A,
+        "GetSecretValue",
+        json!({"SecretId": name, "VersionStage": "AWSPREVIOUS"}),
+    )
+    .await;
     assert_eq!(prev["SecretString"], CREDS);
     let by_id = ok(&t, A, "GetSecretValue", json!({"SecretId": name, "VersionId": TOKEN1})).await;
     assert_eq!(by_id["VersionStages"], json!(["AWSPREVIOUS"]));
@@ -112,9 +128,18 @@ async fn create_read_put_update_describe() {
         json!({"SecretId": name, "SecretString": "staged", "VersionStages": ["blue"]}),
     )
     .await;
-    assert_eq!(ok(&t, A, "GetSecretValue", json!({"SecretId": name})).await["SecretString"], "v2");
     assert_eq!(
-        ok(&t, A, "GetSecretValue", json!({"SecretId": name, "VersionStage": "blue"})).await["SecretString"],
+        ok(&t, A, "GetSecretValue", json!({"SecretId": name})).await["SecretString"],
+        "v2"
+    );
+    assert_eq!(
+        ok(
+            &t,
+            A,
+            "GetSecretValue",
+            json!({"SecretId": name, "VersionStage": "blue"})
+        )
+        .await["SecretString"],
         "staged"
     );
 
@@ -132,23 +157,39 @@ async fn create_read_put_update_describe() {
     let stages = d["VersionIdsToStages"].as_object().unwrap();
     assert_eq!(stages[&v3], json!(["AWSCURRENT"]));
     assert_eq!(stages[TOKEN2], json!(["AWSPREVIOUS"]));
-    assert!(!stages.contains_key(TOKEN1), "a version without labels is not listed: {d}");
+    assert!(
+        !stages.contains_key(TOKEN1),
+        "a version without labels is not listed: {d}"
+    );
     assert!(d["LastAccessedDate"].is_number() && d["CreatedDate"].is_number() && d.get("DeletedDate").is_none());
 
     // Description only: no new version.
     let u = ok(&t, A, "UpdateSecret", json!({"SecretId": name, "Description": "only"})).await;
     assert!(u.get("VersionId").is_none());
-    assert_eq!(ok(&t, A, "GetSecretValue", json!({"SecretId": name})).await["SecretString"], "v3");
+    assert_eq!(
+        ok(&t, A, "GetSecretValue", json!({"SecretId": name})).await["SecretString"],
+        "v3"
+    );
 
     // A binary secret comes back as base64, never as a string.
-    ok(&t, A, "CreateSecret", json!({"Name": "bin", "SecretBinary": "AAEC/w=="})).await;
+    ok(
+        &t,
+        A,
+        "CreateSecret",
+        json!({"Name": "bin", "SecretBinary": "AAEC/w=="}),
+    )
+    .await;
     let g = ok(&t, A, "GetSecretValue", json!({"SecretId": "bin"})).await;
     assert_eq!(g["SecretBinary"], "AAEC/w==");
     assert!(g.get("SecretString").is_none());
     // A secret without a value has no current version.
     ok(&t, A, "CreateSecret", json!({"Name": "empty"})).await;
     let (k, m) = err(&t, A, "GetSecretValue", json!({"SecretId": "empty"})).await;
-    assert_eq!((k.as_str(), m.contains("AWSCURRENT")), ("ResourceNotFoundException", true), "{m}");
+    assert_eq!(
+        (k.as_str(), m.contains("AWSCURRENT")),
+        ("ResourceNotFoundException", true),
+        "{m}"
+    );
 }
 
 /// The idempotency token: the same token and value again change nothing; the same token with
@@ -193,35 +234,78 @@ async fn errors_and_idempotency() {
             json!({"Name": "both", "SecretString": "a", "SecretBinary": "AA=="}),
             "InvalidParameterException",
         ),
-        ("CreateSecret", json!({"Name": "k", "KmsKeyId": "arn:aws:kms:us-east-1:111111111111:key/x"}), "InvalidParameterException"),
-        ("CreateSecret", json!({"Name": "r", "AddReplicaRegions": [{"Region": "eu-west-1"}]}), "InvalidRequestException"),
-        ("CreateSecret", json!({"Name": "t", "Tags": [{"Key": "aws:x", "Value": "1"}]}), "InvalidParameterException"),
+        (
+            "CreateSecret",
+            json!({"Name": "k", "KmsKeyId": "arn:aws:kms:us-east-1:111111111111:key/x"}),
+            "InvalidParameterException",
+        ),
+        (
+            "CreateSecret",
+            json!({"Name": "r", "AddReplicaRegions": [{"Region": "eu-west-1"}]}),
+            "InvalidRequestException",
+        ),
+        (
+            "CreateSecret",
+            json!({"Name": "t", "Tags": [{"Key": "aws:x", "Value": "1"}]}),
+            "InvalidParameterException",
+        ),
         (
             "CreateSecret",
             json!({"Name": "t", "Tags": [{"Key": "k", "Value": "1"}, {"Key": "k", "Value": "2"}]}),
             "InvalidParameterException",
         ),
         ("PutSecretValue", json!({"SecretId": "s"}), "InvalidParameterException"),
-        ("PutSecretValue", json!({"SecretId": "nope", "SecretString": "x"}), "ResourceNotFoundException"),
-        ("DescribeSecret", json!({"SecretId": "nope"}), "ResourceNotFoundException"),
-        ("DescribeSecret", json!({"SecretId": "arn:aws:ecr:us-east-1:111111111111:repository/s"}), "ResourceNotFoundException"),
-        ("DeleteSecret", json!({"SecretId": "s", "RecoveryWindowInDays": 6}), "InvalidParameterException"),
-        ("DeleteSecret", json!({"SecretId": "s", "RecoveryWindowInDays": 31}), "InvalidParameterException"),
+        (
+            "PutSecretValue",
+            json!({"SecretId": "nope", "SecretString": "x"}),
+            "ResourceNotFoundException",
+        ),
+        (
+            "DescribeSecret",
+            json!({"SecretId": "nope"}),
+            "ResourceNotFoundException",
+        ),
+        (
+            "DescribeSecret",
+            json!({"SecretId": "arn:aws:ecr:us-east-1:111111111111:repository/s"}),
+            "ResourceNotFoundException",
+        ),
+        (
+            "DeleteSecret",
+            json!({"SecretId": "s", "RecoveryWindowInDays": 6}),
+            "InvalidParameterException",
+        ),
+        (
+            "DeleteSecret",
+            json!({"SecretId": "s", "RecoveryWindowInDays": 31}),
+            "InvalidParameterException",
+        ),
         (
             "DeleteSecret",
             json!({"SecretId": "s", "RecoveryWindowInDays": 7, "ForceDeleteWithoutRecovery": true}),
             "InvalidParameterException",
         ),
         ("ListSecrets", json!({"NextToken": "zz"}), "InvalidNextTokenException"),
-        ("ListSecrets", json!({"NextToken": hex::encode("name|asc|1")}), "InvalidNextTokenException"),
-        ("RotateSecret", json!({"SecretId": "s"}), "UnsupportedOperationException"),
+        (
+            "ListSecrets",
+            json!({"NextToken": hex::encode("name|asc|1")}),
+            "InvalidNextTokenException",
+        ),
+        (
+            "RotateSecret",
+            json!({"SecretId": "s"}),
+            "UnsupportedOperationException",
+        ),
     ];
     for (op, input, want) in cases {
         let (k, m) = err(&t, A, op, input.clone()).await;
         assert_eq!(k, want, "{op} {input}: {m}");
     }
     // Nothing above changed the secret.
-    assert_eq!(ok(&t, A, "GetSecretValue", json!({"SecretId": "s"})).await["SecretString"], "x");
+    assert_eq!(
+        ok(&t, A, "GetSecretValue", json!({"SecretId": "s"})).await["SecretString"],
+        "x"
+    );
 }
 
 /// Deletion with a recovery window: the value cannot be read, the secret is listed only with
@@ -234,7 +318,13 @@ async fn deletion_recovery_and_stale_arns() {
     let t = setup().await;
     let c = ok(&t, A, "CreateSecret", json!({"Name": "d", "SecretString": "one"})).await;
     let old_arn = c["ARN"].as_str().unwrap().to_string();
-    let del = ok(&t, A, "DeleteSecret", json!({"SecretId": "d", "RecoveryWindowInDays": 7})).await;
+    let del = ok(
+        &t,
+        A,
+        "DeleteSecret",
+        json!({"SecretId": "d", "RecoveryWindowInDays": 7}),
+    )
+    .await;
     let when = del["DeletionDate"].as_f64().unwrap();
     let now = kura_store::now_millis() as f64 / 1000.0;
     assert!((when - now - 7.0 * 86400.0).abs() < 120.0, "{del}");
@@ -256,10 +346,22 @@ async fn deletion_recovery_and_stale_arns() {
     assert!(t.sm.reader().read_secret_string(A, "d").await.unwrap().is_none());
 
     ok(&t, A, "RestoreSecret", json!({"SecretId": "d"})).await;
-    assert_eq!(ok(&t, A, "GetSecretValue", json!({"SecretId": "d"})).await["SecretString"], "one");
-    assert!(ok(&t, A, "DescribeSecret", json!({"SecretId": "d"})).await.get("DeletedDate").is_none());
+    assert_eq!(
+        ok(&t, A, "GetSecretValue", json!({"SecretId": "d"})).await["SecretString"],
+        "one"
+    );
+    assert!(ok(&t, A, "DescribeSecret", json!({"SecretId": "d"}))
+        .await
+        .get("DeletedDate")
+        .is_none());
 
-    ok(&t, A, "DeleteSecret", json!({"SecretId": old_arn, "ForceDeleteWithoutRecovery": true})).await;
+    ok(
+        &t,
+        A,
+        "DeleteSecret",
+        json!({"SecretId": old_arn, "ForceDeleteWithoutRecovery": true}),
+    )
+    .await;
     assert_eq!(
         err(&t, A, "DescribeSecret", json!({"SecretId": "d"})).await.0,
         "ResourceNotFoundException"
@@ -273,7 +375,10 @@ async fn deletion_recovery_and_stale_arns() {
         err(&t, A, "GetSecretValue", json!({"SecretId": old_arn})).await.0,
         "ResourceNotFoundException"
     );
-    assert_eq!(ok(&t, A, "GetSecretValue", json!({"SecretId": new_arn})).await["SecretString"], "two");
+    assert_eq!(
+        ok(&t, A, "GetSecretValue", json!({"SecretId": new_arn})).await["SecretString"],
+        "two"
+    );
 
     // A recovery window that has passed: the secret is gone to every read, and its name free.
     ok(&t, A, "DeleteSecret", json!({"SecretId": "d"})).await;
@@ -292,9 +397,22 @@ async fn deletion_recovery_and_stale_arns() {
     );
     let l = ok(&t, A, "ListSecrets", json!({"IncludePlannedDeletion": true})).await;
     assert_eq!(l["SecretList"], json!([]));
+    // The purge job's query removes the row (and only it).
+    assert_eq!(
+        t.store.secrets_purge_expired(kura_store::now_millis()).await.unwrap(),
+        1
+    );
+    assert!(t.store.secret_by_name(A, "d", 0).await.unwrap().is_none());
+    assert_eq!(ok(&t, A, "ListSecrets", json!({})).await["SecretList"], json!([]));
     ok(&t, A, "CreateSecret", json!({"Name": "d", "SecretString": "three"})).await;
-    assert_eq!(ok(&t, A, "GetSecretValue", json!({"SecretId": "d"})).await["SecretString"], "three");
-    assert_eq!(t.store.secrets_purge_expired(kura_store::now_millis()).await.unwrap(), 0);
+    assert_eq!(
+        ok(&t, A, "GetSecretValue", json!({"SecretId": "d"})).await["SecretString"],
+        "three"
+    );
+    assert_eq!(
+        t.store.secrets_purge_expired(kura_store::now_millis()).await.unwrap(),
+        0
+    );
 }
 
 /// Another account's secret: by name it does not exist; by its ARN the call is denied (no
@@ -303,7 +421,13 @@ async fn deletion_recovery_and_stale_arns() {
 #[tokio::test]
 async fn another_accounts_secret_is_invisible() {
     let t = setup().await;
-    let arn = ok(&t, A, "CreateSecret", json!({"Name": "shared", "SecretString": "a-only"})).await["ARN"]
+    let arn = ok(
+        &t,
+        A,
+        "CreateSecret",
+        json!({"Name": "shared", "SecretString": "a-only"}),
+    )
+    .await["ARN"]
         .as_str()
         .unwrap()
         .to_string();
@@ -311,7 +435,13 @@ async fn another_accounts_secret_is_invisible() {
         err(&t, B, "GetSecretValue", json!({"SecretId": "shared"})).await.0,
         "ResourceNotFoundException"
     );
-    for op in ["GetSecretValue", "DescribeSecret", "DeleteSecret", "RestoreSecret", "UpdateSecret"] {
+    for op in [
+        "GetSecretValue",
+        "DescribeSecret",
+        "DeleteSecret",
+        "RestoreSecret",
+        "UpdateSecret",
+    ] {
         let (k, m) = err(&t, B, op, json!({"SecretId": arn})).await;
         assert_eq!(k, "AccessDeniedException", "{op}: {m}");
         assert!(!m.contains("a-only"));
@@ -319,20 +449,44 @@ async fn another_accounts_secret_is_invisible() {
     let (k, _) = err(&t, B, "PutSecretValue", json!({"SecretId": arn, "SecretString": "b"})).await;
     assert_eq!(k, "AccessDeniedException");
     // B's own secret of the same name is another secret.
-    ok(&t, B, "CreateSecret", json!({"Name": "shared", "SecretString": "b-only"})).await;
-    assert_eq!(ok(&t, B, "GetSecretValue", json!({"SecretId": "shared"})).await["SecretString"], "b-only");
-    assert_eq!(ok(&t, A, "GetSecretValue", json!({"SecretId": arn})).await["SecretString"], "a-only");
+    ok(
+        &t,
+        B,
+        "CreateSecret",
+        json!({"Name": "shared", "SecretString": "b-only"}),
+    )
+    .await;
+    assert_eq!(
+        ok(&t, B, "GetSecretValue", json!({"SecretId": "shared"})).await["SecretString"],
+        "b-only"
+    );
+    assert_eq!(
+        ok(&t, A, "GetSecretValue", json!({"SecretId": arn})).await["SecretString"],
+        "a-only"
+    );
     let l = ok(&t, B, "ListSecrets", json!({})).await;
     assert_eq!(l["SecretList"].as_array().unwrap().len(), 1);
     assert!(l["SecretList"][0]["ARN"].as_str().unwrap().contains(B));
 
     let reader = t.sm.reader();
-    assert_eq!(reader.read_secret_string(A, &arn).await.unwrap().as_deref(), Some("a-only"));
-    assert_eq!(reader.read_secret_string(A, "shared").await.unwrap().as_deref(), Some("a-only"));
+    assert_eq!(
+        reader.read_secret_string(A, &arn).await.unwrap().as_deref(),
+        Some("a-only")
+    );
+    assert_eq!(
+        reader.read_secret_string(A, "shared").await.unwrap().as_deref(),
+        Some("a-only")
+    );
     assert_eq!(reader.read_secret_string(B, &arn).await.unwrap(), None);
-    assert_eq!(reader.read_secret_string(B, "shared").await.unwrap().as_deref(), Some("b-only"));
+    assert_eq!(
+        reader.read_secret_string(B, "shared").await.unwrap().as_deref(),
+        Some("b-only")
+    );
     assert_eq!(reader.read_secret_string(A, "missing").await.unwrap(), None);
-    assert_eq!(reader.read_secret_string(A, "arn:aws:secretsmanager:x").await.unwrap(), None);
+    assert_eq!(
+        reader.read_secret_string(A, "arn:aws:secretsmanager:x").await.unwrap(),
+        None
+    );
     ok(&t, A, "CreateSecret", json!({"Name": "bin", "SecretBinary": "AAEC"})).await;
     assert_eq!(reader.read_secret_string(A, "bin").await.unwrap(), None);
 }
@@ -383,7 +537,16 @@ async fn values_are_sealed_at_rest() {
 #[tokio::test]
 async fn list_filters_paging_and_quota() {
     let t = setup().await;
-    for (i, n) in ["ecr-pullthroughcache/a", "ecr-pullthroughcache/b", "app/db", "app/api", "zz"].iter().enumerate() {
+    for (i, n) in [
+        "ecr-pullthroughcache/a",
+        "ecr-pullthroughcache/b",
+        "app/db",
+        "app/api",
+        "zz",
+    ]
+    .iter()
+    .enumerate()
+    {
         ok(
             &t,
             A,
@@ -435,7 +598,16 @@ async fn list_filters_paging_and_quota() {
             None => break,
         }
     }
-    assert_eq!(got, ["zz", "ecr-pullthroughcache/b", "ecr-pullthroughcache/a", "app/db", "app/api"]);
+    assert_eq!(
+        got,
+        [
+            "zz",
+            "ecr-pullthroughcache/b",
+            "ecr-pullthroughcache/a",
+            "app/db",
+            "app/api"
+        ]
+    );
     // A token of one sort is not valid for another.
     let page = ok(&t, A, "ListSecrets", json!({"MaxResults": 2, "SortBy": "name"})).await;
     let (k, _) = err(
@@ -458,4 +630,144 @@ async fn list_filters_paging_and_quota() {
         .call(Ctx::trusted(B), "CreateSecret", &json!({"Name": "sixth"}))
         .await
         .unwrap();
+}
+
+/// Concurrent PutSecretValue calls on one secret: every version is stored, and the labels
+/// stay consistent (exactly one AWSCURRENT, one AWSPREVIOUS): the compare-and-set on the
+/// secret's revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_puts_keep_labels_consistent() {
+    let t = setup().await;
+    ok(&t, A, "CreateSecret", json!({"Name": "c", "SecretString": "v0"})).await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let sm = t.sm.clone();
+        tasks.push(tokio::spawn(async move {
+            sm.call(
+                Ctx::trusted(A),
+                "PutSecretValue",
+                &json!({"SecretId": "c", "SecretString": format!("v{}", i + 1)}),
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let row = t.store.secret_by_name(A, "c", 0).await.unwrap().unwrap();
+    assert_eq!(row.revision, 10);
+    let versions = t.store.secret_versions(&row.arn).await.unwrap();
+    assert_eq!(versions.len(), 11);
+    let count = |label: &str| versions.iter().filter(|v| v.stages.contains(label)).count();
+    assert_eq!((count("AWSCURRENT"), count("AWSPREVIOUS")), (1, 1));
+    let current = ok(&t, A, "GetSecretValue", json!({"SecretId": "c"})).await;
+    assert_ne!(current["SecretString"], "v0");
+}
+
+/// TagResource merges (a key's value replaced), UntagResource removes, both refused on a
+/// secret scheduled for deletion and across accounts; ListSecretVersionIds lists labelled
+/// versions newest first (deprecated ones on request), in pages.
+#[tokio::test]
+async fn tags_and_version_ids() {
+    let t = setup().await;
+    ok(
+        &t,
+        A,
+        "CreateSecret",
+        json!({"Name": "t", "SecretString": "v0", "Tags": [{"Key": "a", "Value": "1"}]}),
+    )
+    .await;
+    ok(
+        &t,
+        A,
+        "TagResource",
+        json!({"SecretId": "t", "Tags": [{"Key": "a", "Value": "2"}, {"Key": "b", "Value": "3"}]}),
+    )
+    .await;
+    let d = ok(&t, A, "DescribeSecret", json!({"SecretId": "t"})).await;
+    assert_eq!(
+        d["Tags"],
+        json!([{"Key": "a", "Value": "2"}, {"Key": "b", "Value": "3"}])
+    );
+    ok(&t, A, "UntagResource", json!({"SecretId": "t", "TagKeys": ["a", "zz"]})).await;
+    let d = ok(&t, A, "DescribeSecret", json!({"SecretId": "t"})).await;
+    assert_eq!(d["Tags"], json!([{"Key": "b", "Value": "3"}]));
+    let (k, _) = err(
+        &t,
+        A,
+        "TagResource",
+        json!({"SecretId": "t", "Tags": [{"Key": "aws:x", "Value": "1"}]}),
+    )
+    .await;
+    assert_eq!(k, "InvalidParameterException");
+    let arn = d["ARN"].as_str().unwrap();
+    let (k, _) = err(
+        &t,
+        B,
+        "TagResource",
+        json!({"SecretId": arn, "Tags": [{"Key": "x", "Value": "1"}]}),
+    )
+    .await;
+    assert_eq!(k, "AccessDeniedException");
+
+    for i in 1..=3 {
+        ok(
+            &t,
+            A,
+            "PutSecretValue",
+            json!({"SecretId": "t", "SecretString": format!("v{i}")}),
+        )
+        .await;
+    }
+    let l = ok(&t, A, "ListSecretVersionIds", json!({"SecretId": "t"})).await;
+    let stages: Vec<Value> = l["Versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["VersionStages"].clone())
+        .collect();
+    assert_eq!(stages, [json!(["AWSCURRENT"]), json!(["AWSPREVIOUS"])]);
+    let all = ok(
+        &t,
+        A,
+        "ListSecretVersionIds",
+        json!({"SecretId": "t", "IncludeDeprecated": true}),
+    )
+    .await;
+    assert_eq!(all["Versions"].as_array().unwrap().len(), 4);
+    let p1 = ok(
+        &t,
+        A,
+        "ListSecretVersionIds",
+        json!({"SecretId": "t", "IncludeDeprecated": true, "MaxResults": 3}),
+    )
+    .await;
+    assert_eq!(p1["Versions"].as_array().unwrap().len(), 3);
+    let p2 = ok(
+        &t,
+        A,
+        "ListSecretVersionIds",
+        json!({"SecretId": "t", "IncludeDeprecated": true, "MaxResults": 3, "NextToken": p1["NextToken"]}),
+    )
+    .await;
+    assert_eq!(p2["Versions"].as_array().unwrap().len(), 1);
+    assert!(p2.get("NextToken").is_none());
+    let (k, _) = err(
+        &t,
+        A,
+        "ListSecretVersionIds",
+        json!({"SecretId": "t", "NextToken": "abc"}),
+    )
+    .await;
+    assert_eq!(k, "InvalidNextTokenException");
+
+    ok(&t, A, "DeleteSecret", json!({"SecretId": "t"})).await;
+    let (k, _) = err(
+        &t,
+        A,
+        "TagResource",
+        json!({"SecretId": "t", "Tags": [{"Key": "c", "Value": "1"}]}),
+    )
+    .await;
+    assert_eq!(k, "InvalidRequestException");
 }

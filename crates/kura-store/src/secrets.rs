@@ -90,8 +90,7 @@ pub trait SecretsStore: Send + Sync {
     /// Create a secret with its first version, if any, unless the name is taken or the
     /// account already has `max` live secrets. A secret of that name whose `purge_at` is
     /// before `row.created_at` is removed first.
-    async fn secret_create(&self, row: &SecretRow, first: Option<&SecretVersionRow>, max: i64)
-        -> Result<SecretCreate>;
+    async fn secret_create(&self, row: &SecretRow, first: Option<&SecretVersionRow>, max: i64) -> Result<SecretCreate>;
 
     /// The secret called `name` in `account`, unless purged by `now`.
     async fn secret_by_name(&self, account: &str, name: &str, now: i64) -> Result<Option<SecretRow>>;

@@ -26,12 +26,7 @@ async fn remove_in(tx: &mut sqlx::Transaction<'static, sqlx::Any>, arn: &str) ->
 
 #[async_trait]
 impl SecretsStore for SqlMetaStore {
-    async fn secret_create(
-        &self,
-        row: &SecretRow,
-        first: Option<&SecretVersionRow>,
-        max: i64,
-    ) -> Result<SecretCreate> {
+    async fn secret_create(&self, row: &SecretRow, first: Option<&SecretVersionRow>, max: i64) -> Result<SecretCreate> {
         retry_write!(self, async {
             let mut tx = self.begin_write().await?;
             let taken: Option<(String, Option<i64>)> =
@@ -48,13 +43,12 @@ impl SecretsStore for SqlMetaStore {
                 Some((_, None)) => return Ok(SecretCreate::Exists),
                 None => {}
             }
-            let count: i64 = sqlx::query_scalar(&format!(
-                "SELECT COUNT(*) FROM secrets WHERE account = $1 AND {LIVE}2)"
-            ))
-            .bind(&row.account)
-            .bind(row.created_at)
-            .fetch_one(&mut *tx)
-            .await?;
+            let count: i64 =
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM secrets WHERE account = $1 AND {LIVE}2)"))
+                    .bind(&row.account)
+                    .bind(row.created_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
             if count >= max {
                 return Ok(SecretCreate::TooMany);
             }
@@ -209,11 +203,7 @@ impl SecretsStore for SqlMetaStore {
     }
 }
 
-async fn insert_version(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    arn: &str,
-    v: &SecretVersionRow,
-) -> Result<()> {
+async fn insert_version(tx: &mut sqlx::Transaction<'static, sqlx::Any>, arn: &str, v: &SecretVersionRow) -> Result<()> {
     sqlx::query(&format!(
         "INSERT INTO secret_versions (arn, {VCOLS}) VALUES ($1, $2, $3, $4, $5, $6)"
     ))

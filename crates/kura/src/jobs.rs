@@ -90,7 +90,8 @@ pub async fn start(
         .every(GC_JOB, plan.gc_every, &empty)
         .every(kura_ecr::lifecycle::RUN_JOB, plan.lifecycle_every, &empty)
         .every(kura_ecr::scanning::SWEEP_JOB, plan.scan_sweep_every, &empty)
-        .every(kura_jobs::PURGE_JOB, Duration::from_secs(3600), &empty);
+        .every(kura_jobs::PURGE_JOB, Duration::from_secs(3600), &empty)
+        .every(kura_secrets::purge::PURGE_JOB, Duration::from_secs(3600), &empty);
     Ok(runner.start())
 }
 

@@ -539,6 +539,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 )),
                 repl.replicator.clone(),
                 repl.backfill.clone(),
+                Arc::new(kura_secrets::purge::PurgeJob { store: meta.clone() }),
             ],
             audit_retention: audit::retention_job(meta.clone(), &args.audit),
         },
