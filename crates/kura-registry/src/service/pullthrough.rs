@@ -68,6 +68,8 @@ impl PullThroughStats {
 }
 
 type Upstream = Arc<dyn UpstreamRepo>;
+/// (account, repository) → its upstream (`None`: not covered) until (ms).
+type Coverage = HashMap<(String, String), (Option<Upstream>, i64)>;
 
 /// The pull-through cache's state in a [`Registry`].
 #[derive(Default)]
@@ -76,8 +78,7 @@ pub(crate) struct PullThrough {
     pub(crate) stats: Arc<PullThroughStats>,
     blob_flights: Flights,
     manifest_flights: Flights,
-    /// (account, repository) → its upstream (`None`: not covered) until (ms).
-    coverage: Mutex<HashMap<(String, String), (Option<Upstream>, i64)>>,
+    coverage: Mutex<Coverage>,
     /// (repository, tag) → when this node may check it upstream again (ms).
     next_check: Mutex<HashMap<(RepoId, String), i64>>,
 }
