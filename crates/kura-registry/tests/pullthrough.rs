@@ -654,10 +654,19 @@ async fn index_children_are_fetched_when_pulled() {
     // deleted while the index lists it.
     let err = e
         .reg
-        .delete_image(ACCOUNT, &name(REPO), &child, kura_registry::service::DeleteCause::Request, &pull())
+        .delete_image(
+            ACCOUNT,
+            &name(REPO),
+            &child,
+            kura_registry::service::DeleteCause::Request,
+            &pull(),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, kura_registry::error::RegistryError::ReferencedBy { .. }), "{err}");
+    assert!(
+        matches!(err, kura_registry::error::RegistryError::ReferencedBy { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -700,6 +709,11 @@ async fn only_covered_repositories_of_the_rule_account_fetch() {
         err,
         kura_registry::error::RegistryError::RepositoryUnknown { .. }
     ));
+    // A covered name with no image pulled yet: a blob GET creates no repository.
+    let (status, _, body) = e.http(Method::GET, &format!("/v2/{REPO}/blobs/{}", blobs[0])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["errors"][0]["code"], "NAME_UNKNOWN");
+    assert!(e.meta.repo_get(ACCOUNT, REPO).await.unwrap().is_none());
     // A name that is the prefix itself, or only looks like it.
     let (status, _, _) = e.http(Method::GET, "/v2/hubx/app/manifests/v1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);

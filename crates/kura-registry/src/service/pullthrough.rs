@@ -577,8 +577,12 @@ impl Registry {
         let Some(up) = self.upstream_now(account, name).await? else {
             return Err(miss);
         };
+        // The repository exists once one of its manifests was pulled: a blob
+        // GET alone creates none.
+        let Some(repo) = self.meta.repo_get(account, name.as_str()).await? else {
+            return Err(miss);
+        };
         PullThroughStats::bump(&self.ptc.stats.misses);
-        let (repo, _) = self.ensure_repository(account, name, Purpose::PullThroughCache).await?;
         let key = format!("blob:{}:{digest}", repo.id);
         loop {
             let (flight, lead) = self.ptc.blob_flights.join_or_lead(&key);
