@@ -727,6 +727,17 @@ async fn only_covered_repositories_of_the_rule_account_fetch() {
     // The covered name does fetch; a blob the upstream lacks is the spec's 404.
     let (status, _, _) = e.http(Method::GET, &format!("/v2/{REPO}/manifests/{d}")).await;
     assert_eq!(status, StatusCode::OK);
+    // Over HTTP, a cold blob is the spec's 200 with its length and digest.
+    let req = Request::builder()
+        .uri(format!("/v2/{REPO}/blobs/{}", blobs[1]))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app(e.reg.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["docker-content-digest"], blobs[1].as_str());
+    assert_eq!(resp.headers()["content-length"], "10");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(Digest::sha256(&bytes).to_string(), blobs[1]);
     let missing = Digest::sha256(b"not upstream").to_string();
     let (status, _, body) = e.http(Method::GET, &format!("/v2/{REPO}/blobs/{missing}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
