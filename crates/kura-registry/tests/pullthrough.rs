@@ -48,6 +48,8 @@ struct Fake {
     corrupt: AtomicBool,
     /// When set, a blob stream pauses before its last chunk until a permit is added.
     gate: Mutex<Option<Arc<Semaphore>>>,
+    /// When set, a manifest GET waits for a permit before answering.
+    manifest_gate: Mutex<Option<Arc<Semaphore>>>,
 }
 
 impl Fake {
@@ -133,6 +135,10 @@ impl UpstreamRepo for Repo {
 
     async fn get_manifest(&self, reference: &str) -> Result<Option<UpstreamManifest>, UpstreamError> {
         self.0.manifest_gets.fetch_add(1, Ordering::SeqCst);
+        let gate = self.0.manifest_gate.lock().unwrap().clone();
+        if let Some(g) = gate {
+            g.acquire().await.unwrap().forget();
+        }
         self.0.failing()?;
         let Some(d) = self.0.resolve(reference) else {
             return Ok(None);
@@ -811,5 +817,44 @@ async fn a_lapsed_lease_of_a_dead_node_is_taken_over() {
     assert!(
         e.meta.fetch_lease_get(&key).await.unwrap().is_none(),
         "released after the fetch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_whose_client_left_frees_its_lease_at_once() {
+    let e = Arc::new(env(Duration::from_secs(3600)).await);
+    let (digest, _) = e.fake.image("v1", "gone", 10);
+    let gate = Arc::new(Semaphore::new(0));
+    *e.fake.manifest_gate.lock().unwrap() = Some(gate.clone());
+    let first = {
+        let e = e.clone();
+        tokio::spawn(async move { e.manifest("v1").await })
+    };
+    until("the first fetch", || e.fake.manifest_gets.load(Ordering::SeqCst) == 1).await;
+    let key = format!("manifest:{ACCOUNT}:{REPO}:v1");
+    let (_, expires_at) = e
+        .meta
+        .fetch_lease_get(&key)
+        .await
+        .unwrap()
+        .expect("the fetch holds the lease");
+    // The client goes away mid-fetch: the lease is released, not left to lapse.
+    first.abort();
+    tokio::time::timeout(BOUND, async {
+        while e.meta.fetch_lease_get(&key).await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the lease is released");
+    assert!(
+        kura_store::now_millis() < expires_at,
+        "released before it would have lapsed"
+    );
+    // The next pull fetches and succeeds.
+    gate.add_permits(10);
+    assert_eq!(
+        tokio::time::timeout(BOUND, e.manifest("v1")).await.unwrap().unwrap(),
+        digest
     );
 }

@@ -254,7 +254,7 @@ impl Registry {
                     landed: false,
                 };
                 let r = under_lease(
-                    &*self.meta,
+                    &self.meta,
                     &key,
                     MAX_WAIT,
                     || PullThroughStats::bump(&self.ptc.stats.remote_waits),
@@ -612,7 +612,7 @@ impl Registry {
                         }
                     };
                     let r = under_lease(
-                        &*meta,
+                        &meta,
                         &guard.key,
                         MAX_WAIT,
                         || f.start(None, false),
