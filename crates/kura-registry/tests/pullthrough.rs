@@ -48,6 +48,8 @@ struct Fake {
     corrupt: AtomicBool,
     /// When set, a blob stream pauses before its last chunk until a permit is added.
     gate: Mutex<Option<Arc<Semaphore>>>,
+    /// The Content-Length a blob is announced with: 0 none, 1 the true one, 2 one byte more.
+    size_mode: AtomicUsize,
     /// When set, a manifest GET waits for a permit before answering.
     manifest_gate: Mutex<Option<Arc<Semaphore>>>,
 }
@@ -173,7 +175,11 @@ impl UpstreamRepo for Repo {
                 *b ^= 0xff;
             }
         }
-        let size = data.len() as u64;
+        let size = match self.0.size_mode.load(Ordering::SeqCst) {
+            0 => None,
+            1 => Some(data.len() as u64),
+            _ => Some(data.len() as u64 + 1),
+        };
         let chunks: Vec<Bytes> = data.chunks(1024).map(Bytes::copy_from_slice).collect();
         let gate = self.0.gate.lock().unwrap().clone();
         let fake = self.0.clone();
@@ -194,7 +200,7 @@ impl UpstreamRepo for Repo {
             }
         })
         .boxed();
-        Ok(Some(UpstreamBlob { size: Some(size), body }))
+        Ok(Some(UpstreamBlob { size, body }))
     }
 }
 
@@ -238,9 +244,11 @@ struct Env {
 }
 
 async fn env(refresh: Duration) -> Env {
+    let fake = Fake::default();
+    fake.size_mode.store(1, Ordering::SeqCst);
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let meta: Arc<dyn MetaStore> = Arc::new(kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await);
-    node(meta, dir, Arc::new(Fake::default()), refresh).await
+    node(meta, dir, Arc::new(fake), refresh).await
 }
 
 /// A registry over `meta` and the blob directory in `dir` (another node of the same deployment).
@@ -857,4 +865,22 @@ async fn a_fetch_whose_client_left_frees_its_lease_at_once() {
         tokio::time::timeout(BOUND, e.manifest("v1")).await.unwrap().unwrap(),
         digest
     );
+}
+
+#[tokio::test]
+async fn blobs_without_a_length_are_served_and_a_false_length_is_refused() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (_, blobs) = e.fake.image("v1", "len", 3000);
+    e.manifest("v1").await.unwrap();
+    // No Content-Length upstream: the client gets the blob once it is stored.
+    e.fake.size_mode.store(0, Ordering::SeqCst);
+    let got = e.blob(&blobs[1]).await.unwrap();
+    assert_eq!(Digest::sha256(&got).to_string(), blobs[1]);
+    assert!(e.stored(&blobs[1]).await);
+    // A length that does not match the bytes: refused, nothing stored.
+    e.fake.size_mode.store(2, Ordering::SeqCst);
+    let err = e.blob(&blobs[0]).await.unwrap_err();
+    assert!(err.contains("declared"), "{err}");
+    assert!(!e.stored(&blobs[0]).await);
+    assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 2);
 }
