@@ -180,7 +180,11 @@ impl Registry {
         match self.upstream_now(account, name).await {
             Ok(up) => up,
             Err(e) => {
+                // Not asked again for a while: a hot cached tag must not
+                // turn every pull into a failing lookup.
                 tracing::warn!(account, repository = %name, error = %e, "pull-through rule lookup failed");
+                let until = now + COVERAGE_TTL_MS;
+                lock(&self.ptc.coverage).insert((account.to_string(), name.to_string()), (None, until));
                 None
             }
         }
