@@ -44,6 +44,8 @@ pub(crate) enum Failure {
     /// The request leading the flight went away before it finished: a
     /// joiner tries again.
     Abandoned,
+    /// The registry's storage is full (503 with Retry-After, as for uploads).
+    StorageFull,
 }
 
 impl Failure {
@@ -420,6 +422,11 @@ impl BlobFetch {
             .boxed();
         let (handle, size) = match self.blobs.append(&handle, 0, body).await {
             Ok(v) => v,
+            Err(e) if e.is_disk_full() => {
+                kura_store::space::note_disk_full("a pull-through fetch", &e);
+                self.abort(&handle).await;
+                return Err(Failure::StorageFull);
+            }
             Err(e) => {
                 self.abort(&handle).await;
                 return Err(self.upstream_failure(UpstreamError::Unavailable {

@@ -92,6 +92,7 @@ fn failure_error(f: Failure, not_found: impl FnOnce(String) -> RegistryError) ->
         Failure::NotFound(m) => not_found(m),
         Failure::Upstream { upstream, error } => RegistryError::Upstream { upstream, error },
         Failure::Internal(m) => RegistryError::Store(StoreError::Backend(m)),
+        Failure::StorageFull => RegistryError::Unavailable,
         Failure::Abandoned => RegistryError::Upstream {
             upstream: "the upstream".into(),
             error: UpstreamError::Unavailable {
@@ -670,6 +671,7 @@ impl std::fmt::Display for Failure {
             Failure::NotFound(m) | Failure::Internal(m) => f.write_str(m),
             Failure::Upstream { upstream, error } => f.write_str(&crate::error::upstream_message(upstream, error)),
             Failure::Abandoned => f.write_str("the fetch was abandoned"),
+            Failure::StorageFull => f.write_str("the registry's storage is full; retry later"),
         }
     }
 }
