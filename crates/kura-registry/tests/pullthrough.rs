@@ -783,6 +783,7 @@ async fn two_nodes_on_one_database_fetch_once() {
     let gate = Arc::new(Semaphore::new(0));
     *a.fake.gate.lock().unwrap() = Some(gate.clone());
     let layer = blobs[1].clone();
+    let waits_before = b.stat(|s| &s.remote_waits);
     let mut on_a = Vec::new();
     for _ in 0..5 {
         let (n, l) = (a.clone(), layer.clone());
@@ -794,7 +795,15 @@ async fn two_nodes_on_one_database_fetch_once() {
         let (n, l) = (b.clone(), layer.clone());
         on_b.push(tokio::spawn(async move { n.blob(&l).await.unwrap() }));
     }
-    until("node B waiting on the lease", || b.stat(|s| &s.remote_waits) == 1).await;
+    until("node B waiting on the lease", || {
+        b.stat(|s| &s.remote_waits) == waits_before + 1
+    })
+    .await;
+    assert_eq!(
+        a.fake.finished.load(Ordering::SeqCst),
+        0,
+        "node A's download is still paused"
+    );
     gate.add_permits(100);
     for t in on_a.into_iter().chain(on_b) {
         let got = t.await.unwrap();

@@ -616,15 +616,11 @@ impl Registry {
                             Err(e) => Err(Failure::Internal(e.to_string())),
                         }
                     };
-                    let r = under_lease(
-                        &meta,
-                        &guard.key,
-                        MAX_WAIT,
-                        || f.start(None, false),
-                        present,
-                        |_| fetch.run(&f),
-                    )
-                    .await;
+                    let waiting = || {
+                        PullThroughStats::bump(&fetch.stats.remote_waits);
+                        f.start(None, false);
+                    };
+                    let r = under_lease(&meta, &guard.key, MAX_WAIT, waiting, present, |_| fetch.run(&f)).await;
                     if let Err(e) = &r {
                         PullThroughStats::bump(&fetch.stats.errors);
                         tracing::warn!(digest = %fetch.digest, upstream = %fetch.upstream.describe(), error = %e,
