@@ -244,21 +244,32 @@ struct Env {
 }
 
 async fn env(refresh: Duration) -> Env {
+    env_with(refresh, false).await
+}
+
+async fn env_with(refresh: Duration, prefetch: bool) -> Env {
     let fake = Fake::default();
     fake.size_mode.store(1, Ordering::SeqCst);
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let meta: Arc<dyn MetaStore> = Arc::new(kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await);
-    node(meta, dir, Arc::new(fake), refresh).await
+    node(meta, dir, Arc::new(fake), refresh, prefetch).await
 }
 
 /// A registry over `meta` and the blob directory in `dir` (another node of the same deployment).
-async fn node(meta: Arc<dyn MetaStore>, dir: Arc<tempfile::TempDir>, fake: Arc<Fake>, refresh: Duration) -> Env {
+async fn node(
+    meta: Arc<dyn MetaStore>,
+    dir: Arc<tempfile::TempDir>,
+    fake: Arc<Fake>,
+    refresh: Duration,
+    prefetch: bool,
+) -> Env {
     let blobs = FsBlobStore::open(dir.path().join("blobs"))
         .await
         .unwrap()
         .without_fsync();
     let config = RegistryConfig {
         pull_through_refresh: refresh,
+        pull_through_prefetch: prefetch,
         ..RegistryConfig::default()
     };
     let reg = Registry::new(meta.clone(), Arc::new(blobs), config);
@@ -761,7 +772,14 @@ async fn only_covered_repositories_of_the_rule_account_fetch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_on_one_database_fetch_once() {
     let a = env(Duration::from_secs(3600)).await;
-    let b = node(a.meta.clone(), a.dir.clone(), a.fake.clone(), Duration::from_secs(3600)).await;
+    let b = node(
+        a.meta.clone(),
+        a.dir.clone(),
+        a.fake.clone(),
+        Duration::from_secs(3600),
+        false,
+    )
+    .await;
     let (digest, blobs) = a.fake.image("v1", "cluster", 32 * 1024);
     let (a, b) = (Arc::new(a), Arc::new(b));
     let mut tasks = Vec::new();
@@ -892,4 +910,45 @@ async fn blobs_without_a_length_are_served_and_a_false_length_is_refused() {
     assert!(err.contains("declared"), "{err}");
     assert!(!e.stored(&blobs[0]).await);
     assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_are_prefetched_and_the_push_is_announced_when_they_are_stored() {
+    let e = env_with(Duration::from_secs(3600), true).await;
+    let (digest, blobs) = e.fake.image("v1", "pre", 5000);
+    let gate = Arc::new(Semaphore::new(0));
+    *e.fake.gate.lock().unwrap() = Some(gate.clone());
+    gate.add_permits(1); // the config blob's (one chunk, its last)
+    assert_eq!(e.manifest("v1").await.unwrap(), digest);
+    // The layer is downloading (paused): the tag is there, the push not announced yet.
+    until("the config blob", || e.fake.finished.load(Ordering::SeqCst) == 1).await;
+    let pushed = |e: &Env| {
+        e.events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|ev| matches!(&ev.kind, EventKind::ImagePushed { digest: d, .. } if *d == digest))
+            .count()
+    };
+    assert_eq!(pushed(&e), 0, "not announced before its layers are stored");
+    assert!(!e.stored(&blobs[1]).await);
+    // A client pulling the layer joins the prefetch.
+    let joined = e.stat(|s| &s.joined);
+    let read = e
+        .reg
+        .get_blob(ACCOUNT, &name(REPO), &blobs[1], None, false)
+        .await
+        .unwrap();
+    assert_eq!(e.stat(|s| &s.joined), joined + 1);
+    gate.add_permits(1);
+    let mut body = read.body.unwrap();
+    let mut got = Vec::new();
+    while let Some(c) = body.next().await {
+        got.extend_from_slice(&c.unwrap());
+    }
+    assert_eq!(Digest::sha256(&got).to_string(), blobs[1]);
+    until("the push announced", || pushed(&e) == 1).await;
+    assert!(e.stored(&blobs[0]).await && e.stored(&blobs[1]).await);
+    assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 2, "one fetch per blob");
 }

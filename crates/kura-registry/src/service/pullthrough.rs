@@ -424,7 +424,39 @@ impl Registry {
             artifact_type: info.artifact_type.clone(),
             tags: tags.clone(),
         };
-        self.emit(account, &repo.name, &actor, pushed).await;
+        // Its layers are fetched now (clients pulling them join), and the
+        // push is announced once they are all stored.
+        let mut missing = Vec::new();
+        if self.config.pull_through_prefetch {
+            for b in &info.blobs {
+                match self.meta.blob_get(repo.id, b.as_str()).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => missing.push(b.clone()),
+                    Err(e) => return Err(Failure::Internal(format!("reading a fetched manifest's blobs: {e}"))),
+                }
+            }
+        }
+        if missing.is_empty() {
+            self.emit(account, &repo.name, &actor, pushed).await;
+        } else {
+            let flights: Vec<_> = missing.iter().map(|d| self.blob_flight(repo.id, d, up)).collect();
+            let listeners = self.listeners.clone();
+            let (account, repository, actor) = (account.to_string(), repo.name.clone(), actor.clone());
+            tokio::spawn(async move {
+                for (f, d) in flights.iter().zip(&missing) {
+                    if let Err(e) = f.done().await {
+                        tracing::warn!(account, repository, blob = %d, error = %e,
+                            "pull-through cache: a layer could not be fetched; the image is not announced as pushed");
+                        return;
+                    }
+                }
+                if listeners.wants(EventType::ImagePushed) {
+                    listeners
+                        .emit(&crate::events::ImageEvent::new(&account, &repository, &actor, pushed))
+                        .await;
+                }
+            });
+        }
         for mv in moved {
             let changed = EventKind::TagChanged {
                 tag: mv.tag,
@@ -588,49 +620,8 @@ impl Registry {
             return Err(miss);
         };
         PullThroughStats::bump(&self.ptc.stats.misses);
-        let key = format!("blob:{}:{digest}", repo.id);
         loop {
-            let (flight, lead) = self.ptc.blob_flights.join_or_lead(&key);
-            if lead {
-                let fetch = BlobFetch {
-                    meta: self.meta.clone(),
-                    blobs: self.blobs.clone(),
-                    stats: self.ptc.stats.clone(),
-                    upstream: up.clone(),
-                    repo: repo.id,
-                    digest: digest.clone(),
-                };
-                let guard = LeadGuard {
-                    flights: self.ptc.blob_flights.clone(),
-                    key: key.clone(),
-                    flight: flight.clone(),
-                    landed: false,
-                };
-                // The download goes on when the client that started it leaves.
-                tokio::spawn(async move {
-                    let f = guard.flight.clone();
-                    let meta = fetch.meta.clone();
-                    let present = || async {
-                        match fetch.meta.blob_get(fetch.repo, fetch.digest.as_str()).await {
-                            Ok(b) => Ok(b.is_some()),
-                            Err(e) => Err(Failure::Internal(e.to_string())),
-                        }
-                    };
-                    let waiting = || {
-                        PullThroughStats::bump(&fetch.stats.remote_waits);
-                        f.start(None, false);
-                    };
-                    let r = under_lease(&meta, &guard.key, MAX_WAIT, waiting, present, |_| fetch.run(&f)).await;
-                    if let Err(e) = &r {
-                        PullThroughStats::bump(&fetch.stats.errors);
-                        tracing::warn!(digest = %fetch.digest, upstream = %fetch.upstream.describe(), error = %e,
-                            "pull-through cache: fetching a blob failed");
-                    }
-                    guard.land(r);
-                });
-            } else {
-                PullThroughStats::bump(&self.ptc.stats.joined);
-            }
+            let flight = self.blob_flight(repo.id, digest, &up);
             if range.is_none() {
                 if let Some(size) = flight.stream_size().await {
                     let blob = BlobRow {
@@ -658,6 +649,54 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// The download of blob `digest` into `repo` under way on this node,
+    /// started (in a task of its own, under the cluster-wide lease) if none is.
+    fn blob_flight(&self, repo: RepoId, digest: &Digest, up: &Upstream) -> Arc<super::flight::Flight> {
+        let key = format!("blob:{repo}:{digest}");
+        let (flight, lead) = self.ptc.blob_flights.join_or_lead(&key);
+        if lead {
+            let fetch = BlobFetch {
+                meta: self.meta.clone(),
+                blobs: self.blobs.clone(),
+                stats: self.ptc.stats.clone(),
+                upstream: up.clone(),
+                repo,
+                digest: digest.clone(),
+            };
+            let guard = LeadGuard {
+                flights: self.ptc.blob_flights.clone(),
+                key: key.clone(),
+                flight: flight.clone(),
+                landed: false,
+            };
+            // The download goes on when the client that started it leaves.
+            tokio::spawn(async move {
+                let f = guard.flight.clone();
+                let meta = fetch.meta.clone();
+                let present = || async {
+                    match fetch.meta.blob_get(fetch.repo, fetch.digest.as_str()).await {
+                        Ok(b) => Ok(b.is_some()),
+                        Err(e) => Err(Failure::Internal(e.to_string())),
+                    }
+                };
+                let waiting = || {
+                    PullThroughStats::bump(&fetch.stats.remote_waits);
+                    f.start(None, false);
+                };
+                let r = under_lease(&meta, &guard.key, MAX_WAIT, waiting, present, |_| fetch.run(&f)).await;
+                if let Err(e) = &r {
+                    PullThroughStats::bump(&fetch.stats.errors);
+                    tracing::warn!(digest = %fetch.digest, upstream = %fetch.upstream.describe(), error = %e,
+                            "pull-through cache: fetching a blob failed");
+                }
+                guard.land(r);
+            });
+        } else {
+            PullThroughStats::bump(&self.ptc.stats.joined);
+        }
+        flight
     }
 }
 
