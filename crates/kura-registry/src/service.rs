@@ -50,6 +50,12 @@ pub struct RegistryConfig {
     /// A pull-through cache checks a cached tag against its upstream at most
     /// this often (ECR: 24 hours).
     pub pull_through_refresh: Duration,
+    /// A pull-through cache fetches the layers of a manifest it stored in
+    /// the background (clients join those downloads), and announces the
+    /// image as pushed once they are all there (so scan on push and
+    /// replication see a whole image). Off: layers come when pulled and
+    /// the push is announced with the manifest.
+    pub pull_through_prefetch: bool,
 }
 
 impl Default for RegistryConfig {
@@ -61,6 +67,7 @@ impl Default for RegistryConfig {
             max_uploads_per_repo: 1000,
             max_uploads_per_principal: 1000,
             pull_through_refresh: Duration::from_secs(24 * 3600),
+            pull_through_prefetch: true,
         }
     }
 }
@@ -120,7 +127,7 @@ pub trait PullTimeFilter: Send + Sync + 'static {
 
 /// The data-plane service.
 pub struct Registry {
-    listeners: crate::events::Listeners,
+    listeners: Arc<crate::events::Listeners>,
     meta: Arc<dyn MetaStore>,
     blobs: Arc<dyn BlobStore>,
     config: RegistryConfig,

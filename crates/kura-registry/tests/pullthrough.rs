@@ -48,6 +48,10 @@ struct Fake {
     corrupt: AtomicBool,
     /// When set, a blob stream pauses before its last chunk until a permit is added.
     gate: Mutex<Option<Arc<Semaphore>>>,
+    /// The Content-Length a blob is announced with: 0 none, 1 the true one, 2 one byte more.
+    size_mode: AtomicUsize,
+    /// When set, a manifest GET waits for a permit before answering.
+    manifest_gate: Mutex<Option<Arc<Semaphore>>>,
 }
 
 impl Fake {
@@ -133,6 +137,10 @@ impl UpstreamRepo for Repo {
 
     async fn get_manifest(&self, reference: &str) -> Result<Option<UpstreamManifest>, UpstreamError> {
         self.0.manifest_gets.fetch_add(1, Ordering::SeqCst);
+        let gate = self.0.manifest_gate.lock().unwrap().clone();
+        if let Some(g) = gate {
+            g.acquire().await.unwrap().forget();
+        }
         self.0.failing()?;
         let Some(d) = self.0.resolve(reference) else {
             return Ok(None);
@@ -167,7 +175,11 @@ impl UpstreamRepo for Repo {
                 *b ^= 0xff;
             }
         }
-        let size = data.len() as u64;
+        let size = match self.0.size_mode.load(Ordering::SeqCst) {
+            0 => None,
+            1 => Some(data.len() as u64),
+            _ => Some(data.len() as u64 + 1),
+        };
         let chunks: Vec<Bytes> = data.chunks(1024).map(Bytes::copy_from_slice).collect();
         let gate = self.0.gate.lock().unwrap().clone();
         let fake = self.0.clone();
@@ -188,7 +200,7 @@ impl UpstreamRepo for Repo {
             }
         })
         .boxed();
-        Ok(Some(UpstreamBlob { size: Some(size), body }))
+        Ok(Some(UpstreamBlob { size, body }))
     }
 }
 
@@ -232,19 +244,32 @@ struct Env {
 }
 
 async fn env(refresh: Duration) -> Env {
+    env_with(refresh, false).await
+}
+
+async fn env_with(refresh: Duration, prefetch: bool) -> Env {
+    let fake = Fake::default();
+    fake.size_mode.store(1, Ordering::SeqCst);
     let dir = Arc::new(tempfile::tempdir().unwrap());
     let meta: Arc<dyn MetaStore> = Arc::new(kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await);
-    node(meta, dir, Arc::new(Fake::default()), refresh).await
+    node(meta, dir, Arc::new(fake), refresh, prefetch).await
 }
 
 /// A registry over `meta` and the blob directory in `dir` (another node of the same deployment).
-async fn node(meta: Arc<dyn MetaStore>, dir: Arc<tempfile::TempDir>, fake: Arc<Fake>, refresh: Duration) -> Env {
+async fn node(
+    meta: Arc<dyn MetaStore>,
+    dir: Arc<tempfile::TempDir>,
+    fake: Arc<Fake>,
+    refresh: Duration,
+    prefetch: bool,
+) -> Env {
     let blobs = FsBlobStore::open(dir.path().join("blobs"))
         .await
         .unwrap()
         .without_fsync();
     let config = RegistryConfig {
         pull_through_refresh: refresh,
+        pull_through_prefetch: prefetch,
         ..RegistryConfig::default()
     };
     let reg = Registry::new(meta.clone(), Arc::new(blobs), config);
@@ -654,10 +679,19 @@ async fn index_children_are_fetched_when_pulled() {
     // deleted while the index lists it.
     let err = e
         .reg
-        .delete_image(ACCOUNT, &name(REPO), &child, kura_registry::service::DeleteCause::Request, &pull())
+        .delete_image(
+            ACCOUNT,
+            &name(REPO),
+            &child,
+            kura_registry::service::DeleteCause::Request,
+            &pull(),
+        )
         .await
         .unwrap_err();
-    assert!(matches!(err, kura_registry::error::RegistryError::ReferencedBy { .. }), "{err}");
+    assert!(
+        matches!(err, kura_registry::error::RegistryError::ReferencedBy { .. }),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -700,6 +734,11 @@ async fn only_covered_repositories_of_the_rule_account_fetch() {
         err,
         kura_registry::error::RegistryError::RepositoryUnknown { .. }
     ));
+    // A covered name with no image pulled yet: a blob GET creates no repository.
+    let (status, _, body) = e.http(Method::GET, &format!("/v2/{REPO}/blobs/{}", blobs[0])).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["errors"][0]["code"], "NAME_UNKNOWN");
+    assert!(e.meta.repo_get(ACCOUNT, REPO).await.unwrap().is_none());
     // A name that is the prefix itself, or only looks like it.
     let (status, _, _) = e.http(Method::GET, "/v2/hubx/app/manifests/v1").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -713,6 +752,17 @@ async fn only_covered_repositories_of_the_rule_account_fetch() {
     // The covered name does fetch; a blob the upstream lacks is the spec's 404.
     let (status, _, _) = e.http(Method::GET, &format!("/v2/{REPO}/manifests/{d}")).await;
     assert_eq!(status, StatusCode::OK);
+    // Over HTTP, a cold blob is the spec's 200 with its length and digest.
+    let req = Request::builder()
+        .uri(format!("/v2/{REPO}/blobs/{}", blobs[1]))
+        .body(Body::empty())
+        .unwrap();
+    let resp = app(e.reg.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["docker-content-digest"], blobs[1].as_str());
+    assert_eq!(resp.headers()["content-length"], "10");
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(Digest::sha256(&bytes).to_string(), blobs[1]);
     let missing = Digest::sha256(b"not upstream").to_string();
     let (status, _, body) = e.http(Method::GET, &format!("/v2/{REPO}/blobs/{missing}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -722,7 +772,14 @@ async fn only_covered_repositories_of_the_rule_account_fetch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_on_one_database_fetch_once() {
     let a = env(Duration::from_secs(3600)).await;
-    let b = node(a.meta.clone(), a.dir.clone(), a.fake.clone(), Duration::from_secs(3600)).await;
+    let b = node(
+        a.meta.clone(),
+        a.dir.clone(),
+        a.fake.clone(),
+        Duration::from_secs(3600),
+        false,
+    )
+    .await;
     let (digest, blobs) = a.fake.image("v1", "cluster", 32 * 1024);
     let (a, b) = (Arc::new(a), Arc::new(b));
     let mut tasks = Vec::new();
@@ -744,6 +801,7 @@ async fn two_nodes_on_one_database_fetch_once() {
     let gate = Arc::new(Semaphore::new(0));
     *a.fake.gate.lock().unwrap() = Some(gate.clone());
     let layer = blobs[1].clone();
+    let waits_before = b.stat(|s| &s.remote_waits);
     let mut on_a = Vec::new();
     for _ in 0..5 {
         let (n, l) = (a.clone(), layer.clone());
@@ -755,7 +813,15 @@ async fn two_nodes_on_one_database_fetch_once() {
         let (n, l) = (b.clone(), layer.clone());
         on_b.push(tokio::spawn(async move { n.blob(&l).await.unwrap() }));
     }
-    until("node B waiting on the lease", || b.stat(|s| &s.remote_waits) == 1).await;
+    until("node B waiting on the lease", || {
+        b.stat(|s| &s.remote_waits) == waits_before + 1
+    })
+    .await;
+    assert_eq!(
+        a.fake.finished.load(Ordering::SeqCst),
+        0,
+        "node A's download is still paused"
+    );
     gate.add_permits(100);
     for t in on_a.into_iter().chain(on_b) {
         let got = t.await.unwrap();
@@ -787,4 +853,102 @@ async fn a_lapsed_lease_of_a_dead_node_is_taken_over() {
         e.meta.fetch_lease_get(&key).await.unwrap().is_none(),
         "released after the fetch"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_whose_client_left_frees_its_lease_at_once() {
+    let e = Arc::new(env(Duration::from_secs(3600)).await);
+    let (digest, _) = e.fake.image("v1", "gone", 10);
+    let gate = Arc::new(Semaphore::new(0));
+    *e.fake.manifest_gate.lock().unwrap() = Some(gate.clone());
+    let first = {
+        let e = e.clone();
+        tokio::spawn(async move { e.manifest("v1").await })
+    };
+    until("the first fetch", || e.fake.manifest_gets.load(Ordering::SeqCst) == 1).await;
+    let key = format!("manifest:{ACCOUNT}:{REPO}:v1");
+    let (_, expires_at) = e
+        .meta
+        .fetch_lease_get(&key)
+        .await
+        .unwrap()
+        .expect("the fetch holds the lease");
+    // The client goes away mid-fetch: the lease is released, not left to lapse.
+    first.abort();
+    tokio::time::timeout(BOUND, async {
+        while e.meta.fetch_lease_get(&key).await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the lease is released");
+    assert!(
+        kura_store::now_millis() < expires_at,
+        "released before it would have lapsed"
+    );
+    // The next pull fetches and succeeds.
+    gate.add_permits(10);
+    assert_eq!(
+        tokio::time::timeout(BOUND, e.manifest("v1")).await.unwrap().unwrap(),
+        digest
+    );
+}
+
+#[tokio::test]
+async fn blobs_without_a_length_are_served_and_a_false_length_is_refused() {
+    let e = env(Duration::from_secs(3600)).await;
+    let (_, blobs) = e.fake.image("v1", "len", 3000);
+    e.manifest("v1").await.unwrap();
+    // No Content-Length upstream: the client gets the blob once it is stored.
+    e.fake.size_mode.store(0, Ordering::SeqCst);
+    let got = e.blob(&blobs[1]).await.unwrap();
+    assert_eq!(Digest::sha256(&got).to_string(), blobs[1]);
+    assert!(e.stored(&blobs[1]).await);
+    // A length that does not match the bytes: refused, nothing stored.
+    e.fake.size_mode.store(2, Ordering::SeqCst);
+    let err = e.blob(&blobs[0]).await.unwrap_err();
+    assert!(err.contains("declared"), "{err}");
+    assert!(!e.stored(&blobs[0]).await);
+    assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn layers_are_prefetched_and_the_push_is_announced_when_they_are_stored() {
+    let e = env_with(Duration::from_secs(3600), true).await;
+    let (digest, blobs) = e.fake.image("v1", "pre", 5000);
+    let gate = Arc::new(Semaphore::new(0));
+    *e.fake.gate.lock().unwrap() = Some(gate.clone());
+    gate.add_permits(1); // the config blob's (one chunk, its last)
+    assert_eq!(e.manifest("v1").await.unwrap(), digest);
+    // The layer is downloading (paused): the tag is there, the push not announced yet.
+    until("the config blob", || e.fake.finished.load(Ordering::SeqCst) == 1).await;
+    let pushed = |e: &Env| {
+        e.events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|ev| matches!(&ev.kind, EventKind::ImagePushed { digest: d, .. } if *d == digest))
+            .count()
+    };
+    assert_eq!(pushed(&e), 0, "not announced before its layers are stored");
+    assert!(!e.stored(&blobs[1]).await);
+    // A client pulling the layer joins the prefetch.
+    let joined = e.stat(|s| &s.joined);
+    let read = e
+        .reg
+        .get_blob(ACCOUNT, &name(REPO), &blobs[1], None, false)
+        .await
+        .unwrap();
+    assert_eq!(e.stat(|s| &s.joined), joined + 1);
+    gate.add_permits(1);
+    let mut body = read.body.unwrap();
+    let mut got = Vec::new();
+    while let Some(c) = body.next().await {
+        got.extend_from_slice(&c.unwrap());
+    }
+    assert_eq!(Digest::sha256(&got).to_string(), blobs[1]);
+    until("the push announced", || pushed(&e) == 1).await;
+    assert!(e.stored(&blobs[0]).await && e.stored(&blobs[1]).await);
+    assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 2, "one fetch per blob");
 }

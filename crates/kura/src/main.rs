@@ -444,6 +444,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_uploads_per_repo: args.max_uploads_per_repo,
         max_uploads_per_principal: args.max_uploads_per_principal,
         pull_through_refresh: args.pull_through_refresh,
+        pull_through_prefetch: true,
     };
     let registry = Arc::new(Registry::new(meta.clone(), blobs.clone(), config).with_provisioner(provisioner));
     let events = kura_events::Events::new(meta.clone(), master.clone(), &args.region);

@@ -44,6 +44,8 @@ pub(crate) enum Failure {
     /// The request leading the flight went away before it finished: a
     /// joiner tries again.
     Abandoned,
+    /// The registry's storage is full (503 with Retry-After, as for uploads).
+    StorageFull,
 }
 
 impl Failure {
@@ -262,7 +264,7 @@ pub(crate) async fn renewing<T>(
 /// stored (or the lease lapses, then take it over). `on_wait` runs once when
 /// this node starts waiting. Waits at most `max_wait` in all.
 pub(crate) async fn under_lease<F, P>(
-    meta: &dyn MetaStore,
+    meta: &Arc<dyn MetaStore>,
     key: &str,
     max_wait: Duration,
     mut on_wait: impl FnMut(),
@@ -283,12 +285,22 @@ where
             .map_err(|e| Failure::Internal(format!("taking a fetch lease: {e}")))?;
         match taken {
             LeaseTake::Taken => {
-                // Another node may have finished just before.
-                let r = if present().await? {
-                    Ok(())
-                } else {
-                    renewing(meta, key, &holder, fetch(holder.clone())).await
+                // Released however this ends (also when the request leading
+                // the fetch goes away), so other nodes need not wait for it
+                // to lapse.
+                let mut release = Release {
+                    meta: meta.clone(),
+                    key: key.to_string(),
+                    holder: holder.clone(),
+                    armed: true,
                 };
+                // Another node may have finished just before.
+                let r = match present().await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => renewing(&**meta, key, &holder, fetch(holder.clone())).await,
+                    Err(e) => Err(e),
+                };
+                release.armed = false;
                 if let Err(e) = meta.fetch_lease_release(key, &holder).await {
                     tracing::warn!(lease = key, error = %e, "could not release a fetch lease; it lapses");
                 }
@@ -322,6 +334,36 @@ where
                 }
             }
         }
+    }
+}
+
+/// Releases a fetch lease when dropped while armed (in a task of its own):
+/// the request leading the fetch went away.
+struct Release {
+    meta: Arc<dyn MetaStore>,
+    key: String,
+    holder: String,
+    armed: bool,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (meta, key, holder) = (
+            self.meta.clone(),
+            std::mem::take(&mut self.key),
+            std::mem::take(&mut self.holder),
+        );
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return; // no runtime: the lease lapses
+        };
+        rt.spawn(async move {
+            if let Err(e) = meta.fetch_lease_release(&key, &holder).await {
+                tracing::warn!(lease = key, error = %e, "could not release a fetch lease; it lapses");
+            }
+        });
     }
 }
 
@@ -380,6 +422,11 @@ impl BlobFetch {
             .boxed();
         let (handle, size) = match self.blobs.append(&handle, 0, body).await {
             Ok(v) => v,
+            Err(e) if e.is_disk_full() => {
+                kura_store::space::note_disk_full("a pull-through fetch", &e);
+                self.abort(&handle).await;
+                return Err(Failure::StorageFull);
+            }
             Err(e) => {
                 self.abort(&handle).await;
                 return Err(self.upstream_failure(UpstreamError::Unavailable {

@@ -68,6 +68,8 @@ impl PullThroughStats {
 }
 
 type Upstream = Arc<dyn UpstreamRepo>;
+/// (account, repository) → its upstream (`None`: not covered) until (ms).
+type Coverage = HashMap<(String, String), (Option<Upstream>, i64)>;
 
 /// The pull-through cache's state in a [`Registry`].
 #[derive(Default)]
@@ -76,8 +78,7 @@ pub(crate) struct PullThrough {
     pub(crate) stats: Arc<PullThroughStats>,
     blob_flights: Flights,
     manifest_flights: Flights,
-    /// (account, repository) → its upstream (`None`: not covered) until (ms).
-    coverage: Mutex<HashMap<(String, String), (Option<Upstream>, i64)>>,
+    coverage: Mutex<Coverage>,
     /// (repository, tag) → when this node may check it upstream again (ms).
     next_check: Mutex<HashMap<(RepoId, String), i64>>,
 }
@@ -91,6 +92,7 @@ fn failure_error(f: Failure, not_found: impl FnOnce(String) -> RegistryError) ->
         Failure::NotFound(m) => not_found(m),
         Failure::Upstream { upstream, error } => RegistryError::Upstream { upstream, error },
         Failure::Internal(m) => RegistryError::Store(StoreError::Backend(m)),
+        Failure::StorageFull => RegistryError::Unavailable,
         Failure::Abandoned => RegistryError::Upstream {
             upstream: "the upstream".into(),
             error: UpstreamError::Unavailable {
@@ -179,7 +181,11 @@ impl Registry {
         match self.upstream_now(account, name).await {
             Ok(up) => up,
             Err(e) => {
+                // Not asked again for a while: a hot cached tag must not
+                // turn every pull into a failing lookup.
                 tracing::warn!(account, repository = %name, error = %e, "pull-through rule lookup failed");
+                let until = now + COVERAGE_TTL_MS;
+                lock(&self.ptc.coverage).insert((account.to_string(), name.to_string()), (None, until));
                 None
             }
         }
@@ -253,7 +259,7 @@ impl Registry {
                     landed: false,
                 };
                 let r = under_lease(
-                    &*self.meta,
+                    &self.meta,
                     &key,
                     MAX_WAIT,
                     || PullThroughStats::bump(&self.ptc.stats.remote_waits),
@@ -418,7 +424,39 @@ impl Registry {
             artifact_type: info.artifact_type.clone(),
             tags: tags.clone(),
         };
-        self.emit(account, &repo.name, &actor, pushed).await;
+        // Its layers are fetched now (clients pulling them join), and the
+        // push is announced once they are all stored.
+        let mut missing = Vec::new();
+        if self.config.pull_through_prefetch {
+            for b in &info.blobs {
+                match self.meta.blob_get(repo.id, b.as_str()).await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => missing.push(b.clone()),
+                    Err(e) => return Err(Failure::Internal(format!("reading a fetched manifest's blobs: {e}"))),
+                }
+            }
+        }
+        if missing.is_empty() {
+            self.emit(account, &repo.name, &actor, pushed).await;
+        } else {
+            let flights: Vec<_> = missing.iter().map(|d| self.blob_flight(repo.id, d, up)).collect();
+            let listeners = self.listeners.clone();
+            let (account, repository, actor) = (account.to_string(), repo.name.clone(), actor.clone());
+            tokio::spawn(async move {
+                for (f, d) in flights.iter().zip(&missing) {
+                    if let Err(e) = f.done().await {
+                        tracing::warn!(account, repository, blob = %d, error = %e,
+                            "pull-through cache: a layer could not be fetched; the image is not announced as pushed");
+                        return;
+                    }
+                }
+                if listeners.wants(EventType::ImagePushed) {
+                    listeners
+                        .emit(&crate::events::ImageEvent::new(&account, &repository, &actor, pushed))
+                        .await;
+                }
+            });
+        }
         for mv in moved {
             let changed = EventKind::TagChanged {
                 tag: mv.tag,
@@ -576,55 +614,14 @@ impl Registry {
         let Some(up) = self.upstream_now(account, name).await? else {
             return Err(miss);
         };
+        // The repository exists once one of its manifests was pulled: a blob
+        // GET alone creates none.
+        let Some(repo) = self.meta.repo_get(account, name.as_str()).await? else {
+            return Err(miss);
+        };
         PullThroughStats::bump(&self.ptc.stats.misses);
-        let (repo, _) = self.ensure_repository(account, name, Purpose::PullThroughCache).await?;
-        let key = format!("blob:{}:{digest}", repo.id);
         loop {
-            let (flight, lead) = self.ptc.blob_flights.join_or_lead(&key);
-            if lead {
-                let fetch = BlobFetch {
-                    meta: self.meta.clone(),
-                    blobs: self.blobs.clone(),
-                    stats: self.ptc.stats.clone(),
-                    upstream: up.clone(),
-                    repo: repo.id,
-                    digest: digest.clone(),
-                };
-                let guard = LeadGuard {
-                    flights: self.ptc.blob_flights.clone(),
-                    key: key.clone(),
-                    flight: flight.clone(),
-                    landed: false,
-                };
-                // The download goes on when the client that started it leaves.
-                tokio::spawn(async move {
-                    let f = guard.flight.clone();
-                    let meta = fetch.meta.clone();
-                    let present = || async {
-                        match fetch.meta.blob_get(fetch.repo, fetch.digest.as_str()).await {
-                            Ok(b) => Ok(b.is_some()),
-                            Err(e) => Err(Failure::Internal(e.to_string())),
-                        }
-                    };
-                    let r = under_lease(
-                        &*meta,
-                        &guard.key,
-                        MAX_WAIT,
-                        || f.start(None, false),
-                        present,
-                        |_| fetch.run(&f),
-                    )
-                    .await;
-                    if let Err(e) = &r {
-                        PullThroughStats::bump(&fetch.stats.errors);
-                        tracing::warn!(digest = %fetch.digest, upstream = %fetch.upstream.describe(), error = %e,
-                            "pull-through cache: fetching a blob failed");
-                    }
-                    guard.land(r);
-                });
-            } else {
-                PullThroughStats::bump(&self.ptc.stats.joined);
-            }
+            let flight = self.blob_flight(repo.id, digest, &up);
             if range.is_none() {
                 if let Some(size) = flight.stream_size().await {
                     let blob = BlobRow {
@@ -653,6 +650,54 @@ impl Registry {
             }
         }
     }
+
+    /// The download of blob `digest` into `repo` under way on this node,
+    /// started (in a task of its own, under the cluster-wide lease) if none is.
+    fn blob_flight(&self, repo: RepoId, digest: &Digest, up: &Upstream) -> Arc<super::flight::Flight> {
+        let key = format!("blob:{repo}:{digest}");
+        let (flight, lead) = self.ptc.blob_flights.join_or_lead(&key);
+        if lead {
+            let fetch = BlobFetch {
+                meta: self.meta.clone(),
+                blobs: self.blobs.clone(),
+                stats: self.ptc.stats.clone(),
+                upstream: up.clone(),
+                repo,
+                digest: digest.clone(),
+            };
+            let guard = LeadGuard {
+                flights: self.ptc.blob_flights.clone(),
+                key: key.clone(),
+                flight: flight.clone(),
+                landed: false,
+            };
+            // The download goes on when the client that started it leaves.
+            tokio::spawn(async move {
+                let f = guard.flight.clone();
+                let meta = fetch.meta.clone();
+                let present = || async {
+                    match fetch.meta.blob_get(fetch.repo, fetch.digest.as_str()).await {
+                        Ok(b) => Ok(b.is_some()),
+                        Err(e) => Err(Failure::Internal(e.to_string())),
+                    }
+                };
+                let waiting = || {
+                    PullThroughStats::bump(&fetch.stats.remote_waits);
+                    f.start(None, false);
+                };
+                let r = under_lease(&meta, &guard.key, MAX_WAIT, waiting, present, |_| fetch.run(&f)).await;
+                if let Err(e) = &r {
+                    PullThroughStats::bump(&fetch.stats.errors);
+                    tracing::warn!(digest = %fetch.digest, upstream = %fetch.upstream.describe(), error = %e,
+                            "pull-through cache: fetching a blob failed");
+                }
+                guard.land(r);
+            });
+        } else {
+            PullThroughStats::bump(&self.ptc.stats.joined);
+        }
+        flight
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -661,6 +706,7 @@ impl std::fmt::Display for Failure {
             Failure::NotFound(m) | Failure::Internal(m) => f.write_str(m),
             Failure::Upstream { upstream, error } => f.write_str(&crate::error::upstream_message(upstream, error)),
             Failure::Abandoned => f.write_str("the fetch was abandoned"),
+            Failure::StorageFull => f.write_str("the registry's storage is full; retry later"),
         }
     }
 }
