@@ -431,3 +431,57 @@ def test_importing_from_the_upstream_needs_its_own_permission(kura, upstream, tm
     r = requests.get("%s/v2/up/library/other/manifests/v1" % kura.url, auth=("AWS", registry_password(kura, reader)),
                      headers={"Accept": "application/vnd.oci.image.manifest.v1+json"}, timeout=60)
     assert r.status_code == 200 and r.headers["Docker-Content-Digest"] == one["digest"], r.text
+
+
+def test_a_large_layer_streams_through_the_cache_in_constant_memory(kura, upstream):
+    """384 MiB pulled cold by four clients at once: every client gets the right bytes, the upstream
+    serves it once, and Kura's resident memory stays far below the layer's size (the tee spools to
+    disk, nothing holds the blob in memory)."""
+    import hashlib
+
+    from blobs_util import canonical, prng_chunks, prng_digest, sha256
+
+    size = 384 << 20
+    seed_name = "ptc-large-%s" % os.urandom(4).hex()
+    layer = prng_digest(seed_name, size)
+    s = requests.Session()
+    r = s.post("%s/v2/library/large/blobs/uploads/" % upstream.url)
+    assert r.status_code == 202, r.text
+    loc = r.headers["Location"]
+    loc = loc if loc.startswith("http") else upstream.url + loc
+    r = s.put("%s%sdigest=%s" % (loc, "&" if "?" in loc else "?", layer), data=prng_chunks(seed_name, size),
+              headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, r.text
+    cfg = canonical({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer]}})
+    r = s.post("%s/v2/library/large/blobs/uploads/" % upstream.url)
+    loc = r.headers["Location"]
+    loc = loc if loc.startswith("http") else upstream.url + loc
+    assert s.put("%s%sdigest=%s" % (loc, "&" if "?" in loc else "?", sha256(cfg)), data=cfg).status_code == 201
+    manifest = canonical({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                          "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                     "digest": sha256(cfg), "size": len(cfg)},
+                          "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                      "digest": layer, "size": size}]})
+    r = s.put("%s/v2/library/large/manifests/v1" % upstream.url, data=manifest,
+              headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 201, r.text
+    rule(kura, upstream)
+    r = requests.get("%s/v2/up/library/large/manifests/v1" % kura.url, auth=kura.auth, timeout=60,
+                     headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    assert r.status_code == 200, r.text
+
+    def pull(_):
+        h = hashlib.sha256()
+        with requests.get("%s/v2/up/library/large/blobs/%s" % (kura.url, layer), auth=kura.auth,
+                          stream=True, timeout=300) as b:
+            assert b.status_code == 200, b.text
+            for piece in b.iter_content(1 << 20):
+                h.update(piece)
+        return "sha256:" + h.hexdigest()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(pull, range(4))) == [layer] * 4
+    gets = [x for x in upstream.requests("GET", "blobs", "library/large") if x[1] == layer and x[2] == 200]
+    assert len(gets) == 1, gets
+    peak = kura.peak_rss_kib()
+    assert peak is not None and peak < 160 * 1024, "peak RSS %d KiB for a %d MiB layer" % (peak, size >> 20)

@@ -49,9 +49,7 @@ pub(crate) async fn import_denial(
         None => &[IMPORT, "ecr:CreateRepository"],
         Some(repo) => {
             let present = match (&data.endpoint, reference) {
-                (_, Some(r)) if r.contains(':') => {
-                    meta.manifest_get(repo.id, ManifestKey::Digest(r)).await?.is_some()
-                }
+                (_, Some(r)) if r.contains(':') => meta.manifest_get(repo.id, ManifestKey::Digest(r)).await?.is_some(),
                 (_, Some(tag)) => meta.manifest_get(repo.id, ManifestKey::Tag(tag)).await?.is_some(),
                 (Endpoint::Blob(_, digest), None) => meta.blob_get(repo.id, digest).await?.is_some(),
                 _ => true,

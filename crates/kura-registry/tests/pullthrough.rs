@@ -475,7 +475,8 @@ async fn first_bytes_reach_the_client_before_the_upstream_finishes() {
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(first.len(), 1024);
+    // Some bytes (as many as the spool holds short of the last chunk), never the whole blob.
+    assert!(!first.is_empty() && first.len() < 8 * 1024, "{} bytes", first.len());
     // The client has bytes; the upstream has not finished, and nothing is visible yet.
     assert_eq!(
         e.fake.finished.load(Ordering::SeqCst),

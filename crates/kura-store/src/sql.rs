@@ -67,7 +67,10 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (10, include_str!("../migrations/postgres/0010_events.sql")),
     (11, include_str!("../migrations/postgres/0011_audit.sql")),
     (12, include_str!("../migrations/postgres/0012_replication.sql")),
-    (13, include_str!("../migrations/postgres/0013_replication_backfills.sql")),
+    (
+        13,
+        include_str!("../migrations/postgres/0013_replication_backfills.sql"),
+    ),
     (14, include_str!("../migrations/postgres/0014_archive.sql")),
     (15, include_str!("../migrations/postgres/0015_secrets.sql")),
     (16, include_str!("../migrations/postgres/0016_pull_through_rules.sql")),

@@ -4,14 +4,18 @@
 //! store, see [`kura_store::meta::LeaseTake`]).
 //!
 //! A blob flight is a tee: the bytes from the upstream are written to the
-//! blob store and, as they arrive, kept in the flight for every joined client
-//! to stream. A client is always one chunk behind the download until the
-//! digest is verified: a corrupt blob never reaches a client whole (its
-//! stream ends with an error instead of the last chunk), and nothing is
-//! stored.
+//! blob store and, as they arrive, appended to a spool file (an unlinked
+//! temporary file in `$TMPDIR`, gone when the flight and its last reader
+//! are) that every joined client streams from at its own offset, so memory
+//! stays constant whatever the blob's size. A client is always one chunk
+//! behind the download until the digest is verified: a corrupt blob never
+//! reaches a client whole (its stream ends with an error instead of the last
+//! chunk), and nothing is stored.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -54,10 +58,20 @@ impl Failure {
     }
 }
 
+/// How much a reader takes from the spool at a time.
+const READ_CHUNK: u64 = 1 << 20;
+
 #[derive(Default)]
 struct State {
-    /// Bytes so far (blob flights that tee).
-    chunks: Vec<Bytes>,
+    /// The spool the bytes so far are appended to (blob flights that tee).
+    spool: Option<Arc<File>>,
+    /// Bytes appended so far, and the length of the last append (a reader
+    /// stays that far behind until the digest is verified).
+    len: u64,
+    last: u64,
+    /// Appending to the spool failed: readers fail (the download goes on
+    /// into the store).
+    spool_error: Option<String>,
     /// The upstream answered; `size` is its Content-Length.
     started: bool,
     size: Option<u64>,
@@ -68,7 +82,8 @@ struct State {
 }
 
 enum Step {
-    Chunk(Bytes),
+    /// Bytes `[from, to)` of the spool may be read.
+    Read(Arc<File>, u64, u64),
     End,
     Fail(String),
     Wait,
@@ -98,15 +113,42 @@ impl Flight {
     }
 
     pub(crate) fn start(&self, size: Option<u64>, teed: bool) {
+        // A tee needs its spool; without one, clients wait for the end and read the store.
+        let spool = match teed.then(|| tempfile::tempfile()) {
+            Some(Ok(f)) => Some(Arc::new(f)),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "pull-through cache: no spool file for a download; its clients wait for the end");
+                None
+            }
+            None => None,
+        };
         self.update(|s| {
             s.started = true;
             s.size = size;
-            s.teed = teed;
+            s.teed = spool.is_some();
+            s.spool = spool;
         });
     }
 
-    fn push(&self, b: Bytes) {
-        self.update(|s| s.chunks.push(b));
+    /// Append a chunk to the spool. A plain positional write: it lands in the
+    /// page cache, and only the download's own task waits for it.
+    fn push(&self, b: &Bytes) {
+        let Some((spool, at)) = self.read(|s| {
+            if s.spool_error.is_some() {
+                return None;
+            }
+            s.spool.clone().map(|f| (f, s.len))
+        }) else {
+            return;
+        };
+        let written = spool.write_all_at(b, at);
+        self.update(|s| match written {
+            Ok(()) => {
+                s.len += b.len() as u64;
+                s.last = b.len() as u64;
+            }
+            Err(e) => s.spool_error = Some(format!("the download's spool file failed: {e}")),
+        });
     }
 
     pub(crate) fn finish(&self, result: Result<(), Failure>) {
@@ -149,33 +191,57 @@ impl Flight {
         }
     }
 
-    fn step(&self, i: usize) -> Step {
-        self.read(|s| match &s.done {
-            Some(Ok(())) if i < s.chunks.len() => Step::Chunk(s.chunks[i].clone()),
-            Some(Ok(())) => Step::End,
-            Some(Err(f)) => Step::Fail(f.message()),
+    /// What a reader at byte `at` may do now.
+    fn step(&self, at: u64) -> Step {
+        self.read(|s| {
+            if let Some(e) = &s.spool_error {
+                return Step::Fail(e.clone());
+            }
             // One chunk behind until verified.
-            None if i + 1 < s.chunks.len() => Step::Chunk(s.chunks[i].clone()),
-            None => Step::Wait,
+            let readable = match &s.done {
+                Some(Err(f)) => return Step::Fail(f.message()),
+                Some(Ok(())) => s.len,
+                None => s.len - s.last,
+            };
+            match &s.spool {
+                Some(f) if at < readable => Step::Read(f.clone(), at, readable),
+                _ if s.done.is_some() => Step::End,
+                _ => Step::Wait,
+            }
         })
     }
 
     /// The blob's bytes from the start, as they arrive.
     pub(crate) fn reader(self: Arc<Self>) -> ByteStream {
         let rx = self.changed.subscribe();
-        futures::stream::unfold((self, 0usize, rx, false), |(f, i, mut rx, ended)| async move {
+        futures::stream::unfold((self, 0u64, rx, false), |(f, at, mut rx, ended)| async move {
             if ended {
                 return None;
             }
             loop {
-                match f.step(i) {
-                    Step::Chunk(b) => return Some((Ok(b), (f, i + 1, rx, false))),
+                match f.step(at) {
+                    Step::Read(spool, from, to) => {
+                        let n = (to - from).min(READ_CHUNK) as usize;
+                        let read = tokio::task::spawn_blocking(move || {
+                            let mut buf = vec![0u8; n];
+                            spool.read_exact_at(&mut buf, from).map(|()| Bytes::from(buf))
+                        })
+                        .await
+                        .unwrap_or_else(|e| Err(io::Error::other(e)));
+                        return match read {
+                            Ok(b) => {
+                                let next = at + b.len() as u64;
+                                Some((Ok(b), (f, next, rx, false)))
+                            }
+                            Err(e) => Some((Err(e), (f, at, rx, true))),
+                        };
+                    }
                     Step::End => return None,
-                    Step::Fail(m) => return Some((Err(io::Error::other(m)), (f, i, rx, true))),
+                    Step::Fail(m) => return Some((Err(io::Error::other(m)), (f, at, rx, true))),
                     Step::Wait => {
                         if rx.changed().await.is_err() {
                             let e = io::Error::other("the fetch from the upstream was abandoned");
-                            return Some((Err(e), (f, i, rx, true)));
+                            return Some((Err(e), (f, at, rx, true)));
                         }
                     }
                 }
@@ -415,7 +481,7 @@ impl BlobFetch {
                 if let Ok(b) = &chunk {
                     h.lock().unwrap_or_else(|e| e.into_inner()).update(b);
                     stats.upstream_bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
-                    f.push(b.clone());
+                    f.push(b);
                 }
                 chunk
             })
