@@ -116,11 +116,16 @@ def optable(shapes_path, overlay_path):
     w("")
     w("    /// For an operation Kura does not implement yet: what it answers.")
     w("    pub const fn later(self) -> Option<&'static str> {")
-    w("        match self {")
-    for n, t in ov["not_built"].items():
-        w(f"            {enum}::{n} => Some(\"{t}\"),")
-    w("            _ => None,")
-    w("        }")
+    if ov["not_built"]:
+        w("        match self {")
+        for n, t in ov["not_built"].items():
+            w(f"            {enum}::{n} => Some(\"{t}\"),")
+        w("            _ => None,")
+        w("        }")
+    else:
+        # Every operation is built.
+        w("        let _ = self;")
+        w("        None")
     w("    }")
     w("}")
     w("")

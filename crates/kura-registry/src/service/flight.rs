@@ -114,7 +114,7 @@ impl Flight {
 
     pub(crate) fn start(&self, size: Option<u64>, teed: bool) {
         // A tee needs its spool; without one, clients wait for the end and read the store.
-        let spool = match teed.then(|| tempfile::tempfile()) {
+        let spool = match teed.then(tempfile::tempfile) {
             Some(Ok(f)) => Some(Arc::new(f)),
             Some(Err(e)) => {
                 tracing::warn!(error = %e, "pull-through cache: no spool file for a download; its clients wait for the end");
