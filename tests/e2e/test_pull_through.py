@@ -485,3 +485,29 @@ def test_a_large_layer_streams_through_the_cache_in_constant_memory(kura, upstre
     assert len(gets) == 1, gets
     peak = kura.peak_rss_kib()
     assert peak is not None and peak < 160 * 1024, "peak RSS %d KiB for a %d MiB layer" % (peak, size >> 20)
+
+
+def test_a_cached_image_replicates_to_another_region(upstream, tmp_path):
+    """Replication applies to cached repositories: the cache's push (announced once the layers
+    are stored) replicates the image, byte-exact, to another region."""
+    from repl_util import Federation, put_configuration, wait_complete
+    from repl_util import rule as repl_rule
+
+    fed = Federation(tmp_path / "fed").start()
+    try:
+        src = Layout(tmp_path / "src")
+        img, _ = random_image(src, make_rng(), "v1")
+        seed(upstream, src, "v1", "library/travels:v1")
+        rule(fed.src, upstream)
+        put_configuration(fed.src, [repl_rule("up/", fed.dst)])
+        api = RegistryAPI(fed.src)
+        assert api.manifest_bytes("up/library/travels", "v1")[1] == img["digest"]
+        wait_complete(fed.src, "up/library/travels", "v1", fed.dst, logs=fed.logs)
+        dst = RegistryAPI(fed.dst)
+        body, digest, _ = dst.manifest_bytes("up/library/travels", "v1")
+        assert digest == img["digest"] and body == src.blob(img["digest"])
+        served = dst.check_tree("up/library/travels", "v1")
+        for d, _ in src.walk(img["digest"]):
+            assert served[d] == src.blob(d)
+    finally:
+        fed.stop()

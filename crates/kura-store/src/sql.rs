@@ -674,6 +674,8 @@ mod tests {
         // Make it look like a version-4 database.
         sqlx::raw_sql(
             "DROP INDEX manifests_listing; DROP INDEX tags_digest_name; \
+             DROP INDEX manifests_status; ALTER TABLE manifests DROP COLUMN image_status; \
+             ALTER TABLE manifests DROP COLUMN archived_at; ALTER TABLE manifests DROP COLUMN activated_at; \
              CREATE INDEX tags_digest ON tags(repo_id, digest); \
              DROP INDEX access_keys_by_principal_id; ALTER TABLE access_keys DROP COLUMN principal_id; \
              DROP INDEX uploads_repo; DROP INDEX uploads_principal; ALTER TABLE uploads DROP COLUMN principal; \
@@ -712,6 +714,20 @@ mod tests {
             let plan = plan.join("\n");
             assert!(plan.contains("COVERING INDEX manifests_listing"), "{plan}");
             assert!(plan.contains("COVERING INDEX tags_digest_name"), "{plan}");
+            // Listing one storage status (DescribeImages' default: ACTIVE) is covered too.
+            let plan: Vec<String> = sqlx::query(&format!(
+                "EXPLAIN QUERY PLAN {} WHERE m.repo_id = 1 AND m.image_status = 'ACTIVE' AND m.digest > '' \
+                 ORDER BY m.digest LIMIT 101",
+                store.image_select()
+            ))
+            .fetch_all(&store.read)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String, _>(3).unwrap())
+            .collect();
+            let plan = plan.join("\n");
+            assert!(plan.contains("COVERING INDEX manifests_status"), "{plan}");
         }
     }
 }

@@ -186,3 +186,58 @@ pub async fn command(meta: Arc<SqlMetaStore>, q: AuditQuery) -> anyhow::Result<(
         }
     }
 }
+
+/// Records each pull-through cache import (and failed sync) in the trail of the
+/// account that owns the repository, as an `AwsServiceEvent` named
+/// `BatchImportUpstreamImage` (the action a pull that imports needs; Kura's
+/// choice of name): which upstream, which image, and how it went.
+pub struct PullThroughTrail {
+    /// Where the records go.
+    pub store: Arc<dyn AuditStore>,
+    /// The deployment's region (for the repository's ARN).
+    pub region: String,
+}
+
+#[async_trait::async_trait]
+impl kura_registry::EventListener for PullThroughTrail {
+    async fn on_event(&self, event: &kura_registry::ImageEvent) {
+        let kura_registry::EventKind::PullThroughCacheAction {
+            digest,
+            tag,
+            ecr_repository_prefix,
+            upstream_registry_url,
+            sync_status,
+            failure_code,
+            failure_reason,
+        } = &event.kind
+        else {
+            return;
+        };
+        let detail = serde_json::json!({
+            "repositoryName": event.repository,
+            "ecrRepositoryPrefix": ecr_repository_prefix,
+            "upstreamRegistryUrl": upstream_registry_url,
+            "imageTag": tag,
+            "imageDigest": digest,
+            "syncStatus": sync_status,
+            "failureCode": failure_code,
+            "failureReason": failure_reason,
+        });
+        let row = kura_store::audit::aws_service_event(kura_store::audit::ServiceEvent {
+            account: &event.account,
+            at_ms: event.time_ms,
+            source: "ecr.amazonaws.com",
+            event_name: "BatchImportUpstreamImage",
+            region: Some(&self.region),
+            repository: Some(&event.repository),
+            detail,
+        });
+        if let Err(e) = self.store.trail_append(&[row]).await {
+            tracing::warn!(error = %e, "could not record a pull-through cache import in the audit trail");
+        }
+    }
+
+    fn wants(&self, ty: kura_registry::EventType) -> bool {
+        ty == kura_registry::EventType::PullThroughCacheAction
+    }
+}

@@ -488,6 +488,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The audit trail: every API call recorded by the pipeline, the data
     // plane's writes by the guard, and CloudTrail's LookupEvents.
     if let Some(trail) = audit::install(&ecr, meta.clone(), &args.audit, &boot.default_account, &args.region) {
+        // The pull-through cache's imports, as service events of the repository's account.
+        registry.subscribe(Arc::new(audit::PullThroughTrail {
+            store: meta.clone(),
+            region: args.region.clone(),
+        }));
         options.recorder = Some(trail.recorder);
         options.services.push(Arc::new(trail.cloudtrail));
     }
