@@ -390,7 +390,7 @@ mod tests {
         // Back to schema 5: no owner column.
         sqlx::raw_sql(
             "DROP INDEX access_keys_by_principal_id; ALTER TABLE access_keys DROP COLUMN principal_id; \
-             DROP INDEX manifests_listing; DROP INDEX manifests_status; ALTER TABLE manifests DROP COLUMN image_status; \
+             DROP INDEX IF EXISTS manifests_listing; DROP INDEX IF EXISTS manifests_status; ALTER TABLE manifests DROP COLUMN image_status; \
              ALTER TABLE manifests DROP COLUMN archived_at; ALTER TABLE manifests DROP COLUMN activated_at; \
              DROP INDEX uploads_repo; DROP INDEX uploads_principal; ALTER TABLE uploads DROP COLUMN principal; \
              UPDATE schema_version SET version = 5;",
