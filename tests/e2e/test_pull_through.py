@@ -353,8 +353,14 @@ def test_a_cached_image_counts_as_pushed(tmp_path, upstream):
 
         deadline = time.time() + 60
         while True:
-            f = ecr.describe_image_scan_findings(repositoryName="up/library/scanned",
-                                                 imageId={"imageDigest": img["digest"]})
+            try:
+                f = ecr.describe_image_scan_findings(repositoryName="up/library/scanned",
+                                                     imageId={"imageDigest": img["digest"]})
+            except ecr.exceptions.ScanNotFoundException:
+                # The push is announced (and the scan queued) once the layers are stored.
+                assert time.time() < deadline, "never scanned\n" + kura.log()
+                time.sleep(0.3)
+                continue
             # Random files, no OS: the scan reads every layer (fetched from the upstream) and
             # finds nothing it supports.
             if f["imageScanStatus"]["status"] == "UNSUPPORTED_IMAGE":
@@ -372,6 +378,19 @@ def test_a_cached_image_counts_as_pushed(tmp_path, upstream):
         assert cache["detail"]["image-digest"] == img["digest"]
         push = [e for e in evs if e["detail-type"] == "ECR Image Action"][0]
         assert push["detail"]["action-type"] == "PUSH" and push["detail"]["image-digest"] == img["digest"]
+
+        # The audit trail has the import, as a service event of the repository's account.
+        import boto3
+        trail = boto3.client("cloudtrail", endpoint_url=kura.url, region_name=kura.region,
+                             aws_access_key_id=kura.access_key, aws_secret_access_key=kura.secret_key)
+        found = trail.lookup_events(LookupAttributes=[{"AttributeKey": "EventName",
+                                                       "AttributeValue": "BatchImportUpstreamImage"}])["Events"]
+        assert found, "no BatchImportUpstreamImage record"
+        record = json.loads(found[0]["CloudTrailEvent"])
+        assert record["eventType"] == "AwsServiceEvent"
+        detail = record["serviceEventDetails"]
+        assert (detail["repositoryName"], detail["syncStatus"], detail["imageDigest"]) == (
+            "up/library/scanned", "SUCCESS", img["digest"]), record
     finally:
         receiver.stop()
         kura.stop()
