@@ -1003,7 +1003,12 @@ def test_later_operations(reg, ecr):
     # needs a case here.
     # Operations that have since been implemented for real are tested on their own.
     later = later_operations()
-    assert later, "no not_built operations found in model/ecr-ops.json"
+    if not later:
+        # Every operation is built now: the last ones to leave the "later" list answer for real.
+        assert ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"] == []
+        moved = ecr.update_image_storage_class(repositoryName="later", imageId={"imageTag": "v1"},
+                                               targetStorageClass="ARCHIVE")
+        assert moved["imageStatus"] == "ARCHIVED" and moved["imageId"]["imageDigest"] == img.digest
     assert later <= {c[0] for c in cases}, f"no case for {later - {c[0] for c in cases}}"
     # An older botocore (without .ci/install-deps.sh's newest model) may lack an
     # operation: that is the client's gap, not the server's.

@@ -25,10 +25,11 @@ use crate::events::{Actor, EventKind, EventListener, EventType, ImageEvent};
 mod catalog;
 mod flight;
 mod manifests;
+mod ptc_stats;
 mod pullthrough;
 pub use catalog::{CatalogFilter, RepoFilter};
 pub use manifests::{DeleteCause, Untagged};
-pub use pullthrough::PullThroughStats;
+pub use ptc_stats::PullThroughStats;
 
 /// A request body as a stream of chunks.
 pub type Body = BoxStream<'static, io::Result<Bytes>>;

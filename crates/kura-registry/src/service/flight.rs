@@ -28,7 +28,7 @@ use kura_store::meta::{BlobRow, LeaseTake, PendingDelete, RepoId};
 use kura_store::{BlobStore, MetaStore};
 use tokio::sync::watch;
 
-use super::pullthrough::PullThroughStats;
+use super::ptc_stats::PullThroughStats;
 use crate::upstream::{UpstreamError, UpstreamRepo};
 
 /// How long a fetch lease lasts unless its holder renews it (every third of it).

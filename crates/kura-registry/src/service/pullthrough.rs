@@ -22,10 +22,10 @@
 //!   (429 with `Retry-After` when the upstream said 429).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::flight::{under_lease, BlobFetch, Failure, Flights, LeadGuard};
+use super::ptc_stats::PullThroughStats;
 use super::*;
 use crate::upstream::{PullThroughSource, UpstreamError, UpstreamManifest, UpstreamRepo};
 
@@ -37,35 +37,6 @@ const COVERAGE_TTL_MS: i64 = 10_000;
 /// After a failed refresh, the tag is tried again after this long (or the
 /// refresh interval, if shorter).
 const RETRY_AFTER_FAILURE_MS: i64 = 60_000;
-
-/// Counters of the pull-through cache (for metrics).
-#[derive(Debug, Default)]
-pub struct PullThroughStats {
-    /// Manifests and blobs of covered repositories served from the cache.
-    pub hits: AtomicU64,
-    /// Requests for content a covered repository did not hold.
-    pub misses: AtomicU64,
-    /// Requests that joined a fetch already under way on this node.
-    pub joined: AtomicU64,
-    /// Fetches this node waited for while another node held their lease.
-    pub remote_waits: AtomicU64,
-    /// Manifest and blob fetches from upstreams.
-    pub upstream_fetches: AtomicU64,
-    /// Blob bytes read from upstreams.
-    pub upstream_bytes: AtomicU64,
-    /// Fetches and refreshes that failed (upstream or verification).
-    pub errors: AtomicU64,
-    /// Tag checks against the upstream (HEADs).
-    pub refreshes: AtomicU64,
-    /// Cached tags served because their refresh failed.
-    pub stale_served: AtomicU64,
-}
-
-impl PullThroughStats {
-    fn bump(c: &AtomicU64) {
-        c.fetch_add(1, Ordering::Relaxed);
-    }
-}
 
 type Upstream = Arc<dyn UpstreamRepo>;
 /// (account, repository) → its upstream (`None`: not covered) until (ms).
