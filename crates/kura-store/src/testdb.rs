@@ -35,7 +35,7 @@ pub async fn postgres(test: &str) -> Option<SqlMetaStore> {
 /// and open a store on it.
 pub async fn fresh(admin: &str) -> Result<SqlMetaStore> {
     let name = format!("kura_test_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::postgres::PgConnection::connect(admin).await?;
+    let mut conn = retry_io(|| sqlx::postgres::PgConnection::connect(admin)).await?;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await?;
@@ -48,7 +48,42 @@ pub async fn fresh(admin: &str) -> Result<SqlMetaStore> {
         .rsplit_once('/')
         .filter(|(s, _)| s.contains("://"))
         .ok_or_else(|| StoreError::Invalid(format!("not a database URL: {admin}")))?;
-    SqlMetaStore::connect(&format!("{server}/{name}{query}"), 8).await
+    let url = format!("{server}/{name}{query}");
+    let mut attempt = 0;
+    loop {
+        match SqlMetaStore::connect(&url, 8).await {
+            Err(StoreError::Db(sqlx::Error::Io(e))) if attempt < IO_RETRIES => {
+                attempt += 1;
+                eprintln!("test database {name}: connecting failed ({e}); retrying ({attempt}/{IO_RETRIES})");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How often a test harness retries a connection the server closed at once.
+/// A shared test server under a full CI run (hundreds of databases, two cores)
+/// has been seen to close a new connection before its first message; that is
+/// the test server's hiccup, not the code under test, so it gets a few more tries.
+const IO_RETRIES: u32 = 5;
+
+async fn retry_io<T, F, Fut>(mut connect: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, sqlx::Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match connect().await {
+            Err(sqlx::Error::Io(e)) if attempt < IO_RETRIES => {
+                attempt += 1;
+                eprintln!("test database server: connecting failed ({e}); retrying ({attempt}/{IO_RETRIES})");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * attempt as u64)).await;
+            }
+            other => return other.map_err(Into::into),
+        }
+    }
 }
 
 /// The store a test harness should use: a fresh PostgreSQL database when
