@@ -6,346 +6,8 @@
 //! serving, refused corrupt content, the OCI errors of uncached content, and
 //! the events. Runs on PostgreSQL when `KURA_TEST_DATABASE_URL` is set.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
-use bytes::Bytes;
-use futures::stream::StreamExt;
-use http_body_util::BodyExt;
-use kura_oci::{Digest, RepoName};
-use kura_registry::upstream::{
-    PullThroughSource, UpstreamBlob, UpstreamError, UpstreamManifest, UpstreamManifestHead, UpstreamRepo,
-};
-use kura_registry::{app, Actor, EventKind, EventListener, EventType, ImageEvent, Registry, RegistryConfig};
-use kura_store::{FsBlobStore, MetaStore};
-use serde_json::json;
-use tokio::sync::Semaphore;
-use tower::ServiceExt;
-
-const ACCOUNT: &str = "000000000000";
-const OCI: &str = "application/vnd.oci.image.manifest.v1+json";
-const INDEX: &str = "application/vnd.oci.image.index.v1+json";
-const REPO: &str = "hub/library/app";
-/// Bound on every wait, so a broken single flight fails instead of hanging.
-const BOUND: Duration = Duration::from_secs(60);
-
-/// An upstream repository held in memory.
-#[derive(Default)]
-struct Fake {
-    tags: Mutex<HashMap<String, String>>,
-    manifests: Mutex<HashMap<String, (String, Bytes)>>,
-    blobs: Mutex<HashMap<String, Bytes>>,
-    heads: AtomicUsize,
-    manifest_gets: AtomicUsize,
-    blob_gets: AtomicUsize,
-    /// Blob streams that sent their last byte.
-    finished: AtomicUsize,
-    fail: Mutex<Option<UpstreamError>>,
-    corrupt: AtomicBool,
-    /// When set, a blob stream pauses before its last chunk until a permit is added.
-    gate: Mutex<Option<Arc<Semaphore>>>,
-    /// The Content-Length a blob is announced with: 0 none, 1 the true one, 2 one byte more.
-    size_mode: AtomicUsize,
-    /// When set, a manifest GET waits for a permit before answering.
-    manifest_gate: Mutex<Option<Arc<Semaphore>>>,
-}
-
-impl Fake {
-    fn failing(&self) -> Result<(), UpstreamError> {
-        match self.fail.lock().unwrap().clone() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    fn blob(&self, data: &[u8]) -> String {
-        let d = Digest::sha256(data).to_string();
-        self.blobs
-            .lock()
-            .unwrap()
-            .insert(d.clone(), Bytes::copy_from_slice(data));
-        d
-    }
-
-    fn manifest(&self, tag: Option<&str>, media_type: &str, body: Vec<u8>) -> String {
-        let d = Digest::sha256(&body).to_string();
-        self.manifests
-            .lock()
-            .unwrap()
-            .insert(d.clone(), (media_type.to_string(), Bytes::from(body)));
-        if let Some(t) = tag {
-            self.tags.lock().unwrap().insert(t.to_string(), d.clone());
-        }
-        d
-    }
-
-    /// An image (a config and one layer of `layer_len` bytes) under `tag`:
-    /// its manifest digest and its blob digests.
-    fn image(&self, tag: &str, seed: &str, layer_len: usize) -> (String, Vec<String>) {
-        let cfg = format!("{{\"seed\":\"{seed}\"}}");
-        let layer: Vec<u8> = (0..layer_len).map(|i| (i % 251) as u8 ^ seed.len() as u8).collect();
-        let c = self.blob(cfg.as_bytes());
-        let l = self.blob(&layer);
-        let m = json!({
-            "schemaVersion": 2, "mediaType": OCI,
-            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": c, "size": cfg.len()},
-            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": l, "size": layer.len()}],
-        });
-        let d = self.manifest(Some(tag), OCI, serde_json::to_vec(&m).unwrap());
-        (d, vec![c, l])
-    }
-
-    fn resolve(&self, reference: &str) -> Option<String> {
-        if reference.contains(':') {
-            Some(reference.to_string())
-        } else {
-            self.tags.lock().unwrap().get(reference).cloned()
-        }
-    }
-}
-
-struct Repo(Arc<Fake>);
-
-#[async_trait::async_trait]
-impl UpstreamRepo for Repo {
-    fn describe(&self) -> String {
-        "upstream.test/library/app".into()
-    }
-
-    async fn head_manifest(&self, reference: &str) -> Result<Option<UpstreamManifestHead>, UpstreamError> {
-        self.0.heads.fetch_add(1, Ordering::SeqCst);
-        self.0.failing()?;
-        let Some(d) = self.0.resolve(reference) else {
-            return Ok(None);
-        };
-        Ok(self
-            .0
-            .manifests
-            .lock()
-            .unwrap()
-            .get(&d)
-            .map(|(mt, b)| UpstreamManifestHead {
-                digest: d.clone(),
-                media_type: mt.clone(),
-                size: b.len() as u64,
-            }))
-    }
-
-    async fn get_manifest(&self, reference: &str) -> Result<Option<UpstreamManifest>, UpstreamError> {
-        self.0.manifest_gets.fetch_add(1, Ordering::SeqCst);
-        let gate = self.0.manifest_gate.lock().unwrap().clone();
-        if let Some(g) = gate {
-            g.acquire().await.unwrap().forget();
-        }
-        self.0.failing()?;
-        let Some(d) = self.0.resolve(reference) else {
-            return Ok(None);
-        };
-        let corrupt = self.0.corrupt.load(Ordering::SeqCst);
-        Ok(self.0.manifests.lock().unwrap().get(&d).map(|(mt, b)| {
-            let body = if corrupt {
-                // Same JSON, one more space: another digest than the one claimed.
-                let mut v = b.to_vec();
-                v.push(b' ');
-                Bytes::from(v)
-            } else {
-                b.clone()
-            };
-            UpstreamManifest {
-                digest: d.clone(),
-                media_type: mt.clone(),
-                body,
-            }
-        }))
-    }
-
-    async fn get_blob(&self, digest: &str) -> Result<Option<UpstreamBlob>, UpstreamError> {
-        self.0.blob_gets.fetch_add(1, Ordering::SeqCst);
-        self.0.failing()?;
-        let Some(data) = self.0.blobs.lock().unwrap().get(digest).cloned() else {
-            return Ok(None);
-        };
-        let mut data = data.to_vec();
-        if self.0.corrupt.load(Ordering::SeqCst) {
-            if let Some(b) = data.last_mut() {
-                *b ^= 0xff;
-            }
-        }
-        let size = match self.0.size_mode.load(Ordering::SeqCst) {
-            0 => None,
-            1 => Some(data.len() as u64),
-            _ => Some(data.len() as u64 + 1),
-        };
-        let chunks: Vec<Bytes> = data.chunks(1024).map(Bytes::copy_from_slice).collect();
-        let gate = self.0.gate.lock().unwrap().clone();
-        let fake = self.0.clone();
-        let body = futures::stream::unfold((chunks, 0usize), move |(chunks, i)| {
-            let (gate, fake) = (gate.clone(), fake.clone());
-            async move {
-                if i == chunks.len() {
-                    fake.finished.fetch_add(1, Ordering::SeqCst);
-                    return None;
-                }
-                if i + 1 == chunks.len() {
-                    if let Some(g) = gate {
-                        g.acquire().await.unwrap().forget();
-                    }
-                }
-                let c = chunks[i].clone();
-                Some((Ok(c), (chunks, i + 1)))
-            }
-        })
-        .boxed();
-        Ok(Some(UpstreamBlob { size, body }))
-    }
-}
-
-/// A rule for `hub/` in [`ACCOUNT`] only.
-struct Source(Arc<Fake>);
-
-#[async_trait::async_trait]
-impl PullThroughSource for Source {
-    async fn upstream_for(
-        &self,
-        account: &str,
-        name: &RepoName,
-    ) -> Result<Option<Arc<dyn UpstreamRepo>>, UpstreamError> {
-        if account == ACCOUNT && name.as_str().starts_with("hub/") {
-            Ok(Some(Arc::new(Repo(self.0.clone()))))
-        } else {
-            Ok(None)
-        }
-    }
-}
-
-#[derive(Default)]
-struct Recorder(Mutex<Vec<ImageEvent>>);
-
-#[async_trait::async_trait]
-impl EventListener for Recorder {
-    async fn on_event(&self, event: &ImageEvent) {
-        self.0.lock().unwrap().push(event.clone());
-    }
-    fn wants(&self, _: EventType) -> bool {
-        true
-    }
-}
-
-struct Env {
-    reg: Arc<Registry>,
-    fake: Arc<Fake>,
-    events: Arc<Recorder>,
-    meta: Arc<dyn MetaStore>,
-    dir: Arc<tempfile::TempDir>,
-}
-
-async fn env(refresh: Duration) -> Env {
-    env_with(refresh, false).await
-}
-
-async fn env_with(refresh: Duration, prefetch: bool) -> Env {
-    let fake = Fake::default();
-    fake.size_mode.store(1, Ordering::SeqCst);
-    let dir = Arc::new(tempfile::tempdir().unwrap());
-    let meta: Arc<dyn MetaStore> = Arc::new(kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await);
-    node(meta, dir, Arc::new(fake), refresh, prefetch).await
-}
-
-/// A registry over `meta` and the blob directory in `dir` (another node of the same deployment).
-async fn node(
-    meta: Arc<dyn MetaStore>,
-    dir: Arc<tempfile::TempDir>,
-    fake: Arc<Fake>,
-    refresh: Duration,
-    prefetch: bool,
-) -> Env {
-    let blobs = FsBlobStore::open(dir.path().join("blobs"))
-        .await
-        .unwrap()
-        .without_fsync();
-    let config = RegistryConfig {
-        pull_through_refresh: refresh,
-        pull_through_prefetch: prefetch,
-        ..RegistryConfig::default()
-    };
-    let reg = Registry::new(meta.clone(), Arc::new(blobs), config);
-    reg.set_pull_through(Arc::new(Source(fake.clone())));
-    let events = Arc::new(Recorder::default());
-    reg.subscribe(events.clone());
-    Env {
-        reg: Arc::new(reg),
-        fake,
-        events,
-        meta,
-        dir,
-    }
-}
-
-fn name(s: &str) -> RepoName {
-    s.parse().unwrap()
-}
-
-fn pull() -> Actor {
-    Actor::anonymous(ACCOUNT)
-}
-
-impl Env {
-    async fn manifest(&self, reference: &str) -> Result<String, kura_registry::error::RegistryError> {
-        let row = self
-            .reg
-            .get_manifest(ACCOUNT, &name(REPO), reference, Some(&pull()))
-            .await?;
-        Ok(row.digest)
-    }
-
-    async fn blob(&self, digest: &str) -> Result<Vec<u8>, String> {
-        let read = self
-            .reg
-            .get_blob(ACCOUNT, &name(REPO), digest, None, false)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut body = read.body.expect("a body");
-        let mut out = Vec::new();
-        while let Some(chunk) = body.next().await {
-            out.extend_from_slice(&chunk.map_err(|e| e.to_string())?);
-        }
-        Ok(out)
-    }
-
-    async fn stored(&self, digest: &str) -> bool {
-        let Some(repo) = self.meta.repo_get(ACCOUNT, REPO).await.unwrap() else {
-            return false;
-        };
-        self.meta.blob_get(repo.id, digest).await.unwrap().is_some()
-    }
-
-    async fn http(&self, method: Method, uri: &str) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
-        let req = Request::builder().method(method).uri(uri).body(Body::empty()).unwrap();
-        let resp = app(self.reg.clone()).oneshot(req).await.unwrap();
-        let (status, headers) = (resp.status(), resp.headers().clone());
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        (status, headers, serde_json::from_slice(&body).unwrap_or(json!(null)))
-    }
-
-    fn stat(&self, f: impl Fn(&kura_registry::PullThroughStats) -> &std::sync::atomic::AtomicU64) -> u64 {
-        f(self.reg.pull_through_stats()).load(Ordering::SeqCst)
-    }
-}
-
-/// Wait (bounded) until `cond` holds.
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    tokio::time::timeout(BOUND, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-}
+mod ptc_support;
+use ptc_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cold_burst_fetches_each_manifest_and_blob_once() {
@@ -392,7 +54,8 @@ async fn cold_burst_fetches_each_manifest_and_blob_once() {
             let got = t.await.unwrap();
             assert_eq!(Digest::sha256(&got).to_string(), *b);
         }
-        assert!(e.stored(b).await);
+        // The clients have it once verified; it is recorded right after.
+        until_stored(&e, b).await;
     }
     assert_eq!(
         e.fake.blob_gets.load(Ordering::SeqCst),
@@ -500,14 +163,51 @@ async fn first_bytes_reach_the_client_before_the_upstream_finishes() {
     assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 1);
 }
 
-async fn until_stored(e: &Env, digest: &str) {
-    tokio::time::timeout(BOUND, async {
-        while !e.stored(digest).await {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_chunk_is_sent_once_verified_before_the_blob_is_committed() {
+    let fake = Fake::default();
+    fake.size_mode.store(1, Ordering::SeqCst);
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    let meta: Arc<dyn MetaStore> = Arc::new(kura_store::testdb::from_env_or_sqlite(dir.path().join("meta.db")).await);
+    let gate = Arc::new(Semaphore::new(0));
+    let store = Arc::new(GatedCommit {
+        inner: FsBlobStore::open(dir.path().join("blobs"))
+            .await
+            .unwrap()
+            .without_fsync(),
+        gate: gate.clone(),
+        commits: AtomicUsize::new(0),
+    });
+    let e = node_on(
+        meta,
+        dir,
+        Arc::new(fake),
+        Duration::from_secs(3600),
+        false,
+        store.clone(),
+    )
+    .await;
+    let (_, blobs) = e.fake.image("v1", "early", 300 * 1024);
+    gate.add_permits(1); // the config blob
+    e.manifest("v1").await.unwrap();
+    assert_eq!(e.blob(&blobs[0]).await.unwrap().len(), "{\"seed\":\"early\"}".len());
+    until("the config's commit", || store.commits.load(Ordering::SeqCst) == 1).await;
+
+    // The layer: every byte reaches the client while its commit is held back.
+    let got = tokio::time::timeout(BOUND, e.blob(&blobs[1]))
+        .await
+        .expect("the client gets the whole blob before the store commits it")
+        .unwrap();
+    assert_eq!(Digest::sha256(&got).to_string(), blobs[1]);
+    until("the layer's commit to start", || {
+        store.commits.load(Ordering::SeqCst) == 2
     })
-    .await
-    .expect("the blob is stored");
+    .await;
+    assert!(!e.stored(&blobs[1]).await, "not recorded before the commit");
+    gate.add_permits(1);
+    until_stored(&e, &blobs[1]).await;
+    assert_eq!(e.blob(&blobs[1]).await.unwrap(), got);
+    assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 2, "one fetch per blob");
 }
 
 #[tokio::test]
@@ -709,10 +409,18 @@ async fn fetched_blobs_become_references_of_their_manifest() {
     assert_eq!(size(&e).await, 0);
     for b in &blobs {
         e.blob(b).await.unwrap();
+        until_stored(&e, b).await;
     }
     // Both blobs are the manifest's references now (what GC keeps and sizes count).
     let config_len = e.fake.blobs.lock().unwrap()[&blobs[0]].len() as i64;
-    assert_eq!(size(&e).await, 5000 + config_len);
+    let want = 5000 + config_len;
+    tokio::time::timeout(BOUND, async {
+        while size(&e).await != want {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the image's size reaches {want}"));
 }
 
 #[tokio::test]
@@ -852,10 +560,14 @@ async fn a_lapsed_lease_of_a_dead_node_is_taken_over() {
     let got = tokio::time::timeout(BOUND, e.blob(&blobs[0])).await.unwrap().unwrap();
     assert_eq!(Digest::sha256(&got).to_string(), blobs[0]);
     assert_eq!(e.fake.blob_gets.load(Ordering::SeqCst), 1);
-    assert!(
-        e.meta.fetch_lease_get(&key).await.unwrap().is_none(),
-        "released after the fetch"
-    );
+    // The lease is given back once the blob is committed, just after the client has it.
+    tokio::time::timeout(BOUND, async {
+        while e.meta.fetch_lease_get(&key).await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("released after the fetch");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

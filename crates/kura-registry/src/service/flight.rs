@@ -10,7 +10,12 @@
 //! stays constant whatever the blob's size. A client is always one chunk
 //! behind the download until the digest is verified: a corrupt blob never
 //! reaches a client whole (its stream ends with an error instead of the last
-//! chunk), and nothing is stored.
+//! chunk), and nothing is stored. The last chunk is released as soon as the
+//! upstream's stream ends with the right digest and size, before the blob
+//! store's flush and the metadata commit: those make the blob cached for the
+//! next pull, but the bytes the client has are already proven right, so they
+//! are off the client's critical path (a commit that fails afterwards leaves
+//! the blob uncached, to be fetched again; it never takes back what was sent).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -78,6 +83,9 @@ struct State {
     /// The bytes come through this flight (false: another node fetches, or
     /// it is a manifest flight; read the store when done).
     teed: bool,
+    /// The download ended with the right digest and size: every byte in the
+    /// spool may be read, whatever the store does next.
+    verified: bool,
     done: Option<Result<(), Failure>>,
 }
 
@@ -151,6 +159,11 @@ impl Flight {
         });
     }
 
+    /// The bytes are all here and proven right (see the module's note).
+    fn verified(&self) {
+        self.update(|s| s.verified = true);
+    }
+
     pub(crate) fn finish(&self, result: Result<(), Failure>) {
         self.update(|s| {
             if s.done.is_none() {
@@ -197,15 +210,17 @@ impl Flight {
             if let Some(e) = &s.spool_error {
                 return Step::Fail(e.clone());
             }
-            // One chunk behind until verified.
+            // One chunk behind until verified; once verified, a later
+            // failure to store the blob does not concern its readers.
             let readable = match &s.done {
+                _ if s.verified => s.len,
                 Some(Err(f)) => return Step::Fail(f.message()),
                 Some(Ok(())) => s.len,
                 None => s.len - s.last,
             };
             match &s.spool {
                 Some(f) if at < readable => Step::Read(f.clone(), at, readable),
-                _ if s.done.is_some() => Step::End,
+                _ if s.done.is_some() || s.verified => Step::End,
                 _ => Step::Wait,
             }
         })
@@ -474,17 +489,39 @@ impl BlobFetch {
             .await
             .map_err(|e| Failure::Internal(format!("starting a blob write: {e}")))?;
         let hasher = Arc::new(Mutex::new(Hasher::new(self.digest.algorithm())));
-        let (h, f, stats) = (hasher.clone(), flight.clone(), self.stats.clone());
+        let received = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (h, f, stats, n) = (hasher.clone(), flight.clone(), self.stats.clone(), received.clone());
+        // When the upstream's stream ends: check the digest and size at once
+        // and release the readers' last chunk if they are right (the store's
+        // flush and commit follow; `run` checks the same again for itself).
+        let (h2, f2, n2, want, declared) = (
+            hasher.clone(),
+            flight.clone(),
+            received.clone(),
+            self.digest.clone(),
+            blob.size,
+        );
+        let at_end = futures::stream::once(async move {
+            let actual = h2.lock().unwrap_or_else(|e| e.into_inner()).finish();
+            let size = n2.load(Ordering::Relaxed);
+            if actual == want && declared.is_none_or(|d| d == size) {
+                f2.verified();
+            }
+            None::<io::Result<Bytes>>
+        })
+        .filter_map(futures::future::ready);
         let body = blob
             .body
             .map(move |chunk| {
                 if let Ok(b) = &chunk {
                     h.lock().unwrap_or_else(|e| e.into_inner()).update(b);
+                    n.fetch_add(b.len() as u64, Ordering::Relaxed);
                     stats.upstream_bytes.fetch_add(b.len() as u64, Ordering::Relaxed);
                     f.push(b);
                 }
                 chunk
             })
+            .chain(at_end)
             .boxed();
         let (handle, size) = match self.blobs.append(&handle, 0, body).await {
             Ok(v) => v,
