@@ -124,9 +124,9 @@ pub fn read_file(path: &Path) -> Result<Table, ConfigError> {
 
 /// Parses TOML text into its root table.
 pub fn parse_toml(text: &str) -> Result<Table, String> {
-    let doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
-        format!("not valid TOML: {}", e.to_string().trim_end())
-    })?;
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| format!("not valid TOML: {}", e.to_string().trim_end()))?;
     Ok(doc.as_table().clone())
 }
 
@@ -224,7 +224,12 @@ fn keys(cmd: &Command) -> impl Iterator<Item = &Arg> {
     cmd.get_arguments()
         .filter(|a| !a.is_positional() && a.get_long().is_some())
         .filter(|a| !SKIPPED_ARGS.contains(&a.get_id().as_str()))
-        .filter(|a| !matches!(a.get_action(), ArgAction::Help | ArgAction::HelpLong | ArgAction::HelpShort | ArgAction::Version))
+        .filter(|a| {
+            !matches!(
+                a.get_action(),
+                ArgAction::Help | ArgAction::HelpLong | ArgAction::HelpShort | ArgAction::Version
+            )
+        })
 }
 
 fn find_long<'a>(cmd: &'a Command, key: &str) -> Option<&'a Arg> {
@@ -232,7 +237,12 @@ fn find_long<'a>(cmd: &'a Command, key: &str) -> Option<&'a Arg> {
 }
 
 /// Every command (any depth, the top-level one included) with a long flag `key`.
-fn commands_with_long<'a>(cmd: &'a Command, path: &mut Vec<String>, key: &str, out: &mut Vec<(Vec<String>, &'a Command)>) {
+fn commands_with_long<'a>(
+    cmd: &'a Command,
+    path: &mut Vec<String>,
+    key: &str,
+    out: &mut Vec<(Vec<String>, &'a Command)>,
+) {
     for sub in cmd.get_subcommands() {
         if SKIPPED_COMMANDS.contains(&sub.get_name()) {
             continue;
@@ -257,13 +267,19 @@ fn unknown_key(root: &Command, key: &str, path: &[String]) -> String {
     };
     let mut msg = format!("unknown key `{key}`: not {scope}");
     if let Some((p, _)) = holders.first() {
-        let _ = write!(msg, " (`--{flag}` is a flag of `kura {}`: put it under [{}])", p.join(" "), p.join("."));
+        let _ = write!(
+            msg,
+            " (`--{flag}` is a flag of `kura {}`: put it under [{}])",
+            p.join(" "),
+            p.join(".")
+        );
     }
     msg
 }
 
 fn is_bool(arg: &Arg) -> bool {
-    matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse) || arg.get_value_parser().type_id() == TypeId::of::<bool>()
+    matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::SetFalse)
+        || arg.get_value_parser().type_id() == TypeId::of::<bool>()
 }
 
 fn is_integer(arg: &Arg) -> bool {
@@ -287,9 +303,13 @@ fn is_integer(arg: &Arg) -> bool {
 /// A flag whose value is text as given (a string or a path): only a TOML string fits.
 fn is_text(arg: &Arg) -> bool {
     let t = arg.get_value_parser().type_id();
-    [TypeId::of::<String>(), TypeId::of::<PathBuf>(), TypeId::of::<OsString>()]
-        .iter()
-        .any(|id| t == *id)
+    [
+        TypeId::of::<String>(),
+        TypeId::of::<PathBuf>(),
+        TypeId::of::<OsString>(),
+    ]
+    .iter()
+    .any(|id| t == *id)
 }
 
 fn takes_many(arg: &Arg) -> bool {
@@ -508,7 +528,12 @@ pub fn reference(cli: Command) -> String {
             if top_keys.iter().any(|k| Some(k.as_str()) == arg.get_long()) {
                 continue;
             }
-            row(&mut out, &format!("{}.", path.join(".")), &format!("kura {}", path.join(" ")), arg);
+            row(
+                &mut out,
+                &format!("{}.", path.join(".")),
+                &format!("kura {}", path.join(" ")),
+                arg,
+            );
         }
     }
     out
@@ -547,8 +572,16 @@ fn row(out: &mut String, prefix: &str, command: &str, arg: &Arg) {
         .or(arg.get_help())
         .map(|h| h.to_string())
         .unwrap_or_default();
-    let help = help.split_whitespace().collect::<Vec<_>>().join(" ").replace('|', "\\|");
-    let flag_note = if prefix.is_empty() { String::new() } else { format!(" ({command})") };
+    let help = help
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace('|', "\\|");
+    let flag_note = if prefix.is_empty() {
+        String::new()
+    } else {
+        format!(" ({command})")
+    };
     let _ = writeln!(
         out,
         "| `{prefix}{long}` | `--{long}`{flag_note} | {env} | {default} | {help} |"

@@ -157,7 +157,10 @@ fn unknown_keys_and_wrong_types_name_the_key() {
     let e = err("listen = 5000\n");
     assert!(e.contains("`listen`") && e.contains("invalid"), "{e}");
     let e = err("listen = true\n");
-    assert!(e.contains("`listen`: expected a string or an integer, found a boolean"), "{e}");
+    assert!(
+        e.contains("`listen`: expected a string or an integer, found a boolean"),
+        "{e}"
+    );
     let e = err("data-dir = 5\n");
     assert!(e.contains("`data-dir`: expected a string, found an integer"), "{e}");
     let e = err("listen = [\"127.0.0.1:1\"]\n");
