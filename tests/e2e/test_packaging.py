@@ -118,9 +118,11 @@ def test_config_file_values_and_precedence(tmp_path):
     assert report["dry_run"] is True, report
 
     # `config check` says where each serve setting comes from.
-    out = kura("config", "check", env=clean_env(KURA_CONFIG=cfg, KURA_REGION="eu-west-3")).stdout
+    out = kura("config", "check", env=clean_env(KURA_CONFIG=cfg, KURA_REGION="eu-west-3",
+                                                KURA_DATABASE_URL="postgres://kura:pw1234@db:5432/kura")).stdout
     assert 'listen = "127.0.0.1:%d"  # file' % p_file in out, out
     assert 'region = "eu-west-3"  # env' in out, out
+    assert 'database-url = "postgres://kura:***@db:5432/kura"  # env' in out and "pw1234" not in out, out
     assert 'header-timeout = "30s"  # default' in out, out
 
 

@@ -481,12 +481,32 @@ fn source_of(m: &ArgMatches, id: &str, in_file: bool) -> &'static str {
 fn raw_values(m: &ArgMatches, id: &str) -> String {
     let vals: Vec<String> = m
         .get_raw(id)
-        .map(|r| r.map(|v| format!("{:?}", v.to_string_lossy())).collect())
+        .map(|r| {
+            r.map(|v| format!("{:?}", mask_password(&v.to_string_lossy())))
+                .collect()
+        })
         .unwrap_or_default();
     match vals.len() {
         0 => "(unset)".into(),
         1 => vals.into_iter().next().unwrap_or_default(),
         _ => format!("[{}]", vals.join(", ")),
+    }
+}
+
+/// A URL's password (`postgres://user:secret@host/db`) as `***`: `config check`'s
+/// output may be pasted anywhere.
+pub fn mask_password(v: &str) -> String {
+    let Some(scheme_end) = v.find("://") else {
+        return v.to_string();
+    };
+    let rest = &v[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return v.to_string();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:***{}", &v[..scheme_end + 3], &rest[..colon], &rest[at..]),
+        None => v.to_string(),
     }
 }
 

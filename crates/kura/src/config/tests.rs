@@ -220,3 +220,14 @@ fn every_serve_flag_is_a_key() {
     assert!(supplied.iter().any(|s| s.command == ["serve"] && s.arg == "listen"));
     assert!(supplied.iter().any(|s| s.command == ["gc"] && s.arg == "dry_run"));
 }
+
+#[test]
+fn check_output_hides_url_passwords() {
+    assert_eq!(
+        mask_password("postgres://kura:s3cr@t@db:5432/kura?sslmode=require"),
+        "postgres://kura:***@db:5432/kura?sslmode=require"
+    );
+    assert_eq!(mask_password("postgres://kura@db/kura"), "postgres://kura@db/kura");
+    assert_eq!(mask_password("https://s3.example/a@b"), "https://s3.example/a@b");
+    assert_eq!(mask_password("0.0.0.0:5000"), "0.0.0.0:5000");
+}
