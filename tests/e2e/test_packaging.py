@@ -148,6 +148,13 @@ def test_config_file_errors_name_the_key(tmp_path, text, needle):
     assert not os.path.exists(tmp_path / "d"), "nothing may start on a bad configuration"
 
 
+def test_example_config_file_is_valid():
+    example = os.path.join(REPO_ROOT, "deploy", "kura.toml.example")
+    out = kura("config", "check", "--config", example).stdout
+    assert 'listen = "0.0.0.0:5000"  # file' in out, out
+    assert 'data-dir = "/var/lib/kura"  # file' in out, out
+
+
 def test_config_missing_file_is_an_error(tmp_path):
     p = kura("gc", "--config", str(tmp_path / "absent.toml"), check=False)
     assert p.returncode == 2 and "absent.toml" in p.stderr, p.stderr
@@ -324,6 +331,9 @@ def test_helm_chart_embedded_and_scaled(tmp_path):
     assert 'data-dir = "/data"  # file' in out, out
     assert 'gc-interval = "6h"  # file' in out, out
     assert 'max-connections = "2048"  # file' in out, out
+    assert 'audit-data-reads = "true"  # file' in out, out
+    assert ('peer-region = ["eu-west-1=http://kura.eu-west-1.internal:5000", '
+            '"ap-south-1=http://kura.ap-south-1.internal:5000"]  # file') in out, out
 
     # Scaled: N pods, PostgreSQL + S3 settings, secrets by reference, no PVC.
     objs = helm_objects("-f", os.path.join(CHART, "ci", "scaled-values.yaml"))
@@ -353,6 +363,11 @@ def test_helm_chart_embedded_and_scaled(tmp_path):
     a = dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     b = other[("Deployment", "kura")]["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
     assert a != b
+
+    # A config value the chart cannot render as a kura.toml key fails with a message.
+    bad = write(tmp_path / "bad-values.yaml", "config:\n  max-connections: 1.5\n")
+    p = subprocess.run(["helm", "template", "kura", CHART, "-f", bad], capture_output=True, text=True)
+    assert p.returncode != 0 and "must be integers" in p.stderr, p.stderr
 
     # Scaled mode without its settings fails with a message.
     p = subprocess.run(["helm", "template", "kura", CHART, "--set", "mode=scaled"], capture_output=True, text=True)

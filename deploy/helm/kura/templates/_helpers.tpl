@@ -39,15 +39,20 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 {{- end -}}
 
-{{/* One kura.toml value: strings quoted, booleans and integers bare. */}}
+{{/* One kura.toml value: strings quoted, booleans and integers bare, lists as arrays. */}}
 {{- define "kura.tomlValue" -}}
 {{- if kindIs "string" . -}}
 {{ . | quote }}
 {{- else if kindIs "bool" . -}}
 {{ . }}
 {{- else if or (kindIs "float64" .) (kindIs "int64" .) (kindIs "int" .) -}}
+{{- if ne (float64 (int64 .)) (float64 .) -}}
+{{- fail (printf "config values must be integers, not %v" .) -}}
+{{- end -}}
 {{ int64 . }}
+{{- else if kindIs "slice" . -}}
+[{{ range $i, $v := . }}{{ if $i }}, {{ end }}{{ include "kura.tomlValue" $v }}{{ end }}]
 {{- else -}}
-{{- fail (printf "config values must be strings, integers or booleans, not %s" (kindOf .)) -}}
+{{- fail (printf "config values must be strings, integers, booleans or lists of them, not %s" (kindOf .)) -}}
 {{- end -}}
 {{- end -}}
