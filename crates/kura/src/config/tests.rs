@@ -45,7 +45,7 @@ struct Serve {
     listen: std::net::SocketAddr,
     #[arg(long, default_value = "./d")]
     data_dir: PathBuf,
-    #[arg(long, env = "KURA_CONFIG_UNIT_TEST_WORKERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
     workers: u32,
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     interval: Duration,
@@ -95,13 +95,38 @@ fn file_values_replace_defaults_and_flags_win() {
     assert_eq!(s.hosted, None);
 }
 
+/// A tree of its own whose flag reads an environment variable only this test
+/// sets (tests run in parallel: no other test parses it).
+#[derive(Parser, Debug)]
+struct E {
+    #[command(subcommand)]
+    command: ECmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum ECmd {
+    Serve {
+        #[arg(long, env = "KURA_CONFIG_UNIT_TEST_WORKERS", default_value_t = 4)]
+        workers: u32,
+    },
+}
+
 #[test]
 fn environment_wins_over_the_file() {
-    // A variable only this test uses.
+    let parse = || {
+        let cmd = E::command();
+        let supplied = resolve(&cmd, &parse_toml("workers = 9\n").unwrap()).unwrap();
+        let mut m = apply(cmd, &supplied).try_get_matches_from(["kura", "serve"]).unwrap();
+        let ECmd::Serve { workers } = <E as clap::FromArgMatches>::from_arg_matches_mut(&mut m)
+            .unwrap()
+            .command;
+        workers
+    };
+    assert_eq!(parse(), 9);
     std::env::set_var("KURA_CONFIG_UNIT_TEST_WORKERS", "7");
-    let s = serve(parse_with("workers = 9\n", &["kura", "serve"]).unwrap());
+    let from_env = parse();
     std::env::remove_var("KURA_CONFIG_UNIT_TEST_WORKERS");
-    assert_eq!(s.workers, 7);
+    assert_eq!(from_env, 7);
 }
 
 #[test]
