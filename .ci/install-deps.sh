@@ -134,3 +134,16 @@ fi
 if ! command -v htpasswd >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends apache2-utils
 fi
+
+# --- packaging tests (tests/e2e/test_packaging.py) -----------------------------
+# systemd-analyze checks deploy/systemd/kura.service (verify, security); PyYAML
+# reads the Helm chart's rendered objects; strip keeps debug info out of the
+# container image scripts/build-image makes (runc runs it: crun cannot set up
+# cgroups in CI's hybrid cgroup hierarchy).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends systemd
+fi
+if ! command -v strip >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends binutils
+fi
+python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyyaml

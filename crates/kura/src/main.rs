@@ -5,6 +5,7 @@
 //! lists and retries background jobs.
 
 mod audit;
+mod config;
 mod datadir;
 mod jobs;
 mod pullthrough;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kura_auth::seal::MasterKey;
 use kura_ecr::auth::{bootstrap, BootstrapEnv};
 use kura_ecr::templates::TemplateProvisioner;
@@ -34,6 +35,9 @@ mod transport;
     about = "A self-hosted container image registry that speaks OCI and ECR"
 )]
 struct Cli {
+    /// A `kura.toml` configuration file (keys: the long flag names; see docs/CONFIG.md).
+    #[arg(long, global = true, env = "KURA_CONFIG", value_name = "PATH")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -77,6 +81,11 @@ enum Command {
     Account {
         #[command(subcommand)]
         command: AccountCommand,
+    },
+    /// The configuration file: its reference, a check of a file.
+    Config {
+        #[command(subcommand)]
+        command: config::ConfigCommand,
     },
 }
 
@@ -720,8 +729,10 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // Flags > environment > `kura.toml` (--config / KURA_CONFIG) > defaults.
+    let cli: Cli = config::parse();
     match cli.command {
+        Command::Config { command } => config::command(&command, Cli::command(), cli.config.as_deref()),
         Command::Serve(args) => serve(args).await,
         Command::Gc(args) => gc(args).await,
         Command::Lifecycle {
