@@ -5,8 +5,11 @@
 //! lists and retries background jobs.
 
 mod audit;
+mod backup;
 mod datadir;
 mod jobs;
+mod migrate;
+mod progress;
 mod pullthrough;
 mod replication;
 
@@ -78,6 +81,12 @@ enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Back up a running embedded registry (database snapshot + blobs) into a new directory.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new data directory, verifying every blob.
+    Restore(backup::RestoreArgs),
+    /// Copy a stopped embedded registry to PostgreSQL + S3 (resumable, verified).
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Subcommand)]
@@ -404,6 +413,7 @@ fn gc_options(t: &GcTuning, dry_run: bool) -> GcOptions {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
+    let _lock = backup::serve_lock_for(&args.store)?;
     let (meta, blobs) = open_stores(&args.store).await?;
     // Embedded mode is one serving process: no upload can be mid-write at
     // start-up. With a shared database other nodes may be writing: their
@@ -744,5 +754,8 @@ async fn main() -> anyhow::Result<()> {
                     master_key_file,
                 },
         } => account_create(store, id, master_key_file).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
+        Command::Migrate(args) => migrate::migrate(args).await,
     }
 }
