@@ -23,10 +23,23 @@ def kura_bin():
     return os.environ.get("KURA_BIN", os.path.join(REPO_ROOT, "target", "release", "kura"))
 
 
+def clean_env(extra=None):
+    """The environment without the shared-store settings scripts/with-postgres-s3
+    exports (kura backup works on the embedded stores), plus `extra`."""
+    e = {k: v for k, v in os.environ.items() if k != "KURA_DATABASE_URL" and not k.startswith("KURA_S3_")}
+    e.update({"KURA_DISK_RESERVE_MIB": "0", "RUST_LOG": "warn"})
+    e.update(extra or {})
+    return e
+
+
 def kura(*args, env=None, check=True, timeout=120):
-    e = {"KURA_DISK_RESERVE_MIB": "0", "RUST_LOG": "warn"}
-    e.update(env or {})
-    return run([kura_bin(), *args], env=e, check=check, timeout=timeout)
+    """Run the kura CLI; fail the test with its output when it fails (unless `check` is off)."""
+    p = subprocess.run([kura_bin(), *map(str, args)], env=clean_env(env), capture_output=True, timeout=timeout)
+    if check:
+        assert p.returncode == 0, "kura %s failed (exit %d):\n%s\n%s" % (
+            " ".join(map(str, args)), p.returncode, p.stdout.decode(errors="replace")[-3000:],
+            p.stderr.decode(errors="replace")[-3000:])
+    return p
 
 
 def push(reg, layout, tag, repo):
@@ -72,7 +85,7 @@ def test_backup_while_pushing_deleting_and_gc_then_restore(registry, tmp_path):
     backup = subprocess.Popen(
         [kura_bin(), "backup", "--data-dir", reg.data_dir, "--output", "json", str(out)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "KURA_BACKUP_BLOB_DELAY_MS": "1000", "KURA_DISK_RESERVE_MIB": "0", "RUST_LOG": "warn"},
+        env=clean_env({"KURA_BACKUP_BLOB_DELAY_MS": "1000"}),
     )
     # The first progress line: the snapshot is taken and blobs are being copied.
     first = backup.stderr.readline()
