@@ -59,6 +59,12 @@ def iam(reg, key=None, secret=None):
                         config=Config(retries={"max_attempts": 1}))
 
 
+def client(reg, service):
+    return boto3.client(service, endpoint_url=reg.url, region_name=reg.region,
+                        aws_access_key_id=reg.access_key, aws_secret_access_key=reg.secret_key,
+                        config=Config(retries={"max_attempts": 1}))
+
+
 def test_migrate_embedded_to_postgres_s3_resumes_after_kill9(registry, tmp_path):
     if _MISSING:
         pytest.fail(_WHY + " (KURA_REQUIRE_PG/S3=1)", pytrace=False)
@@ -77,6 +83,8 @@ def test_migrate_embedded_to_postgres_s3_resumes_after_kill9(registry, tmp_path)
     i.create_user(UserName="puller")
     i.attach_user_policy(UserName="puller", PolicyArn=READ_ONLY)
     key = i.create_access_key(UserName="puller")["AccessKey"]
+    client(reg, "secretsmanager").create_secret(Name="mig/db-password", SecretString="s3cr3t-value")
+    client(reg, "events").put_rule(Name="on-push", EventPattern=json.dumps({"source": ["aws.ecr"]}))
 
     db = fresh_database(os.environ["KURA_DATABASE_URL"], "kura_migrate_%s" % uuid.uuid4().hex[:10])
     env = {v: os.environ[v] for v in S3_VARS if os.environ.get(v)}
@@ -140,6 +148,11 @@ def test_migrate_embedded_to_postgres_s3_resumes_after_kill9(registry, tmp_path)
         assert ecr.list_tags_for_resource(resourceArn=arn)["tags"] == [{"Key": "team", "Value": "platform"}]
         users = [u["UserName"] for u in iam(node).list_users()["Users"]]
         assert "puller" in users
+        # Secrets Manager values (sealed with the master key) and EventBridge rules.
+        got = client(node, "secretsmanager").get_secret_value(SecretId="mig/db-password")
+        assert got["SecretString"] == "s3cr3t-value"
+        rules = client(node, "events").list_rules()["Rules"]
+        assert [r["Name"] for r in rules] == ["on-push"], rules
         # The user's access key (its secret sealed with the master key) still signs requests.
         as_user = boto3.client("ecr", endpoint_url=node.url, region_name=node.region,
                                aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
