@@ -20,7 +20,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import Registry
+from conftest import Registry, free_port
 from helpers import require_tool
 from test_backup import clean_env, kura, kura_bin, make_images, pull_exact, push
 
@@ -107,6 +107,14 @@ def test_migrate_embedded_to_postgres_s3_resumes_after_kill9(registry, tmp_path)
         lines.append(line)
         if line.startswith("migrate: blobs: ") and not line.startswith("migrate: blobs: 0/"):
             break
+    # Meanwhile the source stays read-only: a server does not start on it.
+    try:
+        p = subprocess.run([kura_bin(), "serve", "--listen", "127.0.0.1:%d" % free_port(), "--data-dir", reg.data_dir],
+                           env=clean_env(), capture_output=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        m.kill()
+        pytest.fail("kura serve started on a data directory being migrated")
+    assert p.returncode != 0 and b"kura migrate is copying" in p.stderr, p.stderr
     m.send_signal(signal.SIGKILL)
     m.wait()
     # A server refuses the lock no more once the migration is gone; the
