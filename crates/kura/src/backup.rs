@@ -50,7 +50,8 @@ const TRANSIENT_TABLES: &[&str] = &["uploads", "pending_deletes", "leases", "fet
 /// How a command prints its summary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Output {
-    /// A few lines for people.
+    /// A few lines for people (`table` is accepted too).
+    #[value(alias = "table")]
     Text,
     /// One JSON object.
     Json,
