@@ -281,6 +281,7 @@ pub async fn backup(args: BackupArgs) -> anyhow::Result<()> {
             Ok(Leased::Ran(s)) => break s,
             Ok(Leased::Held(by, until)) => {
                 if tokio::time::Instant::now() >= deadline {
+                    let _ = fs::remove_dir(&args.out);
                     bail!(
                         "GC still holds its lease ({by}, until {until} ms) after {:?}: try again later",
                         args.wait
