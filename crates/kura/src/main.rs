@@ -6,8 +6,11 @@
 
 mod audit;
 mod config;
+mod backup;
 mod datadir;
 mod jobs;
+mod migrate;
+mod progress;
 mod pullthrough;
 mod replication;
 
@@ -87,6 +90,12 @@ enum Command {
         #[command(subcommand)]
         command: config::ConfigCommand,
     },
+    /// Back up a running embedded registry (database snapshot + blobs) into a new directory.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new data directory, verifying every blob.
+    Restore(backup::RestoreArgs),
+    /// Copy a stopped embedded registry to PostgreSQL + S3 (resumable, verified).
+    Migrate(migrate::MigrateArgs),
 }
 
 #[derive(Subcommand)]
@@ -413,6 +422,7 @@ fn gc_options(t: &GcTuning, dry_run: bool) -> GcOptions {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
+    let _lock = backup::serve_lock_for(&args.store)?;
     let (meta, blobs) = open_stores(&args.store).await?;
     // Embedded mode is one serving process: no upload can be mid-write at
     // start-up. With a shared database other nodes may be writing: their
@@ -755,5 +765,8 @@ async fn main() -> anyhow::Result<()> {
                     master_key_file,
                 },
         } => account_create(store, id, master_key_file).await,
+        Command::Backup(args) => backup::backup(args).await,
+        Command::Restore(args) => backup::restore(args).await,
+        Command::Migrate(args) => migrate::migrate(args).await,
     }
 }
