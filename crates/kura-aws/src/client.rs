@@ -62,14 +62,22 @@ impl FromStr for TrustedProxies {
     }
 }
 
+/// A request extension the listener puts on every request that came over a
+/// TLS connection Kura terminated itself (`kura serve --tls-cert`): URLs
+/// handed back to that client (the token realm, download URLs, the proxy
+/// endpoint) say `https`, whatever any header claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsConnection;
+
 /// The client of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Client {
     /// Its address (`aws:SourceIp`); `None` when the server has no socket
     /// (requests handed to the router directly, as in tests).
     pub ip: Option<IpAddr>,
-    /// Whether it reached the deployment over TLS (a trusted proxy's
-    /// `X-Forwarded-Proto: https`; Kura itself serves cleartext).
+    /// Whether it reached the deployment over TLS: the connection is one
+    /// Kura terminated TLS on itself ([`TlsConnection`]), or a trusted
+    /// proxy said `X-Forwarded-Proto: https`.
     pub https: bool,
 }
 
@@ -142,7 +150,9 @@ pub async fn layer(State(trusted): State<Arc<TrustedProxies>>, mut req: Request,
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let client = resolve(peer, req.headers(), &trusted);
+    let mut client = resolve(peer, req.headers(), &trusted);
+    // The hop into Kura itself was TLS: the client is never sent http://.
+    client.https |= req.extensions().get::<TlsConnection>().is_some();
     req.extensions_mut().insert(client);
     // Every log line of the request names the client.
     let span = match client.ip {
@@ -157,7 +167,8 @@ pub fn source_ip(extensions: &http::Extensions) -> Option<IpAddr> {
     extensions.get::<Client>().and_then(|c| c.ip)
 }
 
-/// The scheme the client used (`http` unless a trusted proxy said https).
+/// The scheme the client used (`http` unless the connection was TLS or a
+/// trusted proxy said https).
 pub fn scheme(extensions: &http::Extensions) -> &'static str {
     extensions.get::<Client>().map_or("http", Client::scheme)
 }
