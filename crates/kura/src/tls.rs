@@ -248,7 +248,7 @@ fn load_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| pem_error(e, "a certificate"))?;
     if certs.is_empty() {
-        bail!("no PEM CERTIFICATE block in it");
+        bail!("no PEM block with a certificate in it");
     }
     Ok(certs)
 }
