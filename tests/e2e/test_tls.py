@@ -323,16 +323,22 @@ def test_containerd_ctr_with_a_hosts_dir(tls_registry, tmp_path):
     src, desc = oci_image(tmp_path)
     run(["skopeo", "copy", "--preserve-digests", "--dest-cert-dir", certs, "--dest-creds", "AWS:" + reg.token,
          "oci:%s:v1" % src.path, "docker://%s/tls/ctr:v1" % reg.host], registry=reg)
-    hosts = tmp_path / "hosts"
-    (hosts / reg.host).mkdir(parents=True)
-    (hosts / reg.host / "hosts.toml").write_text(
-        'server = "%s"\n\n[host."%s"]\n  capabilities = ["pull", "resolve", "push"]\n  ca = "%s"\n'
-        % (reg.url, reg.url, reg.ca))
+    def hosts_dir(name, ca_line):
+        d = tmp_path / name
+        (d / reg.host).mkdir(parents=True)
+        (d / reg.host / "hosts.toml").write_text(
+            'server = "%s"\n\n[host."%s"]\n  capabilities = ["pull", "resolve", "push"]\n%s'
+            % (reg.url, reg.url, ca_line))
+        return d
+
+    hosts = hosts_dir("hosts", '  ca = "%s"\n' % reg.ca)
+    no_ca = hosts_dir("hosts-no-ca", "")
     c = Containerd()
     try:
         ref = "%s/tls/ctr:v1" % reg.host
-        p = run(c.ctr("images", "pull", "--user", "AWS:" + reg.token, ref), registry=reg, check=False)
-        assert p.returncode != 0 and b"certificate signed by unknown authority" in p.stdout + p.stderr
+        p = run(c.ctr("images", "pull", "--hosts-dir", str(no_ca), "--user", "AWS:" + reg.token, ref),
+                registry=reg, check=False)
+        assert p.returncode != 0 and b"certificate signed by unknown authority" in p.stdout + p.stderr, p
         run(c.ctr("images", "pull", "--hosts-dir", str(hosts), "--user", "AWS:" + reg.token, ref), registry=reg)
         listed = run(c.ctr("images", "ls")).stdout.decode()
         assert desc["digest"] in listed, listed
@@ -372,6 +378,7 @@ def test_helm_with_ca_file(tls_registry, tmp_path):
     p = helm("push", str(tgz), "oci://%s/tls/charts" % reg.host, "--ca-file", reg.ca)
     pushed = [line for line in (p.stdout + p.stderr).splitlines() if line.startswith("Digest:")]
     assert pushed, p.stdout + p.stderr
+    (tmp_path / "pulled").mkdir()
     helm("pull", "oci://%s/tls/charts/tlschart" % reg.host, "--version", "0.3.0", "--ca-file", reg.ca,
          "-d", str(tmp_path / "pulled"))
     assert (tmp_path / "pulled" / "tlschart-0.3.0.tgz").read_bytes() == tgz.read_bytes()
