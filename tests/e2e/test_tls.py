@@ -666,3 +666,21 @@ def test_tls_with_trusted_proxies_stays_https(tmp_path, pki):
         assert "plain HTTP" not in reg.log()
     finally:
         reg.stop()
+
+
+def test_a_silent_client_is_dropped_after_the_header_timeout(tmp_path, pki):
+    """The TLS handshake is bounded by --header-timeout: a client that
+    connects and sends nothing does not keep its connection slot."""
+    reg = TlsRegistry(str(tmp_path / "kura"), pki, args=["--header-timeout", "1s", "--max-connections", "2"])
+    reg.start()
+    try:
+        host, port = reg.host.rsplit(":", 1)
+        silent = [socket.create_connection((host, int(port)), timeout=20) for _ in range(2)]
+        for s in silent:
+            assert s.recv(1) == b""  # closed by the server, not by our 20 s timeout
+            s.close()
+        # Both slots are free again: a real client is served.
+        assert peer_serial(reg)[0] == 0x1001
+        assert requests.get(reg.url + "/healthz", verify=reg.ca, timeout=20).status_code == 200
+    finally:
+        reg.stop()
