@@ -251,4 +251,44 @@ mod tests {
         let h = headers(&[("x-forwarded-proto", "http, HTTPS")]);
         assert!(resolve(Some(ip("10.0.0.2")), &h, &t).https);
     }
+
+    /// The scheme a request's handler sees through [`layer`], for a peer,
+    /// headers and whether the connection was TLS.
+    async fn scheme_through_layer(peer: &str, headers: &[(&str, &str)], tls: bool) -> String {
+        use tower::ServiceExt;
+        let trusted = Arc::new("127.0.0.1".parse::<TrustedProxies>().unwrap());
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|req: Request| async move { scheme(req.extensions()).to_string() }),
+            )
+            .layer(axum::middleware::from_fn_with_state(trusted, layer));
+        let mut req = http::Request::builder().uri("/");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(axum::body::Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(std::net::SocketAddr::new(ip(peer), 40000)));
+        if tls {
+            req.extensions_mut().insert(TlsConnection);
+        }
+        let resp = app.oneshot(req).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 64).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_tls_connection_is_https_and_a_trusted_proxy_cannot_say_otherwise() {
+        assert_eq!(scheme_through_layer("198.51.100.1", &[], true).await, "https");
+        assert_eq!(scheme_through_layer("198.51.100.1", &[], false).await, "http");
+        let proto_http = [("x-forwarded-proto", "http")];
+        assert_eq!(scheme_through_layer("127.0.0.1", &proto_http, true).await, "https");
+        assert_eq!(scheme_through_layer("127.0.0.1", &proto_http, false).await, "http");
+        // Behind a trusted TLS-terminating proxy, plain connections still get https.
+        let proto_https = [("x-forwarded-proto", "https")];
+        assert_eq!(scheme_through_layer("127.0.0.1", &proto_https, false).await, "https");
+        // An untrusted peer's header is ignored.
+        assert_eq!(scheme_through_layer("198.51.100.1", &proto_https, false).await, "http");
+    }
 }
