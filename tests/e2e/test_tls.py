@@ -684,3 +684,60 @@ def test_a_silent_client_is_dropped_after_the_header_timeout(tmp_path, pki):
         assert requests.get(reg.url + "/healthz", verify=reg.ca, timeout=20).status_code == 200
     finally:
         reg.stop()
+
+
+def test_rsa_pkcs1_and_ec_sec1_keys_are_served(tmp_path, pki):
+    """The key formats the README promises besides PKCS#8: an RSA key in
+    PKCS#1 (`BEGIN RSA PRIVATE KEY`) and an EC key in SEC1 (`BEGIN EC PRIVATE KEY`)."""
+    d = pki.dir
+    openssl("genrsa", "-traditional", "-out", "rsa.key", "2048", cwd=d)
+    chain_ec, key_ec = pki.server("ecsec1", 0x5151)
+    openssl("ec", "-in", key_ec, "-out", "ec.sec1.key", cwd=d)
+    openssl("req", "-new", "-key", "rsa.key", "-out", "rsa.csr", "-subj", "/CN=rsa", cwd=d)
+    pki._sign("rsa", "inter", 0x5252, "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,"
+              "keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1\n")
+    chain_rsa = os.path.join(d, "rsa.chain.pem")
+    with open(chain_rsa, "w") as out:
+        out.write(open(os.path.join(d, "rsa.crt")).read() + open(pki.intermediate).read())
+    for chain, key, marker, serial in ((chain_rsa, os.path.join(d, "rsa.key"), "BEGIN RSA PRIVATE KEY", 0x5252),
+                                       (chain_ec, os.path.join(d, "ec.sec1.key"), "BEGIN EC PRIVATE KEY", 0x5151)):
+        assert marker in open(key).read()
+        reg = TlsRegistry(str(tmp_path / ("kura-%x" % serial)), pki)
+        shutil.copy(chain, reg.cert_file)
+        shutil.copy(key, reg.key_file)
+        reg.start()
+        try:
+            assert peer_serial(reg)[0] == serial
+        finally:
+            reg.stop()
+
+
+def test_a_kubernetes_style_symlink_swap_is_picked_up(tmp_path, pki):
+    """A mounted Secret: tls.crt -> ..data/tls.crt, ..data -> a timestamped
+    directory; an update points ..data at a new directory (one rename) and
+    leaves the files' own paths alone."""
+    reg = TlsRegistry(str(tmp_path / "kura"), pki, args=["--tls-reload-interval", "1s"])
+    mount = tmp_path / "secret"
+    mount.mkdir()
+    for name, serial in (("v1", 0x6001), ("v2", 0x6002)):
+        chain, key = pki.server("k8s-" + name, serial)
+        (mount / name).mkdir()
+        shutil.copy(chain, mount / name / "tls.crt")
+        shutil.copy(key, mount / name / "tls.key")
+    os.symlink("v1", mount / "..data")
+    for f in ("tls.crt", "tls.key"):
+        os.symlink(os.path.join("..data", f), mount / f)
+    reg.args[reg.args.index(reg.cert_file)] = str(mount / "tls.crt")
+    reg.args[reg.args.index(reg.key_file)] = str(mount / "tls.key")
+    reg.start()
+    try:
+        assert peer_serial(reg)[0] == 0x6001
+        os.symlink("v2", mount / "..data_tmp")
+        os.replace(mount / "..data_tmp", mount / "..data")
+        deadline = time.time() + 30
+        while peer_serial(reg)[0] != 0x6002:
+            assert time.time() < deadline, reg.log()
+            time.sleep(0.2)
+        assert "reloaded the TLS certificate" in reg.log()
+    finally:
+        reg.stop()
