@@ -563,8 +563,11 @@ def test_mtls_refuses_clients_without_a_trusted_certificate(tmp_path, pki):
     require_tool("curl")
     clients = Pki(tmp_path / "client-pki", name="Kura clients")
     good = clients.client("alice", 0x51)
-    stranger = Pki(tmp_path / "other-pki", name="Elsewhere").client("mallory", 0x52)
-    reg = TlsRegistry(str(tmp_path / "kura"), pki, args=["--tls-client-ca", clients.ca], client_cert=good)
+    elsewhere = Pki(tmp_path / "other-pki", name="Elsewhere")
+    stranger = elsewhere.client("mallory", 0x52)
+    ca_file = str(tmp_path / "client-ca.pem")
+    shutil.copy(clients.ca, ca_file)
+    reg = TlsRegistry(str(tmp_path / "kura"), pki, args=["--tls-client-ca", ca_file], client_cert=good)
     reg.start()  # the readiness probe presents `good`
     try:
         url = reg.url + "/v2/"
@@ -587,6 +590,21 @@ def test_mtls_refuses_clients_without_a_trusted_certificate(tmp_path, pki):
             conn.request("GET", "/v2/")
             conn.getresponse()
         assert reg.proc.poll() is None
+
+        # The CA file is reloaded too: trust "Elsewhere" instead, SIGHUP.
+        shutil.copy(elsewhere.ca, ca_file + ".new")
+        os.replace(ca_file + ".new", ca_file)
+        reg.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 20
+        while True:
+            p = curl(reg, "-o", "/dev/null", "-w", "%{http_code}", "--cert", stranger[0], "--key", stranger[1], url)
+            if p.returncode == 0:
+                break
+            assert time.time() < deadline, reg.log()
+            time.sleep(0.2)
+        assert p.stdout == "401"
+        p = curl(reg, "-o", "/dev/null", "-w", "%{http_code}", "--cert", good[0], "--key", good[1], url)
+        assert p.returncode != 0, (p.stdout, p.stderr)
     finally:
         reg.stop()
 

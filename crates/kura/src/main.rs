@@ -578,8 +578,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(t) = &tls {
         t.watch();
     }
-    let acceptor = tls.as_ref().map(|t| t.acceptor());
-    transport::serve(listener, app, limits, acceptor, shutdown_signal()).await?;
+    transport::serve(listener, app, limits, tls, shutdown_signal()).await?;
     runner.shutdown().await;
     tracing::info!("kura stopped");
     Ok(())

@@ -16,7 +16,8 @@
 //!   keep going on the one they negotiated. A pair that does not load is
 //!   logged and the current one stays.
 //! - mTLS (`--tls-client-ca FILE`): every client must present a certificate
-//!   that chains to one of the CA certificates in the file (read at start).
+//!   that chains to one of the CA certificates in the file; the file is
+//!   reloaded with the certificate (a change of it also triggers a reload).
 //! - Every request of a TLS connection carries
 //!   [`kura_ecr::client::TlsConnection`], so the URLs handed back to the
 //!   client (token realm, download URLs, `proxyEndpoint`) say `https`.
@@ -56,13 +57,15 @@ pub struct TlsFlags {
     pub tls_reload_interval: Duration,
 }
 
-/// The server's TLS: the acceptor and the certificate it can swap.
+/// The server's TLS: its configuration (swapped when the client CA file is
+/// reloaded) and the certificate (swapped behind the resolver).
 pub struct Tls {
-    config: Arc<ServerConfig>,
+    config: ArcSwap<ServerConfig>,
     resolver: Arc<Resolver>,
     provider: Arc<CryptoProvider>,
     cert: PathBuf,
     key: PathBuf,
+    client_ca: Option<PathBuf>,
     reload_every: Duration,
 }
 
@@ -98,47 +101,41 @@ impl Tls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certified = load_pair(&cert, &key, &provider)?;
         let resolver = Arc::new(Resolver(ArcSwap::from_pointee(certified)));
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .context("configuring TLS")?;
-        let builder = match some_path(&flags.tls_client_ca) {
-            None => builder.with_no_client_auth(),
-            Some(ca) => {
-                let roots = load_roots(ca)?;
-                let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                    .build()
-                    .with_context(|| format!("the client CA file {}", ca.display()))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder.with_cert_resolver(resolver.clone());
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let client_ca = some_path(&flags.tls_client_ca).map(Path::to_path_buf);
+        let config = server_config(&provider, &resolver, client_ca.as_deref())?;
         let tls = Tls {
-            config: Arc::new(config),
+            config: ArcSwap::from_pointee(config),
             resolver,
             provider,
             cert,
             key,
+            client_ca,
             reload_every: flags.tls_reload_interval,
         };
         tracing::info!(
             cert = %tls.cert.display(),
             fingerprint = %fingerprint(&tls.resolver.0.load()),
-            client_ca = ?some_path(&flags.tls_client_ca).map(Path::display),
+            client_ca = ?tls.client_ca.as_deref().map(Path::display),
             "serving HTTPS (HTTP/2 and HTTP/1.1 by ALPN)"
         );
         Ok(Some(Arc::new(tls)))
     }
 
-    /// The acceptor the listener wraps each connection with.
+    /// The acceptor for the next connection (the current configuration).
     pub fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.config.clone())
+        TlsAcceptor::from(self.config.load_full())
     }
 
-    /// Load the files again and, when they are a good pair, present them
-    /// from the next handshake on.
+    /// Load the files again and, when they all load (a matching pair, and
+    /// the client CA file if there is one), use them from the next handshake
+    /// on.
     pub fn reload(&self) -> anyhow::Result<()> {
         let certified = load_pair(&self.cert, &self.key, &self.provider)?;
+        if let Some(ca) = &self.client_ca {
+            // Built before anything is swapped: a bad CA file changes nothing.
+            let config = server_config(&self.provider, &self.resolver, Some(ca))?;
+            self.config.store(Arc::new(config));
+        }
         let print = fingerprint(&certified);
         self.resolver.0.store(Arc::new(certified));
         tracing::info!(cert = %self.cert.display(), fingerprint = %print, "reloaded the TLS certificate");
@@ -193,9 +190,13 @@ impl Tls {
         });
     }
 
-    /// What a change of either file changes.
-    fn stamp(&self) -> [Option<FileStamp>; 2] {
-        [FileStamp::of(&self.cert), FileStamp::of(&self.key)]
+    /// What a change of any of the files changes.
+    fn stamp(&self) -> [Option<FileStamp>; 3] {
+        [
+            FileStamp::of(&self.cert),
+            FileStamp::of(&self.key),
+            self.client_ca.as_deref().and_then(FileStamp::of),
+        ]
     }
 }
 
@@ -219,6 +220,32 @@ impl FileStamp {
             ino: m.ino(),
         })
     }
+}
+
+/// The server configuration: TLS 1.2 and 1.3, ALPN h2 then http/1.1, the
+/// certificate from `resolver`, client certificates checked against
+/// `client_ca` when there is one.
+fn server_config(
+    provider: &Arc<CryptoProvider>,
+    resolver: &Arc<Resolver>,
+    client_ca: Option<&Path>,
+) -> anyhow::Result<ServerConfig> {
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("configuring TLS")?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let roots = load_roots(ca)?;
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .with_context(|| format!("the client CA file {}", ca.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(resolver.clone());
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// The certificate chain and its key, checked to belong together.

@@ -41,7 +41,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Sleep;
-use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// The listener's limits (`kura serve --header-timeout …`).
@@ -64,7 +63,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -126,7 +125,7 @@ pub async fn serve(
         let (builder, tls) = (builder.clone(), tls.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            let Some(acceptor) = tls else {
+            let Some(acceptor) = tls.map(|t| t.acceptor()) else {
                 return drive(
                     &builder,
                     TokioIo::new(tcp),
