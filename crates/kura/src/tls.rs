@@ -48,10 +48,10 @@ pub struct TlsFlags {
     /// The PEM private key of --tls-cert (PKCS#8, RSA or EC).
     #[arg(long, env = "KURA_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
-    /// Require client certificates (mTLS) issued by a CA in this PEM file.
+    /// Require client certificates (mTLS) issued by a CA in this PEM file (reloaded with the certificate).
     #[arg(long, env = "KURA_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
-    /// How often the certificate and key files are checked for changes
+    /// How often the certificate, key and client CA files are checked for changes
     /// ("0s": only SIGHUP reloads them).
     #[arg(long, env = "KURA_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub tls_reload_interval: Duration,
