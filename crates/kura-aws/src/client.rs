@@ -62,14 +62,22 @@ impl FromStr for TrustedProxies {
     }
 }
 
+/// A request extension the listener puts on every request that came over a
+/// TLS connection Kura terminated itself (`kura serve --tls-cert`): URLs
+/// handed back to that client (the token realm, download URLs, the proxy
+/// endpoint) say `https`, whatever any header claims.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsConnection;
+
 /// The client of one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Client {
     /// Its address (`aws:SourceIp`); `None` when the server has no socket
     /// (requests handed to the router directly, as in tests).
     pub ip: Option<IpAddr>,
-    /// Whether it reached the deployment over TLS (a trusted proxy's
-    /// `X-Forwarded-Proto: https`; Kura itself serves cleartext).
+    /// Whether it reached the deployment over TLS: the connection is one
+    /// Kura terminated TLS on itself ([`TlsConnection`]), or a trusted
+    /// proxy said `X-Forwarded-Proto: https`.
     pub https: bool,
 }
 
@@ -142,7 +150,9 @@ pub async fn layer(State(trusted): State<Arc<TrustedProxies>>, mut req: Request,
         .extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let client = resolve(peer, req.headers(), &trusted);
+    let mut client = resolve(peer, req.headers(), &trusted);
+    // The hop into Kura itself was TLS: the client is never sent http://.
+    client.https |= req.extensions().get::<TlsConnection>().is_some();
     req.extensions_mut().insert(client);
     // Every log line of the request names the client.
     let span = match client.ip {
@@ -157,7 +167,8 @@ pub fn source_ip(extensions: &http::Extensions) -> Option<IpAddr> {
     extensions.get::<Client>().and_then(|c| c.ip)
 }
 
-/// The scheme the client used (`http` unless a trusted proxy said https).
+/// The scheme the client used (`http` unless the connection was TLS or a
+/// trusted proxy said https).
 pub fn scheme(extensions: &http::Extensions) -> &'static str {
     extensions.get::<Client>().map_or("http", Client::scheme)
 }
@@ -239,5 +250,45 @@ mod tests {
         // Any hop saying https means the client used TLS somewhere in front.
         let h = headers(&[("x-forwarded-proto", "http, HTTPS")]);
         assert!(resolve(Some(ip("10.0.0.2")), &h, &t).https);
+    }
+
+    /// The scheme a request's handler sees through [`layer`], for a peer,
+    /// headers and whether the connection was TLS.
+    async fn scheme_through_layer(peer: &str, headers: &[(&str, &str)], tls: bool) -> String {
+        use tower::ServiceExt;
+        let trusted = Arc::new("127.0.0.1".parse::<TrustedProxies>().unwrap());
+        let app = axum::Router::new()
+            .route(
+                "/",
+                axum::routing::get(|req: Request| async move { scheme(req.extensions()).to_string() }),
+            )
+            .layer(axum::middleware::from_fn_with_state(trusted, layer));
+        let mut req = http::Request::builder().uri("/");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = req.body(axum::body::Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(std::net::SocketAddr::new(ip(peer), 40000)));
+        if tls {
+            req.extensions_mut().insert(TlsConnection);
+        }
+        let resp = app.oneshot(req).await.unwrap();
+        let body = axum::body::to_bytes(resp.into_body(), 64).await.unwrap();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_tls_connection_is_https_and_a_trusted_proxy_cannot_say_otherwise() {
+        assert_eq!(scheme_through_layer("198.51.100.1", &[], true).await, "https");
+        assert_eq!(scheme_through_layer("198.51.100.1", &[], false).await, "http");
+        let proto_http = [("x-forwarded-proto", "http")];
+        assert_eq!(scheme_through_layer("127.0.0.1", &proto_http, true).await, "https");
+        assert_eq!(scheme_through_layer("127.0.0.1", &proto_http, false).await, "http");
+        // Behind a trusted TLS-terminating proxy, plain connections still get https.
+        let proto_https = [("x-forwarded-proto", "https")];
+        assert_eq!(scheme_through_layer("127.0.0.1", &proto_https, false).await, "https");
+        // An untrusted peer's header is ignored.
+        assert_eq!(scheme_through_layer("198.51.100.1", &proto_https, false).await, "http");
     }
 }

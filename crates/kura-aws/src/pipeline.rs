@@ -324,6 +324,7 @@ fn call_of(
         request_id: rid.to_string(),
         host: request_host(parts),
         source_ip: crate::client::source_ip(&parts.extensions),
+        scheme: crate::client::scheme(&parts.extensions),
         user_agent,
         region: api.auth.region().to_string(),
     }

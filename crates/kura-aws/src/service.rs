@@ -73,6 +73,8 @@ pub struct Call {
     pub host: String,
     /// The client's address, if known (`aws:SourceIp`).
     pub source_ip: Option<IpAddr>,
+    /// `https` or `http`: the scheme of URLs handed back to this client.
+    pub scheme: &'static str,
     /// The client's `User-Agent`.
     pub user_agent: Option<String>,
     /// This deployment's region.

@@ -27,6 +27,9 @@ pub struct Ctx {
     pub host: String,
     /// The client's address, if known (`aws:SourceIp`).
     pub source_ip: Option<std::net::IpAddr>,
+    /// `https` or `http`: the scheme of URLs handed back (the connection's,
+    /// or a trusted proxy's `X-Forwarded-Proto`).
+    pub scheme: &'static str,
     /// The client's `User-Agent`, if it sent one (the events' actor).
     pub user_agent: Option<String>,
 }
@@ -546,7 +549,7 @@ impl Ecr {
             data.push(json!({
                 "authorizationToken": encoded,
                 "expiresAt": expires as f64,
-                "proxyEndpoint": format!("http://{}", self.registry_host(ctx, &account)),
+                "proxyEndpoint": format!("{}://{}", ctx.scheme, self.registry_host(ctx, &account)),
             }));
         }
         Ok(json!({"authorizationData": data}))

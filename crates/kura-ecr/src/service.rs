@@ -38,6 +38,7 @@ fn ctx(call: &Call, op: &OpSpec, input: &Value) -> Ctx {
         caller: call.caller.clone(),
         host: call.host.clone(),
         source_ip: call.source_ip,
+        scheme: call.scheme,
         user_agent: call.user_agent.clone(),
     }
 }

@@ -5,14 +5,15 @@
 //! lists and retries background jobs.
 
 mod audit;
-mod config;
 mod backup;
+mod config;
 mod datadir;
 mod jobs;
 mod migrate;
 mod progress;
 mod pullthrough;
 mod replication;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -338,6 +339,8 @@ struct ServeArgs {
     pull_through: pullthrough::PullThroughFlags,
     #[command(flatten)]
     replication: replication::ReplicationFlags,
+    #[command(flatten)]
+    tls: tls::TlsFlags,
 }
 
 /// A duration (humantime, e.g. `30s`) that is not zero.
@@ -423,6 +426,8 @@ fn gc_options(t: &GcTuning, dry_run: bool) -> GcOptions {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
     let _lock = backup::serve_lock_for(&args.store)?;
+    let tls = tls::Tls::load(&args.tls)?;
+    tls::warn_if_cleartext(args.listen, tls.is_some());
     let (meta, blobs) = open_stores(&args.store).await?;
     // Embedded mode is one serving process: no upload can be mid-write at
     // start-up. With a shared database other nodes may be writing: their
@@ -533,6 +538,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             secret,
             &args.region,
             &args.listen.to_string(),
+            tls.is_some(),
         );
     }
 
@@ -588,7 +594,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         body_idle_timeout: args.body_idle_timeout,
         max_connections: args.max_connections as usize,
     };
-    transport::serve(listener, app, limits, shutdown_signal()).await?;
+    if let Some(t) = &tls {
+        t.watch();
+    }
+    transport::serve(listener, app, limits, tls, shutdown_signal()).await?;
     runner.shutdown().await;
     tracing::info!("kura stopped");
     Ok(())
@@ -708,7 +717,12 @@ async fn audit(args: AuditArgs) -> anyhow::Result<()> {
 
 /// Shown once, on the start that created the root key: the secret is never
 /// printed or logged again.
-fn print_first_start(account: &str, id: &str, secret: &str, region: &str, listen: &str) {
+fn print_first_start(account: &str, id: &str, secret: &str, region: &str, listen: &str, tls: bool) {
+    let (scheme, verify) = if tls {
+        ("https", "")
+    } else {
+        ("http", " --tls-verify=false")
+    };
     println!(
         "\nKura created account {account} and its root access key. The secret is shown only now; keep it safe.\n\n\
          \x20 AWS_ACCESS_KEY_ID={id}\n\
@@ -717,8 +731,8 @@ fn print_first_start(account: &str, id: &str, secret: &str, region: &str, listen
          \x20 aws configure set aws_access_key_id {id}\n\
          \x20 aws configure set aws_secret_access_key {secret}\n\
          \x20 aws configure set region {region}\n\
-         \x20 aws ecr create-repository --endpoint-url http://{listen} --repository-name my/app\n\
-         \x20 aws ecr get-login-password --endpoint-url http://{listen} | podman login --tls-verify=false --username AWS --password-stdin {listen}\n"
+         \x20 aws ecr create-repository --endpoint-url {scheme}://{listen} --repository-name my/app\n\
+         \x20 aws ecr get-login-password --endpoint-url {scheme}://{listen} | podman login{verify} --username AWS --password-stdin {listen}\n"
     );
 }
 

@@ -16,6 +16,11 @@
 //!
 //! Each request carries `ConnectInfo<SocketAddr>` with the peer's address,
 //! as axum's own `serve` would set it.
+//!
+//! With TLS (`tls.rs`), each accepted connection first completes its TLS
+//! handshake (within `header_timeout`), then is served the same way; ALPN
+//! `h2` clients go straight to HTTP/2. Its requests also carry
+//! [`TlsConnection`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,6 +36,8 @@ use axum::Router;
 use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use kura_ecr::client::TlsConnection;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::time::Sleep;
@@ -50,11 +57,13 @@ pub struct Limits {
 }
 
 /// Serve `app` on `listener` until `shutdown` resolves; then stop accepting,
-/// let every connection finish its requests in flight, and return.
+/// let every connection finish its requests in flight, and return. With
+/// `tls`, connections speak TLS.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -64,6 +73,8 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
+    let builder = Arc::new(builder);
+    let over_tls = tls.is_some();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     // Connections hold a receiver; `closed()` on the sender waits for them all.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -94,6 +105,9 @@ pub async fn serve(
                 let in_flight = InFlight::start(&activity);
                 let mut req = req.map(|b| axum::body::Body::new(IdleTimeoutBody::new(b, limits.body_idle_timeout)));
                 req.extensions_mut().insert(ConnectInfo(peer));
+                if over_tls {
+                    req.extensions_mut().insert(TlsConnection);
+                }
                 let call = app.clone().oneshot(req);
                 async move {
                     let resp = call.await?;
@@ -107,39 +121,97 @@ pub async fn serve(
                 }
             })
         };
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
-            .into_owned();
         let mut stop = stop_rx.clone();
+        let (builder, tls) = (builder.clone(), tls.clone());
         tokio::spawn(async move {
             let _slot = slot;
-            tokio::pin!(conn);
-            let mut closing = false;
-            loop {
-                tokio::select! {
-                    r = conn.as_mut() => {
-                        if let Err(e) = r {
-                            tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
-                        }
-                        break;
+            let Some(acceptor) = tls.map(|t| t.acceptor()) else {
+                return drive(
+                    &builder,
+                    TokioIo::new(tcp),
+                    service,
+                    stop,
+                    activity,
+                    limits.idle_timeout,
+                    peer,
+                )
+                .await;
+            };
+            let handshake = tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp));
+            let stream = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                        return;
                     }
-                    _ = stop.changed(), if !closing => {
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
+                    Err(_) => {
+                        tracing::debug!(peer = %peer, "TLS handshake timed out");
+                        return;
                     }
-                    () = activity.idle_for(limits.idle_timeout), if !closing => {
-                        tracing::debug!(peer = %peer, "closing an idle connection");
-                        conn.as_mut().graceful_shutdown();
-                        closing = true;
-                    }
-                }
-            }
+                },
+                _ = stop.changed() => return,
+            };
+            drive(
+                &builder,
+                TokioIo::new(stream),
+                service,
+                stop,
+                activity,
+                limits.idle_timeout,
+                peer,
+            )
+            .await
         });
     }
     drop(stop_rx);
     let _ = stop_tx.send(true);
     stop_tx.closed().await;
     Ok(())
+}
+
+/// Serve one connection until it ends: closed gracefully when the server
+/// stops or the connection idles.
+async fn drive<I, S>(
+    builder: &hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    io: TokioIo<I>,
+    service: S,
+    mut stop: watch::Receiver<bool>,
+    activity: Arc<Activity>,
+    idle_timeout: Duration,
+    peer: std::net::SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            http::Request<Incoming>,
+            Response = http::Response<axum::body::Body>,
+            Error = Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(io, service).into_owned();
+    tokio::pin!(conn);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                }
+                break;
+            }
+            _ = stop.changed(), if !closing => {
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = activity.idle_for(idle_timeout), if !closing => {
+                tracing::debug!(peer = %peer, "closing an idle connection");
+                conn.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
 }
 
 /// Accept errors are about one connection (reset before accept) or the

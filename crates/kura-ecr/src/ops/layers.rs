@@ -54,7 +54,8 @@ impl Ecr {
         }
         let q = self.sign_download(&ctx.caller, &account, name.as_str(), digest);
         let url = format!(
-            "http://{}/v2/{name}/blobs/{digest}?{q}",
+            "{}://{}/v2/{name}/blobs/{digest}?{q}",
+            ctx.scheme,
             self.registry_host(ctx, &account)
         );
         Ok(json!({"downloadUrl": url, "layerDigest": digest}))
