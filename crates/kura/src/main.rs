@@ -7,6 +7,7 @@
 mod audit;
 mod datadir;
 mod jobs;
+mod observe;
 mod pullthrough;
 mod replication;
 
@@ -320,6 +321,8 @@ struct ServeArgs {
     pull_through: pullthrough::PullThroughFlags,
     #[command(flatten)]
     replication: replication::ReplicationFlags,
+    #[command(flatten)]
+    obs: observe::ObsFlags,
 }
 
 /// A duration (humantime, e.g. `30s`) that is not zero.
@@ -403,8 +406,9 @@ fn gc_options(t: &GcTuning, dry_run: bool) -> GcOptions {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.store.log_format);
+    let obs = observe::init(&args.store.log_format, &args.obs)?;
     let (meta, blobs) = open_stores(&args.store).await?;
+    let blobs = obs.blobs(blobs);
     // Embedded mode is one serving process: no upload can be mid-write at
     // start-up. With a shared database other nodes may be writing: their
     // leases lapse on their own if they die.
@@ -506,7 +510,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.audit.enabled,
     ))?;
     options.routes = Some(repl.routes);
+    let ptc_stats = registry.pull_through_stats().clone();
     let app = kura_ecr::app_with(ecr.clone(), registry, options);
+    let data_dir = args.store.data_dir.clone();
+    let app = obs
+        .serve_with(app, &args.obs, meta.clone(), blobs.clone(), data_dir, ptc_stats)
+        .await?;
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
             &boot.default_account,
@@ -572,6 +581,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     transport::serve(listener, app, limits, shutdown_signal()).await?;
     runner.shutdown().await;
     tracing::info!("kura stopped");
+    obs.shutdown().await;
     Ok(())
 }
 
