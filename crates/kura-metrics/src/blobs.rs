@@ -14,8 +14,25 @@ use kura_store::BlobStore;
 
 use crate::names;
 
+/// The operations timed (the `operation` label's values).
+pub const OPERATIONS: &[&str] = &[
+    "begin",
+    "append",
+    "read_upload",
+    "commit",
+    "abort",
+    "read",
+    "stat",
+    "delete",
+    "presign",
+];
+
 /// `inner`, timed.
 pub fn timed(inner: Arc<dyn BlobStore>) -> Arc<dyn BlobStore> {
+    // Error counters exist from the start (at 0), so a rate over them is defined.
+    for op in OPERATIONS {
+        metrics::counter!(names::BLOB_ERRORS, "operation" => *op).absolute(0);
+    }
     Arc::new(Timed { inner })
 }
 

@@ -1,7 +1,7 @@
 //! The request middleware: every request gets a request id (in a tracing
 //! span around its handling, in the `x-request-id` response header, and —
-//! for the AWS APIs — as the `x-amzn-RequestId` the pipeline answers with),
-//! and, when metrics are on, is counted and timed by api, operation, status
+//! for the AWS APIs — as the `x-amzn-RequestId` the pipeline answers with)
+//! and one log line when it is answered, and, when metrics are on, is counted and timed by api, operation, status
 //! class and plane, its body bytes counted, and its time in flight tracked
 //! until its response body ends.
 //!
@@ -174,13 +174,13 @@ pub async fn track(mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "http",
         request_id = %rid,
-        otel.name = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
     );
     let metrics_on = crate::installed().is_some();
     let plane = class.plane;
     let in_flight = metrics_on.then(|| Gauge::inc(names::HTTP_IN_FLIGHT, plane));
     let method = req.method().clone();
+    let path = req.uri().path().to_string();
     if metrics_on {
         let upload = (class.upload).then(|| Gauge::inc(names::UPLOADS_IN_FLIGHT, plane));
         req = req.map(|b| {
@@ -200,8 +200,13 @@ pub async fn track(mut req: Request, next: Next) -> Response {
     };
     let status = resp.status();
     let elapsed = start.elapsed();
-    span.record("otel.name", format!("{method} {api} {operation}"));
-    span.record("http.response.status_code", status.as_u16());
+    if crate::otlp::exporting() {
+        // The exported span's name, known only now (the OTLP span exists already).
+        use opentelemetry::trace::TraceContextExt;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        span.context().span().update_name(format!("{method} {api} {operation}"));
+        span.record("http.response.status_code", status.as_u16());
+    }
     if metrics_on {
         metrics::histogram!(
             names::HTTP_DURATION,
@@ -212,12 +217,15 @@ pub async fn track(mut req: Request, next: Next) -> Response {
         )
         .record(elapsed.as_secs_f64());
     }
-    // The data plane's own trace layer logs each response inside this span
-    // (so with the request id); the rest are logged here.
-    span.in_scope(|| match plane {
-        "data" if operation != "token" => {}
-        "admin" => tracing::debug!(status = status.as_u16(), %method, api, operation, latency_ms = elapsed.as_millis() as u64, "response"),
-        _ => tracing::info!(status = status.as_u16(), %method, api, operation, latency_ms = elapsed.as_millis() as u64, "response"),
+    // One line per response, in the span (so with the request id); probes
+    // and scrapes only at DEBUG.
+    let latency_ms = elapsed.as_millis() as u64;
+    span.in_scope(|| {
+        if plane == "admin" {
+            tracing::debug!(status = status.as_u16(), %method, %path, api, operation, latency_ms, "response");
+        } else {
+            tracing::info!(status = status.as_u16(), %method, %path, api, operation, latency_ms, "response");
+        }
     });
     if let Ok(v) = HeaderValue::from_str(&rid) {
         resp.headers_mut().insert("x-request-id", v);

@@ -7,6 +7,8 @@
 //! thread; the HTTP request itself runs on Kura's tokio runtime (plain
 //! `http://` endpoints: the exporter's client has no TLS).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
@@ -15,6 +17,13 @@ use opentelemetry_sdk::Resource;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (the request span then gets its OTLP name and status).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
 
 /// How to set logging and tracing up.
 #[derive(Clone, Debug, Default)]
@@ -101,6 +110,7 @@ pub fn init(t: &Telemetry) -> anyhow::Result<Guard> {
         .with(otel)
         .try_init()
         .map_err(|e| anyhow::anyhow!("installing the log subscriber: {e}"))?;
+    EXPORTING.store(provider.is_some(), Ordering::Relaxed);
     Ok(Guard { provider })
 }
 
