@@ -134,3 +134,10 @@ fi
 if ! command -v htpasswd >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends apache2-utils
 fi
+
+# --- apt: promtool for the alert rules ----------------------------------------
+# tests/e2e/test_metrics.py runs `promtool check rules deploy/prometheus/kura-alerts.yml`;
+# promtool comes with Debian's prometheus package (its service is not started: policy-rc.d).
+if ! command -v promtool >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends prometheus
+fi

@@ -293,16 +293,26 @@ def test_metrics_off_by_default_and_readyz(bare_registry):
 
 def test_blob_store_down_shows_in_metrics(metered):
     reg = metered
-    s = wait_for("blob store up", lambda: value(scrape(reg.url)[0], "kura_blob_store_up") == 1)
+    c = Client(reg.url, reg.auth)
+    data = os.urandom(2000)
+    d = c.push_blob("down/app", data)
+    wait_for("blob store up", lambda: value(scrape(reg.url)[0], "kura_blob_store_up") == 1)
+    s, _ = scrape(reg.url)
+    assert value(s, "kura_blob_store_errors_total", operation="read") == 0
+    assert value(s, "kura_blob_store_errors_total", operation="stat") == 0
     blobs = os.path.join(reg.data_dir, "blobs")
     os.rename(blobs, blobs + ".away")
     try:
         with open(blobs, "w") as f:
             f.write("x")
         wait_for("kura_blob_store_up 0", lambda: value(scrape(reg.url)[0], "kura_blob_store_up") == 0)
+        # A pull now fails in the blob store, and is counted as its error.
+        assert c.get_blob("down/app", d).status_code >= 500
         s, _ = scrape(reg.url)
         assert value(s, "kura_database_up") == 1
-        assert value(s, "kura_blob_store_errors_total", operation="stat") > 0
+        assert value(s, "kura_blob_store_errors_total", operation="read") >= 1
+        # The probes themselves are not blob store traffic.
+        assert value(s, "kura_blob_store_errors_total", operation="stat") == 0
     finally:
         os.remove(blobs)
         os.rename(blobs + ".away", blobs)

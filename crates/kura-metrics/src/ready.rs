@@ -17,7 +17,9 @@ use serde_json::json;
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What `/readyz` checks.
+/// What `/readyz` checks (give it the blob store before
+/// [`crate::blobs::timed`]: probes are not traffic, and on S3 the probe's
+/// first key form is refused as invalid).
 #[derive(Clone)]
 pub struct Probes {
     pub meta: Arc<SqlMetaStore>,

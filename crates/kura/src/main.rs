@@ -406,7 +406,7 @@ fn gc_options(t: &GcTuning, dry_run: bool) -> GcOptions {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let obs = observe::init(&args.store.log_format, &args.obs)?;
+    let mut obs = observe::init(&args.store.log_format, &args.obs)?;
     let (meta, blobs) = open_stores(&args.store).await?;
     let blobs = obs.blobs(blobs);
     // Embedded mode is one serving process: no upload can be mid-write at

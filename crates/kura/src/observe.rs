@@ -53,6 +53,8 @@ impl ObsFlags {
 pub struct Observability {
     metrics: Option<Metrics>,
     telemetry: kura_metrics::otlp::Guard,
+    /// The blob store before timing: the probes' own calls are not traffic.
+    raw_blobs: Option<Arc<dyn BlobStore>>,
 }
 
 /// Logging (and OTLP export), then the metrics recorder if metrics are on.
@@ -72,12 +74,17 @@ pub fn init(log_format: &str, flags: &ObsFlags) -> anyhow::Result<Observability>
     } else {
         None
     };
-    Ok(Observability { metrics, telemetry })
+    Ok(Observability {
+        metrics,
+        telemetry,
+        raw_blobs: None,
+    })
 }
 
 impl Observability {
     /// The blob store, timed when metrics are on.
-    pub fn blobs(&self, blobs: Arc<dyn BlobStore>) -> Arc<dyn BlobStore> {
+    pub fn blobs(&mut self, blobs: Arc<dyn BlobStore>) -> Arc<dyn BlobStore> {
+        self.raw_blobs = Some(blobs.clone());
         match self.metrics {
             Some(_) => kura_metrics::blobs::timed(blobs),
             None => blobs,
@@ -95,7 +102,10 @@ impl Observability {
         data_dir: PathBuf,
         pull_through: Arc<PullThroughStats>,
     ) -> anyhow::Result<Router> {
-        let probes = Probes { meta, blobs };
+        let probes = Probes {
+            meta,
+            blobs: self.raw_blobs.clone().unwrap_or(blobs),
+        };
         let mut app = app.route("/readyz", get(readyz).with_state(probes.clone()));
         if let Some(m) = &self.metrics {
             if flags.metrics {
