@@ -434,17 +434,27 @@ def test_otlp_export_of_request_spans(tmp_path):
         assert r.status_code == 200
         rid = r.headers["x-request-id"]
 
+        # A caller's W3C trace context: the request's span joins that trace.
+        caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+        r2 = c.get("/v2/", headers={"traceparent": f"00-{caller_trace}-{caller_span}-01"})
+        rid2 = r2.headers["x-request-id"]
+
         def exported():
             return [s for s in recv.spans if s["attributes"].get("request_id") == rid]
 
         roots = wait_for("the manifest GET's span", exported, timeout=30)
+        joined = wait_for("the span with a caller's parent",
+                          lambda: [s for s in recv.spans if s["attributes"].get("request_id") == rid2], timeout=30)
     finally:
         reg.stop()
         recv.close()
     assert all(p == ("/v1/traces", "application/x-protobuf") for p in recv.posts), recv.posts
+    assert joined[0]["trace_id"] == caller_trace and joined[0]["parent"] == caller_span, joined
+    assert joined[0]["name"] == "GET oci base"
     root = roots[0]
     assert root["name"] == "GET oci manifest_get"
     assert root["parent"] == ""
+    assert root["trace_id"] != caller_trace
     assert str(root["attributes"].get("http.response.status_code")) == "200"
     assert root["resource"].get("service.name") == "kura-e2e"
     # Kura's own spans of the request (the client's, the data plane's) are in its trace, under it.

@@ -176,6 +176,16 @@ pub async fn track(mut req: Request, next: Next) -> Response {
         request_id = %rid,
         http.response.status_code = tracing::field::Empty,
     );
+    if crate::otlp::exporting() {
+        // A caller's W3C `traceparent`: this request's span joins its trace.
+        use opentelemetry::propagation::TextMapPropagator;
+        use tracing_opentelemetry::OpenTelemetrySpanExt;
+        if req.headers().contains_key("traceparent") {
+            let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+                .extract(&opentelemetry_http::HeaderExtractor(req.headers()));
+            let _ = span.set_parent(cx);
+        }
+    }
     let metrics_on = crate::installed().is_some();
     let plane = class.plane;
     let in_flight = metrics_on.then(|| Gauge::inc(names::HTTP_IN_FLIGHT, plane));
