@@ -565,3 +565,38 @@ def test_dashboard_and_rules_use_only_exported_metrics(metered, tmp_path):
     assert "kura_jobs" in used and "kura_http_request_duration_seconds_bucket" in used
     missing = sorted(n for n in used - PROMQL_BUILTINS if n not in exported)
     assert not missing, f"used by the dashboard or rules but not exported: {missing}"
+
+
+def test_pull_through_cache_counters(metered, tmp_path):
+    """A cold pull through a pull-through cache rule counts misses and upstream fetches and
+    bytes; the same pull again counts hits and fetches nothing more."""
+    from upstream_util import Distribution
+
+    reg = metered
+    up = Distribution(tmp_path / "upstream").start()
+    try:
+        layer = os.urandom(40_000)
+        Client(up.url).push_image("library/cached", "v1", layers=[layer])
+        reg.ecr().create_pull_through_cache_rule(ecrRepositoryPrefix="up", upstreamRegistryUrl=up.url)
+        c = Client(reg.url, reg.auth)
+        digest = "sha256:" + __import__("hashlib").sha256(layer).hexdigest()
+
+        def pull():
+            r = c.get_manifest("up/library/cached", "v1")
+            assert r.status_code == 200, r.text
+            b = c.get_blob("up/library/cached", digest)
+            assert b.status_code == 200 and b.content == layer
+
+        pull()
+        s = wait_for("the cache's counters", lambda: (lambda m: m if (value(m, "kura_pull_through_upstream_bytes_total")
+                                                                     or 0) >= len(layer) else None)(scrape(reg.url)[0]))
+        misses, fetches = value(s, "kura_pull_through_cache_misses_total"), value(s, "kura_pull_through_upstream_fetches_total")
+        hits, errors = value(s, "kura_pull_through_cache_hits_total"), value(s, "kura_pull_through_cache_errors_total")
+        assert misses >= 1 and fetches >= 2 and errors == 0, s
+        pull()
+        s = wait_for("hits", lambda: (lambda m: m if value(m, "kura_pull_through_cache_hits_total") > hits else None)(
+            scrape(reg.url)[0]))
+        assert value(s, "kura_pull_through_upstream_fetches_total") == fetches
+        assert value(s, "kura_pull_through_cache_misses_total") == misses
+    finally:
+        up.stop()
