@@ -147,3 +147,10 @@ if ! command -v strip >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends binutils
 fi
 python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore pyyaml
+
+# --- apt: promtool for the alert rules ----------------------------------------
+# tests/e2e/test_metrics.py runs `promtool check rules deploy/prometheus/kura-alerts.yml`;
+# promtool comes with Debian's prometheus package (its service is not started: policy-rc.d).
+if ! command -v promtool >/dev/null 2>&1; then
+    apt-get install -y --no-install-recommends prometheus
+fi

@@ -57,7 +57,8 @@ export KURA_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/kura"
 echo "== end-to-end: three nodes on PostgreSQL and S3; one node on S3; replication, the pull-through cache and kura migrate on PostgreSQL and S3"
 scripts/with-postgres-s3 env KURA_REQUIRE_MULTINODE=1 KURA_REQUIRE_S3=1 \
     python3 -m pytest tests/e2e/test_multinode.py tests/e2e/test_s3.py tests/e2e/test_replication_pg_s3.py \
-    tests/e2e/test_pull_through_pg_s3.py tests/e2e/test_migrate_pg_s3.py -v -p no:cacheprovider -o tmp_path_retention_policy=failed
+    tests/e2e/test_pull_through_pg_s3.py tests/e2e/test_migrate_pg_s3.py tests/e2e/test_metrics_pg_s3.py \
+    -v -p no:cacheprovider -o tmp_path_retention_policy=failed
 # A passed test's temporary directory (its registries' data) is deleted when it ends
 # (tmp_path_retention_policy=failed), so the run's disk use stays at about one test's
 # (a few GiB at most) instead of growing by every registry started; failed tests keep theirs.
@@ -66,4 +67,4 @@ scripts/with-postgres-s3 env KURA_REQUIRE_MULTINODE=1 KURA_REQUIRE_S3=1 \
 echo "== end-to-end: embedded"
 python3 -m pytest tests/e2e -v -p no:cacheprovider -o tmp_path_retention_policy=failed --ignore=tests/e2e/test_multinode.py \
     --ignore=tests/e2e/test_s3.py --ignore=tests/e2e/test_replication_pg_s3.py --ignore=tests/e2e/test_pull_through_pg_s3.py \
-    --ignore=tests/e2e/test_migrate_pg_s3.py "$@"
+    --ignore=tests/e2e/test_migrate_pg_s3.py --ignore=tests/e2e/test_metrics_pg_s3.py "$@"

@@ -28,7 +28,7 @@ pub mod sigv4;
 
 pub use caller::Caller;
 pub use error::{AwsError, AwsResult};
-pub use pipeline::{api, Api};
+pub use pipeline::{api, Api, OperationLabel, RequestId};
 pub use record::{CallRecord, CallRecorder};
 pub use service::{AwsService, Call, OpSpec, Protocol, Scope};
 pub use sigv4::Authenticator;

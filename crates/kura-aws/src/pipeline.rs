@@ -110,6 +110,8 @@ impl Api {
 struct Trace {
     event_source: &'static str,
     event_name: String,
+    /// The operation, once it is one the service has (a bounded name).
+    op_name: Option<&'static str>,
     caller: Option<Caller>,
     params: Option<Value>,
     read_only: bool,
@@ -119,6 +121,7 @@ struct Trace {
 impl Trace {
     fn op(&mut self, op: &OpSpec) {
         self.event_name = op.name.to_string();
+        self.op_name = Some(op.name);
         self.read_only = op.read_only;
     }
 
@@ -127,6 +130,21 @@ impl Trace {
             self.params = Some(trimmed(input));
         }
     }
+}
+
+/// The request id an outer layer chose for this request (the metrics
+/// middleware): the API answers with it as `x-amzn-RequestId`.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Which service and operation answered a call, in the response's
+/// extensions (for metrics labels: both are from fixed tables).
+#[derive(Clone, Copy, Debug)]
+pub struct OperationLabel {
+    /// The service's signing name (`ecr`, `iam`, `sts`, …), or `unknown`.
+    pub api: &'static str,
+    /// The operation (`PutImage`), or `unknown` when it is not one the service has.
+    pub operation: &'static str,
 }
 
 /// A new request id.
@@ -156,7 +174,10 @@ fn printable(s: &str) -> String {
 /// read ([`body`]) and the signature checked over it; a request refused
 /// before its body was read closes the connection instead of draining it.
 pub async fn api(State(api): State<Arc<Api>>, req: Request) -> Response {
-    let rid = request_id();
+    let rid = match req.extensions().get::<RequestId>() {
+        Some(r) => r.0.clone(),
+        None => request_id(),
+    };
     let time_ms = now_ms();
     let (parts, body) = req.into_parts();
     let mut body = RequestBody::new(body);
@@ -173,6 +194,7 @@ pub async fn api(State(api): State<Arc<Api>>, req: Request) -> Response {
     let mut trace = Trace {
         event_source: "",
         event_name: String::new(),
+        op_name: None,
         caller: None,
         params: None,
         read_only: false,
@@ -211,6 +233,10 @@ pub async fn api(State(api): State<Arc<Api>>, req: Request) -> Response {
         }
     }
     let op_name = trace.event_name.clone();
+    let label = OperationLabel {
+        api: service.as_ref().map_or("unknown", |s| s.signing_name()),
+        operation: trace.op_name.unwrap_or("unknown"),
+    };
     if let Some(recorder) = &api.recorder {
         let (status, error_code, error_message) = match &result {
             Ok(_) => (200, None, None),
@@ -262,6 +288,7 @@ pub async fn api(State(api): State<Arc<Api>>, req: Request) -> Response {
         }
         (None, Err(e)) => e.json_response(),
     };
+    resp.extensions_mut().insert(label);
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&rid) {
         h.insert("x-amzn-requestid", v);

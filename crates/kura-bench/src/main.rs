@@ -12,6 +12,7 @@ mod ecr;
 mod events;
 mod gen;
 mod load;
+mod metrics_cost;
 mod probe;
 mod procstat;
 mod report;
@@ -48,6 +49,8 @@ enum Section {
     Scale,
     /// EventBridge: push rate with events on vs off, delivery latency (Kura only)
     Events,
+    /// the cost of `--metrics` on the request path: manifest GET with metrics off vs on (Kura only)
+    Metrics,
 }
 
 #[derive(Parser)]
@@ -927,6 +930,10 @@ async fn main() -> anyhow::Result<()> {
 
     if want(Section::Events) {
         events_section(&mut report, &plan, &bins).await?;
+    }
+
+    if want(Section::Metrics) {
+        metrics_cost::section(&mut report, plan.rps_secs, args.connections, &bins).await?;
     }
 
     if want(Section::Probe) {

@@ -68,6 +68,11 @@ fn free_port() -> anyhow::Result<u16> {
 
 impl Server {
     pub async fn start(kind: Kind, bins: &Binaries) -> anyhow::Result<Server> {
+        Self::start_with(kind, bins, &[]).await
+    }
+
+    /// [`Server::start`] with more `kura serve` arguments (ignored for the reference).
+    pub async fn start_with(kind: Kind, bins: &Binaries, extra: &[&str]) -> anyhow::Result<Server> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("kura-bench-{kind}-"))
             .tempdir_in(&bins.work_dir)
@@ -85,6 +90,7 @@ impl Server {
                     .arg("--data-dir")
                     .arg(&data)
                     .args(["--gc-interval", "0s", "--lifecycle-interval", "0s"])
+                    .args(extra)
                     .env("KURA_ACCOUNT_ID", ACCOUNT_ID)
                     .env("KURA_ROOT_ACCESS_KEY_ID", ACCESS_KEY_ID)
                     .env("KURA_ROOT_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)

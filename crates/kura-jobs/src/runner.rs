@@ -246,6 +246,9 @@ async fn run_one(
         }
     };
     let result = outcome.unwrap_or_else(|e| Err(JobError::Retry(format!("the job's handler stopped: {e}"))));
+    // Metrics (names as kura-metrics describes them; kinds are the handlers' own, a bounded set).
+    let run_result = if result.is_ok() { "ok" } else { "failed" };
+    metrics::counter!("kura_job_runs_total", "kind" => job.kind.clone(), "result" => run_result).increment(1);
     let settled = match result {
         Ok(()) => store.job_complete(id, owner).await.map(|ok| ok.then_some("done")),
         Err(err) => {
@@ -261,6 +264,9 @@ async fn run_one(
             };
             let state = store.job_fail(id, owner, msg, action).await;
             if let Ok(Some(s)) = &state {
+                let outcome = if s.as_str() == "dead" { "dead" } else { "retry" };
+                metrics::counter!("kura_job_failures_total", "kind" => job.kind.clone(), "outcome" => outcome)
+                    .increment(1);
                 tracing::warn!(id, kind = %job.kind, attempt = job.attempts, state = s.as_str(), error = %msg, "a job failed");
             }
             state.map(|s| s.map(|s| s.as_str()))

@@ -35,7 +35,8 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .layer(
             tower_http::trace::TraceLayer::new_for_http()
                 .make_span_with(RedactedSpan)
-                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+                // The binary's request middleware logs each response at INFO (with its request id).
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::DEBUG)),
         )
         .with_state(registry)
 }

@@ -32,6 +32,7 @@ mod sql_audit;
 mod sql_control;
 mod sql_events;
 mod sql_fetch;
+pub mod sql_health;
 mod sql_iam;
 mod sql_jobs;
 mod sql_maint;

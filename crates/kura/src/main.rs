@@ -10,6 +10,7 @@ mod config;
 mod datadir;
 mod jobs;
 mod migrate;
+mod observe;
 mod progress;
 mod pullthrough;
 mod replication;
@@ -341,6 +342,8 @@ struct ServeArgs {
     replication: replication::ReplicationFlags,
     #[command(flatten)]
     tls: tls::TlsFlags,
+    #[command(flatten)]
+    obs: observe::ObsFlags,
 }
 
 /// A duration (humantime, e.g. `30s`) that is not zero.
@@ -424,11 +427,12 @@ fn gc_options(t: &GcTuning, dry_run: bool) -> GcOptions {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    init_logging(&args.store.log_format);
+    let mut obs = observe::init(&args.store.log_format, &args.obs)?;
     let _lock = backup::serve_lock_for(&args.store)?;
     let tls = tls::Tls::load(&args.tls)?;
     tls::warn_if_cleartext(args.listen, tls.is_some());
     let (meta, blobs) = open_stores(&args.store).await?;
+    let blobs = obs.blobs(blobs);
     // Embedded mode is one serving process: no upload can be mid-write at
     // start-up. With a shared database other nodes may be writing: their
     // leases lapse on their own if they die.
@@ -530,7 +534,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.audit.enabled,
     ))?;
     options.routes = Some(repl.routes);
+    let ptc_stats = registry.pull_through_stats().clone();
     let app = kura_ecr::app_with(ecr.clone(), registry, options);
+    let data_dir = args.store.data_dir.clone();
+    let app = obs
+        .serve_with(app, &args.obs, meta.clone(), blobs.clone(), data_dir, ptc_stats)
+        .await?;
     if let Some((id, secret)) = &boot.created_root_key {
         print_first_start(
             &boot.default_account,
@@ -600,6 +609,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     transport::serve(listener, app, limits, tls, shutdown_signal()).await?;
     runner.shutdown().await;
     tracing::info!("kura stopped");
+    obs.shutdown().await;
     Ok(())
 }
 
