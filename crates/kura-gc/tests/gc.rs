@@ -129,6 +129,7 @@ fn opts(grace_ms: u64) -> GcOptions {
         dry_run: false,
         batch: 7,
         now_ms: None,
+        progress: Default::default(),
     }
 }
 
