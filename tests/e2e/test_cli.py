@@ -104,6 +104,7 @@ def test_exit_codes(tmp_path):
     assert p.returncode == 3 and "no job 999999" in p.stderr, p.stderr
     p = kura("vulndb", "import", tmp_path / "missing.json", "--data-dir", data)
     assert p.returncode == 3 and "missing.json" in p.stderr, p.stderr
+    assert re.search(r"^vulndb import: .*, stopped$", p.stderr, re.M), p.stderr
     # 4: unavailable: the "database" hangs up on every connection.
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -202,7 +203,7 @@ def test_output_json_and_table_agree(registry, tmp_path):
 
 # -- progress ----------------------------------------------------------------
 
-LINE_RE = re.compile(r"^vulndb import: (\d+)/(\d+) documents \((\d+)%\), (\d+) advisories, \S+ elapsed(, ETA \S+|, done)$")
+LINE_RE = re.compile(r"^vulndb import: (\d+)/(\d+) documents \((\d+)%\), (\d+) advisories, \S+ elapsed(, ETA \S+|, done)?$")
 
 
 def test_progress_lines_off_a_terminal(tmp_path):
@@ -216,7 +217,7 @@ def test_progress_lines_off_a_terminal(tmp_path):
     done = [int(m.group(1)) for m in parsed]
     assert done == sorted(done) and done[-1] == n, done
     assert all(int(m.group(2)) == n for m in parsed)
-    assert any(m.group(5).startswith(", ETA") for m in parsed[:-1]), lines
+    assert any((m.group(5) or "").startswith(", ETA") for m in parsed[:-1]), lines
     assert parsed[-1].group(5) == ", done" and parsed[-1].group(3) == "100"
     assert "\x1b[" not in p.stderr, "escape sequences off a terminal"
 
@@ -229,7 +230,7 @@ def test_progress_lines_off_a_terminal(tmp_path):
     steps = re.findall(r"^gc: (\d)/6 steps \(\d+%\), step (\d): ", p.stderr, re.M)
     assert [int(s) for _, s in steps] == sorted(int(s) for _, s in steps), steps
     assert {int(s) for _, s in steps} == {1, 2, 3, 4, 5, 6}, p.stderr
-    assert re.search(r"^gc: .*, done$", p.stderr, re.M), p.stderr
+    assert re.search(r"^gc: 6/6 steps \(100%\), .*, done$", p.stderr, re.M), p.stderr
     json.loads(p.stdout)
 
 

@@ -599,7 +599,7 @@ async fn gc(args: GcArgs) -> anyhow::Result<()> {
     let (meta, blobs) = open_stores(&args.store).await?;
     let (progress, opts) = cli::progress::gc(gc_options(&args.tuning, args.dry_run));
     let report = kura_gc::collect(meta.as_ref(), meta.as_ref(), blobs.as_ref(), &opts).await;
-    progress.finish();
+    progress.finish(report.is_ok());
     let report = report.context("garbage collection")?;
     datadir::restore_reserve().await;
     cli::output::report(args.out.output, &report)

@@ -96,24 +96,35 @@ impl Progress {
                 l.message = message.to_string();
                 if l.last.elapsed() >= l.every {
                     l.last = Instant::now();
-                    eprintln!("{}", self.line(&l, false));
+                    eprintln!("{}", self.line(&l, None));
                 }
             }
         }
     }
 
-    /// The work is done (or stopped): the bar's last state, or a last line.
-    pub fn finish(&self) {
+    /// The work is done (`ok`: all of it; else it stopped on an error): the
+    /// bar's last state, or a last line ending in "done" or "stopped".
+    pub fn finish(&self, ok: bool) {
         match &self.mode {
-            Mode::Bar(bar) => bar.finish(),
+            Mode::Bar(bar) if ok => {
+                if let Some(t) = bar.length() {
+                    bar.set_position(t);
+                }
+                bar.finish()
+            }
+            Mode::Bar(bar) => bar.abandon(),
             Mode::Lines(lines) => {
-                let l = lines.lock().unwrap_or_else(|p| p.into_inner());
-                eprintln!("{}", self.line(&l, true));
+                let mut l = lines.lock().unwrap_or_else(|p| p.into_inner());
+                if ok {
+                    l.pos = l.total.unwrap_or(l.pos).max(l.pos);
+                }
+                eprintln!("{}", self.line(&l, Some(ok)));
             }
         }
     }
 
-    fn line(&self, l: &Lines, done: bool) -> String {
+    /// A progress line; `finished`: Some(true) done, Some(false) stopped.
+    fn line(&self, l: &Lines, finished: Option<bool>) -> String {
         let elapsed = l.started.elapsed();
         let mut s = format!("{}: ", self.label);
         match l.total {
@@ -125,10 +136,14 @@ impl Progress {
             s.push_str(&l.message);
         }
         s.push_str(&format!(", {} elapsed", short(elapsed)));
-        if done {
-            s.push_str(", done");
-        } else if let Some(eta) = eta(elapsed, l.pos, l.total) {
-            s.push_str(&format!(", ETA {}", short(eta)));
+        match finished {
+            Some(true) => s.push_str(", done"),
+            Some(false) => s.push_str(", stopped"),
+            None => {
+                if let Some(eta) = eta(elapsed, l.pos, l.total) {
+                    s.push_str(&format!(", ETA {}", short(eta)));
+                }
+            }
         }
         s
     }
@@ -202,7 +217,7 @@ pub async fn vulndb_import(
         )
     });
     let row = kura_ecr::scanning::import_vulndb_with_progress(scans, path, report).await;
-    progress.finish();
+    progress.finish(row.is_ok());
     let row = row.with_context(|| format!("importing {}", path.display()))?;
     crate::cli::output::report(out, &vuln_import_json(&row))
 }
