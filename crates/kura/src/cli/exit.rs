@@ -34,18 +34,18 @@ pub struct Failure {
 
 impl Failure {
     pub fn usage(message: impl Into<String>) -> anyhow::Error {
-        Self::new(USAGE, message)
+        Self::with_code(USAGE, message)
     }
 
     pub fn not_found(message: impl Into<String>) -> anyhow::Error {
-        Self::new(NOT_FOUND, message)
+        Self::with_code(NOT_FOUND, message)
     }
 
     pub fn conflict(message: impl Into<String>) -> anyhow::Error {
-        Self::new(CONFLICT, message)
+        Self::with_code(CONFLICT, message)
     }
 
-    fn new(code: u8, message: impl Into<String>) -> anyhow::Error {
+    fn with_code(code: u8, message: impl Into<String>) -> anyhow::Error {
         anyhow::Error::new(Failure {
             code,
             message: message.into(),

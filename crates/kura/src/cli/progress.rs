@@ -165,23 +165,6 @@ fn short(d: Duration) -> String {
         .replace(' ', "")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn eta_scales_elapsed_by_what_is_left() {
-        assert_eq!(
-            eta(Duration::from_secs(10), 25, Some(100)),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(eta(Duration::from_secs(10), 0, Some(100)), None);
-        assert_eq!(eta(Duration::from_secs(10), 5, None), None);
-        assert_eq!(eta(Duration::from_secs(10), 100, Some(100)), Some(Duration::ZERO));
-        assert_eq!(short(Duration::from_millis(382_700)), "6m22s");
-    }
-}
-
 /// GC options whose progress goes to a [`Progress`] ("gc: step 5/6 …").
 pub fn gc(opts: kura_gc::GcOptions) -> (std::sync::Arc<Progress>, kura_gc::GcOptions) {
     let progress = std::sync::Arc::new(Progress::new("gc", "steps"));
@@ -233,4 +216,21 @@ pub fn vuln_import_json(row: &kura_store::scan::VulnImportRow) -> serde_json::Va
         "advisories": row.advisories,
         "ecosystems": serde_json::from_str::<serde_json::Value>(&row.ecosystems).unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_scales_elapsed_by_what_is_left() {
+        assert_eq!(
+            eta(Duration::from_secs(10), 25, Some(100)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(eta(Duration::from_secs(10), 0, Some(100)), None);
+        assert_eq!(eta(Duration::from_secs(10), 5, None), None);
+        assert_eq!(eta(Duration::from_secs(10), 100, Some(100)), Some(Duration::ZERO));
+        assert_eq!(short(Duration::from_millis(382_700)), "6m22s");
+    }
 }
