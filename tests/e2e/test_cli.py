@@ -32,8 +32,12 @@ def kura(*args, env=None, timeout=120, stdin=subprocess.DEVNULL):
     # Embedded storage unless the test says otherwise (scripts/with-postgres-s3 exports these).
     full = {k: v for k, v in os.environ.items() if not (k == "KURA_DATABASE_URL" or k.startswith("KURA_S3_"))}
     full.update({"KURA_DISK_RESERVE_MIB": "0", **(env or {})})
-    return subprocess.run([kura_bin(), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          env=full, stdin=stdin)
+    try:
+        return subprocess.run([kura_bin(), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                              env=full, stdin=stdin)
+    except subprocess.TimeoutExpired as e:
+        err = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+        pytest.fail("kura %s did not finish in %ss; stderr:\n%s" % (" ".join(map(str, args)), timeout, err[-4000:]))
 
 
 def ok(p):
@@ -122,7 +126,7 @@ def test_exit_codes(tmp_path):
         t = threading.Thread(target=hang_up, daemon=True)
         t.start()
         url = "postgres://kura@127.0.0.1:%d/kura?sslmode=disable" % s.getsockname()[1]
-        p = kura("gc", "--data-dir", data, env={"KURA_DATABASE_URL": url}, timeout=120)
+        p = kura("gc", "--data-dir", data, env={"KURA_DATABASE_URL": url}, timeout=60)
         stop.set()
     assert p.returncode == 4, "exit %d: %s" % (p.returncode, p.stderr)
     # 4: the listen address is taken.
