@@ -639,13 +639,39 @@ impl kura_jobs::JobHandler for ScanJob {
 /// Import vulnerability data from `path` into the store (`kura vulndb import`). Advisories are
 /// written in batches; the import becomes visible when it completes.
 pub async fn import_vulndb(scans: &dyn ScanStore, path: &std::path::Path) -> anyhow::Result<VulnImportRow> {
+    import_vulndb_with_progress(scans, path, std::sync::Arc::new(|_: VulnImportProgress| {})).await
+}
+
+/// Where an import stands: JSON documents read of the input's total (files
+/// of a directory, members of a zip; a plain file is one) and advisories read.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct VulnImportProgress {
+    pub documents_done: u64,
+    pub documents_total: u64,
+    pub advisories: u64,
+}
+
+/// [`import_vulndb`], calling `progress` once the number of documents is
+/// known, after each document, and every 2000 advisories.
+pub async fn import_vulndb_with_progress(
+    scans: &dyn ScanStore,
+    path: &std::path::Path,
+    progress: std::sync::Arc<dyn Fn(VulnImportProgress) + Send + Sync>,
+) -> anyhow::Result<VulnImportRow> {
     let started = kura_store::now_millis();
     let id = scans.vuln_import_begin(&path.display().to_string(), started).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<AdvisoryRow>>(4);
     let p = path.to_path_buf();
     let reader = tokio::task::spawn_blocking(move || {
+        let state = std::cell::Cell::new(VulnImportProgress::default());
         let mut batch = Vec::with_capacity(2000);
         let mut sink = |a: Advisory| -> Result<(), vulndb::VulnDbError> {
+            let mut st = state.get();
+            st.advisories += 1;
+            state.set(st);
+            if st.advisories % 2000 == 0 {
+                progress(st);
+            }
             let data = serde_json::to_string(&a).map_err(|e| vulndb::VulnDbError::Io(std::io::Error::other(e)))?;
             batch.push(AdvisoryRow {
                 ecosystem: a.ecosystem,
@@ -660,7 +686,13 @@ pub async fn import_vulndb(scans: &dyn ScanStore, path: &std::path::Path) -> any
             }
             Ok(())
         };
-        let summary = vulndb::import_path(&p, &mut sink)?;
+        let summary = vulndb::import_path_with_progress(&p, &mut sink, &mut |done, total| {
+            let mut st = state.get();
+            st.documents_done = done;
+            st.documents_total = total;
+            state.set(st);
+            progress(st);
+        })?;
         if !batch.is_empty() {
             let _ = tx.blocking_send(batch);
         }

@@ -43,6 +43,7 @@
 //! never remove a newer upload of the same content.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -66,6 +67,49 @@ pub struct GcOptions {
     pub batch: i64,
     /// The run's "now" in ms (tests; `None`: the clock). Leases use the clock.
     pub now_ms: Option<i64>,
+    /// Told where the run stands (`kura gc` shows it on stderr).
+    pub progress: GcProgress,
+}
+
+/// Where a run stands: step `step` of `steps` (the numbered steps of the
+/// module docs), and how many rows or files that step has looked at so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GcStep {
+    pub step: u32,
+    pub steps: u32,
+    pub name: &'static str,
+    pub items: u64,
+}
+
+/// A callback for [`GcStep`]s (none by default).
+#[derive(Clone, Default)]
+pub struct GcProgress(Option<Arc<dyn Fn(GcStep) + Send + Sync>>);
+
+impl GcProgress {
+    pub fn new(f: impl Fn(GcStep) + Send + Sync + 'static) -> Self {
+        GcProgress(Some(Arc::new(f)))
+    }
+
+    fn report(&self, step: u32, name: &'static str, items: u64) {
+        if let Some(f) = &self.0 {
+            f(GcStep {
+                step,
+                steps: 6,
+                name,
+                items,
+            });
+        }
+    }
+}
+
+impl std::fmt::Debug for GcProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "GcProgress(set)"
+        } else {
+            "GcProgress(none)"
+        })
+    }
 }
 
 impl Default for GcOptions {
@@ -76,6 +120,7 @@ impl Default for GcOptions {
             dry_run: false,
             batch: 500,
             now_ms: None,
+            progress: GcProgress::default(),
         }
     }
 }
@@ -183,6 +228,12 @@ async fn sweep(
     opts: &GcOptions,
     report: &mut GcReport,
 ) -> Result<(), StoreError> {
+    let (step, name) = match kind {
+        StoredKind::Upload => (1, "upload files no session names"),
+        StoredKind::Blob => (6, "blob files no row names"),
+    };
+    opts.progress.report(step, name, 0);
+    let mut listed = 0u64;
     let mut listing = blobs.list_stored(kind);
     let mut done = false;
     while !done {
@@ -191,6 +242,7 @@ async fn sweep(
             match listing.next().await {
                 Some(o) => {
                     let o = o?;
+                    listed += 1;
                     if o.modified_ms < cutoff {
                         batch.push(o);
                     }
@@ -220,6 +272,7 @@ async fn sweep(
             report.orphans_deleted += 1;
             report.orphan_bytes_freed += o.size;
         }
+        opts.progress.report(step, name, listed);
     }
     Ok(())
 }
@@ -240,11 +293,15 @@ async fn run(
     sweep(maint, blobs, StoredKind::Upload, cutoff, opts, report).await?;
 
     // 2. The outbox: deletes an earlier run or upload did not finish.
+    opts.progress.report(2, "unfinished blob-store deletes", 0);
     if !opts.dry_run {
+        let mut seen = 0;
         loop {
             let pending = maint.pending_deletes(opts.batch).await?;
             let before = report.store_deletes;
             drain(meta, blobs, &pending, report).await?;
+            seen += pending.len() as u64;
+            opts.progress.report(2, "unfinished blob-store deletes", seen);
             if pending.len() < opts.batch as usize || report.store_deletes == before {
                 break;
             }
@@ -254,8 +311,11 @@ async fn run(
     // 3. Abandoned uploads.
     let upload_cutoff = now - opts.upload_max_age.as_millis() as i64;
     let mut after: Option<String> = None;
+    let mut seen = 0;
+    opts.progress.report(3, "abandoned uploads", 0);
     loop {
         let stale = maint.stale_uploads(upload_cutoff, after.as_deref(), opts.batch).await?;
+        seen += stale.len() as u64;
         for u in &stale {
             if opts.dry_run {
                 report.uploads_purged += 1;
@@ -264,6 +324,7 @@ async fn run(
                 drain(meta, blobs, &[p], report).await?;
             }
         }
+        opts.progress.report(3, "abandoned uploads", seen);
         match stale.last() {
             Some(l) if stale.len() == opts.batch as usize => after = Some(l.id.clone()),
             _ => break,
@@ -273,10 +334,13 @@ async fn run(
     // 4. Links no manifest uses and nobody touched within the grace period.
     let mut after: Option<(i64, String)> = None;
     let mut dry_links: Vec<String> = Vec::new();
+    let mut seen = 0;
+    opts.progress.report(4, "unreferenced repository links", 0);
     loop {
         let links = maint
             .unreferenced_links(link_cutoff, after.as_ref().map(|(r, d)| (*r, d.as_str())), opts.batch)
             .await?;
+        seen += links.len() as u64;
         for (repo, digest, _) in &links {
             if opts.dry_run {
                 report.links_removed += 1;
@@ -285,6 +349,7 @@ async fn run(
                 report.links_removed += 1;
             }
         }
+        opts.progress.report(4, "unreferenced repository links", seen);
         match links.last() {
             Some((r, d, _)) if links.len() == opts.batch as usize => after = Some((*r, d.clone())),
             _ => break,
@@ -293,8 +358,11 @@ async fn run(
 
     // 5. Blobs nothing references.
     let mut after: Option<String> = None;
+    let mut seen = 0;
+    opts.progress.report(5, "unreferenced blobs", 0);
     loop {
         let candidates = maint.unreferenced_blobs(cutoff, after.as_deref(), opts.batch).await?;
+        seen += candidates.len() as u64;
         for b in &candidates {
             if opts.dry_run {
                 report.blobs_deleted += 1;
@@ -305,6 +373,7 @@ async fn run(
                 drain(meta, blobs, &[p], report).await?;
             }
         }
+        opts.progress.report(5, "unreferenced blobs", seen);
         match candidates.last() {
             Some(l) if candidates.len() == opts.batch as usize => after = Some(l.digest.clone()),
             _ => break,

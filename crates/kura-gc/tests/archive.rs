@@ -49,6 +49,7 @@ fn opts() -> GcOptions {
         dry_run: false,
         batch: 7,
         now_ms: None,
+        progress: Default::default(),
     }
 }
 

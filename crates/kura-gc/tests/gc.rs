@@ -129,6 +129,7 @@ fn opts(grace_ms: u64) -> GcOptions {
         dry_run: false,
         batch: 7,
         now_ms: None,
+        progress: Default::default(),
     }
 }
 
@@ -621,4 +622,33 @@ async fn a_dead_runs_gc_lease_is_short_and_cleared_at_start_up() {
         .await
         .unwrap();
     assert!(!r.skipped);
+}
+
+/// A run reports its six steps in order, and what each looked at: the
+/// unreferenced link in step 4, the blob in step 5.
+#[tokio::test]
+async fn progress_reports_each_step_in_order() {
+    let e = env().await;
+    push_blob(&e.reg, "app", &[7u8; 300]).await;
+    tokio::time::sleep(Duration::from_millis(20 + TOUCH_SLACK_MS as u64)).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    let opts = GcOptions {
+        progress: kura_gc::GcProgress::new(move |step| s.lock().unwrap().push(step)),
+        ..opts(0)
+    };
+    let r = collect(e.store.as_ref(), e.store.as_ref(), e.blobs.as_ref(), &opts)
+        .await
+        .unwrap();
+    assert_eq!((r.links_removed, r.blobs_deleted), (1, 1));
+    let seen = seen.lock().unwrap();
+    let steps: Vec<u32> = seen.iter().map(|s| s.step).collect();
+    assert!(steps.windows(2).all(|w| w[0] <= w[1]), "{steps:?}");
+    let mut distinct = steps.clone();
+    distinct.dedup();
+    assert_eq!(distinct, [1, 2, 3, 4, 5, 6]);
+    assert!(seen.iter().all(|s| s.steps == 6));
+    let looked = |n: u32| seen.iter().filter(|s| s.step == n).map(|s| s.items).max().unwrap();
+    assert_eq!(looked(4), 1, "the link");
+    assert_eq!(looked(5), 1, "the blob");
 }

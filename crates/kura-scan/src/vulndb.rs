@@ -161,6 +161,17 @@ pub fn import_path(
     path: &Path,
     sink: &mut dyn FnMut(Advisory) -> Result<(), VulnDbError>,
 ) -> Result<ImportSummary, VulnDbError> {
+    import_path_with_progress(path, sink, &mut |_, _| {})
+}
+
+/// [`import_path`], telling `progress(done, total)` how many of the input's
+/// JSON documents (files of a directory, members of a zip; a plain file is
+/// one) are imported, once the total is known and after each document.
+pub fn import_path_with_progress(
+    path: &Path,
+    sink: &mut dyn FnMut(Advisory) -> Result<(), VulnDbError>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ImportSummary, VulnDbError> {
     let mut summary = ImportSummary::default();
     if path.is_dir() {
         let mut stack = vec![path.to_path_buf()];
@@ -176,9 +187,12 @@ pub fn import_path(
             }
         }
         files.sort();
-        for f in files {
-            let bytes = read_capped(std::fs::File::open(&f)?, MAX_JSON_BYTES, &f.display().to_string())?;
+        let total = files.len() as u64;
+        progress(0, total);
+        for (i, f) in files.iter().enumerate() {
+            let bytes = read_capped(std::fs::File::open(f)?, MAX_JSON_BYTES, &f.display().to_string())?;
             import_json(&f.display().to_string(), &bytes, &mut summary, sink)?;
+            progress(i as u64 + 1, total);
         }
         return Ok(summary);
     }
@@ -189,6 +203,9 @@ pub fn import_path(
     drop(file);
     if n == 4 && magic == *b"PK\x03\x04" {
         let mut zip = zip::ZipArchive::new(std::fs::File::open(path)?).map_err(|e| format_err(&name, e.to_string()))?;
+        let total = zip.file_names().filter(|n| n.ends_with(".json")).count() as u64;
+        let mut done = 0;
+        progress(0, total);
         for i in 0..zip.len() {
             let member = zip.by_index(i).map_err(|e| format_err(&name, e.to_string()))?;
             if member.is_dir() || !member.name().ends_with(".json") {
@@ -197,11 +214,15 @@ pub fn import_path(
             let mname = format!("{name}:{}", member.name());
             let bytes = read_capped(member, MAX_JSON_BYTES, &mname)?;
             import_json(&mname, &bytes, &mut summary, sink)?;
+            done += 1;
+            progress(done, total);
         }
         return Ok(summary);
     }
+    progress(0, 1);
     let bytes = read_capped(std::fs::File::open(path)?, MAX_JSON_BYTES, &name)?;
     import_json(&name, &bytes, &mut summary, sink)?;
+    progress(1, 1);
     Ok(summary)
 }
 

@@ -292,6 +292,21 @@ fn import_osv_directory_and_zip() {
     assert_eq!(ids, ["GHSA-1", "GHSA-2", "GHSA-3"]);
     assert_eq!(s.kinds, [vulndb::SourceKind::Osv]);
     assert!(s.ecosystems.contains("PyPI"));
+
+    // Progress counts the input's JSON documents: the directory's two files
+    // (notes.txt and the zip are not JSON), the zip's three members.
+    let mut seen = Vec::new();
+    vulndb::import_path_with_progress(dir.path(), &mut |_| Ok(()), &mut |d, t| seen.push((d, t))).unwrap();
+    assert_eq!(seen, [(0, 2), (1, 2), (2, 2)]);
+    seen.clear();
+    vulndb::import_path_with_progress(&zpath, &mut |_| Ok(()), &mut |d, t| seen.push((d, t))).unwrap();
+    assert_eq!(seen, [(0, 3), (1, 3), (2, 3), (3, 3)]);
+    seen.clear();
+    vulndb::import_path_with_progress(&dir.path().join("a.json"), &mut |_| Ok(()), &mut |d, t| {
+        seen.push((d, t))
+    })
+    .unwrap();
+    assert_eq!(seen, [(0, 1), (1, 1)]);
 }
 
 /// The real data: a bookworm minbase dpkg status against the tracker subset gives 14

@@ -25,6 +25,28 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached (any I/O error talking to
+    /// it, a pool that found no connection in time, a TLS failure) or the
+    /// blob store's connection failed, as opposed to a query or a file that
+    /// failed. `kura`'s exit code 4.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Db(
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_),
+            ) => true,
+            StoreError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::HostUnreachable
+                    | std::io::ErrorKind::NetworkUnreachable
+            ),
+            _ => false,
+        }
+    }
+
     /// Whether the database refused a text value it cannot hold (PostgreSQL
     /// takes no NUL character: SQLSTATE 22021, or 22P05 for other
     /// untranslatable characters). The value came from the request, so this

@@ -106,35 +106,60 @@ fn job_json(j: &Job) -> serde_json::Value {
     })
 }
 
-/// `kura jobs list`: jobs as JSON lines, by id.
-pub async fn list(store: &dyn JobStore, state: Option<&str>, kind: Option<&str>) -> anyhow::Result<()> {
+/// `kura jobs list`: jobs by id, as JSON lines or a table.
+pub async fn list(
+    store: &dyn JobStore,
+    state: Option<&str>,
+    kind: Option<&str>,
+    out: crate::cli::Output,
+) -> anyhow::Result<()> {
     let state = match state {
-        Some(s) => Some(
-            JobState::parse(s)
-                .ok_or_else(|| anyhow::anyhow!("unknown job state {s:?} (queued, running, done or dead)"))?,
-        ),
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            crate::cli::Failure::usage(format!("unknown job state {s:?} (queued, running, done or dead)"))
+        })?),
         None => None,
     };
     let mut after = 0;
+    let mut items = Vec::new();
     loop {
         let page = store.job_list(state, kind, after, 500).await?;
-        for j in &page {
-            println!("{}", job_json(j));
-        }
+        items.extend(page.iter().map(job_json));
         match page.last() {
             Some(l) if page.len() == 500 => after = l.id,
-            _ => return Ok(()),
+            _ => break,
         }
     }
+    crate::cli::output::list(
+        out,
+        &items,
+        &[
+            "id",
+            "kind",
+            "state",
+            "attempts",
+            "maxAttempts",
+            "runAfter",
+            "lastError",
+        ],
+    )
 }
 
 /// `kura jobs retry ID`: queue a dead job again; prints it.
 pub async fn retry(store: &dyn JobStore, id: i64) -> anyhow::Result<()> {
     if !store.job_retry(id).await? {
         match store.job_get(id).await? {
-            None => anyhow::bail!("no job {id}"),
-            Some(j) if j.state != "dead" => anyhow::bail!("job {id} is {}, not dead", j.state),
-            Some(_) => anyhow::bail!("job {id} was not retried: another job with its unique key is queued or running"),
+            None => return Err(crate::cli::Failure::not_found(format!("no job {id}"))),
+            Some(j) if j.state != "dead" => {
+                return Err(crate::cli::Failure::conflict(format!(
+                    "job {id} is {}, not dead",
+                    j.state
+                )))
+            }
+            Some(_) => {
+                return Err(crate::cli::Failure::conflict(format!(
+                    "job {id} was not retried: another job with its unique key is queued or running"
+                )))
+            }
         }
     }
     if let Some(j) = store.job_get(id).await? {

@@ -6,6 +6,7 @@
 
 mod audit;
 mod backup;
+mod cli;
 mod config;
 mod datadir;
 mod jobs;
@@ -36,7 +37,7 @@ mod transport;
 #[derive(Parser)]
 #[command(
     name = "kura",
-    version,
+    version = cli::VERSION,
     about = "A self-hosted container image registry that speaks OCI and ECR"
 )]
 struct Cli {
@@ -81,6 +82,8 @@ enum Command {
         /// One account's usage (default: the whole deployment).
         #[arg(long)]
         account: Option<String>,
+        #[command(flatten)]
+        out: cli::OutputArgs,
     },
     /// Accounts (each is a registry with its own IAM principals).
     Account {
@@ -128,6 +131,8 @@ enum JobsCommand {
         /// Only jobs of this kind (gc, lifecycle, lifecycle-preview, scan, …).
         #[arg(long)]
         kind: Option<String>,
+        #[command(flatten)]
+        out: cli::OutputArgs,
     },
     /// Queue a dead job again with fresh attempts.
     Retry {
@@ -147,9 +152,16 @@ enum VulndbCommand {
         store: StoreArgs,
         /// The file or directory to import.
         path: PathBuf,
+        #[command(flatten)]
+        out: cli::OutputArgs,
     },
-    /// List completed imports, newest first, as JSON lines.
-    List(StoreArgs),
+    /// List completed imports, newest first (JSON lines, or a table).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        out: cli::OutputArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -163,7 +175,12 @@ struct AuditArgs {
 #[derive(Subcommand)]
 enum LifecycleCommand {
     /// Apply every repository's lifecycle policy now.
-    Run(StoreArgs),
+    Run {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(flatten)]
+        out: cli::OutputArgs,
+    },
 }
 
 #[derive(clap::Args, Clone)]
@@ -237,6 +254,8 @@ struct GcArgs {
     /// Report what would be collected; delete nothing.
     #[arg(long)]
     dry_run: bool,
+    #[command(flatten)]
+    out: cli::OutputArgs,
 }
 
 #[derive(clap::Args)]
@@ -616,20 +635,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn gc(args: GcArgs) -> anyhow::Result<()> {
     init_logging(&args.store.log_format);
     let (meta, blobs) = open_stores(&args.store).await?;
-    let report = kura_gc::collect(
-        meta.as_ref(),
-        meta.as_ref(),
-        blobs.as_ref(),
-        &gc_options(&args.tuning, args.dry_run),
-    )
-    .await
-    .context("garbage collection")?;
+    let (progress, opts) = cli::progress::gc(gc_options(&args.tuning, args.dry_run));
+    let report = kura_gc::collect(meta.as_ref(), meta.as_ref(), blobs.as_ref(), &opts).await;
+    progress.finish(report.is_ok());
+    let report = report.context("garbage collection")?;
     datadir::restore_reserve().await;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    cli::output::report(args.out.output, &report)
 }
 
-async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
+async fn lifecycle_run(args: StoreArgs, out: cli::Output) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     let (meta, blobs) = open_stores(&args).await?;
     // A one-off process: its expiries are recorded in the audit log
@@ -638,48 +652,39 @@ async fn lifecycle_run(args: StoreArgs) -> anyhow::Result<()> {
     let report = kura_ecr::lifecycle::run_all(registry, meta)
         .await
         .context("lifecycle run")?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    cli::output::report(out, &report)
 }
 
-async fn usage(args: StoreArgs, account: Option<String>) -> anyhow::Result<()> {
+async fn usage(args: StoreArgs, account: Option<String>, out: cli::Output) -> anyhow::Result<()> {
     init_logging(&args.log_format);
     let (meta, _) = open_stores(&args).await?;
     let u = kura_store::MetaStore::storage_usage(meta.as_ref(), account.as_deref())
         .await
         .context("storage usage")?;
-    let out = serde_json::json!({
+    let report = serde_json::json!({
         "account": account,
         "standard": {"images": u.standard_images, "bytes": u.standard_bytes},
         "archive": {"images": u.archive_images, "bytes": u.archive_bytes},
     });
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    cli::output::report(out, &report)
 }
 
-async fn vulndb_import(store: StoreArgs, path: PathBuf) -> anyhow::Result<()> {
+async fn vulndb_import(store: StoreArgs, path: PathBuf, out: cli::Output) -> anyhow::Result<()> {
     init_logging(&store.log_format);
     let (meta, _) = open_stores(&store).await?;
-    let row = kura_ecr::scanning::import_vulndb(meta.as_ref(), &path)
-        .await
-        .with_context(|| format!("importing {}", path.display()))?;
-    println!(
-        "imported {} advisories from {} records ({}) covering {}; import id {}",
-        row.advisories, row.records, row.kinds, row.ecosystems, row.id
-    );
-    Ok(())
+    cli::progress::vulndb_import(meta.as_ref(), &path, out).await
 }
 
-async fn vulndb_list(store: StoreArgs) -> anyhow::Result<()> {
+async fn vulndb_list(store: StoreArgs, out: cli::Output) -> anyhow::Result<()> {
     init_logging(&store.log_format);
     let (meta, _) = open_stores(&store).await?;
-    for row in kura_store::ScanStore::vuln_imports(meta.as_ref()).await? {
-        println!(
-            "{}",
-            serde_json::json!({"id": row.id, "origin": row.origin, "completedAt": row.completed_at, "kinds": row.kinds, "records": row.records, "advisories": row.advisories, "ecosystems": serde_json::from_str::<serde_json::Value>(&row.ecosystems).unwrap_or_default()})
-        );
-    }
-    Ok(())
+    let rows = kura_store::ScanStore::vuln_imports(meta.as_ref()).await?;
+    let items: Vec<_> = rows.iter().map(cli::progress::vuln_import_json).collect();
+    cli::output::list(
+        out,
+        &items,
+        &["id", "origin", "completedAt", "kinds", "records", "advisories"],
+    )
 }
 
 /// A duration: plain seconds (`3600`) or humantime (`1h`, `90s`).
@@ -706,10 +711,15 @@ async fn account_create(store: StoreArgs, id: Option<String>, key_file: Option<P
 
 async fn jobs_command(command: JobsCommand) -> anyhow::Result<()> {
     match command {
-        JobsCommand::List { store, state, kind } => {
+        JobsCommand::List {
+            store,
+            state,
+            kind,
+            out,
+        } => {
             init_logging(&store.log_format);
             let (meta, _) = open_stores(&store).await?;
-            jobs::list(meta.as_ref(), state.as_deref(), kind.as_deref()).await
+            jobs::list(meta.as_ref(), state.as_deref(), kind.as_deref(), out.output).await
         }
         JobsCommand::Retry { store, id } => {
             init_logging(&store.log_format);
@@ -762,25 +772,30 @@ async fn shutdown_signal() {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     // Flags > environment > `kura.toml` (--config / KURA_CONFIG) > defaults.
-    let cli: Cli = config::parse();
+    let parsed: Cli = config::parse();
+    // Exit codes: cli/exit.rs (2 for usage errors, from clap or the file).
+    cli::exit::finish(run(parsed).await)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Config { command } => config::command(&command, Cli::command(), cli.config.as_deref()),
         Command::Serve(args) => serve(args).await,
         Command::Gc(args) => gc(args).await,
         Command::Lifecycle {
-            command: LifecycleCommand::Run(args),
-        } => lifecycle_run(args).await,
+            command: LifecycleCommand::Run { store, out },
+        } => lifecycle_run(store, out.output).await,
         Command::Audit(args) => audit(args).await,
-        Command::Usage { store, account } => usage(store, account).await,
+        Command::Usage { store, account, out } => usage(store, account, out.output).await,
         Command::Jobs { command } => jobs_command(command).await,
         Command::Vulndb {
-            command: VulndbCommand::Import { store, path },
-        } => vulndb_import(store, path).await,
+            command: VulndbCommand::Import { store, path, out },
+        } => vulndb_import(store, path, out.output).await,
         Command::Vulndb {
-            command: VulndbCommand::List(store),
-        } => vulndb_list(store).await,
+            command: VulndbCommand::List { store, out },
+        } => vulndb_list(store, out.output).await,
         Command::Account {
             command:
                 AccountCommand::Create {
