@@ -18,6 +18,13 @@ SQLite checkpoints its WAL) and writes
 tests/e2e/test_upgrade.py starts today's kura on each fixture and checks that
 the schema is upgraded and everything in <out>.json is still there, byte for
 byte. Only the public APIs are used, so any old commit with the ECR API works.
+
+Very old builds lack some features (the first ones answer SetRepositoryPolicy
+with UnsupportedOperationException). What a build refuses is not stored, so
+<out>.json records it as absent (a null policy, no index tag, the tag
+mutability DescribeRepositories reports) and lists the refusal under
+"unsupported"; policies and mutability are recorded as the old build reads
+them back, never as the script meant to set them.
 """
 import argparse
 import base64
@@ -41,6 +48,7 @@ import urllib.request
 import boto3
 import requests
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 ACCOUNT_ID = "123456789012"
 ACCESS_KEY_ID = "AKIAKURAUPGRADE00001"
@@ -170,9 +178,13 @@ class Old:
         assert r.status_code == 201, (r.status_code, r.text)
         return digest
 
-    def put_manifest(self, repo, ref, body, media_type):
+    def put_manifest(self, repo, ref, body, media_type, refused=None):
         r = self.http.put("%s/v2/%s/manifests/%s" % (self.url, repo, ref), data=body,
                           headers={"Content-Type": media_type})
+        if refused is not None and r.status_code in (400, 415):
+            # This build does not take this kind of manifest: nothing was stored.
+            refused.append("PUT manifest %s (%s): %d %s" % (ref, media_type, r.status_code, r.text.strip()[:200]))
+            return None
         assert r.status_code == 201, (r.status_code, r.text)
         assert r.headers.get("Docker-Content-Digest") == sha256(body)
         return sha256(body)
@@ -206,10 +218,39 @@ def image(reg, repo, layers, arch="amd64", docker=False):
     return canonical(manifest), manifest["mediaType"], blobs
 
 
+def unsupported_call(unsupported, what, call, **kw):
+    """Call an ECR write; True if it took effect, False if this build answers
+    UnsupportedOperationException (noted in `unsupported`). Any other error is fatal."""
+    try:
+        call(**kw)
+        return True
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "UnsupportedOperationException":
+            raise
+        unsupported.append("%s: %s" % (what, e.response["Error"].get("Message", "")))
+        return False
+
+
+def read_back(reg, repo):
+    """The repository policy, lifecycle policy and tag mutability as the old build serves them."""
+    ecr = reg.ecr
+    try:
+        policy = json.loads(ecr.get_repository_policy(repositoryName=repo)["policyText"])
+    except ecr.exceptions.RepositoryPolicyNotFoundException:
+        policy = None
+    try:
+        lifecycle = json.loads(ecr.get_lifecycle_policy(repositoryName=repo)["lifecyclePolicyText"])
+    except ecr.exceptions.LifecyclePolicyNotFoundException:
+        lifecycle = None
+    mutability = ecr.describe_repositories(repositoryNames=[repo])["repositories"][0]["imageTagMutability"]
+    return {"policy": policy, "lifecycle": lifecycle, "tagMutability": mutability}
+
+
 def populate(reg):
     """Everything the fixture holds; returns the description written to <out>.json."""
     rng = random.Random(20261207)
     stored = {"repositories": {}}
+    unsupported = []
     app, base = "upgrade/app", "upgrade/base"
     reg.ecr.create_repository(repositoryName=app)
     reg.ecr.create_repository(repositoryName=base, imageTagMutability="IMMUTABLE")
@@ -225,22 +266,27 @@ def populate(reg):
     body, mt, b = image(reg, app, [shared, layer(rng, "app2")])
     blobs.update(b)
     tags["v2"] = reg.put_manifest(app, "v2", body, mt)
-    children = []
+    children, child_blobs = [], set()
     for arch in ("amd64", "arm64"):
         body, mt, b = image(reg, app, [layer(rng, "multi-" + arch)], arch=arch)
-        blobs.update(b)
+        child_blobs.update(b)
         d = reg.put_manifest(app, sha256(body), body, mt)
-        manifests.add(d)
         children.append({"mediaType": mt, "digest": d, "size": len(body),
                          "platform": {"architecture": arch, "os": "linux"}})
     index = canonical({"schemaVersion": 2, "mediaType": MT_INDEX, "manifests": children})
-    tags["multi"] = reg.put_manifest(app, "multi", index, MT_INDEX)
-    reg.ecr.set_repository_policy(repositoryName=app, policyText=json.dumps(REPO_POLICY))
-    reg.ecr.put_lifecycle_policy(repositoryName=app, lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
+    d = reg.put_manifest(app, "multi", index, MT_INDEX, refused=unsupported)
+    if d is not None:
+        # Only an index that was stored makes its children part of what a tag reaches.
+        tags["multi"] = d
+        blobs.update(child_blobs)
+        manifests.update(c["digest"] for c in children)
+    unsupported_call(unsupported, "SetRepositoryPolicy", reg.ecr.set_repository_policy,
+                     repositoryName=app, policyText=json.dumps(REPO_POLICY))
+    unsupported_call(unsupported, "PutLifecyclePolicy", reg.ecr.put_lifecycle_policy,
+                     repositoryName=app, lifecyclePolicyText=json.dumps(LIFECYCLE_POLICY))
     stored["repositories"][app] = {
         "tags": tags, "blobs": sorted(blobs), "manifests": sorted(manifests | set(tags.values())),
-        "policy": REPO_POLICY, "lifecycle": LIFECYCLE_POLICY,
-        "tagMutability": "MUTABLE",
+        **read_back(reg, app),
     }
 
     # upgrade/base: a Docker v2 image in an IMMUTABLE repository.
@@ -248,8 +294,10 @@ def populate(reg):
     d = reg.put_manifest(base, "1.0", body, mt)
     stored["repositories"][base] = {
         "tags": {"1.0": d}, "blobs": sorted(b), "manifests": [d],
-        "policy": None, "lifecycle": None, "tagMutability": "IMMUTABLE",
+        **read_back(reg, base),
     }
+    if unsupported:
+        stored["unsupported"] = unsupported
     return stored
 
 
