@@ -192,9 +192,15 @@ class Registry:
         return None
 
     def log(self):
+        """The log's last 8000 characters (for assertion messages)."""
+        return self.full_log()[-8000:]
+
+    def full_log(self):
+        """The whole log: search this one, since every request logs a line and
+        a message can scroll out of the tail under load."""
         try:
             with open(self.log_path, "rb") as f:
-                return f.read().decode(errors="replace")[-8000:]
+                return f.read().decode(errors="replace")
         except OSError:
             return ""
 

@@ -73,6 +73,6 @@ def test_a_loose_existing_data_dir_is_tightened_at_start(tmp_path):
             assert mode(os.path.join(reg.data_dir, name)) == 0o600, name
         for d in ("blobs", "blobs/blobs", "blobs/uploads"):
             assert mode(os.path.join(reg.data_dir, d)) == 0o700, d
-        assert "tightened the mode" in reg.log(), reg.log()
+        assert "tightened the mode" in reg.full_log(), reg.log()
     finally:
         reg.stop()

@@ -237,7 +237,7 @@ def test_request_ids_in_responses_and_logs(metered):
     assert r.headers["x-amzn-requestid"] == r.headers["x-request-id"]
     ids.append(r.headers["x-request-id"])
     assert len(set(ids)) == 3
-    log = wait_for("the ids in the log", lambda: all(i in reg.log() for i in ids) and reg.log())
+    log = wait_for("the ids in the log", lambda: all(i in reg.full_log() for i in ids) and reg.full_log())
     # Each id is on the line that reports the response.
     for i in ids:
         lines = [l for l in log.splitlines() if i in l]

@@ -189,7 +189,7 @@ def test_tag_refresh_and_an_upstream_that_goes_away(upstream, tmp_path):
         upstream.stop()
         time.sleep(3.5)
         assert api.manifest_bytes("up/library/moving", "v1")[1] == two["digest"]
-        assert "stale" in kura.log().lower()
+        assert "stale" in kura.full_log().lower()
         r = requests.get("%s/v2/up/library/never/manifests/v1" % kura.url, auth=kura.auth, timeout=60)
         assert r.status_code in (502, 503, 504), r.text
         err = r.json()["errors"][0]
@@ -272,7 +272,7 @@ def test_basic_auth_upstream_with_a_secrets_manager_credential(tmp_path):
                  "docker://%s/wrong/team/app:v1" % kura.host], check=False)
         assert p.returncode != 0
         # The secret's value is in neither the server's log nor the upstream's.
-        assert "s3cret-pass" not in kura.log() and "s3cret-pass" not in upstream.log()
+        assert "s3cret-pass" not in kura.full_log() and "s3cret-pass" not in upstream.log()
     finally:
         kura.stop()
         upstream.stop()

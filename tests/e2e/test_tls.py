@@ -535,9 +535,9 @@ def test_reload_under_load_on_sighup_and_file_change(tmp_path, pki):
             replace(reg, chain3, other_key)
             reg.proc.send_signal(signal.SIGHUP)
             deadline = time.time() + 20
-            while "does not belong to the certificate" not in reg.log() and time.time() < deadline:
+            while "does not belong to the certificate" not in reg.full_log() and time.time() < deadline:
                 time.sleep(0.1)
-            assert "does not belong to the certificate" in reg.log(), reg.log()
+            assert "does not belong to the certificate" in reg.full_log(), reg.log()
             before = len(load.last_serials(10**9))
             while len(load.last_serials(10**9)) < before + 10:
                 time.sleep(0.05)
@@ -664,11 +664,11 @@ def test_plain_http_off_loopback_warns(tmp_path):
     plain.url = "http://" + plain.host
     plain.start()
     plain.stop()
-    assert "serving plain HTTP on a non-loopback address" in plain.log(), plain.log()
+    assert "serving plain HTTP on a non-loopback address" in plain.full_log(), plain.log()
     loop = Registry(str(tmp_path / "loop"))
     loop.start()
     loop.stop()
-    assert "plain HTTP" not in loop.log()
+    assert "plain HTTP" not in loop.full_log()
 
 
 def test_tls_with_trusted_proxies_stays_https(tmp_path, pki):
@@ -681,7 +681,7 @@ def test_tls_with_trusted_proxies_stays_https(tmp_path, pki):
                                                                    "X-Forwarded-For": "203.0.113.7"})
         assert r.status_code == 401
         assert r.headers["WWW-Authenticate"].startswith('Bearer realm="https://%s/token"' % reg.host)
-        assert "plain HTTP" not in reg.log()
+        assert "plain HTTP" not in reg.full_log()
     finally:
         reg.stop()
 
@@ -756,6 +756,6 @@ def test_a_kubernetes_style_symlink_swap_is_picked_up(tmp_path, pki):
         while peer_serial(reg)[0] != 0x6002:
             assert time.time() < deadline, reg.log()
             time.sleep(0.2)
-        assert "reloaded the TLS certificate" in reg.log()
+        assert "reloaded the TLS certificate" in reg.full_log()
     finally:
         reg.stop()

@@ -79,6 +79,22 @@ pub(crate) const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = 17;
 
+/// An object a migration creates, to tell whether it was applied.
+enum Probe {
+    Table(&'static str),
+    Column(&'static str, &'static str),
+}
+
+/// Migrations that landed on `main` after higher-numbered ones did: 0016 was
+/// there before 0014 and 0015 (and 0017 before 0014), so a data directory or
+/// database of those builds is stamped 16 or 17 without them. Both only add
+/// objects, so on start each is checked by one object it creates and applied
+/// if missing (`tests/fixtures/upgrade/v16` is such a database).
+const LATE: &[(i64, Probe)] = &[
+    (14, Probe::Column("manifests", "image_status")),
+    (15, Probe::Table("secrets")),
+];
+
 /// How long a writer may hold an upload before another request may take it.
 /// The holder renews it while it streams ([`MetaStore::upload_renew`]), so a
 /// node that dies mid-upload blocks the upload for at most this long.
@@ -368,6 +384,28 @@ impl SqlMetaStore {
                     version = version.max(*to);
                 }
             }
+            // Migrations that reached `main` after higher-numbered ones: a
+            // database stamped past them by such a build lacks them (see LATE).
+            for (num, probe) in LATE {
+                if version < *num || self.probe(&mut conn, probe).await? {
+                    continue;
+                }
+                let Some((_, sql)) = migrations.iter().find(|(n, _)| n == num) else {
+                    continue;
+                };
+                tracing::warn!(
+                    migration = num,
+                    schema_version = version,
+                    "the database is stamped past migration {num} but lacks it (a build whose migrations \
+                     landed out of order made it); applying it now"
+                );
+                let mut tx = match self.dialect {
+                    Dialect::Sqlite => sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?,
+                    Dialect::Postgres => sqlx::Connection::begin(&mut *conn).await?,
+                };
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                tx.commit().await?;
+            }
             Ok(())
         }
         .await;
@@ -375,6 +413,32 @@ impl SqlMetaStore {
             conn.execute("SELECT pg_advisory_unlock(7403062651)").await?;
         }
         result
+    }
+
+    /// Whether the object `probe` names exists.
+    async fn probe(&self, conn: &mut sqlx::pool::PoolConnection<sqlx::Any>, probe: &Probe) -> Result<bool> {
+        let q = match (self.dialect, probe) {
+            (Dialect::Sqlite, Probe::Table(t)) => {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = $1")
+                    .bind(*t)
+            }
+            (Dialect::Sqlite, Probe::Column(t, c)) => {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2")
+                    .bind(*t)
+                    .bind(*c)
+            }
+            (Dialect::Postgres, Probe::Table(t)) => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = $1",
+            )
+            .bind(*t),
+            (Dialect::Postgres, Probe::Column(t, c)) => sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+            )
+            .bind(*t)
+            .bind(*c),
+        };
+        Ok(q.fetch_one(&mut **conn).await? > 0)
     }
 
     /// Begin a write transaction the way this engine needs.
@@ -728,6 +792,50 @@ mod tests {
             .collect();
             let plan = plan.join("\n");
             assert!(plan.contains("COVERING INDEX manifests_status"), "{plan}");
+        }
+    }
+
+    /// A database a build with migrations out of order stamped 17 (0016 and
+    /// 0017 on `main` before 0014 and 0015) gets 0014 and 0015 on open, and a
+    /// complete one is left as it is.
+    #[tokio::test]
+    async fn migrations_that_landed_late_are_applied_to_a_database_stamped_past_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.db");
+        let store = SqlMetaStore::open(&path).await.unwrap();
+        sqlx::raw_sql(
+            "DROP INDEX manifests_listing; DROP INDEX manifests_status; \
+             ALTER TABLE manifests DROP COLUMN image_status; ALTER TABLE manifests DROP COLUMN archived_at; \
+             ALTER TABLE manifests DROP COLUMN activated_at; \
+             DROP TABLE secret_versions; DROP TABLE secrets; \
+             UPDATE schema_version SET version = 17;",
+        )
+        .execute(&store.write)
+        .await
+        .unwrap();
+        let repo = store.repo_get_or_create("123456789012", "late/app").await.unwrap();
+        drop(store);
+        for _ in 0..2 {
+            let store = SqlMetaStore::open(&path).await.unwrap();
+            let mut conn = store.write.acquire().await.unwrap();
+            assert!(store.probe(&mut conn, &Probe::Table("secrets")).await.unwrap());
+            assert!(store
+                .probe(&mut conn, &Probe::Column("manifests", "image_status"))
+                .await
+                .unwrap());
+            assert!(!store.probe(&mut conn, &Probe::Table("no_such_table")).await.unwrap());
+            drop(conn);
+            // The listing query (it reads image_status) works, and the data is kept.
+            let images = sqlx::query(&format!("{} WHERE m.repo_id = $1", store.image_select()))
+                .bind(repo)
+                .fetch_all(&store.read)
+                .await
+                .unwrap();
+            assert!(images.is_empty());
+            assert_eq!(
+                store.repo_get("123456789012", "late/app").await.unwrap().map(|r| r.id),
+                Some(repo)
+            );
         }
     }
 }
